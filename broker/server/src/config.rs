@@ -1,0 +1,634 @@
+//! Configuration: one table of keys, three sources.
+//!
+//! Every key is declared once, in the `config_keys!` invocation below, with its field, its
+//! type, its default (as text, parsed by the same code that parses user input, so the
+//! documented default is the real one) and its documentation. From that one declaration come
+//! the [`Config`] struct, the parser for `weir.toml`, the `WEIR_*` environment overrides, the
+//! key list in `weir --help`, and the reference table in `docs/config.md`.
+//!
+//! Precedence, lowest first: embedded defaults, the config file, environment variables,
+//! command-line flags. A value that does not parse is an error naming the key and where the
+//! value came from (file and line, or the environment variable); `main` turns it into exit
+//! code 2.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where a raw value came from, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Raw<'a> {
+    /// A value from the TOML file.
+    Toml(&'a toml_edit::Value),
+    /// A value given as text: an environment variable, a flag, or an embedded default.
+    Text(&'a str),
+}
+
+/// A type a config key can hold.
+pub trait ConfigValue: Sized {
+    /// What the documentation calls this type.
+    const KIND: &'static str;
+    /// Parses text (environment, flags, defaults).
+    fn from_text(text: &str) -> Result<Self, String>;
+    /// Parses a TOML value; the default accepts a TOML string and parses its text.
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        match value.as_str() {
+            Some(text) => Self::from_text(text),
+            None => Err(format!(
+                "expected a string ({}), found {}",
+                Self::KIND,
+                value.type_name()
+            )),
+        }
+    }
+    /// Parses either kind of raw value.
+    fn parse(raw: Raw<'_>) -> Result<Self, String> {
+        match raw {
+            Raw::Toml(value) => Self::from_toml(value),
+            Raw::Text(text) => Self::from_text(text),
+        }
+    }
+}
+
+impl ConfigValue for PathBuf {
+    const KIND: &'static str = "path";
+    fn from_text(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("a path must not be empty".into());
+        }
+        Ok(PathBuf::from(text))
+    }
+}
+
+impl ConfigValue for SocketAddr {
+    const KIND: &'static str = "socket address, ip:port";
+    fn from_text(text: &str) -> Result<Self, String> {
+        SocketAddr::from_str(text).map_err(|e| {
+            format!("`{text}` is not a socket address like 0.0.0.0:1883 or [::1]:9092 ({e})")
+        })
+    }
+}
+
+impl ConfigValue for u32 {
+    const KIND: &'static str = "integer";
+    fn from_text(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an integer from 0 to {}", u32::MAX))
+    }
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        match value.as_integer() {
+            Some(n) => u32::try_from(n).map_err(|_| format!("{n} is outside 0..={}", u32::MAX)),
+            None => Err(format!("expected an integer, found {}", value.type_name())),
+        }
+    }
+}
+
+impl ConfigValue for NonZeroU32 {
+    const KIND: &'static str = "integer, at least 1";
+    fn from_text(text: &str) -> Result<Self, String> {
+        let n = u32::from_text(text)?;
+        NonZeroU32::new(n).ok_or_else(|| "must be at least 1".to_owned())
+    }
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        let n = u32::from_toml(value)?;
+        NonZeroU32::new(n).ok_or_else(|| "must be at least 1".to_owned())
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl ConfigValue for LogFormat {
+    const KIND: &'static str = "`text` or `json`";
+    fn from_text(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "`{other}` is not a log format: use `text` or `json`"
+            )),
+        }
+    }
+}
+
+/// A `tracing` filter directive such as `info` or `info,weir=debug`, checked at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(pub String);
+
+impl ConfigValue for LogFilter {
+    const KIND: &'static str = "log filter, e.g. `info` or `warn,weir=debug`";
+    fn from_text(text: &str) -> Result<Self, String> {
+        tracing_subscriber::EnvFilter::builder()
+            .parse(text)
+            .map(|_| LogFilter(text.to_owned()))
+            .map_err(|e| format!("`{text}` is not a log filter ({e})"))
+    }
+}
+
+/// One documented key.
+#[derive(Debug)]
+pub struct KeySpec {
+    /// Dotted key as written in the TOML file (`section.name`).
+    pub key: &'static str,
+    /// The default, as text.
+    pub default: &'static str,
+    /// The value's type as documentation shows it.
+    pub kind: &'static str,
+    /// What the key does, what happens at the limit.
+    pub doc: &'static str,
+}
+
+impl KeySpec {
+    /// The environment variable that overrides this key: `WEIR_` + the key in upper case with
+    /// dots turned into underscores.
+    pub fn env_var(&self) -> String {
+        format!("WEIR_{}", self.key.replace('.', "_").to_ascii_uppercase())
+    }
+}
+
+macro_rules! config_keys {
+    ($( $(#[doc = $doc:literal])+ $field:ident : $ty:ty = $default:literal, key = $key:literal; )+) => {
+        /// The broker's configuration, after defaults, file, environment and flags.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $field: $ty, )+
+        }
+
+        /// Every key, in documentation order.
+        pub static KEYS: &[KeySpec] = &[
+            $( KeySpec { key: $key, default: $default, kind: <$ty as ConfigValue>::KIND,
+                         doc: concat!($($doc, "\n"),+) }, )+
+        ];
+
+        impl Config {
+            /// The embedded defaults.
+            pub fn defaults() -> Config {
+                Config {
+                    $( $field: match <$ty as ConfigValue>::from_text($default) {
+                        Ok(value) => value,
+                        // The defaults are constants checked by a unit test.
+                        Err(e) => panic!("embedded default for {} is invalid: {e}", $key),
+                    }, )+
+                }
+            }
+
+            /// Sets one key; `Ok(false)` if no such key exists.
+            fn set(&mut self, key: &str, raw: Raw<'_>) -> Result<bool, String> {
+                match key {
+                    $( $key => { self.$field = <$ty as ConfigValue>::parse(raw)?; Ok(true) } )+
+                    _ => Ok(false),
+                }
+            }
+        }
+    };
+}
+
+config_keys! {
+    /// Directory holding all broker state. Created if missing; one broker at a time may use it
+    /// (a second one fails at start with the PID of the holder).
+    data_dir: PathBuf = "./weir-data", key = "data_dir";
+
+    /// Address of the MQTT listener. The MQTT front is not built yet (issue 6): this build
+    /// validates the key and logs that the port is not served.
+    mqtt_listen: SocketAddr = "0.0.0.0:1883", key = "mqtt.listen";
+
+    /// Address of the Kafka listener. The Kafka front is not built yet (issue 5): this build
+    /// validates the key and logs that the port is not served.
+    kafka_listen: SocketAddr = "0.0.0.0:9092", key = "kafka.listen";
+
+    /// Address of the HTTP admin listener (`GET /health`). Port 0 picks a free port; the
+    /// address actually bound is logged at start.
+    admin_listen: SocketAddr = "0.0.0.0:8080", key = "admin.listen";
+
+    /// Admin HTTP connections open at once. A connection beyond the limit is closed as soon as
+    /// it is accepted.
+    admin_connections_max: NonZeroU32 = "64", key = "admin.connections_max";
+
+    /// Time an admin client has to send its request headers before its connection is closed.
+    admin_header_timeout_ms: NonZeroU32 = "5000", key = "admin.header_timeout_ms";
+
+    /// Log format: `text` (human-readable) or `json` (one object per line). The
+    /// `--log-format` flag overrides it.
+    log_format: LogFormat = "text", key = "log.format";
+
+    /// Which log lines to keep, as a `tracing` filter directive.
+    log_level: LogFilter = "info", key = "log.level";
+
+    /// On SIGINT or SIGTERM the broker stops accepting and waits this long for in-flight work
+    /// to finish before it exits anyway. A second signal exits at once.
+    shutdown_drain_timeout_ms: u32 = "10000", key = "shutdown.drain_timeout_ms";
+}
+
+/// Why the configuration could not be loaded. Every variant names where the bad value is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path}:{line}: invalid TOML: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A key in the file has a bad value, or is not a known key.
+    #[error("{path}:{line}: key `{key}`: {message}")]
+    FileValue {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    /// An environment variable has a bad value.
+    #[error("environment variable {var} (key `{key}`): {message}")]
+    EnvValue {
+        var: String,
+        key: String,
+        message: String,
+    },
+    /// A command-line flag has a bad value.
+    #[error("flag {flag} (key `{key}`): {message}")]
+    FlagValue {
+        flag: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then `WEIR_*` variables from `env`.
+    /// Returns the configuration and the names of `WEIR_*` variables that match no key
+    /// (the caller logs them once logging is up).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut config = Config::defaults();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            config.apply_toml(path, &text)?;
+        }
+        let unknown = config.apply_env(env)?;
+        Ok((config, unknown))
+    }
+
+    /// Applies a command-line flag's value to `key`.
+    pub fn apply_flag(&mut self, flag: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+        let err = |message: String| ConfigError::FlagValue {
+            flag: flag.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        match self.set(key, Raw::Text(value)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(err("no such key".into())),
+            Err(message) => Err(err(message)),
+        }
+    }
+
+    fn apply_toml(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let doc = toml_edit::Document::parse(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            line: line_of(text, e.span().map_or(0, |s| s.start)),
+            message: e.message().to_owned(),
+        })?;
+        let mut leaves = Vec::new();
+        let root = doc.as_item().as_table_like().into_iter();
+        for table in root {
+            collect_leaves(table, "", &mut leaves);
+        }
+        for leaf in leaves {
+            let line = line_of(text, leaf.offset);
+            let fail = |message: String| ConfigError::FileValue {
+                path: path.to_owned(),
+                line,
+                key: leaf.key.clone(),
+                message,
+            };
+            let Some(value) = leaf.value else {
+                return Err(fail("arrays of tables are not used by any key".to_owned()));
+            };
+            match self.set(&leaf.key, Raw::Toml(value)) {
+                Ok(true) => {}
+                Ok(false) => return Err(fail(unknown_key_message(&leaf.key))),
+                Err(message) => return Err(fail(message)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut unknown = Vec::new();
+        for (var, value) in env {
+            if !var.starts_with("WEIR_") {
+                continue;
+            }
+            let Some(spec) = KEYS.iter().find(|spec| spec.env_var() == var) else {
+                unknown.push(var);
+                continue;
+            };
+            self.set(spec.key, Raw::Text(&value))
+                .map_err(|message| ConfigError::EnvValue {
+                    var: var.clone(),
+                    key: spec.key.to_owned(),
+                    message,
+                })?;
+        }
+        unknown.sort();
+        Ok(unknown)
+    }
+}
+
+/// A key/value pair found in the file, with the byte offset of its key.
+struct Leaf<'a> {
+    key: String,
+    offset: usize,
+    /// `None` for an array of tables, which no key uses.
+    value: Option<&'a toml_edit::Value>,
+}
+
+fn collect_leaves<'a>(table: &'a dyn toml_edit::TableLike, prefix: &str, out: &mut Vec<Leaf<'a>>) {
+    for (name, item) in table.iter() {
+        let key = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let key_span = table.key(name).and_then(|k| k.span());
+        match item {
+            toml_edit::Item::None => {}
+            toml_edit::Item::Value(toml_edit::Value::InlineTable(inline)) => {
+                collect_leaves(inline, &key, out)
+            }
+            toml_edit::Item::Value(value) => {
+                let offset = key_span.or_else(|| value.span()).map_or(0, |s| s.start);
+                out.push(Leaf {
+                    key,
+                    offset,
+                    value: Some(value),
+                });
+            }
+            toml_edit::Item::Table(sub) => collect_leaves(sub, &key, out),
+            toml_edit::Item::ArrayOfTables(array) => out.push(Leaf {
+                key,
+                offset: array.span().or(key_span).map_or(0, |s| s.start),
+                value: None,
+            }),
+        }
+    }
+}
+
+fn unknown_key_message(key: &str) -> String {
+    let close = KEYS.iter().map(|spec| spec.key).find(|known| {
+        known.rsplit('.').next() == key.rsplit('.').next() || within_two_edits(known, key)
+    });
+    match close {
+        Some(known) => format!("unknown key (did you mean `{known}`?)"),
+        None => "unknown key (see docs/config.md for the keys)".to_owned(),
+    }
+}
+
+/// True if the two keys differ by at most two single-character edits; enough to catch typos.
+fn within_two_edits(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 2 {
+        return false;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()] <= 2
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key reference as a Markdown table, the generated part of `docs/config.md` (kept equal
+/// by a test).
+#[cfg(test)]
+fn reference_markdown() -> String {
+    let mut out = String::from("| key | environment | type | default | meaning |\n");
+    out.push_str("| --- | --- | --- | --- | --- |\n");
+    for spec in KEYS {
+        let doc = spec.doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {} | `{}` | {} |",
+            spec.key,
+            spec.env_var(),
+            spec.kind.replace('|', "\\|"),
+            spec.default,
+            doc.replace('|', "\\|"),
+        );
+    }
+    out
+}
+
+/// The key reference as plain text, for `weir --help`.
+pub fn reference_help() -> String {
+    let mut out = String::from(
+        "Configuration keys (weir.toml key / environment variable, default):\n\
+         Precedence: defaults < --config file < WEIR_* environment < flags.\n\n",
+    );
+    for spec in KEYS {
+        let doc = spec.doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let _ = writeln!(
+            out,
+            "  {} / {}  [{}; default: {}]\n      {}\n",
+            spec.key,
+            spec.env_var(),
+            spec.kind,
+            spec.default,
+            doc
+        );
+    }
+    out.push_str("Full reference: docs/config.md\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        let mut config = Config::defaults();
+        config.apply_toml(Path::new("weir.toml"), text)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_parse_and_match_the_brief() {
+        let config = Config::defaults();
+        assert_eq!(config.mqtt_listen, "0.0.0.0:1883".parse().unwrap());
+        assert_eq!(config.kafka_listen, "0.0.0.0:9092".parse().unwrap());
+        assert_eq!(config.admin_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("./weir-data"));
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn keys_are_unique_and_have_units_where_numeric() {
+        for (i, spec) in KEYS.iter().enumerate() {
+            assert!(
+                KEYS[i + 1..].iter().all(|other| other.key != spec.key),
+                "duplicate key {}",
+                spec.key
+            );
+            if spec.kind == u32::KIND || spec.kind == NonZeroU32::KIND {
+                let unit_suffixes = ["_ms", "_s", "_bytes", "_max", "_count"];
+                assert!(
+                    unit_suffixes
+                        .iter()
+                        .any(|suffix| spec.key.ends_with(suffix)),
+                    "numeric key {} has no unit or limit suffix",
+                    spec.key
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let config = load_str(
+            "data_dir = \"/var/lib/weir\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             connections_max = 3\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/weir"));
+        assert_eq!(config.admin_listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.admin_connections_max.get(), 3);
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn dotted_and_inline_keys_are_the_same_key() {
+        let a = load_str("admin.listen = \"127.0.0.1:1\"\n").unwrap();
+        let b = load_str("admin = { listen = \"127.0.0.1:1\" }\n").unwrap();
+        assert_eq!(a.admin_listen, b.admin_listen);
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let err = load_str("# comment\n\n[mqtt]\nlisten = \"localhost\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, ConfigError::FileValue { line: 4, .. }),
+            "{text}"
+        );
+        assert!(text.starts_with("weir.toml:4: key `mqtt.listen`"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = load_str("[admin]\nconnections_max = \"many\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("weir.toml:2: key `admin.connections_max`: expected an integer"),
+            "{err}"
+        );
+        let err = load_str("[admin]\nconnections_max = -1\n").unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+        let err = load_str("[admin]\nconnections_max = 0\n").unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_a_suggestion() {
+        let err = load_str("[log]\nformt = \"json\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("weir.toml:2: key `log.formt`: unknown key"),
+            "{text}"
+        );
+        assert!(text.contains("did you mean `log.format`"), "{text}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let err = load_str("[admin]\nlisten = \n").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_and_reports_unknown_names() {
+        let env = vec![
+            ("WEIR_ADMIN_LISTEN".to_owned(), "127.0.0.1:9".to_owned()),
+            ("WEIR_NOT_A_KEY".to_owned(), "1".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        let (config, unknown) = Config::load(None, env).unwrap();
+        assert_eq!(config.admin_listen, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(unknown, vec!["WEIR_NOT_A_KEY".to_owned()]);
+
+        let env = vec![("WEIR_LOG_FORMAT".to_owned(), "xml".to_owned())];
+        let err = Config::load(None, env).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("environment variable WEIR_LOG_FORMAT (key `log.format`)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_var_names() {
+        let names: Vec<String> = KEYS.iter().map(KeySpec::env_var).collect();
+        assert!(names.contains(&"WEIR_DATA_DIR".to_owned()));
+        assert!(names.contains(&"WEIR_SHUTDOWN_DRAIN_TIMEOUT_MS".to_owned()));
+    }
+
+    /// docs/config.md carries the generated table; this keeps it equal to the code.
+    /// `UPDATE_DOCS=1 cargo test -p weir` rewrites it.
+    #[test]
+    fn docs_config_md_matches_the_keys() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/config.md exists");
+        let (begin, end) = ("<!-- keys:begin -->\n", "<!-- keys:end -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let generated = reference_markdown();
+        if doc[start..stop] != generated {
+            if std::env::var_os("UPDATE_DOCS").is_some() {
+                let updated = format!("{}{}{}", &doc[..start], generated, &doc[stop..]);
+                std::fs::write(&path, updated).expect("write docs/config.md");
+            } else {
+                panic!(
+                    "docs/config.md is out of date with broker/server/src/config.rs; \
+                     run `UPDATE_DOCS=1 cargo test -p weir docs_config_md` and commit it"
+                );
+            }
+        }
+    }
+}

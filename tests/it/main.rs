@@ -1,0 +1,4 @@
+//! Weir's black-box integration tests: one binary, the real `weir` process, real sockets.
+//! Modules follow the issues that built what they test.
+
+mod foundation;

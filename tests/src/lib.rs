@@ -1,0 +1,291 @@
+//! Harness for Weir's black-box tests: builds and starts the real `weir` binary in a fresh
+//! temporary directory, follows its log, talks to it over real sockets and stops it by its PID.
+//!
+//! Nothing here sleeps to wait for a condition: every wait is on an event (a log line, the
+//! end of the log stream, a socket read) bounded by a deadline.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How long any single wait in a test may take before the test fails. Generous: CI machines
+/// are small and busy, and a test that passes slowly is still correct.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Path of the `weir` binary, built once per test process from the current sources so a
+/// test never runs a stale binary.
+pub fn weir_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/it-<hash> -> target/<profile>/weir
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps");
+        let release = profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--package", "weir", "--bin", "weir"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for the weir binary");
+        assert!(status.success(), "cargo build -p weir failed");
+        profile_dir.join("weir")
+    })
+}
+
+/// How to start a broker.
+#[derive(Debug)]
+pub struct WeirBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+    defaults_only: bool,
+}
+
+impl WeirBuilder {
+    /// A command-line argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// An environment variable for the broker.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs the broker in `dir` instead of a fresh temporary directory.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Leaves the embedded defaults alone: no loopback admin port is set.
+    pub fn defaults_only(mut self) -> Self {
+        self.defaults_only = true;
+        self
+    }
+
+    /// Starts the process and returns without waiting for it to be ready.
+    pub fn spawn(self) -> anyhow::Result<Weir> {
+        let dir = tempfile::tempdir()?;
+        let cwd = self.cwd.clone().unwrap_or_else(|| dir.path().to_owned());
+        let mut command = Command::new(weir_bin());
+        command
+            .args(&self.args)
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // The broker sees only the configuration the test gives it.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WEIR_") {
+                command.env_remove(key);
+            }
+        }
+        if !self.defaults_only {
+            command.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let mut child = command.spawn().context("spawn weir")?;
+        let (tx, rx) = channel();
+        let stderr = child.stderr.take().context("stderr pipe")?;
+        let stdout = child.stdout.take().context("stdout pipe")?;
+        for stream in [Box::new(stderr) as Box<dyn Read + Send>, Box::new(stdout)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(Weir {
+            child,
+            lines: rx,
+            log: Vec::new(),
+            dir,
+            cwd,
+        })
+    }
+
+    /// Starts the process and waits until it logs that it is ready.
+    pub fn start(self) -> anyhow::Result<Weir> {
+        let mut weir = self.spawn()?;
+        weir.wait_for_log("weir ready")?;
+        Ok(weir)
+    }
+}
+
+/// A running (or finished) `weir` process.
+#[derive(Debug)]
+pub struct Weir {
+    child: Child,
+    lines: Receiver<String>,
+    log: Vec<String>,
+    dir: tempfile::TempDir,
+    cwd: PathBuf,
+}
+
+impl Weir {
+    /// A builder with a fresh working directory and the admin port on 127.0.0.1:0.
+    pub fn builder() -> WeirBuilder {
+        WeirBuilder {
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            defaults_only: false,
+        }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The temporary directory this broker owns (its working directory unless overridden).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The broker's working directory.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// Every log line read so far.
+    pub fn log(&self) -> &[String] {
+        &self.log
+    }
+
+    /// Reads log lines until one contains `needle`; returns it.
+    pub fn wait_for_log(&mut self, needle: &str) -> anyhow::Result<String> {
+        if let Some(line) = self.log.iter().find(|line| line.contains(needle)) {
+            return Ok(line.clone());
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "no log line with {needle:?} within {WAIT:?}; log:\n{}",
+                        self.log.join("\n")
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!(
+                        "weir exited before logging {needle:?}; log:\n{}",
+                        self.log.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// The admin HTTP address the broker logged.
+    pub fn admin_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        let line = self.wait_for_log("admin HTTP listening on ")?;
+        let addr = line
+            .rsplit("admin HTTP listening on ")
+            .next()
+            .and_then(|rest| rest.split(['"', ' ']).next())
+            .context("address after the marker")?;
+        Ok(addr.parse()?)
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.child.id())?;
+        // SAFETY: kill(2) with the PID of a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc != 0 {
+            bail!("kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit (its output streams close first), collecting the rest
+    /// of its log.
+    pub fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.log.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "weir did not exit within {WAIT:?}; log:\n{}",
+                        self.log.join("\n")
+                    )
+                }
+            }
+        }
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `weir` with `args` to completion (for commands that exit on their own) and returns
+/// its exit code and everything it printed.
+pub fn run_weir(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> anyhow::Result<(i32, String)> {
+    let mut command = Command::new(weir_bin());
+    command.args(args).current_dir(cwd).stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WEIR_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    let output = command.output()?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status.code().unwrap_or(-1), text))
+}
+
+/// A minimal HTTP/1.1 GET; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
+    stream.set_read_timeout(Some(WAIT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split(' ').nth(1).context("status code")?.parse()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}

@@ -1,0 +1,125 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `cargo xtask test`: the README's test command and what CI runs. Checks (and, when it
+//!   may, installs) what the tests need, runs the tidy checks, builds once, runs every test.
+//! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction and
+//!   the clock rule (see `tidy.rs`).
+//! - `cargo xtask prereqs`: only the prerequisite check and install.
+
+mod prereqs;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root, &args[1..]),
+        Some("tidy") => tidy_all(&root),
+        Some("prereqs") => prereqs::ensure(&prereqs::requirements()),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
+                 tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
+                 prereqs                      check (and when allowed, install) test prerequisites"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The README's test command.
+fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    step("prerequisites");
+    prereqs::ensure(&prereqs::requirements())?;
+    tidy_all(root)?;
+    let locked = ci().then_some("--locked");
+    step("build (one build, shared by every test)");
+    cargo(&["build", "--workspace", "--all-targets"], locked)?;
+    step("tests");
+    let mut args = vec!["test", "--workspace", "--no-fail-fast"];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let pass_through = extra.strip_prefix(&["--"]).unwrap_or(&extra);
+    if !pass_through.is_empty() {
+        args.push("--");
+        args.extend_from_slice(pass_through);
+    }
+    cargo(&args, locked)?;
+    step("all tests passed");
+    Ok(())
+}
+
+fn tidy_all(root: &Path) -> anyhow::Result<()> {
+    step("tidy: cargo fmt --check");
+    cargo(&["fmt", "--all", "--", "--check"], None)
+        .context("formatting differs: run `cargo fmt --all`")?;
+    step("tidy: clippy, warnings denied");
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        ci().then_some("--locked"),
+    )?;
+    step("tidy: dependency direction and clock rule");
+    let problems = tidy::check_workspace(root)?;
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("tidy: {problem}");
+        }
+        bail!("{} tidy problem(s)", problems.len());
+    }
+    Ok(())
+}
+
+/// True under CI (`CI=true`), where the run may install packages and must use the lock file.
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Runs `cargo <args>`, with `flag` (e.g. `--locked`) placed right after the subcommand so
+/// it never lands behind a `--`.
+fn cargo(args: &[&str], flag: Option<&str>) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(&cargo);
+    if let Some((subcommand, rest)) = args.split_first() {
+        command.arg(subcommand);
+        command.args(flag);
+        command.args(rest);
+    }
+    run(&mut command)
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn step(name: &str) {
+    eprintln!("\n==> xtask: {name}");
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask/ lives one level under the root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

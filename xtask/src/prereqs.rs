@@ -1,0 +1,263 @@
+//! What the test suite needs beyond cargo, and how to get it.
+//!
+//! Each requirement has a check (a command that must succeed) and a source (a Debian package,
+//! a PyPI or npm package, a rustup component). `ensure` installs what is missing when it may
+//! (running as root, or under `CI=true`); otherwise it prints exactly what is missing and the
+//! command that installs it, and fails. Later issues add their clients here (mosquitto, kcat,
+//! paho-mqtt, kafkajs, the wasm toolchains), so the README's one test command keeps working on
+//! a fresh machine.
+
+use std::process::{Command, Stdio};
+
+use anyhow::bail;
+
+/// Where a requirement comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// `rustup component add <name>`.
+    RustupComponent(&'static str),
+    /// `apt-get install <name>` (Debian).
+    #[allow(
+        dead_code,
+        reason = "first used by the protocol issues' client requirements"
+    )]
+    Debian(&'static str),
+    /// `python3 -m pip install <name>` (PyPI).
+    #[allow(
+        dead_code,
+        reason = "first used by the protocol issues' client requirements"
+    )]
+    Pip(&'static str),
+}
+
+/// One thing the tests need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requirement {
+    /// What it is, for messages.
+    pub(crate) what: &'static str,
+    /// A command that succeeds only when the requirement is present.
+    pub(crate) check: &'static [&'static str],
+    /// How to install it.
+    pub(crate) source: Source,
+    /// Which tests need it.
+    pub(crate) needed_by: &'static str,
+}
+
+/// The test suite's requirements today.
+pub(crate) fn requirements() -> Vec<Requirement> {
+    vec![
+        Requirement {
+            what: "rustfmt",
+            check: &["cargo", "fmt", "--version"],
+            source: Source::RustupComponent("rustfmt"),
+            needed_by: "tidy (cargo fmt --check)",
+        },
+        Requirement {
+            what: "clippy",
+            check: &["cargo", "clippy", "--version"],
+            source: Source::RustupComponent("clippy"),
+            needed_by: "tidy (clippy -D warnings)",
+        },
+    ]
+}
+
+/// Checks every requirement; installs the missing ones when allowed, otherwise fails with
+/// the list of what is missing and how to get it.
+pub(crate) fn ensure(requirements: &[Requirement]) -> anyhow::Result<()> {
+    let missing: Vec<Requirement> = requirements
+        .iter()
+        .copied()
+        .filter(|r| !present(r))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("all {} prerequisites present", requirements.len());
+        return Ok(());
+    }
+    match plan(&missing, may_install()) {
+        Plan::Report(text) => bail!("{text}"),
+        Plan::Install(commands) => {
+            for command in &commands {
+                eprintln!("installing: {}", command.join(" "));
+                let status = Command::new(&command[0]).args(&command[1..]).status()?;
+                if !status.success() {
+                    bail!("`{}` failed with {status}", command.join(" "));
+                }
+            }
+            let still: Vec<&str> = missing
+                .iter()
+                .filter(|r| !present(r))
+                .map(|r| r.what)
+                .collect();
+            if !still.is_empty() {
+                bail!("still missing after installing: {}", still.join(", "));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What to do about missing requirements.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Commands to run, in order.
+    Install(Vec<Vec<String>>),
+    /// A message listing what is missing and how to install it.
+    Report(String),
+}
+
+/// Groups the missing requirements into as few install commands as possible, or, when
+/// installing is not allowed, explains them.
+pub(crate) fn plan(missing: &[Requirement], may_install: bool) -> Plan {
+    let debian: Vec<&str> = sources(missing, |s| match s {
+        Source::Debian(name) => Some(name),
+        _ => None,
+    });
+    let pip: Vec<&str> = sources(missing, |s| match s {
+        Source::Pip(name) => Some(name),
+        _ => None,
+    });
+    let rustup: Vec<&str> = sources(missing, |s| match s {
+        Source::RustupComponent(name) => Some(name),
+        _ => None,
+    });
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    let owned = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+    if !debian.is_empty() {
+        commands.push(owned(&["apt-get", "update", "-q"]));
+        let mut install = owned(&["apt-get", "install", "-y", "-q", "--no-install-recommends"]);
+        install.extend(debian.iter().map(|n| (*n).to_owned()));
+        commands.push(install);
+    }
+    if !pip.is_empty() {
+        let mut install = owned(&["python3", "-m", "pip", "install", "-q"]);
+        install.extend(pip.iter().map(|n| (*n).to_owned()));
+        commands.push(install);
+    }
+    if !rustup.is_empty() {
+        let mut install = owned(&["rustup", "component", "add"]);
+        install.extend(rustup.iter().map(|n| (*n).to_owned()));
+        commands.push(install);
+    }
+    if may_install {
+        return Plan::Install(commands);
+    }
+    let mut text = String::from("missing test prerequisites:\n");
+    for r in missing {
+        text.push_str(&format!("  - {} (for {})\n", r.what, r.needed_by));
+    }
+    text.push_str(
+        "install them with the commands below (as root), or rerun as root or with CI=true to \
+         let `cargo xtask test` install them:\n",
+    );
+    for command in commands {
+        text.push_str(&format!("  {}\n", command.join(" ")));
+    }
+    Plan::Report(text)
+}
+
+fn sources(
+    missing: &[Requirement],
+    pick: impl Fn(Source) -> Option<&'static str>,
+) -> Vec<&'static str> {
+    let mut names: Vec<&str> = missing.iter().filter_map(|r| pick(r.source)).collect();
+    names.dedup();
+    names
+}
+
+fn present(requirement: &Requirement) -> bool {
+    let Some((program, args)) = requirement.check.split_first() else {
+        return false;
+    };
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Installing is allowed as root or under CI.
+fn may_install() -> bool {
+    crate::ci() || effective_uid() == Some(0)
+}
+
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOSQ: Requirement = Requirement {
+        what: "mosquitto clients",
+        check: &["mosquitto_pub", "--help"],
+        source: Source::Debian("mosquitto-clients"),
+        needed_by: "MQTT compat",
+    };
+    const KCAT: Requirement = Requirement {
+        what: "kcat",
+        check: &["kcat", "-V"],
+        source: Source::Debian("kcat"),
+        needed_by: "Kafka compat",
+    };
+    const PAHO: Requirement = Requirement {
+        what: "paho-mqtt",
+        check: &["python3", "-c", "import paho.mqtt"],
+        source: Source::Pip("paho-mqtt==2.1.0"),
+        needed_by: "MQTT compat",
+    };
+
+    #[test]
+    fn install_plan_groups_by_source_and_updates_apt_first() {
+        let Plan::Install(commands) = plan(&[MOSQ, PAHO, KCAT], true) else {
+            panic!("expected an install plan");
+        };
+        let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+        assert_eq!(
+            joined,
+            [
+                "apt-get update -q",
+                "apt-get install -y -q --no-install-recommends mosquitto-clients kcat",
+                "python3 -m pip install -q paho-mqtt==2.1.0",
+            ]
+        );
+    }
+
+    #[test]
+    fn report_names_each_missing_item_and_its_command() {
+        let Plan::Report(text) = plan(&[MOSQ, PAHO], false) else {
+            panic!("expected a report");
+        };
+        assert!(
+            text.contains("mosquitto clients (for MQTT compat)"),
+            "{text}"
+        );
+        assert!(text.contains("paho-mqtt (for MQTT compat)"), "{text}");
+        assert!(
+            text.contains("apt-get install -y -q --no-install-recommends mosquitto-clients"),
+            "{text}"
+        );
+        assert!(
+            text.contains("python3 -m pip install -q paho-mqtt==2.1.0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_command_is_not_present() {
+        let absent = Requirement {
+            check: &["/nonexistent/weir-test-tool"],
+            ..KCAT
+        };
+        assert!(!present(&absent));
+        let there = Requirement {
+            check: &["cargo", "--version"],
+            ..KCAT
+        };
+        assert!(present(&there));
+    }
+}

@@ -1,0 +1,392 @@
+//! Tidy checks that keep the architecture honest, run by `cargo xtask tidy` and as unit tests
+//! (so plain `cargo test` catches a violation too).
+//!
+//! 1. **Dependency direction** (from `cargo metadata`): every workspace crate has a rule
+//!    naming the workspace crates it may depend on and the external crates that must not be in
+//!    its dependency closure. Protocol crates depend on no workspace crate and on nothing that
+//!    does I/O or async (tokio, mio, heed, wasmtime, io-uring, hyper, socket2). A workspace
+//!    crate without a rule is itself a violation: add it here and to ARCHITECTURE.md.
+//! 2. **The clock rule**: `Instant::now` and `SystemTime::now` appear only in the server crate
+//!    and in tooling (tests, benches, xtask, iot-sim). Everything else gets time as an argument,
+//!    so it can be tested with simulated time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// External crates that do I/O, async, storage or Wasm execution.
+const IO_CRATES: &[&str] = &[
+    "tokio",
+    "mio",
+    "async-std",
+    "smol",
+    "heed",
+    "lmdb-master-sys",
+    "wasmtime",
+    "io-uring",
+    "hyper",
+    "socket2",
+];
+
+/// What one workspace crate may depend on.
+struct Rule {
+    krate: &'static str,
+    /// Workspace crates allowed as normal dependencies.
+    may_use: &'static [&'static str],
+    /// External crates that must not appear anywhere in its normal dependency closure.
+    forbidden: &'static [&'static str],
+}
+
+/// The rules; ARCHITECTURE.md states the same in prose.
+const RULES: &[Rule] = &[
+    Rule {
+        krate: "weir-mqtt",
+        may_use: &[],
+        forbidden: IO_CRATES,
+    },
+    Rule {
+        krate: "weir-kafka",
+        may_use: &[],
+        forbidden: IO_CRATES,
+    },
+    Rule {
+        krate: "weir-plugin-sdk",
+        may_use: &[],
+        forbidden: IO_CRATES,
+    },
+    Rule {
+        krate: "weir-core",
+        may_use: &["weir-mqtt", "weir-kafka"],
+        forbidden: IO_CRATES,
+    },
+    Rule {
+        krate: "weir-log",
+        may_use: &["weir-core", "weir-kafka"],
+        forbidden: &["tokio", "mio", "wasmtime", "io-uring", "hyper"],
+    },
+    Rule {
+        krate: "weir-plugin-host",
+        may_use: &["weir-core"],
+        forbidden: &[
+            "tokio",
+            "mio",
+            "heed",
+            "lmdb-master-sys",
+            "io-uring",
+            "hyper",
+        ],
+    },
+    Rule {
+        krate: "iot-sim",
+        may_use: &["weir-mqtt"],
+        forbidden: &["heed", "wasmtime"],
+    },
+    // The server wires everything together; tooling may use anything.
+    Rule {
+        krate: "weir",
+        may_use: &["*"],
+        forbidden: &[],
+    },
+    Rule {
+        krate: "weir-tests",
+        may_use: &["*"],
+        forbidden: &[],
+    },
+    Rule {
+        krate: "weir-bench",
+        may_use: &["*"],
+        forbidden: &[],
+    },
+    Rule {
+        krate: "xtask",
+        may_use: &[],
+        forbidden: &[],
+    },
+];
+
+/// Directories (relative to the root) whose Rust files may read the clock.
+const CLOCK_ALLOWED: &[&str] = &["broker/server/", "tests/", "benches/", "xtask/", "iot-sim/"];
+const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now"];
+
+/// Runs both checks on the workspace at `root`; returns one line per problem.
+pub(crate) fn check_workspace(root: &Path) -> anyhow::Result<Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(root)
+        .output()
+        .context("run cargo metadata")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: Value = serde_json::from_slice(&output.stdout)?;
+    let mut problems = check_dependencies(&metadata)?;
+    problems.extend(check_clock(root)?);
+    Ok(problems)
+}
+
+/// The dependency-direction check over `cargo metadata` output.
+pub(crate) fn check_dependencies(metadata: &Value) -> anyhow::Result<Vec<String>> {
+    let packages = metadata["packages"].as_array().context("packages")?;
+    let name_of: BTreeMap<&str, &str> = packages
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .context("workspace_members")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // Normal (not dev, not build) dependency edges, by package id.
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for node in metadata["resolve"]["nodes"]
+        .as_array()
+        .context("resolve.nodes")?
+    {
+        let id = node["id"].as_str().context("node id")?;
+        let deps = node["deps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let normal = deps.iter().filter(|dep| {
+            dep["dep_kinds"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()))
+        });
+        edges.insert(id, normal.filter_map(|dep| dep["pkg"].as_str()).collect());
+    }
+
+    let mut problems = Vec::new();
+    for &member in &members {
+        let name = name_of.get(member).copied().unwrap_or(member);
+        let Some(rule) = RULES.iter().find(|rule| rule.krate == name) else {
+            problems.push(format!(
+                "workspace crate `{name}` has no dependency rule: add one in xtask/src/tidy.rs \
+                 and describe the crate in ARCHITECTURE.md"
+            ));
+            continue;
+        };
+        for &dep in edges.get(member).map(Vec::as_slice).unwrap_or(&[]) {
+            let dep_name = name_of.get(dep).copied().unwrap_or(dep);
+            if members.contains(dep) && !rule.may_use.iter().any(|&m| m == "*" || m == dep_name) {
+                problems.push(format!(
+                    "`{name}` depends on workspace crate `{dep_name}`, which its rule forbids"
+                ));
+            }
+        }
+        // Every crate in the normal closure, with the path that brings it in.
+        let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut stack = vec![(member, vec![name])];
+        while let Some((id, path)) = stack.pop() {
+            for &dep in edges.get(id).map(Vec::as_slice).unwrap_or(&[]) {
+                if seen.contains_key(dep) {
+                    continue;
+                }
+                let mut dep_path = path.clone();
+                dep_path.push(name_of.get(dep).copied().unwrap_or(dep));
+                seen.insert(dep, dep_path.clone());
+                stack.push((dep, dep_path));
+            }
+        }
+        for (dep, path) in &seen {
+            let dep_name = name_of.get(dep).copied().unwrap_or(dep);
+            if rule.forbidden.contains(&dep_name) {
+                problems.push(format!(
+                    "`{name}` must not depend on `{dep_name}` (through {})",
+                    path.join(" -> ")
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// The clock rule over every Rust file under `root`, except `target/` and `plugins/` (guest
+/// code, a separate workspace) and the allowed directories.
+pub(crate) fn check_clock(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let rel = relative(root, &path);
+            if path.is_dir() {
+                let skip = ["target", "plugins", ".git", "node_modules"];
+                if !skip.iter().any(|s| rel == Path::new(s)) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|ext| ext != "rs") {
+                continue;
+            }
+            let rel_text = rel.to_string_lossy().replace('\\', "/");
+            if CLOCK_ALLOWED
+                .iter()
+                .any(|allowed| rel_text.starts_with(allowed))
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            for (number, line) in text.lines().enumerate() {
+                if let Some(read) = CLOCK_READS.iter().find(|read| line.contains(*read)) {
+                    problems.push(format!(
+                        "{rel_text}:{}: `{read}` outside the server crate: take the time as an \
+                         argument (only broker/server reads the clock)",
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    problems.sort();
+    Ok(problems)
+}
+
+fn relative(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// A minimal `cargo metadata` document: workspace crates and edges between names.
+    fn metadata(members: &[&str], edges: &[(&str, &str, &str)]) -> Value {
+        let mut names: BTreeSet<&str> = members.iter().copied().collect();
+        for (from, to, _) in edges {
+            names.insert(from);
+            names.insert(to);
+        }
+        let id = |name: &str| format!("{name} 0.0.0");
+        let packages: Vec<Value> = names
+            .iter()
+            .map(|n| serde_json::json!({"id": id(n), "name": n}))
+            .collect();
+        let nodes: Vec<Value> = names
+            .iter()
+            .map(|n| {
+                let deps: Vec<Value> = edges
+                    .iter()
+                    .filter(|(from, _, _)| from == n)
+                    .map(|(_, to, kind)| {
+                        let kind = if kind.is_empty() {
+                            Value::Null
+                        } else {
+                            Value::from(*kind)
+                        };
+                        serde_json::json!({"pkg": id(to), "dep_kinds": [{"kind": kind}]})
+                    })
+                    .collect();
+                serde_json::json!({"id": id(n), "deps": deps})
+            })
+            .collect();
+        serde_json::json!({
+            "packages": packages,
+            "workspace_members": members.iter().map(|m| id(m)).collect::<Vec<_>>(),
+            "resolve": {"nodes": nodes},
+        })
+    }
+
+    #[test]
+    fn the_real_workspace_is_tidy() {
+        let problems = check_workspace(&root()).unwrap();
+        assert!(
+            problems.is_empty(),
+            "tidy problems:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    /// The check the foundation issue asks to see fail: a protocol crate gaining tokio, even
+    /// through another crate.
+    #[test]
+    fn a_protocol_crate_gaining_tokio_fails() {
+        let direct = metadata(&["weir-mqtt"], &[("weir-mqtt", "tokio", "")]);
+        let problems = check_dependencies(&direct).unwrap();
+        assert_eq!(
+            problems,
+            ["`weir-mqtt` must not depend on `tokio` (through weir-mqtt -> tokio)"]
+        );
+
+        let indirect = metadata(
+            &["weir-kafka"],
+            &[
+                ("weir-kafka", "some-helper", ""),
+                ("some-helper", "tokio", ""),
+            ],
+        );
+        let problems = check_dependencies(&indirect).unwrap();
+        assert_eq!(
+            problems,
+            [
+                "`weir-kafka` must not depend on `tokio` (through weir-kafka -> some-helper -> tokio)"
+            ]
+        );
+    }
+
+    #[test]
+    fn dev_dependencies_do_not_count() {
+        let dev = metadata(&["weir-mqtt"], &[("weir-mqtt", "tokio", "dev")]);
+        assert!(check_dependencies(&dev).unwrap().is_empty());
+    }
+
+    #[test]
+    fn upward_workspace_dependencies_fail() {
+        let up = metadata(
+            &["weir-mqtt", "weir-core"],
+            &[("weir-mqtt", "weir-core", "")],
+        );
+        let problems = check_dependencies(&up).unwrap();
+        assert_eq!(
+            problems,
+            ["`weir-mqtt` depends on workspace crate `weir-core`, which its rule forbids"]
+        );
+    }
+
+    #[test]
+    fn a_crate_without_a_rule_fails() {
+        let unknown = metadata(&["weir-utils"], &[]);
+        let problems = check_dependencies(&unknown).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("`weir-utils` has no dependency rule"));
+    }
+
+    #[test]
+    fn clock_reads_outside_the_server_fail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let write = |rel: &str, text: &str| {
+            let path = dir.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "protocols/mqtt/src/lib.rs",
+            "fn f() {\n    let t = std::time::Instant::now();\n}\n",
+        );
+        write(
+            "broker/server/src/main.rs",
+            "fn f() { let t = Instant::now(); }\n",
+        );
+        write(
+            "tests/it/main.rs",
+            "fn f() { let t = SystemTime::now(); }\n",
+        );
+        write(
+            "target/debug/build/x.rs",
+            "fn f() { let t = Instant::now(); }\n",
+        );
+        let problems = check_clock(dir).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("protocols/mqtt/src/lib.rs:2: `Instant::now`"));
+    }
+}
