@@ -98,6 +98,43 @@ impl ConfigValue for NonZeroU32 {
     }
 }
 
+impl ConfigValue for u64 {
+    const KIND: &'static str = "integer";
+    fn from_text(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an integer from 0 to {}", u64::MAX))
+    }
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        match value.as_integer() {
+            Some(n) => u64::try_from(n).map_err(|_| format!("{n} is negative")),
+            None => Err(format!("expected an integer, found {}", value.type_name())),
+        }
+    }
+}
+
+/// When an append counts as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after a synced commit.
+    Fsync,
+    /// Acknowledge after commit; sync every `storage.relaxed_sync_interval_ms`.
+    Relaxed,
+}
+
+impl ConfigValue for Durability {
+    const KIND: &'static str = "`fsync` or `relaxed`";
+    fn from_text(text: &str) -> Result<Self, String> {
+        match text {
+            "fsync" => Ok(Durability::Fsync),
+            "relaxed" => Ok(Durability::Relaxed),
+            other => Err(format!(
+                "`{other}` is not a durability mode: use `fsync` or `relaxed`"
+            )),
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -215,6 +252,39 @@ config_keys! {
 
     /// Time an admin client has to send its request headers before its connection is closed.
     admin_header_timeout_ms: NonZeroU32 = "5000", key = "admin.header_timeout_ms";
+
+    /// LMDB map size: the most the log may hold. Virtual address space, not allocated
+    /// memory; the file grows as data is written. When it is full, appends are refused (Kafka
+    /// KAFKA_STORAGE_ERROR, MQTT 0x97) until retention or deletions free space.
+    storage_map_size_bytes: u64 = "68719476736", key = "storage.map_size_bytes";
+
+    /// `fsync`: an append is acknowledged after its commit is synced to disk. `relaxed`: after
+    /// its commit reaches the page cache; a sync runs every `storage.relaxed_sync_interval_ms`,
+    /// so a power loss or kernel crash can lose that much acknowledged data (a process crash
+    /// loses nothing).
+    storage_durability: Durability = "fsync", key = "storage.durability";
+
+    /// In `relaxed` durability, time between syncs: the loss window on power failure.
+    storage_relaxed_sync_interval_ms: NonZeroU32 = "1000", key = "storage.relaxed_sync_interval_ms";
+
+    /// Appends are refused while the file system has less free space than this, so that
+    /// deletions and retention can still run on a nearly full disk. 0 disables the check.
+    storage_disk_reserve_bytes: u64 = "67108864", key = "storage.disk_reserve_bytes";
+
+    /// Group commit: after the first pending append, wait up to this long for more before
+    /// committing. 0 commits whatever is pending at once (appends that arrive during a commit
+    /// form the next group).
+    storage_commit_window_us: u32 = "0", key = "storage.commit_window_us";
+
+    /// Group commit: most bytes of appends in one commit.
+    storage_commit_bytes_max: NonZeroU32 = "4194304", key = "storage.commit_bytes_max";
+
+    /// Bytes of appends submitted and not yet committed. Beyond it a submit is refused and the
+    /// submitting connection stops being read until the queue drains.
+    storage_append_queue_bytes_max: u64 = "67108864", key = "storage.append_queue_bytes_max";
+
+    /// Time between retention passes (each topic's `retention_ms` and `retention_bytes`).
+    storage_retention_check_interval_ms: NonZeroU32 = "300000", key = "storage.retention_check_interval_ms";
 
     /// Log format: `text` (human-readable) or `json` (one object per line). The
     /// `--log-format` flag overrides it.
@@ -507,8 +577,8 @@ mod tests {
                 "duplicate key {}",
                 spec.key
             );
-            if spec.kind == u32::KIND || spec.kind == NonZeroU32::KIND {
-                let unit_suffixes = ["_ms", "_s", "_bytes", "_max", "_count"];
+            if spec.kind.starts_with("integer") {
+                let unit_suffixes = ["_ms", "_us", "_s", "_bytes", "_max", "_count"];
                 assert!(
                     unit_suffixes
                         .iter()

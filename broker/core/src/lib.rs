@@ -1,0 +1,12 @@
+//! Weir's broker core.
+//!
+//! Today it holds the storage contract, [`log_store::LogStore`]: what the MQTT and Kafka
+//! fronts may ask of the partitioned log, with the errors they turn into protocol answers.
+//! The LMDB implementation lives in `weir-log`, which depends on this crate; the server wires
+//! the two together. Topics, routing, the MQTT<->Kafka mapping, consumer groups and sessions
+//! join this crate with the protocol fronts.
+//!
+//! Invariant: this crate does no I/O and reads no clock; time comes in as arguments
+//! (`now_ms`).
+
+pub mod log_store;

@@ -1,0 +1,221 @@
+//! The partitioned log as the rest of the broker sees it.
+//!
+//! A [`LogStore`] keeps, per partition, a sequence of Kafka RecordBatch v2 batches with
+//! contiguous offsets. Appends come in groups: one group is one durable transaction, so a
+//! group-commit writer can pay for one fsync per group rather than per batch. Reads hand out
+//! stored batch bytes unchanged.
+//!
+//! Invariants every implementation keeps:
+//! - offsets within a partition are strictly increasing and contiguous: a batch appended with
+//!   n records gets `[high_watermark, high_watermark + n)` and moves the high watermark by n;
+//! - `append` returns only after the group is durable in the store's durability mode; if it
+//!   returns an error, nothing of the group is visible, then or after a restart;
+//! - a batch is validated (length, magic, CRC32C, record count) before it is stored.
+
+use weir_kafka::record_batch::BatchError;
+
+/// A partition's identity inside the store: assigned at topic creation, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionId(pub u32);
+
+/// Per-topic settings. `-1` means unlimited, as in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// Delete batches whose newest record is older than this (milliseconds).
+    pub retention_ms: i64,
+    /// Delete the oldest batches while a partition holds more than this (bytes).
+    pub retention_bytes: i64,
+}
+
+impl Default for TopicConfig {
+    /// Kafka's defaults: seven days, no size limit.
+    fn default() -> Self {
+        TopicConfig {
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+        }
+    }
+}
+
+/// A topic and its partitions, in partition-index order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic name.
+    pub name: String,
+    /// Partition `i` of the topic is `partitions[i]`.
+    pub partitions: Vec<PartitionId>,
+    /// Its settings.
+    pub config: TopicConfig,
+}
+
+/// Where a partition's log starts and ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionState {
+    /// The first offset that can be read.
+    pub log_start_offset: i64,
+    /// The offset the next record will get (Kafka's high watermark on a single node).
+    pub high_watermark: i64,
+    /// Bytes of batches stored.
+    pub size_bytes: u64,
+}
+
+/// One batch to append.
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// Target partition.
+    pub partition: PartitionId,
+    /// One RecordBatch v2. Its base offset is overwritten with the assigned one.
+    pub batch: Vec<u8>,
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of its first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// The partition's log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Why one batch of a group was not appended. The rest of the group is unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The batch failed validation (Kafka: CORRUPT_MESSAGE).
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// No such partition (Kafka: UNKNOWN_TOPIC_OR_PARTITION).
+    #[error("unknown partition {0:?}")]
+    UnknownPartition(PartitionId),
+}
+
+/// A failure of the store as a whole, or of an administrative request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The map or the disk is full. Nothing of the request was written; retry once space is
+    /// freed (retention, deleted records or topics, a larger map). Kafka: KAFKA_STORAGE_ERROR;
+    /// MQTT: 0x97 quota exceeded.
+    #[error("storage full: {0}")]
+    Full(String),
+    /// A commit or sync failed: acknowledged data can no longer be promised. The process must
+    /// stop completing writes and exit.
+    #[error("fatal storage failure: {0}")]
+    Fatal(String),
+    /// Stored data fails its checks.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// No such topic.
+    #[error("unknown topic `{0}`")]
+    UnknownTopic(String),
+    /// No such partition.
+    #[error("unknown partition {0:?}")]
+    UnknownPartition(PartitionId),
+    /// The topic exists already.
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    /// The offset is before the log start or after the high watermark.
+    #[error("offset {offset} is outside [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// The partition's log start.
+        log_start_offset: i64,
+        /// The partition's high watermark.
+        high_watermark: i64,
+    },
+    /// A request argument is invalid (names the argument).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// What a read returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadSummary {
+    /// Batches handed to the visitor.
+    pub batches: usize,
+    /// Their total size.
+    pub bytes: usize,
+    /// The partition's state when the read ran.
+    pub state: PartitionState,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionReport {
+    /// Batches deleted.
+    pub batches: u64,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+/// The storage contract. Every method may be called from any thread; implementations
+/// serialise writers internally.
+pub trait LogStore: Send + Sync {
+    /// Appends every batch in `appends` in one durable transaction, in order. Returns one
+    /// result per append, in the same order. An `Err` means nothing was written.
+    fn append(
+        &self,
+        appends: &mut [Append],
+    ) -> Result<Vec<Result<Appended, AppendError>>, StoreError>;
+
+    /// Hands `visit` the stored batches of `partition` from the one holding `offset` on, until
+    /// the next batch would take the total past `max_bytes`. The first batch is always handed
+    /// over whole, even if larger than `max_bytes`, so a reader always makes progress (Kafka's
+    /// rule). `offset == high_watermark` reads nothing.
+    fn read(
+        &self,
+        partition: PartitionId,
+        offset: i64,
+        max_bytes: usize,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<ReadSummary, StoreError>;
+
+    /// The partition's start, end and size.
+    fn partition(&self, partition: PartitionId) -> Result<PartitionState, StoreError>;
+
+    /// Creates a topic with `partitions` partitions.
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<TopicInfo, StoreError>;
+
+    /// Adds partitions to a topic so it has `total` (Kafka's CreatePartitions).
+    fn add_partitions(&self, name: &str, total: u32) -> Result<TopicInfo, StoreError>;
+
+    /// Changes a topic's settings.
+    fn set_topic_config(&self, name: &str, config: TopicConfig) -> Result<(), StoreError>;
+
+    /// Deletes a topic and frees its data.
+    fn delete_topic(&self, name: &str) -> Result<(), StoreError>;
+
+    /// One topic, if it exists.
+    fn topic(&self, name: &str) -> Result<Option<TopicInfo>, StoreError>;
+
+    /// Every topic, by name.
+    fn topics(&self) -> Result<Vec<TopicInfo>, StoreError>;
+
+    /// Moves the log start to `offset` (Kafka's DeleteRecords), deleting whole batches that
+    /// end before it. `offset` may be inside a batch; `-1` means the high watermark. Returns
+    /// the new log start.
+    fn delete_records(&self, partition: PartitionId, offset: i64) -> Result<i64, StoreError>;
+
+    /// The base offset of the first batch holding a record with a timestamp at or after
+    /// `timestamp_ms`, or `None` if there is none (Kafka's ListOffsets by time, to batch
+    /// granularity).
+    fn offset_for_timestamp(
+        &self,
+        partition: PartitionId,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Applies every topic's retention at time `now_ms`, deleting whole batches from the log
+    /// start.
+    fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StoreError>;
+
+    /// Makes every committed transaction durable (relaxed durability mode calls this on a
+    /// timer; in fsync mode it is a no-op in effect).
+    fn sync(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,1077 @@
+//! Weir's partitioned log on LMDB, through heed.
+//!
+//! [`LmdbLog`] implements [`weir_core::log_store::LogStore`]: one LMDB environment whose tables
+//! are described in [`schema`]; batches are Kafka RecordBatch v2, validated on append and
+//! stored byte for byte with the assigned base offset written in; reads hand out the stored
+//! bytes. A call to `append` is one write transaction, so whoever groups appends (the server's
+//! group-commit writer) pays one commit and one sync per group.
+//!
+//! Durability: in [`Durability::Fsync`] (the default) LMDB syncs on every commit, so `append`
+//! returns after the data is on disk. [`Durability::Relaxed`] opens the environment with
+//! `MDB_NOSYNC`; commits reach the page cache only and [`LogStore::sync`] (called by the server
+//! every `storage.relaxed_sync_interval_ms`) makes them durable. A process crash loses nothing
+//! in either mode; a power loss or kernel crash in relaxed mode loses what was committed since
+//! the last sync and, as LMDB documents for `MDB_NOSYNC`, may leave the last transactions
+//! inconsistent.
+//!
+//! Errors: a full map (`MDB_MAP_FULL`) or a full disk (`ENOSPC`/`EDQUOT` while writing pages)
+//! aborts the transaction and returns [`StoreError::Full`]: nothing was written, and appends
+//! work again once space is freed. Any other failure of a commit or a sync is
+//! [`StoreError::Fatal`]. `MDB_WRITEMAP` is never used: with it, a full disk is a SIGBUS.
+//!
+//! [`faulty::FailAfter`] wraps any store and fails after N operations, for tests.
+
+pub mod faulty;
+pub mod schema;
+
+use std::ops::Bound;
+use std::path::Path;
+
+use heed::types::Bytes;
+use heed::{Database, Env, EnvFlags, EnvOpenOptions, PutFlags, RoTxn, RwTxn, WithoutTls};
+use weir_core::log_store::{
+    Append, AppendError, Appended, LogStore, PartitionId, PartitionState, ReadSummary,
+    RetentionReport, StoreError, TopicConfig, TopicInfo,
+};
+use weir_kafka::record_batch::{self, BatchHeader};
+
+use crate::schema::{PartitionMeta, TopicMeta, log_key, meta_key, table};
+
+/// Most partitions one topic may have.
+pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
+
+/// Batches deleted per write transaction when deleting a topic or applying retention, so a
+/// large deletion never builds one huge transaction.
+const DELETE_CHUNK: usize = 4_096;
+
+/// Free pages inside the LMDB file that the reserve check does not count on: every commit
+/// frees the old copies of the pages it changed, and LMDB reuses them only two commits later,
+/// so a few dozen pages always look free without being usable yet.
+const PENDING_FREE_SLACK_BYTES: u64 = 256 << 10;
+
+/// When appends are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Sync on every commit: an append returns after its data is on disk.
+    Fsync,
+    /// No sync on commit; [`LogStore::sync`] makes committed data durable.
+    Relaxed,
+}
+
+/// How to open the log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    /// LMDB map size: the most the environment may hold, in bytes.
+    pub map_size_bytes: usize,
+    /// Sync policy.
+    pub durability: Durability,
+    /// Concurrent read transactions allowed.
+    pub readers_max: u32,
+    /// Appends are refused as `Full` while the file system has less free space than this, so
+    /// deletions (which also need a few pages) can still run on a nearly full disk.
+    pub disk_reserve_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            map_size_bytes: 1 << 30,
+            durability: Durability::Fsync,
+            readers_max: 512,
+            disk_reserve_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A mismatch found at open and what was done about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// The partition's next offset disagreed with its last stored batch; the log won.
+    NextOffset {
+        /// The partition.
+        partition: PartitionId,
+        /// What the metadata said.
+        recorded: i64,
+        /// What the log says.
+        actual: i64,
+    },
+    /// The partition's log start was before its first stored batch; moved to that batch.
+    LogStart {
+        /// The partition.
+        partition: PartitionId,
+        /// What the metadata said.
+        recorded: i64,
+        /// The first stored batch's base offset.
+        actual: i64,
+    },
+    /// Batches of a partition that no topic owns (a topic deletion cut short) were deleted.
+    OrphanBatches {
+        /// The partition.
+        partition: PartitionId,
+        /// Batches deleted.
+        batches: u64,
+    },
+}
+
+/// Why the log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// LMDB or the file system refused.
+    #[error("cannot open the log at {path}: {source}")]
+    Env {
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: heed::Error,
+    },
+    /// The data was written by a newer Weir.
+    #[error(
+        "the log at {path} has schema version {found}; this weir understands up to {known}: \
+         run a newer weir"
+    )]
+    NewerSchema {
+        /// The directory.
+        path: String,
+        /// Version on disk.
+        found: u32,
+        /// Version this build writes.
+        known: u32,
+    },
+    /// The store failed while checking or repairing.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The log on LMDB. Cheap to share behind an `Arc`; every method takes `&self`.
+#[derive(Debug)]
+pub struct LmdbLog {
+    env: Env<WithoutTls>,
+    meta: Database<Bytes, Bytes>,
+    log: Database<Bytes, Bytes>,
+    partitions: Database<Bytes, Bytes>,
+    time_index: Database<Bytes, Bytes>,
+    topics: Database<Bytes, Bytes>,
+    disk_reserve_bytes: u64,
+}
+
+impl LmdbLog {
+    /// Opens (creating if needed) the log in directory `path`, checks the schema version and
+    /// that partition metadata agrees with the stored batches, and repairs what it can.
+    pub fn open(path: &Path, options: LogOptions) -> Result<(LmdbLog, Vec<Repair>), OpenError> {
+        let shown = path.display().to_string();
+        let env_err = |source: heed::Error| OpenError::Env {
+            path: shown.clone(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(|e| env_err(e.into()))?;
+        let mut open = EnvOpenOptions::new().read_txn_without_tls();
+        open.map_size(options.map_size_bytes)
+            .max_dbs(table::ALL.len() as u32)
+            .max_readers(options.readers_max);
+        if options.durability == Durability::Relaxed {
+            // SAFETY: NO_SYNC only changes when data reaches the disk; the loss window it opens
+            // is the documented meaning of relaxed mode. WRITE_MAP is never set.
+            unsafe {
+                open.flags(EnvFlags::NO_SYNC);
+            }
+        }
+        // SAFETY: the data directory is locked by the server (one process per environment),
+        // and this process opens each environment once.
+        let env = unsafe { open.open(path) }.map_err(env_err)?;
+
+        let mut txn = env.write_txn().map_err(env_err)?;
+        let mut dbs = Vec::with_capacity(table::ALL.len());
+        for name in table::ALL {
+            dbs.push(
+                env.create_database::<Bytes, Bytes>(&mut txn, Some(name))
+                    .map_err(env_err)?,
+            );
+        }
+        let [meta, log, partitions, time_index, topics, ..] = dbs[..] else {
+            unreachable!("table::ALL has nine tables");
+        };
+        let version = meta
+            .get(&txn, meta_key::SCHEMA_VERSION)
+            .map_err(env_err)?
+            .map(u32_of);
+        match version {
+            None => {
+                meta.put(&mut txn, meta_key::SCHEMA_VERSION, &SCHEMA_BYTES)
+                    .map_err(env_err)?;
+            }
+            Some(found) if found > schema::SCHEMA_VERSION => {
+                return Err(OpenError::NewerSchema {
+                    path: shown,
+                    found,
+                    known: schema::SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+        }
+        txn.commit().map_err(env_err)?;
+
+        let store = LmdbLog {
+            env,
+            meta,
+            log,
+            partitions,
+            time_index,
+            topics,
+            disk_reserve_bytes: options.disk_reserve_bytes,
+        };
+        let repairs = store.check_and_repair()?;
+        Ok((store, repairs))
+    }
+
+    /// Bytes the environment's file occupies on disk.
+    pub fn disk_size_bytes(&self) -> u64 {
+        self.env.real_disk_size().unwrap_or(0)
+    }
+
+    /// Verifies every partition's metadata against its first and last stored batch and
+    /// deletes batches no partition owns. The log is the truth: metadata is repaired from it.
+    fn check_and_repair(&self) -> Result<Vec<Repair>, StoreError> {
+        let mut repairs = Vec::new();
+        let mut txn = self.write_txn()?;
+        let mut fixes = Vec::new();
+        for item in self.partitions.iter(&txn).map_err(classify)? {
+            let (key, value) = item.map_err(classify)?;
+            let pid = PartitionId(u32_of(key));
+            let mut meta = decode_meta(pid, value)?;
+            let before = meta;
+            let first = self.first_batch(&txn, pid)?;
+            let last = self.last_batch(&txn, pid)?;
+            if let Some(last) = last
+                && last.next_offset() != meta.next_offset
+            {
+                repairs.push(Repair::NextOffset {
+                    partition: pid,
+                    recorded: meta.next_offset,
+                    actual: last.next_offset(),
+                });
+                meta.next_offset = last.next_offset();
+            }
+            if let Some(first) = first
+                && meta.log_start_offset < first.base_offset
+            {
+                repairs.push(Repair::LogStart {
+                    partition: pid,
+                    recorded: meta.log_start_offset,
+                    actual: first.base_offset,
+                });
+                meta.log_start_offset = first.base_offset;
+            }
+            if meta != before {
+                fixes.push((pid, meta));
+            }
+        }
+        for (pid, meta) in fixes {
+            self.put_meta(&mut txn, pid, &meta)?;
+        }
+        // Orphans: seek partition by partition through the log.
+        let mut next = 0u32;
+        loop {
+            let probe = log_key(PartitionId(next), 0);
+            let found = self
+                .log
+                .get_greater_than_or_equal_to(&txn, &probe)
+                .map_err(classify)?
+                .and_then(|(key, _)| schema::parse_log_key(key));
+            let Some((pid, _)) = found else { break };
+            if self.load_meta(&txn, pid)?.is_none() {
+                let (batches, _) = self.delete_prefix(&mut txn, pid, i64::MAX, usize::MAX)?;
+                repairs.push(Repair::OrphanBatches {
+                    partition: pid,
+                    batches,
+                });
+            }
+            match pid.0.checked_add(1) {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        commit(txn)?;
+        Ok(repairs)
+    }
+
+    fn write_txn(&self) -> Result<RwTxn<'_>, StoreError> {
+        self.env.write_txn().map_err(classify)
+    }
+
+    fn read_txn(&self) -> Result<RoTxn<'_, WithoutTls>, StoreError> {
+        self.env.read_txn().map_err(classify)
+    }
+
+    fn load_meta(
+        &self,
+        txn: &RoTxn,
+        pid: PartitionId,
+    ) -> Result<Option<PartitionMeta>, StoreError> {
+        match self
+            .partitions
+            .get(txn, &schema::partition_key(pid))
+            .map_err(classify)?
+        {
+            None => Ok(None),
+            Some(bytes) => decode_meta(pid, bytes).map(Some),
+        }
+    }
+
+    fn put_meta(
+        &self,
+        txn: &mut RwTxn,
+        pid: PartitionId,
+        meta: &PartitionMeta,
+    ) -> Result<(), StoreError> {
+        self.partitions
+            .put(txn, &schema::partition_key(pid), &meta.encode())
+            .map_err(classify)
+    }
+
+    fn load_topic(&self, txn: &RoTxn, name: &str) -> Result<Option<TopicMeta>, StoreError> {
+        match self.topics.get(txn, name.as_bytes()).map_err(classify)? {
+            None => Ok(None),
+            Some(bytes) => TopicMeta::decode(bytes)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt(format!("topic `{name}` metadata"))),
+        }
+    }
+
+    fn first_batch(
+        &self,
+        txn: &RoTxn,
+        pid: PartitionId,
+    ) -> Result<Option<BatchHeader>, StoreError> {
+        let found = self
+            .log
+            .get_greater_than_or_equal_to(txn, &log_key(pid, 0))
+            .map_err(classify)?;
+        self.header_in(pid, found)
+    }
+
+    fn last_batch(&self, txn: &RoTxn, pid: PartitionId) -> Result<Option<BatchHeader>, StoreError> {
+        let found = self
+            .log
+            .get_lower_than_or_equal_to(txn, &log_key(pid, i64::MAX))
+            .map_err(classify)?;
+        self.header_in(pid, found)
+    }
+
+    /// The header of a found log entry if it belongs to `pid`.
+    fn header_in(
+        &self,
+        pid: PartitionId,
+        found: Option<(&[u8], &[u8])>,
+    ) -> Result<Option<BatchHeader>, StoreError> {
+        match found {
+            Some((key, value)) if belongs(key, pid) => stored_header(key, value).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes up to `limit` whole batches of `pid` from its start whose next offset is at or
+    /// before `before`. Returns (batches, bytes) deleted.
+    fn delete_prefix(
+        &self,
+        txn: &mut RwTxn,
+        pid: PartitionId,
+        before: i64,
+        limit: usize,
+    ) -> Result<(u64, u64), StoreError> {
+        self.delete_prefix_while(txn, pid, limit, |header, _| header.next_offset() <= before)
+    }
+
+    /// Deletes batches of `pid` from its start while `keep_going(header, bytes deleted so
+    /// far)` holds, at most `limit` of them. Returns (batches, bytes). Also trims the time
+    /// index to the batches that remain.
+    fn delete_prefix_while(
+        &self,
+        txn: &mut RwTxn,
+        pid: PartitionId,
+        limit: usize,
+        mut keep_going: impl FnMut(&BatchHeader, u64) -> bool,
+    ) -> Result<(u64, u64), StoreError> {
+        let start = log_key(pid, 0);
+        let end = log_key(pid, i64::MAX);
+        let range = inclusive(&start, &end);
+        let mut deleted = (0u64, 0u64);
+        {
+            let mut iter = self.log.range_mut(txn, &range).map_err(classify)?;
+            while deleted.0 < limit as u64 {
+                let Some(item) = iter.next() else { break };
+                let (key, value) = item.map_err(classify)?;
+                let header = stored_header(key, value)?;
+                if !keep_going(&header, deleted.1) {
+                    break;
+                }
+                let len = value.len() as u64;
+                // SAFETY: neither key nor value is used after the deletion.
+                unsafe { iter.del_current() }.map_err(classify)?;
+                deleted.0 += 1;
+                deleted.1 += len;
+            }
+        }
+        if deleted.0 > 0 {
+            let first_left = self
+                .first_batch(txn, pid)?
+                .map(|h| h.base_offset)
+                .unwrap_or(i64::MAX);
+            self.trim_time_index(txn, pid, first_left)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Drops time-index entries pointing before `first_left`, the base offset of the first
+    /// batch left. The newest dropped entry is re-pointed at `first_left`: that batch is then
+    /// the earliest that may hold such timestamps.
+    fn trim_time_index(
+        &self,
+        txn: &mut RwTxn,
+        pid: PartitionId,
+        first_left: i64,
+    ) -> Result<(), StoreError> {
+        let start = schema::time_key(pid, i64::MIN);
+        let end = schema::time_key(pid, i64::MAX);
+        let range = inclusive(&start, &end);
+        let mut newest_dropped = None;
+        {
+            let mut iter = self.time_index.range_mut(txn, &range).map_err(classify)?;
+            while let Some(item) = iter.next() {
+                let (key, value) = item.map_err(classify)?;
+                if i64_of(value) >= first_left {
+                    break;
+                }
+                newest_dropped = Some(key_array(key)?);
+                // SAFETY: key and value are not used after the deletion.
+                unsafe { iter.del_current() }.map_err(classify)?;
+            }
+        }
+        if let Some(key) = newest_dropped
+            && first_left != i64::MAX
+        {
+            self.time_index
+                .put(txn, &key, &first_left.to_be_bytes())
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    fn partition_ids(&self, txn: &RoTxn) -> Result<Vec<(PartitionId, TopicConfig)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.topics.iter(txn).map_err(classify)? {
+            let (name, value) = item.map_err(classify)?;
+            let topic = TopicMeta::decode(value).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "topic `{}` metadata",
+                    String::from_utf8_lossy(name)
+                ))
+            })?;
+            out.extend(topic.partitions.iter().map(|&pid| (pid, topic.config)));
+        }
+        Ok(out)
+    }
+
+    /// Refuses an append group that would eat into the disk reserve. Space LMDB already holds
+    /// in its file (pages freed by deletions) needs no new disk, so only the part of the group
+    /// that must grow the file counts against the reserve.
+    fn check_disk_reserve(&self, txn: &RoTxn, appends: &[Append]) -> Result<(), StoreError> {
+        if self.disk_reserve_bytes == 0 {
+            return Ok(());
+        }
+        let Some(free) = free_disk_bytes(self.env.path()) else {
+            return Ok(());
+        };
+        let wanted: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
+        if free >= self.disk_reserve_bytes.saturating_add(wanted) {
+            return Ok(());
+        }
+        let reusable = self
+            .free_bytes_in_file(txn)?
+            .saturating_sub(PENDING_FREE_SLACK_BYTES);
+        let growth = wanted.saturating_sub(reusable);
+        if growth > 0 && free < self.disk_reserve_bytes.saturating_add(growth) {
+            return Err(StoreError::Full(format!(
+                "the disk is nearly full: {free} bytes free, {} reserved \
+                 (storage.disk_reserve_bytes)",
+                self.disk_reserve_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes of pages inside the LMDB file that no table uses (freed, to be reused). An upper
+    /// bound: pages freed by the latest commits are not reusable yet.
+    fn free_bytes_in_file(&self, txn: &RoTxn) -> Result<u64, StoreError> {
+        let main = self.env.stat();
+        let mut used = 2 + main.branch_pages + main.leaf_pages + main.overflow_pages;
+        for db in [
+            self.meta,
+            self.log,
+            self.partitions,
+            self.time_index,
+            self.topics,
+        ] {
+            let stat = db.stat(txn).map_err(classify)?;
+            used += stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
+        }
+        let pages = self.env.info().last_page_number + 1;
+        Ok((pages.saturating_sub(used) as u64).saturating_mul(u64::from(main.page_size)))
+    }
+
+    /// LMDB reports a short page write (what a full disk gives) as EIO, indistinguishable from
+    /// a failing device by its code. Failures before the meta page is written are harmless to
+    /// committed data (the pages written belong to no committed snapshot), and LMDB poisons the
+    /// environment itself if the meta page write fails, so a failed commit on a disk that has
+    /// no room left is `Full`; on a disk with room it stays `Fatal`.
+    fn full_or_fatal(&self, error: StoreError, group_bytes: u64) -> StoreError {
+        let StoreError::Fatal(why) = &error else {
+            return error;
+        };
+        match free_disk_bytes(self.env.path()) {
+            Some(free) if free < group_bytes.saturating_mul(2).saturating_add(1 << 20) => {
+                StoreError::Full(format!("the disk is full ({free} bytes free; {why})"))
+            }
+            _ => error,
+        }
+    }
+
+    /// Commits a tiny transaction so that pages freed by the previous commit can be reused.
+    ///
+    /// LMDB reuses a page freed by transaction N only from transaction N + 2 on (the previous
+    /// snapshot may still be read). When a deletion frees space in a full map, the next append
+    /// is transaction N + 1 and, if it fails, commits nothing, so without this step a full map
+    /// would stay full after space was freed.
+    fn release_freed_pages(&self) -> Result<(), StoreError> {
+        let mut txn = self.write_txn()?;
+        let epoch = self
+            .meta
+            .get(&txn, meta_key::FREE_EPOCH)
+            .map_err(classify)?
+            .map_or(0, i64_of);
+        self.meta
+            .put(&mut txn, meta_key::FREE_EPOCH, &(epoch + 1).to_be_bytes())
+            .map_err(classify)?;
+        commit(txn)
+    }
+
+    fn allocate_partitions(
+        &self,
+        txn: &mut RwTxn,
+        count: u32,
+    ) -> Result<Vec<PartitionId>, StoreError> {
+        let next = self
+            .meta
+            .get(txn, meta_key::NEXT_PARTITION_ID)
+            .map_err(classify)?
+            .map(u32_of)
+            .unwrap_or(0);
+        let end = next
+            .checked_add(count)
+            .ok_or_else(|| StoreError::InvalidArgument("partition ids exhausted".into()))?;
+        self.meta
+            .put(txn, meta_key::NEXT_PARTITION_ID, &end.to_be_bytes())
+            .map_err(classify)?;
+        let ids: Vec<PartitionId> = (next..end).map(PartitionId).collect();
+        for &pid in &ids {
+            self.put_meta(txn, pid, &PartitionMeta::empty())?;
+        }
+        Ok(ids)
+    }
+}
+
+impl LogStore for LmdbLog {
+    fn append(
+        &self,
+        appends: &mut [Append],
+    ) -> Result<Vec<Result<Appended, AppendError>>, StoreError> {
+        let mut txn = self.write_txn()?;
+        self.check_disk_reserve(&txn, appends)?;
+        // Metadata of the partitions touched, written back once at the end.
+        let mut touched: Vec<(PartitionId, PartitionMeta)> = Vec::new();
+        let mut last_key: Option<[u8; 12]> = match self.log.last(&txn).map_err(classify)? {
+            Some((key, _)) => Some(key_array(key)?),
+            None => None,
+        };
+        let mut results = Vec::with_capacity(appends.len());
+        for append in appends.iter_mut() {
+            let header = match record_batch::validate(&append.batch) {
+                Ok(header) => header,
+                Err(e) => {
+                    results.push(Err(AppendError::InvalidBatch(e)));
+                    continue;
+                }
+            };
+            let pid = append.partition;
+            let slot = match touched.iter().position(|(p, _)| *p == pid) {
+                Some(slot) => slot,
+                None => match self.load_meta(&txn, pid)? {
+                    Some(meta) => {
+                        touched.push((pid, meta));
+                        touched.len() - 1
+                    }
+                    None => {
+                        results.push(Err(AppendError::UnknownPartition(pid)));
+                        continue;
+                    }
+                },
+            };
+            let meta = &mut touched[slot].1;
+            let base = meta.next_offset;
+            record_batch::set_base_offset(&mut append.batch, base);
+            let key = log_key(pid, base);
+            // LMDB's append mode fills pages completely, but only works past the last key.
+            let flags = if last_key.is_none_or(|last| key > last) {
+                PutFlags::APPEND
+            } else {
+                PutFlags::empty()
+            };
+            self.log
+                .put_with_flags(&mut txn, flags, &key, &append.batch)
+                .map_err(classify)?;
+            last_key = Some(last_key.map_or(key, |last| last.max(key)));
+            let appended = Appended {
+                base_offset: base,
+                last_offset: base + i64::from(header.last_offset_delta),
+                log_start_offset: meta.log_start_offset,
+            };
+            debug_assert!(appended.last_offset >= base, "offsets strictly increase");
+            meta.next_offset = appended.last_offset + 1;
+            meta.size_bytes += append.batch.len() as u64;
+            if header.max_timestamp > meta.max_timestamp {
+                meta.max_timestamp = header.max_timestamp;
+                self.time_index
+                    .put(
+                        &mut txn,
+                        &schema::time_key(pid, header.max_timestamp),
+                        &base.to_be_bytes(),
+                    )
+                    .map_err(classify)?;
+            }
+            results.push(Ok(appended));
+        }
+        for (pid, meta) in &touched {
+            self.put_meta(&mut txn, *pid, meta)?;
+        }
+        let group_bytes: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
+        commit(txn).map_err(|e| self.full_or_fatal(e, group_bytes))?;
+        Ok(results)
+    }
+
+    fn read(
+        &self,
+        partition: PartitionId,
+        offset: i64,
+        max_bytes: usize,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<ReadSummary, StoreError> {
+        let txn = self.read_txn()?;
+        let meta = self
+            .load_meta(&txn, partition)?
+            .ok_or(StoreError::UnknownPartition(partition))?;
+        let state = state_of(&meta);
+        if offset < meta.log_start_offset || offset > meta.next_offset {
+            return Err(StoreError::OffsetOutOfRange {
+                offset,
+                log_start_offset: meta.log_start_offset,
+                high_watermark: meta.next_offset,
+            });
+        }
+        let mut summary = ReadSummary {
+            state,
+            ..ReadSummary::default()
+        };
+        if offset == meta.next_offset {
+            return Ok(summary);
+        }
+        // The batch holding `offset` is the last one starting at or before it.
+        let start = match self
+            .log
+            .get_lower_than_or_equal_to(&txn, &log_key(partition, offset))
+            .map_err(classify)?
+        {
+            Some((key, _)) if belongs(key, partition) => key_array(key)?,
+            _ => log_key(partition, offset),
+        };
+        let end = log_key(partition, i64::MAX);
+        let range = inclusive(&start, &end);
+        for item in self.log.range(&txn, &range).map_err(classify)? {
+            let (key, value) = item.map_err(classify)?;
+            if summary.batches > 0 && summary.bytes + value.len() > max_bytes {
+                break;
+            }
+            let header = stored_header(key, value)?;
+            if header.next_offset() <= offset {
+                continue;
+            }
+            visit(value);
+            summary.batches += 1;
+            summary.bytes += value.len();
+        }
+        Ok(summary)
+    }
+
+    fn partition(&self, partition: PartitionId) -> Result<PartitionState, StoreError> {
+        let txn = self.read_txn()?;
+        self.load_meta(&txn, partition)?
+            .map(|meta| state_of(&meta))
+            .ok_or(StoreError::UnknownPartition(partition))
+    }
+
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<TopicInfo, StoreError> {
+        validate_topic_name(name)?;
+        if partitions == 0 || partitions > TOPIC_PARTITIONS_MAX {
+            return Err(StoreError::InvalidArgument(format!(
+                "partitions must be from 1 to {TOPIC_PARTITIONS_MAX}, not {partitions}"
+            )));
+        }
+        let mut txn = self.write_txn()?;
+        if self.load_topic(&txn, name)?.is_some() {
+            return Err(StoreError::TopicExists(name.to_owned()));
+        }
+        let ids = self.allocate_partitions(&mut txn, partitions)?;
+        let topic = TopicMeta {
+            config,
+            partitions: ids,
+        };
+        self.topics
+            .put(&mut txn, name.as_bytes(), &topic.encode())
+            .map_err(classify)?;
+        commit(txn)?;
+        Ok(TopicInfo {
+            name: name.to_owned(),
+            partitions: topic.partitions,
+            config,
+        })
+    }
+
+    fn add_partitions(&self, name: &str, total: u32) -> Result<TopicInfo, StoreError> {
+        let mut txn = self.write_txn()?;
+        let mut topic = self
+            .load_topic(&txn, name)?
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_owned()))?;
+        let current = topic.partitions.len() as u32;
+        if total <= current || total > TOPIC_PARTITIONS_MAX {
+            return Err(StoreError::InvalidArgument(format!(
+                "topic `{name}` has {current} partitions; the new count must be more, and at \
+                 most {TOPIC_PARTITIONS_MAX}, not {total}"
+            )));
+        }
+        let ids = self.allocate_partitions(&mut txn, total - current)?;
+        topic.partitions.extend(ids);
+        self.topics
+            .put(&mut txn, name.as_bytes(), &topic.encode())
+            .map_err(classify)?;
+        commit(txn)?;
+        Ok(TopicInfo {
+            name: name.to_owned(),
+            partitions: topic.partitions,
+            config: topic.config,
+        })
+    }
+
+    fn set_topic_config(&self, name: &str, config: TopicConfig) -> Result<(), StoreError> {
+        let mut txn = self.write_txn()?;
+        let mut topic = self
+            .load_topic(&txn, name)?
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_owned()))?;
+        topic.config = config;
+        self.topics
+            .put(&mut txn, name.as_bytes(), &topic.encode())
+            .map_err(classify)?;
+        commit(txn)
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
+        // First make the topic and its partitions disappear in one transaction; then free the
+        // batches in bounded chunks. A crash in between leaves orphan batches, which the check
+        // at open deletes.
+        let mut txn = self.write_txn()?;
+        let topic = self
+            .load_topic(&txn, name)?
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_owned()))?;
+        self.topics
+            .delete(&mut txn, name.as_bytes())
+            .map_err(classify)?;
+        for &pid in &topic.partitions {
+            self.partitions
+                .delete(&mut txn, &schema::partition_key(pid))
+                .map_err(classify)?;
+            let start = schema::time_key(pid, i64::MIN);
+            let end = schema::time_key(pid, i64::MAX);
+            self.time_index
+                .delete_range(&mut txn, &inclusive(&start, &end))
+                .map_err(classify)?;
+        }
+        commit(txn)?;
+        for &pid in &topic.partitions {
+            loop {
+                let mut txn = self.write_txn()?;
+                let (batches, _) = self.delete_prefix(&mut txn, pid, i64::MAX, DELETE_CHUNK)?;
+                commit(txn)?;
+                if batches < DELETE_CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        self.release_freed_pages()
+    }
+
+    fn topic(&self, name: &str) -> Result<Option<TopicInfo>, StoreError> {
+        let txn = self.read_txn()?;
+        Ok(self.load_topic(&txn, name)?.map(|topic| TopicInfo {
+            name: name.to_owned(),
+            partitions: topic.partitions,
+            config: topic.config,
+        }))
+    }
+
+    fn topics(&self) -> Result<Vec<TopicInfo>, StoreError> {
+        let txn = self.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.topics.iter(&txn).map_err(classify)? {
+            let (name, value) = item.map_err(classify)?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            let topic = TopicMeta::decode(value)
+                .ok_or_else(|| StoreError::Corrupt(format!("topic `{name}` metadata")))?;
+            out.push(TopicInfo {
+                name,
+                partitions: topic.partitions,
+                config: topic.config,
+            });
+        }
+        Ok(out)
+    }
+
+    fn delete_records(&self, partition: PartitionId, offset: i64) -> Result<i64, StoreError> {
+        let mut txn = self.write_txn()?;
+        let mut meta = self
+            .load_meta(&txn, partition)?
+            .ok_or(StoreError::UnknownPartition(partition))?;
+        let target = if offset == -1 {
+            meta.next_offset
+        } else {
+            offset
+        };
+        if target < 0 || target > meta.next_offset {
+            return Err(StoreError::OffsetOutOfRange {
+                offset,
+                log_start_offset: meta.log_start_offset,
+                high_watermark: meta.next_offset,
+            });
+        }
+        if target <= meta.log_start_offset {
+            return Ok(meta.log_start_offset);
+        }
+        let (_, bytes) = self.delete_prefix(&mut txn, partition, target, usize::MAX)?;
+        meta.log_start_offset = target;
+        meta.size_bytes = meta.size_bytes.saturating_sub(bytes);
+        self.put_meta(&mut txn, partition, &meta)?;
+        commit(txn)?;
+        self.release_freed_pages()?;
+        Ok(target)
+    }
+
+    fn offset_for_timestamp(
+        &self,
+        partition: PartitionId,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let txn = self.read_txn()?;
+        let meta = self
+            .load_meta(&txn, partition)?
+            .ok_or(StoreError::UnknownPartition(partition))?;
+        let found = self
+            .time_index
+            .get_greater_than_or_equal_to(&txn, &schema::time_key(partition, timestamp_ms))
+            .map_err(classify)?;
+        Ok(match found {
+            Some((key, value)) if belongs(key, partition) => {
+                Some(i64_of(value).max(meta.log_start_offset))
+            }
+            _ => None,
+        })
+    }
+
+    fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StoreError> {
+        let partitions = {
+            let txn = self.read_txn()?;
+            self.partition_ids(&txn)?
+        };
+        let mut report = RetentionReport::default();
+        for (pid, config) in partitions {
+            if config.retention_ms < 0 && config.retention_bytes < 0 {
+                continue;
+            }
+            let expired_before = now_ms.saturating_sub(config.retention_ms);
+            loop {
+                let mut txn = self.write_txn()?;
+                let Some(mut meta) = self.load_meta(&txn, pid)? else {
+                    break;
+                };
+                let size = meta.size_bytes;
+                let (batches, bytes) =
+                    self.delete_prefix_while(&mut txn, pid, DELETE_CHUNK, |header, freed| {
+                        let too_old =
+                            config.retention_ms >= 0 && header.max_timestamp < expired_before;
+                        let too_big = config.retention_bytes >= 0
+                            && size.saturating_sub(freed) > config.retention_bytes as u64;
+                        too_old || too_big
+                    })?;
+                if batches == 0 {
+                    break;
+                }
+                meta.size_bytes = meta.size_bytes.saturating_sub(bytes);
+                let first_left = self
+                    .first_batch(&txn, pid)?
+                    .map_or(meta.next_offset, |h| h.base_offset);
+                meta.log_start_offset = meta.log_start_offset.max(first_left);
+                self.put_meta(&mut txn, pid, &meta)?;
+                commit(txn)?;
+                report.batches += batches;
+                report.bytes += bytes;
+                if batches < DELETE_CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        if report.batches > 0 {
+            self.release_freed_pages()?;
+        }
+        Ok(report)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.env
+            .force_sync()
+            .map_err(|e| StoreError::Fatal(format!("sync failed: {e}")))
+    }
+}
+
+const SCHEMA_BYTES: [u8; 4] = schema::SCHEMA_VERSION.to_be_bytes();
+
+/// Kafka's topic name rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn validate_topic_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidArgument(format!(
+            "topic name `{name}` must be 1 to 249 characters of a-z, A-Z, 0-9, `.`, `_`, `-`, \
+             and not `.` or `..`"
+        )))
+    }
+}
+
+fn commit(txn: RwTxn) -> Result<(), StoreError> {
+    txn.commit().map_err(|e| match classify(e) {
+        full @ StoreError::Full(_) => full,
+        StoreError::Fatal(why) => StoreError::Fatal(format!("commit failed: {why}")),
+        other => StoreError::Fatal(format!("commit failed: {other}")),
+    })
+}
+
+/// Sorts LMDB and I/O errors into "full, retry later" and everything else.
+fn classify(error: heed::Error) -> StoreError {
+    use heed::MdbError;
+    match &error {
+        heed::Error::Mdb(MdbError::MapFull) => {
+            StoreError::Full("the LMDB map is full (storage.map_size_bytes)".into())
+        }
+        heed::Error::Mdb(MdbError::TxnFull) => {
+            StoreError::Full("the transaction has too many dirty pages".into())
+        }
+        heed::Error::Io(io) if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            StoreError::Full(format!("the disk is full: {io}"))
+        }
+        heed::Error::Mdb(MdbError::Corrupted | MdbError::Panic) => {
+            StoreError::Fatal(format!("LMDB: {error}"))
+        }
+        _ => StoreError::Fatal(format!("LMDB: {error}")),
+    }
+}
+
+/// Free bytes for unprivileged users on the file system holding `path`.
+fn free_disk_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a pointer to a statvfs-sized buffer, as the call wants.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the buffer.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(
+        clippy::useless_conversion,
+        reason = "the fields are 32-bit on 32-bit targets"
+    )]
+    let (blocks, block_size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Some(blocks.saturating_mul(block_size))
+}
+
+fn stored_header(key: &[u8], value: &[u8]) -> Result<BatchHeader, StoreError> {
+    BatchHeader::parse(value).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "stored batch at {:?} has no valid header: {e}",
+            schema::parse_log_key(key)
+        ))
+    })
+}
+
+fn decode_meta(pid: PartitionId, bytes: &[u8]) -> Result<PartitionMeta, StoreError> {
+    PartitionMeta::decode(bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("metadata of partition {pid:?}")))
+}
+
+fn state_of(meta: &PartitionMeta) -> PartitionState {
+    PartitionState {
+        log_start_offset: meta.log_start_offset,
+        high_watermark: meta.next_offset,
+        size_bytes: meta.size_bytes,
+    }
+}
+
+/// A key range for heed (std's `RangeInclusive<&[u8]>` is not a `RangeBounds<[u8]>`).
+fn inclusive<'k>(start: &'k [u8], end: &'k [u8]) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
+    (Bound::Included(start), Bound::Included(end))
+}
+
+/// True if a `log` or `time_index` key belongs to `pid`.
+fn belongs(key: &[u8], pid: PartitionId) -> bool {
+    key.get(..4) == Some(&pid.0.to_be_bytes()[..])
+}
+
+fn key_array(key: &[u8]) -> Result<[u8; 12], StoreError> {
+    key.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("a key of {} bytes where 12 belong", key.len())))
+}
+
+fn u32_of(bytes: &[u8]) -> u32 {
+    bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+fn i64_of(bytes: &[u8]) -> i64 {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, i64::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! The command line and the process's life: load the configuration, start, serve, stop.
+//!
+//! Exit codes: 0 after a clean shutdown, 2 for a bad command line or configuration (the
+//! message names the key and where the value came from), 1 for any other failure to start
+//! or to run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::{admin, config, data_dir, logging, maintenance, writer};
+
+/// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, after_long_help = config::reference_help())]
+struct Cli {
+    /// Configuration file (TOML). Without it the embedded defaults apply.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log format; overrides `log.format`.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+
+    /// Data directory; overrides `data_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (the default when no command is given).
+    #[command(after_long_help = config::reference_help())]
+    Serve,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Runs the `weir` command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("weir: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => match serve(config) {
+            Ok(code) => code,
+            Err(e) => {
+                // The logger may not be up; say it on stderr in any case.
+                tracing::error!("{e:#}");
+                eprintln!("weir: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The configuration with its unknown `WEIR_*` variable names, for a warning once logging runs.
+struct Loaded {
+    config: Config,
+    unknown_env: Vec<String>,
+}
+
+fn load_config(cli: &Cli) -> Result<Loaded, config::ConfigError> {
+    let (mut config, unknown_env) = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(format) = cli.log_format {
+        let value = match format {
+            LogFormatArg::Text => "text",
+            LogFormatArg::Json => "json",
+        };
+        config.apply_flag("--log-format", "log.format", value)?;
+    }
+    if let Some(dir) = &cli.data_dir {
+        config.apply_flag("--data-dir", "data_dir", &dir.to_string_lossy())?;
+    }
+    Ok(Loaded {
+        config,
+        unknown_env,
+    })
+}
+
+fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
+    let Loaded {
+        config,
+        unknown_env,
+    } = loaded;
+    logging::init(config.log_format, &config.log_level)?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "weir starting");
+    for var in unknown_env {
+        tracing::warn!("ignoring environment variable {var}: it names no configuration key");
+    }
+
+    let data_dir = data_dir::DataDir::open(&config.data_dir)?;
+    tracing::info!(
+        "data directory {} opened and locked",
+        data_dir.path().display()
+    );
+
+    let admin_listener = admin::bind(config.admin_listen)?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let storage = Storage::open(&config, data_dir.path())?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .thread_name("weir-control")
+        .build()?;
+    let code = runtime.block_on(async move {
+        let mut fatal = storage.fatal_rx;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let state = Arc::new(admin::AdminState::default());
+        let drain = Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms));
+        let limits = admin::AdminLimits {
+            connections_max: config.admin_connections_max.get(),
+            header_timeout: Duration::from_millis(u64::from(config.admin_header_timeout_ms.get())),
+        };
+        let listener = tokio::net::TcpListener::from_std(admin_listener)?;
+        let mut admin_task = tokio::spawn(admin::serve(
+            listener,
+            limits,
+            state.clone(),
+            stop_rx,
+            drain,
+        ));
+
+        tracing::info!("admin HTTP listening on {admin_addr}");
+        tracing::warn!(
+            "MQTT listener {} not served: the MQTT front is not built yet",
+            config.mqtt_listen
+        );
+        tracing::warn!(
+            "Kafka listener {} not served: the Kafka front is not built yet",
+            config.kafka_listen
+        );
+        state.set_ready(true);
+        tracing::info!("weir ready");
+
+        let name = tokio::select! {
+            _ = sigint.recv() => "SIGINT",
+            _ = sigterm.recv() => "SIGTERM",
+            joined = &mut admin_task => {
+                anyhow::bail!("admin listener stopped unexpectedly: {joined:?}");
+            }
+            error = fatal.recv() => {
+                state.set_ready(false);
+                anyhow::bail!("storage failed, stopping so that nothing more is acknowledged: {error:?}");
+            }
+        };
+        tracing::info!("{name} received: shutting down (a second signal exits at once)");
+        state.set_ready(false);
+        // The receiver lives in the admin task until it finishes, so this cannot fail while
+        // there is anything to stop.
+        let _ = stop_tx.send(true);
+        tokio::select! {
+            _ = admin_task => {
+                tracing::info!("shutdown complete");
+                Ok(ExitCode::SUCCESS)
+            }
+            _ = sigint.recv() => {
+                tracing::warn!("second signal: exiting without draining");
+                Ok(ExitCode::FAILURE)
+            }
+            _ = sigterm.recv() => {
+                tracing::warn!("second signal: exiting without draining");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    });
+    // Admin is down; finish in-flight writes, stop the upkeep, close the log.
+    storage.maintenance.shutdown();
+    storage.writer.shutdown();
+    drop(storage.log);
+    drop(data_dir);
+    code
+}
+
+/// The log and the threads in front of it.
+struct Storage {
+    log: Arc<weir_log::LmdbLog>,
+    writer: writer::Writer,
+    maintenance: maintenance::Maintenance,
+    /// Receives the first fatal storage error (a failed commit or sync).
+    fatal_rx: tokio::sync::mpsc::UnboundedReceiver<weir_core::log_store::StoreError>,
+}
+
+impl Storage {
+    fn open(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Storage> {
+        let options = weir_log::LogOptions {
+            map_size_bytes: usize::try_from(config.storage_map_size_bytes)
+                .map_err(|_| anyhow::anyhow!("storage.map_size_bytes does not fit this machine"))?,
+            durability: match config.storage_durability {
+                config::Durability::Fsync => weir_log::Durability::Fsync,
+                config::Durability::Relaxed => weir_log::Durability::Relaxed,
+            },
+            disk_reserve_bytes: config.storage_disk_reserve_bytes,
+            ..weir_log::LogOptions::default()
+        };
+        let path = data_dir.join("log");
+        let (log, repairs) = weir_log::LmdbLog::open(&path, options)?;
+        for repair in &repairs {
+            tracing::warn!("log repaired at open: {repair:?}");
+        }
+        let log = Arc::new(log);
+        tracing::info!(
+            durability = ?config.storage_durability,
+            "log opened at {} ({} topics)",
+            path.display(),
+            weir_core::log_store::LogStore::topics(&*log)?.len()
+        );
+        let (fatal_tx, fatal_rx) = tokio::sync::mpsc::unbounded_channel();
+        let on_fatal = |tx: tokio::sync::mpsc::UnboundedSender<_>| {
+            Box::new(move |error| {
+                let _ = tx.send(error);
+            }) as Box<dyn FnOnce(weir_core::log_store::StoreError) + Send>
+        };
+        let writer = writer::Writer::start(
+            log.clone(),
+            writer::WriterConfig {
+                commit_window: Duration::from_micros(u64::from(config.storage_commit_window_us)),
+                commit_bytes_max: u64::from(config.storage_commit_bytes_max.get()),
+                queue_bytes_max: config.storage_append_queue_bytes_max,
+            },
+            on_fatal(fatal_tx.clone()),
+        )?;
+        let sync_interval = (config.storage_durability == config::Durability::Relaxed).then(|| {
+            Duration::from_millis(u64::from(config.storage_relaxed_sync_interval_ms.get()))
+        });
+        let maintenance = maintenance::Maintenance::start(
+            log.clone(),
+            maintenance::MaintenanceConfig {
+                retention_interval: Duration::from_millis(u64::from(
+                    config.storage_retention_check_interval_ms.get(),
+                )),
+                sync_interval,
+            },
+            on_fatal(fatal_tx),
+        )?;
+        Ok(Storage {
+            log,
+            writer,
+            maintenance,
+            fatal_rx,
+        })
+    }
+}

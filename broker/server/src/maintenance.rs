@@ -1,0 +1,118 @@
+//! Background upkeep of the log on its own thread: retention passes, and in relaxed
+//! durability the periodic sync that bounds the loss window.
+//!
+//! Retention deletes in bounded transactions through the same store as the writer; LMDB
+//! serialises the two, so an append waits at most one deletion chunk.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use weir_core::log_store::{LogStore, StoreError};
+
+/// What the maintenance thread does and how often.
+#[derive(Debug, Clone, Copy)]
+pub struct MaintenanceConfig {
+    /// Time between retention passes.
+    pub retention_interval: Duration,
+    /// Time between syncs, in relaxed durability; `None` in fsync mode.
+    pub sync_interval: Option<Duration>,
+}
+
+/// The running maintenance thread.
+#[derive(Debug)]
+pub struct Maintenance {
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Maintenance {
+    /// Starts the thread. `on_fatal` runs if a sync fails.
+    pub fn start(
+        store: Arc<dyn LogStore>,
+        config: MaintenanceConfig,
+        on_fatal: Box<dyn FnOnce(StoreError) + Send>,
+    ) -> std::io::Result<Maintenance> {
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("weir-maintenance".into())
+            .spawn(move || run(&*store, config, &stopped, on_fatal))?;
+        Ok(Maintenance {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread; in relaxed mode it syncs once more on the way out.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the maintenance thread panicked");
+        }
+    }
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run(
+    store: &dyn LogStore,
+    config: MaintenanceConfig,
+    stopped: &Receiver<()>,
+    on_fatal: Box<dyn FnOnce(StoreError) + Send>,
+) {
+    let mut next_retention = Instant::now() + config.retention_interval;
+    let mut next_sync = config.sync_interval.map(|every| Instant::now() + every);
+    loop {
+        let wake = next_sync.map_or(next_retention, |sync| sync.min(next_retention));
+        match stopped.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if let (Some(at), Some(every)) = (next_sync, config.sync_interval)
+            && now >= at
+        {
+            if let Err(e) = store.sync() {
+                tracing::error!("periodic sync failed: {e}");
+                on_fatal(e);
+                return;
+            }
+            next_sync = Some(now + every);
+        }
+        if now >= next_retention {
+            match store.enforce_retention(wall_ms()) {
+                Ok(report) if report.batches > 0 => tracing::info!(
+                    batches = report.batches,
+                    bytes = report.bytes,
+                    "retention deleted old data"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("retention pass failed: {e}"),
+            }
+            next_retention = now + config.retention_interval;
+        }
+    }
+    if config.sync_interval.is_some()
+        && let Err(e) = store.sync()
+    {
+        tracing::error!("final sync failed: {e}");
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time base of record timestamps.
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,730 @@
+//! Kafka RecordBatch v2 ("magic 2"), the unit Weir stores.
+//!
+//! Layout (big-endian), 61 bytes of header then the records:
+//!
+//! ```text
+//!  0 baseOffset i64        | not covered by the CRC: the log rewrites it on append
+//!  8 batchLength i32       | bytes after this field
+//! 12 partitionLeaderEpoch i32
+//! 16 magic i8 (= 2)
+//! 17 crc u32              | CRC32C of bytes 21..end
+//! 21 attributes i16       | bits 0-2 compression, 3 timestamp type, 4 transactional, 5 control
+//! 23 lastOffsetDelta i32
+//! 27 baseTimestamp i64
+//! 35 maxTimestamp i64
+//! 43 producerId i64
+//! 51 producerEpoch i16
+//! 53 baseSequence i32
+//! 57 recordCount i32
+//! 61 records...
+//! ```
+//!
+//! [`validate`] checks one batch completely before anything trusts it; [`set_base_offset`]
+//! assigns offsets without touching the CRC; [`BatchBuilder`] encodes records; [`records`]
+//! iterates the records of an uncompressed batch.
+
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength`'s coverage starts (baseOffset + batchLength).
+pub const LOG_OVERHEAD: usize = 12;
+/// Offset of the first byte the CRC covers.
+const CRC_START: usize = 21;
+/// The only record batch format Weir accepts.
+pub const MAGIC: i8 = 2;
+
+/// Compression codec in the low three bits of `attributes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Records stored as they are.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy (xerial framing as Kafka writes it).
+    Snappy,
+    /// lz4 frame.
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+/// Why a batch was refused. Each variant maps to Kafka's `CORRUPT_MESSAGE` (2) or
+/// `INVALID_RECORD` (87) at the protocol edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Fewer bytes than the header or than `batchLength` declares.
+    #[error("record batch truncated: {have} bytes, need {need}")]
+    Truncated {
+        /// Bytes present.
+        have: usize,
+        /// Bytes the header declares or requires.
+        need: usize,
+    },
+    /// More bytes than `batchLength` declares.
+    #[error("record batch has {extra} trailing bytes after its declared length")]
+    Trailing {
+        /// Bytes beyond the declared end.
+        extra: usize,
+    },
+    /// `batchLength` is negative or too small to hold the header.
+    #[error("record batch length {0} is invalid")]
+    BadLength(i32),
+    /// Not a v2 batch.
+    #[error("record batch magic {0} is not supported (only v2)")]
+    BadMagic(i8),
+    /// The stored CRC does not match the bytes.
+    #[error("record batch CRC mismatch: header says {stored:#010x}, bytes give {computed:#010x}")]
+    BadCrc {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC computed over the bytes.
+        computed: u32,
+    },
+    /// Compression bits name no codec.
+    #[error("record batch uses unknown compression codec {0}")]
+    BadCompression(u8),
+    /// Record count is zero, negative, or disagrees with `lastOffsetDelta`.
+    #[error("record batch record count {count} is invalid (lastOffsetDelta {last_offset_delta})")]
+    BadCount {
+        /// Declared record count.
+        count: i32,
+        /// Declared last offset delta.
+        last_offset_delta: i32,
+    },
+    /// A record inside an uncompressed batch is malformed.
+    #[error("record {index} is malformed: {reason}")]
+    BadRecord {
+        /// Index of the record in the batch.
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The records do not fill the batch exactly as declared.
+    #[error("batch declares {declared} records but holds {found}")]
+    CountMismatch {
+        /// Declared count.
+        declared: i32,
+        /// Records found.
+        found: usize,
+    },
+}
+
+/// The fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record (assigned by the log).
+    pub base_offset: i64,
+    /// Bytes after the `batchLength` field.
+    pub batch_length: i32,
+    /// Leader epoch (Weir has one node: 0).
+    pub partition_leader_epoch: i32,
+    /// CRC32C of bytes 21..end.
+    pub crc: u32,
+    /// Attribute bits.
+    pub attributes: i16,
+    /// Offset of the last record relative to `base_offset`.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest timestamp in the batch.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, or -1.
+    pub producer_id: i64,
+    /// Producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// Sequence number of the first record, or -1.
+    pub base_sequence: i32,
+    /// Number of records.
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses the header fields from the first [`HEADER_LEN`] bytes. Checks nothing else.
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(BatchError::Truncated {
+                have: bytes.len(),
+                need: HEADER_LEN,
+            });
+        }
+        let magic = bytes[16] as i8;
+        if magic != MAGIC {
+            return Err(BatchError::BadMagic(magic));
+        }
+        Ok(BatchHeader {
+            base_offset: i64_at(bytes, 0),
+            batch_length: i32_at(bytes, 8),
+            partition_leader_epoch: i32_at(bytes, 12),
+            crc: u32::from_be_bytes(array_at(bytes, 17)),
+            attributes: i16::from_be_bytes(array_at(bytes, 21)),
+            last_offset_delta: i32_at(bytes, 23),
+            base_timestamp: i64_at(bytes, 27),
+            max_timestamp: i64_at(bytes, 35),
+            producer_id: i64_at(bytes, 43),
+            producer_epoch: i16::from_be_bytes(array_at(bytes, 51)),
+            base_sequence: i32_at(bytes, 53),
+            record_count: i32_at(bytes, 57),
+        })
+    }
+
+    /// Total size of the batch on the wire and on disk.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + usize::try_from(self.batch_length).unwrap_or(0)
+    }
+
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// The offset after this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    /// The compression codec.
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        match self.attributes & 0x7 {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Snappy),
+            3 => Ok(Compression::Lz4),
+            4 => Ok(Compression::Zstd),
+            other => Err(BatchError::BadCompression(other as u8)),
+        }
+    }
+
+    /// True for transaction markers and other control batches.
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+/// Checks that `bytes` is exactly one well-formed v2 batch: length, magic, CRC32C, codec,
+/// record count, and for uncompressed batches every record's framing and offset delta.
+/// Compressed batches get their records checked when they are decompressed.
+pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(bytes)?;
+    if header.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::BadLength(header.batch_length));
+    }
+    let total = header.total_len();
+    if bytes.len() < total {
+        return Err(BatchError::Truncated {
+            have: bytes.len(),
+            need: total,
+        });
+    }
+    if bytes.len() > total {
+        return Err(BatchError::Trailing {
+            extra: bytes.len() - total,
+        });
+    }
+    let computed = crc32c::crc32c(&bytes[CRC_START..]);
+    if computed != header.crc {
+        return Err(BatchError::BadCrc {
+            stored: header.crc,
+            computed,
+        });
+    }
+    let compression = header.compression()?;
+    if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
+        return Err(BatchError::BadCount {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    if compression == Compression::None {
+        let mut found = 0usize;
+        for record in records_unchecked(bytes) {
+            let record = record?;
+            if i64::from(record.offset_delta) != found as i64 {
+                return Err(BatchError::BadRecord {
+                    index: found,
+                    reason: "offset delta out of sequence",
+                });
+            }
+            found += 1;
+        }
+        if found != header.record_count as usize {
+            return Err(BatchError::CountMismatch {
+                declared: header.record_count,
+                found,
+            });
+        }
+    }
+    Ok(header)
+}
+
+/// Splits a produce request's `records` field, which may hold several batches back to back,
+/// into batches. Each item is one batch's bytes, not yet validated; a truncated tail is an
+/// error item.
+pub fn split(mut bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], BatchError>> {
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        if bytes.len() < LOG_OVERHEAD {
+            let have = bytes.len();
+            bytes = &[];
+            return Some(Err(BatchError::Truncated {
+                have,
+                need: LOG_OVERHEAD,
+            }));
+        }
+        let declared = i32_at(bytes, 8);
+        let Ok(len) = usize::try_from(declared) else {
+            bytes = &[];
+            return Some(Err(BatchError::BadLength(declared)));
+        };
+        let total = LOG_OVERHEAD.saturating_add(len);
+        if bytes.len() < total {
+            let have = bytes.len();
+            bytes = &[];
+            return Some(Err(BatchError::Truncated { have, need: total }));
+        }
+        let (batch, rest) = bytes.split_at(total);
+        bytes = rest;
+        Some(Ok(batch))
+    })
+}
+
+/// Writes `base_offset` into a batch. The CRC does not cover this field, so the batch stays
+/// valid.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    assert!(batch.len() >= HEADER_LEN, "set_base_offset on a non-batch");
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// One record of an uncompressed batch, borrowing the batch's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Record attributes (unused by Kafka today).
+    pub attributes: i8,
+    /// Timestamp relative to the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// Key, or `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// Value, or `None` for a null value (a tombstone).
+    pub value: Option<&'a [u8]>,
+    /// Headers in order, raw: use [`RecordRef::headers`] to iterate them.
+    headers_raw: &'a [u8],
+    header_count: usize,
+}
+
+impl<'a> RecordRef<'a> {
+    /// The record's headers: key and optional value.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + use<'a> {
+        let mut cursor = Cursor {
+            bytes: self.headers_raw,
+        };
+        (0..self.header_count).map_while(move |_| {
+            let key = cursor.bytes_field().ok()??;
+            let value = cursor.bytes_field().ok()?;
+            Some((key, value))
+        })
+    }
+}
+
+/// The records of an uncompressed batch that passed [`validate`]. For a compressed batch the
+/// iterator yields nothing: decompress first.
+pub fn records(batch: &[u8]) -> impl Iterator<Item = RecordRef<'_>> {
+    let compressed = BatchHeader::parse(batch)
+        .map(|h| h.attributes & 0x7 != 0)
+        .unwrap_or(true);
+    let records = if compressed { &[][..] } else { batch };
+    records_unchecked(records).map_while(Result::ok)
+}
+
+fn records_unchecked(batch: &[u8]) -> impl Iterator<Item = Result<RecordRef<'_>, BatchError>> {
+    let body = batch.get(HEADER_LEN..).unwrap_or(&[]);
+    let mut cursor = Cursor { bytes: body };
+    let mut index = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || cursor.bytes.is_empty() {
+            return None;
+        }
+        let record =
+            parse_record(&mut cursor).map_err(|reason| BatchError::BadRecord { index, reason });
+        failed = record.is_err();
+        index += 1;
+        Some(record)
+    })
+}
+
+fn parse_record<'a>(cursor: &mut Cursor<'a>) -> Result<RecordRef<'a>, &'static str> {
+    let length = cursor.varint()?;
+    let length = usize::try_from(length).map_err(|_| "negative record length")?;
+    if length == 0 || length > cursor.bytes.len() {
+        return Err("record length beyond the batch");
+    }
+    let (body, rest) = cursor.bytes.split_at(length);
+    cursor.bytes = rest;
+    let mut r = Cursor { bytes: body };
+    let attributes = *r.bytes.first().ok_or("missing attributes")? as i8;
+    r.bytes = &r.bytes[1..];
+    let timestamp_delta = r.varlong()?;
+    let offset_delta = r.varint()?;
+    let key = r.bytes_field()?;
+    let value = r.bytes_field()?;
+    let header_count = r.varint()?;
+    let header_count = usize::try_from(header_count).map_err(|_| "negative header count")?;
+    let headers_raw = r.bytes;
+    // Walk the headers once so a bad header is caught here, not by a later reader.
+    for _ in 0..header_count {
+        if r.bytes_field()?.is_none() {
+            return Err("null header key");
+        }
+        r.bytes_field()?;
+    }
+    if !r.bytes.is_empty() {
+        return Err("bytes after the last header");
+    }
+    Ok(RecordRef {
+        attributes,
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+        headers_raw,
+        header_count,
+    })
+}
+
+/// A reader over borrowed bytes. Every length is checked against what remains.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    /// A zigzag varint of at most 5 bytes, as an i32.
+    fn varint(&mut self) -> Result<i32, &'static str> {
+        let value = self.varlong_bounded(5)?;
+        i32::try_from(value).map_err(|_| "varint out of range")
+    }
+
+    /// A zigzag varint of at most 10 bytes.
+    fn varlong(&mut self) -> Result<i64, &'static str> {
+        self.varlong_bounded(10)
+    }
+
+    fn varlong_bounded(&mut self, max_bytes: usize) -> Result<i64, &'static str> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            let byte = *self.bytes.get(i).ok_or("varint truncated")?;
+            raw |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.bytes = &self.bytes[i + 1..];
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        Err("varint too long")
+    }
+
+    /// A varint length then that many bytes; length -1 is null.
+    fn bytes_field(&mut self) -> Result<Option<&'a [u8]>, &'static str> {
+        let len = self.varint()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len = usize::try_from(len).map_err(|_| "negative length")?;
+        if len > self.bytes.len() {
+            return Err("length beyond the record");
+        }
+        let (field, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(Some(field))
+    }
+}
+
+/// One record to encode.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Record<'a> {
+    /// Absolute timestamp in milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// Key, or `None` for null.
+    pub key: Option<&'a [u8]>,
+    /// Value, or `None` for null.
+    pub value: Option<&'a [u8]>,
+    /// Headers.
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+/// Encodes an uncompressed v2 batch record by record.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    count: i32,
+    base_timestamp: Option<i64>,
+    max_timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    scratch: Vec<u8>,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty batch without an idempotent producer.
+    pub fn new() -> BatchBuilder {
+        BatchBuilder {
+            buf: vec![0; HEADER_LEN],
+            count: 0,
+            base_timestamp: None,
+            max_timestamp: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Marks the batch as written by an idempotent producer.
+    pub fn producer(mut self, id: i64, epoch: i16, base_sequence: i32) -> BatchBuilder {
+        self.producer_id = id;
+        self.producer_epoch = epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Number of records so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True before the first record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded size so far.
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, record: Record<'_>) {
+        let base_timestamp = *self.base_timestamp.get_or_insert(record.timestamp_ms);
+        self.max_timestamp = self.max_timestamp.max(record.timestamp_ms);
+        let body = &mut self.scratch;
+        body.clear();
+        body.push(0); // attributes
+        put_varlong(body, record.timestamp_ms - base_timestamp);
+        put_varlong(body, i64::from(self.count));
+        put_bytes_field(body, record.key);
+        put_bytes_field(body, record.value);
+        put_varlong(body, record.headers.len() as i64);
+        for (key, value) in record.headers {
+            put_bytes_field(body, Some(key.as_bytes()));
+            put_bytes_field(body, *value);
+        }
+        put_varlong(&mut self.buf, body.len() as i64);
+        self.buf.extend_from_slice(body);
+        self.count += 1;
+    }
+
+    /// Finishes the batch with base offset 0 (the log assigns the real one).
+    pub fn finish(mut self) -> Vec<u8> {
+        assert!(self.count > 0, "a record batch needs at least one record");
+        let base_timestamp = self.base_timestamp.unwrap_or(0);
+        let batch_length = (self.buf.len() - LOG_OVERHEAD) as i32;
+        let b = &mut self.buf;
+        b[0..8].copy_from_slice(&0i64.to_be_bytes());
+        b[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        b[12..16].copy_from_slice(&0i32.to_be_bytes());
+        b[16] = MAGIC as u8;
+        b[21..23].copy_from_slice(&0i16.to_be_bytes());
+        b[23..27].copy_from_slice(&(self.count - 1).to_be_bytes());
+        b[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
+        b[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        b[43..51].copy_from_slice(&self.producer_id.to_be_bytes());
+        b[51..53].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        b[53..57].copy_from_slice(&self.base_sequence.to_be_bytes());
+        b[57..61].copy_from_slice(&self.count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        self.buf
+    }
+}
+
+fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+fn put_bytes_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        None => put_varlong(out, -1),
+        Some(bytes) => {
+            put_varlong(out, bytes.len() as i64);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+fn array_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[at..at + N]);
+    out
+}
+
+fn i64_at(bytes: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(array_at(bytes, at))
+}
+
+fn i32_at(bytes: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(array_at(bytes, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(n: usize) -> Vec<u8> {
+        let mut builder = BatchBuilder::new();
+        for i in 0..n {
+            let value = format!("value-{i}");
+            builder.push(Record {
+                timestamp_ms: 1_700_000_000_000 + i as i64,
+                key: Some(b"sensors/room1/temp"),
+                value: Some(value.as_bytes()),
+                headers: &[("mqtt.qos", Some(b"1")), ("empty", None)],
+            });
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn built_batches_validate_and_read_back() {
+        let batch = sample(3);
+        let header = validate(&batch).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.base_timestamp, 1_700_000_000_000);
+        assert_eq!(header.max_timestamp, 1_700_000_000_002);
+        assert_eq!(header.total_len(), batch.len());
+        let records: Vec<RecordRef<'_>> = records(&batch).collect();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[2].value, Some(&b"value-2"[..]));
+        assert_eq!(records[2].timestamp_delta, 2);
+        let headers: Vec<_> = records[0].headers().collect();
+        assert_eq!(
+            headers,
+            vec![(&b"mqtt.qos"[..], Some(&b"1"[..])), (&b"empty"[..], None)]
+        );
+    }
+
+    #[test]
+    fn base_offset_rewrite_keeps_the_crc_valid() {
+        let mut batch = sample(2);
+        set_base_offset(&mut batch, 1_000);
+        let header = validate(&batch).unwrap();
+        assert_eq!(header.base_offset, 1_000);
+        assert_eq!(header.next_offset(), 1_002);
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_crc() {
+        let mut batch = sample(2);
+        let last = batch.len() - 1;
+        batch[last] ^= 1;
+        assert!(matches!(validate(&batch), Err(BatchError::BadCrc { .. })));
+    }
+
+    #[test]
+    fn lengths_and_magic_are_checked() {
+        let batch = sample(1);
+        assert!(matches!(
+            validate(&batch[..40]),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            validate(&batch[..batch.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut longer = batch.clone();
+        longer.push(0);
+        assert_eq!(validate(&longer), Err(BatchError::Trailing { extra: 1 }));
+        let mut magic = batch.clone();
+        magic[16] = 1;
+        assert_eq!(validate(&magic), Err(BatchError::BadMagic(1)));
+        let mut negative = batch.clone();
+        negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(validate(&negative), Err(BatchError::BadLength(-5)));
+    }
+
+    /// A header that claims 2^31-1 records in a tiny batch is refused without allocating.
+    #[test]
+    fn a_hostile_record_count_is_refused() {
+        let mut batch = sample(1);
+        batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        batch[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            validate(&batch),
+            Err(BatchError::CountMismatch {
+                declared: i32::MAX,
+                found: 1
+            })
+        );
+    }
+
+    #[test]
+    fn split_walks_concatenated_batches() {
+        let mut joined = sample(1);
+        joined.extend_from_slice(&sample(2));
+        let parts: Vec<_> = split(&joined).collect::<Result<_, _>>().unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(validate(parts[1]).unwrap().record_count, 2);
+        joined.truncate(joined.len() - 3);
+        let last = split(&joined).last().unwrap();
+        assert!(matches!(last, Err(BatchError::Truncated { .. })));
+    }
+
+    proptest! {
+        /// Any bytes: validate never panics, and whatever it accepts re-validates after an
+        /// offset rewrite.
+        #[test]
+        fn validate_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if validate(&bytes).is_ok() {
+                set_base_offset(&mut bytes, 7);
+                prop_assert!(validate(&bytes).is_ok());
+            }
+        }
+
+        /// A valid batch with one byte changed after the CRC field is always refused.
+        #[test]
+        fn any_corruption_after_the_crc_is_caught(n in 1usize..5, pos in 21usize..200, bit in 0u8..8) {
+            let mut batch = sample(n);
+            let pos = pos % batch.len();
+            prop_assume!(pos >= CRC_START);
+            batch[pos] ^= 1 << bit;
+            prop_assert!(validate(&batch).is_err());
+        }
+
+        #[test]
+        fn records_round_trip(values in proptest::collection::vec(proptest::option::of(proptest::collection::vec(any::<u8>(), 0..50)), 1..20)) {
+            let mut builder = BatchBuilder::new();
+            for (i, value) in values.iter().enumerate() {
+                builder.push(Record { timestamp_ms: i as i64, key: None, value: value.as_deref(), headers: &[] });
+            }
+            let batch = builder.finish();
+            prop_assert_eq!(validate(&batch).unwrap().record_count as usize, values.len());
+            let back: Vec<Option<Vec<u8>>> = records(&batch).map(|r| r.value.map(<[u8]>::to_vec)).collect();
+            prop_assert_eq!(back, values);
+        }
+    }
+}
