@@ -2,3 +2,4 @@
 //! Modules follow the issues that built what they test.
 
 mod foundation;
+mod storage;

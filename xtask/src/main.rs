@@ -22,13 +22,15 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("tidy") => tidy_all(&root),
         Some("prereqs") => prereqs::ensure(&prereqs::requirements()),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
                  tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
-                 prereqs                      check (and when allowed, install) test prerequisites"
+                 prereqs                      check (and when allowed, install) test prerequisites\n  \
+                 bench [log] [-- <args>]      benchmarks with same-run baselines (release build)"
             );
             std::process::exit(2);
         }
@@ -53,6 +55,38 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     }
     cargo(&args, locked)?;
     step("all tests passed");
+    Ok(())
+}
+
+/// The benchmark suite: release builds, never part of `test`. Figures are printed as
+/// Markdown tables for benches/README.md and issue notes.
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let (which, extra) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let all = which.is_empty();
+    if all || which.iter().any(|w| w == "log") {
+        step("bench: log crash test, 1,000 kill -9 cycles");
+        let mut crash = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+        crash
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "weir-log",
+                "--test",
+                "durability",
+                "--",
+                "kill_9",
+            ])
+            .env("WEIR_LOG_CRASH_CYCLES", "1000");
+        run(&mut crash)?;
+        step("bench: log throughput against the raw disk");
+        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "log"];
+        args.extend(extra.iter().map(String::as_str));
+        cargo(&args, None)?;
+    }
     Ok(())
 }
 

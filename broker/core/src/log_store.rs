@@ -8,8 +8,12 @@
 //! Invariants every implementation keeps:
 //! - offsets within a partition are strictly increasing and contiguous: a batch appended with
 //!   n records gets `[high_watermark, high_watermark + n)` and moves the high watermark by n;
-//! - `append` returns only after the group is durable in the store's durability mode; if it
-//!   returns an error, nothing of the group is visible, then or after a restart;
+//! - a group is durable once the `append` that wrote it returned and then either a later
+//!   `append` that stored at least one batch or a `sync` returned (a store may make it durable
+//!   sooner; LMDB syncs a commit's data at once and its meta page with the next commit, which
+//!   halves the syncs under load). Whoever acknowledges to clients follows this rule: the
+//!   server's group-commit writer does;
+//! - if `append` returns an error, nothing of the group is visible, then or after a restart;
 //! - a batch is validated (length, magic, CRC32C, record count) before it is stored.
 
 use weir_kafka::record_batch::BatchError;
@@ -152,8 +156,9 @@ pub struct RetentionReport {
 /// The storage contract. Every method may be called from any thread; implementations
 /// serialise writers internally.
 pub trait LogStore: Send + Sync {
-    /// Appends every batch in `appends` in one durable transaction, in order. Returns one
-    /// result per append, in the same order. An `Err` means nothing was written.
+    /// Appends every batch in `appends` in one transaction, in order. Returns one result per
+    /// append, in the same order. An `Err` means nothing was written. The group is durable
+    /// after the next successful `append` or a `sync` (see the module's invariants).
     fn append(
         &self,
         appends: &mut [Append],
@@ -215,7 +220,7 @@ pub trait LogStore: Send + Sync {
     /// start.
     fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StoreError>;
 
-    /// Makes every committed transaction durable (relaxed durability mode calls this on a
-    /// timer; in fsync mode it is a no-op in effect).
+    /// Makes every committed transaction durable. The group-commit writer calls it when it
+    /// has nothing more to commit; in relaxed durability the server calls it on a timer.
     fn sync(&self) -> Result<(), StoreError>;
 }

@@ -3,7 +3,7 @@
 //! always pass through, so a test can check what was kept. It can also hold appends (as a
 //! slow disk would) until released, to fill queues in front of the store.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use weir_core::log_store::{
@@ -26,8 +26,18 @@ pub struct FailAfter<S> {
     inner: S,
     remaining: AtomicI64,
     fault: Fault,
-    held: Mutex<bool>,
+    held: Mutex<Held>,
     released: Condvar,
+    appends_done: AtomicU64,
+    syncs_started: AtomicU64,
+    syncs_done: AtomicU64,
+}
+
+/// Which operations wait for [`FailAfter::release`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    appends: bool,
+    syncs: bool,
 }
 
 impl<S: LogStore> FailAfter<S> {
@@ -37,21 +47,50 @@ impl<S: LogStore> FailAfter<S> {
             inner,
             remaining: AtomicI64::new(ops.min(i64::MAX as u64) as i64),
             fault,
-            held: Mutex::new(false),
+            held: Mutex::new(Held::default()),
             released: Condvar::new(),
+            appends_done: AtomicU64::new(0),
+            syncs_started: AtomicU64::new(0),
+            syncs_done: AtomicU64::new(0),
         }
     }
 
-    /// Makes appends wait until [`FailAfter::release`] (or fail with the fault if already
-    /// past N operations).
-    pub fn hold_appends(&self) {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    /// Appends the wrapped store completed successfully so far.
+    pub fn appends_done(&self) -> u64 {
+        self.appends_done.load(Ordering::SeqCst)
     }
 
-    /// Lets held appends go on.
+    /// Syncs the wrapped store completed successfully so far.
+    pub fn syncs_done(&self) -> u64 {
+        self.syncs_done.load(Ordering::SeqCst)
+    }
+
+    /// Makes appends wait until [`FailAfter::release`].
+    pub fn hold_appends(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).appends = true;
+    }
+
+    /// Makes syncs wait until [`FailAfter::release`].
+    pub fn hold_syncs(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).syncs = true;
+    }
+
+    /// Lets held operations go on.
     pub fn release(&self) {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Held::default();
         self.released.notify_all();
+    }
+
+    /// Syncs called so far (including ones still held).
+    pub fn syncs_started(&self) -> u64 {
+        self.syncs_started.load(Ordering::SeqCst)
+    }
+
+    fn wait_while(&self, held: impl Fn(&Held) -> bool) {
+        let mut state = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        while held(&state) {
+            state = self.released.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Lets `ops` more write operations through (the fault was "fixed").
@@ -81,13 +120,11 @@ impl<S: LogStore> LogStore for FailAfter<S> {
         &self,
         appends: &mut [Append],
     ) -> Result<Vec<Result<Appended, AppendError>>, StoreError> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        while *held {
-            held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
-        }
-        drop(held);
+        self.wait_while(|held| held.appends);
         self.tick()?;
-        self.inner.append(appends)
+        let results = self.inner.append(appends)?;
+        self.appends_done.fetch_add(1, Ordering::SeqCst);
+        Ok(results)
     }
 
     fn read(
@@ -156,7 +193,11 @@ impl<S: LogStore> LogStore for FailAfter<S> {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        self.syncs_started.fetch_add(1, Ordering::SeqCst);
+        self.wait_while(|held| held.syncs);
         self.tick()?;
-        self.inner.sync()
+        self.inner.sync()?;
+        self.syncs_done.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }

@@ -6,11 +6,16 @@
 //! bytes. A call to `append` is one write transaction, so whoever groups appends (the server's
 //! group-commit writer) pays one commit and one sync per group.
 //!
-//! Durability: in [`Durability::Fsync`] (the default) LMDB syncs on every commit, so `append`
-//! returns after the data is on disk. [`Durability::Relaxed`] opens the environment with
-//! `MDB_NOSYNC`; commits reach the page cache only and [`LogStore::sync`] (called by the server
-//! every `storage.relaxed_sync_interval_ms`) makes them durable. A process crash loses nothing
-//! in either mode; a power loss or kernel crash in relaxed mode loses what was committed since
+//! Durability: in [`Durability::Fsync`] (the default) every commit syncs its data pages
+//! (`fdatasync`) before it writes the meta page that makes it visible, and the meta page is
+//! written without a sync of its own (`MDB_NOMETASYNC`): the next commit's data sync, or
+//! [`LogStore::sync`], carries it to disk. So a group is durable once a later append or a
+//! sync returned: one sync per commit under load instead of LMDB's default two, and the
+//! server's writer calls `sync` whenever it has nothing more to commit, so a lone append
+//! costs two syncs as before. [`Durability::Relaxed`] opens the environment with
+//! `MDB_NOSYNC`; commits reach the page cache only and `sync` (called by the server every
+//! `storage.relaxed_sync_interval_ms`) makes them durable. A process crash loses nothing in
+//! either mode; a power loss or kernel crash in relaxed mode loses what was committed since
 //! the last sync and, as LMDB documents for `MDB_NOSYNC`, may leave the last transactions
 //! inconsistent.
 //!
@@ -52,9 +57,9 @@ const PENDING_FREE_SLACK_BYTES: u64 = 256 << 10;
 /// When appends are durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Sync on every commit: an append returns after its data is on disk.
+    /// Sync every commit's data; its meta page is durable after the next commit or a sync.
     Fsync,
-    /// No sync on commit; [`LogStore::sync`] makes committed data durable.
+    /// No sync on commit; only [`LogStore::sync`] makes committed data durable.
     Relaxed,
 }
 
@@ -169,12 +174,17 @@ impl LmdbLog {
         open.map_size(options.map_size_bytes)
             .max_dbs(table::ALL.len() as u32)
             .max_readers(options.readers_max);
-        if options.durability == Durability::Relaxed {
-            // SAFETY: NO_SYNC only changes when data reaches the disk; the loss window it opens
-            // is the documented meaning of relaxed mode. WRITE_MAP is never set.
-            unsafe {
-                open.flags(EnvFlags::NO_SYNC);
-            }
+        let flags = match options.durability {
+            // The next commit's data sync (or `sync`) carries the meta page to disk; callers
+            // acknowledge only after one of them (see the module docs).
+            Durability::Fsync => EnvFlags::NO_META_SYNC,
+            // Nothing is synced on commit; the loss window is the meaning of relaxed mode.
+            Durability::Relaxed => EnvFlags::NO_SYNC,
+        };
+        // SAFETY: these flags only change when data reaches the disk, as documented above;
+        // WRITE_MAP is never set.
+        unsafe {
+            open.flags(flags);
         }
         // SAFETY: the data directory is locked by the server (one process per environment),
         // and this process opens each environment once.

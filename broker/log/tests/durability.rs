@@ -96,8 +96,9 @@ fn batch(tag: &str, records: usize, value_len: usize) -> Vec<u8> {
     builder.finish()
 }
 
-/// Child: three writer threads append groups as fast as the log allows and print one line
-/// per acknowledged batch: `ok <partition> <base offset> <crc>`.
+/// Child: three writer threads append groups as fast as the log allows and, once each group
+/// is durable (a sync returned), print one line per batch: `ok <partition> <base offset>
+/// <crc>`.
 fn child_append(dir: &Path, seed: u64) -> ExitCode {
     let (log, _) = LmdbLog::open(dir, LogOptions::default()).expect("open");
     let log = Arc::new(log);
@@ -123,6 +124,8 @@ fn child_append(dir: &Path, seed: u64) -> ExitCode {
                         })
                         .collect();
                     let results = log.append(&mut group).expect("append");
+                    // Durable once a sync (or a later append) returned: only then report.
+                    log.sync().expect("sync");
                     let mut out = stdout.lock().expect("stdout");
                     for (append, result) in group.iter().zip(results) {
                         let appended = result.expect("valid batch");

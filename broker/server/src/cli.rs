@@ -238,6 +238,7 @@ impl Storage {
                 commit_window: Duration::from_micros(u64::from(config.storage_commit_window_us)),
                 commit_bytes_max: u64::from(config.storage_commit_bytes_max.get()),
                 queue_bytes_max: config.storage_append_queue_bytes_max,
+                sync_before_ack: config.storage_durability == config::Durability::Fsync,
             },
             on_fatal(fatal_tx.clone()),
         )?;

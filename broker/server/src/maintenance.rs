@@ -116,3 +116,81 @@ pub fn wall_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::channel;
+
+    use weir_core::log_store::{Append, TopicConfig};
+    use weir_kafka::record_batch::{BatchBuilder, Record};
+    use weir_log::faulty::{FailAfter, Fault};
+    use weir_log::{LmdbLog, LogOptions};
+
+    use super::*;
+
+    fn batch() -> Vec<u8> {
+        let mut builder = BatchBuilder::new();
+        builder.push(Record {
+            timestamp_ms: 0,
+            key: None,
+            value: Some(b"old"),
+            headers: &[],
+        });
+        builder.finish()
+    }
+
+    #[test]
+    fn retention_runs_on_its_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
+        let config = TopicConfig {
+            retention_ms: -1,
+            retention_bytes: 0,
+        };
+        let pid = log.create_topic("t", 1, config).unwrap().partitions[0];
+        for _ in 0..3 {
+            log.append(&mut [Append {
+                partition: pid,
+                batch: batch(),
+            }])
+            .unwrap();
+        }
+        let log = Arc::new(log);
+        let maintenance = Maintenance::start(
+            log.clone(),
+            MaintenanceConfig {
+                retention_interval: Duration::from_millis(10),
+                sync_interval: None,
+            },
+            Box::new(|e| panic!("{e}")),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while log.partition(pid).unwrap().log_start_offset < 3 {
+            assert!(Instant::now() < deadline, "retention never ran");
+            std::thread::yield_now();
+        }
+        maintenance.shutdown();
+        assert_eq!(log.partition(pid).unwrap().size_bytes, 0);
+    }
+
+    #[test]
+    fn a_failed_periodic_sync_is_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
+        let store = Arc::new(FailAfter::new(log, 0, Fault::Fatal));
+        let (tx, rx) = channel();
+        let maintenance = Maintenance::start(
+            store,
+            MaintenanceConfig {
+                retention_interval: Duration::from_secs(3600),
+                sync_interval: Some(Duration::from_millis(5)),
+            },
+            Box::new(move |e| tx.send(e).unwrap()),
+        )
+        .unwrap();
+        let error = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(matches!(error, StoreError::Fatal(_)));
+        maintenance.shutdown();
+    }
+}

@@ -3,9 +3,13 @@
 //!
 //! Callers (the shards, later) [`WriterHandle::submit`] an append with a completion callback
 //! and go on. The writer thread takes everything pending, up to `commit_bytes_max`, waits at
-//! most `commit_window` for more, appends the group in one store transaction (one commit, one
-//! sync in fsync mode), and only then calls each completion. So a protocol handler that
-//! acknowledges in its completion never acknowledges data that is not durable.
+//! most `commit_window` for more, and appends the group in one store transaction. In fsync
+//! durability a group's completions run only once a sync covers it: the next commit that
+//! stores something (the log syncs each commit's data, and with it the previous commit's
+//! meta page), or an explicit `sync` as soon as the queue is empty. Under load that is one
+//! sync per commit; a lone append waits for two, as with LMDB's default. So a protocol handler
+//! that acknowledges in its completion never acknowledges data that is not durable. In relaxed
+//! durability completions run right after the commit.
 //!
 //! Limits and outcomes:
 //! - bytes queued and not yet committed are bounded by `queue_bytes_max`; a submit beyond it
@@ -21,7 +25,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -73,6 +77,9 @@ pub struct WriterConfig {
     pub commit_bytes_max: u64,
     /// Most bytes submitted and not yet completed.
     pub queue_bytes_max: u64,
+    /// Complete an append only after a sync covers its commit (fsync durability). False in
+    /// relaxed durability, where completion follows the commit.
+    pub sync_before_ack: bool,
 }
 
 /// Counters of the writer's work, for metrics and benchmarks.
@@ -215,6 +222,9 @@ impl Drop for Writer {
     }
 }
 
+/// Completions of a committed group, waiting for the sync that makes it durable.
+type Held = Vec<(Result<Appended, AppendFailure>, Completion)>;
+
 fn run(
     store: &dyn LogStore,
     config: WriterConfig,
@@ -222,52 +232,18 @@ fn run(
     shared: &Shared,
     on_fatal: Box<dyn FnOnce(StoreError) + Send>,
 ) {
-    let mut on_fatal = Some(on_fatal);
-    let mut stopping = false;
-    let mut group: Vec<(Append, Completion)> = Vec::new();
-    while !stopping {
-        // Block for the first request of a group.
-        match rx.recv() {
-            Ok(Request::Append(append, done)) => group.push((append, done)),
-            Ok(Request::Stop) | Err(_) => break,
-        }
-        let mut bytes = group[0].0.batch.len() as u64;
-        let deadline = Instant::now() + config.commit_window;
-        while bytes < config.commit_bytes_max {
-            let next = match rx.try_recv() {
-                Ok(request) => Some(request),
-                Err(TryRecvError::Disconnected) => None,
-                Err(TryRecvError::Empty) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        None
-                    } else {
-                        rx.recv_timeout(left).ok()
-                    }
-                }
-            };
-            match next {
-                Some(Request::Append(append, done)) => {
-                    bytes += append.batch.len() as u64;
-                    group.push((append, done));
-                }
-                Some(Request::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        if let Err(fatal) = commit_group(store, &mut group, shared) {
-            shared.stopped.store(true, Ordering::Release);
-            if let Some(hook) = on_fatal.take() {
-                hook(fatal);
-            }
-            break;
-        }
-    }
-    // Shutdown: commit what is already queued. After a fatal error, fail it instead.
-    let fatal = shared.stopped.swap(true, Ordering::AcqRel);
+    let mut writer = Committer {
+        store,
+        shared,
+        config,
+        held: Vec::new(),
+        linger: Duration::ZERO,
+        released_by_commit: false,
+    };
+    let outcome = writer.serve(rx);
+    shared.stopped.store(true, Ordering::Release);
+    // Whatever is still queued after a stop request was submitted before it: commit it.
+    // After a fatal error, fail it instead.
     let mut rest: Vec<(Append, Completion)> = rx
         .try_iter()
         .filter_map(|request| match request {
@@ -275,14 +251,7 @@ fn run(
             Request::Stop => None,
         })
         .collect();
-    if fatal {
-        for (append, done) in rest {
-            shared
-                .queued_bytes
-                .fetch_sub(append.batch.len() as u64, Ordering::AcqRel);
-            done(Err(AppendFailure::Stopped));
-        }
-    } else {
+    let outcome = outcome.and_then(|()| {
         while !rest.is_empty() {
             let mut bytes = 0u64;
             let take = rest
@@ -293,75 +262,196 @@ fn run(
                 })
                 .count()
                 .max(1);
-            let mut chunk: Vec<_> = rest.drain(..take).collect();
-            if let Err(fatal) = commit_group(store, &mut chunk, shared) {
-                if let Some(hook) = on_fatal.take() {
-                    hook(fatal);
-                }
-                for (append, done) in rest.drain(..) {
-                    shared
-                        .queued_bytes
-                        .fetch_sub(append.batch.len() as u64, Ordering::AcqRel);
-                    done(Err(AppendFailure::Stopped));
+            writer.commit(rest.drain(..take).collect())?;
+        }
+        writer.make_durable()
+    });
+    if let Err(fatal) = outcome {
+        writer.fail_held(&fatal);
+        for (append, done) in rest {
+            shared
+                .queued_bytes
+                .fetch_sub(append.batch.len() as u64, Ordering::AcqRel);
+            done(Err(AppendFailure::Stopped));
+        }
+        on_fatal(fatal);
+    }
+}
+
+/// The writer thread's state: the store, the counters, and the completions of the last
+/// committed group while they wait for a sync.
+struct Committer<'a> {
+    store: &'a dyn LogStore,
+    shared: &'a Shared,
+    config: WriterConfig,
+    held: Held,
+    /// How long to wait for a covering commit before syncing: a moving average of commit
+    /// durations, at most [`LINGER_MAX`].
+    linger: Duration,
+    /// The last commit completed a held group, whose clients may be about to send more.
+    released_by_commit: bool,
+}
+
+/// Upper bound of the wait for a covering commit.
+const LINGER_MAX: Duration = Duration::from_millis(2);
+
+impl Committer<'_> {
+    /// Forms and commits groups until a stop request or a fatal error.
+    fn serve(&mut self, rx: &Receiver<Request>) -> Result<(), StoreError> {
+        loop {
+            // With nothing more queued, make the held group durable now rather than wait for a
+            // next commit that may be long in coming.
+            let first = match self.next_request(rx)? {
+                Some(request) => request,
+                None => return Ok(()),
+            };
+            let Request::Append(append, done) = first else {
+                return Ok(());
+            };
+            let mut bytes = append.batch.len() as u64;
+            let mut group = vec![(append, done)];
+            let mut stop = false;
+            let deadline = Instant::now() + self.config.commit_window;
+            while bytes < self.config.commit_bytes_max {
+                let next = match rx.try_recv() {
+                    Ok(request) => Some(request),
+                    Err(TryRecvError::Disconnected) => None,
+                    Err(TryRecvError::Empty) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            None
+                        } else {
+                            rx.recv_timeout(left).ok()
+                        }
+                    }
+                };
+                match next {
+                    Some(Request::Append(append, done)) => {
+                        bytes += append.batch.len() as u64;
+                        group.push((append, done));
+                    }
+                    Some(Request::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    None => break,
                 }
             }
+            self.commit(group)?;
+            if stop {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Appends `group` in one transaction. Its completions are held until a sync covers it,
+    /// or run at once when the store syncs every commit itself (relaxed mode acknowledges
+    /// after commit by design). A successful commit also makes the previously held group
+    /// durable. Returns the error only if it is fatal.
+    fn commit(&mut self, group: Vec<(Append, Completion)>) -> Result<(), StoreError> {
+        let (mut appends, completions): (Vec<Append>, Vec<Completion>) = group.into_iter().unzip();
+        let bytes: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
+        let stats = &self.shared.stats;
+        let started = Instant::now();
+        let outcome = self.store.append(&mut appends);
+        let took = started.elapsed();
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.linger = ((self.linger * 7 + took) / 8).min(LINGER_MAX);
+        self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        match outcome {
+            Ok(results) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                debug_assert_eq!(results.len(), completions.len(), "one result per append");
+                let mut stored_any = false;
+                let mut finished: Held = Vec::with_capacity(results.len());
+                for ((result, done), append) in results.into_iter().zip(completions).zip(&appends) {
+                    if result.is_ok() {
+                        stored_any = true;
+                        stats.appends.fetch_add(1, Ordering::Relaxed);
+                        let len = append.batch.len() as u64;
+                        stats.bytes.fetch_add(len, Ordering::Relaxed);
+                    } else {
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    finished.push((result.map_err(AppendFailure::Rejected), done));
+                }
+                // A commit that stored something synced the file, and with it the meta page
+                // of the held group: that group is durable now.
+                self.released_by_commit = stored_any && !self.held.is_empty();
+                if stored_any {
+                    release(std::mem::take(&mut self.held));
+                }
+                if self.config.sync_before_ack {
+                    self.held.extend(finished);
+                } else {
+                    release(finished);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let n = completions.len() as u64;
+                stats.failures.fetch_add(n, Ordering::Relaxed);
+                let fatal = !matches!(error, StoreError::Full(_));
+                if fatal {
+                    tracing::error!("log commit failed: {error}");
+                } else {
+                    tracing::warn!("append refused: {error}");
+                }
+                for done in completions {
+                    done(Err(AppendFailure::Store(error.clone())));
+                }
+                if fatal { Err(error) } else { Ok(()) }
+            }
+        }
+    }
+
+    /// The next request; `None` when every handle is gone. While a committed group waits for
+    /// its sync and nothing is queued, waits up to about one commit's duration for a request
+    /// first, if the last commit just completed an earlier group: those clients usually send
+    /// their next append within that time, and committing it covers the waiting group with one
+    /// sync instead of two. Past that, syncs, so the waiting group is not held much longer
+    /// than a sync takes. A lone client (nobody was just completed) gets its sync at once.
+    fn next_request(&mut self, rx: &Receiver<Request>) -> Result<Option<Request>, StoreError> {
+        match rx.try_recv() {
+            Ok(request) => return Ok(Some(request)),
+            Err(TryRecvError::Disconnected) => return Ok(None),
+            Err(TryRecvError::Empty) => {}
+        }
+        if !self.held.is_empty() {
+            if self.released_by_commit {
+                match rx.recv_timeout(self.linger) {
+                    Ok(request) => return Ok(Some(request)),
+                    Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+            self.make_durable()?;
+        }
+        Ok(rx.recv().ok())
+    }
+
+    /// Syncs the store if a committed group waits for it, then completes that group.
+    fn make_durable(&mut self) -> Result<(), StoreError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        self.store.sync()?;
+        release(std::mem::take(&mut self.held));
+        Ok(())
+    }
+
+    /// After a fatal error, the held group is not known to be durable: fail it.
+    fn fail_held(&mut self, error: &StoreError) {
+        for (_, done) in self.held.drain(..) {
+            done(Err(AppendFailure::Store(error.clone())));
         }
     }
 }
 
-/// Appends `group` in one transaction and completes every append. Returns the error if it is
-/// fatal. Leaves `group` empty.
-fn commit_group(
-    store: &dyn LogStore,
-    group: &mut Vec<(Append, Completion)>,
-    shared: &Shared,
-) -> Result<(), StoreError> {
-    let (mut appends, completions): (Vec<Append>, Vec<Completion>) = group.drain(..).unzip();
-    let bytes: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
-    let started = Instant::now();
-    let outcome = store.append(&mut appends);
-    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    shared
-        .stats
-        .commit_nanos
-        .fetch_add(nanos, Ordering::Relaxed);
-    shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-    let stats = &shared.stats;
-    match outcome {
-        Ok(results) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            debug_assert_eq!(results.len(), completions.len(), "one result per append");
-            for ((result, done), append) in results.into_iter().zip(completions).zip(&appends) {
-                match &result {
-                    Ok(_) => {
-                        stats.appends.fetch_add(1, Ordering::Relaxed);
-                        stats
-                            .bytes
-                            .fetch_add(append.batch.len() as u64, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        stats.failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                done(result.map_err(AppendFailure::Rejected));
-            }
-            Ok(())
-        }
-        Err(error) => {
-            stats
-                .failures
-                .fetch_add(completions.len() as u64, Ordering::Relaxed);
-            let fatal = !matches!(error, StoreError::Full(_));
-            if fatal {
-                tracing::error!("log commit failed: {error}");
-            } else {
-                tracing::warn!("append refused: {error}");
-            }
-            for done in completions {
-                done(Err(AppendFailure::Store(error.clone())));
-            }
-            if fatal { Err(error) } else { Ok(()) }
-        }
+fn release(held: Held) {
+    for (result, done) in held {
+        done(result);
     }
 }
 
@@ -398,6 +488,7 @@ mod tests {
             commit_window: Duration::from_micros(window_us),
             commit_bytes_max: 1 << 20,
             queue_bytes_max: 64 << 20,
+            sync_before_ack: true,
         }
     }
 
@@ -612,6 +703,7 @@ mod tests {
             commit_window: Duration::ZERO,
             commit_bytes_max: 1,
             queue_bytes_max: 3 * one,
+            sync_before_ack: true,
         };
         let writer = Writer::start(store.clone(), small, Box::new(|e| panic!("{e}"))).unwrap();
         let handle = writer.handle();
@@ -641,6 +733,94 @@ mod tests {
         handle.submit(busy.append, busy.done).unwrap();
         rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(store.partition(pid).unwrap().high_watermark, 4);
+    }
+
+    /// In fsync durability a lone append completes only after the sync that covers it; in
+    /// relaxed durability it completes after its commit, with no sync.
+    #[test]
+    fn a_lone_append_completes_only_after_its_sync() {
+        for sync_before_ack in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
+            let store = Arc::new(FailAfter::new(log, u64::MAX, Fault::Fatal));
+            let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+            store.hold_syncs();
+            let writer = Writer::start(
+                store.clone(),
+                WriterConfig {
+                    sync_before_ack,
+                    ..config(0)
+                },
+                Box::new(|e| panic!("{e}")),
+            )
+            .unwrap();
+            let (tx, rx) = channel();
+            let outcomes: Outcomes = Arc::default();
+            let append = Append {
+                partition: pid,
+                batch: batch(b"lone"),
+            };
+            writer
+                .handle()
+                .submit(append, recorder(&outcomes, 0, &tx))
+                .unwrap();
+            if sync_before_ack {
+                // The writer committed and is now blocked in the sync it needs before acking.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while store.syncs_started() == 0 {
+                    assert!(Instant::now() < deadline, "the writer never synced");
+                    std::thread::yield_now();
+                }
+                assert_eq!(store.appends_done(), 1);
+                assert!(
+                    rx.try_recv().is_err(),
+                    "acknowledged before the sync returned"
+                );
+                store.release();
+                rx.recv_timeout(Duration::from_secs(30)).unwrap();
+                assert_eq!(store.syncs_done(), 1);
+            } else {
+                rx.recv_timeout(Duration::from_secs(30)).unwrap();
+                assert_eq!((store.appends_done(), store.syncs_started()), (1, 0));
+                store.release();
+            }
+            assert!(outcomes.lock().unwrap()[0].1.is_ok());
+        }
+    }
+
+    /// Under load a commit that stores something covers the group before it: groups complete
+    /// with one sync per commit, not two.
+    #[test]
+    fn under_load_the_next_commit_covers_the_previous_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
+        let store = Arc::new(FailAfter::new(log, u64::MAX, Fault::Fatal));
+        let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        // Hold the first append so everything else queues behind it.
+        store.hold_appends();
+        let small = WriterConfig {
+            commit_bytes_max: 1,
+            ..config(0)
+        };
+        let writer = Writer::start(store.clone(), small, Box::new(|e| panic!("{e}"))).unwrap();
+        let (tx, rx) = channel();
+        let outcomes: Outcomes = Arc::default();
+        for i in 0..10 {
+            let append = Append {
+                partition: pid,
+                batch: batch(b"q"),
+            };
+            writer
+                .handle()
+                .submit(append, recorder(&outcomes, i, &tx))
+                .unwrap();
+        }
+        store.release();
+        for _ in 0..10 {
+            rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        // Ten one-append commits back to back, then one sync for the last.
+        assert_eq!((store.appends_done(), store.syncs_done()), (10, 1));
     }
 
     #[test]

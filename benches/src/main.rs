@@ -1,0 +1,77 @@
+//! `weir-bench`: Weir's benchmarks. Every figure is reported next to a baseline measured in
+//! the same run on the same machine (the raw disk, another broker, the same code without a
+//! plugin), because absolute numbers on a shared VM mean little alone.
+//!
+//! Benchmarks are not tests: nothing here asserts on speed. Run them with
+//! `cargo run --release -p weir-bench -- <workload>` or `cargo xtask bench`.
+
+mod log;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "weir-bench", about = "Weir's side-by-side benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Debug, Subcommand)]
+enum Workload {
+    /// The partitioned log against the raw disk: durable and relaxed appends, scans, group
+    /// commit under concurrency.
+    Log {
+        /// Directory to run in (its file system is what is measured). Default: a temporary
+        /// directory under the current one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// MiB written by each throughput run.
+        #[arg(long, default_value_t = 512)]
+        mib: u64,
+        /// 1 KiB records per batch.
+        #[arg(long, default_value_t = 32)]
+        records_per_batch: usize,
+        /// Concurrent appenders in the throughput runs.
+        #[arg(long, default_value_t = 8)]
+        appenders: usize,
+        /// Group-commit window in microseconds.
+        #[arg(long, default_value_t = 0)]
+        window_us: u64,
+        /// Seconds per concurrency run.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Alternating rounds of weir and its baseline (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().workload {
+        Workload::Log {
+            dir,
+            mib,
+            records_per_batch,
+            appenders,
+            window_us,
+            seconds,
+            rounds,
+        } => {
+            let temp = tempfile::tempdir_in(dir.unwrap_or_else(|| PathBuf::from(".")))?;
+            log::run(
+                temp.path(),
+                &log::LogBench {
+                    total_bytes: mib << 20,
+                    records_per_batch,
+                    appenders,
+                    concurrency_run: Duration::from_secs(seconds),
+                    commit_window: Duration::from_micros(window_us),
+                    rounds: rounds.max(1),
+                },
+            )
+        }
+    }
+}
