@@ -2,4 +2,5 @@
 //! Modules follow the issues that built what they test.
 
 mod foundation;
+mod server;
 mod storage;

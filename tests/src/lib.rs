@@ -97,6 +97,7 @@ impl WeirBuilder {
         }
         if !self.defaults_only {
             command.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
+            command.env("WEIR_KAFKA_LISTEN", "127.0.0.1:0");
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().context("spawn weir")?;
@@ -142,7 +143,8 @@ pub struct Weir {
 }
 
 impl Weir {
-    /// A builder with a fresh working directory and the admin port on 127.0.0.1:0.
+    /// A builder with a fresh working directory and the admin and Kafka ports on
+    /// 127.0.0.1:0.
     pub fn builder() -> WeirBuilder {
         WeirBuilder {
             args: Vec::new(),
@@ -205,13 +207,68 @@ impl Weir {
 
     /// The admin HTTP address the broker logged.
     pub fn admin_addr(&mut self) -> anyhow::Result<SocketAddr> {
-        let line = self.wait_for_log("admin HTTP listening on ")?;
+        self.logged_addr("admin HTTP listening on ")
+    }
+
+    /// The Kafka address the broker logged.
+    pub fn kafka_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        self.logged_addr("kafka listening on ")
+    }
+
+    fn logged_addr(&mut self, marker: &str) -> anyhow::Result<SocketAddr> {
+        let line = self.wait_for_log(marker)?;
         let addr = line
-            .rsplit("admin HTTP listening on ")
+            .rsplit(marker)
             .next()
             .and_then(|rest| rest.split(['"', ' ']).next())
             .context("address after the marker")?;
         Ok(addr.parse()?)
+    }
+
+    /// The process's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .context("VmRSS line")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
+    }
+
+    /// Sum over shards of a `/metrics` series.
+    pub fn metric(&mut self, name: &str) -> anyhow::Result<u64> {
+        let addr = self.admin_addr()?;
+        let (status, body) = http_get(addr, "/metrics")?;
+        anyhow::ensure!(status == 200, "/metrics answered {status}");
+        let prefix_labelled = format!("{name}{{");
+        let prefix_plain = format!("{name} ");
+        let mut total = 0u64;
+        for line in body.lines() {
+            if line.starts_with(&prefix_labelled) || line.starts_with(&prefix_plain) {
+                let value = line.rsplit(' ').next().context("value")?;
+                total += value.parse::<f64>()? as u64;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Polls `/metrics` until `name` satisfies `ok`, within the deadline; returns its value.
+    pub fn wait_for_metric(&mut self, name: &str, ok: impl Fn(u64) -> bool) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.metric(name)?;
+            if ok(value) {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                bail!("{name} stayed at {value} for {WAIT:?}");
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Sends `signal` to the process.
@@ -270,6 +327,53 @@ pub fn run_weir(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> anyhow::Resu
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     Ok((output.status.code().unwrap_or(-1), text))
+}
+
+/// An ApiVersions request frame (v0-v2 header with a client id; v3+ flexible).
+pub fn api_versions_request(version: i16, correlation_id: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&18i16.to_be_bytes());
+    body.extend_from_slice(&version.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    if version >= 3 {
+        body.push(0); // header tagged fields
+        body.extend_from_slice(&[5, b'w', b'e', b'i', b'r', 4, b'0', b'.', b'0', 0]);
+    }
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Reads one size-prefixed response frame.
+pub fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix)?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    anyhow::ensure!(len < 1 << 20, "response of {len} bytes");
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// True once the peer has closed `stream` (a read returns 0 or fails) within the deadline.
+pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let _ = stream.set_read_timeout(Some(WAIT));
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
 }
 
 /// A minimal HTTP/1.1 GET; returns the status code and body.

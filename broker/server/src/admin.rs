@@ -1,4 +1,5 @@
-//! HTTP admin listener: `GET /health` today; metrics and plugin management join it later.
+//! HTTP admin listener: `GET /health` and `GET /metrics` (Prometheus text format); plugin
+//! management joins them later.
 //!
 //! It runs on the control-plane runtime (tokio), never on a shard thread. Every connection is
 //! bounded: a count limit (a connection over it is closed as soon as it is accepted), a header
@@ -34,12 +35,21 @@ pub struct AdminLimits {
 }
 
 /// What the admin endpoints report; shared with the startup and shutdown sequence.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AdminState {
     ready: AtomicBool,
+    metrics: crate::metrics::Metrics,
 }
 
 impl AdminState {
+    /// Not ready yet; `/metrics` reads `metrics`.
+    pub fn new(metrics: crate::metrics::Metrics) -> AdminState {
+        AdminState {
+            ready: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
     /// Marks the broker ready (true) or not (false) for `/health`.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
@@ -114,8 +124,20 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
-        (_, "/health") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
-        _ => text(StatusCode::NOT_FOUND, "no such endpoint; try GET /health\n"),
+        (&Method::GET, "/metrics") => {
+            let mut response = text(StatusCode::OK, "");
+            *response.body_mut() = Full::new(Bytes::from(state.metrics.render()));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
+        (_, "/health" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "no such endpoint; try GET /health or GET /metrics\n",
+        ),
     }
 }
 

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
-use crate::{admin, config, data_dir, logging, maintenance, writer};
+use crate::{admin, config, data_dir, logging, maintenance, shard, writer};
 
 /// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
 #[derive(Debug, Parser)]
@@ -116,6 +116,12 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     let admin_addr = admin_listener.local_addr()?;
 
     let storage = Storage::open(&config, data_dir.path())?;
+    raise_open_files_limit();
+    let shards = start_shards(&config)?;
+    let metrics = crate::metrics::Metrics {
+        shards: shards.metrics(),
+        writer: storage.writer.handle(),
+    };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -127,7 +133,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let state = Arc::new(admin::AdminState::default());
+        let state = Arc::new(admin::AdminState::new(metrics));
         let drain = Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms));
         let limits = admin::AdminLimits {
             connections_max: config.admin_connections_max.get(),
@@ -146,10 +152,6 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         tracing::warn!(
             "MQTT listener {} not served: the MQTT front is not built yet",
             config.mqtt_listen
-        );
-        tracing::warn!(
-            "Kafka listener {} not served: the Kafka front is not built yet",
-            config.kafka_listen
         );
         state.set_ready(true);
         tracing::info!("weir ready");
@@ -170,27 +172,90 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         // The receiver lives in the admin task until it finishes, so this cannot fail while
         // there is anything to stop.
         let _ = stop_tx.send(true);
+        // Shards stop accepting and flush their responses; the writer then commits what was
+        // submitted. A second signal cuts this short.
+        let draining = async move {
+            let _ = admin_task.await;
+            tokio::task::spawn_blocking(move || shards.shutdown()).await
+        };
         tokio::select! {
-            _ = admin_task => {
-                tracing::info!("shutdown complete");
-                Ok(ExitCode::SUCCESS)
-            }
-            _ = sigint.recv() => {
-                tracing::warn!("second signal: exiting without draining");
-                Ok(ExitCode::FAILURE)
-            }
-            _ = sigterm.recv() => {
-                tracing::warn!("second signal: exiting without draining");
-                Ok(ExitCode::FAILURE)
-            }
+            _ = draining => Ok(ExitCode::SUCCESS),
+            _ = sigint.recv() => second_signal(),
+            _ = sigterm.recv() => second_signal(),
         }
     });
-    // Admin is down; finish in-flight writes, stop the upkeep, close the log.
+    // Connections are closed; finish in-flight writes, stop the upkeep, close the log.
     storage.maintenance.shutdown();
     storage.writer.shutdown();
     drop(storage.log);
     drop(data_dir);
+    if matches!(code, Ok(ExitCode::SUCCESS)) {
+        tracing::info!("shutdown complete");
+    }
     code
+}
+
+fn second_signal() -> ! {
+    tracing::warn!("second signal: exiting without draining");
+    std::process::exit(1);
+}
+
+/// Binds the protocol listeners on every shard and starts the shard threads.
+fn start_shards(config: &Config) -> anyhow::Result<shard::Shards> {
+    let shards = match config.server_shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    let ms = |n: std::num::NonZeroU32| Duration::from_millis(u64::from(n.get()));
+    let server = shard::ServerConfig {
+        shards,
+        pin_threads: config.server_pin_threads,
+        listeners: vec![shard::ListenerConfig {
+            protocol: shard::Protocol::Kafka,
+            addr: config.kafka_listen,
+            connections_max: config.kafka_connections_max.get(),
+            idle_timeout: ms(config.kafka_idle_timeout_ms),
+        }],
+        connections_max: config.server_connections_max.get(),
+        write_buffer_bytes_max: config.server_write_buffer_bytes_max.get() as usize,
+        handshake_timeout: ms(config.server_handshake_timeout_ms),
+        kafka_request_bytes_max: config.kafka_request_bytes_max.get() as usize,
+        drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
+    };
+    let backend = match config.server_io {
+        config::IoBackend::Auto => "epoll (auto: the io_uring backend is not built yet)",
+        config::IoBackend::Epoll => "epoll",
+    };
+    let started = shard::Shards::start(server)?;
+    tracing::info!("{shards} shards, I/O backend {backend}");
+    for (protocol, addr) in started.bound() {
+        tracing::info!("{} listening on {addr}", protocol.name());
+    }
+    Ok(started)
+}
+
+/// Raises the soft limit of open files to the hard limit: every connection is a descriptor.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit get a valid pointer to a live rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    tracing::info!("open files limit: {}", limit.rlim_cur);
 }
 
 /// The log and the threads in front of it.

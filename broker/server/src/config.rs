@@ -135,6 +135,45 @@ impl ConfigValue for Durability {
     }
 }
 
+impl ConfigValue for bool {
+    const KIND: &'static str = "`true` or `false`";
+    fn from_text(text: &str) -> Result<Self, String> {
+        match text {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(format!("`{other}` is not `true` or `false`")),
+        }
+    }
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        value
+            .as_bool()
+            .ok_or_else(|| format!("expected true or false, found {}", value.type_name()))
+    }
+}
+
+/// Which event-loop backend the shards run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    /// The best backend this build has (today: epoll).
+    Auto,
+    /// epoll.
+    Epoll,
+}
+
+impl ConfigValue for IoBackend {
+    const KIND: &'static str = "`auto` or `epoll`";
+    fn from_text(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(IoBackend::Auto),
+            "epoll" => Ok(IoBackend::Epoll),
+            "uring" => Err("the io_uring backend is not built yet: use `auto` or `epoll`".into()),
+            other => Err(format!(
+                "`{other}` is not an I/O backend: use `auto` or `epoll`"
+            )),
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -238,11 +277,48 @@ config_keys! {
     /// validates the key and logs that the port is not served.
     mqtt_listen: SocketAddr = "0.0.0.0:1883", key = "mqtt.listen";
 
-    /// Address of the Kafka listener. The Kafka front is not built yet (issue 5): this build
-    /// validates the key and logs that the port is not served.
+    /// Address of the Kafka listener, on every shard (`SO_REUSEPORT`). Port 0 picks a free
+    /// port; the address bound is logged. The Kafka front answers ApiVersions today and
+    /// closes the connection on any other request (the rest is being built).
     kafka_listen: SocketAddr = "0.0.0.0:9092", key = "kafka.listen";
 
-    /// Address of the HTTP admin listener (`GET /health`). Port 0 picks a free port; the
+    /// Kafka connections open at once. A connection over the limit is closed as soon as it
+    /// is accepted.
+    kafka_connections_max: NonZeroU32 = "10000", key = "kafka.connections_max";
+
+    /// A Kafka connection that sends nothing for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    kafka_idle_timeout_ms: NonZeroU32 = "600000", key = "kafka.idle_timeout_ms";
+
+    /// Largest Kafka request. A size prefix above it closes the connection before any of the
+    /// request is buffered (Kafka's `socket.request.max.bytes`).
+    kafka_request_bytes_max: NonZeroU32 = "104857600", key = "kafka.request_bytes_max";
+
+    /// Shard threads, each with its own event loop and its own share of the connections.
+    /// 0 means one per available CPU.
+    server_shards: u32 = "0", key = "server.shards";
+
+    /// Event-loop backend: `auto` picks the best this build has (epoll today; the io_uring
+    /// backend is not built yet) and logs the choice.
+    server_io: IoBackend = "auto", key = "server.io";
+
+    /// Pin shard thread i to CPU i (best effort; ignored where not allowed).
+    server_pin_threads: bool = "true", key = "server.pin_threads";
+
+    /// Client connections open at once, all protocols together. A connection over the limit
+    /// is closed as soon as it is accepted.
+    server_connections_max: NonZeroU32 = "20000", key = "server.connections_max";
+
+    /// Unsent response bytes per connection. Past it the connection is not read (its
+    /// requests wait) until its client has read enough to bring them under half: a client
+    /// that never reads costs at most this much memory.
+    server_write_buffer_bytes_max: NonZeroU32 = "8388608", key = "server.write_buffer_bytes_max";
+
+    /// A connection that has not sent one complete request this long after it was accepted
+    /// is closed.
+    server_handshake_timeout_ms: NonZeroU32 = "10000", key = "server.handshake_timeout_ms";
+
+    /// Address of the HTTP admin listener (`GET /health`, `GET /metrics`). Port 0 picks a free port; the
     /// address actually bound is logged at start.
     admin_listen: SocketAddr = "0.0.0.0:8080", key = "admin.listen";
 

@@ -13,4 +13,6 @@ pub mod config;
 pub mod data_dir;
 pub mod logging;
 pub mod maintenance;
+pub mod metrics;
+pub mod shard;
 pub mod writer;

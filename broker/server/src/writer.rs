@@ -93,8 +93,8 @@ pub struct WriterStats {
     pub bytes: AtomicU64,
     /// Appends failed (any reason).
     pub failures: AtomicU64,
-    /// Total time spent in store commits, nanoseconds.
-    pub commit_nanos: AtomicU64,
+    /// Time of each store commit.
+    pub commit_latency: crate::metrics::Histogram,
 }
 
 enum Request {
@@ -355,8 +355,7 @@ impl Committer<'_> {
         let started = Instant::now();
         let outcome = self.store.append(&mut appends);
         let took = started.elapsed();
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+        stats.commit_latency.observe(took);
         self.linger = ((self.linger * 7 + took) / 8).min(LINGER_MAX);
         self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         match outcome {

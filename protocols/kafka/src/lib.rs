@@ -1,11 +1,17 @@
 //! Kafka wire formats for Weir, without I/O.
 //!
-//! Today this crate holds [`record_batch`]: the Kafka RecordBatch v2 format that is Weir's
-//! canonical unit of storage (validation with CRC32C, offset assignment, encoding, and
-//! iteration over uncompressed records). Request framing and the protocol codecs join it with
-//! the Kafka front.
+//! - [`frame`]: size-prefixed framing with the size checked before the body is buffered;
+//! - [`header`]: request and response headers;
+//! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
+//! - [`record_batch`]: RecordBatch v2, Weir's canonical unit of storage (validation with
+//!   CRC32C, offset assignment, encoding, iteration over uncompressed records);
+//! - [`wire`]: primitive readers.
 //!
 //! Invariant: nothing here allocates from a length or count read off the wire; every declared
 //! size is checked against the bytes actually present first.
 
+pub mod api_versions;
+pub mod frame;
+pub mod header;
 pub mod record_batch;
+pub mod wire;

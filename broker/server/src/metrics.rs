@@ -1,0 +1,207 @@
+//! `/metrics` in the Prometheus text format: per-shard connection and traffic counters, the
+//! group-commit writer's counters and its commit-latency histogram.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::shard::ShardMetrics;
+use crate::writer::WriterHandle;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BOUNDS_S: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// A latency histogram with fixed buckets, updated without locks.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Counts per bucket of [`BOUNDS_S`], then one for +Inf.
+    buckets: [AtomicU64; BOUNDS_S.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = BOUNDS_S
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(BOUNDS_S.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in BOUNDS_S.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BOUNDS_S.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
+}
+
+/// Where `/metrics` reads from.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// One entry per shard.
+    pub shards: Arc<[ShardMetrics]>,
+    /// The log writer.
+    pub writer: WriterHandle,
+}
+
+impl Metrics {
+    /// The whole page.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        type Field = fn(&ShardMetrics) -> &AtomicU64;
+        let per_shard: [(&str, &str, &str, Field); 11] = [
+            (
+                "weir_connections_accepted_total",
+                "counter",
+                "Connections accepted and kept.",
+                |m| &m.accepted,
+            ),
+            (
+                "weir_connections_refused_total",
+                "counter",
+                "Connections closed at accept: a connection limit was reached.",
+                |m| &m.refused,
+            ),
+            ("weir_connections_open", "gauge", "Connections open.", |m| {
+                &m.open
+            }),
+            (
+                "weir_connections_timed_out_total",
+                "counter",
+                "Connections closed by the handshake or idle timeout.",
+                |m| &m.timed_out,
+            ),
+            (
+                "weir_protocol_errors_total",
+                "counter",
+                "Connections closed for a protocol error.",
+                |m| &m.protocol_errors,
+            ),
+            (
+                "weir_received_bytes_total",
+                "counter",
+                "Bytes received from clients.",
+                |m| &m.bytes_in,
+            ),
+            (
+                "weir_sent_bytes_total",
+                "counter",
+                "Bytes sent to clients.",
+                |m| &m.bytes_out,
+            ),
+            (
+                "weir_requests_total",
+                "counter",
+                "Requests answered.",
+                |m| &m.requests,
+            ),
+            (
+                "weir_write_queue_bytes",
+                "gauge",
+                "Bytes waiting to be sent to clients.",
+                |m| &m.write_queue_bytes,
+            ),
+            (
+                "weir_connections_read_paused",
+                "gauge",
+                "Connections not read because their client does not read its responses.",
+                |m| &m.read_paused,
+            ),
+            (
+                "weir_event_loop_iterations_total",
+                "counter",
+                "Event-loop wake-ups.",
+                |m| &m.loop_iterations,
+            ),
+        ];
+        for (name, kind, help, field) in per_shard {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (shard, metrics) in self.shards.iter().enumerate() {
+                let value = field(metrics).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
+            }
+        }
+        let stats = self.writer.stats();
+        let writer: [(&str, &str, &str, u64); 5] = [
+            (
+                "weir_log_commits_total",
+                "counter",
+                "Group commits.",
+                stats.commits.load(Ordering::Relaxed),
+            ),
+            (
+                "weir_log_appends_total",
+                "counter",
+                "Batches appended.",
+                stats.appends.load(Ordering::Relaxed),
+            ),
+            (
+                "weir_log_appended_bytes_total",
+                "counter",
+                "Bytes appended.",
+                stats.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "weir_log_append_failures_total",
+                "counter",
+                "Appends that failed.",
+                stats.failures.load(Ordering::Relaxed),
+            ),
+            (
+                "weir_log_append_queue_bytes",
+                "gauge",
+                "Bytes submitted to the writer and not yet completed.",
+                self.writer.queued_bytes(),
+            ),
+        ];
+        for (name, kind, help, value) in writer {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        stats.commit_latency.render(
+            &mut out,
+            "weir_log_commit_seconds",
+            "Time of one group commit in the store.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(50));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(5));
+        let mut out = String::new();
+        h.render(&mut out, "x", "help");
+        assert!(out.contains("x_bucket{le=\"0.0001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"1\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+    }
+}

@@ -1,0 +1,171 @@
+//! The epoll backend: a thin, safe face over `epoll(7)` and `eventfd(2)`.
+//!
+//! Level-triggered: a connection that still has bytes to read after one read is reported
+//! again on the next wait, so one busy connection cannot starve the others on its shard.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Readiness the loop asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interest {
+    /// Wake when readable (or the peer hung up).
+    pub read: bool,
+    /// Wake when writable.
+    pub write: bool,
+}
+
+/// One readiness report.
+#[derive(Debug, Clone, Copy)]
+pub struct Event {
+    /// The token given at registration.
+    pub token: u64,
+    /// Readable, or the peer hung up, or an error is pending.
+    pub readable: bool,
+    /// Writable.
+    pub writable: bool,
+}
+
+/// An epoll instance.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    /// A new instance reporting up to `batch` events per wait.
+    pub fn new(batch: usize) -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes flags only; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Epoll {
+            // SAFETY: fd was just returned by epoll_create1 and is owned by nobody else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; batch.max(1)],
+        })
+    }
+
+    /// Starts watching `fd` for `interest`, reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, interest)
+    }
+
+    /// Changes what `fd` is watched for.
+    pub fn modify(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, interest)
+    }
+
+    /// Stops watching `fd`.
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer; both fds are valid.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        let mut flags = libc::EPOLLRDHUP as u32;
+        if interest.read {
+            flags |= libc::EPOLLIN as u32;
+        }
+        if interest.write {
+            flags |= libc::EPOLLOUT as u32;
+        }
+        let mut event = libc::epoll_event {
+            events: flags,
+            u64: token,
+        };
+        // SAFETY: event is a valid epoll_event for the duration of the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for readiness and calls `on_event` for each report.
+    pub fn wait(&mut self, timeout: Duration, mut on_event: impl FnMut(Event)) -> io::Result<()> {
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: the buffer holds `events.len()` entries, the count passed.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as i32,
+                ms,
+            )
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            return if error.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(error)
+            };
+        }
+        for event in &self.events[..n as usize] {
+            let flags = event.events;
+            let hangup = (libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLERR) as u32;
+            on_event(Event {
+                token: event.u64,
+                readable: flags & (libc::EPOLLIN as u32 | hangup) != 0,
+                writable: flags & libc::EPOLLOUT as u32 != 0,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An eventfd used to wake a shard from another thread.
+#[derive(Debug)]
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    /// A new, non-blocking eventfd.
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: eventfd takes an initial value and flags; a non-negative result is ours.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Waker {
+            // SAFETY: fd was just returned by eventfd and is owned by nobody else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// The fd to register for readability.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Wakes the waiting shard.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd. A full counter (EAGAIN)
+        // already means "woken", so the result is not needed.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Clears pending wake-ups.
+    pub fn reset(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}

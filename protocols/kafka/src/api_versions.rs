@@ -1,0 +1,101 @@
+//! ApiVersions (key 18): the first request every client sends, and the table that tells it
+//! exactly which APIs and versions this broker implements.
+//!
+//! Responses always use response header v0 (Kafka's exception for ApiVersions, so a client
+//! can parse the answer before it knows the broker's versions). A request for a version this
+//! broker does not implement is answered in v0 with `UNSUPPORTED_VERSION` and the table, as
+//! Apache Kafka does, so the client can retry with a version from it. Tagged fields are never
+//! written with default values (old librdkafka fails to parse some of them).
+
+use crate::header::write_response_header;
+use crate::wire::put_uvarint;
+
+/// API key of ApiVersions.
+pub const API_KEY: i16 = 18;
+
+/// Highest ApiVersions version implemented.
+pub const VERSION_MAX: i16 = 4;
+
+/// Error code for a version the broker does not implement.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+
+/// One implemented API and its version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    /// The API key.
+    pub api_key: i16,
+    /// Lowest version implemented.
+    pub min: i16,
+    /// Highest version implemented.
+    pub max: i16,
+}
+
+/// Request header version of ApiVersions at `version` (v3 and up are flexible).
+pub fn request_header_version(version: i16) -> u8 {
+    if version >= 3 { 2 } else { 1 }
+}
+
+/// Writes a whole ApiVersions response frame body (response header included) for a request
+/// of `version` with `correlation_id`, listing `apis`. Versions above [`VERSION_MAX`] get the
+/// v0 answer with `UNSUPPORTED_VERSION`.
+pub fn write_response(out: &mut Vec<u8>, correlation_id: i32, version: i16, apis: &[ApiRange]) {
+    write_response_header(out, correlation_id, 0);
+    let (version, error) = if (0..=VERSION_MAX).contains(&version) {
+        (version, 0i16)
+    } else {
+        (0, UNSUPPORTED_VERSION)
+    };
+    out.extend_from_slice(&error.to_be_bytes());
+    let flexible = version >= 3;
+    if flexible {
+        put_uvarint(out, apis.len() as u32 + 1);
+    } else {
+        out.extend_from_slice(&(apis.len() as i32).to_be_bytes());
+    }
+    for api in apis {
+        out.extend_from_slice(&api.api_key.to_be_bytes());
+        out.extend_from_slice(&api.min.to_be_bytes());
+        out.extend_from_slice(&api.max.to_be_bytes());
+        if flexible {
+            out.push(0); // no tagged fields
+        }
+    }
+    if version >= 1 {
+        out.extend_from_slice(&0i32.to_be_bytes()); // throttle_time_ms
+    }
+    if flexible {
+        out.push(0); // no tagged fields: every optional feature field is at its default
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: [ApiRange; 1] = [ApiRange {
+        api_key: API_KEY,
+        min: 0,
+        max: VERSION_MAX,
+    }];
+
+    #[test]
+    fn v0_and_v3_layouts() {
+        let mut v0 = Vec::new();
+        write_response(&mut v0, 7, 0, &TABLE);
+        assert_eq!(v0, [0, 0, 0, 7, 0, 0, 0, 0, 0, 1, 0, 18, 0, 0, 0, 4]);
+        let mut v3 = Vec::new();
+        write_response(&mut v3, 7, 3, &TABLE);
+        assert_eq!(
+            v3,
+            [0, 0, 0, 7, 0, 0, 2, 0, 18, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn an_unknown_version_gets_v0_with_unsupported_version() {
+        let mut out = Vec::new();
+        write_response(&mut out, 9, 99, &TABLE);
+        assert_eq!(&out[4..6], &UNSUPPORTED_VERSION.to_be_bytes());
+        assert_eq!(out.len(), 16);
+    }
+}

@@ -1,0 +1,137 @@
+//! Primitive readers for Kafka's binary types. Every length is checked against the bytes
+//! present before it is used; nothing allocates.
+
+/// A field ran past the end of its frame, or holds a value its type forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fewer bytes than the field needs.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// A value out of its type's range (negative length, non-UTF-8 string, long varint).
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// Reads fields from a byte slice, front to back.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes }
+    }
+
+    /// What has not been read.
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if n > self.bytes.len() {
+            return Err(WireError::Truncated(what));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    /// An int16.
+    pub fn i16(&mut self) -> Result<i16, WireError> {
+        let b = self.take(2, "int16")?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// An int32.
+    pub fn i32(&mut self) -> Result<i32, WireError> {
+        let b = self.take(4, "int32")?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// An unsigned varint of at most 5 bytes.
+    pub fn uvarint(&mut self) -> Result<u32, WireError> {
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let byte = *self.bytes.get(i).ok_or(WireError::Truncated("varint"))?;
+            value |= u32::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i == 4 && byte > 0x0f {
+                    return Err(WireError::Invalid("varint"));
+                }
+                self.bytes = &self.bytes[i + 1..];
+                return Ok(value);
+            }
+        }
+        Err(WireError::Invalid("varint"))
+    }
+
+    /// A nullable string with an int16 length (-1 is null).
+    pub fn nullable_string(&mut self) -> Result<Option<&'a str>, WireError> {
+        let len = self.i16()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len = usize::try_from(len).map_err(|_| WireError::Invalid("string length"))?;
+        let bytes = self.take(len, "string")?;
+        std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| WireError::Invalid("UTF-8 string"))
+    }
+
+    /// A compact string (uvarint length + 1; 0 is null).
+    pub fn compact_nullable_string(&mut self) -> Result<Option<&'a str>, WireError> {
+        let len = self.uvarint()?;
+        let Some(len) = (len as usize).checked_sub(1) else {
+            return Ok(None);
+        };
+        let bytes = self.take(len, "compact string")?;
+        std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| WireError::Invalid("UTF-8 string"))
+    }
+
+    /// Skips a tagged-field section: a count, then (tag, size, bytes) for each.
+    pub fn skip_tagged_fields(&mut self) -> Result<(), WireError> {
+        let count = self.uvarint()?;
+        for _ in 0..count {
+            self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            self.take(size, "tagged field")?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends an unsigned varint.
+pub fn put_uvarint(out: &mut Vec<u8>, mut value: u32) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_and_reject_six_bytes() {
+        for value in [0u32, 1, 127, 128, 300, u32::MAX] {
+            let mut out = Vec::new();
+            put_uvarint(&mut out, value);
+            assert_eq!(Reader::new(&out).uvarint(), Ok(value));
+        }
+        assert!(Reader::new(&[0xff; 6]).uvarint().is_err());
+    }
+
+    /// A tagged-field count of 2^31 in a tiny frame fails on the first missing byte.
+    #[test]
+    fn hostile_counts_fail_without_allocating() {
+        let mut out = Vec::new();
+        put_uvarint(&mut out, 1 << 31);
+        assert!(Reader::new(&out).skip_tagged_fields().is_err());
+    }
+}
