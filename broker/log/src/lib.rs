@@ -31,6 +31,7 @@ pub mod schema;
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, PutFlags, RoTxn, RwTxn, WithoutTls};
@@ -157,7 +158,12 @@ pub struct LmdbLog {
     partitions: Database<Bytes, Bytes>,
     time_index: Database<Bytes, Bytes>,
     topics: Database<Bytes, Bytes>,
+    /// Every table, for the free-space estimate.
+    tables: Vec<Database<Bytes, Bytes>>,
     disk_reserve_bytes: u64,
+    durability: Durability,
+    /// Set by a failed commit or sync; from then on every write and sync fails.
+    poisoned: AtomicBool,
 }
 
 impl LmdbLog {
@@ -228,7 +234,10 @@ impl LmdbLog {
             partitions,
             time_index,
             topics,
+            tables: dbs,
             disk_reserve_bytes: options.disk_reserve_bytes,
+            durability: options.durability,
+            poisoned: AtomicBool::new(false),
         };
         let repairs = store.check_and_repair()?;
         Ok((store, repairs))
@@ -279,30 +288,91 @@ impl LmdbLog {
         for (pid, meta) in fixes {
             self.put_meta(&mut txn, pid, &meta)?;
         }
-        // Orphans: seek partition by partition through the log.
+        self.commit(txn)?;
+        for (partition, batches) in self.delete_orphans()? {
+            repairs.push(Repair::OrphanBatches { partition, batches });
+        }
+        Ok(repairs)
+    }
+
+    /// Deletes, in bounded transactions, the batches of partitions no topic owns (left by a
+    /// topic deletion cut short). Returns the partitions and batch counts deleted.
+    fn delete_orphans(&self) -> Result<Vec<(PartitionId, u64)>, StoreError> {
+        let mut deleted = Vec::new();
         let mut next = 0u32;
         loop {
-            let probe = log_key(PartitionId(next), 0);
-            let found = self
-                .log
-                .get_greater_than_or_equal_to(&txn, &probe)
-                .map_err(classify)?
-                .and_then(|(key, _)| schema::parse_log_key(key));
-            let Some((pid, _)) = found else { break };
-            if self.load_meta(&txn, pid)?.is_none() {
-                let (batches, _) = self.delete_prefix(&mut txn, pid, i64::MAX, usize::MAX)?;
-                repairs.push(Repair::OrphanBatches {
-                    partition: pid,
-                    batches,
-                });
+            let orphan = {
+                let txn = self.read_txn()?;
+                let found = self
+                    .log
+                    .get_greater_than_or_equal_to(&txn, &log_key(PartitionId(next), 0))
+                    .map_err(classify)?
+                    .and_then(|(key, _)| schema::parse_log_key(key));
+                let Some((pid, _)) = found else { break };
+                let owned = self.load_meta(&txn, pid)?.is_some();
+                (pid, owned)
+            };
+            let (pid, owned) = orphan;
+            if !owned {
+                let mut batches = 0u64;
+                loop {
+                    let mut txn = self.write_txn()?;
+                    let (n, _) = self.delete_prefix(&mut txn, pid, i64::MAX, DELETE_CHUNK)?;
+                    self.commit(txn)?;
+                    batches += n;
+                    if n < DELETE_CHUNK as u64 {
+                        break;
+                    }
+                }
+                deleted.push((pid, batches));
             }
             match pid.0.checked_add(1) {
                 Some(n) => next = n,
                 None => break,
             }
         }
-        commit(txn)?;
-        Ok(repairs)
+        if !deleted.is_empty() {
+            self.release_freed_pages()?;
+        }
+        Ok(deleted)
+    }
+
+    /// Commits `txn`. A full map is `Full` (LMDB runs out of pages before it writes
+    /// anything); any other failure is fatal and poisons the log: the failed step may have
+    /// been the data sync that was to carry an earlier commit's meta page to disk, and a
+    /// second sync would not report the same error again.
+    fn commit(&self, txn: RwTxn) -> Result<(), StoreError> {
+        match txn.commit() {
+            Ok(()) => Ok(()),
+            Err(error @ heed::Error::Mdb(heed::MdbError::MapFull | heed::MdbError::TxnFull)) => {
+                Err(classify(error))
+            }
+            Err(error) => Err(self.poison(format!("commit failed: {error}"))),
+        }
+    }
+
+    fn poison(&self, why: String) -> StoreError {
+        self.poisoned.store(true, Ordering::SeqCst);
+        StoreError::Fatal(why)
+    }
+
+    /// Refuses every write once a commit or sync has failed.
+    fn check_usable(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Fatal(
+                "an earlier commit or sync of the log failed; restart weir".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// After an administrative change: in fsync durability, make it durable before the
+    /// caller is told it happened.
+    fn make_durable(&self) -> Result<(), StoreError> {
+        match self.durability {
+            Durability::Fsync => self.sync(),
+            Durability::Relaxed => Ok(()),
+        }
     }
 
     fn write_txn(&self) -> Result<RwTxn<'_>, StoreError> {
@@ -515,35 +585,12 @@ impl LmdbLog {
     fn free_bytes_in_file(&self, txn: &RoTxn) -> Result<u64, StoreError> {
         let main = self.env.stat();
         let mut used = 2 + main.branch_pages + main.leaf_pages + main.overflow_pages;
-        for db in [
-            self.meta,
-            self.log,
-            self.partitions,
-            self.time_index,
-            self.topics,
-        ] {
+        for db in &self.tables {
             let stat = db.stat(txn).map_err(classify)?;
             used += stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
         }
         let pages = self.env.info().last_page_number + 1;
         Ok((pages.saturating_sub(used) as u64).saturating_mul(u64::from(main.page_size)))
-    }
-
-    /// LMDB reports a short page write (what a full disk gives) as EIO, indistinguishable from
-    /// a failing device by its code. Failures before the meta page is written are harmless to
-    /// committed data (the pages written belong to no committed snapshot), and LMDB poisons the
-    /// environment itself if the meta page write fails, so a failed commit on a disk that has
-    /// no room left is `Full`; on a disk with room it stays `Fatal`.
-    fn full_or_fatal(&self, error: StoreError, group_bytes: u64) -> StoreError {
-        let StoreError::Fatal(why) = &error else {
-            return error;
-        };
-        match free_disk_bytes(self.env.path()) {
-            Some(free) if free < group_bytes.saturating_mul(2).saturating_add(1 << 20) => {
-                StoreError::Full(format!("the disk is full ({free} bytes free; {why})"))
-            }
-            _ => error,
-        }
     }
 
     /// Commits a tiny transaction so that pages freed by the previous commit can be reused.
@@ -553,16 +600,24 @@ impl LmdbLog {
     /// is transaction N + 1 and, if it fails, commits nothing, so without this step a full map
     /// would stay full after space was freed.
     fn release_freed_pages(&self) -> Result<(), StoreError> {
-        let mut txn = self.write_txn()?;
-        let epoch = self
-            .meta
-            .get(&txn, meta_key::FREE_EPOCH)
-            .map_err(classify)?
-            .map_or(0, i64_of);
-        self.meta
-            .put(&mut txn, meta_key::FREE_EPOCH, &(epoch + 1).to_be_bytes())
-            .map_err(classify)?;
-        commit(txn)
+        let bump = || -> Result<(), StoreError> {
+            let mut txn = self.write_txn()?;
+            let epoch = self
+                .meta
+                .get(&txn, meta_key::FREE_EPOCH)
+                .map_err(classify)?
+                .map_or(0, i64_of);
+            self.meta
+                .put(&mut txn, meta_key::FREE_EPOCH, &(epoch + 1).to_be_bytes())
+                .map_err(classify)?;
+            self.commit(txn)
+        };
+        // Only an optimisation for a full map: if even this does not fit, the next deletion
+        // or commit releases the pages instead.
+        match bump() {
+            Err(StoreError::Full(_)) => Ok(()),
+            other => other,
+        }
     }
 
     fn allocate_partitions(
@@ -595,6 +650,7 @@ impl LogStore for LmdbLog {
         &self,
         appends: &mut [Append],
     ) -> Result<Vec<Result<Appended, AppendError>>, StoreError> {
+        self.check_usable()?;
         let mut txn = self.write_txn()?;
         self.check_disk_reserve(&txn, appends)?;
         // Metadata of the partitions touched, written back once at the end.
@@ -663,8 +719,7 @@ impl LogStore for LmdbLog {
         for (pid, meta) in &touched {
             self.put_meta(&mut txn, *pid, meta)?;
         }
-        let group_bytes: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
-        commit(txn).map_err(|e| self.full_or_fatal(e, group_bytes))?;
+        self.commit(txn)?;
         Ok(results)
     }
 
@@ -740,6 +795,7 @@ impl LogStore for LmdbLog {
                 "partitions must be from 1 to {TOPIC_PARTITIONS_MAX}, not {partitions}"
             )));
         }
+        self.check_usable()?;
         let mut txn = self.write_txn()?;
         if self.load_topic(&txn, name)?.is_some() {
             return Err(StoreError::TopicExists(name.to_owned()));
@@ -752,7 +808,8 @@ impl LogStore for LmdbLog {
         self.topics
             .put(&mut txn, name.as_bytes(), &topic.encode())
             .map_err(classify)?;
-        commit(txn)?;
+        self.commit(txn)?;
+        self.make_durable()?;
         Ok(TopicInfo {
             name: name.to_owned(),
             partitions: topic.partitions,
@@ -761,6 +818,7 @@ impl LogStore for LmdbLog {
     }
 
     fn add_partitions(&self, name: &str, total: u32) -> Result<TopicInfo, StoreError> {
+        self.check_usable()?;
         let mut txn = self.write_txn()?;
         let mut topic = self
             .load_topic(&txn, name)?
@@ -777,7 +835,8 @@ impl LogStore for LmdbLog {
         self.topics
             .put(&mut txn, name.as_bytes(), &topic.encode())
             .map_err(classify)?;
-        commit(txn)?;
+        self.commit(txn)?;
+        self.make_durable()?;
         Ok(TopicInfo {
             name: name.to_owned(),
             partitions: topic.partitions,
@@ -786,6 +845,7 @@ impl LogStore for LmdbLog {
     }
 
     fn set_topic_config(&self, name: &str, config: TopicConfig) -> Result<(), StoreError> {
+        self.check_usable()?;
         let mut txn = self.write_txn()?;
         let mut topic = self
             .load_topic(&txn, name)?
@@ -794,13 +854,15 @@ impl LogStore for LmdbLog {
         self.topics
             .put(&mut txn, name.as_bytes(), &topic.encode())
             .map_err(classify)?;
-        commit(txn)
+        self.commit(txn)?;
+        self.make_durable()
     }
 
     fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
         // First make the topic and its partitions disappear in one transaction; then free the
         // batches in bounded chunks. A crash in between leaves orphan batches, which the check
-        // at open deletes.
+        // at open, and every retention pass, deletes.
+        self.check_usable()?;
         let mut txn = self.write_txn()?;
         let topic = self
             .load_topic(&txn, name)?
@@ -818,12 +880,13 @@ impl LogStore for LmdbLog {
                 .delete_range(&mut txn, &inclusive(&start, &end))
                 .map_err(classify)?;
         }
-        commit(txn)?;
+        self.commit(txn)?;
+        self.make_durable()?;
         for &pid in &topic.partitions {
             loop {
                 let mut txn = self.write_txn()?;
                 let (batches, _) = self.delete_prefix(&mut txn, pid, i64::MAX, DELETE_CHUNK)?;
-                commit(txn)?;
+                self.commit(txn)?;
                 if batches < DELETE_CHUNK as u64 {
                     break;
                 }
@@ -859,10 +922,12 @@ impl LogStore for LmdbLog {
     }
 
     fn delete_records(&self, partition: PartitionId, offset: i64) -> Result<i64, StoreError> {
-        let mut txn = self.write_txn()?;
-        let mut meta = self
-            .load_meta(&txn, partition)?
-            .ok_or(StoreError::UnknownPartition(partition))?;
+        self.check_usable()?;
+        let meta = {
+            let txn = self.read_txn()?;
+            self.load_meta(&txn, partition)?
+                .ok_or(StoreError::UnknownPartition(partition))?
+        };
         let target = if offset == -1 {
             meta.next_offset
         } else {
@@ -878,11 +943,23 @@ impl LogStore for LmdbLog {
         if target <= meta.log_start_offset {
             return Ok(meta.log_start_offset);
         }
-        let (_, bytes) = self.delete_prefix(&mut txn, partition, target, usize::MAX)?;
-        meta.log_start_offset = target;
-        meta.size_bytes = meta.size_bytes.saturating_sub(bytes);
-        self.put_meta(&mut txn, partition, &meta)?;
-        commit(txn)?;
+        // The first transaction moves the log start (readers see the new start at once);
+        // whole batches before it are deleted a bounded chunk per transaction.
+        loop {
+            let mut txn = self.write_txn()?;
+            let mut meta = self
+                .load_meta(&txn, partition)?
+                .ok_or(StoreError::UnknownPartition(partition))?;
+            let (batches, bytes) = self.delete_prefix(&mut txn, partition, target, DELETE_CHUNK)?;
+            meta.log_start_offset = meta.log_start_offset.max(target);
+            meta.size_bytes = meta.size_bytes.saturating_sub(bytes);
+            self.put_meta(&mut txn, partition, &meta)?;
+            self.commit(txn)?;
+            if batches < DELETE_CHUNK as u64 {
+                break;
+            }
+        }
+        self.make_durable()?;
         self.release_freed_pages()?;
         Ok(target)
     }
@@ -909,6 +986,7 @@ impl LogStore for LmdbLog {
     }
 
     fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StoreError> {
+        self.check_usable()?;
         let partitions = {
             let txn = self.read_txn()?;
             self.partition_ids(&txn)?
@@ -942,7 +1020,7 @@ impl LogStore for LmdbLog {
                     .map_or(meta.next_offset, |h| h.base_offset);
                 meta.log_start_offset = meta.log_start_offset.max(first_left);
                 self.put_meta(&mut txn, pid, &meta)?;
-                commit(txn)?;
+                self.commit(txn)?;
                 report.batches += batches;
                 report.bytes += bytes;
                 if batches < DELETE_CHUNK as u64 {
@@ -953,13 +1031,17 @@ impl LogStore for LmdbLog {
         if report.batches > 0 {
             self.release_freed_pages()?;
         }
+        for (_, batches) in self.delete_orphans()? {
+            report.batches += batches;
+        }
         Ok(report)
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        self.check_usable()?;
         self.env
             .force_sync()
-            .map_err(|e| StoreError::Fatal(format!("sync failed: {e}")))
+            .map_err(|e| self.poison(format!("sync failed: {e}")))
     }
 }
 
@@ -984,15 +1066,8 @@ fn validate_topic_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-fn commit(txn: RwTxn) -> Result<(), StoreError> {
-    txn.commit().map_err(|e| match classify(e) {
-        full @ StoreError::Full(_) => full,
-        StoreError::Fatal(why) => StoreError::Fatal(format!("commit failed: {why}")),
-        other => StoreError::Fatal(format!("commit failed: {other}")),
-    })
-}
-
-/// Sorts LMDB and I/O errors into "full, retry later" and everything else.
+/// Sorts LMDB errors from reads and puts: a full map or transaction is `Full` (nothing was
+/// written), anything else is `Fatal`. Commit errors go through [`LmdbLog::commit`].
 fn classify(error: heed::Error) -> StoreError {
     use heed::MdbError;
     match &error {
@@ -1001,12 +1076,6 @@ fn classify(error: heed::Error) -> StoreError {
         }
         heed::Error::Mdb(MdbError::TxnFull) => {
             StoreError::Full("the transaction has too many dirty pages".into())
-        }
-        heed::Error::Io(io) if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
-            StoreError::Full(format!("the disk is full: {io}"))
-        }
-        heed::Error::Mdb(MdbError::Corrupted | MdbError::Panic) => {
-            StoreError::Fatal(format!("LMDB: {error}"))
         }
         _ => StoreError::Fatal(format!("LMDB: {error}")),
     }

@@ -318,8 +318,9 @@ fn is_root() -> bool {
 }
 
 /// Child: runs on a 4 MiB tmpfs. Phase 1 fills the disk with the reserve at 0, so LMDB's
-/// commit hits ENOSPC; phase 2 frees the ballast file and appends resume; phase 3 reopens with
-/// a reserve, fills up to it, deletes a topic and appends resume in the space it freed.
+/// commit fails (fatal); phase 2 frees the ballast file, reopens, finds every acknowledged
+/// batch and appends again; phase 3 reopens with a reserve, which refuses appends (`Full`)
+/// before the disk is full, deletes a topic and appends resume in the space it freed.
 fn child_disk_full(mount: &Path) -> ExitCode {
     match disk_full_phases(mount) {
         Ok(()) => {
@@ -349,34 +350,41 @@ fn disk_full_phases(mount: &Path) -> Result<(), String> {
             .create_topic("keep", 1, KEEP)
             .map_err(|e| e.to_string())?
             .partitions[0];
-        // Phase 1: fill until the disk refuses.
-        let err = fill(&log, keep, &mut acked)?;
-        if !err.contains("disk is full") {
-            return Err(format!("phase 1 expected ENOSPC as Full, got: {err}"));
+        // Phase 1: with no reserve, the disk fills under a commit. The failed step cannot be
+        // told apart from a failed sync, so it is fatal: the log refuses every write from
+        // then on, and nothing more is acknowledged.
+        let err = match fill(&log, keep, &mut acked) {
+            Ok(full) => return Err(format!("phase 1 expected a fatal commit, got Full: {full}")),
+            Err(fatal) => fatal,
+        };
+        if !err.contains("commit failed") {
+            return Err(format!("phase 1 expected a failed commit, got: {err}"));
         }
-        let hw = log
-            .partition(keep)
-            .map_err(|e| e.to_string())?
-            .high_watermark;
         match append(&log, keep, 0) {
-            Err(StoreError::Full(_)) => {}
-            other => return Err(format!("retry on a full disk: {other:?}")),
-        }
-        if log
-            .partition(keep)
-            .map_err(|e| e.to_string())?
-            .high_watermark
-            != hw
-        {
-            return Err("a refused append moved the high watermark".into());
+            Err(StoreError::Fatal(_)) => {}
+            other => return Err(format!("a poisoned log accepted an append: {other:?}")),
         }
         println!("phase 1: {} batches acknowledged, then: {err}", acked.len());
-        // Phase 2: the operator frees space; appends resume.
+    }
+    {
+        // Phase 2: the operator frees space and restarts; every acknowledged batch is there
+        // and appends resume.
         std::fs::remove_file(&ballast).map_err(|e| e.to_string())?;
+        let (log, repairs) = LmdbLog::open(&data, raw).map_err(|e| e.to_string())?;
+        if !repairs.is_empty() {
+            return Err(format!("repairs after a failed commit: {repairs:?}"));
+        }
+        check_acked_in(&log, &acked)?;
+        let keep = log
+            .topic("keep")
+            .map_err(|e| e.to_string())?
+            .ok_or("keep topic gone")?
+            .partitions[0];
         let base = append(&log, keep, 1).map_err(|e| format!("after freeing space: {e}"))?;
         acked.push(base);
         println!(
-            "phase 2: space freed, append acknowledged at offset {}",
+            "phase 2: space freed, restarted, {} batches intact, append acknowledged at offset {}",
+            acked.len() - 1,
             base.1
         );
     }
@@ -400,7 +408,7 @@ fn disk_full_phases(mount: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .partitions[0];
         let mut scratch_acked = Vec::new();
-        let err = fill(&log, scratch, &mut scratch_acked)?;
+        let err = fill(&log, scratch, &mut scratch_acked).map_err(|e| format!("phase 3: {e}"))?;
         if !err.contains("storage.disk_reserve_bytes") {
             return Err(format!(
                 "phase 3 expected the reserve to refuse, got: {err}"
@@ -419,7 +427,8 @@ fn disk_full_phases(mount: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Appends 8 KiB batches to `pid` until the store refuses; returns the refusal.
+/// Appends 8 KiB batches to `pid` until the store refuses: `Ok` with a `Full` refusal, `Err`
+/// with any other.
 fn fill(
     log: &LmdbLog,
     pid: PartitionId,
@@ -429,8 +438,10 @@ fn fill(
         match append(log, pid, n) {
             Ok(ack) => acked.push(ack),
             Err(StoreError::Full(why)) => return Ok(why),
-            Err(other) => return Err(format!("expected Full, got {other}")),
+            Err(other) => return Err(other.to_string()),
         }
+        // Each acknowledgement follows a sync, as the server's writer does.
+        log.sync().map_err(|e| e.to_string())?;
     }
     Err("the disk never filled".into())
 }

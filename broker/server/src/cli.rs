@@ -185,8 +185,10 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         }
     });
     // Connections are closed; finish in-flight writes, stop the upkeep, close the log.
-    storage.maintenance.shutdown();
+    // The writer first: the maintenance thread's last sync then covers what it committed
+    // (relaxed durability).
     storage.writer.shutdown();
+    storage.maintenance.shutdown();
     drop(storage.log);
     drop(data_dir);
     if matches!(code, Ok(ExitCode::SUCCESS)) {

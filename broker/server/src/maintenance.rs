@@ -98,6 +98,12 @@ fn run(
                     "retention deleted old data"
                 ),
                 Ok(_) => {}
+                Err(e @ StoreError::Fatal(_)) => {
+                    // A failed commit here may have been the sync the writer counts on.
+                    tracing::error!("retention pass failed: {e}");
+                    on_fatal(e);
+                    return;
+                }
                 Err(e) => tracing::warn!("retention pass failed: {e}"),
             }
             next_retention = now + config.retention_interval;

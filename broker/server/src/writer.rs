@@ -97,8 +97,28 @@ pub struct WriterStats {
     pub commit_latency: crate::metrics::Histogram,
 }
 
+/// A completion that runs exactly once: if it is dropped unrun (a request left in the
+/// channel when the writer thread ended), it runs with `Stopped`, so no caller waits forever.
+struct Ack(Option<Completion>);
+
+impl Ack {
+    fn complete(mut self, result: Result<Appended, AppendFailure>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(AppendFailure::Stopped));
+        }
+    }
+}
+
 enum Request {
-    Append(Append, Completion),
+    Append(Append, Ack),
     Stop,
 }
 
@@ -143,11 +163,10 @@ impl WriterHandle {
             self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             return Err(Busy { append, done });
         }
-        if let Err(returned) = self.tx.send(Request::Append(append, done)) {
+        if let Err(returned) = self.tx.send(Request::Append(append, Ack(Some(done)))) {
+            // The writer is gone; dropping the request runs its completion with `Stopped`.
             self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            if let Request::Append(_, done) = returned.0 {
-                done(Err(AppendFailure::Stopped));
-            }
+            drop(returned);
         }
         Ok(())
     }
@@ -188,7 +207,20 @@ impl Writer {
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("weir-writer".into())
-            .spawn(move || run(&*store, config, &rx, &thread_shared, on_fatal))?;
+            .spawn(move || {
+                let mut on_fatal = Some(on_fatal);
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(&*store, config, &rx, &thread_shared, &mut on_fatal)
+                }));
+                if ran.is_err() {
+                    // A bug, not an operating error: stop acknowledging and let the server
+                    // exit. Requests still queued complete with `Stopped` as they drop.
+                    thread_shared.stopped.store(true, Ordering::Release);
+                    if let Some(hook) = on_fatal.take() {
+                        hook(StoreError::Fatal("the log writer thread panicked".into()));
+                    }
+                }
+            })?;
         Ok(Writer {
             handle: WriterHandle { tx, shared },
             thread: Some(thread),
@@ -223,14 +255,14 @@ impl Drop for Writer {
 }
 
 /// Completions of a committed group, waiting for the sync that makes it durable.
-type Held = Vec<(Result<Appended, AppendFailure>, Completion)>;
+type Held = Vec<(Result<Appended, AppendFailure>, Ack)>;
 
 fn run(
     store: &dyn LogStore,
     config: WriterConfig,
     rx: &Receiver<Request>,
     shared: &Shared,
-    on_fatal: Box<dyn FnOnce(StoreError) + Send>,
+    on_fatal: &mut Option<Box<dyn FnOnce(StoreError) + Send>>,
 ) {
     let mut writer = Committer {
         store,
@@ -244,7 +276,7 @@ fn run(
     shared.stopped.store(true, Ordering::Release);
     // Whatever is still queued after a stop request was submitted before it: commit it.
     // After a fatal error, fail it instead.
-    let mut rest: Vec<(Append, Completion)> = rx
+    let mut rest: Vec<(Append, Ack)> = rx
         .try_iter()
         .filter_map(|request| match request {
             Request::Append(append, done) => Some((append, done)),
@@ -272,9 +304,11 @@ fn run(
             shared
                 .queued_bytes
                 .fetch_sub(append.batch.len() as u64, Ordering::AcqRel);
-            done(Err(AppendFailure::Stopped));
+            done.complete(Err(AppendFailure::Stopped));
         }
-        on_fatal(fatal);
+        if let Some(hook) = on_fatal.take() {
+            hook(fatal);
+        }
     }
 }
 
@@ -348,8 +382,8 @@ impl Committer<'_> {
     /// or run at once when the store syncs every commit itself (relaxed mode acknowledges
     /// after commit by design). A successful commit also makes the previously held group
     /// durable. Returns the error only if it is fatal.
-    fn commit(&mut self, group: Vec<(Append, Completion)>) -> Result<(), StoreError> {
-        let (mut appends, completions): (Vec<Append>, Vec<Completion>) = group.into_iter().unzip();
+    fn commit(&mut self, group: Vec<(Append, Ack)>) -> Result<(), StoreError> {
+        let (mut appends, completions): (Vec<Append>, Vec<Ack>) = group.into_iter().unzip();
         let bytes: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
         let stats = &self.shared.stats;
         let started = Instant::now();
@@ -386,6 +420,11 @@ impl Committer<'_> {
                 } else {
                     release(finished);
                 }
+                if !stored_any {
+                    // Nothing was written, so nothing was synced: a held group must not wait
+                    // for a covering commit that may not come while the queue stays busy.
+                    self.make_durable()?;
+                }
                 Ok(())
             }
             Err(error) => {
@@ -398,9 +437,14 @@ impl Committer<'_> {
                     tracing::warn!("append refused: {error}");
                 }
                 for done in completions {
-                    done(Err(AppendFailure::Store(error.clone())));
+                    done.complete(Err(AppendFailure::Store(error.clone())));
                 }
-                if fatal { Err(error) } else { Ok(()) }
+                if fatal {
+                    return Err(error);
+                }
+                // The held group is still waiting for a sync; do not let it wait behind
+                // refused groups.
+                self.make_durable()
             }
         }
     }
@@ -432,6 +476,7 @@ impl Committer<'_> {
 
     /// Syncs the store if a committed group waits for it, then completes that group.
     fn make_durable(&mut self) -> Result<(), StoreError> {
+        self.released_by_commit = false;
         if self.held.is_empty() {
             return Ok(());
         }
@@ -443,14 +488,14 @@ impl Committer<'_> {
     /// After a fatal error, the held group is not known to be durable: fail it.
     fn fail_held(&mut self, error: &StoreError) {
         for (_, done) in self.held.drain(..) {
-            done(Err(AppendFailure::Store(error.clone())));
+            done.complete(Err(AppendFailure::Store(error.clone())));
         }
     }
 }
 
 fn release(held: Held) {
     for (result, done) in held {
-        done(result);
+        done.complete(result);
     }
 }
 
@@ -820,6 +865,58 @@ mod tests {
         }
         // Ten one-append commits back to back, then one sync for the last.
         assert_eq!((store.appends_done(), store.syncs_done()), (10, 1));
+    }
+
+    /// A held group is made durable and completed even while the queue stays busy with
+    /// groups that store nothing.
+    #[test]
+    fn a_held_group_does_not_wait_behind_refused_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
+        let store = Arc::new(FailAfter::new(log, u64::MAX, Fault::Fatal));
+        let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        store.hold_appends();
+        let one_per_group = WriterConfig {
+            commit_bytes_max: 1,
+            ..config(0)
+        };
+        let writer =
+            Writer::start(store.clone(), one_per_group, Box::new(|e| panic!("{e}"))).unwrap();
+        let (tx, rx) = channel();
+        let outcomes: Outcomes = Arc::default();
+        let handle = writer.handle();
+        handle
+            .submit(
+                Append {
+                    partition: pid,
+                    batch: batch(b"good"),
+                },
+                recorder(&outcomes, 0, &tx),
+            )
+            .unwrap();
+        for i in 1..=10 {
+            let mut bad = batch(b"bad");
+            bad[30] ^= 1;
+            handle
+                .submit(
+                    Append {
+                        partition: pid,
+                        batch: bad,
+                    },
+                    recorder(&outcomes, i, &tx),
+                )
+                .unwrap();
+        }
+        store.release();
+        for _ in 0..11 {
+            rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        let order: Vec<usize> = outcomes.lock().unwrap().iter().map(|(i, _)| *i).collect();
+        let good_at = order.iter().position(|&i| i == 0).unwrap();
+        assert!(
+            good_at < 10,
+            "the good append completed only after every refused one: {order:?}"
+        );
     }
 
     #[test]

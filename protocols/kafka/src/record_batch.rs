@@ -98,6 +98,14 @@ pub enum BatchError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// `maxTimestamp` is not the largest record timestamp (create-time batches).
+    #[error("batch maxTimestamp {declared} differs from its largest record timestamp {actual}")]
+    BadMaxTimestamp {
+        /// The header's maxTimestamp.
+        declared: i64,
+        /// The largest record timestamp.
+        actual: i64,
+    },
     /// The records do not fill the batch exactly as declared.
     #[error("batch declares {declared} records but holds {found}")]
     CountMismatch {
@@ -235,6 +243,7 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     if compression == Compression::None {
         let mut found = 0usize;
+        let mut max_delta = i64::MIN;
         for record in records_unchecked(bytes) {
             let record = record?;
             if i64::from(record.offset_delta) != found as i64 {
@@ -243,12 +252,23 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
                     reason: "offset delta out of sequence",
                 });
             }
+            max_delta = max_delta.max(record.timestamp_delta);
             found += 1;
         }
         if found != header.record_count as usize {
             return Err(BatchError::CountMismatch {
                 declared: header.record_count,
                 found,
+            });
+        }
+        // Retention and the time index trust maxTimestamp, so a create-time batch must carry
+        // its true largest record timestamp (log-append-time batches get theirs from the log).
+        let log_append_time = header.attributes & 0x8 != 0;
+        let actual = header.base_timestamp.saturating_add(max_delta);
+        if !log_append_time && header.max_timestamp != actual {
+            return Err(BatchError::BadMaxTimestamp {
+                declared: header.max_timestamp,
+                actual,
             });
         }
     }
@@ -680,6 +700,18 @@ mod tests {
                 found: 1
             })
         );
+    }
+
+    #[test]
+    fn a_false_max_timestamp_is_refused() {
+        let mut batch = sample(2);
+        batch[35..43].copy_from_slice(&i64::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate(&batch),
+            Err(BatchError::BadMaxTimestamp { .. })
+        ));
     }
 
     #[test]
