@@ -4,7 +4,9 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use weir_tests::{WAIT, Weir, api_versions_request, closed_by_peer, read_frame};
+use weir_tests::{
+    IO_BACKEND_VAR, WAIT, Weir, api_versions_request, closed_by_peer, read_frame, run_weir,
+};
 
 #[test]
 fn api_versions_is_answered_in_every_version_layout() {
@@ -172,8 +174,10 @@ fn a_client_that_never_reads_costs_bounded_memory() {
     let burst: Vec<u8> = (0..4_096).flat_map(|_| request.clone()).collect();
     // Up to 1 M requests (18 MiB of them, 16 MiB of answers); stop once the socket is full.
     let mut sent = 0usize;
-    for _ in 0..256 {
-        match stream.write(&burst) {
+    // A partial write is continued where it stopped, so the stream stays whole requests.
+    while sent < 256 * burst.len() {
+        let at = sent % burst.len();
+        match stream.write(&burst[at..]) {
             Ok(n) => sent += n,
             Err(_) => break,
         }
@@ -201,10 +205,14 @@ fn a_client_that_never_reads_costs_bounded_memory() {
             Ok(n) => drained += n as u64,
         }
     }
-    assert_eq!(
-        drained, expected,
-        "answered {answered_before} before draining"
+    let state = format!(
+        "sent {sent}, received {}; answered {answered_before} before draining, {} after; read paused {}; queued {}",
+        weir.metric("weir_received_bytes_total").unwrap(),
+        weir.metric("weir_requests_total").unwrap(),
+        weir.metric("weir_connections_read_paused").unwrap(),
+        weir.metric("weir_write_queue_bytes").unwrap(),
     );
+    assert_eq!(drained, expected, "{state}");
 }
 
 #[test]
@@ -230,7 +238,7 @@ fn metrics_report_each_shard_and_the_log_writer() {
         body.contains("# TYPE weir_requests_total counter"),
         "{body}"
     );
-    weir.wait_for_log("3 shards, I/O backend epoll").unwrap();
+    weir.wait_for_log("3 shards, I/O backend").unwrap();
 }
 
 #[test]
@@ -244,4 +252,33 @@ fn the_kafka_port_in_use_fails_with_a_clear_error() {
     assert_eq!(weir.wait_exit().unwrap().code(), Some(1));
     weir.wait_for_log(&format!("cannot listen on {addr} for kafka (kafka.listen)"))
         .unwrap();
+}
+
+/// The backend the broker runs is the one asked for, and the log says which and why.
+#[test]
+fn the_io_backend_in_use_is_the_one_asked_for_and_logged() {
+    let mut weir = Weir::builder().start().unwrap();
+    let line = weir.wait_for_log("I/O backend").unwrap();
+    let (code, probe) = run_weir(&["io-probe"], &[], weir.dir()).unwrap();
+    match std::env::var(IO_BACKEND_VAR).as_deref() {
+        Ok("uring") => {
+            assert!(
+                line.contains("I/O backend io_uring (server.io = uring)"),
+                "{line}"
+            );
+            assert_eq!((code, probe.trim()), (0, "io_uring: available"));
+        }
+        Ok("epoll") => assert!(
+            line.contains("I/O backend epoll (server.io = epoll)"),
+            "{line}"
+        ),
+        _ if code == 0 => assert!(
+            line.contains("io_uring (auto: io_uring works here)"),
+            "{line}"
+        ),
+        _ => assert!(
+            line.contains("epoll (auto: io_uring unavailable"),
+            "{line}\n{probe}"
+        ),
+    }
 }

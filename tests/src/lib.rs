@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// Names the event-loop backend (`uring`, `epoll`) every broker in the run uses.
+pub const IO_BACKEND_VAR: &str = "TEST_IO_BACKEND";
+
 /// How long any single wait in a test may take before the test fails. Generous: CI machines
 /// are small and busy, and a test that passes slowly is still correct.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -98,6 +101,10 @@ impl WeirBuilder {
         if !self.defaults_only {
             command.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
             command.env("WEIR_KAFKA_LISTEN", "127.0.0.1:0");
+        }
+        // `cargo xtask test` runs the suite once per event-loop backend.
+        if let Ok(backend) = std::env::var(IO_BACKEND_VAR) {
+            command.env("WEIR_SERVER_IO", backend);
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().context("spawn weir")?;

@@ -45,15 +45,42 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let locked = ci().then_some("--locked");
     step("build (one build, shared by every test)");
     cargo(&["build", "--workspace", "--all-targets"], locked)?;
-    step("tests");
-    let mut args = vec!["test", "--workspace", "--no-fail-fast"];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let pass_through = extra.strip_prefix(&["--"]).unwrap_or(&extra);
+    step("tests (every crate but the integration suite)");
+    let mut args = vec![
+        "test",
+        "--workspace",
+        "--exclude",
+        "weir-tests",
+        "--no-fail-fast",
+    ];
     if !pass_through.is_empty() {
         args.push("--");
         args.extend_from_slice(pass_through);
     }
     cargo(&args, locked)?;
+    // The integration suite runs once per event-loop backend.
+    let mut backends = vec!["epoll"];
+    match uring_available(root) {
+        Ok(()) => backends.insert(0, "uring"),
+        Err(why) if ci() => bail!("io_uring must work on CI machines, but: {why}"),
+        Err(why) => {
+            eprintln!("io_uring is not available here ({why}): the suite runs on epoll only")
+        }
+    }
+    for backend in backends {
+        step(&format!("integration suite, server.io = {backend}"));
+        let mut command =
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+        command.args(["test", "-p", "weir-tests", "--no-fail-fast"]);
+        command.args(locked);
+        if !pass_through.is_empty() {
+            command.arg("--").args(pass_through);
+        }
+        command.env("TEST_IO_BACKEND", backend);
+        run(&mut command)?;
+    }
     step("all tests passed");
     Ok(())
 }
@@ -115,6 +142,21 @@ fn tidy_all(root: &Path) -> anyhow::Result<()> {
         bail!("{} tidy problem(s)", problems.len());
     }
     Ok(())
+}
+
+/// Asks the freshly built broker whether io_uring works on this machine.
+fn uring_available(root: &Path) -> Result<(), String> {
+    let weir = root.join("target/debug/weir");
+    let output = Command::new(&weir)
+        .arg("io-probe")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", weir.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(text)
+    }
 }
 
 /// True under CI (`CI=true`), where the run may install packages and must use the lock file.

@@ -40,6 +40,8 @@ enum Command {
     /// Run the broker (the default when no command is given).
     #[command(after_long_help = config::reference_help())]
     Serve,
+    /// Say whether the io_uring backend can run on this machine (exit 0) or why not (exit 1).
+    IoProbe,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,23 +53,39 @@ enum LogFormatArg {
 /// Runs the `weir` command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match load_config(&cli) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("weir: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match serve(config) {
-            Ok(code) => code,
-            Err(e) => {
-                // The logger may not be up; say it on stderr in any case.
-                tracing::error!("{e:#}");
-                eprintln!("weir: error: {e:#}");
-                ExitCode::FAILURE
+    match cli.command {
+        Some(Command::IoProbe) => io_probe(),
+        Some(Command::Serve) | None => {
+            let config = match load_config(&cli) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("weir: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match serve(config) {
+                Ok(code) => code,
+                Err(e) => {
+                    // The logger may not be up; say it on stderr in any case.
+                    tracing::error!("{e:#}");
+                    eprintln!("weir: error: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
+    }
+}
+
+fn io_probe() -> ExitCode {
+    match shard::uring_available() {
+        Ok(()) => {
+            println!("io_uring: available");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("io_uring: unavailable: {reason}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -211,6 +229,7 @@ fn start_shards(config: &Config) -> anyhow::Result<shard::Shards> {
     let ms = |n: std::num::NonZeroU32| Duration::from_millis(u64::from(n.get()));
     let server = shard::ServerConfig {
         shards,
+        backend: shard::Backend::Epoll,
         pin_threads: config.server_pin_threads,
         listeners: vec![shard::ListenerConfig {
             protocol: shard::Protocol::Kafka,
@@ -224,10 +243,29 @@ fn start_shards(config: &Config) -> anyhow::Result<shard::Shards> {
         kafka_request_bytes_max: config.kafka_request_bytes_max.get() as usize,
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
     };
-    let backend = match config.server_io {
-        config::IoBackend::Auto => "epoll (auto: the io_uring backend is not built yet)",
-        config::IoBackend::Epoll => "epoll",
+    let (backend, why) = match (config.server_io, shard::uring_available()) {
+        (config::IoBackend::Epoll, _) => (shard::Backend::Epoll, "server.io = epoll".to_owned()),
+        (config::IoBackend::Uring, Ok(())) => {
+            (shard::Backend::Uring, "server.io = uring".to_owned())
+        }
+        (config::IoBackend::Uring, Err(reason)) => {
+            anyhow::bail!("server.io = uring, but io_uring cannot run here: {reason}")
+        }
+        (config::IoBackend::Auto, Ok(())) => (
+            shard::Backend::Uring,
+            "auto: io_uring works here".to_owned(),
+        ),
+        (config::IoBackend::Auto, Err(reason)) => (
+            shard::Backend::Epoll,
+            format!("auto: io_uring unavailable ({reason})"),
+        ),
     };
+    let server = shard::ServerConfig { backend, ..server };
+    let name = match backend {
+        shard::Backend::Epoll => "epoll",
+        shard::Backend::Uring => "io_uring",
+    };
+    let backend = format!("{name} ({why})");
     let started = shard::Shards::start(server)?;
     tracing::info!("{shards} shards, I/O backend {backend}");
     for (protocol, addr) in started.bound() {

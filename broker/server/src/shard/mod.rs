@@ -18,23 +18,23 @@
 //! - `server.handshake_timeout_ms`: a connection that has not sent one complete request by
 //!   then is closed; `<protocol>.idle_timeout_ms`: a connection silent that long is closed.
 //!
-//! Backends: epoll today ([`epoll`]). The io_uring backend is not built yet; `server.io =
-//! "auto"` selects epoll and says so in the log.
+//! Backends: epoll (`epoll.rs`, `epoll_loop.rs`) and io_uring (`uring_loop.rs`).
+//! `server.io = "auto"` uses io_uring where the kernel offers what it needs
+//! ([`uring_available`]) and epoll otherwise; the choice is logged.
 
+mod conn;
 pub mod epoll;
+mod epoll_loop;
+mod uring_loop;
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use weir_core::kafka::KafkaSession;
-
-use self::epoll::{Epoll, Event, Interest, Waker};
+use self::epoll::Waker;
 
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,11 +65,22 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
 }
 
+/// Which event loop the shards run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// epoll readiness with non-blocking calls.
+    Epoll,
+    /// io_uring completions: multishot accept and receive with provided buffers.
+    Uring,
+}
+
 /// Settings of the shard set.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Number of shard threads.
     pub shards: usize,
+    /// The event loop.
+    pub backend: Backend,
     /// Pin shard `i` to CPU `i % cpus`.
     pub pin_threads: bool,
     /// The listeners.
@@ -122,6 +133,30 @@ struct Shared {
     open_per_listener: Vec<AtomicU32>,
 }
 
+impl Shared {
+    /// Counts a new connection on `listener` against both limits; false (and nothing
+    /// counted) if either is reached.
+    fn admit(&self, listener: usize, config: &ServerConfig) -> bool {
+        if self.open_total.fetch_add(1, Ordering::AcqRel) >= config.connections_max {
+            self.open_total.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let mine = &self.open_per_listener[listener];
+        if mine.fetch_add(1, Ordering::AcqRel) >= config.listeners[listener].connections_max {
+            mine.fetch_sub(1, Ordering::AcqRel);
+            self.open_total.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Uncounts a closed connection.
+    fn release(&self, listener: usize) {
+        self.open_total.fetch_sub(1, Ordering::AcqRel);
+        self.open_per_listener[listener].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The running shards.
 #[derive(Debug)]
 pub struct Shards {
@@ -168,14 +203,31 @@ impl Shards {
         let mut wakers = Vec::new();
         for (id, listeners) in per_shard.into_iter().enumerate() {
             let waker = Arc::new(Waker::new()?);
-            let mut shard = Shard::new(
-                id,
-                listeners,
-                waker.clone(),
-                shared.clone(),
-                metrics.clone(),
-                config.clone(),
-            )?;
+            let (shared, metrics, config) = (shared.clone(), metrics.clone(), config.clone());
+            let mut run: Box<dyn FnMut() + Send> = match config.backend {
+                Backend::Epoll => {
+                    let mut shard = epoll_loop::EpollShard::new(
+                        id,
+                        listeners,
+                        waker.clone(),
+                        shared,
+                        metrics,
+                        config.clone(),
+                    )?;
+                    Box::new(move || shard.run())
+                }
+                Backend::Uring => {
+                    let mut shard = uring_loop::UringShard::new(
+                        id,
+                        listeners,
+                        waker.clone(),
+                        shared,
+                        metrics,
+                        config.clone(),
+                    )?;
+                    Box::new(move || shard.run())
+                }
+            };
             let pin = config.pin_threads.then_some(id % cpus);
             threads.push(
                 std::thread::Builder::new()
@@ -184,7 +236,7 @@ impl Shards {
                         if let Some(cpu) = pin {
                             pin_to_cpu(cpu);
                         }
-                        shard.run();
+                        run();
                     })?,
             );
             wakers.push(waker);
@@ -263,10 +315,6 @@ fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>
 const LISTEN_BACKLOG: i32 = 1024;
 /// Bytes read from a connection per readiness event.
 const READ_CHUNK: usize = 64 * 1024;
-/// A receive buffer emptied with more capacity than this is freed.
-const READ_BUFFER_KEEP: usize = 4 * 1024;
-/// A send buffer emptied with more capacity than this is freed.
-const WRITE_BUFFER_KEEP: usize = 4 * 1024;
 /// Events handled per wait.
 const EVENT_BATCH: usize = 256;
 /// How often timeouts are checked.
@@ -274,489 +322,10 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long a listener stays unwatched after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-const WAKER_TOKEN: u64 = 0;
-const LISTENER_TOKEN_BASE: u64 = 1;
-const CONN_TOKEN_BASE: u64 = 1 << 32;
-
-struct Listener {
-    socket: TcpListener,
-    config: ListenerConfig,
-    index: usize,
-    /// Unwatched until this time after EMFILE.
-    paused_until: Option<Instant>,
-}
-
-enum Session {
-    Kafka(KafkaSession),
-}
-
-struct Conn {
-    stream: TcpStream,
-    listener: usize,
-    session: Session,
-    read_buf: Vec<u8>,
-    write_buf: Vec<u8>,
-    written: usize,
-    interest: Interest,
-    read_paused: bool,
-    /// A protocol error or end of input: flush what is pending, then close.
-    closing: bool,
-    accepted_at: Instant,
-    last_active: Instant,
-    answered_any: bool,
-}
-
-impl Conn {
-    fn pending(&self) -> usize {
-        self.write_buf.len() - self.written
-    }
-}
-
-struct Shard {
-    id: usize,
-    epoll: Epoll,
-    waker: Arc<Waker>,
-    listeners: Vec<Listener>,
-    conns: Vec<Option<Conn>>,
-    free: VecDeque<usize>,
-    shared: Arc<Shared>,
-    metrics: Arc<[ShardMetrics]>,
-    config: Arc<ServerConfig>,
-    write_queue: u64,
-    /// Where reads land first, reused for every connection of the shard.
-    scratch: Box<[u8]>,
-}
-
-impl Shard {
-    fn new(
-        id: usize,
-        sockets: Vec<TcpListener>,
-        waker: Arc<Waker>,
-        shared: Arc<Shared>,
-        metrics: Arc<[ShardMetrics]>,
-        config: Arc<ServerConfig>,
-    ) -> io::Result<Shard> {
-        let epoll = Epoll::new(EVENT_BATCH)?;
-        let read = Interest {
-            read: true,
-            write: false,
-        };
-        epoll.add(waker.raw_fd(), WAKER_TOKEN, read)?;
-        let mut listeners = Vec::new();
-        for (index, socket) in sockets.into_iter().enumerate() {
-            epoll.add(socket.as_raw_fd(), LISTENER_TOKEN_BASE + index as u64, read)?;
-            listeners.push(Listener {
-                socket,
-                config: config.listeners[index],
-                index,
-                paused_until: None,
-            });
-        }
-        Ok(Shard {
-            id,
-            epoll,
-            waker,
-            listeners,
-            conns: Vec::new(),
-            free: VecDeque::new(),
-            shared,
-            metrics,
-            config,
-            write_queue: 0,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-        })
-    }
-
-    fn metrics(&self) -> &ShardMetrics {
-        &self.metrics[self.id]
-    }
-
-    fn run(&mut self) {
-        let mut events = Vec::with_capacity(EVENT_BATCH);
-        let mut next_sweep = Instant::now() + SWEEP_EVERY;
-        while !self.shared.stop.load(Ordering::Acquire) {
-            let timeout = next_sweep.saturating_duration_since(Instant::now());
-            events.clear();
-            if let Err(e) = self.epoll.wait(timeout, |event| events.push(event)) {
-                tracing::error!(shard = self.id, "epoll_wait failed: {e}");
-                break;
-            }
-            self.metrics()
-                .loop_iterations
-                .fetch_add(1, Ordering::Relaxed);
-            for event in events.drain(..) {
-                self.dispatch(event);
-            }
-            let now = Instant::now();
-            if now >= next_sweep {
-                self.sweep(now);
-                next_sweep = now + SWEEP_EVERY;
-            }
-        }
-        self.drain();
-    }
-
-    fn dispatch(&mut self, event: Event) {
-        match event.token {
-            WAKER_TOKEN => self.waker.reset(),
-            token if token >= CONN_TOKEN_BASE => {
-                let slot = (token - CONN_TOKEN_BASE) as usize;
-                if event.readable {
-                    self.on_readable(slot);
-                }
-                if event.writable {
-                    self.flush(slot);
-                }
-            }
-            token => self.accept((token - LISTENER_TOKEN_BASE) as usize),
-        }
-    }
-
-    fn accept(&mut self, index: usize) {
-        loop {
-            let accepted = self.listeners[index].socket.accept();
-            let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of descriptors (EMFILE/ENFILE) or memory: stop watching the
-                    // listener for a moment instead of spinning on it.
-                    tracing::warn!(shard = self.id, "accept failed: {e}; pausing this listener");
-                    let listener = &mut self.listeners[index];
-                    let _ = self.epoll.delete(listener.socket.as_raw_fd());
-                    listener.paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
-            };
-            let listener = &self.listeners[index];
-            if !self.admit(listener.index, listener.config.connections_max) {
-                self.metrics().refused.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, "connection refused: connection limit reached");
-                drop(stream);
-                continue;
-            }
-            if let Err(e) = self.register(stream, index) {
-                tracing::warn!(%peer, "cannot set up connection: {e}");
-                self.release(index);
-            }
-        }
-    }
-
-    /// Counts a new connection against both limits; false (and nothing counted) if either is
-    /// reached.
-    fn admit(&self, listener: usize, listener_max: u32) -> bool {
-        let total = &self.shared.open_total;
-        if total.fetch_add(1, Ordering::AcqRel) >= self.config.connections_max {
-            total.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        let mine = &self.shared.open_per_listener[listener];
-        if mine.fetch_add(1, Ordering::AcqRel) >= listener_max {
-            mine.fetch_sub(1, Ordering::AcqRel);
-            total.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
-    }
-
-    fn release(&self, listener: usize) {
-        self.shared.open_total.fetch_sub(1, Ordering::AcqRel);
-        self.shared.open_per_listener[listener].fetch_sub(1, Ordering::AcqRel);
-    }
-
-    fn register(&mut self, stream: TcpStream, listener: usize) -> io::Result<()> {
-        stream.set_nonblocking(true)?;
-        stream.set_nodelay(true)?;
-        let slot = self.free.pop_front().unwrap_or_else(|| {
-            self.conns.push(None);
-            self.conns.len() - 1
-        });
-        let interest = Interest {
-            read: true,
-            write: false,
-        };
-        if let Err(e) = self
-            .epoll
-            .add(stream.as_raw_fd(), CONN_TOKEN_BASE + slot as u64, interest)
-        {
-            self.free.push_back(slot);
-            return Err(e);
-        }
-        let session = match self.listeners[listener].config.protocol {
-            Protocol::Kafka => {
-                Session::Kafka(KafkaSession::new(self.config.kafka_request_bytes_max))
-            }
-        };
-        let now = Instant::now();
-        self.conns[slot] = Some(Conn {
-            stream,
-            listener,
-            session,
-            read_buf: Vec::new(),
-            write_buf: Vec::new(),
-            written: 0,
-            interest,
-            read_paused: false,
-            closing: false,
-            accepted_at: now,
-            last_active: now,
-            answered_any: false,
-        });
-        let metrics = self.metrics();
-        metrics.accepted.fetch_add(1, Ordering::Relaxed);
-        metrics.open.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn on_readable(&mut self, slot: usize) {
-        let write_max = self.config.write_buffer_bytes_max;
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        if conn.read_paused || conn.closing {
-            return;
-        }
-        // Read one chunk into the shard's scratch buffer; only bytes a session leaves
-        // unconsumed (a partial request) are copied into the connection's own buffer, so an
-        // idle connection holds no buffer at all.
-        let got = match conn.stream.read(&mut self.scratch) {
-            Ok(n) => n,
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted =>
-            {
-                return;
-            }
-            Err(_) => {
-                self.close(slot);
-                return;
-            }
-        };
-        if got == 0 {
-            // End of input: answer what is complete, then close once it is sent.
-            conn.closing = true;
-        } else {
-            conn.last_active = Instant::now();
-            self.metrics[self.id]
-                .bytes_in
-                .fetch_add(got as u64, Ordering::Relaxed);
-            conn.read_buf.extend_from_slice(&self.scratch[..got]);
-        }
-        self.process(slot, write_max);
-        self.flush(slot);
-    }
-
-    /// Feeds buffered input to the session, within the send-buffer limit.
-    fn process(&mut self, slot: usize, write_max: usize) {
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        let before_out = conn.write_buf.len();
-        let Session::Kafka(session) = &mut conn.session;
-        let before_requests = session.requests();
-        let limit = conn.written + write_max;
-        let result = session.on_bytes(&conn.read_buf, &mut conn.write_buf, limit);
-        let answered = session.requests() - before_requests;
-        match result {
-            Ok(used) => {
-                conn.read_buf.drain(..used);
-            }
-            Err(e) => {
-                tracing::debug!(shard = self.id, "closing a kafka connection: {e}");
-                self.metrics[self.id]
-                    .protocol_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                conn.closing = true;
-                conn.read_buf = Vec::new();
-            }
-        }
-        if answered > 0 {
-            conn.answered_any = true;
-            self.metrics[self.id]
-                .requests
-                .fetch_add(answered, Ordering::Relaxed);
-        }
-        if conn.read_buf.is_empty() && conn.read_buf.capacity() > READ_BUFFER_KEEP {
-            conn.read_buf = Vec::new();
-        }
-        self.write_queue += (conn.write_buf.len() - before_out) as u64;
-        if conn.pending() >= write_max && !conn.read_paused {
-            conn.read_paused = true;
-            self.metrics[self.id]
-                .read_paused
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        self.metrics[self.id]
-            .write_queue_bytes
-            .store(self.write_queue, Ordering::Relaxed);
-    }
-
-    /// Writes what is pending; updates interest; closes a closing connection once empty.
-    fn flush(&mut self, slot: usize) {
-        let write_max = self.config.write_buffer_bytes_max;
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        let mut sent = 0usize;
-        let mut failed = false;
-        while conn.pending() > 0 {
-            match conn.stream.write(&conn.write_buf[conn.written..]) {
-                Ok(0) => {
-                    failed = true;
-                    break;
-                }
-                Ok(n) => {
-                    conn.written += n;
-                    sent += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        self.write_queue = self.write_queue.saturating_sub(sent as u64);
-        let metrics = &self.metrics[self.id];
-        metrics.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
-        metrics
-            .write_queue_bytes
-            .store(self.write_queue, Ordering::Relaxed);
-        if failed {
-            self.close(slot);
-            return;
-        }
-        if conn.pending() == 0 {
-            conn.write_buf.clear();
-            conn.written = 0;
-            if conn.write_buf.capacity() > WRITE_BUFFER_KEEP {
-                conn.write_buf = Vec::new();
-            }
-            if conn.closing {
-                self.close(slot);
-                return;
-            }
-        }
-        let mut resumed = false;
-        if conn.read_paused && conn.pending() < write_max / 2 {
-            conn.read_paused = false;
-            resumed = true;
-            metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
-        }
-        let want = Interest {
-            read: !conn.read_paused && !conn.closing,
-            write: conn.pending() > 0,
-        };
-        if want != conn.interest {
-            let token = CONN_TOKEN_BASE + slot as u64;
-            if self
-                .epoll
-                .modify(conn.stream.as_raw_fd(), token, want)
-                .is_err()
-            {
-                self.close(slot);
-                return;
-            }
-            conn.interest = want;
-        }
-        // Requests held back while the client was not reading are answered now.
-        if resumed && !conn.read_buf.is_empty() {
-            self.process(slot, write_max);
-            self.flush(slot);
-        }
-    }
-
-    fn close(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
-        let _ = self.epoll.delete(conn.stream.as_raw_fd());
-        self.write_queue = self.write_queue.saturating_sub(conn.pending() as u64);
-        let metrics = &self.metrics[self.id];
-        metrics.open.fetch_sub(1, Ordering::Relaxed);
-        metrics
-            .write_queue_bytes
-            .store(self.write_queue, Ordering::Relaxed);
-        if conn.read_paused {
-            metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.release(conn.listener);
-        self.free.push_back(slot);
-        // Dropping the stream closes the socket.
-    }
-
-    /// Closes connections past their handshake or idle timeout; re-watches listeners paused
-    /// after EMFILE.
-    fn sweep(&mut self, now: Instant) {
-        let handshake = self.config.handshake_timeout;
-        let mut expired = Vec::new();
-        for (slot, conn) in self.conns.iter().enumerate() {
-            let Some(conn) = conn else { continue };
-            let idle = self.listeners[conn.listener].config.idle_timeout;
-            let silent = now.saturating_duration_since(conn.last_active);
-            let never_asked =
-                !conn.answered_any && now.saturating_duration_since(conn.accepted_at) > handshake;
-            if never_asked || silent > idle {
-                expired.push(slot);
-            }
-        }
-        for slot in expired {
-            self.metrics().timed_out.fetch_add(1, Ordering::Relaxed);
-            self.close(slot);
-        }
-        for index in 0..self.listeners.len() {
-            let listener = &mut self.listeners[index];
-            if listener.paused_until.is_some_and(|until| now >= until) {
-                let token = LISTENER_TOKEN_BASE + index as u64;
-                let read = Interest {
-                    read: true,
-                    write: false,
-                };
-                if self
-                    .epoll
-                    .add(listener.socket.as_raw_fd(), token, read)
-                    .is_ok()
-                {
-                    listener.paused_until = None;
-                }
-            }
-        }
-    }
-
-    /// Shutdown: no more accepts or reads; send what is pending until the drain timeout;
-    /// close everything.
-    fn drain(&mut self) {
-        for listener in self.listeners.drain(..) {
-            let _ = self.epoll.delete(listener.socket.as_raw_fd());
-        }
-        let deadline = Instant::now() + self.config.drain_timeout;
-        for slot in 0..self.conns.len() {
-            if let Some(conn) = self.conns[slot].as_mut() {
-                conn.closing = true;
-            }
-            self.flush(slot);
-        }
-        let mut events = Vec::new();
-        while self.conns.iter().any(Option::is_some) && Instant::now() < deadline {
-            events.clear();
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .min(SWEEP_EVERY);
-            if self.epoll.wait(left, |event| events.push(event)).is_err() {
-                break;
-            }
-            for event in events.drain(..) {
-                if event.token >= CONN_TOKEN_BASE && event.writable {
-                    self.flush((event.token - CONN_TOKEN_BASE) as usize);
-                }
-            }
-        }
-        for slot in 0..self.conns.len() {
-            self.close(slot);
-        }
-    }
+/// Whether the io_uring backend can run here; the reason when it cannot (an old kernel,
+/// `kernel.io_uring_disabled`, a seccomp profile that blocks it).
+pub fn uring_available() -> Result<(), String> {
+    uring_loop::probe()
 }
 
 fn pin_to_cpu(cpu: usize) {

@@ -1,0 +1,163 @@
+//! One client connection, apart from how its bytes move: the protocol session, the input
+//! not yet consumed, the answers not yet handed to the kernel, and the timestamps the
+//! timeouts need. Both backends drive the same [`Conn`].
+
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use weir_core::kafka::KafkaSession;
+
+use super::{Protocol, ShardMetrics};
+
+/// A receive buffer emptied with more capacity than this is freed.
+const READ_BUFFER_KEEP: usize = 4 * 1024;
+/// A send buffer emptied with more capacity than this is freed.
+pub(super) const WRITE_BUFFER_KEEP: usize = 4 * 1024;
+
+/// The protocol state of a connection.
+enum Session {
+    Kafka(KafkaSession),
+}
+
+/// A connection's state, shared by both backends.
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
+    /// Index of the listener that accepted it.
+    pub(super) listener: usize,
+    session: Session,
+    /// Received bytes the session has not consumed (an incomplete request, or requests held
+    /// back while answers wait).
+    read_buf: Vec<u8>,
+    /// Answers not yet handed to the kernel, from `written` on.
+    pub(super) out: Vec<u8>,
+    pub(super) written: usize,
+    /// Not read while too many answers wait for the client.
+    pub(super) read_paused: bool,
+    /// A protocol error or end of input: send what is pending, then close.
+    pub(super) closing: bool,
+    accepted_at: Instant,
+    last_active: Instant,
+    answered_any: bool,
+}
+
+impl Conn {
+    pub(super) fn new(
+        stream: TcpStream,
+        listener: usize,
+        protocol: Protocol,
+        request_bytes_max: usize,
+        now: Instant,
+    ) -> Conn {
+        let session = match protocol {
+            Protocol::Kafka => Session::Kafka(KafkaSession::new(request_bytes_max)),
+        };
+        Conn {
+            stream,
+            listener,
+            session,
+            read_buf: Vec::new(),
+            out: Vec::new(),
+            written: 0,
+            read_paused: false,
+            closing: false,
+            accepted_at: now,
+            last_active: now,
+            answered_any: false,
+        }
+    }
+
+    /// Answer bytes in `out` not yet written.
+    pub(super) fn pending(&self) -> usize {
+        self.out.len() - self.written
+    }
+
+    /// True while input waits to be processed.
+    pub(super) fn has_input(&self) -> bool {
+        !self.read_buf.is_empty()
+    }
+
+    /// Takes bytes the client sent.
+    pub(super) fn ingest(&mut self, bytes: &[u8], now: Instant, metrics: &ShardMetrics) {
+        if bytes.is_empty() {
+            // End of input: answer what is complete, then close once it is sent.
+            self.closing = true;
+            return;
+        }
+        self.last_active = now;
+        metrics
+            .bytes_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.read_buf.extend_from_slice(bytes);
+    }
+
+    /// Lets the session answer complete requests until `out` holds `out_limit` bytes.
+    /// Returns the bytes of answers added.
+    pub(super) fn process(&mut self, out_limit: usize, metrics: &ShardMetrics) -> u64 {
+        let before = self.out.len();
+        let Session::Kafka(session) = &mut self.session;
+        let answered_before = session.requests();
+        let result = session.on_bytes(&self.read_buf, &mut self.out, out_limit);
+        let answered = session.requests() - answered_before;
+        match result {
+            Ok(used) => {
+                self.read_buf.drain(..used);
+            }
+            Err(e) => {
+                tracing::debug!("closing a kafka connection: {e}");
+                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                self.closing = true;
+                self.read_buf = Vec::new();
+            }
+        }
+        if answered > 0 {
+            self.answered_any = true;
+            metrics.requests.fetch_add(answered, Ordering::Relaxed);
+        }
+        if self.read_buf.is_empty() && self.read_buf.capacity() > READ_BUFFER_KEEP {
+            self.read_buf = Vec::new();
+        }
+        (self.out.len() - before) as u64
+    }
+
+    /// Records `n` bytes of `out` written; frees the buffer once all is sent.
+    pub(super) fn sent(&mut self, n: usize) {
+        self.written += n;
+        if self.pending() == 0 {
+            self.out.clear();
+            self.written = 0;
+            if self.out.capacity() > WRITE_BUFFER_KEEP {
+                self.out = Vec::new();
+            }
+        }
+    }
+
+    /// Pauses reading once `pending` answer bytes reach `write_max`; resumes under half.
+    /// Returns `Some(true)` when it paused, `Some(false)` when it resumed.
+    pub(super) fn update_pause(
+        &mut self,
+        pending: usize,
+        write_max: usize,
+        metrics: &ShardMetrics,
+    ) -> Option<bool> {
+        if !self.read_paused && pending >= write_max {
+            self.read_paused = true;
+            metrics.read_paused.fetch_add(1, Ordering::Relaxed);
+            Some(true)
+        } else if self.read_paused && pending < write_max / 2 {
+            self.read_paused = false;
+            metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// True if the connection outlived its handshake or idle timeout.
+    pub(super) fn expired(&self, now: Instant, handshake: Duration, idle: Duration) -> bool {
+        let silent = now.saturating_duration_since(self.last_active);
+        let never_asked =
+            !self.answered_any && now.saturating_duration_since(self.accepted_at) > handshake;
+        never_asked || silent > idle
+    }
+}

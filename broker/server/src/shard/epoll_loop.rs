@@ -1,0 +1,373 @@
+//! A shard's event loop on epoll: readiness in, non-blocking `read`/`write` calls out.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::conn::Conn;
+use super::epoll::{Epoll, Event, Interest, Waker};
+use super::{
+    ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SWEEP_EVERY, ServerConfig, ShardMetrics, Shared,
+};
+
+const WAKER_TOKEN: u64 = 0;
+const LISTENER_TOKEN_BASE: u64 = 1;
+const CONN_TOKEN_BASE: u64 = 1 << 32;
+
+const READ: Interest = Interest {
+    read: true,
+    write: false,
+};
+
+struct Listener {
+    socket: TcpListener,
+    /// Unwatched until this time after EMFILE.
+    paused_until: Option<Instant>,
+}
+
+/// An epoll connection: the shared state plus what the kernel is asked to watch.
+struct Slot {
+    conn: Conn,
+    interest: Interest,
+}
+
+pub(super) struct EpollShard {
+    id: usize,
+    epoll: Epoll,
+    waker: Arc<Waker>,
+    listeners: Vec<Listener>,
+    conns: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    shared: Arc<Shared>,
+    metrics: Arc<[ShardMetrics]>,
+    config: Arc<ServerConfig>,
+    write_queue: u64,
+    /// Where reads land first, reused for every connection of the shard.
+    scratch: Box<[u8]>,
+}
+
+impl EpollShard {
+    pub(super) fn new(
+        id: usize,
+        sockets: Vec<TcpListener>,
+        waker: Arc<Waker>,
+        shared: Arc<Shared>,
+        metrics: Arc<[ShardMetrics]>,
+        config: Arc<ServerConfig>,
+    ) -> io::Result<EpollShard> {
+        let epoll = Epoll::new(EVENT_BATCH)?;
+        epoll.add(waker.raw_fd(), WAKER_TOKEN, READ)?;
+        let mut listeners = Vec::new();
+        for (index, socket) in sockets.into_iter().enumerate() {
+            epoll.add(socket.as_raw_fd(), LISTENER_TOKEN_BASE + index as u64, READ)?;
+            listeners.push(Listener {
+                socket,
+                paused_until: None,
+            });
+        }
+        Ok(EpollShard {
+            id,
+            epoll,
+            waker,
+            listeners,
+            conns: Vec::new(),
+            free: Vec::new(),
+            shared,
+            metrics,
+            config,
+            write_queue: 0,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+        })
+    }
+
+    pub(super) fn run(&mut self) {
+        let mut events = Vec::with_capacity(EVENT_BATCH);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            events.clear();
+            if let Err(e) = self.epoll.wait(timeout, |event| events.push(event)) {
+                tracing::error!(shard = self.id, "epoll_wait failed: {e}");
+                break;
+            }
+            self.metrics[self.id]
+                .loop_iterations
+                .fetch_add(1, Ordering::Relaxed);
+            for event in events.drain(..) {
+                self.dispatch(event);
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP_EVERY;
+            }
+        }
+        self.drain();
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event.token {
+            WAKER_TOKEN => self.waker.reset(),
+            token if token >= CONN_TOKEN_BASE => {
+                let slot = (token - CONN_TOKEN_BASE) as usize;
+                if event.readable {
+                    self.on_readable(slot);
+                }
+                if event.writable {
+                    self.flush(slot);
+                }
+            }
+            token => self.accept((token - LISTENER_TOKEN_BASE) as usize),
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let (stream, peer) = match self.listeners[index].socket.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors (EMFILE/ENFILE) or memory: stop watching the
+                    // listener for a moment instead of spinning on it.
+                    tracing::warn!(shard = self.id, "accept failed: {e}; pausing this listener");
+                    let listener = &mut self.listeners[index];
+                    let _ = self.epoll.delete(listener.socket.as_raw_fd());
+                    listener.paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            };
+            let metrics = &self.metrics[self.id];
+            if !self.shared.admit(index, &self.config) {
+                metrics.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "connection refused: connection limit reached");
+                continue;
+            }
+            if let Err(e) = self.register(stream, index) {
+                tracing::warn!(%peer, "cannot set up connection: {e}");
+                self.shared.release(index);
+            }
+        }
+    }
+
+    fn register(&mut self, stream: TcpStream, listener: usize) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let token = CONN_TOKEN_BASE + slot as u64;
+        if let Err(e) = self.epoll.add(stream.as_raw_fd(), token, READ) {
+            self.free.push(slot);
+            return Err(e);
+        }
+        let config = &self.config;
+        let conn = Conn::new(
+            stream,
+            listener,
+            config.listeners[listener].protocol,
+            config.kafka_request_bytes_max,
+            Instant::now(),
+        );
+        self.conns[slot] = Some(Slot {
+            conn,
+            interest: READ,
+        });
+        let metrics = &self.metrics[self.id];
+        metrics.accepted.fetch_add(1, Ordering::Relaxed);
+        metrics.open.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn on_readable(&mut self, slot: usize) {
+        let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.read_paused || conn.closing {
+            return;
+        }
+        // One chunk into the shard's scratch buffer; the connection keeps only what its
+        // session leaves unconsumed.
+        let got = match conn.stream.read(&mut self.scratch) {
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                return;
+            }
+            Err(_) => {
+                self.close(slot);
+                return;
+            }
+        };
+        conn.ingest(&self.scratch[..got], Instant::now(), &self.metrics[self.id]);
+        self.process(slot);
+        self.flush(slot);
+    }
+
+    /// Feeds buffered input to the session within the send-buffer limit.
+    fn process(&mut self, slot: usize) {
+        let write_max = self.config.write_buffer_bytes_max;
+        let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let metrics = &self.metrics[self.id];
+        self.write_queue += conn.process(conn.written + write_max, metrics);
+        conn.update_pause(conn.pending(), write_max, metrics);
+        metrics
+            .write_queue_bytes
+            .store(self.write_queue, Ordering::Relaxed);
+    }
+
+    /// Writes what is pending; updates interest; closes a closing connection once empty.
+    fn flush(&mut self, slot: usize) {
+        let write_max = self.config.write_buffer_bytes_max;
+        let Some(Slot { conn, interest }) = self.conns.get_mut(slot).and_then(Option::as_mut)
+        else {
+            return;
+        };
+        let mut sent = 0usize;
+        let mut failed = false;
+        while conn.pending() > 0 {
+            match conn.stream.write(&conn.out[conn.written..]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.sent(n);
+                    sent += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let metrics = &self.metrics[self.id];
+        self.write_queue = self.write_queue.saturating_sub(sent as u64);
+        metrics.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+        metrics
+            .write_queue_bytes
+            .store(self.write_queue, Ordering::Relaxed);
+        if failed || (conn.closing && conn.pending() == 0) {
+            self.close(slot);
+            return;
+        }
+        let resumed = conn.update_pause(conn.pending(), write_max, metrics) == Some(false);
+        let want = Interest {
+            read: !conn.read_paused && !conn.closing,
+            write: conn.pending() > 0,
+        };
+        if want != *interest {
+            let token = CONN_TOKEN_BASE + slot as u64;
+            if self
+                .epoll
+                .modify(conn.stream.as_raw_fd(), token, want)
+                .is_err()
+            {
+                self.close(slot);
+                return;
+            }
+            *interest = want;
+        }
+        // Requests held back while the client was not reading are answered now.
+        if resumed && conn.has_input() {
+            self.process(slot);
+            self.flush(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.epoll.delete(conn.stream.as_raw_fd());
+        self.write_queue = self.write_queue.saturating_sub(conn.pending() as u64);
+        let metrics = &self.metrics[self.id];
+        metrics.open.fetch_sub(1, Ordering::Relaxed);
+        metrics
+            .write_queue_bytes
+            .store(self.write_queue, Ordering::Relaxed);
+        if conn.read_paused {
+            metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.shared.release(conn.listener);
+        self.free.push(slot);
+        // Dropping the stream closes the socket.
+    }
+
+    /// Closes connections past their handshake or idle timeout; re-watches listeners paused
+    /// after EMFILE.
+    fn sweep(&mut self, now: Instant) {
+        let handshake = self.config.handshake_timeout;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, entry)| {
+                let conn = &entry.as_ref()?.conn;
+                let idle = self.config.listeners[conn.listener].idle_timeout;
+                conn.expired(now, handshake, idle).then_some(slot)
+            })
+            .collect();
+        for slot in expired {
+            self.metrics[self.id]
+                .timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(slot);
+        }
+        for (index, listener) in self.listeners.iter_mut().enumerate() {
+            if listener.paused_until.is_some_and(|until| now >= until) {
+                let token = LISTENER_TOKEN_BASE + index as u64;
+                if self
+                    .epoll
+                    .add(listener.socket.as_raw_fd(), token, READ)
+                    .is_ok()
+                {
+                    listener.paused_until = None;
+                }
+            }
+        }
+    }
+
+    /// Shutdown: no more accepts or reads; send what is pending until the drain timeout;
+    /// close everything.
+    fn drain(&mut self) {
+        for listener in self.listeners.drain(..) {
+            let _ = self.epoll.delete(listener.socket.as_raw_fd());
+        }
+        let deadline = Instant::now() + self.config.drain_timeout;
+        for slot in 0..self.conns.len() {
+            if let Some(Slot { conn, .. }) = self.conns[slot].as_mut() {
+                conn.closing = true;
+            }
+            self.flush(slot);
+        }
+        let mut events = Vec::new();
+        while self.conns.iter().any(Option::is_some) && Instant::now() < deadline {
+            events.clear();
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(SWEEP_EVERY);
+            if self.epoll.wait(left, |event| events.push(event)).is_err() {
+                break;
+            }
+            for event in events.drain(..) {
+                if event.token >= CONN_TOKEN_BASE && event.writable {
+                    self.flush((event.token - CONN_TOKEN_BASE) as usize);
+                }
+            }
+        }
+        for slot in 0..self.conns.len() {
+            self.close(slot);
+        }
+    }
+}
