@@ -6,6 +6,7 @@
 //! `cargo run --release -p weir-bench -- <workload>` or `cargo xtask bench`.
 
 mod log;
+mod server;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,10 +48,37 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The real `weir` process on io_uring and on epoll: pipelined ApiVersions requests per
+    /// second and CPU per request, idle memory, start-to-ready time.
+    Server {
+        /// Client connections.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Requests in flight per connection.
+        #[arg(long, default_value_t = 32)]
+        pipeline: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Rounds, alternating the backends.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().workload {
+        Workload::Server {
+            connections,
+            pipeline,
+            seconds,
+            rounds,
+        } => server::run(&server::ServerBench {
+            connections,
+            pipeline,
+            duration: Duration::from_secs(seconds),
+            rounds: rounds.max(1),
+        }),
         Workload::Log {
             dir,
             mib,

@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
                  test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
                  tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
-                 bench [log] [-- <args>]      benchmarks with same-run baselines (release build)"
+                 bench [log|server] [-- <args>] benchmarks with same-run baselines (release build)"
             );
             std::process::exit(2);
         }
@@ -111,6 +111,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         run(&mut crash)?;
         step("bench: log throughput against the raw disk");
         let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "log"];
+        args.extend(extra.iter().map(String::as_str));
+        cargo(&args, None)?;
+    }
+    if all || which.iter().any(|w| w == "server") {
+        step("bench: the weir process on io_uring and on epoll");
+        cargo(&["build", "--release", "-p", "weir", "-p", "weir-bench"], None)?;
+        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "server"];
         args.extend(extra.iter().map(String::as_str));
         cargo(&args, None)?;
     }

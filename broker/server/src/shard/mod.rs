@@ -328,7 +328,8 @@ pub fn uring_available() -> Result<(), String> {
     uring_loop::probe()
 }
 
-fn pin_to_cpu(cpu: usize) {
+/// Pins the calling thread to `cpu` (best effort: a container may forbid it).
+pub fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
     // valid pointers to it. Pinning is best effort: a container may forbid it.
     unsafe {
