@@ -62,7 +62,10 @@ pub fn run(bench: &ServerBench) -> anyhow::Result<()> {
             runs[i].push(run);
         }
     }
-    println!("\n| backend (medians of {} rounds) | requests/s | broker CPU per request | idle RSS | start to ready |", bench.rounds);
+    println!(
+        "\n| backend (medians of {} rounds) | requests/s | broker CPU per request | idle RSS | start to ready |",
+        bench.rounds
+    );
     println!("| --- | --- | --- | --- | --- |");
     let medians: Vec<(f64, f64, f64, f64)> = runs
         .iter()
@@ -101,7 +104,10 @@ fn weir_binary() -> anyhow::Result<PathBuf> {
     let dir = exe.parent().context("benchmark binary directory")?;
     let weir = dir.join("weir");
     if !weir.exists() {
-        bail!("{} not found: run `cargo build --release -p weir` first", weir.display());
+        bail!(
+            "{} not found: run `cargo build --release -p weir` first",
+            weir.display()
+        );
     }
     Ok(weir)
 }

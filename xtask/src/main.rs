@@ -116,7 +116,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     if all || which.iter().any(|w| w == "server") {
         step("bench: the weir process on io_uring and on epoll");
-        cargo(&["build", "--release", "-p", "weir", "-p", "weir-bench"], None)?;
+        cargo(
+            &["build", "--release", "-p", "weir", "-p", "weir-bench"],
+            None,
+        )?;
         let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "server"];
         args.extend(extra.iter().map(String::as_str));
         cargo(&args, None)?;
