@@ -77,47 +77,79 @@ impl Conn {
         !self.read_buf.is_empty()
     }
 
-    /// Takes bytes the client sent.
-    pub(super) fn ingest(&mut self, bytes: &[u8], now: Instant, metrics: &ShardMetrics) {
+    /// Takes bytes the client sent and lets the session answer complete requests until `out`
+    /// holds `out_limit` bytes. When nothing was held from earlier, the session reads `bytes`
+    /// where they are and only what it leaves (an incomplete request, or requests held back)
+    /// is copied into the connection. Empty `bytes` is the end of input. Returns the bytes of
+    /// answers added.
+    pub(super) fn receive(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        out_limit: usize,
+        metrics: &ShardMetrics,
+    ) -> u64 {
         if bytes.is_empty() {
             // End of input: answer what is complete, then close once it is sent.
             self.closing = true;
-            return;
+            return self.process(out_limit, metrics);
         }
         self.last_active = now;
         metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        self.read_buf.extend_from_slice(bytes);
+        if !self.read_buf.is_empty() {
+            self.read_buf.extend_from_slice(bytes);
+            return self.process(out_limit, metrics);
+        }
+        let before = self.out.len();
+        let used = self.answer(bytes, out_limit, metrics);
+        if let Some(rest) = used.and_then(|used| bytes.get(used..)) {
+            self.read_buf.extend_from_slice(rest);
+        }
+        (self.out.len() - before) as u64
     }
 
-    /// Lets the session answer complete requests until `out` holds `out_limit` bytes.
-    /// Returns the bytes of answers added.
+    /// Lets the session answer complete requests held in the connection's buffer until
+    /// `out` holds `out_limit` bytes. Returns the bytes of answers added.
     pub(super) fn process(&mut self, out_limit: usize, metrics: &ShardMetrics) -> u64 {
         let before = self.out.len();
+        let input = std::mem::take(&mut self.read_buf);
+        match self.answer(&input, out_limit, metrics) {
+            Some(used) if used < input.len() => {
+                let mut input = input;
+                input.drain(..used);
+                if input.capacity() > READ_BUFFER_KEEP && input.len() <= READ_BUFFER_KEEP {
+                    input.shrink_to(READ_BUFFER_KEEP);
+                }
+                self.read_buf = input;
+            }
+            // All consumed, or a protocol error: nothing is kept.
+            _ => {}
+        }
+        (self.out.len() - before) as u64
+    }
+
+    /// Runs the session over `input`; returns the bytes consumed, or `None` after a protocol
+    /// error (the connection is then closing).
+    fn answer(&mut self, input: &[u8], out_limit: usize, metrics: &ShardMetrics) -> Option<usize> {
         let Session::Kafka(session) = &mut self.session;
         let answered_before = session.requests();
-        let result = session.on_bytes(&self.read_buf, &mut self.out, out_limit);
+        let result = session.on_bytes(input, &mut self.out, out_limit);
         let answered = session.requests() - answered_before;
-        match result {
-            Ok(used) => {
-                self.read_buf.drain(..used);
-            }
-            Err(e) => {
-                tracing::debug!("closing a kafka connection: {e}");
-                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                self.closing = true;
-                self.read_buf = Vec::new();
-            }
-        }
         if answered > 0 {
             self.answered_any = true;
             metrics.requests.fetch_add(answered, Ordering::Relaxed);
         }
-        if self.read_buf.is_empty() && self.read_buf.capacity() > READ_BUFFER_KEEP {
-            self.read_buf = Vec::new();
+        match result {
+            Ok(used) => Some(used),
+            Err(e) => {
+                tracing::debug!("closing a kafka connection: {e}");
+                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                self.closing = true;
+                None
+            }
         }
-        (self.out.len() - before) as u64
     }
 
     /// Records `n` bytes of `out` written; frees the buffer once all is sent.

@@ -205,8 +205,14 @@ impl EpollShard {
                 return;
             }
         };
-        conn.ingest(&self.scratch[..got], Instant::now(), &self.metrics[self.id]);
-        self.process(slot);
+        let write_max = self.config.write_buffer_bytes_max;
+        let metrics = &self.metrics[self.id];
+        let limit = conn.written + write_max;
+        self.write_queue += conn.receive(&self.scratch[..got], Instant::now(), limit, metrics);
+        conn.update_pause(conn.pending(), write_max, metrics);
+        metrics
+            .write_queue_bytes
+            .store(self.write_queue, Ordering::Relaxed);
         self.flush(slot);
     }
 

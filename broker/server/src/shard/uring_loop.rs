@@ -505,26 +505,34 @@ impl UringShard {
         if !more {
             u.recv_armed = false;
         }
+        let in_flight = u.sending.len() - u.send_pos;
+        let limit = self.config.write_buffer_bytes_max.saturating_sub(in_flight);
         match result {
             n if n > 0 => {
                 if let Some(bid) = bid {
                     if !u.shut {
-                        u.conn
-                            .ingest(self.buffers.get(bid, n as usize), now, metrics);
+                        let bytes = self.buffers.get(bid, n as usize);
+                        self.write_queue += u.conn.receive(bytes, now, limit, metrics);
                     }
                     self.buffers.recycle(bid);
                 }
             }
-            0 => u.conn.ingest(&[], now, metrics),
+            0 => {
+                if !u.shut {
+                    self.write_queue += u.conn.receive(&[], now, limit, metrics);
+                }
+            }
             e if e == -libc::ENOBUFS => u.recv_starved = true,
             e if e == -libc::ECANCELED => {}
             _ => {
+                // The socket failed: nothing more can be sent either.
                 u.conn.closing = true;
+                self.write_queue = self.write_queue.saturating_sub(u.conn.pending() as u64);
                 u.conn.out.clear();
                 u.conn.written = 0;
             }
         }
-        self.process(slot);
+        self.after_input(slot);
         self.flush(slot);
         if let Some(u) = self.conns.get(slot).and_then(Option::as_ref)
             && !u.recv_armed
@@ -535,8 +543,8 @@ impl UringShard {
         self.maybe_finish(slot);
     }
 
-    /// Feeds buffered input to the session within the send-buffer limit; pauses reading when
-    /// answers pile up.
+    /// Feeds held input to the session within the send-buffer limit, then applies
+    /// back-pressure.
     fn process(&mut self, slot: usize) {
         let write_max = self.config.write_buffer_bytes_max;
         let metrics = &self.metrics[self.id];
@@ -546,15 +554,23 @@ impl UringShard {
         if u.shut {
             return;
         }
-        let in_flight = u.sending.len() - u.send_pos;
-        let limit = u.conn.written + write_max.saturating_sub(in_flight);
+        let limit = write_max.saturating_sub(u.sending.len() - u.send_pos);
         self.write_queue += u.conn.process(limit, metrics);
+        self.after_input(slot);
+    }
+
+    /// Pauses reading when answers pile up: cancels the multishot receive (bytes already
+    /// received are still delivered and kept).
+    fn after_input(&mut self, slot: usize) {
+        let write_max = self.config.write_buffer_bytes_max;
+        let metrics = &self.metrics[self.id];
         metrics
             .write_queue_bytes
             .store(self.write_queue, Ordering::Relaxed);
+        let Some(u) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
         if u.conn.update_pause(u.pending(), write_max, metrics) == Some(true) && u.recv_armed {
-            // Stop receiving: cancel the multishot receive; bytes already received are
-            // still delivered and kept.
             u.cancels_in_flight += 1;
             let cancel = opcode::AsyncCancel::new(user_data(KIND_RECV, u.generation, slot))
                 .build()
