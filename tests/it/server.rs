@@ -282,3 +282,41 @@ fn the_io_backend_in_use_is_the_one_asked_for_and_logged() {
         ),
     }
 }
+
+/// After a protocol error the connection reads nothing more: later requests in the same
+/// pipelined stream are not parsed from a wrong offset and answered.
+#[test]
+fn nothing_after_a_protocol_error_is_answered() {
+    let mut weir = Weir::builder().start().unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut unknown = api_versions_request(0, 2);
+    unknown[4..6].copy_from_slice(&3i16.to_be_bytes());
+    let mut pipeline = api_versions_request(0, 1);
+    pipeline.extend(unknown);
+    for i in 0..2_000 {
+        pipeline.extend(api_versions_request(0, 100 + i));
+    }
+    stream.write_all(&pipeline).unwrap();
+    assert_eq!(&read_frame(&mut stream).unwrap()[..4], &1i32.to_be_bytes());
+    assert!(
+        closed_by_peer(&mut stream),
+        "more answers after the protocol error"
+    );
+}
+
+/// The smallest send buffer still answers every request: one at a time.
+#[test]
+fn a_one_byte_send_buffer_still_answers_everything() {
+    let mut weir = Weir::builder()
+        .env("WEIR_SERVER_WRITE_BUFFER_BYTES_MAX", "1")
+        .start()
+        .unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let pipeline: Vec<u8> = (0..500).flat_map(|i| api_versions_request(0, i)).collect();
+    stream.write_all(&pipeline).unwrap();
+    for i in 0..500i32 {
+        assert_eq!(&read_frame(&mut stream).unwrap()[..4], &i.to_be_bytes());
+    }
+}

@@ -89,6 +89,10 @@ impl Conn {
         out_limit: usize,
         metrics: &ShardMetrics,
     ) -> u64 {
+        if self.closing {
+            // After a protocol error or end of input nothing more is read.
+            return 0;
+        }
         if bytes.is_empty() {
             // End of input: answer what is complete, then close once it is sent.
             self.closing = true;
@@ -164,7 +168,7 @@ impl Conn {
         }
     }
 
-    /// Pauses reading once `pending` answer bytes reach `write_max`; resumes under half.
+    /// Pauses reading once `pending` answer bytes reach `write_max`; resumes at half or less.
     /// Returns `Some(true)` when it paused, `Some(false)` when it resumed.
     pub(super) fn update_pause(
         &mut self,
@@ -176,7 +180,7 @@ impl Conn {
             self.read_paused = true;
             metrics.read_paused.fetch_add(1, Ordering::Relaxed);
             Some(true)
-        } else if self.read_paused && pending < write_max / 2 {
+        } else if self.read_paused && pending <= write_max / 2 {
             self.read_paused = false;
             metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
             Some(false)

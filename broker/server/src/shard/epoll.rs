@@ -77,9 +77,11 @@ impl Epoll {
     }
 
     fn ctl(&self, op: i32, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        let mut flags = libc::EPOLLRDHUP as u32;
+        // Hang-up is asked for only with read interest: level-triggered, a peer's FIN would
+        // otherwise be reported on every wait while the connection is not being read.
+        let mut flags = 0u32;
         if interest.read {
-            flags |= libc::EPOLLIN as u32;
+            flags |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
         }
         if interest.write {
             flags |= libc::EPOLLOUT as u32;

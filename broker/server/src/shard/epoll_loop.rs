@@ -10,7 +10,8 @@ use std::time::Instant;
 use super::conn::Conn;
 use super::epoll::{Epoll, Event, Interest, Waker};
 use super::{
-    ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SWEEP_EVERY, ServerConfig, ShardMetrics, Shared,
+    ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics,
+    Shared,
 };
 
 const WAKER_TOKEN: u64 = 0;
@@ -50,14 +51,8 @@ pub(super) struct EpollShard {
 }
 
 impl EpollShard {
-    pub(super) fn new(
-        id: usize,
-        sockets: Vec<TcpListener>,
-        waker: Arc<Waker>,
-        shared: Arc<Shared>,
-        metrics: Arc<[ShardMetrics]>,
-        config: Arc<ServerConfig>,
-    ) -> io::Result<EpollShard> {
+    pub(super) fn new(args: ShardArgs) -> io::Result<EpollShard> {
+        let (id, sockets, waker, shared, metrics, config) = args;
         let epoll = Epoll::new(EVENT_BATCH)?;
         epoll.add(waker.raw_fd(), WAKER_TOKEN, READ)?;
         let mut listeners = Vec::new();
@@ -230,12 +225,21 @@ impl EpollShard {
             .store(self.write_queue, Ordering::Relaxed);
     }
 
-    /// Writes what is pending; updates interest; closes a closing connection once empty.
+    /// Writes what is pending, updates interest, and closes a closing connection once empty.
+    /// When a paused connection resumes, answers its held requests and writes again, in a
+    /// loop rather than by recursion (a tiny send buffer could resume thousands of times).
     fn flush(&mut self, slot: usize) {
+        while self.flush_once(slot) {
+            self.process(slot);
+        }
+    }
+
+    /// One round of [`EpollShard::flush`]; true if the connection resumed with input held.
+    fn flush_once(&mut self, slot: usize) -> bool {
         let write_max = self.config.write_buffer_bytes_max;
         let Some(Slot { conn, interest }) = self.conns.get_mut(slot).and_then(Option::as_mut)
         else {
-            return;
+            return false;
         };
         let mut sent = 0usize;
         let mut failed = false;
@@ -265,7 +269,7 @@ impl EpollShard {
             .store(self.write_queue, Ordering::Relaxed);
         if failed || (conn.closing && conn.pending() == 0) {
             self.close(slot);
-            return;
+            return false;
         }
         let resumed = conn.update_pause(conn.pending(), write_max, metrics) == Some(false);
         let want = Interest {
@@ -280,15 +284,12 @@ impl EpollShard {
                 .is_err()
             {
                 self.close(slot);
-                return;
+                return false;
             }
             *interest = want;
         }
-        // Requests held back while the client was not reading are answered now.
-        if resumed && conn.has_input() {
-            self.process(slot);
-            self.flush(slot);
-        }
+        // Requests held back while the client was not reading are answered next.
+        resumed && conn.has_input()
     }
 
     fn close(&mut self, slot: usize) {

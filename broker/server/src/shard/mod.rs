@@ -137,13 +137,18 @@ impl Shared {
     /// Counts a new connection on `listener` against both limits; false (and nothing
     /// counted) if either is reached.
     fn admit(&self, listener: usize, config: &ServerConfig) -> bool {
-        if self.open_total.fetch_add(1, Ordering::AcqRel) >= config.connections_max {
-            self.open_total.fetch_sub(1, Ordering::AcqRel);
+        let take = |counter: &AtomicU32, max: u32| {
+            counter
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+        };
+        if !take(&self.open_total, config.connections_max) {
             return false;
         }
-        let mine = &self.open_per_listener[listener];
-        if mine.fetch_add(1, Ordering::AcqRel) >= config.listeners[listener].connections_max {
-            mine.fetch_sub(1, Ordering::AcqRel);
+        let limit = config.listeners[listener].connections_max;
+        if !take(&self.open_per_listener[listener], limit) {
             self.open_total.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
@@ -198,56 +203,61 @@ impl Shards {
         });
         let metrics: Arc<[ShardMetrics]> = (0..shards).map(|_| ShardMetrics::default()).collect();
         let config = Arc::new(config);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut threads = Vec::new();
-        let mut wakers = Vec::new();
+        let cpus = allowed_cpus();
+        let mut started = Shards {
+            threads: Vec::new(),
+            wakers: Vec::new(),
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            bound,
+        };
         for (id, listeners) in per_shard.into_iter().enumerate() {
             let waker = Arc::new(Waker::new()?);
             let (shared, metrics, config) = (shared.clone(), metrics.clone(), config.clone());
-            let mut run: Box<dyn FnMut() + Send> = match config.backend {
-                Backend::Epoll => {
-                    let mut shard = epoll_loop::EpollShard::new(
-                        id,
-                        listeners,
-                        waker.clone(),
-                        shared,
-                        metrics,
-                        config.clone(),
-                    )?;
-                    Box::new(move || shard.run())
-                }
-                Backend::Uring => {
-                    let mut shard = uring_loop::UringShard::new(
-                        id,
-                        listeners,
-                        waker.clone(),
-                        shared,
-                        metrics,
-                        config.clone(),
-                    )?;
-                    Box::new(move || shard.run())
-                }
-            };
-            let pin = config.pin_threads.then_some(id % cpus);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("weir-shard-{id}"))
-                    .spawn(move || {
-                        if let Some(cpu) = pin {
-                            pin_to_cpu(cpu);
-                        }
-                        run();
-                    })?,
-            );
-            wakers.push(waker);
+            let pin = config
+                .pin_threads
+                .then(|| cpus.get(id % cpus.len().max(1)).copied())
+                .flatten();
+            let thread_waker = waker.clone();
+            // The loop is built on its own thread: an io_uring ring set up for a single
+            // issuer belongs to the thread that creates it. Set-up errors come back here, and
+            // dropping `started` on the way out stops the shards already running.
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name(format!("weir-shard-{id}"))
+                .spawn(move || {
+                    if let Some(cpu) = pin {
+                        pin_to_cpu(cpu);
+                    }
+                    let args = (id, listeners, thread_waker, shared, metrics, config);
+                    match args.5.backend {
+                        Backend::Epoll => match epoll_loop::EpollShard::new(args) {
+                            Ok(mut shard) => {
+                                let _ = ready_tx.send(Ok(()));
+                                shard.run();
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                            }
+                        },
+                        Backend::Uring => match uring_loop::UringShard::new(args) {
+                            Ok(mut shard) => {
+                                let _ = ready_tx.send(Ok(()));
+                                shard.run();
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                            }
+                        },
+                    }
+                })?;
+            started.threads.push(thread);
+            started.wakers.push(waker);
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other(format!("shard {id} ended during set-up")))??;
         }
-        Ok(Shards {
-            threads,
-            wakers,
-            shared,
-            metrics,
-            bound,
-        })
+        Ok(started)
     }
 
     /// The addresses actually bound, per protocol (port 0 resolved).
@@ -328,8 +338,35 @@ pub fn uring_available() -> Result<(), String> {
     uring_loop::probe()
 }
 
+/// The shard-creation arguments both loops take.
+type ShardArgs = (
+    usize,
+    Vec<TcpListener>,
+    Arc<Waker>,
+    Arc<Shared>,
+    Arc<[ShardMetrics]>,
+    Arc<ServerConfig>,
+);
+
+/// The CPUs this process may run on, in order (a container or `taskset` may allow only some).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
 /// Pins the calling thread to `cpu` (best effort: a container may forbid it).
 pub fn pin_to_cpu(cpu: usize) {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return;
+    }
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
     // valid pointers to it. Pinning is best effort: a container may forbid it.
     unsafe {

@@ -29,7 +29,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::conn::{Conn, WRITE_BUFFER_KEEP};
 use super::epoll::Waker;
-use super::{ACCEPT_BACKOFF, SWEEP_EVERY, ServerConfig, ShardMetrics, Shared};
+use super::{ACCEPT_BACKOFF, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics, Shared};
 
 /// Submission and completion queue size.
 const RING_ENTRIES: u32 = 4096;
@@ -55,6 +55,17 @@ fn split(data: u64) -> (u64, u32, usize) {
         ((data >> 32) & 0x00ff_ffff) as u32,
         (data & 0xffff_ffff) as usize,
     )
+}
+
+/// The shard's ring: one thread submits and reaps (`SINGLE_ISSUER`), and completion work
+/// runs only when the loop asks for completions (`DEFER_TASKRUN`, Linux 6.1), not as
+/// interrupts while it handles others. Kernels without these flags get a plain ring.
+fn build_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(RING_ENTRIES)
+        .or_else(|_| IoUring::builder().build(RING_ENTRIES))
 }
 
 /// Checks that this kernel and process can run the io_uring backend: a ring can be created
@@ -88,6 +99,9 @@ pub(super) fn probe() -> Result<(), String> {
     if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
         buffers.recycle(bid);
     }
+    // The ring (and the receive still armed on it) goes before the buffers it points into.
+    drop(ring);
+    drop(buffers);
     Ok(())
 }
 
@@ -100,6 +114,8 @@ struct ProvidedBuffers {
     entries: u16,
     buffer_bytes: usize,
     tail: u16,
+    /// Set when the kernel may still use the memory at drop: it is then not unmapped.
+    leak: bool,
 }
 
 impl ProvidedBuffers {
@@ -129,6 +145,7 @@ impl ProvidedBuffers {
             entries,
             buffer_bytes,
             tail: 0,
+            leak: false,
         };
         // SAFETY: the ring memory stays mapped until `self` is dropped, after the IoUring
         // that uses it (field order in the shard, and unregistering in Drop is not needed:
@@ -179,6 +196,9 @@ impl ProvidedBuffers {
 
 impl Drop for ProvidedBuffers {
     fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
         // SAFETY: both regions were mapped in `new` with these sizes; the ring using them is
         // dropped before this struct.
         unsafe {
@@ -253,6 +273,8 @@ pub(super) struct UringShard {
     config: Arc<ServerConfig>,
     write_queue: u64,
     stopping: bool,
+    /// Connections whose receive ran out of buffers in this batch: armed again after it.
+    starved: Vec<usize>,
 }
 
 // SAFETY: the raw pointers in ProvidedBuffers refer to mappings owned by the shard; the
@@ -260,15 +282,9 @@ pub(super) struct UringShard {
 unsafe impl Send for UringShard {}
 
 impl UringShard {
-    pub(super) fn new(
-        id: usize,
-        listeners: Vec<TcpListener>,
-        waker: Arc<Waker>,
-        shared: Arc<Shared>,
-        metrics: Arc<[ShardMetrics]>,
-        config: Arc<ServerConfig>,
-    ) -> io::Result<UringShard> {
-        let ring = IoUring::builder().build(RING_ENTRIES)?;
+    pub(super) fn new(args: ShardArgs) -> io::Result<UringShard> {
+        let (id, listeners, waker, shared, metrics, config) = args;
+        let ring = build_ring()?;
         let buffers = ProvidedBuffers::new(&ring, BUFFERS, BUFFER_BYTES)?;
         let accept_paused_until = vec![None; listeners.len()];
         let mut shard = UringShard {
@@ -286,6 +302,7 @@ impl UringShard {
             config,
             write_queue: 0,
             stopping: false,
+            starved: Vec::new(),
         };
         shard.arm_waker();
         for index in 0..shard.listeners.len() {
@@ -373,6 +390,10 @@ impl UringShard {
             for &(data, result, flags) in &completions {
                 self.complete(data, result, flags);
             }
+            // Buffers were recycled during the batch: receives that ran out arm again now.
+            for slot in std::mem::take(&mut self.starved) {
+                self.arm_recv(slot);
+            }
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(now);
@@ -441,11 +462,11 @@ impl UringShard {
             }
         } else if result != -libc::ECANCELED {
             let error = io::Error::from_raw_os_error(-result);
-            tracing::warn!(
-                shard = self.id,
-                "accept failed: {error}; pausing this listener"
-            );
-            self.accept_paused_until[index] = Some(Instant::now() + ACCEPT_BACKOFF);
+            tracing::warn!(shard = self.id, "accept failed: {error}");
+            if !cqueue::more(flags) {
+                // Out of descriptors or memory: arm again after a pause, not at once.
+                self.accept_paused_until[index] = Some(Instant::now() + ACCEPT_BACKOFF);
+            }
             return;
         }
         if !cqueue::more(flags) && !self.stopping {
@@ -509,12 +530,11 @@ impl UringShard {
         let limit = self.config.write_buffer_bytes_max.saturating_sub(in_flight);
         match result {
             n if n > 0 => {
-                if let Some(bid) = bid {
-                    if !u.shut {
-                        let bytes = self.buffers.get(bid, n as usize);
-                        self.write_queue += u.conn.receive(bytes, now, limit, metrics);
-                    }
-                    self.buffers.recycle(bid);
+                if let Some(bid) = bid
+                    && !u.shut
+                {
+                    let bytes = self.buffers.get(bid, n as usize);
+                    self.write_queue += u.conn.receive(bytes, now, limit, metrics);
                 }
             }
             0 => {
@@ -522,7 +542,10 @@ impl UringShard {
                     self.write_queue += u.conn.receive(&[], now, limit, metrics);
                 }
             }
-            e if e == -libc::ENOBUFS => u.recv_starved = true,
+            e if e == -libc::ENOBUFS => {
+                u.recv_starved = true;
+                self.starved.push(slot);
+            }
             e if e == -libc::ECANCELED => {}
             _ => {
                 // The socket failed: nothing more can be sent either.
@@ -531,6 +554,9 @@ impl UringShard {
                 u.conn.out.clear();
                 u.conn.written = 0;
             }
+        }
+        if let Some(bid) = bid {
+            self.buffers.recycle(bid);
         }
         self.after_input(slot);
         self.flush(slot);
@@ -629,9 +655,7 @@ impl UringShard {
         };
         u.send_in_flight = false;
         if result < 0 {
-            self.write_queue = self
-                .write_queue
-                .saturating_sub((u.sending.len() - u.send_pos) as u64);
+            self.write_queue = self.write_queue.saturating_sub(u.pending() as u64);
             u.sending.clear();
             u.send_pos = 0;
             u.conn.closing = true;
@@ -652,6 +676,9 @@ impl UringShard {
             self.submit_send(slot);
             return;
         }
+        // Whatever a shut-down connection did not send is dropped from the queue.
+        let unsent = (u.sending.len() - u.send_pos) as u64;
+        self.write_queue = self.write_queue.saturating_sub(unsent);
         u.sending.clear();
         u.send_pos = 0;
         if u.sending.capacity() > WRITE_BUFFER_KEEP {
@@ -785,6 +812,17 @@ impl UringShard {
             for (data, result, flags) in completions {
                 self.complete(data, result, flags);
             }
+        }
+        if self.conns.iter().any(Option::is_some) {
+            // The kernel still holds operations on these connections' memory, and closing
+            // the ring does not wait for them: leak that memory rather than free it under the
+            // kernel. The process is shutting down.
+            tracing::warn!(
+                shard = self.id,
+                "io_uring operations still pending at shutdown"
+            );
+            std::mem::forget(std::mem::take(&mut self.conns));
+            self.buffers.leak = true;
         }
     }
 }
