@@ -542,6 +542,19 @@ mod tests {
         (Arc::new(log), pid)
     }
 
+    /// A real log behind a fault injector, with one topic; the injector lets the topic's
+    /// creation through before counting `ops`.
+    fn faulty(
+        dir: &std::path::Path,
+        ops: u64,
+        fault: Fault,
+    ) -> (Arc<FailAfter<LmdbLog>>, PartitionId) {
+        let (log, _) = LmdbLog::open(dir, LogOptions::default()).unwrap();
+        let store = Arc::new(FailAfter::new(log, ops.saturating_add(1), fault));
+        let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        (store, pid)
+    }
+
     type Outcomes = Arc<Mutex<Vec<(usize, Result<Appended, AppendFailure>)>>>;
 
     fn recorder(outcomes: &Outcomes, index: usize, tx: &Sender<()>) -> Completion {
@@ -645,9 +658,7 @@ mod tests {
     #[test]
     fn a_full_store_fails_the_group_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
-        let store = Arc::new(FailAfter::new(log, 1, Fault::Full));
-        let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        let (store, pid) = faulty(dir.path(), 0, Fault::Full);
         let writer = Writer::start(store.clone(), config(0), Box::new(|e| panic!("{e}"))).unwrap();
         let (tx, rx) = channel();
         let outcomes: Outcomes = Arc::default();
@@ -686,9 +697,7 @@ mod tests {
     #[test]
     fn a_fatal_error_stops_the_writer_and_runs_the_hook() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
-        let store = Arc::new(FailAfter::new(log, 1, Fault::Fatal));
-        let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        let (store, pid) = faulty(dir.path(), 0, Fault::Fatal);
         let (fatal_tx, fatal_rx) = channel();
         let writer = Writer::start(
             store,
@@ -785,9 +794,7 @@ mod tests {
     fn a_lone_append_completes_only_after_its_sync() {
         for sync_before_ack in [true, false] {
             let dir = tempfile::tempdir().unwrap();
-            let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
-            let store = Arc::new(FailAfter::new(log, u64::MAX, Fault::Fatal));
-            let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+            let (store, pid) = faulty(dir.path(), u64::MAX, Fault::Fatal);
             store.hold_syncs();
             let writer = Writer::start(
                 store.clone(),
@@ -837,9 +844,7 @@ mod tests {
     #[test]
     fn under_load_the_next_commit_covers_the_previous_group() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
-        let store = Arc::new(FailAfter::new(log, u64::MAX, Fault::Fatal));
-        let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        let (store, pid) = faulty(dir.path(), u64::MAX, Fault::Fatal);
         // Hold the first append so everything else queues behind it.
         store.hold_appends();
         let small = WriterConfig {
@@ -872,9 +877,7 @@ mod tests {
     #[test]
     fn a_held_group_does_not_wait_behind_refused_groups() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = LmdbLog::open(dir.path(), LogOptions::default()).unwrap();
-        let store = Arc::new(FailAfter::new(log, u64::MAX, Fault::Fatal));
-        let pid = store.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        let (store, pid) = faulty(dir.path(), u64::MAX, Fault::Fatal);
         store.hold_appends();
         let one_per_group = WriterConfig {
             commit_bytes_max: 1,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use weir_core::kafka::KafkaSession;
 
-use super::{Protocol, ShardMetrics};
+use super::{Protocol, ServerConfig, ShardMetrics};
 
 /// A receive buffer emptied with more capacity than this is freed.
 const READ_BUFFER_KEEP: usize = 4 * 1024;
@@ -196,4 +196,21 @@ impl Conn {
             !self.answered_any && now.saturating_duration_since(self.accepted_at) > handshake;
         never_asked || silent > idle
     }
+}
+
+/// Slots (positions in `conns`) whose connection outlived its handshake or idle timeout.
+pub(super) fn expired<'a>(
+    conns: impl Iterator<Item = Option<&'a Conn>>,
+    now: Instant,
+    config: &ServerConfig,
+) -> Vec<usize> {
+    conns
+        .enumerate()
+        .filter_map(|(slot, conn)| {
+            let conn = conn?;
+            let idle = config.listeners[conn.listener].idle_timeout;
+            conn.expired(now, config.handshake_timeout, idle)
+                .then_some(slot)
+        })
+        .collect()
 }

@@ -314,17 +314,11 @@ impl EpollShard {
     /// Closes connections past their handshake or idle timeout; re-watches listeners paused
     /// after EMFILE.
     fn sweep(&mut self, now: Instant) {
-        let handshake = self.config.handshake_timeout;
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, entry)| {
-                let conn = &entry.as_ref()?.conn;
-                let idle = self.config.listeners[conn.listener].idle_timeout;
-                conn.expired(now, handshake, idle).then_some(slot)
-            })
-            .collect();
+        let expired = super::conn::expired(
+            self.conns.iter().map(|slot| slot.as_ref().map(|s| &s.conn)),
+            now,
+            &self.config,
+        );
         for slot in expired {
             self.metrics[self.id]
                 .timed_out

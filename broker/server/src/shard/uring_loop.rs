@@ -226,6 +226,15 @@ fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
     Ok(ptr.cast())
 }
 
+/// The connection in `slot` if it is the one `generation` names (a completion for an
+/// earlier connection in a reused slot finds nothing).
+fn live(conns: &mut [Option<UConn>], slot: usize, generation: u32) -> Option<&mut UConn> {
+    conns
+        .get_mut(slot)
+        .and_then(Option::as_mut)
+        .filter(|u| u.generation & 0x00ff_ffff == generation)
+}
+
 /// A connection with what io_uring has in flight for it.
 struct UConn {
     conn: Conn,
@@ -428,7 +437,7 @@ impl UringShard {
             }
             KIND_ACCEPT => self.on_accept(slot, result, flags),
             KIND_CANCEL => {
-                if let Some(u) = self.live(slot, generation) {
+                if let Some(u) = live(&mut self.conns, slot, generation) {
                     u.cancels_in_flight = u.cancels_in_flight.saturating_sub(1);
                 }
                 self.maybe_finish(slot);
@@ -437,14 +446,6 @@ impl UringShard {
             KIND_SEND => self.on_send(slot, generation, result),
             _ => {}
         }
-    }
-
-    /// The connection in `slot` if it is the one `generation` names.
-    fn live(&mut self, slot: usize, generation: u32) -> Option<&mut UConn> {
-        self.conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .filter(|u| u.generation & 0x00ff_ffff == generation)
     }
 
     fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
@@ -512,12 +513,7 @@ impl UringShard {
         let more = cqueue::more(flags);
         let now = Instant::now();
         let metrics = &self.metrics[self.id];
-        let Some(u) = self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .filter(|u| u.generation & 0x00ff_ffff == generation)
-        else {
+        let Some(u) = live(&mut self.conns, slot, generation) else {
             if let Some(bid) = bid {
                 self.buffers.recycle(bid);
             }
@@ -645,12 +641,7 @@ impl UringShard {
     fn on_send(&mut self, slot: usize, generation: u32, result: i32) {
         let write_max = self.config.write_buffer_bytes_max;
         let metrics = &self.metrics[self.id];
-        let Some(u) = self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .filter(|u| u.generation & 0x00ff_ffff == generation)
-        else {
+        let Some(u) = live(&mut self.conns, slot, generation) else {
             return;
         };
         u.send_in_flight = false;
@@ -753,17 +744,13 @@ impl UringShard {
     }
 
     fn sweep(&mut self, now: Instant) {
-        let handshake = self.config.handshake_timeout;
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, entry)| {
-                let u = entry.as_ref()?;
-                let idle = self.config.listeners[u.conn.listener].idle_timeout;
-                (!u.shut && u.conn.expired(now, handshake, idle)).then_some(slot)
-            })
-            .collect();
+        let expired = super::conn::expired(
+            self.conns
+                .iter()
+                .map(|u| u.as_ref().filter(|u| !u.shut).map(|u| &u.conn)),
+            now,
+            &self.config,
+        );
         for slot in expired {
             self.metrics().timed_out.fetch_add(1, Ordering::Relaxed);
             self.begin_close(slot);
