@@ -58,6 +58,18 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             source: Source::RustupComponent("clippy"),
             needed_by: "tidy (clippy -D warnings)",
         },
+        Requirement {
+            what: "unshare",
+            check: &["unshare", "--version"],
+            source: Source::Debian("util-linux"),
+            needed_by: "the log's disk-full test (a tmpfs in a private mount namespace)",
+        },
+        Requirement {
+            what: "mount",
+            check: &["mount", "--version"],
+            source: Source::Debian("mount"),
+            needed_by: "the log's disk-full test (a tmpfs in a private mount namespace)",
+        },
     ]
 }
 
