@@ -10,8 +10,8 @@ use std::time::Instant;
 use super::conn::Conn;
 use super::epoll::{Epoll, Event, Interest, Waker};
 use super::{
-    ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics,
-    Shared,
+    ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs,
+    ShardMetrics, Shared,
 };
 
 const WAKER_TOKEN: u64 = 0;
@@ -308,6 +308,11 @@ impl EpollShard {
         }
         self.shared.release(conn.listener);
         self.free.push(slot);
+        if self.free.len() == self.conns.len() && self.conns.len() > SLAB_KEEP {
+            // Every connection is gone: give back the table a crowd left behind.
+            self.conns = Vec::new();
+            self.free = Vec::new();
+        }
         // Dropping the stream closes the socket.
     }
 

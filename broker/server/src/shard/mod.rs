@@ -321,6 +321,9 @@ fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>
     Ok(sockets)
 }
 
+/// Connection-table entries kept when every connection has closed; a larger table left by a
+/// crowd is freed.
+const SLAB_KEEP: usize = 1024;
 /// Pending connections the kernel queues per listening socket.
 const LISTEN_BACKLOG: i32 = 1024;
 /// Bytes read from a connection per readiness event.

@@ -29,7 +29,9 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::conn::{Conn, WRITE_BUFFER_KEEP};
 use super::epoll::Waker;
-use super::{ACCEPT_BACKOFF, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics, Shared};
+use super::{
+    ACCEPT_BACKOFF, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics, Shared,
+};
 
 /// Submission and completion queue size.
 const RING_ENTRIES: u32 = 4096;
@@ -740,6 +742,14 @@ impl UringShard {
         self.shared.release(u.conn.listener);
         self.generations[slot] = self.generations[slot].wrapping_add(1) & 0x00ff_ffff;
         self.free.push(slot);
+        if self.free.len() == self.conns.len() && self.conns.len() > SLAB_KEEP {
+            // Every connection is gone and the kernel holds nothing of theirs (a slot is
+            // freed only after its last completion), so no completion can name an old
+            // generation: give back the table a crowd left behind.
+            self.conns = Vec::new();
+            self.generations = Vec::new();
+            self.free = Vec::new();
+        }
         // Dropping the connection closes its socket.
     }
 
