@@ -5,6 +5,7 @@
 //! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction and
 //!   the clock rule (see `tidy.rs`).
 //! - `cargo xtask prereqs`: only the prerequisite check and install.
+//! - `cargo xtask bench [log|server]`: the benchmarks (release builds), never part of `test`.
 
 mod prereqs;
 mod tidy;

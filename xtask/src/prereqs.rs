@@ -1,7 +1,7 @@
 //! What the test suite needs beyond cargo, and how to get it.
 //!
 //! Each requirement has a check (a command that must succeed) and a source (a Debian package,
-//! a PyPI or npm package, a rustup component). `ensure` installs what is missing when it may
+//! a PyPI package, a rustup component; npm joins when a Node client's tests do). `ensure` installs what is missing when it may
 //! (running as root, or under `CI=true`); otherwise it prints exactly what is missing and the
 //! command that installs it, and fails. Later issues add their clients here (mosquitto, kcat,
 //! paho-mqtt, kafkajs, the wasm toolchains), so the README's one test command keeps working on

@@ -19,10 +19,13 @@
 //! the last sync and, as LMDB documents for `MDB_NOSYNC`, may leave the last transactions
 //! inconsistent.
 //!
-//! Errors: a full map (`MDB_MAP_FULL`) or a full disk (`ENOSPC`/`EDQUOT` while writing pages)
-//! aborts the transaction and returns [`StoreError::Full`]: nothing was written, and appends
-//! work again once space is freed. Any other failure of a commit or a sync is
-//! [`StoreError::Fatal`]. `MDB_WRITEMAP` is never used: with it, a full disk is a SIGBUS.
+//! Errors: a full map (`MDB_MAP_FULL`) aborts the transaction and returns
+//! [`StoreError::Full`]: nothing was written, and appends work again once space is freed. A
+//! full disk is caught before the commit: appends are refused as `Full` while the file
+//! system's free space, less what the group would grow the file by, is under
+//! [`LogOptions::disk_reserve_bytes`]. Any failure of a commit or a sync, a full disk met
+//! during a commit included, is [`StoreError::Fatal`] and poisons the log (every later write
+//! and sync fails). `MDB_WRITEMAP` is never used: with it, a full disk is a SIGBUS.
 //!
 //! [`faulty::FailAfter`] wraps any store and fails after N operations, for tests.
 

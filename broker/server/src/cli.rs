@@ -190,11 +190,13 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         // The receiver lives in the admin task until it finishes, so this cannot fail while
         // there is anything to stop.
         let _ = stop_tx.send(true);
-        // Shards stop accepting and flush their responses; the writer then commits what was
-        // submitted. A second signal cuts this short.
+        // The shards and the admin listener stop accepting and flush their answers at the same
+        // time, each within the drain timeout; the writer then commits what was submitted. A
+        // second signal cuts this short.
+        let shards_done = tokio::task::spawn_blocking(move || shards.shutdown());
         let draining = async move {
             let _ = admin_task.await;
-            tokio::task::spawn_blocking(move || shards.shutdown()).await
+            shards_done.await
         };
         tokio::select! {
             _ = draining => Ok(ExitCode::SUCCESS),

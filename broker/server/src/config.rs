@@ -306,7 +306,7 @@ config_keys! {
     /// `uring` where it cannot work fails at start.
     server_io: IoBackend = "auto", key = "server.io";
 
-    /// Pin shard thread i to CPU i (best effort; ignored where not allowed).
+    /// Pin shard thread i to the i-th CPU this process may run on (best effort).
     server_pin_threads: bool = "true", key = "server.pin_threads";
 
     /// Client connections open at once, all protocols together. A connection over the limit
@@ -314,8 +314,9 @@ config_keys! {
     server_connections_max: NonZeroU32 = "20000", key = "server.connections_max";
 
     /// Unsent response bytes per connection. Past it the connection is not read (its
-    /// requests wait) until its client has read enough to bring them under half: a client
-    /// that never reads costs at most this much memory.
+    /// requests wait) until its client has read enough to bring them to half: a client that
+    /// never reads costs about this much memory (plus one answer, and at most one request it
+    /// had already sent).
     server_write_buffer_bytes_max: NonZeroU32 = "8388608", key = "server.write_buffer_bytes_max";
 
     /// A connection that has not sent one complete request this long after it was accepted
@@ -334,21 +335,25 @@ config_keys! {
     admin_header_timeout_ms: NonZeroU32 = "5000", key = "admin.header_timeout_ms";
 
     /// LMDB map size: the most the log may hold. Virtual address space, not allocated
-    /// memory; the file grows as data is written. When it is full, appends are refused (Kafka
-    /// KAFKA_STORAGE_ERROR, MQTT 0x97) until retention or deletions free space.
+    /// memory; the file grows as data is written. When it is full, appends are refused (the
+    /// fronts will answer Kafka KAFKA_STORAGE_ERROR and MQTT 0x97) until retention or
+    /// deletions free space.
     storage_map_size_bytes: u64 = "68719476736", key = "storage.map_size_bytes";
 
     /// `fsync`: an append is acknowledged after its commit is synced to disk. `relaxed`: after
     /// its commit reaches the page cache; a sync runs every `storage.relaxed_sync_interval_ms`,
-    /// so a power loss or kernel crash can lose that much acknowledged data (a process crash
-    /// loses nothing).
+    /// so a power loss or kernel crash can lose that much acknowledged data and, as LMDB warns
+    /// for this mode, may leave the last transactions inconsistent (a process crash loses
+    /// nothing).
     storage_durability: Durability = "fsync", key = "storage.durability";
 
     /// In `relaxed` durability, time between syncs: the loss window on power failure.
     storage_relaxed_sync_interval_ms: NonZeroU32 = "1000", key = "storage.relaxed_sync_interval_ms";
 
-    /// Appends are refused while the file system has less free space than this, so that
-    /// deletions and retention can still run on a nearly full disk. 0 disables the check.
+    /// Appends are refused when the file system's free space, less what the append would grow
+    /// the log file by (space freed inside the file is reused first), would fall under this,
+    /// so that deletions and retention can still run on a nearly full disk. 0 disables the
+    /// check; a disk that then fills during a commit stops the broker.
     storage_disk_reserve_bytes: u64 = "67108864", key = "storage.disk_reserve_bytes";
 
     /// Group commit: after the first pending append, wait up to this long for more before
@@ -356,14 +361,16 @@ config_keys! {
     /// form the next group).
     storage_commit_window_us: u32 = "0", key = "storage.commit_window_us";
 
-    /// Group commit: most bytes of appends in one commit.
+    /// Group commit: bytes of appends after which a group is closed (the append that crosses it
+    /// is still in the group).
     storage_commit_bytes_max: NonZeroU32 = "4194304", key = "storage.commit_bytes_max";
 
-    /// Bytes of appends submitted and not yet committed. Beyond it a submit is refused and the
-    /// submitting connection stops being read until the queue drains.
+    /// Bytes of appends submitted and not yet committed. Beyond it a submit is refused (the
+    /// fronts will then stop reading the submitting connection until the queue drains).
     storage_append_queue_bytes_max: u64 = "67108864", key = "storage.append_queue_bytes_max";
 
-    /// Time between retention passes (each topic's `retention_ms` and `retention_bytes`).
+    /// Time between retention passes (each topic's `retention_ms` and `retention_bytes`); the
+    /// first pass runs one interval after start.
     storage_retention_check_interval_ms: NonZeroU32 = "300000", key = "storage.retention_check_interval_ms";
 
     /// Log format: `text` (human-readable) or `json` (one object per line). The
@@ -373,8 +380,9 @@ config_keys! {
     /// Which log lines to keep, as a `tracing` filter directive.
     log_level: LogFilter = "info", key = "log.level";
 
-    /// On SIGINT or SIGTERM the broker stops accepting and waits this long for in-flight work
-    /// to finish before it exits anyway. A second signal exits at once.
+    /// On SIGINT or SIGTERM the broker stops accepting and gives its connections this long to
+    /// receive the answers they are owed; then the log writer commits what was already
+    /// submitted and the broker exits. A second signal exits at once.
     shutdown_drain_timeout_ms: u32 = "10000", key = "shutdown.drain_timeout_ms";
 }
 

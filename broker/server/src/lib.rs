@@ -1,8 +1,8 @@
 //! `weir`: the Weir broker process.
 //!
-//! This crate is the only one that touches the operating system: it reads the configuration,
-//! opens sockets, spawns threads, handles signals and reads the clock. Everything under it
-//! (protocols, core, log, plugin host) receives bytes and time as arguments.
+//! This crate is the only one that opens sockets, spawns threads, handles signals or reads the
+//! clock (the log's storage engine does its own file I/O). The protocols and the core receive
+//! bytes and time as arguments.
 //!
 //! Key pieces: [`cli`] (the process's life), [`config`] (every key, one declaration),
 //! [`writer`] (the group-commit writer thread in front of the log).
