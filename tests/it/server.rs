@@ -18,12 +18,20 @@ fn api_versions_is_answered_in_every_version_layout() {
     requests.extend(api_versions_request(3, 2));
     requests.extend(api_versions_request(99, 3));
     stream.write_all(&requests).unwrap();
+    // The table lists exactly ApiVersions (18) v0-v4 and InitProducerId (22) v0-v4.
     let v0 = read_frame(&mut stream).unwrap();
-    assert_eq!(v0, [0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 18, 0, 0, 0, 4]);
+    assert_eq!(
+        v0,
+        [
+            0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 18, 0, 0, 0, 4, 0, 22, 0, 0, 0, 4
+        ]
+    );
     let v3 = read_frame(&mut stream).unwrap();
     assert_eq!(
         v3,
-        [0, 0, 0, 2, 0, 0, 2, 0, 18, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0]
+        [
+            0, 0, 0, 2, 0, 0, 3, 0, 18, 0, 0, 0, 4, 0, 0, 22, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0
+        ]
     );
     let unsupported = read_frame(&mut stream).unwrap();
     assert_eq!(
@@ -194,8 +202,8 @@ fn a_client_that_never_reads_costs_bounded_memory() {
     );
     // Reading resumes the connection: every request sent is answered.
     let answered_before = weir.metric("weir_requests_total").unwrap();
-    // Every complete request sent gets its 20-byte answer (4-byte size + 16-byte v0 body).
-    let expected = (sent / request.len()) as u64 * 20;
+    // Every complete request sent gets its 26-byte answer (4-byte size + 22-byte v0 body).
+    let expected = (sent / request.len()) as u64 * 26;
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut drained = 0u64;
     let mut buf = vec![0u8; 1 << 16];
@@ -319,4 +327,71 @@ fn a_one_byte_send_buffer_still_answers_everything() {
     for i in 0..500i32 {
         assert_eq!(&read_frame(&mut stream).unwrap()[..4], &i.to_be_bytes());
     }
+}
+
+/// InitProducerId v0 with a null transactional id, or `transactional` one.
+fn init_producer_id_request(correlation_id: i32, transactional: Option<&str>) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&22i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    match transactional {
+        Some(id) => {
+            body.extend_from_slice(&(id.len() as i16).to_be_bytes());
+            body.extend_from_slice(id.as_bytes());
+        }
+        None => body.extend_from_slice(&(-1i16).to_be_bytes()),
+    }
+    body.extend_from_slice(&60_000i32.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Error code and producer id of an InitProducerId v0 answer.
+fn producer_id_of(answer: &[u8]) -> (i16, i64) {
+    let error = i16::from_be_bytes([answer[8], answer[9]]);
+    let id = i64::from_be_bytes(answer[10..18].try_into().expect("8 bytes"));
+    (error, id)
+}
+
+/// InitProducerId goes through the log's writer (a durable counter) and its answer comes back
+/// to the connection's shard; answers stay in request order; ids are never reused, also after
+/// a restart.
+#[test]
+fn producer_ids_come_back_in_order_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+        let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut pipeline = init_producer_id_request(1, None);
+        pipeline.extend(api_versions_request(0, 2));
+        pipeline.extend(init_producer_id_request(3, None));
+        pipeline.extend(init_producer_id_request(4, Some("tx")));
+        stream.write_all(&pipeline).unwrap();
+        let answers: Vec<Vec<u8>> = (0..4).map(|_| read_frame(&mut stream).unwrap()).collect();
+        let order: Vec<i32> = answers
+            .iter()
+            .map(|a| i32::from_be_bytes(a[..4].try_into().unwrap()))
+            .collect();
+        assert_eq!(order, [1, 2, 3, 4]);
+        for answer in [&answers[0], &answers[2]] {
+            let (error, id) = producer_id_of(answer);
+            assert_eq!(error, 0);
+            ids.push(id);
+        }
+        // Transactions are not supported: INVALID_REQUEST.
+        assert_eq!(producer_id_of(&answers[3]), (42, -1));
+        weir.signal(libc::SIGTERM).unwrap();
+        assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    }
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 4, "an id was handed out twice: {ids:?}");
+    assert!(ids[2] > ids[1], "ids went back after the restart: {ids:?}");
 }

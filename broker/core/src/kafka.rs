@@ -1,28 +1,69 @@
-//! One Kafka client connection as a state machine: bytes in, response frames out.
+//! One Kafka client connection as a state machine: bytes in, response frames out, and
+//! operations handed to the broker whose results come back later.
 //!
-//! [`KafkaSession::on_bytes`] takes whatever the connection has received, answers every
-//! complete request in it, and says how many bytes it used; an incomplete request waits for
-//! more bytes. The server owns the socket and the buffers; this type owns no I/O.
+//! [`KafkaSession::on_bytes`] takes whatever the connection has received and answers every
+//! complete request in it; an incomplete request waits for more bytes. A request that needs
+//! durable work (today: InitProducerId's id) becomes a [`KafkaOp`] the caller runs on the
+//! log's writer thread; [`KafkaSession::complete`] takes its result. Kafka answers in request
+//! order on a connection, so answers behind a pending operation wait in the session (at most
+//! [`ANSWERS_QUEUED_MAX`]; past that no more requests are read) and go out when it completes.
+//! The server owns the socket and the buffers; this type owns no I/O.
 //!
-//! Implemented today: ApiVersions. Every other API key is outside the table this broker
+//! Implemented: ApiVersions and InitProducerId (idempotent producers; transactional ids are
+//! refused with `INVALID_REQUEST`). Every other API key is outside the table this broker
 //! advertises; a request for one closes the connection (Apache Kafka does the same for
 //! requests it cannot parse), and the error names the API so the log says what a client
-//! wanted. The rest of the Kafka front builds on this type.
+//! wanted.
+
+use std::collections::VecDeque;
 
 use weir_kafka::api_versions::{self, ApiRange};
 use weir_kafka::frame::{FrameDecoder, FrameError, write_frame};
 use weir_kafka::header;
+use weir_kafka::init_producer_id;
 use weir_kafka::wire::WireError;
 
+use crate::log_store::StoreError;
+
 /// The APIs and versions this broker implements: exactly what ApiVersions advertises.
-pub const IMPLEMENTED: &[ApiRange] = &[ApiRange {
-    api_key: api_versions::API_KEY,
-    min: 0,
-    max: api_versions::VERSION_MAX,
-}];
+pub const IMPLEMENTED: &[ApiRange] = &[
+    ApiRange {
+        api_key: api_versions::API_KEY,
+        min: 0,
+        max: api_versions::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: init_producer_id::API_KEY,
+        min: 0,
+        max: init_producer_id::VERSION_MAX,
+    },
+];
+
+/// Answers a connection may have waiting behind a pending operation. Past it, no further
+/// request is read from the connection until the operation completes.
+pub const ANSWERS_QUEUED_MAX: usize = 64;
+
+/// Error code for a request Weir refuses as malformed or unsupported in its content.
+const INVALID_REQUEST: i16 = 42;
+/// Retriable error code for a producer id that could not be allocated now.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 /// The smallest request: a v0 header (api key, version, correlation id).
 const REQUEST_BYTES_MIN: usize = 8;
+
+/// Durable work a session asks the broker to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaOp {
+    /// Allocate a new idempotent-producer id.
+    AllocateProducerId,
+}
+
+/// The result of a [`KafkaOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaOpResult {
+    /// A new producer id, or why there is none.
+    ProducerId(Result<i64, StoreError>),
+}
 
 /// Why a connection must close. Each names what the client sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,11 +71,11 @@ pub enum KafkaError {
     /// The size prefix is invalid or over the limit.
     #[error(transparent)]
     Frame(#[from] FrameError),
-    /// The request header is malformed.
-    #[error("malformed request header: {0}")]
-    Header(#[from] WireError),
-    /// An API this broker does not implement.
-    #[error("API key {api_key} (version {api_version}) is not implemented by this broker")]
+    /// The request header or body is malformed.
+    #[error("malformed request: {0}")]
+    Malformed(#[from] WireError),
+    /// An API this broker does not implement, or a version outside its range.
+    #[error("API key {api_key} version {api_version} is not implemented by this broker")]
     NotImplemented {
         /// The API key.
         api_key: i16,
@@ -43,11 +84,24 @@ pub enum KafkaError {
     },
 }
 
+/// An answer in request order: ready bytes, or a slot waiting for an operation.
+#[derive(Debug)]
+struct Queued {
+    /// The operation this answer waits for, if any.
+    waiting: Option<u64>,
+    correlation_id: i32,
+    api_version: i16,
+    /// The whole frame once ready.
+    frame: Vec<u8>,
+}
+
 /// Per-connection protocol state.
 #[derive(Debug)]
 pub struct KafkaSession {
     decoder: FrameDecoder,
     requests: u64,
+    next_token: u64,
+    queued: VecDeque<Queued>,
 }
 
 impl KafkaSession {
@@ -56,51 +110,90 @@ impl KafkaSession {
         KafkaSession {
             decoder: FrameDecoder::new(REQUEST_BYTES_MIN, request_bytes_max),
             requests: 0,
+            next_token: 0,
+            queued: VecDeque::new(),
         }
     }
 
-    /// Requests answered so far.
+    /// Requests answered or accepted for an answer so far.
     pub fn requests(&self) -> u64 {
         self.requests
     }
 
-    /// Bytes the request at the start of `input` needs in total, once its size prefix is
-    /// known and valid; lets the caller size its receive buffer.
-    pub fn wanted(&self, input: &[u8]) -> Option<usize> {
-        self.decoder.frame_len(input)
+    /// True while an operation's result is awaited.
+    pub fn waiting(&self) -> bool {
+        !self.queued.is_empty()
     }
 
-    /// Answers complete requests at the start of `input`, appending response frames to `out`,
-    /// until `out` holds `out_limit` bytes or no complete request is left. Returns the bytes
-    /// consumed; the rest waits (an incomplete request, or requests held back so a client
-    /// that does not read cannot make the broker buffer without bound). An error means the
-    /// connection must be closed (responses already in `out` may still be sent).
+    /// Takes complete requests at the start of `input`, appending answers to `out` (in
+    /// request order) and operations to `ops`, until `out` holds `out_limit` bytes, the
+    /// queue of answers behind a pending operation is full, or no complete request is left.
+    /// Returns the bytes consumed; the rest waits. An error means the connection must be
+    /// closed (answers already in `out` may still be sent).
     pub fn on_bytes(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         out_limit: usize,
+        ops: &mut Vec<(u64, KafkaOp)>,
     ) -> Result<usize, KafkaError> {
         let mut used = 0;
         while out.len() < out_limit
+            && self.queued.len() < ANSWERS_QUEUED_MAX
             && let Some((frame, len)) = self.decoder.decode(&input[used..])?
         {
-            self.handle(frame, out)?;
+            self.handle(frame, out, ops)?;
             self.requests += 1;
             used += len;
         }
         Ok(used)
     }
 
-    fn handle(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), KafkaError> {
+    /// Takes the result of operation `token`, and writes to `out` every answer that no
+    /// longer waits.
+    pub fn complete(&mut self, token: u64, result: KafkaOpResult, out: &mut Vec<u8>) {
+        let Some(slot) = self
+            .queued
+            .iter_mut()
+            .find(|queued| queued.waiting == Some(token))
+        else {
+            return;
+        };
+        let KafkaOpResult::ProducerId(result) = result;
+        let (error, id, epoch) = match result {
+            Ok(id) => (0, id, 0),
+            Err(_) => (COORDINATOR_NOT_AVAILABLE, -1, -1),
+        };
+        let (correlation_id, version) = (slot.correlation_id, slot.api_version);
+        write_frame(&mut slot.frame, |body| {
+            init_producer_id::write_response(body, correlation_id, version, error, id, epoch)
+        });
+        slot.waiting = None;
+        while self.queued.front().is_some_and(|q| q.waiting.is_none()) {
+            if let Some(ready) = self.queued.pop_front() {
+                out.extend_from_slice(&ready.frame);
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        ops: &mut Vec<(u64, KafkaOp)>,
+    ) -> Result<(), KafkaError> {
         let start = header::peek(frame)?;
+        let not_implemented = KafkaError::NotImplemented {
+            api_key: start.api_key,
+            api_version: start.api_version,
+        };
         match start.api_key {
             api_versions::API_KEY => {
                 // Parse the whole header so a malformed one is refused; the body (client
                 // software name and version in v3+) is not needed to answer.
                 let header_version = api_versions::request_header_version(start.api_version);
                 header::RequestHeader::parse(frame, header_version)?;
-                write_frame(out, |body| {
+                self.answer_now(out, |body| {
                     api_versions::write_response(
                         body,
                         start.correlation_id,
@@ -110,10 +203,54 @@ impl KafkaSession {
                 });
                 Ok(())
             }
-            api_key => Err(KafkaError::NotImplemented {
-                api_key,
-                api_version: start.api_version,
-            }),
+            init_producer_id::API_KEY => {
+                if !(0..=init_producer_id::VERSION_MAX).contains(&start.api_version) {
+                    return Err(not_implemented);
+                }
+                let header_version = init_producer_id::request_header_version(start.api_version);
+                let (_, body) = header::RequestHeader::parse(frame, header_version)?;
+                let request = init_producer_id::parse_request(body, start.api_version)?;
+                if request.transactional_id.is_some() {
+                    self.answer_now(out, |body| {
+                        init_producer_id::write_response(
+                            body,
+                            start.correlation_id,
+                            start.api_version,
+                            INVALID_REQUEST,
+                            -1,
+                            -1,
+                        )
+                    });
+                    return Ok(());
+                }
+                let token = self.next_token;
+                self.next_token += 1;
+                self.queued.push_back(Queued {
+                    waiting: Some(token),
+                    correlation_id: start.correlation_id,
+                    api_version: start.api_version,
+                    frame: Vec::new(),
+                });
+                ops.push((token, KafkaOp::AllocateProducerId));
+                Ok(())
+            }
+            _ => Err(not_implemented),
+        }
+    }
+
+    /// Writes an answer to `out`, or queues it behind an answer that waits.
+    fn answer_now(&mut self, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+        if self.queued.is_empty() {
+            write_frame(out, body);
+        } else {
+            let mut frame = Vec::new();
+            write_frame(&mut frame, body);
+            self.queued.push_back(Queued {
+                waiting: None,
+                correlation_id: 0,
+                api_version: 0,
+                frame,
+            });
         }
     }
 }
@@ -137,6 +274,44 @@ mod tests {
         out
     }
 
+    /// InitProducerId v0: header v1, then a null transactional id and a timeout.
+    fn init_producer_id(correlation: i32, transactional: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(&mut out, |b| {
+            b.extend_from_slice(&22i16.to_be_bytes());
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&correlation.to_be_bytes());
+            b.extend_from_slice(&[0, 4]);
+            b.extend_from_slice(b"test");
+            if transactional {
+                b.extend_from_slice(&[0, 2, b't', b'x']);
+            } else {
+                b.extend_from_slice(&(-1i16).to_be_bytes());
+            }
+            b.extend_from_slice(&60_000i32.to_be_bytes());
+        });
+        out
+    }
+
+    /// Correlation ids of the frames in `out`, in order.
+    fn correlations(out: &[u8]) -> Vec<i32> {
+        let mut ids = Vec::new();
+        let mut at = 0;
+        while at + 8 <= out.len() {
+            let len = u32::from_be_bytes(out[at..at + 4].try_into().unwrap()) as usize;
+            ids.push(i32::from_be_bytes(out[at + 4..at + 8].try_into().unwrap()));
+            at += 4 + len;
+        }
+        ids
+    }
+
+    fn run(session: &mut KafkaSession, input: &[u8], out: &mut Vec<u8>) -> Vec<(u64, KafkaOp)> {
+        let mut ops = Vec::new();
+        let used = session.on_bytes(input, out, usize::MAX, &mut ops).unwrap();
+        assert_eq!(used, input.len());
+        ops
+    }
+
     #[test]
     fn pipelined_requests_are_answered_in_order_and_partial_ones_wait() {
         let mut session = KafkaSession::new(1 << 20);
@@ -145,14 +320,72 @@ mod tests {
         let partial = request(18, 1, 3);
         input.extend_from_slice(&partial[..5]);
         let mut out = Vec::new();
-        let used = session.on_bytes(&input, &mut out, usize::MAX).unwrap();
+        let mut ops = Vec::new();
+        let used = session
+            .on_bytes(&input, &mut out, usize::MAX, &mut ops)
+            .unwrap();
         assert_eq!(used, input.len() - 5);
         assert_eq!(session.requests(), 2);
-        // Two frames: correlation ids 1 then 2.
-        assert_eq!(&out[4..8], &1i32.to_be_bytes());
+        assert_eq!(correlations(&out), [1, 2]);
+        assert!(ops.is_empty());
+    }
+
+    #[test]
+    fn answers_behind_an_operation_wait_for_it_in_order() {
+        let mut session = KafkaSession::new(1 << 20);
+        let mut input = request(18, 0, 1);
+        input.extend(init_producer_id(2, false));
+        input.extend(request(18, 0, 3));
+        input.extend(init_producer_id(4, false));
+        input.extend(request(18, 0, 5));
+        let mut out = Vec::new();
+        let ops = run(&mut session, &input, &mut out);
+        assert_eq!(
+            correlations(&out),
+            [1],
+            "only the answer before the first operation"
+        );
+        assert_eq!(ops.len(), 2);
+        // The second operation finishing first releases nothing.
+        session.complete(ops[1].0, KafkaOpResult::ProducerId(Ok(8)), &mut out);
+        assert_eq!(correlations(&out), [1]);
+        session.complete(ops[0].0, KafkaOpResult::ProducerId(Ok(7)), &mut out);
+        assert_eq!(correlations(&out), [1, 2, 3, 4, 5]);
+        assert!(!session.waiting());
+        // Answer 2 carries producer id 7, epoch 0, no error.
         let second = 4 + u32::from_be_bytes(out[0..4].try_into().unwrap()) as usize;
-        assert_eq!(&out[second + 4..second + 8], &2i32.to_be_bytes());
-        assert_eq!(session.wanted(&partial), Some(partial.len()));
+        assert_eq!(&out[second + 8..second + 8 + 4], &[0, 0, 0, 0], "throttle");
+        assert_eq!(&out[second + 12..second + 14], &[0, 0], "error code");
+        assert_eq!(&out[second + 14..second + 22], &7i64.to_be_bytes());
+    }
+
+    #[test]
+    fn transactional_ids_and_failed_allocations_get_error_codes() {
+        let mut session = KafkaSession::new(1 << 20);
+        let mut out = Vec::new();
+        let ops = run(&mut session, &init_producer_id(1, true), &mut out);
+        assert!(ops.is_empty());
+        assert_eq!(&out[12..14], &INVALID_REQUEST.to_be_bytes());
+        out.clear();
+        let ops = run(&mut session, &init_producer_id(2, false), &mut out);
+        let failed = KafkaOpResult::ProducerId(Err(StoreError::Full("disk".into())));
+        session.complete(ops[0].0, failed, &mut out);
+        assert_eq!(&out[12..14], &COORDINATOR_NOT_AVAILABLE.to_be_bytes());
+    }
+
+    #[test]
+    fn the_queue_behind_an_operation_is_bounded() {
+        let mut session = KafkaSession::new(1 << 20);
+        let mut input = init_producer_id(0, false);
+        for i in 1..200 {
+            input.extend(request(18, 0, i));
+        }
+        let (mut out, mut ops) = (Vec::new(), Vec::new());
+        let used = session
+            .on_bytes(&input, &mut out, usize::MAX, &mut ops)
+            .unwrap();
+        assert!(used < input.len());
+        assert_eq!(session.requests() as usize, ANSWERS_QUEUED_MAX);
     }
 
     #[test]
@@ -160,17 +393,17 @@ mod tests {
         let mut session = KafkaSession::new(1 << 20);
         let one = request(18, 0, 1);
         let input: Vec<u8> = (0..10).flat_map(|_| one.clone()).collect();
-        let mut out = Vec::new();
-        let used = session.on_bytes(&input, &mut out, 1).unwrap();
+        let (mut out, mut ops) = (Vec::new(), Vec::new());
+        let used = session.on_bytes(&input, &mut out, 1, &mut ops).unwrap();
         assert_eq!((used, session.requests()), (one.len(), 1));
     }
 
     #[test]
     fn unimplemented_apis_and_bad_frames_close_the_connection() {
         let mut session = KafkaSession::new(1 << 20);
-        let mut out = Vec::new();
+        let (mut out, mut ops) = (Vec::new(), Vec::new());
         assert_eq!(
-            session.on_bytes(&request(3, 12, 1), &mut out, usize::MAX),
+            session.on_bytes(&request(3, 12, 1), &mut out, usize::MAX, &mut ops),
             Err(KafkaError::NotImplemented {
                 api_key: 3,
                 api_version: 12
@@ -178,17 +411,22 @@ mod tests {
         );
         let huge = (i32::MAX).to_be_bytes();
         assert!(matches!(
-            session.on_bytes(&huge, &mut out, usize::MAX),
+            session.on_bytes(&huge, &mut out, usize::MAX, &mut ops),
             Err(KafkaError::Frame(FrameError::TooLarge { .. }))
         ));
-        // A client id longer than its frame.
         let mut bad = Vec::new();
         write_frame(&mut bad, |b| {
             b.extend_from_slice(&[0, 18, 0, 1, 0, 0, 0, 1, 0x7f, 0x7f])
         });
         assert!(matches!(
-            session.on_bytes(&bad, &mut out, usize::MAX),
-            Err(KafkaError::Header(_))
+            session.on_bytes(&bad, &mut out, usize::MAX, &mut ops),
+            Err(KafkaError::Malformed(_))
+        ));
+        let mut v9 = init_producer_id(1, false);
+        v9[6..8].copy_from_slice(&9i16.to_be_bytes());
+        assert!(matches!(
+            session.on_bytes(&v9, &mut out, usize::MAX, &mut ops),
+            Err(KafkaError::NotImplemented { api_key: 22, .. })
         ));
     }
 }

@@ -220,6 +220,10 @@ pub trait LogStore: Send + Sync {
     /// start.
     fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StoreError>;
 
+    /// Allocates a new idempotent-producer id, durably: no id is ever handed out twice, also
+    /// across restarts (Kafka's InitProducerId).
+    fn allocate_producer_id(&self) -> Result<i64, StoreError>;
+
     /// Makes every committed transaction durable. The group-commit writer calls it when it
     /// has nothing more to commit; in relaxed durability the server calls it on a timer.
     fn sync(&self) -> Result<(), StoreError>;

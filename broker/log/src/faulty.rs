@@ -192,6 +192,11 @@ impl<S: LogStore> LogStore for FailAfter<S> {
         self.inner.enforce_retention(now_ms)
     }
 
+    fn allocate_producer_id(&self) -> Result<i64, StoreError> {
+        self.tick()?;
+        self.inner.allocate_producer_id()
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.syncs_started.fetch_add(1, Ordering::SeqCst);
         self.wait_while(|held| held.syncs);

@@ -1040,6 +1040,26 @@ impl LogStore for LmdbLog {
         Ok(report)
     }
 
+    fn allocate_producer_id(&self) -> Result<i64, StoreError> {
+        self.check_usable()?;
+        let mut txn = self.write_txn()?;
+        let id = self
+            .meta
+            .get(&txn, meta_key::NEXT_PRODUCER_ID)
+            .map_err(classify)?
+            .map_or(0, i64_of);
+        self.meta
+            .put(
+                &mut txn,
+                meta_key::NEXT_PRODUCER_ID,
+                &(id + 1).to_be_bytes(),
+            )
+            .map_err(classify)?;
+        self.commit(txn)?;
+        self.make_durable()?;
+        Ok(id)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.check_usable()?;
         self.env

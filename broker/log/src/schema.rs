@@ -7,7 +7,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `meta` | UTF-8 name | `schema_version` u32; `next_partition_id` u32; `free_epoch` i64 |
+//! | `meta` | UTF-8 name | `schema_version` u32; `next_partition_id` u32; `free_epoch` i64; `next_producer_id` i64 |
 //! | `log` | partition id u32, base offset u64 | one RecordBatch v2, byte for byte as fetched |
 //! | `partitions` | partition id u32 | [`PartitionMeta`], 32 bytes |
 //! | `time_index` | partition id u32, timestamp (sign-flipped u64) | base offset u64 |
@@ -73,6 +73,8 @@ pub mod meta_key {
     pub const NEXT_PARTITION_ID: &[u8] = b"next_partition_id";
     /// i64: bumped after deletions so LMDB can reuse the pages they freed.
     pub const FREE_EPOCH: &[u8] = b"free_epoch";
+    /// i64: the next idempotent-producer id to hand out.
+    pub const NEXT_PRODUCER_ID: &[u8] = b"next_producer_id";
 }
 
 /// `log` key: partition id then base offset.

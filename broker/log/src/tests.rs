@@ -373,6 +373,20 @@ fn data_survives_reopen_and_metadata_is_repaired_from_the_log() {
 }
 
 #[test]
+fn producer_ids_are_never_handed_out_twice_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<i64> = {
+        let log = open(dir.path());
+        (0..3)
+            .map(|_| log.allocate_producer_id().unwrap())
+            .collect()
+    };
+    assert_eq!(first, [0, 1, 2]);
+    let log = open(dir.path());
+    assert_eq!(log.allocate_producer_id().unwrap(), 3);
+}
+
+#[test]
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {

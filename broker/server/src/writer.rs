@@ -117,8 +117,33 @@ impl Drop for Ack {
     }
 }
 
+/// An operation run on the writer thread, in order with the appends submitted around it
+/// (for example a durable counter bump the answer to a client waits for). It gets the store,
+/// or `None` if the writer has stopped before running it.
+pub type AdminOp = Box<dyn FnOnce(Option<&dyn LogStore>) + Send>;
+
+/// An [`AdminOp`] that runs exactly once: dropped unrun, it runs with `None`.
+struct Admin(Option<AdminOp>);
+
+impl Admin {
+    fn run(mut self, store: &dyn LogStore) {
+        if let Some(op) = self.0.take() {
+            op(Some(store));
+        }
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        if let Some(op) = self.0.take() {
+            op(None);
+        }
+    }
+}
+
 enum Request {
     Append(Append, Ack),
+    Admin(Admin),
     Stop,
 }
 
@@ -169,6 +194,16 @@ impl WriterHandle {
             drop(returned);
         }
         Ok(())
+    }
+
+    /// Queues `op` to run on the writer thread after the appends submitted before it.
+    pub fn run(&self, op: AdminOp) {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            op(None);
+            return;
+        }
+        // If the writer is gone, the request comes back and dropping it runs `op(None)`.
+        let _ = self.tx.send(Request::Admin(Admin(Some(op))));
     }
 
     /// Bytes submitted and not yet completed.
@@ -274,37 +309,47 @@ fn run(
     };
     let outcome = writer.serve(rx);
     shared.stopped.store(true, Ordering::Release);
-    // Whatever is still queued after a stop request was submitted before it: commit it.
-    // After a fatal error, fail it instead.
-    let mut rest: Vec<(Append, Ack)> = rx
-        .try_iter()
-        .filter_map(|request| match request {
-            Request::Append(append, done) => Some((append, done)),
-            Request::Stop => None,
-        })
-        .collect();
+    // Whatever is still queued after a stop request was submitted before it: commit it, and
+    // run the operations among it in order. After a fatal error, fail it instead.
+    let mut rest: Vec<Request> = rx.try_iter().collect();
     let outcome = outcome.and_then(|()| {
-        while !rest.is_empty() {
-            let mut bytes = 0u64;
-            let take = rest
-                .iter()
-                .take_while(|(append, _)| {
+        let mut chunk: Vec<(Append, Ack)> = Vec::new();
+        let mut bytes = 0u64;
+        for request in rest.drain(..) {
+            match request {
+                Request::Append(append, done) => {
                     bytes += append.batch.len() as u64;
-                    bytes <= config.commit_bytes_max
-                })
-                .count()
-                .max(1);
-            writer.commit(rest.drain(..take).collect())?;
+                    chunk.push((append, done));
+                    if bytes >= config.commit_bytes_max {
+                        writer.commit(std::mem::take(&mut chunk))?;
+                        bytes = 0;
+                    }
+                }
+                Request::Admin(op) => {
+                    if !chunk.is_empty() {
+                        writer.commit(std::mem::take(&mut chunk))?;
+                        bytes = 0;
+                    }
+                    op.run(store);
+                }
+                Request::Stop => {}
+            }
+        }
+        if !chunk.is_empty() {
+            writer.commit(chunk)?;
         }
         writer.make_durable()
     });
     if let Err(fatal) = outcome {
         writer.fail_held(&fatal);
-        for (append, done) in rest {
-            shared
-                .queued_bytes
-                .fetch_sub(append.batch.len() as u64, Ordering::AcqRel);
-            done.complete(Err(AppendFailure::Stopped));
+        // Requests not reached fail as they drop (appends with `Stopped`, operations with
+        // `None`); only the queue accounting needs a hand.
+        for request in rest.drain(..).chain(rx.try_iter()) {
+            if let Request::Append(append, _) = &request {
+                shared
+                    .queued_bytes
+                    .fetch_sub(append.batch.len() as u64, Ordering::AcqRel);
+            }
         }
         if let Some(hook) = on_fatal.take() {
             hook(fatal);
@@ -339,12 +384,18 @@ impl Committer<'_> {
                 Some(request) => request,
                 None => return Ok(()),
             };
-            let Request::Append(append, done) = first else {
-                return Ok(());
+            let (append, done) = match first {
+                Request::Append(append, done) => (append, done),
+                Request::Admin(op) => {
+                    op.run(self.store);
+                    continue;
+                }
+                Request::Stop => return Ok(()),
             };
             let mut bytes = append.batch.len() as u64;
             let mut group = vec![(append, done)];
             let mut stop = false;
+            let mut admin = None;
             let deadline = Instant::now() + self.config.commit_window;
             while bytes < self.config.commit_bytes_max {
                 let next = match rx.try_recv() {
@@ -364,6 +415,11 @@ impl Committer<'_> {
                         bytes += append.batch.len() as u64;
                         group.push((append, done));
                     }
+                    Some(Request::Admin(op)) => {
+                        // Runs after the appends before it are committed.
+                        admin = Some(op);
+                        break;
+                    }
                     Some(Request::Stop) => {
                         stop = true;
                         break;
@@ -372,6 +428,9 @@ impl Committer<'_> {
                 }
             }
             self.commit(group)?;
+            if let Some(op) = admin {
+                op.run(self.store);
+            }
             if stop {
                 return Ok(());
             }
@@ -920,6 +979,42 @@ mod tests {
             good_at < 10,
             "the good append completed only after every refused one: {order:?}"
         );
+    }
+
+    /// An operation runs after the appends submitted before it are committed, and gets `None`
+    /// once the writer has stopped.
+    #[test]
+    fn operations_run_in_order_with_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, pid) = lmdb(dir.path());
+        let writer = Writer::start(log, config(0), Box::new(|e| panic!("{e}"))).unwrap();
+        let handle = writer.handle();
+        let (tx, rx) = channel();
+        let outcomes: Outcomes = Arc::default();
+        for i in 0..5 {
+            let append = Append {
+                partition: pid,
+                batch: batch(b"before"),
+            };
+            handle.submit(append, recorder(&outcomes, i, &tx)).unwrap();
+        }
+        let (seen_tx, seen_rx) = channel();
+        handle.run(Box::new(move |store| {
+            let store = store.expect("the writer runs");
+            let state = store.partition(pid).unwrap();
+            seen_tx
+                .send((state.high_watermark, store.allocate_producer_id().unwrap()))
+                .unwrap();
+        }));
+        let (high_watermark, producer_id) = seen_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!((high_watermark, producer_id), (5, 0));
+        writer.shutdown();
+        assert_eq!(rx.try_iter().count(), 5);
+        let (late_tx, late_rx) = channel();
+        handle.run(Box::new(move |store| {
+            late_tx.send(store.is_none()).unwrap()
+        }));
+        assert!(late_rx.recv_timeout(Duration::from_secs(30)).unwrap());
     }
 
     #[test]

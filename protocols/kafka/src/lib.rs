@@ -3,6 +3,7 @@
 //! - [`frame`]: size-prefixed framing with the size checked before the body is buffered;
 //! - [`header`]: request and response headers;
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
+//! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`record_batch`]: RecordBatch v2, Weir's canonical unit of storage (validation with
 //!   CRC32C, offset assignment, encoding, iteration over uncompressed records);
 //! - [`wire`]: primitive readers.
@@ -13,5 +14,6 @@
 pub mod api_versions;
 pub mod frame;
 pub mod header;
+pub mod init_producer_id;
 pub mod record_batch;
 pub mod wire;

@@ -50,6 +50,14 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    /// An int64.
+    pub fn i64(&mut self) -> Result<i64, WireError> {
+        let b = self.take(8, "int64")?;
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(b);
+        Ok(i64::from_be_bytes(bytes))
+    }
+
     /// An unsigned varint of at most 5 bytes.
     pub fn uvarint(&mut self) -> Result<u32, WireError> {
         let mut value: u32 = 0;

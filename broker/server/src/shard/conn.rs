@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use weir_core::kafka::KafkaSession;
+use weir_core::kafka::{KafkaOp, KafkaOpResult, KafkaSession};
 
 use super::{Protocol, ServerConfig, ShardMetrics};
 
@@ -39,6 +39,8 @@ pub(super) struct Conn {
     accepted_at: Instant,
     last_active: Instant,
     answered_any: bool,
+    /// Operations the session asked for, not yet handed to the writer.
+    ops: Vec<(u64, KafkaOp)>,
 }
 
 impl Conn {
@@ -64,6 +66,7 @@ impl Conn {
             accepted_at: now,
             last_active: now,
             answered_any: false,
+            ops: Vec::new(),
         }
     }
 
@@ -139,7 +142,7 @@ impl Conn {
     fn answer(&mut self, input: &[u8], out_limit: usize, metrics: &ShardMetrics) -> Option<usize> {
         let Session::Kafka(session) = &mut self.session;
         let answered_before = session.requests();
-        let result = session.on_bytes(input, &mut self.out, out_limit);
+        let result = session.on_bytes(input, &mut self.out, out_limit, &mut self.ops);
         let answered = session.requests() - answered_before;
         if answered > 0 {
             self.answered_any = true;
@@ -154,6 +157,26 @@ impl Conn {
                 None
             }
         }
+    }
+
+    /// Operations the session asked for since the last call, to hand to the writer.
+    pub(super) fn take_ops(&mut self) -> Vec<(u64, KafkaOp)> {
+        std::mem::take(&mut self.ops)
+    }
+
+    /// True while an answer waits for an operation's result: the connection must not be
+    /// closed for having nothing to send.
+    pub(super) fn awaiting_ops(&self) -> bool {
+        let Session::Kafka(session) = &self.session;
+        session.waiting()
+    }
+
+    /// Takes an operation's result; returns the bytes of answers it released.
+    pub(super) fn complete(&mut self, token: u64, result: KafkaOpResult) -> u64 {
+        let before = self.out.len();
+        let Session::Kafka(session) = &mut self.session;
+        session.complete(token, result, &mut self.out);
+        (self.out.len() - before) as u64
     }
 
     /// Records `n` bytes of `out` written; frees the buffer once all is sent.

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::conn::Conn;
 use super::epoll::{Epoll, Event, Interest, Waker};
+use super::inbox::Inbox;
 use super::{
     ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs,
     ShardMetrics, Shared,
@@ -48,6 +49,11 @@ pub(super) struct EpollShard {
     write_queue: u64,
     /// Where reads land first, reused for every connection of the shard.
     scratch: Box<[u8]>,
+    /// Results of operations run elsewhere.
+    inbox: Arc<Inbox>,
+    /// Per slot, bumped when its connection closes: a result for a closed connection never
+    /// reaches the next one in the slot.
+    generations: Vec<u32>,
 }
 
 impl EpollShard {
@@ -66,7 +72,6 @@ impl EpollShard {
         Ok(EpollShard {
             id,
             epoll,
-            waker,
             listeners,
             conns: Vec::new(),
             free: Vec::new(),
@@ -75,6 +80,9 @@ impl EpollShard {
             config,
             write_queue: 0,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            inbox: Arc::new(Inbox::new(waker.clone())),
+            generations: Vec::new(),
+            waker,
         })
     }
 
@@ -105,7 +113,10 @@ impl EpollShard {
 
     fn dispatch(&mut self, event: Event) {
         match event.token {
-            WAKER_TOKEN => self.waker.reset(),
+            WAKER_TOKEN => {
+                self.waker.reset();
+                self.drain_inbox();
+            }
             token if token >= CONN_TOKEN_BASE => {
                 let slot = (token - CONN_TOKEN_BASE) as usize;
                 if event.readable {
@@ -155,6 +166,9 @@ impl EpollShard {
             self.conns.push(None);
             self.conns.len() - 1
         });
+        if self.generations.len() <= slot {
+            self.generations.resize(slot + 1, 0);
+        }
         let token = CONN_TOKEN_BASE + slot as u64;
         if let Err(e) = self.epoll.add(stream.as_raw_fd(), token, READ) {
             self.free.push(slot);
@@ -208,7 +222,34 @@ impl EpollShard {
         metrics
             .write_queue_bytes
             .store(self.write_queue, Ordering::Relaxed);
+        self.submit_ops(slot);
         self.flush(slot);
+    }
+
+    /// Hands the connection's pending operations to the writer.
+    fn submit_ops(&mut self, slot: usize) {
+        if let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            let ops = conn.take_ops();
+            if !ops.is_empty() {
+                let generation = self.generations[slot];
+                super::submit_ops(&self.config.writer, &self.inbox, slot, generation, ops);
+            }
+        }
+    }
+
+    /// Delivers operation results to their connections and sends the answers they release.
+    fn drain_inbox(&mut self) {
+        while let Some(done) = self.inbox.pop() {
+            if self.generations.get(done.slot) != Some(&done.generation) {
+                continue;
+            }
+            let Some(Slot { conn, .. }) = self.conns.get_mut(done.slot).and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            self.write_queue += conn.complete(done.token, done.result);
+            self.flush(done.slot);
+        }
     }
 
     /// Feeds buffered input to the session within the send-buffer limit.
@@ -223,6 +264,7 @@ impl EpollShard {
         metrics
             .write_queue_bytes
             .store(self.write_queue, Ordering::Relaxed);
+        self.submit_ops(slot);
     }
 
     /// Writes what is pending, updates interest, and closes a closing connection once empty.
@@ -267,7 +309,7 @@ impl EpollShard {
         metrics
             .write_queue_bytes
             .store(self.write_queue, Ordering::Relaxed);
-        if failed || (conn.closing && conn.pending() == 0) {
+        if failed || (conn.closing && conn.pending() == 0 && !conn.awaiting_ops()) {
             self.close(slot);
             return false;
         }
@@ -307,9 +349,11 @@ impl EpollShard {
             metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
         }
         self.shared.release(conn.listener);
+        self.generations[slot] = self.generations[slot].wrapping_add(1);
         self.free.push(slot);
         if self.free.len() == self.conns.len() && self.conns.len() > SLAB_KEEP {
-            // Every connection is gone: give back the table a crowd left behind.
+            // Every connection is gone: give back the table a crowd left behind. The
+            // generations stay: results for closed connections may still be on their way.
             self.conns = Vec::new();
             self.free = Vec::new();
         }
@@ -367,7 +411,10 @@ impl EpollShard {
                 break;
             }
             for event in events.drain(..) {
-                if event.token >= CONN_TOKEN_BASE && event.writable {
+                if event.token == WAKER_TOKEN {
+                    self.waker.reset();
+                    self.drain_inbox();
+                } else if event.token >= CONN_TOKEN_BASE && event.writable {
                     self.flush((event.token - CONN_TOKEN_BASE) as usize);
                 }
             }

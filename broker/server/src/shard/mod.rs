@@ -25,6 +25,7 @@
 mod conn;
 pub mod epoll;
 mod epoll_loop;
+mod inbox;
 mod uring_loop;
 
 use std::io;
@@ -35,6 +36,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use self::epoll::Waker;
+use self::inbox::{Done, Inbox};
+use crate::writer::WriterHandle;
+use weir_core::kafka::{KafkaOp, KafkaOpResult};
+use weir_core::log_store::StoreError;
 
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +100,8 @@ pub struct ServerConfig {
     pub kafka_request_bytes_max: usize,
     /// Time to flush responses at shutdown.
     pub drain_timeout: Duration,
+    /// Where operations sessions ask for run (the log's writer thread).
+    pub writer: WriterHandle,
 }
 
 /// Counters of one shard, read by `/metrics`.
@@ -339,6 +346,34 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// `kernel.io_uring_disabled`, a seccomp profile that blocks it).
 pub fn uring_available() -> Result<(), String> {
     uring_loop::probe()
+}
+
+/// Hands a connection's operations to the writer thread; each result comes back through the
+/// shard's inbox, addressed to the connection by slot and generation.
+fn submit_ops(
+    writer: &WriterHandle,
+    inbox: &Arc<Inbox>,
+    slot: usize,
+    generation: u32,
+    ops: Vec<(u64, KafkaOp)>,
+) {
+    for (token, op) in ops {
+        let inbox = inbox.clone();
+        writer.run(Box::new(move |store| {
+            let result = match (op, store) {
+                (KafkaOp::AllocateProducerId, Some(store)) => store.allocate_producer_id(),
+                (KafkaOp::AllocateProducerId, None) => {
+                    Err(StoreError::Fatal("the log writer has stopped".into()))
+                }
+            };
+            inbox.push(Done {
+                slot,
+                generation,
+                token,
+                result: KafkaOpResult::ProducerId(result),
+            });
+        }));
+    }
 }
 
 /// The shard-creation arguments both loops take.

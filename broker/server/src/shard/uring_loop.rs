@@ -29,6 +29,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::conn::{Conn, WRITE_BUFFER_KEEP};
 use super::epoll::Waker;
+use super::inbox::Inbox;
 use super::{
     ACCEPT_BACKOFF, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics, Shared,
 };
@@ -286,6 +287,8 @@ pub(super) struct UringShard {
     stopping: bool,
     /// Connections whose receive ran out of buffers in this batch: armed again after it.
     starved: Vec<usize>,
+    /// Results of operations run elsewhere.
+    inbox: Arc<Inbox>,
 }
 
 // SAFETY: the raw pointers in ProvidedBuffers refer to mappings owned by the shard; the
@@ -295,6 +298,7 @@ unsafe impl Send for UringShard {}
 impl UringShard {
     pub(super) fn new(args: ShardArgs) -> io::Result<UringShard> {
         let (id, listeners, waker, shared, metrics, config) = args;
+        let inbox = Arc::new(Inbox::new(waker.clone()));
         let ring = build_ring()?;
         let buffers = ProvidedBuffers::new(&ring, BUFFERS, BUFFER_BYTES)?;
         let accept_paused_until = vec![None; listeners.len()];
@@ -314,6 +318,7 @@ impl UringShard {
             write_queue: 0,
             stopping: false,
             starved: Vec::new(),
+            inbox,
         };
         shard.arm_waker();
         for index in 0..shard.listeners.len() {
@@ -433,6 +438,7 @@ impl UringShard {
         match kind {
             KIND_WAKER => {
                 self.waker.reset();
+                self.drain_inbox();
                 if !cqueue::more(flags) {
                     self.arm_waker();
                 }
@@ -481,9 +487,11 @@ impl UringShard {
         stream.set_nodelay(true)?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
-            self.generations.push(0);
             self.conns.len() - 1
         });
+        if self.generations.len() <= slot {
+            self.generations.resize(slot + 1, 0);
+        }
         let generation = self.generations[slot];
         let conn = Conn::new(
             stream,
@@ -557,6 +565,7 @@ impl UringShard {
             self.buffers.recycle(bid);
         }
         self.after_input(slot);
+        self.submit_ops(slot);
         self.flush(slot);
         if let Some(u) = self.conns.get(slot).and_then(Option::as_ref)
             && !u.recv_armed
@@ -581,6 +590,33 @@ impl UringShard {
         let limit = write_max.saturating_sub(u.sending.len() - u.send_pos);
         self.write_queue += u.conn.process(limit, metrics);
         self.after_input(slot);
+        self.submit_ops(slot);
+    }
+
+    /// Hands the connection's pending operations to the writer.
+    fn submit_ops(&mut self, slot: usize) {
+        if let Some(u) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            let ops = u.conn.take_ops();
+            if !ops.is_empty() {
+                let generation = u.generation;
+                super::submit_ops(&self.config.writer, &self.inbox, slot, generation, ops);
+            }
+        }
+    }
+
+    /// Delivers operation results to their connections and sends the answers they release.
+    fn drain_inbox(&mut self) {
+        while let Some(done) = self.inbox.pop() {
+            let Some(u) = live(&mut self.conns, done.slot, done.generation) else {
+                continue;
+            };
+            if u.shut {
+                continue;
+            }
+            self.write_queue += u.conn.complete(done.token, done.result);
+            self.after_input(done.slot);
+            self.flush(done.slot);
+        }
     }
 
     /// Pauses reading when answers pile up: cancels the multishot receive (bytes already
@@ -613,7 +649,7 @@ impl UringShard {
             return;
         }
         if u.conn.pending() == 0 {
-            if u.conn.closing {
+            if u.conn.closing && !u.conn.awaiting_ops() {
                 self.begin_close(slot);
             }
             return;
@@ -746,8 +782,9 @@ impl UringShard {
             // Every connection is gone and the kernel holds nothing of theirs (a slot is
             // freed only after its last completion), so no completion can name an old
             // generation: give back the table a crowd left behind.
+            // The generations stay: results of writer operations for closed connections may
+            // still be on their way.
             self.conns = Vec::new();
-            self.generations = Vec::new();
             self.free = Vec::new();
         }
         // Dropping the connection closes its socket.
