@@ -18,19 +18,21 @@ fn api_versions_is_answered_in_every_version_layout() {
     requests.extend(api_versions_request(3, 2));
     requests.extend(api_versions_request(99, 3));
     stream.write_all(&requests).unwrap();
-    // The table lists exactly ApiVersions (18) v0-v4 and InitProducerId (22) v0-v4.
+    // The table lists exactly Metadata (3) v0-v12, ApiVersions (18) v0-v4 and
+    // InitProducerId (22) v0-v4.
     let v0 = read_frame(&mut stream).unwrap();
     assert_eq!(
         v0,
         [
-            0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 18, 0, 0, 0, 4, 0, 22, 0, 0, 0, 4
+            0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 12, 0, 18, 0, 0, 0, 4, 0, 22, 0, 0, 0, 4
         ]
     );
     let v3 = read_frame(&mut stream).unwrap();
     assert_eq!(
         v3,
         [
-            0, 0, 0, 2, 0, 0, 3, 0, 18, 0, 0, 0, 4, 0, 0, 22, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0
+            0, 0, 0, 2, 0, 0, 4, 0, 3, 0, 0, 0, 12, 0, 0, 18, 0, 0, 0, 4, 0, 0, 22, 0, 0, 0, 4, 0,
+            0, 0, 0, 0, 0
         ]
     );
     let unsupported = read_frame(&mut stream).unwrap();
@@ -50,7 +52,7 @@ fn a_bad_request_closes_only_its_own_connection() {
     // An API this broker does not implement (Metadata).
     let mut unknown = TcpStream::connect(addr).unwrap();
     let mut frame = api_versions_request(0, 7);
-    frame[4..6].copy_from_slice(&3i16.to_be_bytes());
+    frame[4..6].copy_from_slice(&1i16.to_be_bytes()); // Fetch, not implemented yet
     unknown.write_all(&frame).unwrap();
     assert!(closed_by_peer(&mut unknown));
     // A size prefix of 2 GiB: refused from its four bytes.
@@ -202,8 +204,8 @@ fn a_client_that_never_reads_costs_bounded_memory() {
     );
     // Reading resumes the connection: every request sent is answered.
     let answered_before = weir.metric("weir_requests_total").unwrap();
-    // Every complete request sent gets its 26-byte answer (4-byte size + 22-byte v0 body).
-    let expected = (sent / request.len()) as u64 * 26;
+    // Every complete request sent gets its 32-byte answer (4-byte size + 28-byte v0 body).
+    let expected = (sent / request.len()) as u64 * 32;
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut drained = 0u64;
     let mut buf = vec![0u8; 1 << 16];
@@ -299,7 +301,7 @@ fn nothing_after_a_protocol_error_is_answered() {
     let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut unknown = api_versions_request(0, 2);
-    unknown[4..6].copy_from_slice(&3i16.to_be_bytes());
+    unknown[4..6].copy_from_slice(&1i16.to_be_bytes()); // Fetch, not implemented yet
     let mut pipeline = api_versions_request(0, 1);
     pipeline.extend(unknown);
     for i in 0..2_000 {
@@ -394,4 +396,146 @@ fn producer_ids_come_back_in_order_and_survive_a_restart() {
     sorted.dedup();
     assert_eq!(sorted.len(), 4, "an id was handed out twice: {ids:?}");
     assert!(ids[2] > ids[1], "ids went back after the restart: {ids:?}");
+}
+
+/// A Metadata request (header v1) of `version` 1..=8 naming `topics` (`None`: every topic).
+fn metadata_request(version: i16, correlation_id: i32, topics: Option<&[&str]>) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&3i16.to_be_bytes());
+    body.extend_from_slice(&version.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    match topics {
+        None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+        Some(names) => {
+            body.extend_from_slice(&(names.len() as i32).to_be_bytes());
+            for name in names {
+                body.extend_from_slice(&(name.len() as i16).to_be_bytes());
+                body.extend_from_slice(name.as_bytes());
+            }
+        }
+    }
+    if version >= 4 {
+        body.push(1); // allow_auto_topic_creation
+    }
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// (error code, name, partition count) of each topic in a Metadata v1 answer.
+fn metadata_topics(answer: &[u8]) -> Vec<(i16, String, i32)> {
+    let mut at = 4; // correlation id
+    let i32_at = |a: &[u8], at: usize| i32::from_be_bytes(a[at..at + 4].try_into().expect("4"));
+    let i16_at = |a: &[u8], at: usize| i16::from_be_bytes(a[at..at + 2].try_into().expect("2"));
+    let brokers = i32_at(answer, at);
+    at += 4;
+    for _ in 0..brokers {
+        at += 4; // node id
+        at += 2 + i16_at(answer, at) as usize; // host
+        at += 4; // port
+        let rack = i16_at(answer, at);
+        at += 2 + rack.max(0) as usize;
+    }
+    at += 4; // controller id
+    let topics = i32_at(answer, at);
+    at += 4;
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let error = i16_at(answer, at);
+        at += 2;
+        let len = i16_at(answer, at) as usize;
+        let name = String::from_utf8_lossy(&answer[at + 2..at + 2 + len]).into_owned();
+        at += 2 + len + 1; // name, is_internal
+        let partitions = i32_at(answer, at);
+        at += 4;
+        for _ in 0..partitions {
+            at += 2 + 4 + 4; // error, index, leader
+            at += 4 + 4 * i32_at(answer, at) as usize; // replicas
+            at += 4 + 4 * i32_at(answer, at) as usize; // isr
+        }
+        out.push((error, name, partitions));
+    }
+    out
+}
+
+/// Metadata names the broker at its advertised address, creates the topics a client names
+/// (through the log's writer, durably), refuses invalid names, and lists every topic.
+#[test]
+fn metadata_creates_named_topics_and_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut weir = Weir::builder()
+            .cwd(dir.path())
+            .env("WEIR_KAFKA_AUTO_CREATE_PARTITIONS_COUNT", "3")
+            .start()
+            .unwrap();
+        let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+            .write_all(&metadata_request(1, 1, Some(&["sensors", "bad name!"])))
+            .unwrap();
+        let answer = read_frame(&mut stream).unwrap();
+        assert_eq!(
+            metadata_topics(&answer),
+            [
+                (0, "sensors".to_owned(), 3),
+                (17, "bad name!".to_owned(), 0)
+            ]
+        );
+        weir.signal(libc::SIGTERM).unwrap();
+        assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    }
+    // After a restart the topic is there; with creation switched off a new name is unknown.
+    let mut weir = Weir::builder()
+        .cwd(dir.path())
+        .env("WEIR_KAFKA_AUTO_CREATE_TOPICS", "false")
+        .start()
+        .unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(&metadata_request(1, 2, None)).unwrap();
+    stream
+        .write_all(&metadata_request(4, 3, Some(&["other"])))
+        .unwrap();
+    let all = read_frame(&mut stream).unwrap();
+    assert_eq!(metadata_topics(&all), [(0, "sensors".to_owned(), 3)]);
+    let other = read_frame(&mut stream).unwrap();
+    assert_eq!(&other[..4], &3i32.to_be_bytes());
+}
+
+/// A real client: Debian's kcat (librdkafka 2.0.2) lists the broker and a topic it names,
+/// which Metadata creates.
+#[test]
+fn kcat_lists_the_broker_and_its_topics() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.kafka_addr().unwrap();
+    let output = std::process::Command::new("kcat")
+        .args([
+            "-b",
+            &addr.to_string(),
+            "-L",
+            "-J",
+            "-t",
+            "sensors",
+            "-m",
+            "20",
+        ])
+        .output()
+        .expect("kcat is installed by `cargo xtask test` (Debian package kcat)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listing["brokers"][0]["id"], 0);
+    assert_eq!(
+        listing["brokers"][0]["name"],
+        format!("127.0.0.1:{}", addr.port())
+    );
+    assert_eq!(listing["topics"][0]["topic"], "sensors");
+    assert_eq!(listing["topics"][0]["partitions"][0]["leader"], 0);
 }

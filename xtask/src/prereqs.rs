@@ -59,6 +59,12 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             needed_by: "tidy (clippy -D warnings)",
         },
         Requirement {
+            what: "kcat",
+            check: &["kcat", "-V"],
+            source: Source::Debian("kcat"),
+            needed_by: "the Kafka compatibility tests (Debian's kcat: librdkafka 2.0.2, the old client)",
+        },
+        Requirement {
             what: "unshare",
             check: &["unshare", "--version"],
             source: Source::Debian("util-linux"),

@@ -3,13 +3,15 @@
 //!
 //! [`KafkaSession::on_bytes`] takes whatever the connection has received and answers every
 //! complete request in it; an incomplete request waits for more bytes. A request that needs
-//! durable work (today: InitProducerId's id) becomes a [`KafkaOp`] the caller runs on the
+//! the store (Metadata, which may create topics; InitProducerId's durable id) becomes a
+//! [`KafkaOp`] the caller runs on the
 //! log's writer thread; [`KafkaSession::complete`] takes its result. Kafka answers in request
 //! order on a connection, so answers behind a pending operation wait in the session (at most
 //! [`ANSWERS_QUEUED_MAX`]; past that no more requests are read) and go out when it completes.
 //! The server owns the socket and the buffers; this type owns no I/O.
 //!
-//! Implemented: ApiVersions and InitProducerId (idempotent producers; transactional ids are
+//! Implemented: ApiVersions, Metadata (with topic auto-creation, a switch and a topic-count
+//! limit in [`KafkaSettings`]) and InitProducerId (idempotent producers; transactional ids are
 //! refused with `INVALID_REQUEST`). Every other API key is outside the table this broker
 //! advertises; a request for one closes the connection (Apache Kafka does the same for
 //! requests it cannot parse), and the error names the API so the log says what a client
@@ -17,16 +19,24 @@
 
 use std::collections::VecDeque;
 
+use std::sync::Arc;
 use weir_kafka::api_versions::{self, ApiRange};
 use weir_kafka::frame::{FrameDecoder, FrameError, write_frame};
 use weir_kafka::header;
+
 use weir_kafka::init_producer_id;
+use weir_kafka::metadata;
 use weir_kafka::wire::WireError;
 
-use crate::log_store::StoreError;
+use crate::log_store::{LogStore, StoreError, TopicConfig};
 
 /// The APIs and versions this broker implements: exactly what ApiVersions advertises.
 pub const IMPLEMENTED: &[ApiRange] = &[
+    ApiRange {
+        api_key: metadata::API_KEY,
+        min: 0,
+        max: metadata::VERSION_MAX,
+    },
     ApiRange {
         api_key: api_versions::API_KEY,
         min: 0,
@@ -48,14 +58,47 @@ const INVALID_REQUEST: i16 = 42;
 /// Retriable error code for a producer id that could not be allocated now.
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
+/// The cluster id Metadata reports (Weir is a single node).
+const CLUSTER_ID: &str = "weir";
+
 /// The smallest request: a v0 header (api key, version, correlation id).
 const REQUEST_BYTES_MIN: usize = 8;
 
-/// Durable work a session asks the broker to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What every Kafka connection of the broker shares: limits and what Metadata says.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Largest request.
+    pub request_bytes_max: usize,
+    /// Host clients are told to connect to.
+    pub advertised_host: String,
+    /// Port clients are told to connect to.
+    pub advertised_port: i32,
+    /// Create a topic a client names in Metadata if it does not exist.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    pub auto_create_partitions: u32,
+    /// Auto-creation stops once this many topics exist.
+    pub topics_max: u32,
+}
+
+/// Durable work, or work that must see the store's latest state, that a session asks the
+/// broker to run on the log's writer thread (see [`run_op`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KafkaOp {
     /// Allocate a new idempotent-producer id.
     AllocateProducerId,
+    /// Describe `topics` (every topic when `None`), creating missing ones when
+    /// `create_missing`, with `partitions` partitions, while fewer than `topics_max` exist.
+    Metadata {
+        /// The topics named.
+        topics: Option<Vec<String>>,
+        /// Whether missing topics may be created.
+        create_missing: bool,
+        /// Partitions of a created topic.
+        partitions: u32,
+        /// Creation stops at this many topics.
+        topics_max: u32,
+    },
 }
 
 /// The result of a [`KafkaOp`].
@@ -63,6 +106,77 @@ pub enum KafkaOp {
 pub enum KafkaOpResult {
     /// A new producer id, or why there is none.
     ProducerId(Result<i64, StoreError>),
+    /// The topics described, each with its own error code, or why none could be read.
+    Topics(Result<Vec<metadata::Topic>, StoreError>),
+}
+
+/// Runs `op` against the store. Called on the log's writer thread, in order with appends.
+pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
+    match op {
+        KafkaOp::AllocateProducerId => KafkaOpResult::ProducerId(store.allocate_producer_id()),
+        KafkaOp::Metadata {
+            topics,
+            create_missing,
+            partitions,
+            topics_max,
+        } => KafkaOpResult::Topics(describe(
+            store,
+            topics,
+            create_missing,
+            partitions,
+            topics_max,
+        )),
+    }
+}
+
+fn describe(
+    store: &dyn LogStore,
+    names: Option<Vec<String>>,
+    create_missing: bool,
+    partitions: u32,
+    topics_max: u32,
+) -> Result<Vec<metadata::Topic>, StoreError> {
+    let existing = store.topics()?;
+    let found = |name: String, count: usize| metadata::Topic {
+        error_code: 0,
+        name,
+        partitions: count as u32,
+    };
+    let Some(names) = names else {
+        return Ok(existing
+            .into_iter()
+            .map(|t| found(t.name, t.partitions.len()))
+            .collect());
+    };
+    let mut count = existing.len();
+    let mut out = Vec::with_capacity(names.len().min(existing.len() + 16));
+    for name in names {
+        if let Some(topic) = existing.iter().find(|t| t.name == name) {
+            out.push(found(name, topic.partitions.len()));
+            continue;
+        }
+        let failed = |error_code| metadata::Topic {
+            error_code,
+            name: name.clone(),
+            partitions: 0,
+        };
+        if !create_missing || count >= topics_max as usize {
+            out.push(failed(metadata::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        }
+        match store.create_topic(&name, partitions, TopicConfig::default()) {
+            Ok(topic) => {
+                count += 1;
+                out.push(found(name, topic.partitions.len()));
+            }
+            Err(StoreError::InvalidArgument(_)) => {
+                out.push(failed(metadata::INVALID_TOPIC_EXCEPTION))
+            }
+            Err(StoreError::Full(_)) => out.push(failed(metadata::KAFKA_STORAGE_ERROR)),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(out)
 }
 
 /// Why a connection must close. Each names what the client sent.
@@ -98,6 +212,7 @@ struct Queued {
 /// Per-connection protocol state.
 #[derive(Debug)]
 pub struct KafkaSession {
+    settings: Arc<KafkaSettings>,
     decoder: FrameDecoder,
     requests: u64,
     next_token: u64,
@@ -105,10 +220,11 @@ pub struct KafkaSession {
 }
 
 impl KafkaSession {
-    /// A session accepting requests of at most `request_bytes_max` bytes.
-    pub fn new(request_bytes_max: usize) -> KafkaSession {
+    /// A session with the broker's Kafka settings.
+    pub fn new(settings: Arc<KafkaSettings>) -> KafkaSession {
         KafkaSession {
-            decoder: FrameDecoder::new(REQUEST_BYTES_MIN, request_bytes_max),
+            decoder: FrameDecoder::new(REQUEST_BYTES_MIN, settings.request_bytes_max),
+            settings,
             requests: 0,
             next_token: 0,
             queued: VecDeque::new(),
@@ -159,15 +275,44 @@ impl KafkaSession {
         else {
             return;
         };
-        let KafkaOpResult::ProducerId(result) = result;
-        let (error, id, epoch) = match result {
-            Ok(id) => (0, id, 0),
-            Err(_) => (COORDINATOR_NOT_AVAILABLE, -1, -1),
-        };
         let (correlation_id, version) = (slot.correlation_id, slot.api_version);
-        write_frame(&mut slot.frame, |body| {
-            init_producer_id::write_response(body, correlation_id, version, error, id, epoch)
-        });
+        match result {
+            KafkaOpResult::ProducerId(result) => {
+                let (error, id, epoch) = match result {
+                    Ok(id) => (0, id, 0),
+                    Err(_) => (COORDINATOR_NOT_AVAILABLE, -1, -1),
+                };
+                write_frame(&mut slot.frame, |body| {
+                    init_producer_id::write_response(
+                        body,
+                        correlation_id,
+                        version,
+                        error,
+                        id,
+                        epoch,
+                    )
+                });
+            }
+            KafkaOpResult::Topics(result) => {
+                // A store that cannot be read answers with no topics; the client retries.
+                let topics = result.unwrap_or_default();
+                let broker = metadata::Broker {
+                    node_id: 0,
+                    host: &self.settings.advertised_host,
+                    port: self.settings.advertised_port,
+                };
+                write_frame(&mut slot.frame, |body| {
+                    metadata::write_response(
+                        body,
+                        correlation_id,
+                        version,
+                        broker,
+                        CLUSTER_ID,
+                        &topics,
+                    )
+                });
+            }
+        }
         slot.waiting = None;
         while self.queued.front().is_some_and(|q| q.waiting.is_none()) {
             if let Some(ready) = self.queued.pop_front() {
@@ -223,19 +368,41 @@ impl KafkaSession {
                     });
                     return Ok(());
                 }
-                let token = self.next_token;
-                self.next_token += 1;
-                self.queued.push_back(Queued {
-                    waiting: Some(token),
-                    correlation_id: start.correlation_id,
-                    api_version: start.api_version,
-                    frame: Vec::new(),
-                });
-                ops.push((token, KafkaOp::AllocateProducerId));
+                self.defer(start, KafkaOp::AllocateProducerId, ops);
+                Ok(())
+            }
+            metadata::API_KEY => {
+                if !(0..=metadata::VERSION_MAX).contains(&start.api_version) {
+                    return Err(not_implemented);
+                }
+                let header_version = metadata::request_header_version(start.api_version);
+                let (_, body) = header::RequestHeader::parse(frame, header_version)?;
+                let request = metadata::parse_request(body, start.api_version)?;
+                let op = KafkaOp::Metadata {
+                    topics: request.topics,
+                    create_missing: request.allow_auto_topic_creation
+                        && self.settings.auto_create_topics,
+                    partitions: self.settings.auto_create_partitions,
+                    topics_max: self.settings.topics_max,
+                };
+                self.defer(start, op, ops);
                 Ok(())
             }
             _ => Err(not_implemented),
         }
+    }
+
+    /// Queues an answer slot that waits for `op`.
+    fn defer(&mut self, start: header::HeaderStart, op: KafkaOp, ops: &mut Vec<(u64, KafkaOp)>) {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.queued.push_back(Queued {
+            waiting: Some(token),
+            correlation_id: start.correlation_id,
+            api_version: start.api_version,
+            frame: Vec::new(),
+        });
+        ops.push((token, op));
     }
 
     /// Writes an answer to `out`, or queues it behind an answer that waits.
@@ -258,6 +425,17 @@ impl KafkaSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings() -> Arc<KafkaSettings> {
+        Arc::new(KafkaSettings {
+            request_bytes_max: 1 << 20,
+            advertised_host: "localhost".into(),
+            advertised_port: 9092,
+            auto_create_topics: true,
+            auto_create_partitions: 1,
+            topics_max: 10,
+        })
+    }
 
     fn request(api_key: i16, version: i16, correlation: i32) -> Vec<u8> {
         let mut out = Vec::new();
@@ -314,7 +492,7 @@ mod tests {
 
     #[test]
     fn pipelined_requests_are_answered_in_order_and_partial_ones_wait() {
-        let mut session = KafkaSession::new(1 << 20);
+        let mut session = KafkaSession::new(settings());
         let mut input = request(18, 0, 1);
         input.extend(request(18, 3, 2));
         let partial = request(18, 1, 3);
@@ -332,7 +510,7 @@ mod tests {
 
     #[test]
     fn answers_behind_an_operation_wait_for_it_in_order() {
-        let mut session = KafkaSession::new(1 << 20);
+        let mut session = KafkaSession::new(settings());
         let mut input = request(18, 0, 1);
         input.extend(init_producer_id(2, false));
         input.extend(request(18, 0, 3));
@@ -361,7 +539,7 @@ mod tests {
 
     #[test]
     fn transactional_ids_and_failed_allocations_get_error_codes() {
-        let mut session = KafkaSession::new(1 << 20);
+        let mut session = KafkaSession::new(settings());
         let mut out = Vec::new();
         let ops = run(&mut session, &init_producer_id(1, true), &mut out);
         assert!(ops.is_empty());
@@ -375,7 +553,7 @@ mod tests {
 
     #[test]
     fn the_queue_behind_an_operation_is_bounded() {
-        let mut session = KafkaSession::new(1 << 20);
+        let mut session = KafkaSession::new(settings());
         let mut input = init_producer_id(0, false);
         for i in 1..200 {
             input.extend(request(18, 0, i));
@@ -390,7 +568,7 @@ mod tests {
 
     #[test]
     fn the_output_limit_holds_requests_back() {
-        let mut session = KafkaSession::new(1 << 20);
+        let mut session = KafkaSession::new(settings());
         let one = request(18, 0, 1);
         let input: Vec<u8> = (0..10).flat_map(|_| one.clone()).collect();
         let (mut out, mut ops) = (Vec::new(), Vec::new());
@@ -400,12 +578,12 @@ mod tests {
 
     #[test]
     fn unimplemented_apis_and_bad_frames_close_the_connection() {
-        let mut session = KafkaSession::new(1 << 20);
+        let mut session = KafkaSession::new(settings());
         let (mut out, mut ops) = (Vec::new(), Vec::new());
         assert_eq!(
-            session.on_bytes(&request(3, 12, 1), &mut out, usize::MAX, &mut ops),
+            session.on_bytes(&request(1, 12, 1), &mut out, usize::MAX, &mut ops),
             Err(KafkaError::NotImplemented {
-                api_key: 3,
+                api_key: 1,
                 api_version: 12
             })
         );

@@ -243,6 +243,10 @@ fn start_shards(config: &Config, writer: writer::WriterHandle) -> anyhow::Result
         write_buffer_bytes_max: config.server_write_buffer_bytes_max.get() as usize,
         handshake_timeout: ms(config.server_handshake_timeout_ms),
         kafka_request_bytes_max: config.kafka_request_bytes_max.get() as usize,
+        kafka_advertised_host: config.kafka_advertised_host.clone(),
+        kafka_auto_create_topics: config.kafka_auto_create_topics,
+        kafka_auto_create_partitions: config.kafka_auto_create_partitions_count.get(),
+        kafka_topics_max: config.kafka_topics_max.get(),
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
         writer,
     };

@@ -151,6 +151,13 @@ impl ConfigValue for bool {
     }
 }
 
+impl ConfigValue for String {
+    const KIND: &'static str = "string";
+    fn from_text(text: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
 /// Which event-loop backend the shards run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoBackend {
@@ -280,7 +287,7 @@ config_keys! {
     mqtt_listen: SocketAddr = "0.0.0.0:1883", key = "mqtt.listen";
 
     /// Address of the Kafka listener, on every shard (`SO_REUSEPORT`). Port 0 picks a free
-    /// port; the address bound is logged. The Kafka front answers ApiVersions and
+    /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata and
     /// InitProducerId today and closes the connection on any other request (the rest is being
     /// built).
     kafka_listen: SocketAddr = "0.0.0.0:9092", key = "kafka.listen";
@@ -296,6 +303,22 @@ config_keys! {
     /// Largest Kafka request. A size prefix above it closes the connection before any of the
     /// request is buffered (Kafka's `socket.request.max.bytes`).
     kafka_request_bytes_max: NonZeroU32 = "104857600", key = "kafka.request_bytes_max";
+
+    /// Host name or address Metadata tells clients to connect to. Empty: the `kafka.listen`
+    /// address, or `localhost` when that is a wildcard address (`0.0.0.0`, `::`); set it when
+    /// clients reach the broker from another machine.
+    kafka_advertised_host: String = "", key = "kafka.advertised_host";
+
+    /// Create a topic a client names in Metadata (or, later, produces to) when it does not
+    /// exist, as Kafka's `auto.create.topics.enable` does.
+    kafka_auto_create_topics: bool = "true", key = "kafka.auto_create_topics";
+
+    /// Partitions of an auto-created topic.
+    kafka_auto_create_partitions_count: NonZeroU32 = "1", key = "kafka.auto_create_partitions_count";
+
+    /// Auto-creation stops once this many topics exist; a client naming another missing topic
+    /// gets UNKNOWN_TOPIC_OR_PARTITION.
+    kafka_topics_max: NonZeroU32 = "1000", key = "kafka.topics_max";
 
     /// Shard threads, each with its own event loop and its own share of the connections.
     /// 0 means one per available CPU.

@@ -50,6 +50,16 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    /// A boolean (one byte; anything but 0 is true).
+    pub fn bool(&mut self) -> Result<bool, WireError> {
+        Ok(self.take(1, "boolean")?[0] != 0)
+    }
+
+    /// Skips `n` bytes of a field named `what`.
+    pub fn skip(&mut self, n: usize, what: &'static str) -> Result<(), WireError> {
+        self.take(n, what).map(drop)
+    }
+
     /// An int64.
     pub fn i64(&mut self) -> Result<i64, WireError> {
         let b = self.take(8, "int64")?;

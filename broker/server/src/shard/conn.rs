@@ -6,7 +6,9 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use weir_core::kafka::{KafkaOp, KafkaOpResult, KafkaSession};
+use std::sync::Arc;
+
+use weir_core::kafka::{KafkaOp, KafkaOpResult, KafkaSession, KafkaSettings};
 
 use super::{Protocol, ServerConfig, ShardMetrics};
 
@@ -48,11 +50,11 @@ impl Conn {
         stream: TcpStream,
         listener: usize,
         protocol: Protocol,
-        request_bytes_max: usize,
+        kafka: &Arc<KafkaSettings>,
         now: Instant,
     ) -> Conn {
         let session = match protocol {
-            Protocol::Kafka => Session::Kafka(KafkaSession::new(request_bytes_max)),
+            Protocol::Kafka => Session::Kafka(KafkaSession::new(kafka.clone())),
         };
         Conn {
             stream,

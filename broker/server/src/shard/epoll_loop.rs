@@ -179,7 +179,7 @@ impl EpollShard {
             stream,
             listener,
             config.listeners[listener].protocol,
-            config.kafka_request_bytes_max,
+            &self.shared.kafka,
             Instant::now(),
         );
         self.conns[slot] = Some(Slot {

@@ -38,7 +38,7 @@ use std::time::Duration;
 use self::epoll::Waker;
 use self::inbox::{Done, Inbox};
 use crate::writer::WriterHandle;
-use weir_core::kafka::{KafkaOp, KafkaOpResult};
+use weir_core::kafka::{KafkaOp, KafkaSettings};
 use weir_core::log_store::StoreError;
 
 /// Which protocol a listener speaks.
@@ -98,6 +98,15 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Largest Kafka request.
     pub kafka_request_bytes_max: usize,
+    /// Host Metadata advertises; empty: the Kafka listen address, or `localhost` when that
+    /// is a wildcard address.
+    pub kafka_advertised_host: String,
+    /// Create topics clients name in Metadata.
+    pub kafka_auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    pub kafka_auto_create_partitions: u32,
+    /// Auto-creation stops at this many topics.
+    pub kafka_topics_max: u32,
     /// Time to flush responses at shutdown.
     pub drain_timeout: Duration,
     /// Where operations sessions ask for run (the log's writer thread).
@@ -134,6 +143,8 @@ pub struct ShardMetrics {
 /// State every shard shares.
 #[derive(Debug)]
 struct Shared {
+    /// What every Kafka session shares (the advertised address is known once bound).
+    kafka: Arc<KafkaSettings>,
     stop: AtomicBool,
     open_total: AtomicU32,
     /// Open connections per listener, indexed like `ServerConfig::listeners`.
@@ -203,7 +214,25 @@ impl Shards {
                 per_shard[shard].push(socket);
             }
         }
+        let kafka_addr = bound
+            .iter()
+            .find(|(protocol, _)| *protocol == Protocol::Kafka)
+            .map(|(_, addr)| *addr);
+        let advertised_host = match (&config.kafka_advertised_host, kafka_addr) {
+            (host, _) if !host.is_empty() => host.clone(),
+            (_, Some(addr)) if !addr.ip().is_unspecified() => addr.ip().to_string(),
+            _ => "localhost".to_owned(),
+        };
+        let kafka = Arc::new(KafkaSettings {
+            request_bytes_max: config.kafka_request_bytes_max,
+            advertised_host,
+            advertised_port: kafka_addr.map_or(0, |addr| i32::from(addr.port())),
+            auto_create_topics: config.kafka_auto_create_topics,
+            auto_create_partitions: config.kafka_auto_create_partitions,
+            topics_max: config.kafka_topics_max,
+        });
         let shared = Arc::new(Shared {
+            kafka,
             stop: AtomicBool::new(false),
             open_total: AtomicU32::new(0),
             open_per_listener: config.listeners.iter().map(|_| AtomicU32::new(0)).collect(),
@@ -360,19 +389,26 @@ fn submit_ops(
     for (token, op) in ops {
         let inbox = inbox.clone();
         writer.run(Box::new(move |store| {
-            let result = match (op, store) {
-                (KafkaOp::AllocateProducerId, Some(store)) => store.allocate_producer_id(),
-                (KafkaOp::AllocateProducerId, None) => {
-                    Err(StoreError::Fatal("the log writer has stopped".into()))
-                }
+            let result = match store {
+                Some(store) => weir_core::kafka::run_op(op, store),
+                None => stopped(op),
             };
             inbox.push(Done {
                 slot,
                 generation,
                 token,
-                result: KafkaOpResult::ProducerId(result),
+                result,
             });
         }));
+    }
+}
+
+/// The result of an operation the stopped writer could not run.
+fn stopped(op: KafkaOp) -> weir_core::kafka::KafkaOpResult {
+    let error = StoreError::Fatal("the log writer has stopped".into());
+    match op {
+        KafkaOp::AllocateProducerId => weir_core::kafka::KafkaOpResult::ProducerId(Err(error)),
+        KafkaOp::Metadata { .. } => weir_core::kafka::KafkaOpResult::Topics(Err(error)),
     }
 }
 

@@ -497,7 +497,7 @@ impl UringShard {
             stream,
             listener,
             self.config.listeners[listener].protocol,
-            self.config.kafka_request_bytes_max,
+            &self.shared.kafka,
             Instant::now(),
         );
         self.conns[slot] = Some(UConn {
