@@ -586,6 +586,13 @@ mod tests {
         builder.finish()
     }
 
+    fn append(partition: PartitionId, value: &[u8]) -> Append {
+        Append {
+            partition,
+            batch: batch(value),
+        }
+    }
+
     fn config(window_us: u64) -> WriterConfig {
         WriterConfig {
             commit_window: Duration::from_micros(window_us),
@@ -694,13 +701,7 @@ mod tests {
             )
             .unwrap();
         handle
-            .submit(
-                Append {
-                    partition: pid,
-                    batch: batch(b"ok"),
-                },
-                recorder(&outcomes, 1, &tx),
-            )
+            .submit(append(pid, b"ok"), recorder(&outcomes, 1, &tx))
             .unwrap();
         for _ in 0..2 {
             rx.recv_timeout(Duration::from_secs(30)).unwrap();
@@ -723,13 +724,7 @@ mod tests {
         let outcomes: Outcomes = Arc::default();
         let handle = writer.handle();
         handle
-            .submit(
-                Append {
-                    partition: pid,
-                    batch: batch(b"a"),
-                },
-                recorder(&outcomes, 0, &tx),
-            )
+            .submit(append(pid, b"a"), recorder(&outcomes, 0, &tx))
             .unwrap();
         rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert!(matches!(
@@ -738,13 +733,7 @@ mod tests {
         ));
         store.rearm(u64::MAX);
         handle
-            .submit(
-                Append {
-                    partition: pid,
-                    batch: batch(b"b"),
-                },
-                recorder(&outcomes, 1, &tx),
-            )
+            .submit(append(pid, b"b"), recorder(&outcomes, 1, &tx))
             .unwrap();
         rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(
@@ -768,13 +757,7 @@ mod tests {
         let outcomes: Outcomes = Arc::default();
         let handle = writer.handle();
         handle
-            .submit(
-                Append {
-                    partition: pid,
-                    batch: batch(b"a"),
-                },
-                recorder(&outcomes, 0, &tx),
-            )
+            .submit(append(pid, b"a"), recorder(&outcomes, 0, &tx))
             .unwrap();
         rx.recv_timeout(Duration::from_secs(30)).unwrap();
         let fatal = fatal_rx.recv_timeout(Duration::from_secs(30)).unwrap();
@@ -790,13 +773,7 @@ mod tests {
             std::thread::yield_now();
         }
         handle
-            .submit(
-                Append {
-                    partition: pid,
-                    batch: batch(b"b"),
-                },
-                recorder(&outcomes, 1, &tx),
-            )
+            .submit(append(pid, b"b"), recorder(&outcomes, 1, &tx))
             .unwrap();
         rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(outcomes.lock().unwrap()[1].1, Err(AppendFailure::Stopped));
@@ -822,16 +799,10 @@ mod tests {
         let (tx, rx) = channel();
         let outcomes: Outcomes = Arc::default();
         for i in 0..3 {
-            let append = Append {
-                partition: pid,
-                batch: batch(&[7u8; 1000]),
-            };
+            let append = append(pid, &[7u8; 1000]);
             handle.submit(append, recorder(&outcomes, i, &tx)).unwrap();
         }
-        let append = Append {
-            partition: pid,
-            batch: batch(&[7u8; 1000]),
-        };
+        let append = append(pid, &[7u8; 1000]);
         let busy = handle
             .submit(append, recorder(&outcomes, 3, &tx))
             .unwrap_err();
@@ -866,10 +837,7 @@ mod tests {
             .unwrap();
             let (tx, rx) = channel();
             let outcomes: Outcomes = Arc::default();
-            let append = Append {
-                partition: pid,
-                batch: batch(b"lone"),
-            };
+            let append = append(pid, b"lone");
             writer
                 .handle()
                 .submit(append, recorder(&outcomes, 0, &tx))
@@ -914,10 +882,7 @@ mod tests {
         let (tx, rx) = channel();
         let outcomes: Outcomes = Arc::default();
         for i in 0..10 {
-            let append = Append {
-                partition: pid,
-                batch: batch(b"q"),
-            };
+            let append = append(pid, b"q");
             writer
                 .handle()
                 .submit(append, recorder(&outcomes, i, &tx))
@@ -948,13 +913,7 @@ mod tests {
         let outcomes: Outcomes = Arc::default();
         let handle = writer.handle();
         handle
-            .submit(
-                Append {
-                    partition: pid,
-                    batch: batch(b"good"),
-                },
-                recorder(&outcomes, 0, &tx),
-            )
+            .submit(append(pid, b"good"), recorder(&outcomes, 0, &tx))
             .unwrap();
         for i in 1..=10 {
             let mut bad = batch(b"bad");
@@ -992,10 +951,7 @@ mod tests {
         let (tx, rx) = channel();
         let outcomes: Outcomes = Arc::default();
         for i in 0..5 {
-            let append = Append {
-                partition: pid,
-                batch: batch(b"before"),
-            };
+            let append = append(pid, b"before");
             handle.submit(append, recorder(&outcomes, i, &tx)).unwrap();
         }
         let (seen_tx, seen_rx) = channel();
@@ -1027,10 +983,7 @@ mod tests {
         let (tx, rx) = channel();
         let outcomes: Outcomes = Arc::default();
         for i in 0..50 {
-            let append = Append {
-                partition: pid,
-                batch: batch(b"s"),
-            };
+            let append = append(pid, b"s");
             handle.submit(append, recorder(&outcomes, i, &tx)).unwrap();
         }
         writer.shutdown();
@@ -1039,13 +992,7 @@ mod tests {
         assert_eq!(log.partition(pid).unwrap().high_watermark, 50);
         // After shutdown, submits fail with Stopped.
         handle
-            .submit(
-                Append {
-                    partition: pid,
-                    batch: batch(b"late"),
-                },
-                recorder(&outcomes, 99, &tx),
-            )
+            .submit(append(pid, b"late"), recorder(&outcomes, 99, &tx))
             .unwrap();
         assert_eq!(
             outcomes.lock().unwrap().last().unwrap().1,

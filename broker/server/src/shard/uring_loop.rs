@@ -780,8 +780,7 @@ impl UringShard {
         self.free.push(slot);
         if self.free.len() == self.conns.len() && self.conns.len() > SLAB_KEEP {
             // Every connection is gone and the kernel holds nothing of theirs (a slot is
-            // freed only after its last completion), so no completion can name an old
-            // generation: give back the table a crowd left behind.
+            // freed only after its last completion): give back the table a crowd left behind.
             // The generations stay: results of writer operations for closed connections may
             // still be on their way.
             self.conns = Vec::new();
