@@ -18,21 +18,22 @@ fn api_versions_is_answered_in_every_version_layout() {
     requests.extend(api_versions_request(3, 2));
     requests.extend(api_versions_request(99, 3));
     stream.write_all(&requests).unwrap();
-    // The table lists exactly Metadata (3) v0-v12, ApiVersions (18) v0-v4 and
-    // InitProducerId (22) v0-v4.
+    // The table lists exactly Produce (0) v3-v11, Metadata (3) v0-v12, ApiVersions (18)
+    // v0-v4 and InitProducerId (22) v0-v4.
     let v0 = read_frame(&mut stream).unwrap();
     assert_eq!(
         v0,
         [
-            0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 12, 0, 18, 0, 0, 0, 4, 0, 22, 0, 0, 0, 4
+            0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 0, 0, 3, 0, 11, 0, 3, 0, 0, 0, 12, 0, 18, 0, 0, 0, 4,
+            0, 22, 0, 0, 0, 4
         ]
     );
     let v3 = read_frame(&mut stream).unwrap();
     assert_eq!(
         v3,
         [
-            0, 0, 0, 2, 0, 0, 4, 0, 3, 0, 0, 0, 12, 0, 0, 18, 0, 0, 0, 4, 0, 0, 22, 0, 0, 0, 4, 0,
-            0, 0, 0, 0, 0
+            0, 0, 0, 2, 0, 0, 5, 0, 0, 0, 3, 0, 11, 0, 0, 3, 0, 0, 0, 12, 0, 0, 18, 0, 0, 0, 4, 0,
+            0, 22, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0
         ]
     );
     let unsupported = read_frame(&mut stream).unwrap();
@@ -204,8 +205,8 @@ fn a_client_that_never_reads_costs_bounded_memory() {
     );
     // Reading resumes the connection: every request sent is answered.
     let answered_before = weir.metric("weir_requests_total").unwrap();
-    // Every complete request sent gets its 32-byte answer (4-byte size + 28-byte v0 body).
-    let expected = (sent / request.len()) as u64 * 32;
+    // Every complete request sent gets its 38-byte answer (4-byte size + 34-byte v0 body).
+    let expected = (sent / request.len()) as u64 * 38;
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut drained = 0u64;
     let mut buf = vec![0u8; 1 << 16];
@@ -538,4 +539,163 @@ fn kcat_lists_the_broker_and_its_topics() {
     );
     assert_eq!(listing["topics"][0]["topic"], "sensors");
     assert_eq!(listing["topics"][0]["partitions"][0]["leader"], 0);
+}
+
+/// The records of every batch stored in `topic`'s partition 0 under `cwd`/weir-data (the
+/// broker must be stopped: the data directory is locked while it runs).
+fn stored_values(cwd: &std::path::Path, topic: &str) -> Vec<String> {
+    use weir_core::log_store::LogStore;
+    let (log, _) =
+        weir_log::LmdbLog::open(&cwd.join("weir-data/log"), weir_log::LogOptions::default())
+            .expect("the log opens");
+    let pid = log
+        .topic(topic)
+        .expect("topics readable")
+        .expect("topic exists")
+        .partitions[0];
+    let mut values = Vec::new();
+    log.read(pid, 0, usize::MAX, &mut |batch| {
+        for record in weir_kafka::record_batch::records(batch) {
+            values.push(String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned());
+        }
+    })
+    .expect("the partition reads");
+    values
+}
+
+/// A real producer: Debian's kcat (librdkafka 2.0.2) produces three messages; kcat waits
+/// for their acknowledgements, which come only once the batches are durable; after the broker
+/// stops, the log holds them in order.
+#[test]
+fn kcat_produces_and_the_log_holds_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let addr = weir.kafka_addr().unwrap();
+    let mut kcat = std::process::Command::new("kcat")
+        .args(["-b", &addr.to_string(), "-P", "-t", "readings", "-p", "0"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat is installed by `cargo xtask test` (Debian package kcat)");
+    kcat.stdin
+        .take()
+        .unwrap()
+        .write_all(b"21.5\n21.7\n22.0\n")
+        .unwrap();
+    let output = kcat.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(weir.metric("weir_log_appends_total").unwrap() > 0);
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    assert_eq!(
+        stored_values(dir.path(), "readings"),
+        ["21.5", "21.7", "22.0"]
+    );
+}
+
+/// A Produce v7 request (header v1) of one topic whose partitions carry `parts`.
+fn produce_request(correlation_id: i32, acks: i16, topic: &str, parts: &[(i32, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&7i16.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // no transactional id
+    body.extend_from_slice(&acks.to_be_bytes());
+    body.extend_from_slice(&5_000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&(parts.len() as i32).to_be_bytes());
+    for (index, records) in parts {
+        body.extend_from_slice(&index.to_be_bytes());
+        body.extend_from_slice(&(records.len() as i32).to_be_bytes());
+        body.extend_from_slice(records);
+    }
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// (index, error code, base offset) of each partition in a Produce v7 answer of one topic.
+fn produce_answers(answer: &[u8]) -> Vec<(i32, i16, i64)> {
+    let name_len = i16::from_be_bytes([answer[8], answer[9]]) as usize;
+    let mut at = 10 + name_len;
+    let count = i32::from_be_bytes(answer[at..at + 4].try_into().expect("4"));
+    at += 4;
+    (0..count)
+        .map(|_| {
+            let index = i32::from_be_bytes(answer[at..at + 4].try_into().expect("4"));
+            let error = i16::from_be_bytes([answer[at + 4], answer[at + 5]]);
+            let base = i64::from_be_bytes(answer[at + 6..at + 14].try_into().expect("8"));
+            at += 4 + 2 + 8 + 8 + 8; // index, error, base, append time, log start
+            (index, error, base)
+        })
+        .collect()
+}
+
+fn batch_of(values: &[&str]) -> Vec<u8> {
+    let mut builder = weir_kafka::record_batch::BatchBuilder::new();
+    for value in values {
+        builder.push(weir_kafka::record_batch::Record {
+            timestamp_ms: 1_700_000_000_000,
+            key: None,
+            value: Some(value.as_bytes()),
+            headers: &[],
+        });
+    }
+    builder.finish()
+}
+
+/// Produce answers per partition: offsets for good batches (after they are durable), the
+/// Kafka error code for a corrupt batch, an unknown partition, bad acks; nothing for acks 0.
+#[test]
+fn produce_answers_each_partition_and_acks_zero_gets_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder()
+        .cwd(dir.path())
+        .env("WEIR_KAFKA_AUTO_CREATE_PARTITIONS_COUNT", "2")
+        .start()
+        .unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let good = batch_of(&["a", "b"]);
+    let mut corrupt = batch_of(&["c"]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let mut pipeline = produce_request(1, -1, "orders", &[(0, &good), (1, &corrupt), (7, &good)]);
+    pipeline.extend(produce_request(
+        2,
+        0,
+        "orders",
+        &[(0, &batch_of(&["quiet"]))],
+    ));
+    pipeline.extend(produce_request(
+        3,
+        1,
+        "orders",
+        &[(0, &batch_of(&["c", "d"]))],
+    ));
+    pipeline.extend(produce_request(4, 5, "orders", &[(0, &good)]));
+    stream.write_all(&pipeline).unwrap();
+    let first = read_frame(&mut stream).unwrap();
+    assert_eq!(&first[..4], &1i32.to_be_bytes());
+    assert_eq!(produce_answers(&first), [(0, 0, 0), (1, 2, -1), (7, 3, -1)]);
+    // acks 0 is not answered: the next answer is request 3's, after the quiet record.
+    let third = read_frame(&mut stream).unwrap();
+    assert_eq!(&third[..4], &3i32.to_be_bytes());
+    assert_eq!(produce_answers(&third), [(0, 0, 3)]);
+    let fourth = read_frame(&mut stream).unwrap();
+    assert_eq!(produce_answers(&fourth), [(0, 21, -1)]);
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    assert_eq!(
+        stored_values(dir.path(), "orders"),
+        ["a", "b", "quiet", "c", "d"]
+    );
 }

@@ -11,7 +11,8 @@
 //! The server owns the socket and the buffers; this type owns no I/O.
 //!
 //! Implemented: ApiVersions, Metadata (with topic auto-creation, a switch and a topic-count
-//! limit in [`KafkaSettings`]) and InitProducerId (idempotent producers; transactional ids are
+//! limit in [`KafkaSettings`]), Produce v3-v11 (answered once the batches are durable; no
+//! answer for acks 0) and InitProducerId (idempotent producers; transactional ids are
 //! refused with `INVALID_REQUEST`). Every other API key is outside the table this broker
 //! advertises; a request for one closes the connection (Apache Kafka does the same for
 //! requests it cannot parse), and the error names the API so the log says what a client
@@ -26,12 +27,18 @@ use weir_kafka::header;
 
 use weir_kafka::init_producer_id;
 use weir_kafka::metadata;
+use weir_kafka::produce;
 use weir_kafka::wire::WireError;
 
-use crate::log_store::{LogStore, StoreError, TopicConfig};
+use crate::log_store::{LogStore, PartitionId, StoreError, TopicConfig};
 
 /// The APIs and versions this broker implements: exactly what ApiVersions advertises.
 pub const IMPLEMENTED: &[ApiRange] = &[
+    ApiRange {
+        api_key: produce::API_KEY,
+        min: produce::VERSION_MIN,
+        max: produce::VERSION_MAX,
+    },
     ApiRange {
         api_key: metadata::API_KEY,
         min: 0,
@@ -55,6 +62,8 @@ pub const ANSWERS_QUEUED_MAX: usize = 64;
 
 /// Error code for a request Weir refuses as malformed or unsupported in its content.
 const INVALID_REQUEST: i16 = 42;
+/// Error code for acks other than -1, 0 and 1.
+const INVALID_REQUIRED_ACKS: i16 = 21;
 /// Retriable error code for a producer id that could not be allocated now.
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
@@ -87,6 +96,21 @@ pub struct KafkaSettings {
 pub enum KafkaOp {
     /// Allocate a new idempotent-producer id.
     AllocateProducerId,
+    /// Append record batches; answered (unless `acks` is 0) once they are durable. Topics
+    /// are resolved, and created like Metadata's, on the writer thread; the appends then go
+    /// through group commit.
+    Produce {
+        /// 0: no answer; 1 or -1: answer once durable.
+        acks: i16,
+        /// The data.
+        topics: Vec<ProduceTopic>,
+        /// Whether missing topics may be created.
+        create_missing: bool,
+        /// Partitions of a created topic.
+        partitions: u32,
+        /// Creation stops at this many topics.
+        topics_max: u32,
+    },
     /// Describe `topics` (every topic when `None`), creating missing ones when
     /// `create_missing`, with `partitions` partitions, while fewer than `topics_max` exist.
     Metadata {
@@ -101,16 +125,29 @@ pub enum KafkaOp {
     },
 }
 
+/// The data of a Produce request for one topic: (partition index, record batches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partition index and its batches, back to back (`None`: no records).
+    pub partitions: Vec<(i32, Option<Vec<u8>>)>,
+}
+
 /// The result of a [`KafkaOp`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KafkaOpResult {
+    /// Per topic and partition: where the batches landed, or why not.
+    Produced(Vec<produce::TopicResponse>),
     /// A new producer id, or why there is none.
     ProducerId(Result<i64, StoreError>),
     /// The topics described, each with its own error code, or why none could be read.
     Topics(Result<Vec<metadata::Topic>, StoreError>),
 }
 
-/// Runs `op` against the store. Called on the log's writer thread, in order with appends.
+/// Runs an operation that needs only the store, on the log's writer thread, in order with
+/// appends. Produce needs the writer itself and is run by the server (with [`resolve`]); here
+/// it can only fail.
 pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
     match op {
         KafkaOp::AllocateProducerId => KafkaOpResult::ProducerId(store.allocate_producer_id()),
@@ -126,7 +163,66 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
             partitions,
             topics_max,
         )),
+        KafkaOp::Produce { topics, .. } => KafkaOpResult::Produced(
+            topics
+                .iter()
+                .map(|t| produce_failed(t, STORAGE_ERROR))
+                .collect(),
+        ),
     }
+}
+
+/// Kafka's error code for a storage failure.
+pub const STORAGE_ERROR: i16 = metadata::KAFKA_STORAGE_ERROR;
+
+/// The answer for a topic none of whose partitions was written.
+pub fn produce_failed(topic: &ProduceTopic, error_code: i16) -> produce::TopicResponse {
+    produce::TopicResponse {
+        name: topic.name.clone(),
+        partitions: topic
+            .partitions
+            .iter()
+            .map(|(index, _)| produce::PartitionResponse {
+                index: *index,
+                error_code,
+                base_offset: -1,
+                log_start_offset: -1,
+            })
+            .collect(),
+    }
+}
+
+/// Finds each named topic's partitions, creating missing topics like Metadata does; a topic
+/// that cannot be had gets the Kafka error code that says why.
+pub fn resolve(
+    store: &dyn LogStore,
+    names: &[String],
+    create_missing: bool,
+    partitions: u32,
+    topics_max: u32,
+) -> Result<Vec<Result<Vec<PartitionId>, i16>>, StoreError> {
+    let mut count = store.topics()?.len();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(topic) = store.topic(name)? {
+            out.push(Ok(topic.partitions));
+            continue;
+        }
+        if !create_missing || count >= topics_max as usize {
+            out.push(Err(metadata::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        }
+        match store.create_topic(name, partitions, TopicConfig::default()) {
+            Ok(topic) => {
+                count += 1;
+                out.push(Ok(topic.partitions));
+            }
+            Err(StoreError::InvalidArgument(_)) => out.push(Err(metadata::INVALID_TOPIC_EXCEPTION)),
+            Err(StoreError::Full(_)) => out.push(Err(STORAGE_ERROR)),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(out)
 }
 
 fn describe(
@@ -293,6 +389,11 @@ impl KafkaSession {
                     )
                 });
             }
+            KafkaOpResult::Produced(topics) => {
+                write_frame(&mut slot.frame, |body| {
+                    produce::write_response(body, correlation_id, version, &topics)
+                });
+            }
             KafkaOpResult::Topics(result) => {
                 // A store that cannot be read answers with no topics; the client retries.
                 let topics = result.unwrap_or_default();
@@ -371,6 +472,7 @@ impl KafkaSession {
                 self.defer(start, KafkaOp::AllocateProducerId, ops);
                 Ok(())
             }
+            produce::API_KEY => self.produce(frame, start, out, ops),
             metadata::API_KEY => {
                 if !(0..=metadata::VERSION_MAX).contains(&start.api_version) {
                     return Err(not_implemented);
@@ -390,6 +492,67 @@ impl KafkaSession {
             }
             _ => Err(not_implemented),
         }
+    }
+
+    fn produce(
+        &mut self,
+        frame: &[u8],
+        start: header::HeaderStart,
+        out: &mut Vec<u8>,
+        ops: &mut Vec<(u64, KafkaOp)>,
+    ) -> Result<(), KafkaError> {
+        if !(produce::VERSION_MIN..=produce::VERSION_MAX).contains(&start.api_version) {
+            return Err(KafkaError::NotImplemented {
+                api_key: start.api_key,
+                api_version: start.api_version,
+            });
+        }
+        let header_version = produce::request_header_version(start.api_version);
+        let (_, body) = header::RequestHeader::parse(frame, header_version)?;
+        let request = produce::parse_request(body, start.api_version)?;
+        let topics: Vec<ProduceTopic> = request
+            .topics
+            .iter()
+            .map(|t| ProduceTopic {
+                name: t.name.to_owned(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| (p.index, p.records.map(<[u8]>::to_vec)))
+                    .collect(),
+            })
+            .collect();
+        // Transactions are not supported; acks must be -1, 0 or 1.
+        let refused = if request.transactional_id.is_some() {
+            Some(INVALID_REQUEST)
+        } else if !matches!(request.acks, -1..=1) {
+            Some(INVALID_REQUIRED_ACKS)
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            let answers: Vec<_> = topics.iter().map(|t| produce_failed(t, error)).collect();
+            self.answer_now(out, |body| {
+                produce::write_response(body, start.correlation_id, start.api_version, &answers)
+            });
+            return Ok(());
+        }
+        let op = KafkaOp::Produce {
+            acks: request.acks,
+            topics,
+            create_missing: self.settings.auto_create_topics,
+            partitions: self.settings.auto_create_partitions,
+            topics_max: self.settings.topics_max,
+        };
+        if request.acks == 0 {
+            // No answer: the operation runs and its result goes nowhere.
+            let token = self.next_token;
+            self.next_token += 1;
+            ops.push((token, op));
+        } else {
+            self.defer(start, op, ops);
+        }
+        Ok(())
     }
 
     /// Queues an answer slot that waits for `op`.

@@ -5,6 +5,7 @@
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
 //! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`metadata`]: the Metadata request and answer;
+//! - [`produce`]: the Produce request and answer;
 //! - [`record_batch`]: RecordBatch v2, Weir's canonical unit of storage (validation with
 //!   CRC32C, offset assignment, encoding, iteration over uncompressed records);
 //! - [`wire`]: primitive readers.
@@ -17,5 +18,6 @@ pub mod frame;
 pub mod header;
 pub mod init_producer_id;
 pub mod metadata;
+pub mod produce;
 pub mod record_batch;
 pub mod wire;

@@ -308,6 +308,100 @@ pub fn split(mut bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], BatchError>
     })
 }
 
+/// Why a legacy (v0/v1) message set could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyError {
+    /// A length runs past the bytes present, or a field is malformed.
+    #[error("legacy message set malformed: {0}")]
+    Malformed(&'static str),
+    /// A message's CRC32 does not match its bytes.
+    #[error("legacy message CRC mismatch")]
+    BadCrc,
+    /// Compressed legacy messages are not converted.
+    #[error("compressed legacy messages are not supported")]
+    Compressed,
+}
+
+/// True if `records` starts with a v2 batch (magic 2 at byte 16), false for the older
+/// message-set formats (magic 0 and 1).
+pub fn is_v2(records: &[u8]) -> bool {
+    records.get(16) == Some(&(MAGIC as u8))
+}
+
+/// Converts a legacy message set (magic 0 or 1, uncompressed), as old clients and clients
+/// that have not seen a Fetch v4 in ApiVersions send it, into one RecordBatch v2, the way
+/// Apache Kafka up-converts. Each message's CRC32 is checked first. v0 messages have no
+/// timestamp and get -1.
+pub fn upconvert_legacy(mut set: &[u8]) -> Result<Vec<u8>, LegacyError> {
+    let mut builder = BatchBuilder::new();
+    while !set.is_empty() {
+        let head = set
+            .get(..12)
+            .ok_or(LegacyError::Malformed("message header"))?;
+        let size = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+        let size = usize::try_from(size).map_err(|_| LegacyError::Malformed("message size"))?;
+        let message = set
+            .get(12..12usize.saturating_add(size))
+            .ok_or(LegacyError::Malformed("message size beyond the set"))?;
+        set = &set[12 + size..];
+        let crc = u32::from_be_bytes(
+            message
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(LegacyError::Malformed("crc"))?,
+        );
+        if crc32fast::hash(&message[4..]) != crc {
+            return Err(LegacyError::BadCrc);
+        }
+        let mut r = &message[4..];
+        let magic = *r.first().ok_or(LegacyError::Malformed("magic"))?;
+        let attributes = *r.get(1).ok_or(LegacyError::Malformed("attributes"))?;
+        r = &r[2..];
+        if attributes & 0x7 != 0 {
+            return Err(LegacyError::Compressed);
+        }
+        let timestamp_ms = match magic {
+            0 => -1,
+            1 => {
+                let ts = r.get(..8).ok_or(LegacyError::Malformed("timestamp"))?;
+                r = &r[8..];
+                i64::from_be_bytes(
+                    ts.try_into()
+                        .map_err(|_| LegacyError::Malformed("timestamp"))?,
+                )
+            }
+            _ => return Err(LegacyError::Malformed("magic")),
+        };
+        let key = legacy_bytes(&mut r)?;
+        let value = legacy_bytes(&mut r)?;
+        builder.push(Record {
+            timestamp_ms,
+            key,
+            value,
+            headers: &[],
+        });
+    }
+    if builder.is_empty() {
+        return Err(LegacyError::Malformed("empty message set"));
+    }
+    Ok(builder.finish())
+}
+
+fn legacy_bytes<'a>(r: &mut &'a [u8]) -> Result<Option<&'a [u8]>, LegacyError> {
+    let len = r.get(..4).ok_or(LegacyError::Malformed("length"))?;
+    let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    *r = &r[4..];
+    if len == -1 {
+        return Ok(None);
+    }
+    let len = usize::try_from(len).map_err(|_| LegacyError::Malformed("length"))?;
+    let bytes = r
+        .get(..len)
+        .ok_or(LegacyError::Malformed("length beyond the message"))?;
+    *r = &r[len..];
+    Ok(Some(bytes))
+}
+
 /// Writes `base_offset` into a batch. The CRC does not cover this field, so the batch stays
 /// valid.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
@@ -712,6 +806,47 @@ mod tests {
             validate(&batch),
             Err(BatchError::BadMaxTimestamp { .. })
         ));
+    }
+
+    #[test]
+    fn legacy_message_sets_are_upconverted() {
+        // Two magic-1 messages: (ts 5, key "k", value "a") and (ts 6, null key, value "b").
+        let message = |ts: i64, key: Option<&[u8]>, value: &[u8]| {
+            let mut body = vec![1u8, 0];
+            body.extend_from_slice(&ts.to_be_bytes());
+            match key {
+                Some(k) => {
+                    body.extend_from_slice(&(k.len() as i32).to_be_bytes());
+                    body.extend_from_slice(k);
+                }
+                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+            body.extend_from_slice(&(value.len() as i32).to_be_bytes());
+            body.extend_from_slice(value);
+            let mut message = crc32fast::hash(&body).to_be_bytes().to_vec();
+            message.extend_from_slice(&body);
+            let mut entry = 0i64.to_be_bytes().to_vec();
+            entry.extend_from_slice(&(message.len() as i32).to_be_bytes());
+            entry.extend_from_slice(&message);
+            entry
+        };
+        let mut set = message(5, Some(b"k"), b"a");
+        set.extend(message(6, None, b"b"));
+        assert!(!is_v2(&set));
+        let batch = upconvert_legacy(&set).unwrap();
+        assert!(is_v2(&batch));
+        let header = validate(&batch).unwrap();
+        assert_eq!((header.record_count, header.max_timestamp), (2, 6));
+        let values: Vec<_> = records(&batch).map(|r| (r.key, r.value)).collect();
+        assert_eq!(
+            values,
+            [(Some(&b"k"[..]), Some(&b"a"[..])), (None, Some(&b"b"[..]))]
+        );
+        let mut corrupt = set.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        assert_eq!(upconvert_legacy(&corrupt), Err(LegacyError::BadCrc));
+        assert!(upconvert_legacy(&set[..set.len() - 3]).is_err());
     }
 
     #[test]

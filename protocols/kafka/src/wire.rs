@@ -110,6 +110,25 @@ impl<'a> Reader<'a> {
             .map_err(|_| WireError::Invalid("UTF-8 string"))
     }
 
+    /// Nullable bytes with an int32 length (-1 is null).
+    pub fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, WireError> {
+        let len = self.i32()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len = usize::try_from(len).map_err(|_| WireError::Invalid("bytes length"))?;
+        self.take(len, "bytes").map(Some)
+    }
+
+    /// Compact nullable bytes (uvarint length + 1; 0 is null).
+    pub fn compact_nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, WireError> {
+        let len = self.uvarint()?;
+        let Some(len) = (len as usize).checked_sub(1) else {
+            return Ok(None);
+        };
+        self.take(len, "compact bytes").map(Some)
+    }
+
     /// Skips a tagged-field section: a count, then (tag, size, bytes) for each.
     pub fn skip_tagged_fields(&mut self) -> Result<(), WireError> {
         let count = self.uvarint()?;

@@ -26,6 +26,7 @@ mod conn;
 pub mod epoll;
 mod epoll_loop;
 mod inbox;
+mod produce;
 mod uring_loop;
 
 use std::io;
@@ -388,17 +389,36 @@ fn submit_ops(
 ) {
     for (token, op) in ops {
         let inbox = inbox.clone();
-        writer.run(Box::new(move |store| {
-            let result = match store {
-                Some(store) => weir_core::kafka::run_op(op, store),
-                None => stopped(op),
-            };
+        let deliver = move |result| {
             inbox.push(Done {
                 slot,
                 generation,
                 token,
                 result,
-            });
+            })
+        };
+        let writer_again = writer.clone();
+        writer.run(Box::new(move |store| match (op, store) {
+            (
+                KafkaOp::Produce {
+                    topics,
+                    create_missing,
+                    partitions,
+                    topics_max,
+                    ..
+                },
+                Some(store),
+            ) => produce::run(
+                store,
+                &writer_again,
+                topics,
+                create_missing,
+                partitions,
+                topics_max,
+                Box::new(deliver),
+            ),
+            (op, Some(store)) => deliver(weir_core::kafka::run_op(op, store)),
+            (op, None) => deliver(stopped(op)),
         }));
     }
 }
@@ -409,6 +429,12 @@ fn stopped(op: KafkaOp) -> weir_core::kafka::KafkaOpResult {
     match op {
         KafkaOp::AllocateProducerId => weir_core::kafka::KafkaOpResult::ProducerId(Err(error)),
         KafkaOp::Metadata { .. } => weir_core::kafka::KafkaOpResult::Topics(Err(error)),
+        KafkaOp::Produce { topics, .. } => weir_core::kafka::KafkaOpResult::Produced(
+            topics
+                .iter()
+                .map(|t| weir_core::kafka::produce_failed(t, weir_core::kafka::STORAGE_ERROR))
+                .collect(),
+        ),
     }
 }
 

@@ -1,0 +1,152 @@
+//! Produce on the writer thread: resolve (and create) the topics, then hand every batch to
+//! group commit; the answer is assembled as the appends complete, each once it is durable.
+//!
+//! The aggregation state is behind a mutex that only the writer thread takes (completions run
+//! there, one after another), so it is never contended.
+
+use std::sync::{Arc, Mutex};
+
+use weir_core::kafka::{KafkaOpResult, ProduceTopic, STORAGE_ERROR, produce_failed, resolve};
+use weir_core::log_store::{Append, AppendError, LogStore};
+use weir_kafka::produce::TopicResponse;
+use weir_kafka::record_batch;
+
+use crate::writer::{AppendFailure, Busy, WriterHandle};
+
+/// Kafka error codes a Produce answer can carry for a partition.
+const CORRUPT_MESSAGE: i16 = 2;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const REQUEST_TIMED_OUT: i16 = 7;
+
+/// Where the answer goes once every append has completed.
+pub(super) type Finish = Box<dyn FnOnce(KafkaOpResult) + Send>;
+
+struct Aggregate {
+    responses: Vec<TopicResponse>,
+    pending: usize,
+    finish: Option<Finish>,
+}
+
+impl Aggregate {
+    /// Records one append's outcome for partition `pi` of topic `ti`; answers after the last.
+    fn record(
+        this: &Mutex<Aggregate>,
+        ti: usize,
+        pi: usize,
+        outcome: Result<weir_core::log_store::Appended, i16>,
+    ) {
+        let mut guard = this.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = &mut guard.responses[ti].partitions[pi];
+        match outcome {
+            Ok(appended) => {
+                if answer.base_offset < 0 || appended.base_offset < answer.base_offset {
+                    answer.base_offset = appended.base_offset;
+                }
+                answer.log_start_offset = appended.log_start_offset;
+            }
+            Err(code) => {
+                if answer.error_code == 0 {
+                    answer.error_code = code;
+                }
+            }
+        }
+        guard.pending -= 1;
+        if guard.pending == 0 {
+            let responses = std::mem::take(&mut guard.responses);
+            let finish = guard.finish.take();
+            drop(guard);
+            if let Some(finish) = finish {
+                finish(KafkaOpResult::Produced(responses));
+            }
+        }
+    }
+}
+
+/// Runs a Produce request on the writer thread.
+pub(super) fn run(
+    store: &dyn LogStore,
+    writer: &WriterHandle,
+    topics: Vec<ProduceTopic>,
+    create_missing: bool,
+    partitions: u32,
+    topics_max: u32,
+    finish: Finish,
+) {
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let resolved = match resolve(store, &names, create_missing, partitions, topics_max) {
+        Ok(resolved) => resolved,
+        Err(_) => {
+            let failed = topics.iter().map(|t| produce_failed(t, STORAGE_ERROR));
+            finish(KafkaOpResult::Produced(failed.collect()));
+            return;
+        }
+    };
+    let mut responses: Vec<TopicResponse> = topics.iter().map(|t| produce_failed(t, 0)).collect();
+    let mut work = Vec::new();
+    for (ti, (topic, found)) in topics.into_iter().zip(resolved).enumerate() {
+        for (pi, (index, records)) in topic.partitions.into_iter().enumerate() {
+            let answer = &mut responses[ti].partitions[pi];
+            let pid = match &found {
+                Err(code) => {
+                    answer.error_code = *code;
+                    continue;
+                }
+                Ok(pids) => match usize::try_from(index).ok().and_then(|i| pids.get(i)) {
+                    Some(pid) => *pid,
+                    None => {
+                        answer.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                        continue;
+                    }
+                },
+            };
+            let Some(records) = records else {
+                answer.error_code = CORRUPT_MESSAGE;
+                continue;
+            };
+            // Older clients (and librdkafka until it sees Fetch v4 advertised) send the
+            // legacy message format: it is converted to one v2 batch, as Kafka does.
+            let batches: Result<Vec<Vec<u8>>, ()> = if record_batch::is_v2(&records) {
+                record_batch::split(&records)
+                    .map(|batch| batch.map(<[u8]>::to_vec).map_err(drop))
+                    .collect()
+            } else {
+                record_batch::upconvert_legacy(&records)
+                    .map(|batch| vec![batch])
+                    .map_err(|e| tracing::debug!("produce refused: {e}"))
+            };
+            match batches {
+                Ok(batches) if !batches.is_empty() => {
+                    work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
+                }
+                _ => answer.error_code = CORRUPT_MESSAGE,
+            }
+        }
+    }
+    if work.is_empty() {
+        finish(KafkaOpResult::Produced(responses));
+        return;
+    }
+    let aggregate = Arc::new(Mutex::new(Aggregate {
+        responses,
+        pending: work.len(),
+        finish: Some(finish),
+    }));
+    for (ti, pi, partition, batch) in work {
+        let done_aggregate = aggregate.clone();
+        let done = Box::new(move |result: Result<_, AppendFailure>| {
+            Aggregate::record(&done_aggregate, ti, pi, result.map_err(|e| error_code(&e)));
+        });
+        if let Err(Busy { .. }) = writer.submit(Append { partition, batch }, done) {
+            Aggregate::record(&aggregate, ti, pi, Err(REQUEST_TIMED_OUT));
+        }
+    }
+}
+
+fn error_code(failure: &AppendFailure) -> i16 {
+    tracing::debug!("produce refused: {failure}");
+    match failure {
+        AppendFailure::Rejected(AppendError::InvalidBatch(_)) => CORRUPT_MESSAGE,
+        AppendFailure::Rejected(AppendError::UnknownPartition(_)) => UNKNOWN_TOPIC_OR_PARTITION,
+        AppendFailure::Store(_) | AppendFailure::Stopped => STORAGE_ERROR,
+    }
+}
