@@ -287,9 +287,9 @@ config_keys! {
     mqtt_listen: SocketAddr = "0.0.0.0:1883", key = "mqtt.listen";
 
     /// Address of the Kafka listener, on every shard (`SO_REUSEPORT`). Port 0 picks a free
-    /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata and
-    /// InitProducerId today and closes the connection on any other request (the rest is being
-    /// built).
+    /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata,
+    /// Produce and InitProducerId today and closes the connection on any other request (the
+    /// rest is being built).
     kafka_listen: SocketAddr = "0.0.0.0:9092", key = "kafka.listen";
 
     /// Kafka connections open at once. A connection over the limit is closed as soon as it
@@ -309,8 +309,8 @@ config_keys! {
     /// clients reach the broker from another machine.
     kafka_advertised_host: String = "", key = "kafka.advertised_host";
 
-    /// Create a topic a client names in Metadata (or, later, produces to) when it does not
-    /// exist, as Kafka's `auto.create.topics.enable` does.
+    /// Create a topic a client names in Metadata or produces to when it does not exist, as
+    /// Kafka's `auto.create.topics.enable` does.
     kafka_auto_create_topics: bool = "true", key = "kafka.auto_create_topics";
 
     /// Partitions of an auto-created topic.
@@ -359,9 +359,9 @@ config_keys! {
     admin_header_timeout_ms: NonZeroU32 = "5000", key = "admin.header_timeout_ms";
 
     /// LMDB map size: the most the log may hold. Virtual address space, not allocated
-    /// memory; the file grows as data is written. When it is full, appends are refused (the
-    /// fronts will answer Kafka KAFKA_STORAGE_ERROR and MQTT 0x97) until retention or
-    /// deletions free space.
+    /// memory; the file grows as data is written. When it is full, appends are refused (Kafka
+    /// producers get KAFKA_STORAGE_ERROR; MQTT will answer 0x97) until retention or deletions
+    /// free space.
     storage_map_size_bytes: u64 = "68719476736", key = "storage.map_size_bytes";
 
     /// `fsync`: an append is acknowledged after its commit is synced to disk. `relaxed`: after
@@ -389,8 +389,8 @@ config_keys! {
     /// is still in the group).
     storage_commit_bytes_max: NonZeroU32 = "4194304", key = "storage.commit_bytes_max";
 
-    /// Bytes of appends submitted and not yet committed. Beyond it a submit is refused (the
-    /// fronts will then stop reading the submitting connection until the queue drains).
+    /// Bytes of appends submitted and not yet committed. Beyond it an append is refused (a
+    /// Kafka producer gets the retriable REQUEST_TIMED_OUT for that partition).
     storage_append_queue_bytes_max: u64 = "67108864", key = "storage.append_queue_bytes_max";
 
     /// Time between retention passes (each topic's `retention_ms` and `retention_bytes`); the
