@@ -18,24 +18,33 @@ fn api_versions_is_answered_in_every_version_layout() {
     requests.extend(api_versions_request(3, 2));
     requests.extend(api_versions_request(99, 3));
     stream.write_all(&requests).unwrap();
-    // The table lists exactly Produce (0) v3-v11, Metadata (3) v0-v12, ApiVersions (18)
-    // v0-v4 and InitProducerId (22) v0-v4.
+    // The table lists exactly what is implemented: (key, min, max).
+    let expected = [
+        (0, 3, 11),
+        (1, 4, 11),
+        (2, 1, 5),
+        (3, 0, 12),
+        (18, 0, 4),
+        (22, 0, 4),
+    ];
     let v0 = read_frame(&mut stream).unwrap();
     assert_eq!(
-        v0,
-        [
-            0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 0, 0, 3, 0, 11, 0, 3, 0, 0, 0, 12, 0, 18, 0, 0, 0, 4,
-            0, 22, 0, 0, 0, 4
-        ]
+        &v0[..10],
+        &[0, 0, 0, 1, 0, 0, 0, 0, 0, expected.len() as u8]
     );
+    let table: Vec<(i16, i16, i16)> = v0[10..]
+        .chunks_exact(6)
+        .map(|c| {
+            let at = |i: usize| i16::from_be_bytes([c[i], c[i + 1]]);
+            (at(0), at(2), at(4))
+        })
+        .collect();
+    assert_eq!(table, expected);
+    // v3: compact array, a tagged-field byte per entry, throttle, no tagged fields at the end.
     let v3 = read_frame(&mut stream).unwrap();
-    assert_eq!(
-        v3,
-        [
-            0, 0, 0, 2, 0, 0, 5, 0, 0, 0, 3, 0, 11, 0, 0, 3, 0, 0, 0, 12, 0, 0, 18, 0, 0, 0, 4, 0,
-            0, 22, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0
-        ]
-    );
+    assert_eq!(&v3[..7], &[0, 0, 0, 2, 0, 0, expected.len() as u8 + 1]);
+    assert_eq!(v3.len(), 7 + 7 * expected.len() + 4 + 1);
+    assert_eq!(&v3[v3.len() - 5..], &[0, 0, 0, 0, 0]);
     let unsupported = read_frame(&mut stream).unwrap();
     assert_eq!(
         &unsupported[..6],
@@ -205,8 +214,14 @@ fn a_client_that_never_reads_costs_bounded_memory() {
     );
     // Reading resumes the connection: every request sent is answered.
     let answered_before = weir.metric("weir_requests_total").unwrap();
-    // Every complete request sent gets its 38-byte answer (4-byte size + 34-byte v0 body).
-    let expected = (sent / request.len()) as u64 * 38;
+    // Every complete request sent gets one ApiVersions v0 answer of `answer_len` bytes.
+    let answer_len = {
+        let mut probe = TcpStream::connect(addr).unwrap();
+        probe.set_read_timeout(Some(WAIT)).unwrap();
+        probe.write_all(&request).unwrap();
+        read_frame(&mut probe).unwrap().len() as u64 + 4
+    };
+    let expected = (sent / request.len()) as u64 * answer_len;
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut drained = 0u64;
     let mut buf = vec![0u8; 1 << 16];
@@ -563,9 +578,9 @@ fn stored_values(cwd: &std::path::Path, topic: &str) -> Vec<String> {
     values
 }
 
-/// A real producer: Debian's kcat (librdkafka 2.0.2) produces three messages; kcat waits
-/// for their acknowledgements, which come only once the batches are durable; after the broker
-/// stops, the log holds them in order.
+/// A real producer and consumer: Debian's kcat (librdkafka 2.0.2) produces three messages
+/// (acknowledged only once durable), reads them back from the beginning, and asks for the
+/// latest offset; after the broker stops, the log holds them in order.
 #[test]
 fn kcat_produces_and_the_log_holds_the_records() {
     let dir = tempfile::tempdir().unwrap();
@@ -589,6 +604,28 @@ fn kcat_produces_and_the_log_holds_the_records() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(weir.metric("weir_log_appends_total").unwrap() > 0);
+    // kcat reads them back (Fetch), stopping at the end it learns from the high watermark.
+    let consumed = std::process::Command::new("kcat")
+        .args(["-b", &addr.to_string(), "-C", "-t", "readings", "-p", "0"])
+        .args(["-o", "beginning", "-e", "-f", "%o %s\n"])
+        .output()
+        .unwrap();
+    assert!(
+        consumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&consumed.stdout),
+        "0 21.5\n1 21.7\n2 22.0\n"
+    );
+    // ListOffsets: the latest offset.
+    let latest = std::process::Command::new("kcat")
+        .args(["-b", &addr.to_string(), "-Q", "-t", "readings:0:-1"])
+        .output()
+        .unwrap();
+    let latest = String::from_utf8_lossy(&latest.stdout);
+    assert!(latest.contains("readings [0] offset 3"), "{latest}");
     weir.signal(libc::SIGTERM).unwrap();
     assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
     assert_eq!(

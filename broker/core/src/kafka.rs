@@ -25,6 +25,7 @@ use weir_kafka::api_versions::{self, ApiRange};
 use weir_kafka::frame::{FrameDecoder, FrameError, write_frame};
 use weir_kafka::header;
 
+use weir_kafka::fetch;
 use weir_kafka::init_producer_id;
 use weir_kafka::metadata;
 use weir_kafka::produce;
@@ -38,6 +39,16 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         api_key: produce::API_KEY,
         min: produce::VERSION_MIN,
         max: produce::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: fetch::FETCH_KEY,
+        min: fetch::FETCH_MIN,
+        max: fetch::FETCH_MAX,
+    },
+    ApiRange {
+        api_key: fetch::LIST_OFFSETS_KEY,
+        min: fetch::LIST_OFFSETS_MIN,
+        max: fetch::LIST_OFFSETS_MAX,
     },
     ApiRange {
         api_key: metadata::API_KEY,
@@ -62,6 +73,19 @@ pub const ANSWERS_QUEUED_MAX: usize = 64;
 
 /// Error code for a request Weir refuses as malformed or unsupported in its content.
 const INVALID_REQUEST: i16 = 42;
+/// The longest a Fetch waits for data, whatever the client asks.
+const FETCH_WAIT_MAX_MS: u64 = 30_000;
+
+/// A Fetch answer waiting for data or its deadline.
+#[derive(Debug)]
+struct WaitingFetch {
+    token: u64,
+    correlation_id: i32,
+    version: i16,
+    deadline_ms: u64,
+    request: fetch::FetchRequest,
+}
+
 /// Error code for acks other than -1, 0 and 1.
 const INVALID_REQUIRED_ACKS: i16 = 21;
 /// Retriable error code for a producer id that could not be allocated now.
@@ -73,9 +97,12 @@ const CLUSTER_ID: &str = "weir";
 /// The smallest request: a v0 header (api key, version, correlation id).
 const REQUEST_BYTES_MIN: usize = 8;
 
-/// What every Kafka connection of the broker shares: limits and what Metadata says.
-#[derive(Debug, Clone)]
+/// What every Kafka connection of the broker shares: limits, what Metadata says, and the log
+/// that Fetch and ListOffsets read (short read transactions, on the connection's shard).
+#[derive(Clone)]
 pub struct KafkaSettings {
+    /// The log.
+    pub store: Arc<dyn LogStore>,
     /// Largest request.
     pub request_bytes_max: usize,
     /// Host clients are told to connect to.
@@ -88,6 +115,16 @@ pub struct KafkaSettings {
     pub auto_create_partitions: u32,
     /// Auto-creation stops once this many topics exist.
     pub topics_max: u32,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("advertised_host", &self.advertised_host)
+            .field("advertised_port", &self.advertised_port)
+            .field("auto_create_topics", &self.auto_create_topics)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Durable work, or work that must see the store's latest state, that a session asks the
@@ -309,6 +346,8 @@ struct Queued {
 #[derive(Debug)]
 pub struct KafkaSession {
     settings: Arc<KafkaSettings>,
+    /// Fetches waiting for data (`min_bytes`) or their deadline.
+    waiting_fetches: Vec<WaitingFetch>,
     decoder: FrameDecoder,
     requests: u64,
     next_token: u64,
@@ -321,6 +360,7 @@ impl KafkaSession {
         KafkaSession {
             decoder: FrameDecoder::new(REQUEST_BYTES_MIN, settings.request_bytes_max),
             settings,
+            waiting_fetches: Vec::new(),
             requests: 0,
             next_token: 0,
             queued: VecDeque::new(),
@@ -348,13 +388,14 @@ impl KafkaSession {
         out: &mut Vec<u8>,
         out_limit: usize,
         ops: &mut Vec<(u64, KafkaOp)>,
+        now_ms: u64,
     ) -> Result<usize, KafkaError> {
         let mut used = 0;
         while out.len() < out_limit
             && self.queued.len() < ANSWERS_QUEUED_MAX
             && let Some((frame, len)) = self.decoder.decode(&input[used..])?
         {
-            self.handle(frame, out, ops)?;
+            self.handle(frame, out, ops, now_ms)?;
             self.requests += 1;
             used += len;
         }
@@ -364,21 +405,18 @@ impl KafkaSession {
     /// Takes the result of operation `token`, and writes to `out` every answer that no
     /// longer waits.
     pub fn complete(&mut self, token: u64, result: KafkaOpResult, out: &mut Vec<u8>) {
-        let Some(slot) = self
-            .queued
-            .iter_mut()
-            .find(|queued| queued.waiting == Some(token))
-        else {
+        let Some(slot) = self.queued.iter().find(|q| q.waiting == Some(token)) else {
             return;
         };
         let (correlation_id, version) = (slot.correlation_id, slot.api_version);
+        let mut frame = Vec::new();
         match result {
             KafkaOpResult::ProducerId(result) => {
                 let (error, id, epoch) = match result {
                     Ok(id) => (0, id, 0),
                     Err(_) => (COORDINATOR_NOT_AVAILABLE, -1, -1),
                 };
-                write_frame(&mut slot.frame, |body| {
+                write_frame(&mut frame, |body| {
                     init_producer_id::write_response(
                         body,
                         correlation_id,
@@ -390,7 +428,7 @@ impl KafkaSession {
                 });
             }
             KafkaOpResult::Produced(topics) => {
-                write_frame(&mut slot.frame, |body| {
+                write_frame(&mut frame, |body| {
                     produce::write_response(body, correlation_id, version, &topics)
                 });
             }
@@ -402,7 +440,7 @@ impl KafkaSession {
                     host: &self.settings.advertised_host,
                     port: self.settings.advertised_port,
                 };
-                write_frame(&mut slot.frame, |body| {
+                write_frame(&mut frame, |body| {
                     metadata::write_response(
                         body,
                         correlation_id,
@@ -414,7 +452,46 @@ impl KafkaSession {
                 });
             }
         }
-        slot.waiting = None;
+        self.fill(token, frame, out);
+    }
+
+    /// Answers waiting fetches that now have enough data or reached their deadline.
+    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<u8>) {
+        let mut index = 0;
+        while index < self.waiting_fetches.len() {
+            let waiting = &self.waiting_fetches[index];
+            let (topics, bytes) = self.read(&waiting.request);
+            let min = usize::try_from(waiting.request.min_bytes).unwrap_or(0);
+            if bytes >= min || now_ms >= waiting.deadline_ms {
+                let waiting = self.waiting_fetches.swap_remove(index);
+                let mut frame = Vec::new();
+                write_frame(&mut frame, |body| {
+                    fetch::write_fetch_response(
+                        body,
+                        waiting.correlation_id,
+                        waiting.version,
+                        &topics,
+                    )
+                });
+                self.fill(waiting.token, frame, out);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// True while a fetch waits for data or its deadline.
+    pub fn has_waiting_fetch(&self) -> bool {
+        !self.waiting_fetches.is_empty()
+    }
+
+    /// Puts `frame` in the slot waiting for `token` and writes out every answer no longer
+    /// waiting, in order.
+    fn fill(&mut self, token: u64, frame: Vec<u8>, out: &mut Vec<u8>) {
+        if let Some(slot) = self.queued.iter_mut().find(|q| q.waiting == Some(token)) {
+            slot.frame = frame;
+            slot.waiting = None;
+        }
         while self.queued.front().is_some_and(|q| q.waiting.is_none()) {
             if let Some(ready) = self.queued.pop_front() {
                 out.extend_from_slice(&ready.frame);
@@ -422,11 +499,175 @@ impl KafkaSession {
         }
     }
 
+    /// Reads what `request` asks for; returns the answer and its record bytes.
+    fn read(&self, request: &fetch::FetchRequest) -> (Vec<fetch::FetchedTopic>, usize) {
+        let store = &*self.settings.store;
+        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0);
+        let mut total = 0usize;
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let pids = store
+                .topic(&topic.name)
+                .ok()
+                .flatten()
+                .map(|t| t.partitions);
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for wanted in &topic.partitions {
+                let mut answer = fetch::FetchedPartition {
+                    index: wanted.index,
+                    error_code: 0,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: Vec::new(),
+                };
+                let pid = pids
+                    .as_ref()
+                    .and_then(|p| usize::try_from(wanted.index).ok().and_then(|i| p.get(i)));
+                let Some(&pid) = pid else {
+                    answer.error_code = metadata::UNKNOWN_TOPIC_OR_PARTITION;
+                    partitions.push(answer);
+                    continue;
+                };
+                // Kafka sends the first batch whole even past the limits, so a reader always
+                // makes progress; after that, the partition's and the request's budgets hold.
+                let limit = usize::try_from(wanted.max_bytes).unwrap_or(0).min(budget);
+                let records = &mut answer.records;
+                match store.read(pid, wanted.fetch_offset, limit, &mut |batch| {
+                    records.extend_from_slice(batch)
+                }) {
+                    Ok(summary) => {
+                        answer.high_watermark = summary.state.high_watermark;
+                        answer.log_start_offset = summary.state.log_start_offset;
+                    }
+                    Err(StoreError::OffsetOutOfRange {
+                        log_start_offset,
+                        high_watermark,
+                        ..
+                    }) => {
+                        answer.error_code = fetch::OFFSET_OUT_OF_RANGE;
+                        answer.high_watermark = high_watermark;
+                        answer.log_start_offset = log_start_offset;
+                    }
+                    Err(_) => answer.error_code = STORAGE_ERROR,
+                }
+                total += answer.records.len();
+                budget = budget.saturating_sub(answer.records.len());
+                partitions.push(answer);
+            }
+            topics.push(fetch::FetchedTopic {
+                name: topic.name.clone(),
+                partitions,
+            });
+        }
+        (topics, total)
+    }
+
+    fn fetch(
+        &mut self,
+        frame: &[u8],
+        start: header::HeaderStart,
+        out: &mut Vec<u8>,
+        now_ms: u64,
+    ) -> Result<(), KafkaError> {
+        if !(fetch::FETCH_MIN..=fetch::FETCH_MAX).contains(&start.api_version) {
+            return Err(KafkaError::NotImplemented {
+                api_key: start.api_key,
+                api_version: start.api_version,
+            });
+        }
+        let (_, body) = header::RequestHeader::parse(frame, 1)?;
+        let request = fetch::parse_fetch(body, start.api_version)?;
+        let (topics, bytes) = self.read(&request);
+        let enough = bytes >= usize::try_from(request.min_bytes).unwrap_or(0);
+        if enough || request.max_wait_ms <= 0 {
+            self.answer_now(out, |body| {
+                fetch::write_fetch_response(body, start.correlation_id, start.api_version, &topics)
+            });
+            return Ok(());
+        }
+        // Not enough data yet: the answer waits in order, and `tick` answers it when data
+        // arrives or the client's wait is over (capped at FETCH_WAIT_MAX_MS).
+        let token = self.next_token;
+        self.next_token += 1;
+        self.queued.push_back(Queued {
+            waiting: Some(token),
+            correlation_id: start.correlation_id,
+            api_version: start.api_version,
+            frame: Vec::new(),
+        });
+        let wait = u64::try_from(request.max_wait_ms)
+            .unwrap_or(0)
+            .min(FETCH_WAIT_MAX_MS);
+        self.waiting_fetches.push(WaitingFetch {
+            token,
+            correlation_id: start.correlation_id,
+            version: start.api_version,
+            deadline_ms: now_ms + wait,
+            request,
+        });
+        Ok(())
+    }
+
+    fn list_offsets(
+        &mut self,
+        frame: &[u8],
+        start: header::HeaderStart,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KafkaError> {
+        if !(fetch::LIST_OFFSETS_MIN..=fetch::LIST_OFFSETS_MAX).contains(&start.api_version) {
+            return Err(KafkaError::NotImplemented {
+                api_key: start.api_key,
+                api_version: start.api_version,
+            });
+        }
+        let (_, body) = header::RequestHeader::parse(frame, 1)?;
+        let queries = fetch::parse_list_offsets(body, start.api_version)?;
+        let store = &*self.settings.store;
+        let answers: Vec<(String, Vec<fetch::OffsetAnswer>)> = queries
+            .into_iter()
+            .map(|(name, queries)| {
+                let pids = store.topic(&name).ok().flatten().map(|t| t.partitions);
+                let answers = queries
+                    .iter()
+                    .map(|q| {
+                        let pid = pids
+                            .as_ref()
+                            .and_then(|p| usize::try_from(q.index).ok().and_then(|i| p.get(i)));
+                        let Some(&pid) = pid else {
+                            return (q.index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+                        };
+                        let found = match q.timestamp {
+                            -1 => store.partition(pid).map(|s| Some(s.high_watermark)),
+                            -2 => store.partition(pid).map(|s| Some(s.log_start_offset)),
+                            ts => store.offset_for_timestamp(pid, ts),
+                        };
+                        match found {
+                            Ok(Some(offset)) => (q.index, 0, -1, offset),
+                            Ok(None) => (q.index, 0, -1, -1),
+                            Err(_) => (q.index, STORAGE_ERROR, -1, -1),
+                        }
+                    })
+                    .collect();
+                (name, answers)
+            })
+            .collect();
+        self.answer_now(out, |body| {
+            fetch::write_list_offsets_response(
+                body,
+                start.correlation_id,
+                start.api_version,
+                &answers,
+            )
+        });
+        Ok(())
+    }
+
     fn handle(
         &mut self,
         frame: &[u8],
         out: &mut Vec<u8>,
         ops: &mut Vec<(u64, KafkaOp)>,
+        now_ms: u64,
     ) -> Result<(), KafkaError> {
         let start = header::peek(frame)?;
         let not_implemented = KafkaError::NotImplemented {
@@ -473,6 +714,8 @@ impl KafkaSession {
                 Ok(())
             }
             produce::API_KEY => self.produce(frame, start, out, ops),
+            fetch::FETCH_KEY => self.fetch(frame, start, out, now_ms),
+            fetch::LIST_OFFSETS_KEY => self.list_offsets(frame, start, out),
             metadata::API_KEY => {
                 if !(0..=metadata::VERSION_MAX).contains(&start.api_version) {
                     return Err(not_implemented);
@@ -589,8 +832,85 @@ impl KafkaSession {
 mod tests {
     use super::*;
 
+    /// A store with no topics: these tests exercise the session, not the log.
+    #[derive(Debug)]
+    struct NoTopics;
+
+    impl LogStore for NoTopics {
+        fn append(
+            &self,
+            _: &mut [crate::log_store::Append],
+        ) -> Result<
+            Vec<Result<crate::log_store::Appended, crate::log_store::AppendError>>,
+            StoreError,
+        > {
+            Ok(Vec::new())
+        }
+        fn read(
+            &self,
+            p: PartitionId,
+            _: i64,
+            _: usize,
+            _: &mut dyn FnMut(&[u8]),
+        ) -> Result<crate::log_store::ReadSummary, StoreError> {
+            Err(StoreError::UnknownPartition(p))
+        }
+        fn partition(
+            &self,
+            p: PartitionId,
+        ) -> Result<crate::log_store::PartitionState, StoreError> {
+            Err(StoreError::UnknownPartition(p))
+        }
+        fn create_topic(
+            &self,
+            n: &str,
+            _: u32,
+            _: TopicConfig,
+        ) -> Result<crate::log_store::TopicInfo, StoreError> {
+            Err(StoreError::UnknownTopic(n.into()))
+        }
+        fn add_partitions(
+            &self,
+            n: &str,
+            _: u32,
+        ) -> Result<crate::log_store::TopicInfo, StoreError> {
+            Err(StoreError::UnknownTopic(n.into()))
+        }
+        fn set_topic_config(&self, n: &str, _: TopicConfig) -> Result<(), StoreError> {
+            Err(StoreError::UnknownTopic(n.into()))
+        }
+        fn delete_topic(&self, n: &str) -> Result<(), StoreError> {
+            Err(StoreError::UnknownTopic(n.into()))
+        }
+        fn topic(&self, _: &str) -> Result<Option<crate::log_store::TopicInfo>, StoreError> {
+            Ok(None)
+        }
+        fn topics(&self) -> Result<Vec<crate::log_store::TopicInfo>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn delete_records(&self, p: PartitionId, _: i64) -> Result<i64, StoreError> {
+            Err(StoreError::UnknownPartition(p))
+        }
+        fn offset_for_timestamp(&self, p: PartitionId, _: i64) -> Result<Option<i64>, StoreError> {
+            Err(StoreError::UnknownPartition(p))
+        }
+        fn enforce_retention(
+            &self,
+            _: i64,
+        ) -> Result<crate::log_store::RetentionReport, StoreError> {
+            Ok(Default::default())
+        }
+        fn allocate_producer_id(&self) -> Result<i64, StoreError> {
+            Ok(0)
+        }
+        fn sync(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
     fn settings() -> Arc<KafkaSettings> {
         Arc::new(KafkaSettings {
+            store: Arc::new(NoTopics),
             request_bytes_max: 1 << 20,
             advertised_host: "localhost".into(),
             advertised_port: 9092,
@@ -648,7 +968,9 @@ mod tests {
 
     fn run(session: &mut KafkaSession, input: &[u8], out: &mut Vec<u8>) -> Vec<(u64, KafkaOp)> {
         let mut ops = Vec::new();
-        let used = session.on_bytes(input, out, usize::MAX, &mut ops).unwrap();
+        let used = session
+            .on_bytes(input, out, usize::MAX, &mut ops, 0)
+            .unwrap();
         assert_eq!(used, input.len());
         ops
     }
@@ -663,7 +985,7 @@ mod tests {
         let mut out = Vec::new();
         let mut ops = Vec::new();
         let used = session
-            .on_bytes(&input, &mut out, usize::MAX, &mut ops)
+            .on_bytes(&input, &mut out, usize::MAX, &mut ops, 0)
             .unwrap();
         assert_eq!(used, input.len() - 5);
         assert_eq!(session.requests(), 2);
@@ -723,7 +1045,7 @@ mod tests {
         }
         let (mut out, mut ops) = (Vec::new(), Vec::new());
         let used = session
-            .on_bytes(&input, &mut out, usize::MAX, &mut ops)
+            .on_bytes(&input, &mut out, usize::MAX, &mut ops, 0)
             .unwrap();
         assert!(used < input.len());
         assert_eq!(session.requests() as usize, ANSWERS_QUEUED_MAX);
@@ -735,7 +1057,7 @@ mod tests {
         let one = request(18, 0, 1);
         let input: Vec<u8> = (0..10).flat_map(|_| one.clone()).collect();
         let (mut out, mut ops) = (Vec::new(), Vec::new());
-        let used = session.on_bytes(&input, &mut out, 1, &mut ops).unwrap();
+        let used = session.on_bytes(&input, &mut out, 1, &mut ops, 0).unwrap();
         assert_eq!((used, session.requests()), (one.len(), 1));
     }
 
@@ -744,7 +1066,7 @@ mod tests {
         let mut session = KafkaSession::new(settings());
         let (mut out, mut ops) = (Vec::new(), Vec::new());
         assert_eq!(
-            session.on_bytes(&request(1, 12, 1), &mut out, usize::MAX, &mut ops),
+            session.on_bytes(&request(1, 12, 1), &mut out, usize::MAX, &mut ops, 0),
             Err(KafkaError::NotImplemented {
                 api_key: 1,
                 api_version: 12
@@ -752,7 +1074,7 @@ mod tests {
         );
         let huge = (i32::MAX).to_be_bytes();
         assert!(matches!(
-            session.on_bytes(&huge, &mut out, usize::MAX, &mut ops),
+            session.on_bytes(&huge, &mut out, usize::MAX, &mut ops, 0),
             Err(KafkaError::Frame(FrameError::TooLarge { .. }))
         ));
         let mut bad = Vec::new();
@@ -760,13 +1082,13 @@ mod tests {
             b.extend_from_slice(&[0, 18, 0, 1, 0, 0, 0, 1, 0x7f, 0x7f])
         });
         assert!(matches!(
-            session.on_bytes(&bad, &mut out, usize::MAX, &mut ops),
+            session.on_bytes(&bad, &mut out, usize::MAX, &mut ops, 0),
             Err(KafkaError::Malformed(_))
         ));
         let mut v9 = init_producer_id(1, false);
         v9[6..8].copy_from_slice(&9i16.to_be_bytes());
         assert!(matches!(
-            session.on_bytes(&v9, &mut out, usize::MAX, &mut ops),
+            session.on_bytes(&v9, &mut out, usize::MAX, &mut ops, 0),
             Err(KafkaError::NotImplemented { api_key: 22, .. })
         ));
     }

@@ -155,7 +155,7 @@ pub struct RetentionReport {
 
 /// The storage contract. Every method may be called from any thread; implementations
 /// serialise writers internally.
-pub trait LogStore: Send + Sync {
+pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// Appends every batch in `appends` in one transaction, in order. Returns one result per
     /// append, in the same order. An `Err` means nothing was written. The group is durable
     /// after the next successful `append` or a `sync` (see the module's invariants).

@@ -135,7 +135,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
 
     let storage = Storage::open(&config, data_dir.path())?;
     raise_open_files_limit();
-    let shards = start_shards(&config, storage.writer.handle())?;
+    let shards = start_shards(&config, storage.writer.handle(), storage.log.clone())?;
     let metrics = crate::metrics::Metrics {
         shards: shards.metrics(),
         writer: storage.writer.handle(),
@@ -223,7 +223,11 @@ fn second_signal() -> ! {
 }
 
 /// Binds the protocol listeners on every shard and starts the shard threads.
-fn start_shards(config: &Config, writer: writer::WriterHandle) -> anyhow::Result<shard::Shards> {
+fn start_shards(
+    config: &Config,
+    writer: writer::WriterHandle,
+    store: Arc<dyn weir_core::log_store::LogStore>,
+) -> anyhow::Result<shard::Shards> {
     let shards = match config.server_shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n as usize,
@@ -249,6 +253,7 @@ fn start_shards(config: &Config, writer: writer::WriterHandle) -> anyhow::Result
         kafka_topics_max: config.kafka_topics_max.get(),
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
         writer,
+        store,
     };
     let (backend, why) = match (config.server_io, shard::uring_available()) {
         (config::IoBackend::Epoll, _) => (shard::Backend::Epoll, "server.io = epoll".to_owned()),

@@ -3,6 +3,7 @@
 //! - [`frame`]: size-prefixed framing with the size checked before the body is buffered;
 //! - [`header`]: request and response headers;
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
+//! - [`fetch`]: the Fetch and ListOffsets requests and answers;
 //! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`metadata`]: the Metadata request and answer;
 //! - [`produce`]: the Produce request and answer;
@@ -14,6 +15,7 @@
 //! size is checked against the bytes actually present first.
 
 pub mod api_versions;
+pub mod fetch;
 pub mod frame;
 pub mod header;
 pub mod init_producer_id;

@@ -144,7 +144,13 @@ impl Conn {
     fn answer(&mut self, input: &[u8], out_limit: usize, metrics: &ShardMetrics) -> Option<usize> {
         let Session::Kafka(session) = &mut self.session;
         let answered_before = session.requests();
-        let result = session.on_bytes(input, &mut self.out, out_limit, &mut self.ops);
+        let result = session.on_bytes(
+            input,
+            &mut self.out,
+            out_limit,
+            &mut self.ops,
+            clock_ms(Instant::now()),
+        );
         let answered = session.requests() - answered_before;
         if answered > 0 {
             self.answered_any = true;
@@ -161,6 +167,18 @@ impl Conn {
         }
     }
 
+    /// Lets the session answer what waited for time (fetches waiting for data or their
+    /// deadline); returns the bytes of answers added.
+    pub(super) fn tick(&mut self, now: Instant) -> u64 {
+        let Session::Kafka(session) = &mut self.session;
+        if !session.has_waiting_fetch() {
+            return 0;
+        }
+        let before = self.out.len();
+        session.tick(clock_ms(now), &mut self.out);
+        (self.out.len() - before) as u64
+    }
+
     /// Operations the session asked for since the last call, to hand to the writer.
     pub(super) fn take_ops(&mut self) -> Vec<(u64, KafkaOp)> {
         std::mem::take(&mut self.ops)
@@ -171,6 +189,12 @@ impl Conn {
     pub(super) fn awaiting_ops(&self) -> bool {
         let Session::Kafka(session) = &self.session;
         session.waiting()
+    }
+
+    /// True while the session has answers waiting for time.
+    pub(super) fn has_timers(&self) -> bool {
+        let Session::Kafka(session) = &self.session;
+        session.has_waiting_fetch()
     }
 
     /// Takes an operation's result; returns the bytes of answers it released.
@@ -238,4 +262,11 @@ pub(super) fn expired<'a>(
                 .then_some(slot)
         })
         .collect()
+}
+
+/// Milliseconds on the process's monotonic clock: the time sessions are given.
+pub(super) fn clock_ms(now: Instant) -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
 }

@@ -363,6 +363,15 @@ impl EpollShard {
     /// Closes connections past their handshake or idle timeout; re-watches listeners paused
     /// after EMFILE.
     fn sweep(&mut self, now: Instant) {
+        // Answers that waited for time (fetches waiting for data or their deadline).
+        for slot in 0..self.conns.len() {
+            if let Some(Slot { conn, .. }) = self.conns[slot].as_mut()
+                && conn.has_timers()
+            {
+                self.write_queue += conn.tick(now);
+                self.flush(slot);
+            }
+        }
         let expired = super::conn::expired(
             self.conns.iter().map(|slot| slot.as_ref().map(|s| &s.conn)),
             now,
@@ -418,6 +427,8 @@ impl EpollShard {
                     self.flush((event.token - CONN_TOKEN_BASE) as usize);
                 }
             }
+            // Answers waiting for time (fetches) still go out before their connections close.
+            self.sweep(Instant::now());
         }
         for slot in 0..self.conns.len() {
             self.close(slot);

@@ -112,6 +112,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Where operations sessions ask for run (the log's writer thread).
     pub writer: WriterHandle,
+    /// The log, for reads on the shards (Fetch, ListOffsets).
+    pub store: Arc<dyn weir_core::log_store::LogStore>,
 }
 
 /// Counters of one shard, read by `/metrics`.
@@ -225,6 +227,7 @@ impl Shards {
             _ => "localhost".to_owned(),
         };
         let kafka = Arc::new(KafkaSettings {
+            store: config.store.clone(),
             request_bytes_max: config.kafka_request_bytes_max,
             advertised_host,
             advertised_port: kafka_addr.map_or(0, |addr| i32::from(addr.port())),

@@ -790,6 +790,17 @@ impl UringShard {
     }
 
     fn sweep(&mut self, now: Instant) {
+        // Answers that waited for time (fetches waiting for data or their deadline).
+        for slot in 0..self.conns.len() {
+            if let Some(u) = self.conns[slot].as_mut()
+                && !u.shut
+                && u.conn.has_timers()
+            {
+                self.write_queue += u.conn.tick(now);
+                self.after_input(slot);
+                self.flush(slot);
+            }
+        }
         let expired = super::conn::expired(
             self.conns
                 .iter()
