@@ -736,3 +736,69 @@ fn produce_answers_each_partition_and_acks_zero_gets_no_answer() {
         ["a", "b", "quiet", "c", "d"]
     );
 }
+
+/// A Fetch v4 (header v1) for partition 0 of `topic` from `offset`, waiting up to
+/// `max_wait_ms` for one byte.
+fn fetch_request(correlation_id: i32, topic: &str, offset: i64, max_wait_ms: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // replica id
+    body.extend_from_slice(&max_wait_ms.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes()); // min bytes
+    body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // max bytes
+    body.push(0); // isolation level
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes()); // partition
+    body.extend_from_slice(&offset.to_be_bytes());
+    body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // partition max bytes
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A consumer waiting in Fetch gets the records as soon as they are committed, well before
+/// its wait is over.
+#[test]
+fn a_waiting_fetch_is_answered_when_data_arrives() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.kafka_addr().unwrap();
+    let mut consumer = TcpStream::connect(addr).unwrap();
+    consumer.set_read_timeout(Some(WAIT)).unwrap();
+    // Create the topic, then wait for its first record for up to 25 s (under WAIT).
+    consumer
+        .write_all(&metadata_request(1, 1, Some(&["events"])))
+        .unwrap();
+    read_frame(&mut consumer).unwrap();
+    consumer
+        .write_all(&fetch_request(2, "events", 0, 25_000))
+        .unwrap();
+    let mut producer = TcpStream::connect(addr).unwrap();
+    producer.set_read_timeout(Some(WAIT)).unwrap();
+    producer
+        .write_all(&produce_request(
+            9,
+            -1,
+            "events",
+            &[(0, &batch_of(&["hello"]))],
+        ))
+        .unwrap();
+    assert_eq!(
+        produce_answers(&read_frame(&mut producer).unwrap()),
+        [(0, 0, 0)]
+    );
+    let answer = read_frame(&mut consumer).unwrap();
+    assert_eq!(&answer[..4], &2i32.to_be_bytes());
+    // The stored batch is in the answer, byte for byte (its records carry "hello").
+    let needle = b"hello";
+    assert!(
+        answer.windows(needle.len()).any(|w| w == needle),
+        "no records in the answer"
+    );
+}

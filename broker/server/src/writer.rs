@@ -166,6 +166,8 @@ impl std::fmt::Debug for WriterHandle {
 }
 
 struct Shared {
+    /// Told each time appends were completed successfully (their data is readable).
+    on_appended: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     queued_bytes: AtomicU64,
     queue_bytes_max: u64,
     stopped: AtomicBool,
@@ -206,6 +208,12 @@ impl WriterHandle {
         let _ = self.tx.send(Request::Admin(Admin(Some(op))));
     }
 
+    /// Sets the function told each time appends complete successfully (once; later calls
+    /// are ignored). The shards use it to wake fetches waiting for data.
+    pub fn on_appended(&self, listener: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.on_appended.set(listener);
+    }
+
     /// Bytes submitted and not yet completed.
     pub fn queued_bytes(&self) -> u64 {
         self.shared.queued_bytes.load(Ordering::Acquire)
@@ -234,6 +242,7 @@ impl Writer {
     ) -> std::io::Result<Writer> {
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
+            on_appended: std::sync::OnceLock::new(),
             queued_bytes: AtomicU64::new(0),
             queue_bytes_max: config.queue_bytes_max,
             stopped: AtomicBool::new(false),
@@ -472,12 +481,13 @@ impl Committer<'_> {
                 // of the held group: that group is durable now.
                 self.released_by_commit = stored_any && !self.held.is_empty();
                 if stored_any {
-                    release(std::mem::take(&mut self.held));
+                    let held = std::mem::take(&mut self.held);
+                    self.release(held);
                 }
                 if self.config.sync_before_ack {
                     self.held.extend(finished);
                 } else {
-                    release(finished);
+                    self.release(finished);
                 }
                 if !stored_any {
                     // Nothing was written, so nothing was synced: a held group must not wait
@@ -540,8 +550,18 @@ impl Committer<'_> {
             return Ok(());
         }
         self.store.sync()?;
-        release(std::mem::take(&mut self.held));
+        let held = std::mem::take(&mut self.held);
+        self.release(held);
         Ok(())
+    }
+
+    /// Completes `held` and tells the listener if any of it was stored.
+    fn release(&self, held: Held) {
+        let stored = held.iter().any(|(result, _)| result.is_ok());
+        release(held);
+        if stored && let Some(listener) = self.shared.on_appended.get() {
+            listener();
+        }
     }
 
     /// After a fatal error, the held group is not known to be durable: fail it.

@@ -131,10 +131,12 @@ impl Epoll {
     }
 }
 
-/// An eventfd used to wake a shard from another thread.
+/// An eventfd used to wake a shard from another thread, with a flag that says new data was
+/// committed to the log (so waiting fetches are worth another look).
 #[derive(Debug)]
 pub struct Waker {
     fd: OwnedFd,
+    data: std::sync::atomic::AtomicBool,
 }
 
 impl Waker {
@@ -148,6 +150,7 @@ impl Waker {
         Ok(Waker {
             // SAFETY: fd was just returned by eventfd and is owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            data: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -162,6 +165,17 @@ impl Waker {
         // SAFETY: writes 8 bytes from a live u64 to our eventfd. A full counter (EAGAIN)
         // already means "woken", so the result is not needed.
         let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Says new data was committed, and wakes the shard.
+    pub fn notify_data(&self) {
+        self.data.store(true, std::sync::atomic::Ordering::Release);
+        self.wake();
+    }
+
+    /// True (once) if new data was committed since the last call.
+    pub fn take_data(&self) -> bool {
+        self.data.swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// Clears pending wake-ups.

@@ -116,6 +116,9 @@ impl EpollShard {
             WAKER_TOKEN => {
                 self.waker.reset();
                 self.drain_inbox();
+                if self.waker.take_data() {
+                    self.tick_waiting(Instant::now());
+                }
             }
             token if token >= CONN_TOKEN_BASE => {
                 let slot = (token - CONN_TOKEN_BASE) as usize;
@@ -360,10 +363,8 @@ impl EpollShard {
         // Dropping the stream closes the socket.
     }
 
-    /// Closes connections past their handshake or idle timeout; re-watches listeners paused
-    /// after EMFILE.
-    fn sweep(&mut self, now: Instant) {
-        // Answers that waited for time (fetches waiting for data or their deadline).
+    /// Answers what waited for data or time (fetches).
+    fn tick_waiting(&mut self, now: Instant) {
         for slot in 0..self.conns.len() {
             if let Some(Slot { conn, .. }) = self.conns[slot].as_mut()
                 && conn.has_timers()
@@ -372,6 +373,12 @@ impl EpollShard {
                 self.flush(slot);
             }
         }
+    }
+
+    /// Closes connections past their handshake or idle timeout; re-watches listeners paused
+    /// after EMFILE.
+    fn sweep(&mut self, now: Instant) {
+        self.tick_waiting(now);
         let expired = super::conn::expired(
             self.conns.iter().map(|slot| slot.as_ref().map(|s| &s.conn)),
             now,

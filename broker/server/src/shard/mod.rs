@@ -297,6 +297,13 @@ impl Shards {
                 .recv()
                 .map_err(|_| io::Error::other(format!("shard {id} ended during set-up")))??;
         }
+        // Fetches waiting for data are looked at again as soon as appends complete.
+        let wakers = started.wakers.clone();
+        config.writer.on_appended(Box::new(move || {
+            for waker in &wakers {
+                waker.notify_data();
+            }
+        }));
         Ok(started)
     }
 

@@ -439,6 +439,9 @@ impl UringShard {
             KIND_WAKER => {
                 self.waker.reset();
                 self.drain_inbox();
+                if self.waker.take_data() {
+                    self.tick_waiting(Instant::now());
+                }
                 if !cqueue::more(flags) {
                     self.arm_waker();
                 }
@@ -789,8 +792,8 @@ impl UringShard {
         // Dropping the connection closes its socket.
     }
 
-    fn sweep(&mut self, now: Instant) {
-        // Answers that waited for time (fetches waiting for data or their deadline).
+    /// Answers what waited for data or time (fetches).
+    fn tick_waiting(&mut self, now: Instant) {
         for slot in 0..self.conns.len() {
             if let Some(u) = self.conns[slot].as_mut()
                 && !u.shut
@@ -801,6 +804,10 @@ impl UringShard {
                 self.flush(slot);
             }
         }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.tick_waiting(now);
         let expired = super::conn::expired(
             self.conns
                 .iter()
