@@ -802,3 +802,79 @@ fn a_waiting_fetch_is_answered_when_data_arrives() {
         "no records in the answer"
     );
 }
+
+/// More pipelined Produce requests than the session queues behind pending ones: the rest are
+/// read once answers go out, and every request is answered in order.
+#[test]
+fn a_long_produce_pipeline_is_answered_in_full() {
+    let mut weir = Weir::builder().start().unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let pipeline: Vec<u8> = (0..150)
+        .flat_map(|i| produce_request(i, 1, "pipelined", &[(0, &batch_of(&["x"]))]))
+        .collect();
+    stream.write_all(&pipeline).unwrap();
+    for i in 0..150i32 {
+        let answer = read_frame(&mut stream).unwrap();
+        assert_eq!(&answer[..4], &i.to_be_bytes());
+        assert_eq!(produce_answers(&answer), [(0, 0, i64::from(i))]);
+    }
+}
+
+/// A ListOffsets v1 request (header v1) for partition 0 of `topic` at `timestamp`.
+fn list_offsets_request(correlation_id: i32, topic: &str, timestamp: i64) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&2i16.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    body.extend_from_slice(&(-1i32).to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&timestamp.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// ListOffsets by time answers a real timestamp with the offset (Java clients refuse a
+/// negative one); a refused acks-0 Produce gets no answer.
+#[test]
+fn offsets_by_time_carry_a_timestamp_and_a_refused_acks_zero_produce_stays_silent() {
+    let mut weir = Weir::builder().start().unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(&produce_request(1, -1, "timed", &[(0, &batch_of(&["t"]))]))
+        .unwrap();
+    assert_eq!(
+        produce_answers(&read_frame(&mut stream).unwrap()),
+        [(0, 0, 0)]
+    );
+    stream
+        .write_all(&list_offsets_request(2, "timed", 1_600_000_000_000))
+        .unwrap();
+    let answer = read_frame(&mut stream).unwrap();
+    // correlation, topics[1], name, partitions[1], index, error, timestamp, offset
+    let at = 4 + 4 + 2 + 5 + 4 + 4;
+    assert_eq!(i16::from_be_bytes([answer[at], answer[at + 1]]), 0);
+    let timestamp = i64::from_be_bytes(answer[at + 2..at + 10].try_into().unwrap());
+    let offset = i64::from_be_bytes(answer[at + 10..at + 18].try_into().unwrap());
+    assert_eq!((timestamp, offset), (1_700_000_000_000, 0));
+    // acks 0 with a transactional id: refused, silently; the next answer is ApiVersions'.
+    let mut refused = produce_request(3, 0, "timed", &[(0, &batch_of(&["u"]))]);
+    // Replace the null transactional id (-1) with "t" in a rebuilt frame.
+    let body = &refused[4..];
+    let mut rebuilt = body[..14].to_vec();
+    rebuilt.extend_from_slice(&[0, 1, b't']);
+    rebuilt.extend_from_slice(&body[16..]);
+    refused = (rebuilt.len() as u32).to_be_bytes().to_vec();
+    refused.extend_from_slice(&rebuilt);
+    stream.write_all(&refused).unwrap();
+    stream.write_all(&api_versions_request(0, 4)).unwrap();
+    assert_eq!(&read_frame(&mut stream).unwrap()[..4], &4i32.to_be_bytes());
+}

@@ -73,6 +73,17 @@ pub const ANSWERS_QUEUED_MAX: usize = 64;
 
 /// Error code for a request Weir refuses as malformed or unsupported in its content.
 const INVALID_REQUEST: i16 = 42;
+/// The newest record timestamp of the batch holding `offset`, at least `at_least`.
+fn batch_timestamp(store: &dyn LogStore, pid: PartitionId, offset: i64, at_least: i64) -> i64 {
+    let mut timestamp = at_least;
+    let _ = store.read(pid, offset, 1, &mut |batch| {
+        if let Ok(header) = weir_kafka::record_batch::BatchHeader::parse(batch) {
+            timestamp = timestamp.max(header.max_timestamp);
+        }
+    });
+    timestamp
+}
+
 /// The longest a Fetch waits for data, whatever the client asks.
 const FETCH_WAIT_MAX_MS: u64 = 30_000;
 
@@ -115,6 +126,9 @@ pub struct KafkaSettings {
     pub auto_create_partitions: u32,
     /// Auto-creation stops once this many topics exist.
     pub topics_max: u32,
+    /// Most record bytes in one Fetch answer, whatever the client asks (Kafka's
+    /// `fetch.max.bytes`); the first batch of the first partition with data is sent whole.
+    pub fetch_bytes_max: usize,
 }
 
 impl std::fmt::Debug for KafkaSettings {
@@ -348,6 +362,10 @@ pub struct KafkaSession {
     settings: Arc<KafkaSettings>,
     /// Fetches waiting for data (`min_bytes`) or their deadline.
     waiting_fetches: Vec<WaitingFetch>,
+    /// Operations handed out and not completed (answered or not: acks 0 counts too).
+    ops_in_flight: usize,
+    /// Bytes of ready answers queued behind a pending one.
+    queued_bytes: usize,
     decoder: FrameDecoder,
     requests: u64,
     next_token: u64,
@@ -361,6 +379,8 @@ impl KafkaSession {
             decoder: FrameDecoder::new(REQUEST_BYTES_MIN, settings.request_bytes_max),
             settings,
             waiting_fetches: Vec::new(),
+            ops_in_flight: 0,
+            queued_bytes: 0,
             requests: 0,
             next_token: 0,
             queued: VecDeque::new(),
@@ -391,8 +411,9 @@ impl KafkaSession {
         now_ms: u64,
     ) -> Result<usize, KafkaError> {
         let mut used = 0;
-        while out.len() < out_limit
+        while out.len() + self.queued_bytes < out_limit
             && self.queued.len() < ANSWERS_QUEUED_MAX
+            && self.ops_in_flight < ANSWERS_QUEUED_MAX
             && let Some((frame, len)) = self.decoder.decode(&input[used..])?
         {
             self.handle(frame, out, ops, now_ms)?;
@@ -405,6 +426,7 @@ impl KafkaSession {
     /// Takes the result of operation `token`, and writes to `out` every answer that no
     /// longer waits.
     pub fn complete(&mut self, token: u64, result: KafkaOpResult, out: &mut Vec<u8>) {
+        self.ops_in_flight = self.ops_in_flight.saturating_sub(1);
         let Some(slot) = self.queued.iter().find(|q| q.waiting == Some(token)) else {
             return;
         };
@@ -460,9 +482,9 @@ impl KafkaSession {
         let mut index = 0;
         while index < self.waiting_fetches.len() {
             let waiting = &self.waiting_fetches[index];
-            let (topics, bytes) = self.read(&waiting.request);
+            let (topics, bytes, any_error) = self.read(&waiting.request);
             let min = usize::try_from(waiting.request.min_bytes).unwrap_or(0);
-            if bytes >= min || now_ms >= waiting.deadline_ms {
+            if bytes >= min || any_error || now_ms >= waiting.deadline_ms {
                 let waiting = self.waiting_fetches.swap_remove(index);
                 let mut frame = Vec::new();
                 write_frame(&mut frame, |body| {
@@ -489,21 +511,29 @@ impl KafkaSession {
     /// waiting, in order.
     fn fill(&mut self, token: u64, frame: Vec<u8>, out: &mut Vec<u8>) {
         if let Some(slot) = self.queued.iter_mut().find(|q| q.waiting == Some(token)) {
+            self.queued_bytes += frame.len();
             slot.frame = frame;
             slot.waiting = None;
         }
         while self.queued.front().is_some_and(|q| q.waiting.is_none()) {
             if let Some(ready) = self.queued.pop_front() {
+                self.queued_bytes = self.queued_bytes.saturating_sub(ready.frame.len());
                 out.extend_from_slice(&ready.frame);
             }
         }
     }
 
     /// Reads what `request` asks for; returns the answer and its record bytes.
-    fn read(&self, request: &fetch::FetchRequest) -> (Vec<fetch::FetchedTopic>, usize) {
+    /// Reads what `request` asks for; returns the answer, its record bytes, and whether a
+    /// partition has an error (Kafka answers at once then). Only the first partition that has
+    /// data may go past the byte budgets (with its first batch, so a reader always makes
+    /// progress); a later batch that does not fit is left for the next fetch.
+    fn read(&self, request: &fetch::FetchRequest) -> (Vec<fetch::FetchedTopic>, usize, bool) {
         let store = &*self.settings.store;
-        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0);
+        let cap = self.settings.fetch_bytes_max;
+        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0).min(cap);
         let mut total = 0usize;
+        let mut any_error = false;
         let mut topics = Vec::with_capacity(request.topics.len());
         for topic in &request.topics {
             let pids = store
@@ -525,16 +555,20 @@ impl KafkaSession {
                     .and_then(|p| usize::try_from(wanted.index).ok().and_then(|i| p.get(i)));
                 let Some(&pid) = pid else {
                     answer.error_code = metadata::UNKNOWN_TOPIC_OR_PARTITION;
+                    any_error = true;
                     partitions.push(answer);
                     continue;
                 };
-                // Kafka sends the first batch whole even past the limits, so a reader always
-                // makes progress; after that, the partition's and the request's budgets hold.
-                let limit = usize::try_from(wanted.max_bytes).unwrap_or(0).min(budget);
+                let limit = usize::try_from(wanted.max_bytes)
+                    .unwrap_or(0)
+                    .min(cap)
+                    .min(budget);
+                let first = total == 0;
                 let records = &mut answer.records;
-                match store.read(pid, wanted.fetch_offset, limit, &mut |batch| {
+                let outcome = store.read(pid, wanted.fetch_offset, limit, &mut |batch| {
                     records.extend_from_slice(batch)
-                }) {
+                });
+                match outcome {
                     Ok(summary) => {
                         answer.high_watermark = summary.state.high_watermark;
                         answer.log_start_offset = summary.state.log_start_offset;
@@ -547,8 +581,16 @@ impl KafkaSession {
                         answer.error_code = fetch::OFFSET_OUT_OF_RANGE;
                         answer.high_watermark = high_watermark;
                         answer.log_start_offset = log_start_offset;
+                        any_error = true;
                     }
-                    Err(_) => answer.error_code = STORAGE_ERROR,
+                    Err(_) => {
+                        answer.error_code = STORAGE_ERROR;
+                        any_error = true;
+                    }
+                }
+                if !first && answer.records.len() > limit {
+                    // Only the first partition with data may exceed the budget.
+                    answer.records.clear();
                 }
                 total += answer.records.len();
                 budget = budget.saturating_sub(answer.records.len());
@@ -559,7 +601,7 @@ impl KafkaSession {
                 partitions,
             });
         }
-        (topics, total)
+        (topics, total, any_error)
     }
 
     fn fetch(
@@ -577,9 +619,9 @@ impl KafkaSession {
         }
         let (_, body) = header::RequestHeader::parse(frame, 1)?;
         let request = fetch::parse_fetch(body, start.api_version)?;
-        let (topics, bytes) = self.read(&request);
+        let (topics, bytes, any_error) = self.read(&request);
         let enough = bytes >= usize::try_from(request.min_bytes).unwrap_or(0);
-        if enough || request.max_wait_ms <= 0 {
+        if enough || any_error || request.max_wait_ms <= 0 {
             self.answer_now(out, |body| {
                 fetch::write_fetch_response(body, start.correlation_id, start.api_version, &topics)
             });
@@ -637,12 +679,17 @@ impl KafkaSession {
                             return (q.index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
                         };
                         let found = match q.timestamp {
-                            -1 => store.partition(pid).map(|s| Some(s.high_watermark)),
-                            -2 => store.partition(pid).map(|s| Some(s.log_start_offset)),
-                            ts => store.offset_for_timestamp(pid, ts),
+                            -1 => store.partition(pid).map(|s| Some((-1, s.high_watermark))),
+                            -2 => store.partition(pid).map(|s| Some((-1, s.log_start_offset))),
+                            ts => store.offset_for_timestamp(pid, ts).map(|found| {
+                                // The answer carries a real timestamp (clients refuse a
+                                // negative one): the found batch's newest.
+                                found
+                                    .map(|offset| (batch_timestamp(store, pid, offset, ts), offset))
+                            }),
                         };
                         match found {
-                            Ok(Some(offset)) => (q.index, 0, -1, offset),
+                            Ok(Some((timestamp, offset))) => (q.index, 0, timestamp, offset),
                             Ok(None) => (q.index, 0, -1, -1),
                             Err(_) => (q.index, STORAGE_ERROR, -1, -1),
                         }
@@ -774,6 +821,10 @@ impl KafkaSession {
             None
         };
         if let Some(error) = refused {
+            if request.acks == 0 {
+                // A client that asked for no answer gets none, refused or not.
+                return Ok(());
+            }
             let answers: Vec<_> = topics.iter().map(|t| produce_failed(t, error)).collect();
             self.answer_now(out, |body| {
                 produce::write_response(body, start.correlation_id, start.api_version, &answers)
@@ -792,6 +843,7 @@ impl KafkaSession {
             let token = self.next_token;
             self.next_token += 1;
             ops.push((token, op));
+            self.ops_in_flight += 1;
         } else {
             self.defer(start, op, ops);
         }
@@ -809,6 +861,7 @@ impl KafkaSession {
             frame: Vec::new(),
         });
         ops.push((token, op));
+        self.ops_in_flight += 1;
     }
 
     /// Writes an answer to `out`, or queues it behind an answer that waits.
@@ -818,6 +871,7 @@ impl KafkaSession {
         } else {
             let mut frame = Vec::new();
             write_frame(&mut frame, body);
+            self.queued_bytes += frame.len();
             self.queued.push_back(Queued {
                 waiting: None,
                 correlation_id: 0,
@@ -917,6 +971,7 @@ mod tests {
             auto_create_topics: true,
             auto_create_partitions: 1,
             topics_max: 10,
+            fetch_bytes_max: 1 << 20,
         })
     }
 

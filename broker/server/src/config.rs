@@ -320,6 +320,11 @@ config_keys! {
     /// gets UNKNOWN_TOPIC_OR_PARTITION.
     kafka_topics_max: NonZeroU32 = "1000", key = "kafka.topics_max";
 
+    /// Most record bytes in one Fetch answer, whatever the client asks (Kafka's
+    /// `fetch.max.bytes`). The first batch of the first partition with data is sent whole
+    /// even past it, so a consumer always makes progress.
+    kafka_fetch_bytes_max: NonZeroU32 = "57671680", key = "kafka.fetch_bytes_max";
+
     /// Shard threads, each with its own event loop and its own share of the connections.
     /// 0 means one per available CPU.
     server_shards: u32 = "0", key = "server.shards";

@@ -331,8 +331,8 @@ pub fn is_v2(records: &[u8]) -> bool {
 /// Converts a legacy message set (magic 0 or 1, uncompressed), as old clients and clients
 /// that have not seen a Fetch v4 in ApiVersions send it, into one RecordBatch v2, the way
 /// Apache Kafka up-converts. Each message's CRC32 is checked first. v0 messages have no
-/// timestamp and get -1.
-pub fn upconvert_legacy(mut set: &[u8]) -> Result<Vec<u8>, LegacyError> {
+/// timestamp and get `append_time_ms` (retention and time lookups need a real one).
+pub fn upconvert_legacy(mut set: &[u8], append_time_ms: i64) -> Result<Vec<u8>, LegacyError> {
     let mut builder = BatchBuilder::new();
     while !set.is_empty() {
         let head = set
@@ -361,7 +361,7 @@ pub fn upconvert_legacy(mut set: &[u8]) -> Result<Vec<u8>, LegacyError> {
             return Err(LegacyError::Compressed);
         }
         let timestamp_ms = match magic {
-            0 => -1,
+            0 => append_time_ms,
             1 => {
                 let ts = r.get(..8).ok_or(LegacyError::Malformed("timestamp"))?;
                 r = &r[8..];
@@ -833,7 +833,7 @@ mod tests {
         let mut set = message(5, Some(b"k"), b"a");
         set.extend(message(6, None, b"b"));
         assert!(!is_v2(&set));
-        let batch = upconvert_legacy(&set).unwrap();
+        let batch = upconvert_legacy(&set, 0).unwrap();
         assert!(is_v2(&batch));
         let header = validate(&batch).unwrap();
         assert_eq!((header.record_count, header.max_timestamp), (2, 6));
@@ -845,8 +845,8 @@ mod tests {
         let mut corrupt = set.clone();
         let last = corrupt.len() - 1;
         corrupt[last] ^= 1;
-        assert_eq!(upconvert_legacy(&corrupt), Err(LegacyError::BadCrc));
-        assert!(upconvert_legacy(&set[..set.len() - 3]).is_err());
+        assert_eq!(upconvert_legacy(&corrupt, 0), Err(LegacyError::BadCrc));
+        assert!(upconvert_legacy(&set[..set.len() - 3], 0).is_err());
     }
 
     #[test]

@@ -251,6 +251,8 @@ impl EpollShard {
                 continue;
             };
             self.write_queue += conn.complete(done.token, done.result);
+            // Requests held back behind the operation are read now.
+            self.process(done.slot);
             self.flush(done.slot);
         }
     }
@@ -370,6 +372,7 @@ impl EpollShard {
                 && conn.has_timers()
             {
                 self.write_queue += conn.tick(now);
+                self.process(slot);
                 self.flush(slot);
             }
         }
@@ -440,5 +443,6 @@ impl EpollShard {
         for slot in 0..self.conns.len() {
             self.close(slot);
         }
+        self.inbox.close();
     }
 }

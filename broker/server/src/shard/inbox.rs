@@ -25,6 +25,8 @@ pub(super) struct Done {
 pub(super) struct Inbox {
     queue: ArrayQueue<Done>,
     waker: Arc<Waker>,
+    /// The shard has stopped: results are dropped instead of waited for.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Inbox {
@@ -32,6 +34,7 @@ impl Inbox {
         Inbox {
             queue: ArrayQueue::new(INBOX_CAPACITY),
             waker,
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -39,6 +42,9 @@ impl Inbox {
     /// shard to drain it: back-pressure on the writer, never a dropped result.
     pub(super) fn push(&self, mut done: Done) {
         loop {
+            if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
             match self.queue.push(done) {
                 Ok(()) => break,
                 Err(back) => {
@@ -49,6 +55,12 @@ impl Inbox {
             }
         }
         self.waker.wake();
+    }
+
+    /// Marks the shard stopped: later results are dropped.
+    pub(super) fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The next message, if any.

@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub kafka_auto_create_partitions: u32,
     /// Auto-creation stops at this many topics.
     pub kafka_topics_max: u32,
+    /// Most record bytes in one Fetch answer.
+    pub kafka_fetch_bytes_max: usize,
     /// Time to flush responses at shutdown.
     pub drain_timeout: Duration,
     /// Where operations sessions ask for run (the log's writer thread).
@@ -234,6 +236,7 @@ impl Shards {
             auto_create_topics: config.kafka_auto_create_topics,
             auto_create_partitions: config.kafka_auto_create_partitions,
             topics_max: config.kafka_topics_max,
+            fetch_bytes_max: config.kafka_fetch_bytes_max,
         });
         let shared = Arc::new(Shared {
             kafka,

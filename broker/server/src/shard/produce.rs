@@ -50,6 +50,9 @@ impl Aggregate {
                 }
             }
         }
+        if answer.error_code != 0 {
+            answer.base_offset = -1;
+        }
         guard.pending -= 1;
         if guard.pending == 0 {
             let responses = std::mem::take(&mut guard.responses);
@@ -110,10 +113,19 @@ pub(super) fn run(
                     .map(|batch| batch.map(<[u8]>::to_vec).map_err(drop))
                     .collect()
             } else {
-                record_batch::upconvert_legacy(&records)
+                record_batch::upconvert_legacy(&records, crate::maintenance::wall_ms())
                     .map(|batch| vec![batch])
                     .map_err(|e| tracing::debug!("produce refused: {e}"))
             };
+            // Every batch of a partition is checked before any is appended, so a bad one
+            // never leaves the partition half written.
+            let batches = batches.and_then(|batches| {
+                batches
+                    .iter()
+                    .try_for_each(|b| record_batch::validate(b).map(drop))
+                    .map_err(|e| tracing::debug!("produce refused: {e}"))
+                    .map(|()| batches)
+            });
             match batches {
                 Ok(batches) if !batches.is_empty() => {
                     work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));

@@ -416,6 +416,7 @@ impl UringShard {
                 next_sweep = now + SWEEP_EVERY;
             }
         }
+        self.inbox.close();
         self.finish();
     }
 
@@ -617,7 +618,8 @@ impl UringShard {
                 continue;
             }
             self.write_queue += u.conn.complete(done.token, done.result);
-            self.after_input(done.slot);
+            // Requests held back behind the operation are read now.
+            self.process(done.slot);
             self.flush(done.slot);
         }
     }
@@ -800,7 +802,7 @@ impl UringShard {
                 && u.conn.has_timers()
             {
                 self.write_queue += u.conn.tick(now);
-                self.after_input(slot);
+                self.process(slot);
                 self.flush(slot);
             }
         }
