@@ -167,6 +167,8 @@ pub enum KafkaOp {
     Metadata {
         /// The topics named.
         topics: Option<Vec<String>>,
+        /// Topics asked for by id: none is known.
+        topic_ids: Vec<[u8; 16]>,
         /// Whether missing topics may be created.
         create_missing: bool,
         /// Partitions of a created topic.
@@ -204,16 +206,21 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
         KafkaOp::AllocateProducerId => KafkaOpResult::ProducerId(store.allocate_producer_id()),
         KafkaOp::Metadata {
             topics,
+            topic_ids,
             create_missing,
             partitions,
             topics_max,
-        } => KafkaOpResult::Topics(describe(
-            store,
-            topics,
-            create_missing,
-            partitions,
-            topics_max,
-        )),
+        } => KafkaOpResult::Topics(
+            describe(store, topics, create_missing, partitions, topics_max).map(|mut found| {
+                found.extend(topic_ids.into_iter().map(|topic_id| metadata::Topic {
+                    error_code: metadata::UNKNOWN_TOPIC_ID,
+                    name: None,
+                    topic_id,
+                    partitions: 0,
+                }));
+                found
+            }),
+        ),
         KafkaOp::Produce { topics, .. } => KafkaOpResult::Produced(
             topics
                 .iter()
@@ -286,7 +293,8 @@ fn describe(
     let existing = store.topics()?;
     let found = |name: String, count: usize| metadata::Topic {
         error_code: 0,
-        name,
+        name: Some(name),
+        topic_id: [0; 16],
         partitions: count as u32,
     };
     let Some(names) = names else {
@@ -304,7 +312,8 @@ fn describe(
         }
         let failed = |error_code| metadata::Topic {
             error_code,
-            name: name.clone(),
+            name: Some(name.clone()),
+            topic_id: [0; 16],
             partitions: 0,
         };
         if !create_missing || count >= topics_max as usize {
@@ -772,6 +781,7 @@ impl KafkaSession {
                 let request = metadata::parse_request(body, start.api_version)?;
                 let op = KafkaOp::Metadata {
                     topics: request.topics,
+                    topic_ids: request.topic_ids,
                     create_missing: request.allow_auto_topic_creation
                         && self.settings.auto_create_topics,
                     partitions: self.settings.auto_create_partitions,
@@ -1075,6 +1085,35 @@ mod tests {
         assert_eq!(&out[second + 8..second + 8 + 4], &[0, 0, 0, 0], "throttle");
         assert_eq!(&out[second + 12..second + 14], &[0, 0], "error code");
         assert_eq!(&out[second + 14..second + 22], &7i64.to_be_bytes());
+    }
+
+    #[test]
+    fn topics_asked_for_by_id_are_unknown_and_come_after_named_ones() {
+        let op = KafkaOp::Metadata {
+            topics: Some(vec!["missing".into()]),
+            topic_ids: vec![[9; 16]],
+            create_missing: false,
+            partitions: 1,
+            topics_max: 10,
+        };
+        let KafkaOpResult::Topics(Ok(topics)) = run_op(op, &NoTopics) else {
+            panic!("metadata answers with topics");
+        };
+        let codes: Vec<_> = topics
+            .iter()
+            .map(|t| (t.error_code, t.name.as_deref(), t.topic_id))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                (
+                    metadata::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some("missing"),
+                    [0; 16]
+                ),
+                (metadata::UNKNOWN_TOPIC_ID, None, [9; 16]),
+            ]
+        );
     }
 
     #[test]

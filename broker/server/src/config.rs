@@ -395,7 +395,8 @@ config_keys! {
     storage_commit_bytes_max: NonZeroU32 = "4194304", key = "storage.commit_bytes_max";
 
     /// Bytes of appends submitted and not yet committed. Beyond it an append is refused (a
-    /// Kafka producer gets the retriable REQUEST_TIMED_OUT for that partition).
+    /// Kafka producer gets the retriable REQUEST_TIMED_OUT for that partition, none of whose
+    /// batches is written).
     storage_append_queue_bytes_max: u64 = "67108864", key = "storage.append_queue_bytes_max";
 
     /// Time between retention passes (each topic's `retention_ms` and `retention_bytes`); the

@@ -198,6 +198,34 @@ impl WriterHandle {
         Ok(())
     }
 
+    /// Queues every append of `appends` or, if the queue cannot take them all, none: they
+    /// come back untouched. Produce uses it so a partition's batches are never half queued.
+    pub fn submit_all(
+        &self,
+        appends: Vec<(Append, Completion)>,
+    ) -> Result<(), Vec<(Append, Completion)>> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            for (_, done) in appends {
+                done(Err(AppendFailure::Stopped));
+            }
+            return Ok(());
+        }
+        let bytes: u64 = appends.iter().map(|(a, _)| a.batch.len() as u64).sum();
+        let before = self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before > 0 && before + bytes > self.shared.queue_bytes_max {
+            self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(appends);
+        }
+        for (append, done) in appends {
+            let len = append.batch.len() as u64;
+            if let Err(returned) = self.tx.send(Request::Append(append, Ack(Some(done)))) {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                drop(returned);
+            }
+        }
+        Ok(())
+    }
+
     /// Queues `op` to run on the writer thread after the appends submitted before it.
     pub fn run(&self, op: AdminOp) {
         if self.shared.stopped.load(Ordering::Acquire) {
@@ -818,10 +846,20 @@ mod tests {
         let handle = writer.handle();
         let (tx, rx) = channel();
         let outcomes: Outcomes = Arc::default();
-        for i in 0..3 {
-            let append = append(pid, &[7u8; 1000]);
-            handle.submit(append, recorder(&outcomes, i, &tx)).unwrap();
-        }
+        handle
+            .submit(append(pid, &[7u8; 1000]), recorder(&outcomes, 0, &tx))
+            .unwrap();
+        // Three more do not fit beside the first: none of them is queued.
+        let three = (1..4)
+            .map(|i| (append(pid, &[7u8; 1000]), recorder(&outcomes, i, &tx)))
+            .collect();
+        let refused = handle.submit_all(three).unwrap_err();
+        assert_eq!(refused.len(), 3);
+        assert_eq!(handle.queued_bytes(), one);
+        let two = (1..3)
+            .map(|i| (append(pid, &[7u8; 1000]), recorder(&outcomes, i, &tx)))
+            .collect();
+        assert!(handle.submit_all(two).is_ok());
         let append = append(pid, &[7u8; 1000]);
         let busy = handle
             .submit(append, recorder(&outcomes, 3, &tx))

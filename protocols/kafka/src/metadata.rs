@@ -2,7 +2,9 @@
 //!
 //! Versions 0 to 12; 9 and later are flexible (compact strings and arrays, tagged fields).
 //! Weir is a single node (id 0) that leads every partition. Topic ids (v10+) are sent as the
-//! zero UUID, which clients treat as "not known".
+//! zero UUID, which clients treat as "not known"; a v12+ request naming a topic by id gets
+//! UNKNOWN_TOPIC_ID for it, and v10/v11 requests, which may not use ids, are refused if
+//! they do (as Kafka does).
 
 use crate::header::write_response_header;
 use crate::wire::{Reader, WireError, put_uvarint};
@@ -16,6 +18,8 @@ pub const VERSION_MAX: i16 = 12;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// Error code: the topic name is not a valid Kafka topic name.
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+/// Error code: no topic has this id.
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
 /// Error code: the broker's storage cannot serve the request now.
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 
@@ -29,6 +33,8 @@ pub fn request_header_version(version: i16) -> u8 {
 pub struct Request {
     /// The topics named, or `None` for every topic.
     pub topics: Option<Vec<String>>,
+    /// Topics asked for by id (v12+); Weir gives no topic an id, so none is known.
+    pub topic_ids: Vec<[u8; 16]>,
     /// Whether topics named but missing may be created.
     pub allow_auto_topic_creation: bool,
 }
@@ -49,6 +55,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
             n => Some(usize::try_from(n).map_err(|_| WireError::Invalid("array length"))?),
         }
     };
+    let mut topic_ids = Vec::new();
     let topics = match count {
         None => None,
         // v0 has no null array: an empty one means every topic.
@@ -60,9 +67,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
             }
             let mut names = Vec::new();
             for _ in 0..n {
-                if version >= 10 {
-                    r.skip(16, "topic id")?;
-                }
+                let id = if version >= 10 { r.uuid()? } else { [0; 16] };
                 let name = if flexible {
                     r.compact_nullable_string()?
                 } else {
@@ -71,8 +76,16 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
                 if flexible {
                     r.skip_tagged_fields()?;
                 }
+                if id != [0; 16] {
+                    // An id wins over a name, and ids exist from v12 on.
+                    if version < 12 {
+                        return Err(WireError::Invalid("topic id before Metadata v12"));
+                    }
+                    topic_ids.push(id);
+                    continue;
+                }
                 names.push(
-                    name.ok_or(WireError::Invalid("null topic name"))?
+                    name.ok_or(WireError::Invalid("topic with neither name nor id"))?
                         .to_owned(),
                 );
             }
@@ -91,6 +104,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
     }
     Ok(Request {
         topics,
+        topic_ids,
         allow_auto_topic_creation,
     })
 }
@@ -111,8 +125,10 @@ pub struct Broker<'a> {
 pub struct Topic {
     /// Error for the whole topic (0 when it exists).
     pub error_code: i16,
-    /// The name.
-    pub name: String,
+    /// The name (`None` for a topic asked for by an id that is not known).
+    pub name: Option<String>,
+    /// The id asked for, echoed with its error; zero otherwise.
+    pub topic_id: [u8; 16],
     /// Number of partitions (0 with an error).
     pub partitions: u32,
 }
@@ -149,9 +165,13 @@ pub fn write_response(
     w.array_len(topics.len());
     for topic in topics {
         w.i16(topic.error_code);
-        w.string(&topic.name);
+        match &topic.name {
+            Some(name) => w.string(name),
+            // Only an id lookup has no name, and those exist from v12, where names are nullable.
+            None => w.nullable_string(None),
+        }
         if version >= 10 {
-            w.out.extend_from_slice(&[0; 16]); // topic id: not known
+            w.out.extend_from_slice(&topic.topic_id);
         }
         if version >= 1 {
             w.out.push(0); // is_internal
@@ -266,6 +286,48 @@ mod tests {
     }
 
     #[test]
+    fn topics_asked_for_by_id() {
+        // v12: one topic by id (null name), one by name.
+        let mut v12 = vec![3];
+        v12.extend_from_slice(&[7; 16]);
+        v12.extend_from_slice(&[0, 0]);
+        v12.extend_from_slice(&[0; 16]);
+        v12.extend_from_slice(&[2, b'b', 0, 1, 0, 0]);
+        let request = parse_request(&v12, 12).unwrap();
+        assert_eq!(request.topics, Some(vec!["b".to_owned()]));
+        assert_eq!(request.topic_ids, vec![[7; 16]]);
+        // v10 may not use ids, and no version may name a topic with neither.
+        let mut v10 = vec![2];
+        v10.extend_from_slice(&[7; 16]);
+        v10.extend_from_slice(&[2, b'b', 0, 1, 0, 0]);
+        assert!(parse_request(&v10, 10).is_err());
+        let mut neither = vec![2];
+        neither.extend_from_slice(&[0; 16]);
+        neither.extend_from_slice(&[0, 0, 1, 0, 0]);
+        assert!(parse_request(&neither, 12).is_err());
+        // The answer for an unknown id: its error, a null name and the id echoed.
+        let broker = Broker {
+            node_id: 0,
+            host: "h",
+            port: 1,
+        };
+        let topic = Topic {
+            error_code: UNKNOWN_TOPIC_ID,
+            name: None,
+            topic_id: [7; 16],
+            partitions: 0,
+        };
+        let mut out = Vec::new();
+        write_response(&mut out, 1, 12, broker, "c", &[topic]);
+        let mut tail = vec![2, 0, 100, 0];
+        tail.extend_from_slice(&[7; 16]);
+        tail.extend_from_slice(&[0, 1]); // is_internal, no partitions
+        tail.extend_from_slice(&i32::MIN.to_be_bytes());
+        tail.extend_from_slice(&[0, 0]); // topic's and response's tagged fields
+        assert!(out.ends_with(&tail), "{out:?}");
+    }
+
+    #[test]
     fn a_hostile_topic_count_fails_without_allocating() {
         assert!(parse_request(&[0x7f, 0xff, 0xff, 0xff], 1).is_err());
         assert!(parse_request(&[0xff, 0xff, 0xff, 0x07], 9).is_err());
@@ -280,7 +342,8 @@ mod tests {
         };
         let topic = Topic {
             error_code: 0,
-            name: "t".into(),
+            name: Some("t".into()),
+            topic_id: [0; 16],
             partitions: 1,
         };
         let mut out = Vec::new();

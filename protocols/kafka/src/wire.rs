@@ -60,6 +60,13 @@ impl<'a> Reader<'a> {
         self.take(n, what).map(drop)
     }
 
+    /// A UUID (16 bytes).
+    pub fn uuid(&mut self) -> Result<[u8; 16], WireError> {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(self.take(16, "uuid")?);
+        Ok(id)
+    }
+
     /// An int64.
     pub fn i64(&mut self) -> Result<i64, WireError> {
         let b = self.take(8, "int64")?;

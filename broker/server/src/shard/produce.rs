@@ -11,7 +11,7 @@ use weir_core::log_store::{Append, AppendError, LogStore};
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
 
-use crate::writer::{AppendFailure, Busy, WriterHandle};
+use crate::writer::{AppendFailure, WriterHandle};
 
 /// Kafka error codes a Produce answer can carry for a partition.
 const CORRUPT_MESSAGE: i16 = 2;
@@ -143,13 +143,30 @@ pub(super) fn run(
         pending: work.len(),
         finish: Some(finish),
     }));
-    for (ti, pi, partition, batch) in work {
-        let done_aggregate = aggregate.clone();
-        let done = Box::new(move |result: Result<_, AppendFailure>| {
-            Aggregate::record(&done_aggregate, ti, pi, result.map_err(|e| error_code(&e)));
-        });
-        if let Err(Busy { .. }) = writer.submit(Append { partition, batch }, done) {
-            Aggregate::record(&aggregate, ti, pi, Err(REQUEST_TIMED_OUT));
+    // A partition's batches are queued together or refused together, so a full queue never
+    // leaves a partition half written.
+    let mut work = work.into_iter().peekable();
+    while let Some((ti, pi, partition, batch)) = work.next() {
+        let mut appends = vec![(ti, pi, partition, batch)];
+        while let Some(next) = work.next_if(|w| (w.0, w.1) == (ti, pi)) {
+            appends.push(next);
+        }
+        let appends = appends
+            .into_iter()
+            .map(|(ti, pi, partition, batch)| {
+                let done_aggregate = aggregate.clone();
+                let done: crate::writer::Completion =
+                    Box::new(move |result: Result<_, AppendFailure>| {
+                        let outcome = result.map_err(|e| error_code(&e));
+                        Aggregate::record(&done_aggregate, ti, pi, outcome);
+                    });
+                (Append { partition, batch }, done)
+            })
+            .collect();
+        if let Err(refused) = writer.submit_all(appends) {
+            for _ in refused {
+                Aggregate::record(&aggregate, ti, pi, Err(REQUEST_TIMED_OUT));
+            }
         }
     }
 }
