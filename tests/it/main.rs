@@ -2,5 +2,6 @@
 //! Modules follow the issues that built what they test.
 
 mod foundation;
+mod kafka_clients;
 mod server;
 mod storage;

@@ -25,6 +25,8 @@ fn api_versions_is_answered_in_every_version_layout() {
         (2, 1, 5),
         (3, 0, 12),
         (18, 0, 4),
+        (19, 0, 7),
+        (20, 0, 6),
         (22, 0, 4),
     ];
     let v0 = read_frame(&mut stream).unwrap();

@@ -17,16 +17,8 @@ pub(crate) enum Source {
     /// `rustup component add <name>`.
     RustupComponent(&'static str),
     /// `apt-get install <name>` (Debian).
-    #[allow(
-        dead_code,
-        reason = "first used by the protocol issues' client requirements"
-    )]
     Debian(&'static str),
     /// `python3 -m pip install <name>` (PyPI).
-    #[allow(
-        dead_code,
-        reason = "first used by the protocol issues' client requirements"
-    )]
     Pip(&'static str),
 }
 
@@ -63,6 +55,12 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             check: &["kcat", "-V"],
             source: Source::Debian("kcat"),
             needed_by: "the Kafka compatibility tests (Debian's kcat: librdkafka 2.0.2, the old client)",
+        },
+        Requirement {
+            what: "kafka-python",
+            check: &["python3", "-c", "import kafka"],
+            source: Source::Pip("kafka-python==3.0.12"),
+            needed_by: "the Kafka compatibility tests (kafka-python's producer, consumer and admin client)",
         },
         Requirement {
             what: "unshare",

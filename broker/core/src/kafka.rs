@@ -25,6 +25,8 @@ use weir_kafka::api_versions::{self, ApiRange};
 use weir_kafka::frame::{FrameDecoder, FrameError, write_frame};
 use weir_kafka::header;
 
+use weir_kafka::create_topics;
+use weir_kafka::delete_topics;
 use weir_kafka::fetch;
 use weir_kafka::init_producer_id;
 use weir_kafka::metadata;
@@ -33,7 +35,10 @@ use weir_kafka::wire::WireError;
 
 use crate::log_store::{LogStore, PartitionId, StoreError, TopicConfig};
 
-/// The APIs and versions this broker implements: exactly what ApiVersions advertises.
+pub mod admin;
+
+/// The APIs and versions this broker implements: exactly what ApiVersions advertises, in
+/// API key order.
 pub const IMPLEMENTED: &[ApiRange] = &[
     ApiRange {
         api_key: produce::API_KEY,
@@ -59,6 +64,16 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         api_key: api_versions::API_KEY,
         min: 0,
         max: api_versions::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: create_topics::API_KEY,
+        min: 0,
+        max: create_topics::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: delete_topics::API_KEY,
+        min: 0,
+        max: delete_topics::VERSION_MAX,
     },
     ApiRange {
         api_key: init_producer_id::API_KEY,
@@ -162,6 +177,18 @@ pub enum KafkaOp {
         /// Creation stops at this many topics.
         topics_max: u32,
     },
+    /// Create (or only check) topics.
+    CreateTopics {
+        /// What the client asked for.
+        request: create_topics::Request,
+        /// What the broker fills in.
+        defaults: admin::CreateDefaults,
+    },
+    /// Delete topics and their data.
+    DeleteTopics {
+        /// The topics, in request order.
+        targets: Vec<delete_topics::Target>,
+    },
     /// Describe `topics` (every topic when `None`), creating missing ones when
     /// `create_missing`, with `partitions` partitions, while fewer than `topics_max` exist.
     Metadata {
@@ -196,6 +223,37 @@ pub enum KafkaOpResult {
     ProducerId(Result<i64, StoreError>),
     /// The topics described, each with its own error code, or why none could be read.
     Topics(Result<Vec<metadata::Topic>, StoreError>),
+    /// Per topic asked to be created: the outcome.
+    Created(Vec<create_topics::TopicResult>),
+    /// Per topic asked to be deleted: the error code.
+    Deleted(Vec<(delete_topics::Target, i16)>),
+}
+
+impl KafkaOp {
+    /// The result of this operation when the store could not run it: every part fails with
+    /// a storage error.
+    pub fn failed(self, error: StoreError) -> KafkaOpResult {
+        match self {
+            KafkaOp::AllocateProducerId => KafkaOpResult::ProducerId(Err(error)),
+            KafkaOp::Metadata { .. } => KafkaOpResult::Topics(Err(error)),
+            KafkaOp::Produce { topics, .. } => KafkaOpResult::Produced(
+                topics
+                    .iter()
+                    .map(|t| produce_failed(t, STORAGE_ERROR))
+                    .collect(),
+            ),
+            KafkaOp::CreateTopics { request, .. } => KafkaOpResult::Created(
+                request
+                    .topics
+                    .iter()
+                    .map(|t| admin::failure(&t.name, STORAGE_ERROR, error.to_string()))
+                    .collect(),
+            ),
+            KafkaOp::DeleteTopics { targets } => {
+                KafkaOpResult::Deleted(targets.into_iter().map(|t| (t, STORAGE_ERROR)).collect())
+            }
+        }
+    }
 }
 
 /// Runs an operation that needs only the store, on the log's writer thread, in order with
@@ -221,13 +279,36 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
                 found
             }),
         ),
-        KafkaOp::Produce { topics, .. } => KafkaOpResult::Produced(
-            topics
-                .iter()
-                .map(|t| produce_failed(t, STORAGE_ERROR))
-                .collect(),
-        ),
+        KafkaOp::CreateTopics { request, defaults } => {
+            KafkaOpResult::Created(admin::create_topics(store, request, defaults))
+        }
+        KafkaOp::DeleteTopics { targets } => {
+            KafkaOpResult::Deleted(admin::delete_topics(store, targets))
+        }
+        produce @ KafkaOp::Produce { .. } => {
+            produce.failed(StoreError::Fatal("produce runs through the writer".into()))
+        }
     }
+}
+
+/// The body of a request whose API and version [`IMPLEMENTED`] lists, once its header (of
+/// version `header_version(api_version)`) parses; any other version closes the connection.
+fn request_body(
+    frame: &[u8],
+    start: header::HeaderStart,
+    header_version: fn(i16) -> u8,
+) -> Result<&[u8], KafkaError> {
+    let listed = IMPLEMENTED.iter().any(|range| {
+        range.api_key == start.api_key && (range.min..=range.max).contains(&start.api_version)
+    });
+    if !listed {
+        return Err(KafkaError::NotImplemented {
+            api_key: start.api_key,
+            api_version: start.api_version,
+        });
+    }
+    let (_, body) = header::RequestHeader::parse(frame, header_version(start.api_version))?;
+    Ok(body)
 }
 
 /// Kafka's error code for a storage failure.
@@ -463,6 +544,16 @@ impl KafkaSession {
                     produce::write_response(body, correlation_id, version, &topics)
                 });
             }
+            KafkaOpResult::Created(topics) => {
+                write_frame(&mut frame, |body| {
+                    create_topics::write_response(body, correlation_id, version, &topics)
+                });
+            }
+            KafkaOpResult::Deleted(results) => {
+                write_frame(&mut frame, |body| {
+                    delete_topics::write_response(body, correlation_id, version, &results)
+                });
+            }
             KafkaOpResult::Topics(result) => {
                 // A store that cannot be read answers with no topics; the client retries.
                 let topics = result.unwrap_or_default();
@@ -620,13 +711,7 @@ impl KafkaSession {
         out: &mut Vec<u8>,
         now_ms: u64,
     ) -> Result<(), KafkaError> {
-        if !(fetch::FETCH_MIN..=fetch::FETCH_MAX).contains(&start.api_version) {
-            return Err(KafkaError::NotImplemented {
-                api_key: start.api_key,
-                api_version: start.api_version,
-            });
-        }
-        let (_, body) = header::RequestHeader::parse(frame, 1)?;
+        let body = request_body(frame, start, |_| 1)?;
         let request = fetch::parse_fetch(body, start.api_version)?;
         let (topics, bytes, any_error) = self.read(&request);
         let enough = bytes >= usize::try_from(request.min_bytes).unwrap_or(0);
@@ -665,13 +750,7 @@ impl KafkaSession {
         start: header::HeaderStart,
         out: &mut Vec<u8>,
     ) -> Result<(), KafkaError> {
-        if !(fetch::LIST_OFFSETS_MIN..=fetch::LIST_OFFSETS_MAX).contains(&start.api_version) {
-            return Err(KafkaError::NotImplemented {
-                api_key: start.api_key,
-                api_version: start.api_version,
-            });
-        }
-        let (_, body) = header::RequestHeader::parse(frame, 1)?;
+        let body = request_body(frame, start, |_| 1)?;
         let queries = fetch::parse_list_offsets(body, start.api_version)?;
         let store = &*self.settings.store;
         let answers: Vec<(String, Vec<fetch::OffsetAnswer>)> = queries
@@ -726,10 +805,6 @@ impl KafkaSession {
         now_ms: u64,
     ) -> Result<(), KafkaError> {
         let start = header::peek(frame)?;
-        let not_implemented = KafkaError::NotImplemented {
-            api_key: start.api_key,
-            api_version: start.api_version,
-        };
         match start.api_key {
             api_versions::API_KEY => {
                 // Parse the whole header so a malformed one is refused; the body (client
@@ -747,11 +822,7 @@ impl KafkaSession {
                 Ok(())
             }
             init_producer_id::API_KEY => {
-                if !(0..=init_producer_id::VERSION_MAX).contains(&start.api_version) {
-                    return Err(not_implemented);
-                }
-                let header_version = init_producer_id::request_header_version(start.api_version);
-                let (_, body) = header::RequestHeader::parse(frame, header_version)?;
+                let body = request_body(frame, start, init_producer_id::request_header_version)?;
                 let request = init_producer_id::parse_request(body, start.api_version)?;
                 if request.transactional_id.is_some() {
                     self.answer_now(out, |body| {
@@ -769,15 +840,27 @@ impl KafkaSession {
                 self.defer(start, KafkaOp::AllocateProducerId, ops);
                 Ok(())
             }
+            create_topics::API_KEY => {
+                let body = request_body(frame, start, create_topics::request_header_version)?;
+                let request = create_topics::parse_request(body, start.api_version)?;
+                let defaults = admin::CreateDefaults {
+                    partitions: self.settings.auto_create_partitions,
+                    topics_max: self.settings.topics_max,
+                };
+                self.defer(start, KafkaOp::CreateTopics { request, defaults }, ops);
+                Ok(())
+            }
+            delete_topics::API_KEY => {
+                let body = request_body(frame, start, delete_topics::request_header_version)?;
+                let targets = delete_topics::parse_request(body, start.api_version)?;
+                self.defer(start, KafkaOp::DeleteTopics { targets }, ops);
+                Ok(())
+            }
             produce::API_KEY => self.produce(frame, start, out, ops),
             fetch::FETCH_KEY => self.fetch(frame, start, out, now_ms),
             fetch::LIST_OFFSETS_KEY => self.list_offsets(frame, start, out),
             metadata::API_KEY => {
-                if !(0..=metadata::VERSION_MAX).contains(&start.api_version) {
-                    return Err(not_implemented);
-                }
-                let header_version = metadata::request_header_version(start.api_version);
-                let (_, body) = header::RequestHeader::parse(frame, header_version)?;
+                let body = request_body(frame, start, metadata::request_header_version)?;
                 let request = metadata::parse_request(body, start.api_version)?;
                 let op = KafkaOp::Metadata {
                     topics: request.topics,
@@ -790,7 +873,10 @@ impl KafkaSession {
                 self.defer(start, op, ops);
                 Ok(())
             }
-            _ => Err(not_implemented),
+            _ => Err(KafkaError::NotImplemented {
+                api_key: start.api_key,
+                api_version: start.api_version,
+            }),
         }
     }
 
@@ -801,14 +887,7 @@ impl KafkaSession {
         out: &mut Vec<u8>,
         ops: &mut Vec<(u64, KafkaOp)>,
     ) -> Result<(), KafkaError> {
-        if !(produce::VERSION_MIN..=produce::VERSION_MAX).contains(&start.api_version) {
-            return Err(KafkaError::NotImplemented {
-                api_key: start.api_key,
-                api_version: start.api_version,
-            });
-        }
-        let header_version = produce::request_header_version(start.api_version);
-        let (_, body) = header::RequestHeader::parse(frame, header_version)?;
+        let body = request_body(frame, start, produce::request_header_version)?;
         let request = produce::parse_request(body, start.api_version)?;
         let topics: Vec<ProduceTopic> = request
             .topics
@@ -1085,6 +1164,11 @@ mod tests {
         assert_eq!(&out[second + 8..second + 8 + 4], &[0, 0, 0, 0], "throttle");
         assert_eq!(&out[second + 12..second + 14], &[0, 0], "error code");
         assert_eq!(&out[second + 14..second + 22], &7i64.to_be_bytes());
+    }
+
+    #[test]
+    fn the_advertised_table_is_in_key_order_without_repeats() {
+        assert!(IMPLEMENTED.windows(2).all(|w| w[0].api_key < w[1].api_key));
     }
 
     #[test]

@@ -22,6 +22,29 @@ use weir_kafka::record_batch::BatchError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionId(pub u32);
 
+/// Most partitions one topic may have.
+pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
+
+/// Kafka's topic name rules, which every store enforces: 1 to 249 characters from
+/// `[a-zA-Z0-9._-]`, not `.` or `..`. The error says so.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "topic name `{name}` must be 1 to 249 characters of a-z, A-Z, 0-9, `.`, `_`, `-`, \
+             and not `.` or `..`"
+        ))
+    }
+}
+
 /// Per-topic settings. `-1` means unlimited, as in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicConfig {

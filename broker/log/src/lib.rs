@@ -46,8 +46,7 @@ use weir_kafka::record_batch::{self, BatchHeader};
 
 use crate::schema::{PartitionMeta, TopicMeta, log_key, meta_key, table};
 
-/// Most partitions one topic may have.
-pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
+pub use weir_core::log_store::TOPIC_PARTITIONS_MAX;
 
 /// Batches deleted per write transaction when deleting a topic or applying retention, so a
 /// large deletion never builds one huge transaction.
@@ -1070,23 +1069,8 @@ impl LogStore for LmdbLog {
 
 const SCHEMA_BYTES: [u8; 4] = schema::SCHEMA_VERSION.to_be_bytes();
 
-/// Kafka's topic name rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
 fn validate_topic_name(name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidArgument(format!(
-            "topic name `{name}` must be 1 to 249 characters of a-z, A-Z, 0-9, `.`, `_`, `-`, \
-             and not `.` or `..`"
-        )))
-    }
+    weir_core::log_store::check_topic_name(name).map_err(StoreError::InvalidArgument)
 }
 
 /// Sorts LMDB errors from reads and puts: a full map or transaction is `Full` (nothing was

@@ -288,8 +288,8 @@ config_keys! {
 
     /// Address of the Kafka listener, on every shard (`SO_REUSEPORT`). Port 0 picks a free
     /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata,
-    /// Produce, Fetch, ListOffsets and InitProducerId today and closes the connection on any
-    /// other request (the rest is being built).
+    /// Produce, Fetch, ListOffsets, InitProducerId, CreateTopics and DeleteTopics today and
+    /// closes the connection on any other request (the rest is being built).
     kafka_listen: SocketAddr = "0.0.0.0:9092", key = "kafka.listen";
 
     /// Kafka connections open at once. A connection over the limit is closed as soon as it
@@ -313,11 +313,12 @@ config_keys! {
     /// Kafka's `auto.create.topics.enable` does.
     kafka_auto_create_topics: bool = "true", key = "kafka.auto_create_topics";
 
-    /// Partitions of an auto-created topic.
+    /// Partitions of an auto-created topic, and of a topic CreateTopics asks for with -1
+    /// partitions (Kafka's `num.partitions`).
     kafka_auto_create_partitions_count: NonZeroU32 = "1", key = "kafka.auto_create_partitions_count";
 
-    /// Auto-creation stops once this many topics exist; a client naming another missing topic
-    /// gets UNKNOWN_TOPIC_OR_PARTITION.
+    /// No topic is created once this many exist: a client naming another missing topic gets
+    /// UNKNOWN_TOPIC_OR_PARTITION, and CreateTopics gets POLICY_VIOLATION.
     kafka_topics_max: NonZeroU32 = "1000", key = "kafka.topics_max";
 
     /// Most record bytes in one Fetch answer, whatever the client asks (Kafka's

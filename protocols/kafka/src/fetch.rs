@@ -55,17 +55,6 @@ pub struct FetchRequest {
     pub topics: Vec<FetchTopic>,
 }
 
-fn count(r: &mut Reader<'_>, entry_min: usize) -> Result<usize, WireError> {
-    let n = match r.i32()? {
-        -1 => 0,
-        n => usize::try_from(n).map_err(|_| WireError::Invalid("array length"))?,
-    };
-    if n.saturating_mul(entry_min) > r.rest().len() {
-        return Err(WireError::Truncated("array"));
-    }
-    Ok(n)
-}
-
 fn name(r: &mut Reader<'_>) -> Result<String, WireError> {
     Ok(r.nullable_string()?
         .ok_or(WireError::Invalid("null topic name"))?
@@ -84,11 +73,11 @@ pub fn parse_fetch(body: &[u8], version: i16) -> Result<FetchRequest, WireError>
         r.i32()?; // session_id
         r.i32()?; // session_epoch
     }
-    let topic_count = count(&mut r, 6)?;
+    let topic_count = r.array_len(false, 6)?;
     let mut topics = Vec::new();
     for _ in 0..topic_count {
         let name = name(&mut r)?;
-        let partition_count = count(&mut r, 16)?;
+        let partition_count = r.array_len(false, 16)?;
         let mut partitions = Vec::new();
         for _ in 0..partition_count {
             let index = r.i32()?;
@@ -197,11 +186,11 @@ pub fn parse_list_offsets(
     if version >= 2 {
         r.skip(1, "isolation level")?;
     }
-    let topic_count = count(&mut r, 6)?;
+    let topic_count = r.array_len(false, 6)?;
     let mut topics = Vec::new();
     for _ in 0..topic_count {
         let name = name(&mut r)?;
-        let partition_count = count(&mut r, 12)?;
+        let partition_count = r.array_len(false, 12)?;
         let mut queries = Vec::new();
         for _ in 0..partition_count {
             let index = r.i32()?;

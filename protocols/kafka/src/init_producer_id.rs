@@ -33,11 +33,7 @@ pub struct Request<'a> {
 pub fn parse_request(body: &[u8], version: i16) -> Result<Request<'_>, WireError> {
     let mut r = Reader::new(body);
     let flexible = version >= 2;
-    let transactional_id = if flexible {
-        r.compact_nullable_string()?
-    } else {
-        r.nullable_string()?
-    };
+    let transactional_id = r.string_of(flexible)?;
     let transaction_timeout_ms = r.i32()?;
     let (producer_id, producer_epoch) = if version >= 3 {
         (r.i64()?, r.i16()?)

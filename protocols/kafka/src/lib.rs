@@ -3,18 +3,21 @@
 //! - [`frame`]: size-prefixed framing with the size checked before the body is buffered;
 //! - [`header`]: request and response headers;
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
+//! - [`create_topics`] and [`delete_topics`]: the topic admin requests and answers;
 //! - [`fetch`]: the Fetch and ListOffsets requests and answers;
 //! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`metadata`]: the Metadata request and answer;
 //! - [`produce`]: the Produce request and answer;
 //! - [`record_batch`]: RecordBatch v2, Weir's canonical unit of storage (validation with
 //!   CRC32C, offset assignment, encoding, iteration over uncompressed records);
-//! - [`wire`]: primitive readers.
+//! - [`wire`]: primitive readers and a writer for both field encodings.
 //!
 //! Invariant: nothing here allocates from a length or count read off the wire; every declared
 //! size is checked against the bytes actually present first.
 
 pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
 pub mod fetch;
 pub mod frame;
 pub mod header;

@@ -7,7 +7,7 @@
 //! they do (as Kafka does).
 
 use crate::header::write_response_header;
-use crate::wire::{Reader, WireError, put_uvarint};
+use crate::wire::{Reader, WireError, Writer};
 
 /// API key of Metadata.
 pub const API_KEY: i16 = 3;
@@ -68,11 +68,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
             let mut names = Vec::new();
             for _ in 0..n {
                 let id = if version >= 10 { r.uuid()? } else { [0; 16] };
-                let name = if flexible {
-                    r.compact_nullable_string()?
-                } else {
-                    r.nullable_string()?
-                };
+                let name = r.string_of(flexible)?;
                 if flexible {
                     r.skip_tagged_fields()?;
                 }
@@ -143,7 +139,7 @@ pub fn write_response(
     topics: &[Topic],
 ) {
     let flexible = version >= 9;
-    let mut w = Writer { out, flexible };
+    let mut w = Writer::new(out, flexible);
     write_response_header(w.out, correlation_id, u8::from(flexible));
     if version >= 3 {
         w.i32(0); // throttle_time_ms
@@ -202,56 +198,6 @@ pub fn write_response(
         w.i32(i32::MIN); // cluster authorized operations: not computed
     }
     w.tagged();
-}
-
-/// Writes fields in the encoding of a flexible or a classic version.
-struct Writer<'a> {
-    out: &'a mut Vec<u8>,
-    flexible: bool,
-}
-
-impl Writer<'_> {
-    fn i16(&mut self, v: i16) {
-        self.out.extend_from_slice(&v.to_be_bytes());
-    }
-
-    fn i32(&mut self, v: i32) {
-        self.out.extend_from_slice(&v.to_be_bytes());
-    }
-
-    fn array_len(&mut self, n: usize) {
-        if self.flexible {
-            put_uvarint(self.out, n as u32 + 1);
-        } else {
-            self.i32(n as i32);
-        }
-    }
-
-    fn string(&mut self, s: &str) {
-        self.nullable_string(Some(s));
-    }
-
-    fn nullable_string(&mut self, s: Option<&str>) {
-        match (s, self.flexible) {
-            (None, true) => self.out.push(0),
-            (None, false) => self.i16(-1),
-            (Some(s), true) => {
-                put_uvarint(self.out, s.len() as u32 + 1);
-                self.out.extend_from_slice(s.as_bytes());
-            }
-            (Some(s), false) => {
-                self.i16(s.len() as i16);
-                self.out.extend_from_slice(s.as_bytes());
-            }
-        }
-    }
-
-    /// An empty tagged-field section (flexible versions only): defaults are never written.
-    fn tagged(&mut self) {
-        if self.flexible {
-            self.out.push(0);
-        }
-    }
 }
 
 #[cfg(test)]

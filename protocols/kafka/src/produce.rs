@@ -61,7 +61,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request<'_>, WireError
     };
     let acks = r.i16()?;
     let timeout_ms = r.i32()?;
-    let topic_count = array_len(&mut r, flexible, 3)?;
+    let topic_count = r.array_len(flexible, 3)?;
     let mut topics = Vec::new();
     for _ in 0..topic_count {
         let name = if flexible {
@@ -70,7 +70,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request<'_>, WireError
             r.nullable_string()?
         }
         .ok_or(WireError::Invalid("null topic name"))?;
-        let partition_count = array_len(&mut r, flexible, 5)?;
+        let partition_count = r.array_len(flexible, 5)?;
         let mut partitions = Vec::new();
         for _ in 0..partition_count {
             let index = r.i32()?;
@@ -98,23 +98,6 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request<'_>, WireError
         timeout_ms,
         topics,
     })
-}
-
-/// An array length, refused if its entries (each at least `entry_min` bytes) cannot fit in
-/// the bytes left. Null arrays count as empty.
-fn array_len(r: &mut Reader<'_>, flexible: bool, entry_min: usize) -> Result<usize, WireError> {
-    let n = if flexible {
-        (r.uvarint()? as usize).saturating_sub(1)
-    } else {
-        match r.i32()? {
-            -1 => 0,
-            n => usize::try_from(n).map_err(|_| WireError::Invalid("array length"))?,
-        }
-    };
-    if n.saturating_mul(entry_min) > r.rest().len() {
-        return Err(WireError::Truncated("array"));
-    }
-    Ok(n)
 }
 
 /// One partition's answer.

@@ -136,6 +136,32 @@ impl<'a> Reader<'a> {
         self.take(len, "compact bytes").map(Some)
     }
 
+    /// An array length (compact in flexible versions), refused if its entries, each at
+    /// least `entry_min` bytes, cannot fit in the bytes left. Null arrays count as empty.
+    pub fn array_len(&mut self, flexible: bool, entry_min: usize) -> Result<usize, WireError> {
+        let n = if flexible {
+            (self.uvarint()? as usize).saturating_sub(1)
+        } else {
+            match self.i32()? {
+                -1 => 0,
+                n => usize::try_from(n).map_err(|_| WireError::Invalid("array length"))?,
+            }
+        };
+        if n.saturating_mul(entry_min) > self.bytes.len() {
+            return Err(WireError::Truncated("array"));
+        }
+        Ok(n)
+    }
+
+    /// A nullable string in the encoding of a flexible or a classic version.
+    pub fn string_of(&mut self, flexible: bool) -> Result<Option<&'a str>, WireError> {
+        if flexible {
+            self.compact_nullable_string()
+        } else {
+            self.nullable_string()
+        }
+    }
+
     /// Skips a tagged-field section: a count, then (tag, size, bytes) for each.
     pub fn skip_tagged_fields(&mut self) -> Result<(), WireError> {
         let count = self.uvarint()?;
@@ -145,6 +171,73 @@ impl<'a> Reader<'a> {
             self.take(size, "tagged field")?;
         }
         Ok(())
+    }
+}
+
+/// Writes fields in the encoding of a flexible or a classic version.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    /// Where the fields go.
+    pub out: &'a mut Vec<u8>,
+    flexible: bool,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer appending to `out` in the flexible encoding or the classic one.
+    pub fn new(out: &'a mut Vec<u8>, flexible: bool) -> Writer<'a> {
+        Writer { out, flexible }
+    }
+
+    /// An int8.
+    pub fn i8(&mut self, v: i8) {
+        self.out.push(v as u8);
+    }
+
+    /// An int16.
+    pub fn i16(&mut self, v: i16) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+
+    /// An int32.
+    pub fn i32(&mut self, v: i32) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+
+    /// An array length (compact in flexible versions).
+    pub fn array_len(&mut self, n: usize) {
+        if self.flexible {
+            put_uvarint(self.out, n as u32 + 1);
+        } else {
+            self.i32(n as i32);
+        }
+    }
+
+    /// A non-null string.
+    pub fn string(&mut self, s: &str) {
+        self.nullable_string(Some(s));
+    }
+
+    /// A nullable string (compact in flexible versions).
+    pub fn nullable_string(&mut self, s: Option<&str>) {
+        match (s, self.flexible) {
+            (None, true) => self.out.push(0),
+            (None, false) => self.i16(-1),
+            (Some(s), true) => {
+                put_uvarint(self.out, s.len() as u32 + 1);
+                self.out.extend_from_slice(s.as_bytes());
+            }
+            (Some(s), false) => {
+                self.i16(s.len() as i16);
+                self.out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+
+    /// An empty tagged-field section (flexible versions only): defaults are never written.
+    pub fn tagged(&mut self) {
+        if self.flexible {
+            self.out.push(0);
+        }
     }
 }
 

@@ -431,23 +431,10 @@ fn submit_ops(
                 Box::new(deliver),
             ),
             (op, Some(store)) => deliver(weir_core::kafka::run_op(op, store)),
-            (op, None) => deliver(stopped(op)),
+            (op, None) => {
+                deliver(op.failed(StoreError::Fatal("the log writer has stopped".into())))
+            }
         }));
-    }
-}
-
-/// The result of an operation the stopped writer could not run.
-fn stopped(op: KafkaOp) -> weir_core::kafka::KafkaOpResult {
-    let error = StoreError::Fatal("the log writer has stopped".into());
-    match op {
-        KafkaOp::AllocateProducerId => weir_core::kafka::KafkaOpResult::ProducerId(Err(error)),
-        KafkaOp::Metadata { .. } => weir_core::kafka::KafkaOpResult::Topics(Err(error)),
-        KafkaOp::Produce { topics, .. } => weir_core::kafka::KafkaOpResult::Produced(
-            topics
-                .iter()
-                .map(|t| weir_core::kafka::produce_failed(t, weir_core::kafka::STORAGE_ERROR))
-                .collect(),
-        ),
     }
 }
 

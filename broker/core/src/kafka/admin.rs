@@ -1,0 +1,295 @@
+//! Topic administration for the Kafka front: CreateTopics and DeleteTopics, run on the log's
+//! writer thread so they are ordered with appends and durable when answered.
+//!
+//! Weir is a single node: replication factor 1 (or -1, the default) is the only one it can
+//! honour, and a replica assignment may name only broker 0. The topic settings it knows are
+//! `retention.ms`, `retention.bytes` and `cleanup.policy=delete`; any other setting is
+//! refused with INVALID_CONFIG rather than accepted and ignored.
+
+use weir_kafka::create_topics::{
+    self, ConfigSource, INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT,
+    INVALID_REPLICATION_FACTOR, INVALID_REQUEST, NewTopic, POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
+    TopicResult,
+};
+use weir_kafka::delete_topics::Target;
+use weir_kafka::metadata::{
+    INVALID_TOPIC_EXCEPTION, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+};
+
+use crate::log_store::{LogStore, StoreError, TOPIC_PARTITIONS_MAX, TopicConfig, check_topic_name};
+
+/// What a CreateTopics request leaves to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateDefaults {
+    /// Partitions of a topic asked for with -1.
+    pub partitions: u32,
+    /// No topic is created while this many exist.
+    pub topics_max: u32,
+}
+
+/// The settings a topic reports: each known one, its value and where it comes from.
+pub fn describe_config(config: TopicConfig) -> Vec<(String, String, ConfigSource)> {
+    let default = TopicConfig::default();
+    let source = |same: bool| {
+        if same {
+            ConfigSource::Default
+        } else {
+            ConfigSource::Topic
+        }
+    };
+    vec![
+        (
+            "cleanup.policy".into(),
+            "delete".into(),
+            ConfigSource::Default,
+        ),
+        (
+            "retention.bytes".into(),
+            config.retention_bytes.to_string(),
+            source(config.retention_bytes == default.retention_bytes),
+        ),
+        (
+            "retention.ms".into(),
+            config.retention_ms.to_string(),
+            source(config.retention_ms == default.retention_ms),
+        ),
+    ]
+}
+
+/// The topic settings `configs` ask for, or the reason they cannot be honoured.
+fn parse_config(configs: &[(String, Option<String>)]) -> Result<TopicConfig, String> {
+    let mut config = TopicConfig::default();
+    for (name, value) in configs {
+        let Some(value) = value else { continue }; // null: the default
+        let limit = |value: &str| -> Result<i64, String> {
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v >= -1)
+                .ok_or_else(|| format!("{name} must be -1 (no limit) or a count, not `{value}`"))
+        };
+        match name.as_str() {
+            "retention.ms" => config.retention_ms = limit(value)?,
+            "retention.bytes" => config.retention_bytes = limit(value)?,
+            "cleanup.policy" if value == "delete" => {}
+            "cleanup.policy" => {
+                return Err(format!(
+                    "cleanup.policy `{value}` is not supported: Weir deletes by retention only"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "topic setting `{name}` is not supported (Weir knows retention.ms, \
+                     retention.bytes and cleanup.policy=delete)"
+                ));
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// How many partitions `topic` asks for, or why the request cannot be met on one node.
+fn partition_count(topic: &NewTopic, default: u32) -> Result<u32, (i16, String)> {
+    if !matches!(topic.replication_factor, -1 | 1) {
+        return Err((
+            INVALID_REPLICATION_FACTOR,
+            format!(
+                "replication factor {} cannot be met: Weir is a single node (use 1 or -1)",
+                topic.replication_factor
+            ),
+        ));
+    }
+    if !topic.assignments.is_empty() {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err((
+                INVALID_REQUEST,
+                "with a replica assignment, partitions and replication factor must be -1".into(),
+            ));
+        }
+        let in_order = topic
+            .assignments
+            .iter()
+            .enumerate()
+            .all(|(i, (index, brokers))| *index as usize == i && brokers.as_slice() == [0]);
+        if !in_order {
+            return Err((
+                INVALID_REPLICA_ASSIGNMENT,
+                "partitions must be assigned in order 0, 1, ... to broker 0 only".into(),
+            ));
+        }
+        return Ok(topic.assignments.len() as u32);
+    }
+    match topic.num_partitions {
+        -1 => Ok(default),
+        n if n >= 1 && n as u32 <= TOPIC_PARTITIONS_MAX => Ok(n as u32),
+        n => Err((
+            INVALID_PARTITIONS,
+            format!("partitions must be from 1 to {TOPIC_PARTITIONS_MAX}, not {n}"),
+        )),
+    }
+}
+
+/// The answer for a topic that was not created.
+pub(crate) fn failure(name: &str, error_code: i16, message: String) -> TopicResult {
+    TopicResult {
+        name: name.to_owned(),
+        error_code,
+        error_message: Some(message),
+        num_partitions: -1,
+        configs: Vec::new(),
+    }
+}
+
+/// Creates (or, with `validate_only`, checks) each topic of the request; one answer per
+/// topic, in request order.
+pub fn create_topics(
+    store: &dyn LogStore,
+    request: create_topics::Request,
+    defaults: CreateDefaults,
+) -> Vec<TopicResult> {
+    let mut count = match store.topics() {
+        Ok(topics) => topics.len(),
+        Err(error) => {
+            let failed = |t: &NewTopic| failure(&t.name, KAFKA_STORAGE_ERROR, error.to_string());
+            return request.topics.iter().map(failed).collect();
+        }
+    };
+    let names: Vec<&str> = request.topics.iter().map(|t| t.name.as_str()).collect();
+    let mut out = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let failed = |error_code: i16, message: String| failure(&topic.name, error_code, message);
+        if names.iter().filter(|n| **n == topic.name).count() > 1 {
+            out.push(failed(INVALID_REQUEST, "the topic is named twice".into()));
+            continue;
+        }
+        let checked = check_topic_name(&topic.name)
+            .map_err(|m| (INVALID_TOPIC_EXCEPTION, m))
+            .and_then(|()| partition_count(topic, defaults.partitions))
+            .and_then(|n| {
+                parse_config(&topic.configs)
+                    .map(|c| (n, c))
+                    .map_err(|m| (INVALID_CONFIG, m))
+            });
+        let (partitions, config) = match checked {
+            Ok(ok) => ok,
+            Err((code, message)) => {
+                out.push(failed(code, message));
+                continue;
+            }
+        };
+        let created = match store.topic(&topic.name) {
+            Ok(Some(_)) => Err(StoreError::TopicExists(topic.name.clone())),
+            Ok(None) if count >= defaults.topics_max as usize => {
+                out.push(failed(
+                    POLICY_VIOLATION,
+                    format!("kafka.topics_max ({}) topics exist", defaults.topics_max),
+                ));
+                continue;
+            }
+            Ok(None) if request.validate_only => Ok(()),
+            Ok(None) => store
+                .create_topic(&topic.name, partitions, config)
+                .map(drop),
+            Err(error) => Err(error),
+        };
+        out.push(match created {
+            Ok(()) => {
+                count += usize::from(!request.validate_only);
+                TopicResult {
+                    name: topic.name.clone(),
+                    error_code: 0,
+                    error_message: None,
+                    num_partitions: partitions as i32,
+                    configs: describe_config(config),
+                }
+            }
+            Err(StoreError::TopicExists(name)) => failed(
+                TOPIC_ALREADY_EXISTS,
+                format!("topic `{name}` already exists"),
+            ),
+            Err(StoreError::InvalidArgument(message)) => failed(INVALID_REQUEST, message),
+            Err(other) => failed(KAFKA_STORAGE_ERROR, other.to_string()),
+        });
+    }
+    out
+}
+
+/// Deletes each target topic and its data; one error code per target, in request order.
+pub fn delete_topics(store: &dyn LogStore, targets: Vec<Target>) -> Vec<(Target, i16)> {
+    targets
+        .into_iter()
+        .map(|target| {
+            let code = match &target {
+                // Weir gives topics no ids, so none is known.
+                Target::Id(_) => UNKNOWN_TOPIC_ID,
+                Target::Name(name) => match store.delete_topic(name) {
+                    Ok(()) => 0,
+                    Err(StoreError::UnknownTopic(_)) => UNKNOWN_TOPIC_OR_PARTITION,
+                    Err(_) => KAFKA_STORAGE_ERROR,
+                },
+            };
+            (target, code)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(partitions: i32, replication: i16) -> NewTopic {
+        NewTopic {
+            name: "t".into(),
+            num_partitions: partitions,
+            replication_factor: replication,
+            assignments: Vec::new(),
+            configs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn partition_counts_and_single_node_limits() {
+        assert_eq!(partition_count(&topic(-1, -1), 4), Ok(4));
+        assert_eq!(partition_count(&topic(3, 1), 4), Ok(3));
+        assert_eq!(
+            partition_count(&topic(0, 1), 4).unwrap_err().0,
+            INVALID_PARTITIONS
+        );
+        assert_eq!(
+            partition_count(&topic(3, 3), 4).unwrap_err().0,
+            INVALID_REPLICATION_FACTOR
+        );
+        let mut assigned = topic(-1, -1);
+        assigned.assignments = vec![(0, vec![0]), (1, vec![0])];
+        assert_eq!(partition_count(&assigned, 4), Ok(2));
+        assigned.assignments[1].1 = vec![0, 1];
+        assert_eq!(
+            partition_count(&assigned, 4).unwrap_err().0,
+            INVALID_REPLICA_ASSIGNMENT
+        );
+    }
+
+    #[test]
+    fn known_settings_are_taken_and_others_refused() {
+        let set = |pairs: &[(&str, Option<&str>)]| {
+            let pairs: Vec<_> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+                .collect();
+            parse_config(&pairs)
+        };
+        let config = set(&[
+            ("retention.ms", Some("60000")),
+            ("retention.bytes", Some("-1")),
+            ("cleanup.policy", Some("delete")),
+            ("retention.ms", None),
+        ])
+        .unwrap();
+        assert_eq!(config.retention_ms, 60000);
+        assert!(set(&[("retention.ms", Some("-2"))]).is_err());
+        assert!(set(&[("retention.ms", Some("soon"))]).is_err());
+        assert!(set(&[("cleanup.policy", Some("compact"))]).is_err());
+        let unknown = set(&[("segment.bytes", Some("1"))]).unwrap_err();
+        assert!(unknown.contains("segment.bytes"), "{unknown}");
+    }
+}

@@ -1,0 +1,70 @@
+"""Scenarios run with kafka-python against a Weir broker by the integration tests
+(tests/it/kafka_clients.rs). Usage: kafka_python.py <scenario> <bootstrap host:port>.
+Each step prints one JSON line; the Rust test checks them."""
+
+import json
+import sys
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
+
+
+def say(step, **fields):
+    print(json.dumps({"step": step, **fields}), flush=True)
+
+
+def error_code(call):
+    """0 when `call` succeeds, else the Kafka error code it raised."""
+    try:
+        call()
+        return 0
+    except KafkaError as e:
+        return getattr(e, "errno", -1)
+
+
+def admin(bootstrap):
+    client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    created = client.create_topics(
+        [NewTopic("orders", 3, 1, topic_configs={"retention.ms": "60000"})]
+    )
+    topic = created["topics"][0] if isinstance(created, dict) else None
+    say(
+        "create",
+        error=topic["error_code"] if topic else -1,
+        partitions=topic["num_partitions"] if topic else -1,
+        retention_ms=topic["configs"]["retention.ms"]["value"] if topic else None,
+    )
+    say("again", error=error_code(lambda: client.create_topics([NewTopic("orders", 1, 1)])))
+    bad_config = NewTopic("x", 1, 1, topic_configs={"segment.bytes": "1"})
+    say("bad_config", error=error_code(lambda: client.create_topics([bad_config])))
+    say("replicated", error=error_code(lambda: client.create_topics([NewTopic("y", 1, 3)])))
+    say("listed", topics=sorted(client.list_topics()))
+    say("delete", error=error_code(lambda: client.delete_topics(["orders"])))
+    say("delete_missing", error=error_code(lambda: client.delete_topics(["orders"])))
+    say("listed_after", topics=sorted(client.list_topics()))
+    kept = NewTopic("kept", 2, -1, topic_configs={"retention.bytes": "1048576"})
+    say("kept", error=error_code(lambda: client.create_topics([kept])))
+    client.close()
+
+
+def produce_consume(bootstrap):
+    # Idempotent by default in kafka-python 3: InitProducerId, then sequenced batches.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(5):
+        producer.send("py", key=b"k%d" % i, value=b"v%d" % i)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000
+    )
+    partition = TopicPartition("py", 0)
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    got = [[m.offset, m.key.decode(), m.value.decode()] for m in consumer]
+    say("consumed", records=got)
+    consumer.close()
+
+
+if __name__ == "__main__":
+    {"admin": admin, "produce_consume": produce_consume}[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,91 @@
+//! The Kafka front with third-party clients other than kcat: kafka-python (PyPI, installed by
+//! `cargo xtask test`) running the scenarios in `tests/clients/kafka_python.py`.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use weir_tests::Weir;
+
+/// Runs `scenario` of the kafka-python script against `weir`; its JSON lines by step name.
+fn kafka_python(weir: &mut Weir, scenario: &str) -> std::collections::HashMap<String, Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/kafka_python.py");
+    let addr = weir.kafka_addr().expect("kafka listener").to_string();
+    let output = Command::new("python3")
+        .arg(script)
+        .args([scenario, &addr])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kafka-python {scenario} failed (is it installed? `cargo xtask test` installs \
+         kafka-python from PyPI):\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("one JSON object per line");
+            (
+                value["step"].as_str().expect("a step name").to_owned(),
+                value,
+            )
+        })
+        .collect()
+}
+
+/// kafka-python's admin client creates a topic with a partition count and a setting (one
+/// that survives a restart), gets TOPIC_ALREADY_EXISTS, INVALID_CONFIG and
+/// INVALID_REPLICATION_FACTOR for what Weir cannot do, and deletes the topic.
+#[test]
+fn kafka_python_admin_creates_and_deletes_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder()
+        .cwd(dir.path())
+        .env("WEIR_KAFKA_AUTO_CREATE_TOPICS", "false")
+        .start()
+        .unwrap();
+    let steps = kafka_python(&mut weir, "admin");
+    let error = |step: &str| steps[step]["error"].as_i64().unwrap();
+    assert_eq!(error("create"), 0);
+    assert_eq!(steps["create"]["partitions"], 3);
+    assert_eq!(steps["create"]["retention_ms"], "60000");
+    assert_eq!(error("again"), 36, "TOPIC_ALREADY_EXISTS");
+    assert_eq!(error("bad_config"), 40, "INVALID_CONFIG");
+    assert_eq!(error("replicated"), 38, "INVALID_REPLICATION_FACTOR");
+    assert_eq!(steps["listed"]["topics"], serde_json::json!(["orders"]));
+    assert_eq!(error("delete"), 0);
+    assert_eq!(error("delete_missing"), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(steps["listed_after"]["topics"], serde_json::json!([]));
+    assert_eq!(error("kept"), 0);
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    // The deleted topic stays deleted; the kept one is on disk with its partitions and
+    // its setting.
+    let log = weir_log::LmdbLog::open(
+        &dir.path().join("weir-data/log"),
+        weir_log::LogOptions::default(),
+    )
+    .unwrap()
+    .0;
+    let topics = weir_core::log_store::LogStore::topics(&log).unwrap();
+    assert_eq!(topics.len(), 1);
+    assert_eq!(
+        (topics[0].name.as_str(), topics[0].partitions.len()),
+        ("kept", 2)
+    );
+    assert_eq!(topics[0].config.retention_bytes, 1_048_576);
+}
+
+/// kafka-python's (idempotent) producer writes five records with acks=all; its consumer,
+/// assigned the partition, reads them back from the beginning.
+#[test]
+fn kafka_python_produces_and_consumes() {
+    let mut weir = Weir::builder().start().unwrap();
+    let steps = kafka_python(&mut weir, "produce_consume");
+    let expected: Vec<Value> = (0..5)
+        .map(|i| serde_json::json!([i, format!("k{i}"), format!("v{i}")]))
+        .collect();
+    assert_eq!(steps["consumed"]["records"], Value::Array(expected));
+}
