@@ -6,7 +6,7 @@ import json
 import sys
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaError
 
 
@@ -45,6 +45,23 @@ def admin(bootstrap):
     say("listed_after", topics=sorted(client.list_topics()))
     kept = NewTopic("kept", 2, -1, topic_configs={"retention.bytes": "1048576"})
     say("kept", error=error_code(lambda: client.create_topics([kept])))
+    grow = {"kept": NewPartitions(4)}
+    say("grow", error=error_code(lambda: client.create_partitions(grow)))
+    say("shrink", error=error_code(lambda: client.create_partitions({"kept": NewPartitions(2)})))
+    # Three records in partition 3, then everything before offset 2 is deleted.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(3):
+        producer.send("kept", value=b"r%d" % i, partition=3)
+    producer.flush()
+    producer.close()
+    deleted = client.delete_records({TopicPartition("kept", 3): 2})
+    say("delete_records", low_watermark=deleted[TopicPartition("kept", 3)]["low_watermark"])
+    past_end = {TopicPartition("kept", 3): 9}
+    say("delete_past_end", error=error_code(lambda: client.delete_records(past_end)))
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    start = consumer.beginning_offsets([TopicPartition("kept", 3)])
+    say("log_start", offset=start[TopicPartition("kept", 3)])
+    consumer.close()
     client.close()
 
 

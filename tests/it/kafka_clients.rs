@@ -37,7 +37,9 @@ fn kafka_python(weir: &mut Weir, scenario: &str) -> std::collections::HashMap<St
 
 /// kafka-python's admin client creates a topic with a partition count and a setting (one
 /// that survives a restart), gets TOPIC_ALREADY_EXISTS, INVALID_CONFIG and
-/// INVALID_REPLICATION_FACTOR for what Weir cannot do, and deletes the topic.
+/// INVALID_REPLICATION_FACTOR for what Weir cannot do, deletes the topic, grows another
+/// (INVALID_PARTITIONS for shrinking) and deletes records from the start of a partition
+/// (OFFSET_OUT_OF_RANGE past its end).
 #[test]
 fn kafka_python_admin_creates_and_deletes_topics() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,6 +61,11 @@ fn kafka_python_admin_creates_and_deletes_topics() {
     assert_eq!(error("delete_missing"), 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert_eq!(steps["listed_after"]["topics"], serde_json::json!([]));
     assert_eq!(error("kept"), 0);
+    assert_eq!(error("grow"), 0);
+    assert_eq!(error("shrink"), 37, "INVALID_PARTITIONS");
+    assert_eq!(steps["delete_records"]["low_watermark"], 2);
+    assert_eq!(error("delete_past_end"), 1, "OFFSET_OUT_OF_RANGE");
+    assert_eq!(steps["log_start"]["offset"], 2);
     weir.signal(libc::SIGTERM).unwrap();
     assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
     // The deleted topic stays deleted; the kept one is on disk with its partitions and
@@ -73,7 +80,7 @@ fn kafka_python_admin_creates_and_deletes_topics() {
     assert_eq!(topics.len(), 1);
     assert_eq!(
         (topics[0].name.as_str(), topics[0].partitions.len()),
-        ("kept", 2)
+        ("kept", 4)
     );
     assert_eq!(topics[0].config.retention_bytes, 1_048_576);
 }

@@ -27,7 +27,9 @@ fn api_versions_is_answered_in_every_version_layout() {
         (18, 0, 4),
         (19, 0, 7),
         (20, 0, 6),
+        (21, 0, 2),
         (22, 0, 4),
+        (37, 0, 3),
     ];
     let v0 = read_frame(&mut stream).unwrap();
     assert_eq!(

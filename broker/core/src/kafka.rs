@@ -25,7 +25,9 @@ use weir_kafka::api_versions::{self, ApiRange};
 use weir_kafka::frame::{FrameDecoder, FrameError, write_frame};
 use weir_kafka::header;
 
+use weir_kafka::create_partitions;
 use weir_kafka::create_topics;
+use weir_kafka::delete_records;
 use weir_kafka::delete_topics;
 use weir_kafka::fetch;
 use weir_kafka::init_producer_id;
@@ -76,9 +78,19 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         max: delete_topics::VERSION_MAX,
     },
     ApiRange {
+        api_key: delete_records::API_KEY,
+        min: 0,
+        max: delete_records::VERSION_MAX,
+    },
+    ApiRange {
         api_key: init_producer_id::API_KEY,
         min: 0,
         max: init_producer_id::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: create_partitions::API_KEY,
+        min: 0,
+        max: create_partitions::VERSION_MAX,
     },
 ];
 
@@ -189,6 +201,10 @@ pub enum KafkaOp {
         /// The topics, in request order.
         targets: Vec<delete_topics::Target>,
     },
+    /// Add partitions to topics.
+    CreatePartitions(create_partitions::Request),
+    /// Move partitions' log start: per topic, (partition index, offset).
+    DeleteRecords(delete_records::Request),
     /// Describe `topics` (every topic when `None`), creating missing ones when
     /// `create_missing`, with `partitions` partitions, while fewer than `topics_max` exist.
     Metadata {
@@ -227,6 +243,10 @@ pub enum KafkaOpResult {
     Created(Vec<create_topics::TopicResult>),
     /// Per topic asked to be deleted: the error code.
     Deleted(Vec<(delete_topics::Target, i16)>),
+    /// Per topic asked to grow: name, error code, message.
+    Grown(Vec<(String, i16, Option<String>)>),
+    /// Per partition asked: the new log start or the error.
+    RecordsDeleted(Vec<(String, Vec<delete_records::PartitionResult>)>),
 }
 
 impl KafkaOp {
@@ -252,6 +272,26 @@ impl KafkaOp {
             KafkaOp::DeleteTopics { targets } => {
                 KafkaOpResult::Deleted(targets.into_iter().map(|t| (t, STORAGE_ERROR)).collect())
             }
+            KafkaOp::CreatePartitions(request) => KafkaOpResult::Grown(
+                request
+                    .topics
+                    .into_iter()
+                    .map(|t| (t.name, STORAGE_ERROR, Some(error.to_string())))
+                    .collect(),
+            ),
+            KafkaOp::DeleteRecords(topics) => KafkaOpResult::RecordsDeleted(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let failed = |(index, _)| delete_records::PartitionResult {
+                            index,
+                            low_watermark: -1,
+                            error_code: STORAGE_ERROR,
+                        };
+                        (name, partitions.into_iter().map(failed).collect())
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -284,6 +324,12 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
         }
         KafkaOp::DeleteTopics { targets } => {
             KafkaOpResult::Deleted(admin::delete_topics(store, targets))
+        }
+        KafkaOp::CreatePartitions(request) => {
+            KafkaOpResult::Grown(admin::create_partitions(store, request))
+        }
+        KafkaOp::DeleteRecords(topics) => {
+            KafkaOpResult::RecordsDeleted(admin::delete_records(store, topics))
         }
         produce @ KafkaOp::Produce { .. } => {
             produce.failed(StoreError::Fatal("produce runs through the writer".into()))
@@ -552,6 +598,16 @@ impl KafkaSession {
             KafkaOpResult::Deleted(results) => {
                 write_frame(&mut frame, |body| {
                     delete_topics::write_response(body, correlation_id, version, &results)
+                });
+            }
+            KafkaOpResult::Grown(results) => {
+                write_frame(&mut frame, |body| {
+                    create_partitions::write_response(body, correlation_id, version, &results)
+                });
+            }
+            KafkaOpResult::RecordsDeleted(topics) => {
+                write_frame(&mut frame, |body| {
+                    delete_records::write_response(body, correlation_id, version, &topics)
                 });
             }
             KafkaOpResult::Topics(result) => {
@@ -854,6 +910,18 @@ impl KafkaSession {
                 let body = request_body(frame, start, delete_topics::request_header_version)?;
                 let targets = delete_topics::parse_request(body, start.api_version)?;
                 self.defer(start, KafkaOp::DeleteTopics { targets }, ops);
+                Ok(())
+            }
+            create_partitions::API_KEY => {
+                let body = request_body(frame, start, create_partitions::request_header_version)?;
+                let request = create_partitions::parse_request(body, start.api_version)?;
+                self.defer(start, KafkaOp::CreatePartitions(request), ops);
+                Ok(())
+            }
+            delete_records::API_KEY => {
+                let body = request_body(frame, start, delete_records::request_header_version)?;
+                let topics = delete_records::parse_request(body, start.api_version)?;
+                self.defer(start, KafkaOp::DeleteRecords(topics), ops);
                 Ok(())
             }
             produce::API_KEY => self.produce(frame, start, out, ops),

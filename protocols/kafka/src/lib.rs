@@ -3,7 +3,8 @@
 //! - [`frame`]: size-prefixed framing with the size checked before the body is buffered;
 //! - [`header`]: request and response headers;
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
-//! - [`create_topics`] and [`delete_topics`]: the topic admin requests and answers;
+//! - [`create_topics`], [`delete_topics`], [`create_partitions`] and [`delete_records`]:
+//!   the topic admin requests and answers;
 //! - [`fetch`]: the Fetch and ListOffsets requests and answers;
 //! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`metadata`]: the Metadata request and answer;
@@ -16,7 +17,9 @@
 //! size is checked against the bytes actually present first.
 
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod fetch;
 pub mod frame;

@@ -1,16 +1,19 @@
-//! Topic administration for the Kafka front: CreateTopics and DeleteTopics, run on the log's
-//! writer thread so they are ordered with appends and durable when answered.
+//! Topic administration for the Kafka front: CreateTopics, DeleteTopics, CreatePartitions
+//! and DeleteRecords, run on the log's writer thread so they are ordered with appends and
+//! durable when answered.
 //!
 //! Weir is a single node: replication factor 1 (or -1, the default) is the only one it can
 //! honour, and a replica assignment may name only broker 0. The topic settings it knows are
 //! `retention.ms`, `retention.bytes` and `cleanup.policy=delete`; any other setting is
 //! refused with INVALID_CONFIG rather than accepted and ignored.
 
+use weir_kafka::create_partitions;
 use weir_kafka::create_topics::{
     self, ConfigSource, INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT,
     INVALID_REPLICATION_FACTOR, INVALID_REQUEST, NewTopic, POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
     TopicResult,
 };
+use weir_kafka::delete_records::PartitionResult;
 use weir_kafka::delete_topics::Target;
 use weir_kafka::metadata::{
     INVALID_TOPIC_EXCEPTION, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
@@ -229,6 +232,108 @@ pub fn delete_topics(store: &dyn LogStore, targets: Vec<Target>) -> Vec<(Target,
                 },
             };
             (target, code)
+        })
+        .collect()
+}
+
+/// Kafka's error code for an offset outside the partition's log.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// Grows (or, with `validate_only`, checks growing) each topic of the request; per topic its
+/// name, error code and message, in request order.
+pub fn create_partitions(
+    store: &dyn LogStore,
+    request: create_partitions::Request,
+) -> Vec<(String, i16, Option<String>)> {
+    let names: Vec<&str> = request.topics.iter().map(|t| t.name.as_str()).collect();
+    let grow = |growth: &create_partitions::Growth| -> Result<(), (i16, String)> {
+        if names.iter().filter(|n| **n == growth.name).count() > 1 {
+            return Err((INVALID_REQUEST, "the topic is named twice".into()));
+        }
+        let current = match store.topic(&growth.name) {
+            Ok(Some(topic)) => topic.partitions.len() as i64,
+            Ok(None) => {
+                let message = format!("unknown topic `{}`", growth.name);
+                return Err((UNKNOWN_TOPIC_OR_PARTITION, message));
+            }
+            Err(error) => return Err((KAFKA_STORAGE_ERROR, error.to_string())),
+        };
+        let count = i64::from(growth.count);
+        if count <= current || count > i64::from(TOPIC_PARTITIONS_MAX) {
+            return Err((
+                INVALID_PARTITIONS,
+                format!(
+                    "the topic has {current} partitions; the new count must be more, and at \
+                     most {TOPIC_PARTITIONS_MAX}, not {count}"
+                ),
+            ));
+        }
+        if let Some(assignments) = &growth.assignments {
+            let ok = assignments.len() as i64 == count - current
+                && assignments.iter().all(|brokers| brokers.as_slice() == [0]);
+            if !ok {
+                return Err((
+                    INVALID_REPLICA_ASSIGNMENT,
+                    "each new partition must be assigned to broker 0 only".into(),
+                ));
+            }
+        }
+        if request.validate_only {
+            return Ok(());
+        }
+        store
+            .add_partitions(&growth.name, count as u32)
+            .map(drop)
+            .map_err(|error| (KAFKA_STORAGE_ERROR, error.to_string()))
+    };
+    request
+        .topics
+        .iter()
+        .map(|growth| match grow(growth) {
+            Ok(()) => (growth.name.clone(), 0, None),
+            Err((code, message)) => (growth.name.clone(), code, Some(message)),
+        })
+        .collect()
+}
+
+/// Moves each partition's log start to the offset asked for (-1: the high watermark).
+pub fn delete_records(
+    store: &dyn LogStore,
+    topics: weir_kafka::delete_records::Request,
+) -> Vec<(String, Vec<PartitionResult>)> {
+    topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            let found = store.topic(&name);
+            let results = partitions
+                .into_iter()
+                .map(|(index, offset)| {
+                    let partition = match &found {
+                        Ok(Some(topic)) => usize::try_from(index)
+                            .ok()
+                            .and_then(|i| topic.partitions.get(i).copied()),
+                        _ => None,
+                    };
+                    let outcome =
+                        match (&found, partition) {
+                            (Err(_), _) => Err(KAFKA_STORAGE_ERROR),
+                            (_, None) => Err(UNKNOWN_TOPIC_OR_PARTITION),
+                            (_, Some(partition)) => store
+                                .delete_records(partition, offset)
+                                .map_err(|e| match e {
+                                    StoreError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+                                    StoreError::UnknownPartition(_) => UNKNOWN_TOPIC_OR_PARTITION,
+                                    _ => KAFKA_STORAGE_ERROR,
+                                }),
+                        };
+                    PartitionResult {
+                        index,
+                        low_watermark: *outcome.as_ref().unwrap_or(&-1),
+                        error_code: outcome.err().unwrap_or(0),
+                    }
+                })
+                .collect();
+            (name, results)
         })
         .collect()
 }
