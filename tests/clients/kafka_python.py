@@ -6,7 +6,7 @@ import json
 import sys
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaError
 
 
@@ -21,6 +21,12 @@ def error_code(call):
         return 0
     except KafkaError as e:
         return getattr(e, "errno", -1)
+
+
+def describe_result(described, kind, name):
+    """{setting: [value, source]} of one resource in a describe_configs answer."""
+    entries = described[kind][name]
+    return {key: [e["value"], e["config_source"]] for key, e in entries.items()}
 
 
 def admin(bootstrap):
@@ -45,6 +51,12 @@ def admin(bootstrap):
     say("listed_after", topics=sorted(client.list_topics()))
     kept = NewTopic("kept", 2, -1, topic_configs={"retention.bytes": "1048576"})
     say("kept", error=error_code(lambda: client.create_topics([kept])))
+    topic = ConfigResource(ConfigResourceType.TOPIC, "kept")
+    described = client.describe_configs([topic], config_filter="all")
+    say("describe", configs=describe_result(described, "topic", "kept"))
+    broker = ConfigResource(ConfigResourceType.BROKER, "0")
+    described = client.describe_configs([broker], config_filter="all")
+    say("describe_broker", configs=describe_result(described, "broker", "0"))
     grow = {"kept": NewPartitions(4)}
     say("grow", error=error_code(lambda: client.create_partitions(grow)))
     say("shrink", error=error_code(lambda: client.create_partitions({"kept": NewPartitions(2)})))

@@ -37,7 +37,8 @@ fn kafka_python(weir: &mut Weir, scenario: &str) -> std::collections::HashMap<St
 
 /// kafka-python's admin client creates a topic with a partition count and a setting (one
 /// that survives a restart), gets TOPIC_ALREADY_EXISTS, INVALID_CONFIG and
-/// INVALID_REPLICATION_FACTOR for what Weir cannot do, deletes the topic, grows another
+/// INVALID_REPLICATION_FACTOR for what Weir cannot do, deletes the topic, describes another's
+/// settings (and the broker's: none with Kafka names), grows it
 /// (INVALID_PARTITIONS for shrinking) and deletes records from the start of a partition
 /// (OFFSET_OUT_OF_RANGE past its end).
 #[test]
@@ -61,6 +62,15 @@ fn kafka_python_admin_creates_and_deletes_topics() {
     assert_eq!(error("delete_missing"), 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert_eq!(steps["listed_after"]["topics"], serde_json::json!([]));
     assert_eq!(error("kept"), 0);
+    assert_eq!(
+        steps["describe"]["configs"],
+        serde_json::json!({
+            "cleanup.policy": ["delete", "DEFAULT_CONFIG"],
+            "retention.bytes": ["1048576", "DYNAMIC_TOPIC_CONFIG"],
+            "retention.ms": ["604800000", "DEFAULT_CONFIG"],
+        })
+    );
+    assert_eq!(steps["describe_broker"]["configs"], serde_json::json!({}));
     assert_eq!(error("grow"), 0);
     assert_eq!(error("shrink"), 37, "INVALID_PARTITIONS");
     assert_eq!(steps["delete_records"]["low_watermark"], 2);

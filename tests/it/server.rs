@@ -29,6 +29,7 @@ fn api_versions_is_answered_in_every_version_layout() {
         (20, 0, 6),
         (21, 0, 2),
         (22, 0, 4),
+        (32, 0, 4),
         (37, 0, 3),
     ];
     let v0 = read_frame(&mut stream).unwrap();

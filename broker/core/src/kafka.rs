@@ -29,6 +29,7 @@ use weir_kafka::create_partitions;
 use weir_kafka::create_topics;
 use weir_kafka::delete_records;
 use weir_kafka::delete_topics;
+use weir_kafka::describe_configs;
 use weir_kafka::fetch;
 use weir_kafka::init_producer_id;
 use weir_kafka::metadata;
@@ -86,6 +87,11 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         api_key: init_producer_id::API_KEY,
         min: 0,
         max: init_producer_id::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: describe_configs::API_KEY,
+        min: 0,
+        max: describe_configs::VERSION_MAX,
     },
     ApiRange {
         api_key: create_partitions::API_KEY,
@@ -205,6 +211,8 @@ pub enum KafkaOp {
     CreatePartitions(create_partitions::Request),
     /// Move partitions' log start: per topic, (partition index, offset).
     DeleteRecords(delete_records::Request),
+    /// Describe resources' settings.
+    DescribeConfigs(Vec<describe_configs::Resource>),
     /// Describe `topics` (every topic when `None`), creating missing ones when
     /// `create_missing`, with `partitions` partitions, while fewer than `topics_max` exist.
     Metadata {
@@ -247,6 +255,8 @@ pub enum KafkaOpResult {
     Grown(Vec<(String, i16, Option<String>)>),
     /// Per partition asked: the new log start or the error.
     RecordsDeleted(Vec<(String, Vec<delete_records::PartitionResult>)>),
+    /// Per resource asked: its settings or the error.
+    Configs(Vec<describe_configs::ResourceResult>),
 }
 
 impl KafkaOp {
@@ -292,6 +302,18 @@ impl KafkaOp {
                     })
                     .collect(),
             ),
+            KafkaOp::DescribeConfigs(resources) => KafkaOpResult::Configs(
+                resources
+                    .into_iter()
+                    .map(|r| describe_configs::ResourceResult {
+                        error_code: STORAGE_ERROR,
+                        error_message: Some(error.to_string()),
+                        resource_type: r.resource_type,
+                        name: r.name,
+                        entries: Vec::new(),
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -330,6 +352,9 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
         }
         KafkaOp::DeleteRecords(topics) => {
             KafkaOpResult::RecordsDeleted(admin::delete_records(store, topics))
+        }
+        KafkaOp::DescribeConfigs(resources) => {
+            KafkaOpResult::Configs(admin::describe_configs(store, resources))
         }
         produce @ KafkaOp::Produce { .. } => {
             produce.failed(StoreError::Fatal("produce runs through the writer".into()))
@@ -608,6 +633,11 @@ impl KafkaSession {
             KafkaOpResult::RecordsDeleted(topics) => {
                 write_frame(&mut frame, |body| {
                     delete_records::write_response(body, correlation_id, version, &topics)
+                });
+            }
+            KafkaOpResult::Configs(results) => {
+                write_frame(&mut frame, |body| {
+                    describe_configs::write_response(body, correlation_id, version, &results)
                 });
             }
             KafkaOpResult::Topics(result) => {
@@ -922,6 +952,12 @@ impl KafkaSession {
                 let body = request_body(frame, start, delete_records::request_header_version)?;
                 let topics = delete_records::parse_request(body, start.api_version)?;
                 self.defer(start, KafkaOp::DeleteRecords(topics), ops);
+                Ok(())
+            }
+            describe_configs::API_KEY => {
+                let body = request_body(frame, start, describe_configs::request_header_version)?;
+                let resources = describe_configs::parse_request(body, start.api_version)?;
+                self.defer(start, KafkaOp::DescribeConfigs(resources), ops);
                 Ok(())
             }
             produce::API_KEY => self.produce(frame, start, out, ops),

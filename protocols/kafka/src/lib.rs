@@ -4,7 +4,7 @@
 //! - [`header`]: request and response headers;
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] and [`delete_records`]:
-//!   the topic admin requests and answers;
+//!   the topic admin requests and answers; [`describe_configs`]: topic settings;
 //! - [`fetch`]: the Fetch and ListOffsets requests and answers;
 //! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`metadata`]: the Metadata request and answer;
@@ -21,6 +21,7 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_configs;
 pub mod fetch;
 pub mod frame;
 pub mod header;

@@ -38,6 +38,11 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// An int8.
+    pub fn i8(&mut self) -> Result<i8, WireError> {
+        Ok(self.take(1, "int8")?[0] as i8)
+    }
+
     /// An int16.
     pub fn i16(&mut self) -> Result<i16, WireError> {
         let b = self.take(2, "int16")?;

@@ -1,5 +1,5 @@
-//! Topic administration for the Kafka front: CreateTopics, DeleteTopics, CreatePartitions
-//! and DeleteRecords, run on the log's writer thread so they are ordered with appends and
+//! Topic administration for the Kafka front: CreateTopics, DeleteTopics, CreatePartitions,
+//! DeleteRecords and DescribeConfigs, run on the log's writer thread so they are ordered with appends and
 //! durable when answered.
 //!
 //! Weir is a single node: replication factor 1 (or -1, the default) is the only one it can
@@ -15,6 +15,7 @@ use weir_kafka::create_topics::{
 };
 use weir_kafka::delete_records::PartitionResult;
 use weir_kafka::delete_topics::Target;
+use weir_kafka::describe_configs::{self, Entry, RESOURCE_BROKER, RESOURCE_TOPIC, ResourceResult};
 use weir_kafka::metadata::{
     INVALID_TOPIC_EXCEPTION, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
@@ -334,6 +335,73 @@ pub fn delete_records(
                 })
                 .collect();
             (name, results)
+        })
+        .collect()
+}
+
+/// Kafka's `ConfigType` of a topic setting Weir knows: LIST for `cleanup.policy`, LONG for
+/// the rest.
+fn config_type(name: &str) -> i8 {
+    if name == "cleanup.policy" { 7 } else { 5 }
+}
+
+/// The settings of each resource asked for: a topic's known settings (all, or the keys
+/// named); the broker (id 0) has no Kafka-named settings (Weir's own are in its config
+/// file), so its list is empty.
+pub fn describe_configs(
+    store: &dyn LogStore,
+    resources: Vec<describe_configs::Resource>,
+) -> Vec<ResourceResult> {
+    resources
+        .into_iter()
+        .map(|resource| {
+            let answer = |error_code: i16, error_message: Option<String>, entries| ResourceResult {
+                error_code,
+                error_message,
+                resource_type: resource.resource_type,
+                name: resource.name.clone(),
+                entries,
+            };
+            match resource.resource_type {
+                RESOURCE_TOPIC => match store.topic(&resource.name) {
+                    Ok(Some(topic)) => {
+                        let wanted = |name: &str| {
+                            resource.keys.is_empty() || resource.keys.iter().any(|k| k == name)
+                        };
+                        let entries = describe_config(topic.config)
+                            .into_iter()
+                            .filter(|(name, _, _)| wanted(name))
+                            .map(|(name, value, source)| Entry {
+                                config_type: config_type(&name),
+                                name,
+                                value,
+                                source: source as i8,
+                                read_only: false,
+                            })
+                            .collect();
+                        answer(0, None, entries)
+                    }
+                    Ok(None) => answer(
+                        UNKNOWN_TOPIC_OR_PARTITION,
+                        Some(format!("unknown topic `{}`", resource.name)),
+                        Vec::new(),
+                    ),
+                    Err(error) => answer(KAFKA_STORAGE_ERROR, Some(error.to_string()), Vec::new()),
+                },
+                RESOURCE_BROKER if matches!(resource.name.as_str(), "" | "0") => {
+                    answer(0, None, Vec::new())
+                }
+                RESOURCE_BROKER => answer(
+                    INVALID_REQUEST,
+                    Some(format!("broker `{}` is not this broker (0)", resource.name)),
+                    Vec::new(),
+                ),
+                other => answer(
+                    INVALID_REQUEST,
+                    Some(format!("resource type {other} has no settings in Weir")),
+                    Vec::new(),
+                ),
+            }
         })
         .collect()
 }
