@@ -1150,6 +1150,19 @@ mod tests {
         fn allocate_producer_id(&self) -> Result<i64, StoreError> {
             Ok(0)
         }
+        fn commit_offsets(
+            &self,
+            _: &str,
+            _: &[(PartitionId, crate::log_store::CommittedOffset)],
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn committed_offsets(
+            &self,
+            _: &str,
+        ) -> Result<Vec<(PartitionId, crate::log_store::CommittedOffset)>, StoreError> {
+            Ok(Vec::new())
+        }
         fn sync(&self) -> Result<(), StoreError> {
             Ok(())
         }

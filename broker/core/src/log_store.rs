@@ -45,6 +45,23 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Longest consumer-group id, in bytes.
+pub const GROUP_ID_BYTES_MAX: usize = 255;
+/// Longest metadata string committed with an offset, in bytes (Kafka's
+/// `offset.metadata.max.bytes` default).
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+/// An offset a consumer group committed for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset the group will read.
+    pub offset: i64,
+    /// The leader epoch the consumer saw (-1: not known).
+    pub leader_epoch: i32,
+    /// Whatever the client stored with it.
+    pub metadata: String,
+}
+
 /// Per-topic settings. `-1` means unlimited, as in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicConfig {
@@ -246,6 +263,22 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// Allocates a new idempotent-producer id, durably: no id is ever handed out twice, also
     /// across restarts (Kafka's InitProducerId).
     fn allocate_producer_id(&self) -> Result<i64, StoreError>;
+
+    /// Stores the offsets consumer group `group` commits, all in one durable transaction
+    /// (Kafka's OffsetCommit). A group id longer than [`GROUP_ID_BYTES_MAX`] or metadata
+    /// longer than [`OFFSET_METADATA_BYTES_MAX`] is refused with `InvalidArgument`.
+    fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[(PartitionId, CommittedOffset)],
+    ) -> Result<(), StoreError>;
+
+    /// Every offset `group` has committed, by partition id in ascending order (Kafka's
+    /// OffsetFetch). Offsets of deleted partitions are not returned.
+    fn committed_offsets(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(PartitionId, CommittedOffset)>, StoreError>;
 
     /// Makes every committed transaction durable. The group-commit writer calls it when it
     /// has nothing more to commit; in relaxed durability the server calls it on a timer.

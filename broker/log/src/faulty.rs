@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use weir_core::log_store::{
-    Append, AppendError, Appended, LogStore, PartitionId, PartitionState, ReadSummary,
-    RetentionReport, StoreError, TopicConfig, TopicInfo,
+    Append, AppendError, Appended, CommittedOffset, LogStore, PartitionId, PartitionState,
+    ReadSummary, RetentionReport, StoreError, TopicConfig, TopicInfo,
 };
 
 /// Which failure to inject.
@@ -195,6 +195,22 @@ impl<S: LogStore> LogStore for FailAfter<S> {
     fn allocate_producer_id(&self) -> Result<i64, StoreError> {
         self.tick()?;
         self.inner.allocate_producer_id()
+    }
+
+    fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[(PartitionId, CommittedOffset)],
+    ) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner.commit_offsets(group, offsets)
+    }
+
+    fn committed_offsets(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(PartitionId, CommittedOffset)>, StoreError> {
+        self.inner.committed_offsets(group)
     }
 
     fn sync(&self) -> Result<(), StoreError> {

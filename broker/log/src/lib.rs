@@ -39,8 +39,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, PutFlags, RoTxn, RwTxn, WithoutTls};
 use weir_core::log_store::{
-    Append, AppendError, Appended, LogStore, PartitionId, PartitionState, ReadSummary,
-    RetentionReport, StoreError, TopicConfig, TopicInfo,
+    Append, AppendError, Appended, CommittedOffset, GROUP_ID_BYTES_MAX, LogStore,
+    OFFSET_METADATA_BYTES_MAX, PartitionId, PartitionState, ReadSummary, RetentionReport,
+    StoreError, TopicConfig, TopicInfo,
 };
 use weir_kafka::record_batch::{self, BatchHeader};
 
@@ -160,6 +161,7 @@ pub struct LmdbLog {
     partitions: Database<Bytes, Bytes>,
     time_index: Database<Bytes, Bytes>,
     topics: Database<Bytes, Bytes>,
+    group_offsets: Database<Bytes, Bytes>,
     /// Every table, for the free-space estimate.
     tables: Vec<Database<Bytes, Bytes>>,
     disk_reserve_bytes: u64,
@@ -206,7 +208,7 @@ impl LmdbLog {
                     .map_err(env_err)?,
             );
         }
-        let [meta, log, partitions, time_index, topics, ..] = dbs[..] else {
+        let [meta, log, partitions, time_index, topics, group_offsets, ..] = dbs[..] else {
             unreachable!("table::ALL has nine tables");
         };
         let version = meta
@@ -236,6 +238,7 @@ impl LmdbLog {
             partitions,
             time_index,
             topics,
+            group_offsets,
             tables: dbs,
             disk_reserve_bytes: options.disk_reserve_bytes,
             durability: options.durability,
@@ -1057,6 +1060,70 @@ impl LogStore for LmdbLog {
         self.commit(txn)?;
         self.make_durable()?;
         Ok(id)
+    }
+
+    fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[(PartitionId, CommittedOffset)],
+    ) -> Result<(), StoreError> {
+        if group.len() > GROUP_ID_BYTES_MAX {
+            return Err(StoreError::InvalidArgument(format!(
+                "a group id is at most {GROUP_ID_BYTES_MAX} bytes, not {}",
+                group.len()
+            )));
+        }
+        if let Some((_, long)) = offsets
+            .iter()
+            .find(|(_, c)| c.metadata.len() > OFFSET_METADATA_BYTES_MAX)
+        {
+            return Err(StoreError::InvalidArgument(format!(
+                "offset metadata is at most {OFFSET_METADATA_BYTES_MAX} bytes, not {}",
+                long.metadata.len()
+            )));
+        }
+        self.check_usable()?;
+        let mut txn = self.write_txn()?;
+        let prefix = schema::group_prefix(group);
+        for (partition, committed) in offsets {
+            let mut key = prefix.clone();
+            key.extend_from_slice(&partition.0.to_be_bytes());
+            self.group_offsets
+                .put(&mut txn, &key, &schema::encode_committed(committed))
+                .map_err(classify)?;
+        }
+        self.commit(txn)?;
+        self.make_durable()
+    }
+
+    fn committed_offsets(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(PartitionId, CommittedOffset)>, StoreError> {
+        let txn = self.read_txn()?;
+        let prefix = schema::group_prefix(group);
+        let mut out = Vec::new();
+        for item in self
+            .group_offsets
+            .prefix_iter(&txn, &prefix)
+            .map_err(classify)?
+        {
+            let (key, value) = item.map_err(classify)?;
+            let id = key
+                .get(prefix.len()..)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(|b| PartitionId(u32::from_be_bytes(b)));
+            let (Some(id), Some(committed)) = (id, schema::decode_committed(value)) else {
+                return Err(StoreError::Corrupt(format!(
+                    "group `{group}` has an unreadable committed offset"
+                )));
+            };
+            // Partition ids are never reused: an offset of a deleted partition is skipped.
+            if self.load_meta(&txn, id)?.is_some() {
+                out.push((id, committed));
+            }
+        }
+        Ok(out)
     }
 
     fn sync(&self) -> Result<(), StoreError> {

@@ -12,14 +12,14 @@
 //! | `partitions` | partition id u32 | [`PartitionMeta`], 32 bytes |
 //! | `time_index` | partition id u32, timestamp (sign-flipped u64) | base offset u64 |
 //! | `topics` | topic name (UTF-8) | [`TopicMeta`] |
-//! | `group_offsets` | group, partition id | committed offset and metadata (Kafka front) |
+//! | `group_offsets` | group length u16, group (UTF-8), partition id u32 | offset i64, leader epoch i32, metadata (UTF-8, the rest) |
 //! | `producers` | producer id, partition id | last sequences and epoch (idempotent produce) |
 //! | `mqtt_sessions` | client id | session state and subscriptions (MQTT front) |
 //! | `mqtt_retained` | MQTT topic | the retained message (MQTT front) |
 //!
-//! The last four tables are created with the environment so the schema is whole and versioned
-//! in one place; the issues that build the Kafka and MQTT fronts define their value layouts
-//! here when they start writing them.
+//! The last three tables are created with the environment so the schema is whole and
+//! versioned in one place; the issues that build the Kafka and MQTT fronts define their value
+//! layouts here when they start writing them.
 //!
 //! Versioning: `meta.schema_version` is written when the environment is created. Opening an
 //! environment with a newer version than this build knows is refused (a downgrade could
@@ -63,6 +63,36 @@ pub mod table {
         MQTT_SESSIONS,
         MQTT_RETAINED,
     ];
+}
+
+/// `group_offsets` key prefix of `group`: its length, then its bytes, so no group's prefix is
+/// another's.
+pub fn group_prefix(group: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + group.len() + 4);
+    key.extend_from_slice(&(group.len() as u16).to_be_bytes());
+    key.extend_from_slice(group.as_bytes());
+    key
+}
+
+/// `group_offsets` value: offset, leader epoch, metadata.
+pub fn encode_committed(committed: &weir_core::log_store::CommittedOffset) -> Vec<u8> {
+    let mut value = Vec::with_capacity(12 + committed.metadata.len());
+    value.extend_from_slice(&committed.offset.to_be_bytes());
+    value.extend_from_slice(&committed.leader_epoch.to_be_bytes());
+    value.extend_from_slice(committed.metadata.as_bytes());
+    value
+}
+
+/// Reads a `group_offsets` value; `None` if it is too short or not UTF-8.
+pub fn decode_committed(value: &[u8]) -> Option<weir_core::log_store::CommittedOffset> {
+    let offset = i64::from_be_bytes(value.get(..8)?.try_into().ok()?);
+    let leader_epoch = i32::from_be_bytes(value.get(8..12)?.try_into().ok()?);
+    let metadata = std::str::from_utf8(value.get(12..)?).ok()?.to_owned();
+    Some(weir_core::log_store::CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata,
+    })
 }
 
 /// Keys of the `meta` table.

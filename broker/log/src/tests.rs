@@ -387,6 +387,50 @@ fn producer_ids_are_never_handed_out_twice_across_reopens() {
 }
 
 #[test]
+fn committed_offsets_are_per_group_survive_reopen_and_leave_with_their_topic() {
+    use weir_core::log_store::{CommittedOffset, GROUP_ID_BYTES_MAX, OFFSET_METADATA_BYTES_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    let at = |offset, metadata: &str| CommittedOffset {
+        offset,
+        leader_epoch: 0,
+        metadata: metadata.to_owned(),
+    };
+    let (kept, gone) = {
+        let log = open(dir.path());
+        let kept = log.create_topic("kept", 2, TopicConfig::default()).unwrap();
+        let gone = log.create_topic("gone", 1, TopicConfig::default()).unwrap();
+        let (p0, p1, g0) = (kept.partitions[0], kept.partitions[1], gone.partitions[0]);
+        log.commit_offsets("g", &[(p0, at(5, "m")), (p1, at(7, ""))])
+            .unwrap();
+        // "g1" shares "g"'s first byte but not its key prefix; a later commit overwrites.
+        log.commit_offsets("g1", &[(p0, at(1, ""))]).unwrap();
+        log.commit_offsets("g", &[(p1, at(9, "again")), (g0, at(2, ""))])
+            .unwrap();
+        // Limits: nothing of a refused commit is written.
+        let long_group = "x".repeat(GROUP_ID_BYTES_MAX + 1);
+        assert!(matches!(
+            log.commit_offsets(&long_group, &[(p0, at(1, ""))]),
+            Err(StoreError::InvalidArgument(_))
+        ));
+        let long_metadata = "m".repeat(OFFSET_METADATA_BYTES_MAX + 1);
+        assert!(matches!(
+            log.commit_offsets("g", &[(p0, at(6, "")), (p1, at(1, &long_metadata))]),
+            Err(StoreError::InvalidArgument(_))
+        ));
+        log.delete_topic("gone").unwrap();
+        ((p0, p1), g0)
+    };
+    let log = open(dir.path());
+    assert_eq!(
+        log.committed_offsets("g").unwrap(),
+        [(kept.0, at(5, "m")), (kept.1, at(9, "again"))],
+        "the deleted topic's offset ({gone:?}) is not returned"
+    );
+    assert_eq!(log.committed_offsets("g1").unwrap(), [(kept.0, at(1, ""))]);
+    assert!(log.committed_offsets("other").unwrap().is_empty());
+}
+
+#[test]
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
