@@ -5,7 +5,7 @@ Each step prints one JSON line; the Rust test checks them."""
 import json
 import sys
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaError
 
@@ -95,5 +95,52 @@ def produce_consume(bootstrap):
     consumer.close()
 
 
+def reader(bootstrap, partition):
+    """A consumer of group "readers" assigned `partition`, committing by hand."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id="readers",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    consumer.assign([partition])
+    return consumer
+
+
+def committed_offsets(bootstrap):
+    """A consumer with an assigned partition and a group id commits its position; a second
+    consumer of the same group resumes there; the admin client lists the group's offsets."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(6):
+        producer.send("events", value=b"e%d" % i, partition=0)
+    producer.flush()
+    producer.close()
+    partition = TopicPartition("events", 0)
+    first = reader(bootstrap, partition)
+    read = []
+    for message in first:
+        read.append(message.value.decode())
+        if len(read) == 4:
+            break
+    first.commit({partition: OffsetAndMetadata(4, "four read", -1)})
+    say("first", read=read, committed=first.committed(partition))
+    first.close()
+    second = reader(bootstrap, partition)
+    say("second", read=[m.value.decode() for m in second])
+    second.close()
+    client = KafkaAdminClient(bootstrap_servers=bootstrap)
+    # Two groups in one request (OffsetFetch v8); "nobody" has committed nothing.
+    listed = client.list_group_offsets(["readers", "nobody"])
+    say(
+        "listed",
+        offsets={
+            group: {f"{tp.topic}:{tp.partition}": [om.offset, om.metadata] for tp, om in offsets.items()}
+            for group, offsets in listed.items()
+        },
+    )
+    client.close()
+
+
 if __name__ == "__main__":
-    {"admin": admin, "produce_consume": produce_consume}[sys.argv[1]](sys.argv[2])
+    {"admin": admin, "produce_consume": produce_consume, "committed_offsets": committed_offsets}[sys.argv[1]](sys.argv[2])

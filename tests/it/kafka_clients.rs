@@ -106,3 +106,23 @@ fn kafka_python_produces_and_consumes() {
         .collect();
     assert_eq!(steps["consumed"]["records"], Value::Array(expected));
 }
+
+/// A kafka-python consumer with a group id and an assigned partition commits its position
+/// (FindCoordinator, OffsetCommit); a second consumer of the group resumes there
+/// (OffsetFetch); the admin client lists the group's offset with its metadata. Group
+/// membership (subscribe) is not built yet.
+#[test]
+fn kafka_python_commits_offsets_and_a_new_consumer_resumes_there() {
+    let mut weir = Weir::builder().start().unwrap();
+    let steps = kafka_python(&mut weir, "committed_offsets");
+    assert_eq!(
+        steps["first"]["read"],
+        serde_json::json!(["e0", "e1", "e2", "e3"])
+    );
+    assert_eq!(steps["first"]["committed"], 4);
+    assert_eq!(steps["second"]["read"], serde_json::json!(["e4", "e5"]));
+    assert_eq!(
+        steps["listed"]["offsets"],
+        serde_json::json!({"readers": {"events:0": [4, "four read"]}, "nobody": {}})
+    );
+}

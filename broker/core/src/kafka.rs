@@ -31,14 +31,17 @@ use weir_kafka::delete_records;
 use weir_kafka::delete_topics;
 use weir_kafka::describe_configs;
 use weir_kafka::fetch;
+use weir_kafka::find_coordinator;
 use weir_kafka::init_producer_id;
 use weir_kafka::metadata;
+use weir_kafka::offsets;
 use weir_kafka::produce;
 use weir_kafka::wire::WireError;
 
 use crate::log_store::{LogStore, PartitionId, StoreError, TopicConfig};
 
 pub mod admin;
+pub mod groups;
 
 /// The APIs and versions this broker implements: exactly what ApiVersions advertises, in
 /// API key order.
@@ -62,6 +65,21 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         api_key: metadata::API_KEY,
         min: 0,
         max: metadata::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: offsets::COMMIT_KEY,
+        min: offsets::COMMIT_MIN,
+        max: offsets::COMMIT_MAX,
+    },
+    ApiRange {
+        api_key: offsets::FETCH_KEY,
+        min: offsets::FETCH_MIN,
+        max: offsets::FETCH_MAX,
+    },
+    ApiRange {
+        api_key: find_coordinator::API_KEY,
+        min: 0,
+        max: find_coordinator::VERSION_MAX,
     },
     ApiRange {
         api_key: api_versions::API_KEY,
@@ -213,6 +231,10 @@ pub enum KafkaOp {
     DeleteRecords(delete_records::Request),
     /// Describe resources' settings.
     DescribeConfigs(Vec<describe_configs::Resource>),
+    /// Store a consumer group's committed offsets.
+    CommitOffsets(offsets::CommitRequest),
+    /// Read consumer groups' committed offsets.
+    FetchOffsets(Vec<offsets::FetchGroup>),
     /// Describe `topics` (every topic when `None`), creating missing ones when
     /// `create_missing`, with `partitions` partitions, while fewer than `topics_max` exist.
     Metadata {
@@ -257,6 +279,10 @@ pub enum KafkaOpResult {
     RecordsDeleted(Vec<(String, Vec<delete_records::PartitionResult>)>),
     /// Per resource asked: its settings or the error.
     Configs(Vec<describe_configs::ResourceResult>),
+    /// Per topic and partition: the commit's error code.
+    OffsetsCommitted(Vec<(String, Vec<(i32, i16)>)>),
+    /// Per group: its committed offsets.
+    OffsetsFetched(Vec<offsets::FetchedGroup>),
 }
 
 impl KafkaOp {
@@ -299,6 +325,28 @@ impl KafkaOp {
                             error_code: STORAGE_ERROR,
                         };
                         (name, partitions.into_iter().map(failed).collect())
+                    })
+                    .collect(),
+            ),
+            KafkaOp::CommitOffsets(request) => KafkaOpResult::OffsetsCommitted(
+                request
+                    .topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        let failed = |p: offsets::CommitPartition| {
+                            (p.index, groups::COORDINATOR_NOT_AVAILABLE)
+                        };
+                        (topic, partitions.into_iter().map(failed).collect())
+                    })
+                    .collect(),
+            ),
+            KafkaOp::FetchOffsets(asked) => KafkaOpResult::OffsetsFetched(
+                asked
+                    .into_iter()
+                    .map(|(group_id, _)| offsets::FetchedGroup {
+                        group_id,
+                        topics: Vec::new(),
+                        error_code: groups::COORDINATOR_NOT_AVAILABLE,
                     })
                     .collect(),
             ),
@@ -355,6 +403,12 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
         }
         KafkaOp::DescribeConfigs(resources) => {
             KafkaOpResult::Configs(admin::describe_configs(store, resources))
+        }
+        KafkaOp::CommitOffsets(request) => {
+            KafkaOpResult::OffsetsCommitted(groups::commit_offsets(store, request))
+        }
+        KafkaOp::FetchOffsets(asked) => {
+            KafkaOpResult::OffsetsFetched(groups::fetch_offsets(store, asked))
         }
         produce @ KafkaOp::Produce { .. } => {
             produce.failed(StoreError::Fatal("produce runs through the writer".into()))
@@ -640,6 +694,16 @@ impl KafkaSession {
                     describe_configs::write_response(body, correlation_id, version, &results)
                 });
             }
+            KafkaOpResult::OffsetsCommitted(topics) => {
+                write_frame(&mut frame, |body| {
+                    offsets::write_commit_response(body, correlation_id, version, &topics)
+                });
+            }
+            KafkaOpResult::OffsetsFetched(fetched) => {
+                write_frame(&mut frame, |body| {
+                    offsets::write_fetch_response(body, correlation_id, version, &fetched)
+                });
+            }
             KafkaOpResult::Topics(result) => {
                 // A store that cannot be read answers with no topics; the client retries.
                 let topics = result.unwrap_or_default();
@@ -883,6 +947,78 @@ impl KafkaSession {
         Ok(())
     }
 
+    /// The operation a request that only needs the store (on the writer thread) asks for, or
+    /// `None` for the other requests.
+    fn store_op(
+        &self,
+        frame: &[u8],
+        start: header::HeaderStart,
+    ) -> Result<Option<KafkaOp>, KafkaError> {
+        fn parsed<T>(
+            frame: &[u8],
+            start: header::HeaderStart,
+            header_version: fn(i16) -> u8,
+            parse: fn(&[u8], i16) -> Result<T, WireError>,
+        ) -> Result<T, KafkaError> {
+            let body = request_body(frame, start, header_version)?;
+            Ok(parse(body, start.api_version)?)
+        }
+        let op = match start.api_key {
+            create_topics::API_KEY => KafkaOp::CreateTopics {
+                request: parsed(
+                    frame,
+                    start,
+                    create_topics::request_header_version,
+                    create_topics::parse_request,
+                )?,
+                defaults: admin::CreateDefaults {
+                    partitions: self.settings.auto_create_partitions,
+                    topics_max: self.settings.topics_max,
+                },
+            },
+            delete_topics::API_KEY => KafkaOp::DeleteTopics {
+                targets: parsed(
+                    frame,
+                    start,
+                    delete_topics::request_header_version,
+                    delete_topics::parse_request,
+                )?,
+            },
+            create_partitions::API_KEY => KafkaOp::CreatePartitions(parsed(
+                frame,
+                start,
+                create_partitions::request_header_version,
+                create_partitions::parse_request,
+            )?),
+            delete_records::API_KEY => KafkaOp::DeleteRecords(parsed(
+                frame,
+                start,
+                delete_records::request_header_version,
+                delete_records::parse_request,
+            )?),
+            describe_configs::API_KEY => KafkaOp::DescribeConfigs(parsed(
+                frame,
+                start,
+                describe_configs::request_header_version,
+                describe_configs::parse_request,
+            )?),
+            offsets::COMMIT_KEY => KafkaOp::CommitOffsets(parsed(
+                frame,
+                start,
+                offsets::commit_header_version,
+                offsets::parse_commit,
+            )?),
+            offsets::FETCH_KEY => KafkaOp::FetchOffsets(parsed(
+                frame,
+                start,
+                offsets::fetch_header_version,
+                offsets::parse_fetch,
+            )?),
+            _ => return Ok(None),
+        };
+        Ok(Some(op))
+    }
+
     fn handle(
         &mut self,
         frame: &[u8],
@@ -891,6 +1027,10 @@ impl KafkaSession {
         now_ms: u64,
     ) -> Result<(), KafkaError> {
         let start = header::peek(frame)?;
+        if let Some(op) = self.store_op(frame, start)? {
+            self.defer(start, op, ops);
+            return Ok(());
+        }
         match start.api_key {
             api_versions::API_KEY => {
                 // Parse the whole header so a malformed one is refused; the body (client
@@ -926,38 +1066,38 @@ impl KafkaSession {
                 self.defer(start, KafkaOp::AllocateProducerId, ops);
                 Ok(())
             }
-            create_topics::API_KEY => {
-                let body = request_body(frame, start, create_topics::request_header_version)?;
-                let request = create_topics::parse_request(body, start.api_version)?;
-                let defaults = admin::CreateDefaults {
-                    partitions: self.settings.auto_create_partitions,
-                    topics_max: self.settings.topics_max,
-                };
-                self.defer(start, KafkaOp::CreateTopics { request, defaults }, ops);
-                Ok(())
-            }
-            delete_topics::API_KEY => {
-                let body = request_body(frame, start, delete_topics::request_header_version)?;
-                let targets = delete_topics::parse_request(body, start.api_version)?;
-                self.defer(start, KafkaOp::DeleteTopics { targets }, ops);
-                Ok(())
-            }
-            create_partitions::API_KEY => {
-                let body = request_body(frame, start, create_partitions::request_header_version)?;
-                let request = create_partitions::parse_request(body, start.api_version)?;
-                self.defer(start, KafkaOp::CreatePartitions(request), ops);
-                Ok(())
-            }
-            delete_records::API_KEY => {
-                let body = request_body(frame, start, delete_records::request_header_version)?;
-                let topics = delete_records::parse_request(body, start.api_version)?;
-                self.defer(start, KafkaOp::DeleteRecords(topics), ops);
-                Ok(())
-            }
-            describe_configs::API_KEY => {
-                let body = request_body(frame, start, describe_configs::request_header_version)?;
-                let resources = describe_configs::parse_request(body, start.api_version)?;
-                self.defer(start, KafkaOp::DescribeConfigs(resources), ops);
+            find_coordinator::API_KEY => {
+                let body = request_body(frame, start, find_coordinator::request_header_version)?;
+                let request = find_coordinator::parse_request(body, start.api_version)?;
+                let host = self.settings.advertised_host.clone();
+                let port = self.settings.advertised_port;
+                let transactions = "transactions are not supported";
+                let coordinators: Vec<_> = request
+                    .keys
+                    .iter()
+                    .map(|key| match request.key_type {
+                        find_coordinator::KEY_TYPE_GROUP => find_coordinator::Coordinator {
+                            key,
+                            error_code: 0,
+                            error_message: None,
+                            node: (0, &host, port),
+                        },
+                        _ => find_coordinator::Coordinator {
+                            key,
+                            error_code: groups::COORDINATOR_NOT_AVAILABLE,
+                            error_message: Some(transactions),
+                            node: (-1, "", -1),
+                        },
+                    })
+                    .collect();
+                self.answer_now(out, |body| {
+                    find_coordinator::write_response(
+                        body,
+                        start.correlation_id,
+                        start.api_version,
+                        &coordinators,
+                    )
+                });
                 Ok(())
             }
             produce::API_KEY => self.produce(frame, start, out, ops),
@@ -1281,6 +1421,34 @@ mod tests {
         assert_eq!(&out[second + 8..second + 8 + 4], &[0, 0, 0, 0], "throttle");
         assert_eq!(&out[second + 12..second + 14], &[0, 0], "error code");
         assert_eq!(&out[second + 14..second + 22], &7i64.to_be_bytes());
+    }
+
+    #[test]
+    fn commits_from_outside_membership_only_and_to_known_partitions() {
+        let commit = |group: &str, generation_id, member: &str| offsets::CommitRequest {
+            group_id: group.into(),
+            generation_id,
+            member_id: member.into(),
+            topics: vec![(
+                "t".into(),
+                vec![offsets::CommitPartition {
+                    index: 0,
+                    offset: 1,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                }],
+            )],
+        };
+        let code = |request| groups::commit_offsets(&NoTopics, request)[0].1[0].1;
+        assert_eq!(code(commit("", -1, "")), groups::INVALID_GROUP_ID);
+        assert_eq!(code(commit("g", 3, "m")), groups::UNKNOWN_MEMBER_ID);
+        assert_eq!(code(commit("g", 3, "")), groups::ILLEGAL_GENERATION);
+        assert_eq!(
+            code(commit("g", -1, "")),
+            metadata::UNKNOWN_TOPIC_OR_PARTITION
+        );
+        let fetched = groups::fetch_offsets(&NoTopics, vec![("".into(), None)]);
+        assert_eq!(fetched[0].error_code, groups::INVALID_GROUP_ID);
     }
 
     #[test]

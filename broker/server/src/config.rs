@@ -288,9 +288,10 @@ config_keys! {
 
     /// Address of the Kafka listener, on every shard (`SO_REUSEPORT`). Port 0 picks a free
     /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata,
-    /// Produce, Fetch, ListOffsets, InitProducerId, CreateTopics, DeleteTopics,
-    /// CreatePartitions, DeleteRecords and DescribeConfigs today and closes the connection
-    /// on any other request (the rest is being built).
+    /// Produce, Fetch, ListOffsets, InitProducerId, FindCoordinator, OffsetCommit,
+    /// OffsetFetch, CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords and
+    /// DescribeConfigs today and closes the connection on any other request (group
+    /// membership is being built).
     kafka_listen: SocketAddr = "0.0.0.0:9092", key = "kafka.listen";
 
     /// Kafka connections open at once. A connection over the limit is closed as soon as it

@@ -5,6 +5,8 @@
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] and [`delete_records`]:
 //!   the topic admin requests and answers; [`describe_configs`]: topic settings;
+//! - [`find_coordinator`] and [`offsets`]: consumer-group coordinators and committed
+//!   offsets (OffsetCommit, OffsetFetch);
 //! - [`fetch`]: the Fetch and ListOffsets requests and answers;
 //! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`metadata`]: the Metadata request and answer;
@@ -23,10 +25,12 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod frame;
 pub mod header;
 pub mod init_producer_id;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod record_batch;
 pub mod wire;

@@ -1,0 +1,157 @@
+//! Consumer-group offsets for the Kafka front: FindCoordinator, OffsetCommit and
+//! OffsetFetch. OffsetCommit and OffsetFetch run on the log's writer thread, so a commit is
+//! durable when answered and a fetch sees every commit answered before it.
+//!
+//! Group membership (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) is not built yet, so every
+//! group is empty: commits from consumers outside membership (generation -1, no member id,
+//! as a consumer with manually assigned partitions sends) are stored; a commit naming a
+//! member or a generation gets UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION, as Kafka answers
+//! for a group that has no such member.
+
+use std::collections::HashMap;
+
+use weir_kafka::metadata::UNKNOWN_TOPIC_OR_PARTITION;
+use weir_kafka::offsets::{CommitRequest, FetchGroup, FetchedGroup, FetchedOffset};
+
+use crate::log_store::{
+    CommittedOffset, GROUP_ID_BYTES_MAX, LogStore, OFFSET_METADATA_BYTES_MAX, PartitionId,
+    TopicInfo,
+};
+
+/// Error code: the offset metadata is longer than the broker keeps.
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+/// Error code: the coordinator cannot serve now (the store failed); clients retry.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// Error code: the generation is not the group's.
+pub const ILLEGAL_GENERATION: i16 = 22;
+/// Error code: the group id is empty or too long.
+pub const INVALID_GROUP_ID: i16 = 24;
+/// Error code: the group has no such member.
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+
+fn valid_group(group: &str) -> bool {
+    !group.is_empty() && group.len() <= GROUP_ID_BYTES_MAX
+}
+
+/// Stores the offsets of an OffsetCommit; per topic, (partition index, error code).
+pub fn commit_offsets(
+    store: &dyn LogStore,
+    request: CommitRequest,
+) -> Vec<(String, Vec<(i32, i16)>)> {
+    let refused = if !valid_group(&request.group_id) {
+        Some(INVALID_GROUP_ID)
+    } else if !request.member_id.is_empty() {
+        Some(UNKNOWN_MEMBER_ID)
+    } else if request.generation_id != -1 {
+        Some(ILLEGAL_GENERATION)
+    } else {
+        None
+    };
+    let mut answers = Vec::with_capacity(request.topics.len());
+    let mut writes: Vec<(PartitionId, CommittedOffset)> = Vec::new();
+    // Where each write's answer goes: (topic, partition) positions in `answers`.
+    let mut slots = Vec::new();
+    for (topic, partitions) in request.topics {
+        let found = store.topic(&topic);
+        let mut codes = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let pid = match &found {
+                Ok(Some(info)) => usize::try_from(partition.index)
+                    .ok()
+                    .and_then(|i| info.partitions.get(i).copied()),
+                _ => None,
+            };
+            let code = match (refused, &found, pid) {
+                (Some(code), _, _) => code,
+                (None, Err(_), _) => COORDINATOR_NOT_AVAILABLE,
+                (None, Ok(_), None) => UNKNOWN_TOPIC_OR_PARTITION,
+                (None, Ok(_), Some(_)) if partition.metadata.len() > OFFSET_METADATA_BYTES_MAX => {
+                    OFFSET_METADATA_TOO_LARGE
+                }
+                (None, Ok(_), Some(pid)) => {
+                    slots.push((answers.len(), codes.len()));
+                    writes.push((
+                        pid,
+                        CommittedOffset {
+                            offset: partition.offset,
+                            leader_epoch: partition.leader_epoch,
+                            metadata: partition.metadata,
+                        },
+                    ));
+                    0
+                }
+            };
+            codes.push((partition.index, code));
+        }
+        answers.push((topic, codes));
+    }
+    // A failed commit (a full map, a fatal error the writer reports) is retried by clients.
+    if !writes.is_empty() && store.commit_offsets(&request.group_id, &writes).is_err() {
+        for (t, p) in slots {
+            answers[t].1[p].1 = COORDINATOR_NOT_AVAILABLE;
+        }
+    }
+    answers
+}
+
+/// The committed offsets an OffsetFetch asks for, per group.
+pub fn fetch_offsets(store: &dyn LogStore, groups: Vec<FetchGroup>) -> Vec<FetchedGroup> {
+    groups
+        .into_iter()
+        .map(|(group_id, topics)| {
+            let failed = |group_id, error_code| FetchedGroup {
+                group_id,
+                topics: Vec::new(),
+                error_code,
+            };
+            if !valid_group(&group_id) {
+                return failed(group_id, INVALID_GROUP_ID);
+            }
+            let (all, committed) = match (store.topics(), store.committed_offsets(&group_id)) {
+                (Ok(all), Ok(committed)) => (all, committed),
+                _ => return failed(group_id, COORDINATOR_NOT_AVAILABLE),
+            };
+            let committed: HashMap<PartitionId, CommittedOffset> = committed.into_iter().collect();
+            let answer = |index: i32, pid: Option<PartitionId>| {
+                let found = pid.and_then(|pid| committed.get(&pid));
+                FetchedOffset {
+                    index,
+                    offset: found.map_or(-1, |c| c.offset),
+                    leader_epoch: found.map_or(-1, |c| c.leader_epoch),
+                    metadata: found.map(|c| c.metadata.clone()).unwrap_or_default(),
+                    error_code: 0,
+                }
+            };
+            let topics = match topics {
+                // Every partition the group committed, topic by topic.
+                None => all
+                    .iter()
+                    .filter_map(|topic: &TopicInfo| {
+                        let partitions: Vec<FetchedOffset> = (topic.partitions.iter().enumerate())
+                            .filter(|(_, pid)| committed.contains_key(pid))
+                            .map(|(i, pid)| answer(i as i32, Some(*pid)))
+                            .collect();
+                        (!partitions.is_empty()).then(|| (topic.name.clone(), partitions))
+                    })
+                    .collect(),
+                Some(topics) => topics
+                    .into_iter()
+                    .map(|(name, indexes)| {
+                        let info = all.iter().find(|t| t.name == name);
+                        let pid = |index: i32| {
+                            let info = info?;
+                            info.partitions.get(usize::try_from(index).ok()?).copied()
+                        };
+                        let partitions = indexes.into_iter().map(|i| answer(i, pid(i))).collect();
+                        (name, partitions)
+                    })
+                    .collect(),
+            };
+            FetchedGroup {
+                group_id,
+                topics,
+                error_code: 0,
+            }
+        })
+        .collect()
+}
