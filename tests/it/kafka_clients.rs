@@ -1,5 +1,6 @@
-//! The Kafka front with third-party clients other than kcat: kafka-python (PyPI, installed by
-//! `cargo xtask test`) running the scenarios in `tests/clients/kafka_python.py`.
+//! The Kafka front with third-party clients: kafka-python (PyPI, installed by `cargo xtask
+//! test`) running the scenarios in `tests/clients/kafka_python.py`, and kcat with each
+//! compression codec (the kcat basics are in `server.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -125,4 +126,63 @@ fn kafka_python_commits_offsets_and_a_new_consumer_resumes_there() {
         steps["listed"]["offsets"],
         serde_json::json!({"readers": {"events:0": [4, "four read"]}, "nobody": {}})
     );
+}
+
+/// Batches compressed by the producer are stored and served as they came: kcat (librdkafka)
+/// writes with each codec Kafka defines and reads every record back at its offset.
+#[test]
+fn kcat_round_trips_every_compression_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let addr = weir.kafka_addr().unwrap().to_string();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("compressed-{codec}");
+        let mut kcat = Command::new("kcat")
+            .args(["-b", &addr, "-P", "-t", &topic, "-p", "0", "-z", codec])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcat is installed by `cargo xtask test` (Debian package kcat)");
+        let lines: String = (0..50).map(|i| format!("{codec} reading {i}\n")).collect();
+        std::io::Write::write_all(&mut kcat.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+        let produced = kcat.wait_with_output().unwrap();
+        assert!(
+            produced.status.success(),
+            "{codec}: {}",
+            String::from_utf8_lossy(&produced.stderr)
+        );
+        let consumed = Command::new("kcat")
+            .args(["-b", &addr, "-C", "-t", &topic, "-p", "0"])
+            .args(["-o", "beginning", "-e", "-f", "%o %s\n"])
+            .output()
+            .unwrap();
+        let expected: String = (0..50)
+            .map(|i| format!("{i} {codec} reading {i}\n"))
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&consumed.stdout),
+            expected,
+            "{codec}"
+        );
+    }
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    // The log holds the batches as compressed: the codec bits (attributes, bytes 21-22 of a
+    // RecordBatch v2) of a topic's batches name the codec it was written with. (librdkafka
+    // sends a batch uncompressed when compressing would not make it smaller.)
+    let (log, _) = weir_log::LmdbLog::open(
+        &dir.path().join("weir-data/log"),
+        weir_log::LogOptions::default(),
+    )
+    .unwrap();
+    use weir_core::log_store::LogStore;
+    for (bits, codec) in [(1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")] {
+        let topic = log.topic(&format!("compressed-{codec}")).unwrap().unwrap();
+        let mut codecs = Vec::new();
+        log.read(topic.partitions[0], 0, usize::MAX, &mut |batch| {
+            codecs.push(i16::from_be_bytes([batch[21], batch[22]]) & 7);
+        })
+        .unwrap();
+        assert!(codecs.contains(&bits), "{codec}: batch codecs {codecs:?}");
+    }
 }

@@ -20,7 +20,7 @@ fn api_versions_is_answered_in_every_version_layout() {
     stream.write_all(&requests).unwrap();
     // The table lists exactly what is implemented: (key, min, max).
     let expected = [
-        (0, 3, 11),
+        (0, 0, 11),
         (1, 4, 11),
         (2, 1, 5),
         (3, 0, 12),
@@ -215,13 +215,6 @@ fn a_client_that_never_reads_costs_bounded_memory() {
     let queued = weir.metric("weir_write_queue_bytes").unwrap();
     let after = weir.rss_bytes().unwrap();
     eprintln!("sent {sent} bytes of requests; {queued} bytes queued; RSS {before} -> {after}");
-    assert!(queued <= 65_536 + 64, "write queue {queued} past its cap");
-    assert!(
-        after < before + (8 << 20),
-        "memory grew from {before} to {after}"
-    );
-    // Reading resumes the connection: every request sent is answered.
-    let answered_before = weir.metric("weir_requests_total").unwrap();
     // Every complete request sent gets one ApiVersions v0 answer of `answer_len` bytes.
     let answer_len = {
         let mut probe = TcpStream::connect(addr).unwrap();
@@ -229,6 +222,17 @@ fn a_client_that_never_reads_costs_bounded_memory() {
         probe.write_all(&request).unwrap();
         read_frame(&mut probe).unwrap().len() as u64 + 4
     };
+    // The cap stops reading once reached, so the queue passes it by at most one answer.
+    assert!(
+        queued <= 65_536 + answer_len,
+        "write queue {queued} past its cap"
+    );
+    assert!(
+        after < before + (8 << 20),
+        "memory grew from {before} to {after}"
+    );
+    // Reading resumes the connection: every request sent is answered.
+    let answered_before = weir.metric("weir_requests_total").unwrap();
     let expected = (sent / request.len()) as u64 * answer_len;
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut drained = 0u64;

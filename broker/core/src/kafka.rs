@@ -3,20 +3,21 @@
 //!
 //! [`KafkaSession::on_bytes`] takes whatever the connection has received and answers every
 //! complete request in it; an incomplete request waits for more bytes. A request that needs
-//! the store (Metadata, which may create topics; InitProducerId's durable id) becomes a
-//! [`KafkaOp`] the caller runs on the
-//! log's writer thread; [`KafkaSession::complete`] takes its result. Kafka answers in request
-//! order on a connection, so answers behind a pending operation wait in the session (at most
-//! [`ANSWERS_QUEUED_MAX`]; past that no more requests are read) and go out when it completes.
-//! The server owns the socket and the buffers; this type owns no I/O.
+//! the store's writer (Produce, Metadata's topic creation, the topic admin requests, offset
+//! commits and fetches, InitProducerId's durable id) becomes a [`KafkaOp`] the caller runs on
+//! the log's writer thread; [`KafkaSession::complete`] takes its result. Kafka answers in
+//! request order on a connection, so answers behind a pending operation wait in the session
+//! (at most [`ANSWERS_QUEUED_MAX`]; past that no more requests are read) and go out when it
+//! completes. The server owns the socket and the buffers; this type owns no I/O.
 //!
-//! Implemented: ApiVersions, Metadata (with topic auto-creation, a switch and a topic-count
-//! limit in [`KafkaSettings`]), Produce v3-v11 (answered once the batches are durable; no
-//! answer for acks 0) and InitProducerId (idempotent producers; transactional ids are
-//! refused with `INVALID_REQUEST`). Every other API key is outside the table this broker
-//! advertises; a request for one closes the connection (Apache Kafka does the same for
-//! requests it cannot parse), and the error names the API so the log says what a client
-//! wanted.
+//! Implemented: exactly the APIs and versions in [`IMPLEMENTED`] (what ApiVersions
+//! advertises): Produce v0-v11 (answered once the batches are durable; no answer for acks
+//! 0), Fetch, ListOffsets, Metadata (with topic auto-creation, a switch and a topic-count
+//! limit in [`KafkaSettings`]), committed offsets ([`groups`]), topic administration
+//! ([`admin`]) and InitProducerId (idempotent producers; transactional ids are refused with
+//! `INVALID_REQUEST`). Every other API key or version closes the connection (Apache Kafka
+//! does the same for requests it cannot parse), and the error names the API so the log says
+//! what a client wanted.
 
 use std::collections::VecDeque;
 

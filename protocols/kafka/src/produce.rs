@@ -1,7 +1,9 @@
-//! Produce (key 0), versions 3 to 11: record batches for partitions of topics.
+//! Produce (key 0), versions 0 to 11: record batches for partitions of topics.
 //!
-//! Versions 9 and later are flexible. Versions below 3 carry the old message format, which
-//! Weir does not store. Every array count and bytes length is checked against the bytes
+//! Versions 9 and later are flexible. Versions below 3 carry the legacy message format
+//! (magic 0 or 1), which the broker converts to a RecordBatch v2 before storing it; they are
+//! advertised also because librdkafka before 2.10 enables gzip, snappy and lz4 only when a
+//! broker lists Produce versions that old. Every array count and bytes length is checked against the bytes
 //! present before anything is allocated for it; the records stay borrowed from the request.
 
 use crate::header::write_response_header;
@@ -9,8 +11,8 @@ use crate::wire::{Reader, WireError, put_uvarint};
 
 /// API key of Produce.
 pub const API_KEY: i16 = 0;
-/// Lowest version implemented (RecordBatch v2).
-pub const VERSION_MIN: i16 = 3;
+/// Lowest version implemented.
+pub const VERSION_MIN: i16 = 0;
 /// Highest version implemented.
 pub const VERSION_MAX: i16 = 11;
 
@@ -54,10 +56,10 @@ pub struct Request<'a> {
 pub fn parse_request(body: &[u8], version: i16) -> Result<Request<'_>, WireError> {
     let flexible = version >= 9;
     let mut r = Reader::new(body);
-    let transactional_id = if flexible {
-        r.compact_nullable_string()?
+    let transactional_id = if version >= 3 {
+        r.string_of(flexible)?
     } else {
-        r.nullable_string()?
+        None
     };
     let acks = r.i16()?;
     let timeout_ms = r.i32()?;
@@ -151,7 +153,9 @@ pub fn write_response(
             out.extend_from_slice(&p.index.to_be_bytes());
             out.extend_from_slice(&p.error_code.to_be_bytes());
             out.extend_from_slice(&p.base_offset.to_be_bytes());
-            out.extend_from_slice(&(-1i64).to_be_bytes()); // log_append_time_ms
+            if version >= 2 {
+                out.extend_from_slice(&(-1i64).to_be_bytes()); // log_append_time_ms
+            }
             if version >= 5 {
                 out.extend_from_slice(&p.log_start_offset.to_be_bytes());
             }
@@ -171,7 +175,9 @@ pub fn write_response(
             out.push(0);
         }
     }
-    out.extend_from_slice(&0i32.to_be_bytes()); // throttle_time_ms
+    if version >= 1 {
+        out.extend_from_slice(&0i32.to_be_bytes()); // throttle_time_ms
+    }
     if flexible {
         out.push(0);
     }
@@ -233,5 +239,36 @@ mod tests {
         write_response(&mut out, 1, 7, &[topic]);
         assert_eq!(out.len(), 4 + 4 + 3 + 4 + 4 + 2 + 8 + 8 + 8 + 4);
         assert_eq!(&out[out.len() - 12..out.len() - 4], &0i64.to_be_bytes());
+    }
+
+    #[test]
+    fn the_oldest_versions_have_no_transactional_id_append_time_or_throttle() {
+        let mut v0 = vec![0, 1, 0, 0, 0x03, 0xe8, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1];
+        v0.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2, b'x', b'y']);
+        let request = parse_request(&v0, 0).unwrap();
+        assert_eq!((request.transactional_id, request.acks), (None, 1));
+        assert_eq!(request.topics[0].partitions[0].records, Some(&b"xy"[..]));
+        let topic = TopicResponse {
+            name: "t".into(),
+            partitions: vec![PartitionResponse {
+                index: 0,
+                error_code: 0,
+                base_offset: 5,
+                log_start_offset: 0,
+            }],
+        };
+        let mut out = Vec::new();
+        write_response(&mut out, 1, 0, std::slice::from_ref(&topic));
+        let mut expected = vec![
+            0, 0, 0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+        ];
+        expected.extend_from_slice(&5i64.to_be_bytes());
+        assert_eq!(out, expected);
+        let mut v1 = Vec::new();
+        write_response(&mut v1, 1, 1, std::slice::from_ref(&topic));
+        assert_eq!(v1.len(), out.len() + 4, "v1 adds throttle_time_ms");
+        let mut v2 = Vec::new();
+        write_response(&mut v2, 1, 2, &[topic]);
+        assert_eq!(v2.len(), v1.len() + 8, "v2 adds log_append_time_ms");
     }
 }
