@@ -344,11 +344,7 @@ impl KafkaOp {
             KafkaOp::FetchOffsets(asked) => KafkaOpResult::OffsetsFetched(
                 asked
                     .into_iter()
-                    .map(|(group_id, _)| offsets::FetchedGroup {
-                        group_id,
-                        topics: Vec::new(),
-                        error_code: groups::COORDINATOR_NOT_AVAILABLE,
-                    })
+                    .map(|group| groups::fetch_failed(group, groups::COORDINATOR_NOT_AVAILABLE))
                     .collect(),
             ),
             KafkaOp::DescribeConfigs(resources) => KafkaOpResult::Configs(
@@ -1083,10 +1079,16 @@ impl KafkaSession {
                             error_message: None,
                             node: (0, &host, port),
                         },
-                        _ => find_coordinator::Coordinator {
+                        find_coordinator::KEY_TYPE_TRANSACTION => find_coordinator::Coordinator {
                             key,
                             error_code: groups::COORDINATOR_NOT_AVAILABLE,
                             error_message: Some(transactions),
+                            node: (-1, "", -1),
+                        },
+                        _ => find_coordinator::Coordinator {
+                            key,
+                            error_code: INVALID_REQUEST,
+                            error_message: Some("unknown coordinator key type"),
                             node: (-1, "", -1),
                         },
                     })
@@ -1441,15 +1443,24 @@ mod tests {
             )],
         };
         let code = |request| groups::commit_offsets(&NoTopics, request)[0].1[0].1;
-        assert_eq!(code(commit("", -1, "")), groups::INVALID_GROUP_ID);
+        let long = "g".repeat(crate::log_store::GROUP_ID_BYTES_MAX + 1);
+        assert_eq!(code(commit(&long, -1, "")), groups::INVALID_GROUP_ID);
         assert_eq!(code(commit("g", 3, "m")), groups::UNKNOWN_MEMBER_ID);
         assert_eq!(code(commit("g", 3, "")), groups::ILLEGAL_GENERATION);
-        assert_eq!(
-            code(commit("g", -1, "")),
-            metadata::UNKNOWN_TOPIC_OR_PARTITION
-        );
-        let fetched = groups::fetch_offsets(&NoTopics, vec![("".into(), None)]);
+        // Outside membership (negative generation) the commit is taken whatever the member.
+        let outside = metadata::UNKNOWN_TOPIC_OR_PARTITION;
+        assert_eq!(code(commit("g", -1, "m")), outside);
+        assert_eq!(code(commit("", -1, "")), outside);
+        // v0/v1 answers have no group error field: it is repeated on each partition asked.
+        let asked = vec![(long, Some(vec![("t".to_owned(), vec![0, 1])]))];
+        let fetched = groups::fetch_offsets(&NoTopics, asked);
         assert_eq!(fetched[0].error_code, groups::INVALID_GROUP_ID);
+        let codes: Vec<_> = fetched[0].topics[0]
+            .1
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(codes, [groups::INVALID_GROUP_ID; 2]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
     let mut r = Reader::new(body);
     let flexible = version >= 2;
     let topic_count = r.array_len(flexible, 6)?;
-    let mut topics = Vec::with_capacity(topic_count);
+    let mut topics = Vec::new();
     for _ in 0..topic_count {
         let name = r
             .string_of(flexible)?
@@ -60,10 +60,10 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
             None
         } else {
             let n = r.array_len(flexible, 1)?;
-            let mut assignments = Vec::with_capacity(n);
+            let mut assignments = Vec::new();
             for _ in 0..n {
                 let brokers = r.array_len(flexible, 4)?;
-                let mut ids = Vec::with_capacity(brokers);
+                let mut ids = Vec::new();
                 for _ in 0..brokers {
                     ids.push(r.i32()?);
                 }

@@ -68,17 +68,17 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
     let mut r = Reader::new(body);
     let flexible = version >= 5;
     let topic_count = r.array_len(flexible, 8)?;
-    let mut topics = Vec::with_capacity(topic_count);
+    let mut topics = Vec::new();
     for _ in 0..topic_count {
         let name = owned(r.string_of(flexible)?, "null topic name")?;
         let num_partitions = r.i32()?;
         let replication_factor = r.i16()?;
         let assignment_count = r.array_len(flexible, 5)?;
-        let mut assignments = Vec::with_capacity(assignment_count);
+        let mut assignments = Vec::new();
         for _ in 0..assignment_count {
             let index = r.i32()?;
             let broker_count = r.array_len(flexible, 4)?;
-            let mut brokers = Vec::with_capacity(broker_count);
+            let mut brokers = Vec::new();
             for _ in 0..broker_count {
                 brokers.push(r.i32()?);
             }
@@ -88,7 +88,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
             assignments.push((index, brokers));
         }
         let config_count = r.array_len(flexible, 2)?;
-        let mut configs = Vec::with_capacity(config_count);
+        let mut configs = Vec::new();
         for _ in 0..config_count {
             let key = owned(r.string_of(flexible)?, "null config name")?;
             let value = r.string_of(flexible)?.map(str::to_owned);

@@ -24,14 +24,14 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
     let mut r = Reader::new(body);
     let flexible = version >= 2;
     let topic_count = r.array_len(flexible, 2)?;
-    let mut topics = Vec::with_capacity(topic_count);
+    let mut topics = Vec::new();
     for _ in 0..topic_count {
         let name = r
             .string_of(flexible)?
             .ok_or(WireError::Invalid("null topic name"))?
             .to_owned();
         let partition_count = r.array_len(flexible, 12)?;
-        let mut partitions = Vec::with_capacity(partition_count);
+        let mut partitions = Vec::new();
         for _ in 0..partition_count {
             let index = r.i32()?;
             let offset = r.i64()?;

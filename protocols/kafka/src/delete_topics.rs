@@ -31,7 +31,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Vec<Target>, WireError
     let mut r = Reader::new(body);
     let flexible = version >= 4;
     let count = r.array_len(flexible, 1)?;
-    let mut targets = Vec::with_capacity(count);
+    let mut targets = Vec::new();
     for _ in 0..count {
         let name = r.string_of(flexible)?.map(str::to_owned);
         let target = if version >= 6 {

@@ -37,7 +37,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Vec<Resource>, WireErr
     let mut r = Reader::new(body);
     let flexible = version >= 4;
     let count = r.array_len(flexible, 3)?;
-    let mut resources = Vec::with_capacity(count);
+    let mut resources = Vec::new();
     for _ in 0..count {
         let resource_type = r.i8()?;
         let name = r
@@ -45,7 +45,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Vec<Resource>, WireErr
             .ok_or(WireError::Invalid("null resource name"))?
             .to_owned();
         let key_count = r.array_len(flexible, 1)?;
-        let mut keys = Vec::with_capacity(key_count);
+        let mut keys = Vec::new();
         for _ in 0..key_count {
             let key = r
                 .string_of(flexible)?

@@ -13,6 +13,8 @@ pub const API_KEY: i16 = 10;
 pub const VERSION_MAX: i16 = 4;
 /// Key type of a consumer group.
 pub const KEY_TYPE_GROUP: i8 = 0;
+/// Key type of a transactional id.
+pub const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Request header version for `version` (flexible from 3).
 pub fn request_header_version(version: i16) -> u8 {
@@ -36,7 +38,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
     let request = if version >= 4 {
         let key_type = r.i8()?;
         let count = r.array_len(true, 1)?;
-        let mut keys = Vec::with_capacity(count);
+        let mut keys = Vec::new();
         for _ in 0..count {
             keys.push(r.string_of(true)?.ok_or(null_key)?.to_owned());
         }

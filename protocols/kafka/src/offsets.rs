@@ -75,11 +75,11 @@ pub fn parse_commit(body: &[u8], version: i16) -> Result<CommitRequest, WireErro
         r.i64()?; // retention_time_ms: committed offsets stay until their topic goes
     }
     let topic_count = r.array_len(flexible, 2)?;
-    let mut topics = Vec::with_capacity(topic_count);
+    let mut topics = Vec::new();
     for _ in 0..topic_count {
         let topic = name(&mut r, flexible, "null topic name")?;
         let partition_count = r.array_len(flexible, 14)?;
-        let mut partitions = Vec::with_capacity(partition_count);
+        let mut partitions = Vec::new();
         for _ in 0..partition_count {
             let index = r.i32()?;
             let offset = r.i64()?;
@@ -151,7 +151,7 @@ pub fn parse_fetch(body: &[u8], version: i16) -> Result<Vec<FetchGroup>, WireErr
     } else {
         1
     };
-    let mut groups = Vec::with_capacity(group_count);
+    let mut groups = Vec::new();
     for _ in 0..group_count {
         let group = name(&mut r, flexible, "null group id")?;
         // A null topic array (v2+) means every partition the group committed.
@@ -165,11 +165,11 @@ pub fn parse_fetch(body: &[u8], version: i16) -> Result<Vec<FetchGroup>, WireErr
             None
         } else {
             let topic_count = r.array_len(flexible, 2)?;
-            let mut topics = Vec::with_capacity(topic_count);
+            let mut topics = Vec::new();
             for _ in 0..topic_count {
                 let topic = name(&mut r, flexible, "null topic name")?;
                 let count = r.array_len(flexible, 4)?;
-                let mut indexes = Vec::with_capacity(count);
+                let mut indexes = Vec::new();
                 for _ in 0..count {
                     indexes.push(r.i32()?);
                 }

@@ -232,8 +232,14 @@ impl<'a> Writer<'a> {
                 self.out.extend_from_slice(s.as_bytes());
             }
             (Some(s), false) => {
-                self.i16(s.len() as i16);
-                self.out.extend_from_slice(s.as_bytes());
+                // A classic string holds at most i16::MAX bytes: a longer one (an error
+                // message quoting a client's name) is cut at a character boundary.
+                let mut end = s.len().min(i16::MAX as usize);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                self.i16(end as i16);
+                self.out.extend_from_slice(&s.as_bytes()[..end]);
             }
         }
     }
@@ -267,6 +273,17 @@ mod tests {
             assert_eq!(Reader::new(&out).uvarint(), Ok(value));
         }
         assert!(Reader::new(&[0xff; 6]).uvarint().is_err());
+    }
+
+    /// A classic string past i16::MAX bytes is cut, never written with a wrapped length.
+    #[test]
+    fn a_long_classic_string_is_cut_at_its_limit() {
+        let long = "é".repeat(20_000);
+        let mut out = Vec::new();
+        Writer::new(&mut out, false).nullable_string(Some(&long));
+        let len = i16::from_be_bytes([out[0], out[1]]);
+        assert_eq!(len, 32_766, "the last whole character before 32767 bytes");
+        assert!(std::str::from_utf8(&out[2..]).is_ok());
     }
 
     /// A tagged-field count of 2^31 in a tiny frame fails on the first missing byte.

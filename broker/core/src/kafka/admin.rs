@@ -20,6 +20,8 @@ use weir_kafka::metadata::{
     INVALID_TOPIC_EXCEPTION, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
 
+use std::collections::HashMap;
+
 use crate::log_store::{LogStore, StoreError, TOPIC_PARTITIONS_MAX, TopicConfig, check_topic_name};
 
 /// What a CreateTopics request leaves to the broker.
@@ -121,7 +123,14 @@ fn partition_count(topic: &NewTopic, default: u32) -> Result<u32, (i16, String)>
                 "partitions must be assigned in order 0, 1, ... to broker 0 only".into(),
             ));
         }
-        return Ok(topic.assignments.len() as u32);
+        let count = topic.assignments.len();
+        if count > TOPIC_PARTITIONS_MAX as usize {
+            return Err((
+                INVALID_PARTITIONS,
+                format!("partitions must be from 1 to {TOPIC_PARTITIONS_MAX}, not {count}"),
+            ));
+        }
+        return Ok(count as u32);
     }
     match topic.num_partitions {
         -1 => Ok(default),
@@ -158,11 +167,11 @@ pub fn create_topics(
             return request.topics.iter().map(failed).collect();
         }
     };
-    let names: Vec<&str> = request.topics.iter().map(|t| t.name.as_str()).collect();
+    let names = name_counts(request.topics.iter().map(|t| t.name.as_str()));
     let mut out = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let failed = |error_code: i16, message: String| failure(&topic.name, error_code, message);
-        if names.iter().filter(|n| **n == topic.name).count() > 1 {
+        if names.get(topic.name.as_str()).copied().unwrap_or(0) > 1 {
             out.push(failed(INVALID_REQUEST, "the topic is named twice".into()));
             continue;
         }
@@ -237,6 +246,15 @@ pub fn delete_topics(store: &dyn LogStore, targets: Vec<Target>) -> Vec<(Target,
         .collect()
 }
 
+/// How many times each name appears among `names`.
+fn name_counts<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    let mut counts = HashMap::new();
+    for name in names {
+        *counts.entry(name).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// Kafka's error code for an offset outside the partition's log.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
@@ -246,9 +264,9 @@ pub fn create_partitions(
     store: &dyn LogStore,
     request: create_partitions::Request,
 ) -> Vec<(String, i16, Option<String>)> {
-    let names: Vec<&str> = request.topics.iter().map(|t| t.name.as_str()).collect();
+    let names = name_counts(request.topics.iter().map(|t| t.name.as_str()));
     let grow = |growth: &create_partitions::Growth| -> Result<(), (i16, String)> {
-        if names.iter().filter(|n| **n == growth.name).count() > 1 {
+        if names.get(growth.name.as_str()).copied().unwrap_or(0) > 1 {
             return Err((INVALID_REQUEST, "the topic is named twice".into()));
         }
         let current = match store.topic(&growth.name) {
@@ -435,6 +453,13 @@ mod tests {
         let mut assigned = topic(-1, -1);
         assigned.assignments = vec![(0, vec![0]), (1, vec![0])];
         assert_eq!(partition_count(&assigned, 4), Ok(2));
+        let many = (0..=TOPIC_PARTITIONS_MAX as i32).map(|i| (i, vec![0]));
+        let mut too_many = topic(-1, -1);
+        too_many.assignments = many.collect();
+        assert_eq!(
+            partition_count(&too_many, 4).unwrap_err().0,
+            INVALID_PARTITIONS
+        );
         assigned.assignments[1].1 = vec![0, 1];
         assert_eq!(
             partition_count(&assigned, 4).unwrap_err().0,

@@ -3,10 +3,10 @@
 //! durable when answered and a fetch sees every commit answered before it.
 //!
 //! Group membership (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) is not built yet, so every
-//! group is empty: commits from consumers outside membership (generation -1, no member id,
-//! as a consumer with manually assigned partitions sends) are stored; a commit naming a
-//! member or a generation gets UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION, as Kafka answers
-//! for a group that has no such member.
+//! group is empty: commits from consumers outside membership (a negative generation, as a
+//! consumer with manually assigned partitions sends) are stored; a commit naming a
+//! generation gets UNKNOWN_MEMBER_ID (with a member id) or ILLEGAL_GENERATION, as Kafka
+//! answers for an empty group.
 
 use std::collections::HashMap;
 
@@ -29,8 +29,35 @@ pub const INVALID_GROUP_ID: i16 = 24;
 /// Error code: the group has no such member.
 pub const UNKNOWN_MEMBER_ID: i16 = 25;
 
+/// The offset APIs accept any group id the store can key, the empty one included (as Kafka
+/// does for them).
 fn valid_group(group: &str) -> bool {
-    !group.is_empty() && group.len() <= GROUP_ID_BYTES_MAX
+    group.len() <= GROUP_ID_BYTES_MAX
+}
+
+/// The answer for a group whose offsets cannot be given: the group error, and (for v0/v1
+/// clients, which have no group-level error field) the same error on every partition asked.
+pub fn fetch_failed(group: FetchGroup, error_code: i16) -> FetchedGroup {
+    let (group_id, topics) = group;
+    let topics = topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, indexes)| {
+            let failed = |index| FetchedOffset {
+                index,
+                offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                error_code,
+            };
+            (name, indexes.into_iter().map(failed).collect())
+        })
+        .collect();
+    FetchedGroup {
+        group_id,
+        topics,
+        error_code,
+    }
 }
 
 /// Stores the offsets of an OffsetCommit; per topic, (partition index, error code).
@@ -38,14 +65,16 @@ pub fn commit_offsets(
     store: &dyn LogStore,
     request: CommitRequest,
 ) -> Vec<(String, Vec<(i32, i16)>)> {
+    // A negative generation is a commit from outside membership, stored whatever the member
+    // id says; every group is empty, so any member or generation named is unknown.
     let refused = if !valid_group(&request.group_id) {
         Some(INVALID_GROUP_ID)
+    } else if request.generation_id < 0 {
+        None
     } else if !request.member_id.is_empty() {
         Some(UNKNOWN_MEMBER_ID)
-    } else if request.generation_id != -1 {
-        Some(ILLEGAL_GENERATION)
     } else {
-        None
+        Some(ILLEGAL_GENERATION)
     };
     let mut answers = Vec::with_capacity(request.topics.len());
     let mut writes: Vec<(PartitionId, CommittedOffset)> = Vec::new();
@@ -96,20 +125,20 @@ pub fn commit_offsets(
 
 /// The committed offsets an OffsetFetch asks for, per group.
 pub fn fetch_offsets(store: &dyn LogStore, groups: Vec<FetchGroup>) -> Vec<FetchedGroup> {
+    let Ok(all) = store.topics() else {
+        let failed = |group| fetch_failed(group, COORDINATOR_NOT_AVAILABLE);
+        return groups.into_iter().map(failed).collect();
+    };
+    let by_name: HashMap<&str, &TopicInfo> = all.iter().map(|t| (t.name.as_str(), t)).collect();
     groups
         .into_iter()
         .map(|(group_id, topics)| {
-            let failed = |group_id, error_code| FetchedGroup {
-                group_id,
-                topics: Vec::new(),
-                error_code,
-            };
             if !valid_group(&group_id) {
-                return failed(group_id, INVALID_GROUP_ID);
+                return fetch_failed((group_id, topics), INVALID_GROUP_ID);
             }
-            let (all, committed) = match (store.topics(), store.committed_offsets(&group_id)) {
-                (Ok(all), Ok(committed)) => (all, committed),
-                _ => return failed(group_id, COORDINATOR_NOT_AVAILABLE),
+            let committed = match store.committed_offsets(&group_id) {
+                Ok(committed) => committed,
+                Err(_) => return fetch_failed((group_id, topics), COORDINATOR_NOT_AVAILABLE),
             };
             let committed: HashMap<PartitionId, CommittedOffset> = committed.into_iter().collect();
             let answer = |index: i32, pid: Option<PartitionId>| {
@@ -137,7 +166,7 @@ pub fn fetch_offsets(store: &dyn LogStore, groups: Vec<FetchGroup>) -> Vec<Fetch
                 Some(topics) => topics
                     .into_iter()
                     .map(|(name, indexes)| {
-                        let info = all.iter().find(|t| t.name == name);
+                        let info = by_name.get(name.as_str());
                         let pid = |index: i32| {
                             let info = info?;
                             info.partitions.get(usize::try_from(index).ok()?).copied()
