@@ -644,62 +644,37 @@ impl KafkaSession {
         };
         let (correlation_id, version) = (slot.correlation_id, slot.api_version);
         let mut frame = Vec::new();
-        match result {
+        write_frame(&mut frame, |body| match result {
             KafkaOpResult::ProducerId(result) => {
                 let (error, id, epoch) = match result {
                     Ok(id) => (0, id, 0),
                     Err(_) => (COORDINATOR_NOT_AVAILABLE, -1, -1),
                 };
-                write_frame(&mut frame, |body| {
-                    init_producer_id::write_response(
-                        body,
-                        correlation_id,
-                        version,
-                        error,
-                        id,
-                        epoch,
-                    )
-                });
+                init_producer_id::write_response(body, correlation_id, version, error, id, epoch)
             }
             KafkaOpResult::Produced(topics) => {
-                write_frame(&mut frame, |body| {
-                    produce::write_response(body, correlation_id, version, &topics)
-                });
+                produce::write_response(body, correlation_id, version, &topics)
             }
             KafkaOpResult::Created(topics) => {
-                write_frame(&mut frame, |body| {
-                    create_topics::write_response(body, correlation_id, version, &topics)
-                });
+                create_topics::write_response(body, correlation_id, version, &topics)
             }
             KafkaOpResult::Deleted(results) => {
-                write_frame(&mut frame, |body| {
-                    delete_topics::write_response(body, correlation_id, version, &results)
-                });
+                delete_topics::write_response(body, correlation_id, version, &results)
             }
             KafkaOpResult::Grown(results) => {
-                write_frame(&mut frame, |body| {
-                    create_partitions::write_response(body, correlation_id, version, &results)
-                });
+                create_partitions::write_response(body, correlation_id, version, &results)
             }
             KafkaOpResult::RecordsDeleted(topics) => {
-                write_frame(&mut frame, |body| {
-                    delete_records::write_response(body, correlation_id, version, &topics)
-                });
+                delete_records::write_response(body, correlation_id, version, &topics)
             }
             KafkaOpResult::Configs(results) => {
-                write_frame(&mut frame, |body| {
-                    describe_configs::write_response(body, correlation_id, version, &results)
-                });
+                describe_configs::write_response(body, correlation_id, version, &results)
             }
             KafkaOpResult::OffsetsCommitted(topics) => {
-                write_frame(&mut frame, |body| {
-                    offsets::write_commit_response(body, correlation_id, version, &topics)
-                });
+                offsets::write_commit_response(body, correlation_id, version, &topics)
             }
             KafkaOpResult::OffsetsFetched(fetched) => {
-                write_frame(&mut frame, |body| {
-                    offsets::write_fetch_response(body, correlation_id, version, &fetched)
-                });
+                offsets::write_fetch_response(body, correlation_id, version, &fetched)
             }
             KafkaOpResult::Topics(result) => {
                 // A store that cannot be read answers with no topics; the client retries.
@@ -709,18 +684,9 @@ impl KafkaSession {
                     host: &self.settings.advertised_host,
                     port: self.settings.advertised_port,
                 };
-                write_frame(&mut frame, |body| {
-                    metadata::write_response(
-                        body,
-                        correlation_id,
-                        version,
-                        broker,
-                        CLUSTER_ID,
-                        &topics,
-                    )
-                });
+                metadata::write_response(body, correlation_id, version, broker, CLUSTER_ID, &topics)
             }
-        }
+        });
         self.fill(token, frame, out);
     }
 
