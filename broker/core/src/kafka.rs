@@ -39,7 +39,7 @@ use weir_kafka::offsets;
 use weir_kafka::produce;
 use weir_kafka::wire::WireError;
 
-use crate::log_store::{LogStore, PartitionId, StoreError, TopicConfig};
+use crate::log_store::{LogStore, PartitionId, StoreError, TopicConfig, partition_at};
 
 pub mod admin;
 pub mod groups;
@@ -763,10 +763,8 @@ impl KafkaSession {
                     log_start_offset: -1,
                     records: Vec::new(),
                 };
-                let pid = pids
-                    .as_ref()
-                    .and_then(|p| usize::try_from(wanted.index).ok().and_then(|i| p.get(i)));
-                let Some(&pid) = pid else {
+                let pid = pids.as_ref().and_then(|p| partition_at(p, wanted.index));
+                let Some(pid) = pid else {
                     answer.error_code = metadata::UNKNOWN_TOPIC_OR_PARTITION;
                     any_error = true;
                     partitions.push(answer);
@@ -873,10 +871,8 @@ impl KafkaSession {
                 let answers = queries
                     .iter()
                     .map(|q| {
-                        let pid = pids
-                            .as_ref()
-                            .and_then(|p| usize::try_from(q.index).ok().and_then(|i| p.get(i)));
-                        let Some(&pid) = pid else {
+                        let pid = pids.as_ref().and_then(|p| partition_at(p, q.index));
+                        let Some(pid) = pid else {
                             return (q.index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
                         };
                         let found = match q.timestamp {

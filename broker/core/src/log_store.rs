@@ -92,6 +92,12 @@ pub struct TopicInfo {
     pub config: TopicConfig,
 }
 
+/// The id of partition `index` among a topic's `partitions` (Kafka indexes are `i32`; a
+/// negative or missing one is `None`).
+pub fn partition_at(partitions: &[PartitionId], index: i32) -> Option<PartitionId> {
+    partitions.get(usize::try_from(index).ok()?).copied()
+}
+
 /// Where a partition's log starts and ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionState {

@@ -49,30 +49,23 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
             .ok_or(WireError::Invalid("null topic name"))?
             .to_owned();
         let count = r.i32()?;
-        // A null assignment array: -1 classic, 0 compact.
-        let null = if flexible {
-            r.rest().first() == Some(&0)
-        } else {
-            r.rest().get(..4) == Some(&[0xff; 4][..])
-        };
-        let assignments = if null {
-            r.skip(if flexible { 1 } else { 4 }, "assignments")?;
-            None
-        } else {
-            let n = r.array_len(flexible, 1)?;
-            let mut assignments = Vec::new();
-            for _ in 0..n {
-                let brokers = r.array_len(flexible, 4)?;
-                let mut ids = Vec::new();
-                for _ in 0..brokers {
-                    ids.push(r.i32()?);
+        let assignments = match r.nullable_array_len(flexible, 1)? {
+            None => None,
+            Some(n) => {
+                let mut assignments = Vec::new();
+                for _ in 0..n {
+                    let brokers = r.array_len(flexible, 4)?;
+                    let mut ids = Vec::new();
+                    for _ in 0..brokers {
+                        ids.push(r.i32()?);
+                    }
+                    if flexible {
+                        r.skip_tagged_fields()?;
+                    }
+                    assignments.push(ids);
                 }
-                if flexible {
-                    r.skip_tagged_fields()?;
-                }
-                assignments.push(ids);
+                Some(assignments)
             }
-            Some(assignments)
         };
         if flexible {
             r.skip_tagged_fields()?;

@@ -44,27 +44,14 @@ pub struct Request {
 pub fn parse_request(body: &[u8], version: i16) -> Result<Request, WireError> {
     let mut r = Reader::new(body);
     let flexible = version >= 9;
-    let count: Option<usize> = if flexible {
-        match r.uvarint()? {
-            0 => None,
-            n => Some(n as usize - 1),
-        }
-    } else {
-        match r.i32()? {
-            -1 => None,
-            n => Some(usize::try_from(n).map_err(|_| WireError::Invalid("array length"))?),
-        }
-    };
+    // Each entry takes at least one byte: a count beyond the bytes left is a lie.
+    let count = r.nullable_array_len(flexible, 1)?;
     let mut topic_ids = Vec::new();
     let topics = match count {
         None => None,
         // v0 has no null array: an empty one means every topic.
         Some(0) if version == 0 => None,
         Some(n) => {
-            // Each entry takes at least one byte: a count beyond the bytes left is a lie.
-            if n > r.rest().len() {
-                return Err(WireError::Truncated("topics array"));
-            }
             let mut names = Vec::new();
             for _ in 0..n {
                 let id = if version >= 10 { r.uuid()? } else { [0; 16] };

@@ -154,31 +154,26 @@ pub fn parse_fetch(body: &[u8], version: i16) -> Result<Vec<FetchGroup>, WireErr
     let mut groups = Vec::new();
     for _ in 0..group_count {
         let group = name(&mut r, flexible, "null group id")?;
-        // A null topic array (v2+) means every partition the group committed.
-        let null = if flexible {
-            r.rest().first() == Some(&0)
-        } else {
-            version >= 2 && r.rest().get(..4) == Some(&[0xff; 4][..])
-        };
-        let topics = if null {
-            r.skip(if flexible { 1 } else { 4 }, "topics")?;
-            None
-        } else {
-            let topic_count = r.array_len(flexible, 2)?;
-            let mut topics = Vec::new();
-            for _ in 0..topic_count {
-                let topic = name(&mut r, flexible, "null topic name")?;
-                let count = r.array_len(flexible, 4)?;
-                let mut indexes = Vec::new();
-                for _ in 0..count {
-                    indexes.push(r.i32()?);
+        // A null topic array (v2+) means every partition the group committed; v1 has no
+        // null array, so there it counts as empty.
+        let topics = match r.nullable_array_len(flexible, 2)? {
+            None if version >= 2 => None,
+            count => {
+                let mut topics = Vec::new();
+                for _ in 0..count.unwrap_or(0) {
+                    let topic = name(&mut r, flexible, "null topic name")?;
+                    let count = r.array_len(flexible, 4)?;
+                    let mut indexes = Vec::new();
+                    for _ in 0..count {
+                        indexes.push(r.i32()?);
+                    }
+                    if flexible {
+                        r.skip_tagged_fields()?;
+                    }
+                    topics.push((topic, indexes));
                 }
-                if flexible {
-                    r.skip_tagged_fields()?;
-                }
-                topics.push((topic, indexes));
+                Some(topics)
             }
-            Some(topics)
         };
         if version >= 8 {
             r.skip_tagged_fields()?;

@@ -142,20 +142,32 @@ impl<'a> Reader<'a> {
     }
 
     /// An array length (compact in flexible versions), refused if its entries, each at
-    /// least `entry_min` bytes, cannot fit in the bytes left. Null arrays count as empty.
-    pub fn array_len(&mut self, flexible: bool, entry_min: usize) -> Result<usize, WireError> {
+    /// least `entry_min` bytes, cannot fit in the bytes left. `None` for a null array.
+    pub fn nullable_array_len(
+        &mut self,
+        flexible: bool,
+        entry_min: usize,
+    ) -> Result<Option<usize>, WireError> {
         let n = if flexible {
-            (self.uvarint()? as usize).saturating_sub(1)
+            match self.uvarint()? {
+                0 => return Ok(None),
+                n => n as usize - 1,
+            }
         } else {
             match self.i32()? {
-                -1 => 0,
+                -1 => return Ok(None),
                 n => usize::try_from(n).map_err(|_| WireError::Invalid("array length"))?,
             }
         };
         if n.saturating_mul(entry_min) > self.bytes.len() {
             return Err(WireError::Truncated("array"));
         }
-        Ok(n)
+        Ok(Some(n))
+    }
+
+    /// [`Reader::nullable_array_len`] for arrays where null counts as empty.
+    pub fn array_len(&mut self, flexible: bool, entry_min: usize) -> Result<usize, WireError> {
+        Ok(self.nullable_array_len(flexible, entry_min)?.unwrap_or(0))
     }
 
     /// A nullable string in the encoding of a flexible or a classic version.

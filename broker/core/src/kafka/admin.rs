@@ -22,7 +22,9 @@ use weir_kafka::metadata::{
 
 use std::collections::HashMap;
 
-use crate::log_store::{LogStore, StoreError, TOPIC_PARTITIONS_MAX, TopicConfig, check_topic_name};
+use crate::log_store::{
+    LogStore, StoreError, TOPIC_PARTITIONS_MAX, TopicConfig, check_topic_name, partition_at,
+};
 
 /// What a CreateTopics request leaves to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,9 +330,7 @@ pub fn delete_records(
                 .into_iter()
                 .map(|(index, offset)| {
                     let partition = match &found {
-                        Ok(Some(topic)) => usize::try_from(index)
-                            .ok()
-                            .and_then(|i| topic.partitions.get(i).copied()),
+                        Ok(Some(topic)) => partition_at(&topic.partitions, index),
                         _ => None,
                     };
                     let outcome =

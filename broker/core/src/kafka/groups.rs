@@ -15,7 +15,7 @@ use weir_kafka::offsets::{CommitRequest, FetchGroup, FetchedGroup, FetchedOffset
 
 use crate::log_store::{
     CommittedOffset, GROUP_ID_BYTES_MAX, LogStore, OFFSET_METADATA_BYTES_MAX, PartitionId,
-    TopicInfo,
+    TopicInfo, partition_at,
 };
 
 /// Error code: the offset metadata is longer than the broker keeps.
@@ -85,9 +85,7 @@ pub fn commit_offsets(
         let mut codes = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let pid = match &found {
-                Ok(Some(info)) => usize::try_from(partition.index)
-                    .ok()
-                    .and_then(|i| info.partitions.get(i).copied()),
+                Ok(Some(info)) => partition_at(&info.partitions, partition.index),
                 _ => None,
             };
             let code = match (refused, &found, pid) {
@@ -167,10 +165,7 @@ pub fn fetch_offsets(store: &dyn LogStore, groups: Vec<FetchGroup>) -> Vec<Fetch
                     .into_iter()
                     .map(|(name, indexes)| {
                         let info = by_name.get(name.as_str());
-                        let pid = |index: i32| {
-                            let info = info?;
-                            info.partitions.get(usize::try_from(index).ok()?).copied()
-                        };
+                        let pid = |index| partition_at(&info?.partitions, index);
                         let partitions = indexes.into_iter().map(|i| answer(i, pid(i))).collect();
                         (name, partitions)
                     })

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use weir_core::kafka::{KafkaOpResult, ProduceTopic, STORAGE_ERROR, produce_failed, resolve};
-use weir_core::log_store::{Append, AppendError, LogStore};
+use weir_core::log_store::{Append, AppendError, LogStore, partition_at};
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
 
@@ -94,8 +94,8 @@ pub(super) fn run(
                     answer.error_code = *code;
                     continue;
                 }
-                Ok(pids) => match usize::try_from(index).ok().and_then(|i| pids.get(i)) {
-                    Some(pid) => *pid,
+                Ok(pids) => match partition_at(pids, index) {
+                    Some(pid) => pid,
                     None => {
                         answer.error_code = UNKNOWN_TOPIC_OR_PARTITION;
                         continue;
