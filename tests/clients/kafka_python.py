@@ -4,6 +4,8 @@ Each step prints one JSON line; the Rust test checks them."""
 
 import json
 import sys
+import threading
+import time
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
@@ -46,6 +48,7 @@ def admin(bootstrap):
     say("bad_config", error=error_code(lambda: client.create_topics([bad_config])))
     say("replicated", error=error_code(lambda: client.create_topics([NewTopic("y", 1, 3)])))
     say("listed", topics=sorted(client.list_topics()))
+    say("cluster", cluster=client.describe_cluster())
     say("delete", error=error_code(lambda: client.delete_topics(["orders"])))
     say("delete_missing", error=error_code(lambda: client.delete_topics(["orders"])))
     say("listed_after", topics=sorted(client.list_topics()))
@@ -142,5 +145,130 @@ def committed_offsets(bootstrap):
     client.close()
 
 
+class Member(threading.Thread):
+    """A subscribed member of group "fleet-readers" on its own thread: it polls, notes what
+    it reads and its assignment, and commits its position after every poll."""
+
+    def __init__(self, bootstrap, name, seen, lock):
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(
+            "fleet",
+            bootstrap_servers=bootstrap,
+            group_id="fleet-readers",
+            client_id=name,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+        self.name, self.seen, self.lock = name, seen, lock
+        self.assigned = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            batches = self.consumer.poll(timeout_ms=200)
+            with self.lock:
+                for records in batches.values():
+                    for r in records:
+                        self.seen.append([r.partition, r.offset, r.value.decode()])
+                self.assigned = sorted(tp.partition for tp in self.consumer.assignment())
+            try:
+                self.consumer.commit()
+            except KafkaError:
+                pass  # a rebalance is under way: the next poll rejoins, the next commit counts
+        self.consumer.commit()
+        self.consumer.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=60)
+
+
+def wait_until(what, check, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def group(bootstrap):
+    """Three subscribed members share a 3-partition topic, then one leaves and the other
+    two take its partition over; every record is read and every position committed."""
+    client = KafkaAdminClient(bootstrap_servers=bootstrap)
+    client.create_topics([NewTopic("fleet", 3, 1)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(30):
+        producer.send("fleet", value=b"r%d" % i, partition=i % 3)
+    producer.flush()
+    seen, lock = [], threading.RLock()
+    members = [Member(bootstrap, name, seen, lock) for name in ("a", "b", "c")]
+    for m in members:
+        m.start()
+
+    def split_among(ms):
+        with lock:
+            parts = [p for m in ms for p in m.assigned]
+            return sorted(parts) == [0, 1, 2] and all(m.assigned for m in ms)
+
+    def values():
+        with lock:
+            return {v for _, _, v in seen}
+
+    wait_until("three members sharing the partitions", lambda: split_among(members))
+    wait_until("the first 30 records", lambda: len(values()) == 30)
+    with lock:
+        say("three", assigned={m.name: m.assigned for m in members})
+    members[2].stop()
+    wait_until("two members taking over", lambda: split_among(members[:2]))
+    for i in range(9):
+        producer.send("fleet", value=b"s%d" % i, partition=i % 3)
+    producer.flush()
+    producer.close()
+    wait_until("all 39 records", lambda: len(values()) == 39)
+    with lock:
+        say("two", assigned={m.name: m.assigned for m in members[:2]}, read=len(values()))
+    for m in members[:2]:
+        m.stop()
+    described = client.describe_groups(["fleet-readers"])["fleet-readers"]
+    committed = client.list_group_offsets("fleet-readers")["fleet-readers"]
+    say(
+        "after",
+        state=described["group_state"],
+        committed={f"{tp.topic}:{tp.partition}": om.offset for tp, om in committed.items()},
+    )
+    client.close()
+
+
+def group_resume(bootstrap):
+    """After a broker restart, a new member of the group reads only what came after the
+    committed positions."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(3):
+        producer.send("fleet", value=b"late%d" % i, partition=i)
+    producer.flush()
+    producer.close()
+    seen, lock = [], threading.RLock()
+    member = Member(bootstrap, "d", seen, lock)
+    member.start()
+    wait_until("the 3 late records", lambda: len(seen) >= 3)
+    time.sleep(1)  # anything else that was to come would come now
+    member.stop()
+    say("resumed", read=sorted(v for _, _, v in seen))
+    client = KafkaAdminClient(bootstrap_servers=bootstrap)
+    say("listed", groups=client.list_groups())
+    say("deleted", result=client.delete_groups(["fleet-readers", "nobody"]))
+    say("listed_after", groups=client.list_groups())
+    client.close()
+
+
 if __name__ == "__main__":
-    {"admin": admin, "produce_consume": produce_consume, "committed_offsets": committed_offsets}[sys.argv[1]](sys.argv[2])
+    scenarios = {
+        "admin": admin,
+        "produce_consume": produce_consume,
+        "committed_offsets": committed_offsets,
+        "group": group,
+        "group_resume": group_resume,
+    }
+    scenarios[sys.argv[1]](sys.argv[2])

@@ -41,7 +41,7 @@ fn kafka_python(weir: &mut Weir, scenario: &str) -> std::collections::HashMap<St
 /// INVALID_REPLICATION_FACTOR for what Weir cannot do, deletes the topic, describes another's
 /// settings (and the broker's: none with Kafka names), grows it
 /// (INVALID_PARTITIONS for shrinking) and deletes records from the start of a partition
-/// (OFFSET_OUT_OF_RANGE past its end).
+/// (OFFSET_OUT_OF_RANGE past its end); it also describes the cluster.
 #[test]
 fn kafka_python_admin_creates_and_deletes_topics() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,6 +51,13 @@ fn kafka_python_admin_creates_and_deletes_topics() {
         .start()
         .unwrap();
     let steps = kafka_python(&mut weir, "admin");
+    // DescribeCluster: this node is the cluster and its controller.
+    let port = weir.kafka_addr().unwrap().port();
+    assert_eq!(
+        steps["cluster"]["cluster"],
+        serde_json::json!({"cluster_id": "weir", "controller_id": 0, "authorized_operations": null,
+            "brokers": [{"broker_id": 0, "host": "127.0.0.1", "port": port, "rack": null}]})
+    );
     let error = |step: &str| steps[step]["error"].as_i64().unwrap();
     assert_eq!(error("create"), 0);
     assert_eq!(steps["create"]["partitions"], 3);
@@ -185,4 +192,116 @@ fn kcat_round_trips_every_compression_codec() {
         .unwrap();
         assert!(codecs.contains(&bits), "{codec}: batch codecs {codecs:?}");
     }
+}
+
+/// The partitions each member of a kafka-python step reported, sorted, all together.
+fn partitions(assigned: &Value) -> Vec<u64> {
+    let mut all: Vec<u64> = (assigned.as_object().expect("members").values())
+        .flat_map(|p| p.as_array().expect("partitions").iter())
+        .map(|p| p.as_u64().expect("a partition index"))
+        .collect();
+    all.sort_unstable();
+    all
+}
+
+/// Consumer-group membership with kafka-python (JoinGroup, SyncGroup, Heartbeat,
+/// LeaveGroup): three subscribed members split a 3-partition topic one each; when one
+/// closes, the other two take its partition over and read what comes next; every position
+/// is committed. After a broker restart, a new member of the group reads only the records
+/// that came after the committed positions; the admin client lists the group (empty, with
+/// its offsets) and deletes it (GROUP_ID_NOT_FOUND for an unknown one).
+#[test]
+fn kafka_python_group_rebalances_when_a_member_leaves_and_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let steps = kafka_python(&mut weir, "group");
+    let three = &steps["three"]["assigned"];
+    assert_eq!(partitions(three), [0, 1, 2], "{three}");
+    assert!(
+        (three.as_object().unwrap().values()).all(|p| p.as_array().unwrap().len() == 1),
+        "one partition each: {three}"
+    );
+    let two = &steps["two"]["assigned"];
+    assert_eq!(partitions(two), [0, 1, 2], "{two}");
+    assert_eq!(steps["two"]["read"], 39);
+    assert_eq!(
+        steps["after"],
+        serde_json::json!({"step": "after", "state": "Empty",
+            "committed": {"fleet:0": 13, "fleet:1": 13, "fleet:2": 13}})
+    );
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let steps = kafka_python(&mut weir, "group_resume");
+    assert_eq!(
+        steps["resumed"]["read"],
+        serde_json::json!(["late0", "late1", "late2"])
+    );
+    assert_eq!(
+        steps["listed"]["groups"],
+        serde_json::json!([{"group_id": "fleet-readers", "protocol_type": "", "group_state": "Empty"}])
+    );
+    assert_eq!(
+        steps["deleted"]["result"],
+        serde_json::json!({"fleet-readers": "OK", "nobody": "GroupIdNotFoundError"})
+    );
+    assert_eq!(steps["listed_after"]["groups"], serde_json::json!([]));
+}
+
+/// librdkafka's balanced consumer (kcat -G) joins a group, reads both partitions of a topic
+/// and commits when it closes; after a broker restart the next one reads only what was
+/// produced since.
+#[test]
+fn kcat_balanced_consumer_resumes_from_committed_offsets_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        Weir::builder()
+            .cwd(dir.path())
+            .env("WEIR_KAFKA_AUTO_CREATE_PARTITIONS_COUNT", "2")
+            .start()
+            .unwrap()
+    };
+    let produce = |addr: &str, partition: &str, lines: &str| {
+        let mut kcat = Command::new("kcat")
+            .args(["-b", addr, "-P", "-t", "meters", "-p", partition])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcat is installed by `cargo xtask test` (Debian package kcat)");
+        std::io::Write::write_all(&mut kcat.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+        assert!(kcat.wait().unwrap().success());
+    };
+    let consume = |addr: &str| {
+        let out = Command::new("kcat")
+            .args(["-b", addr, "-G", "meter-readers", "meters", "-e", "-q"])
+            .args(["-X", "auto.offset.reset=earliest"])
+            .args(["-f", "%p %o %s\n"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines: Vec<String> = (String::from_utf8_lossy(&out.stdout).lines())
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let mut weir = start();
+    let addr = weir.kafka_addr().unwrap().to_string();
+    produce(&addr, "0", "a\nb\nc\n");
+    produce(&addr, "1", "d\ne\n");
+    assert_eq!(
+        consume(&addr),
+        ["0 0 a", "0 1 b", "0 2 c", "1 0 d", "1 1 e"]
+    );
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+
+    let mut weir = start();
+    let addr = weir.kafka_addr().unwrap().to_string();
+    produce(&addr, "1", "f\n");
+    assert_eq!(consume(&addr), ["1 2 f"]);
 }

@@ -27,13 +27,22 @@ fn api_versions_is_answered_in_every_version_layout() {
         (8, 2, 8),
         (9, 1, 8),
         (10, 0, 4),
+        (11, 0, 9),
+        (12, 0, 4),
+        (13, 0, 5),
+        (14, 0, 5),
+        (15, 0, 5),
+        (16, 0, 4),
         (18, 0, 4),
         (19, 0, 7),
         (20, 0, 6),
         (21, 0, 2),
         (22, 0, 4),
+        (23, 0, 4),
         (32, 0, 4),
         (37, 0, 3),
+        (42, 0, 2),
+        (60, 0, 1),
     ];
     let v0 = read_frame(&mut stream).unwrap();
     assert_eq!(
@@ -689,7 +698,11 @@ fn produce_answers(answer: &[u8]) -> Vec<(i32, i16, i64)> {
 }
 
 fn batch_of(values: &[&str]) -> Vec<u8> {
-    let mut builder = weir_kafka::record_batch::BatchBuilder::new();
+    batch_by(weir_kafka::record_batch::BatchBuilder::new(), values)
+}
+
+/// The batch `builder` makes of `values`.
+fn batch_by(mut builder: weir_kafka::record_batch::BatchBuilder, values: &[&str]) -> Vec<u8> {
     for value in values {
         builder.push(weir_kafka::record_batch::Record {
             timestamp_ms: 1_700_000_000_000,
@@ -889,4 +902,105 @@ fn offsets_by_time_carry_a_timestamp_and_a_refused_acks_zero_produce_stays_silen
     stream.write_all(&refused).unwrap();
     stream.write_all(&api_versions_request(0, 4)).unwrap();
     assert_eq!(&read_frame(&mut stream).unwrap()[..4], &4i32.to_be_bytes());
+}
+
+/// An idempotent producer's retry is answered with the original offsets and not stored
+/// again, also when it comes after a broker restart; a batch that skips sequences gets
+/// OUT_OF_ORDER_SEQUENCE_NUMBER and an older epoch INVALID_PRODUCER_EPOCH.
+#[test]
+fn an_idempotent_producers_retry_is_not_stored_twice_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sequenced = |epoch: i16, seq: i32, values: &[&str]| {
+        let builder = weir_kafka::record_batch::BatchBuilder::new().producer(42, epoch, seq);
+        batch_by(builder, values)
+    };
+    let first = sequenced(0, 0, &["a", "b"]);
+    let produce = |weir: &mut Weir, correlation_id: i32, batch: &[u8]| {
+        let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+            .write_all(&produce_request(correlation_id, -1, "idem", &[(0, batch)]))
+            .unwrap();
+        produce_answers(&read_frame(&mut stream).unwrap())
+    };
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    assert_eq!(produce(&mut weir, 1, &first), [(0, 0, 0)]);
+    assert_eq!(produce(&mut weir, 2, &sequenced(0, 2, &["c"])), [(0, 0, 2)]);
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    assert_eq!(
+        produce(&mut weir, 3, &first),
+        [(0, 0, 0)],
+        "the retry gets its offsets"
+    );
+    assert_eq!(
+        produce(&mut weir, 4, &sequenced(0, 5, &["x"])),
+        [(0, 45, -1)]
+    );
+    assert_eq!(
+        produce(&mut weir, 5, &sequenced(-1, 3, &["x"])),
+        [(0, 47, -1)]
+    );
+    assert_eq!(produce(&mut weir, 6, &sequenced(0, 3, &["d"])), [(0, 0, 3)]);
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    assert_eq!(stored_values(dir.path(), "idem"), ["a", "b", "c", "d"]);
+}
+
+/// OffsetForLeaderEpoch: a partition's only leader epoch, 0, ends at its high watermark; a
+/// later epoch has no end (-1); an unknown partition gets UNKNOWN_TOPIC_OR_PARTITION.
+#[test]
+fn leader_epoch_zero_ends_at_the_high_watermark() {
+    let mut weir = Weir::builder().start().unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(&produce_request(
+            1,
+            -1,
+            "epochs",
+            &[(0, &batch_of(&["a", "b", "c"]))],
+        ))
+        .unwrap();
+    assert_eq!(
+        produce_answers(&read_frame(&mut stream).unwrap()),
+        [(0, 0, 0)]
+    );
+    // v3 (header v1): replica -1, topic "epochs", partitions (index, current epoch, epoch).
+    let mut body = Vec::new();
+    body.extend_from_slice(&23i16.to_be_bytes());
+    body.extend_from_slice(&3i16.to_be_bytes());
+    body.extend_from_slice(&2i32.to_be_bytes());
+    body.extend_from_slice(&[0, 4]);
+    body.extend_from_slice(b"test");
+    body.extend_from_slice(&(-1i32).to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&[0, 6]);
+    body.extend_from_slice(b"epochs");
+    body.extend_from_slice(&3i32.to_be_bytes());
+    for (index, epoch) in [(0i32, 0i32), (0, 1), (9, 0)] {
+        body.extend_from_slice(&index.to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&epoch.to_be_bytes());
+    }
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).unwrap();
+    let answer = read_frame(&mut stream).unwrap();
+    // correlation, throttle, 1 topic, "epochs", 3 partitions, then 18 bytes each.
+    let mut at = 4 + 4 + 4 + 2 + 6 + 4;
+    let mut partitions = Vec::new();
+    for _ in 0..3 {
+        let p = &answer[at..at + 18];
+        partitions.push((
+            i16::from_be_bytes([p[0], p[1]]),
+            i32::from_be_bytes(p[2..6].try_into().unwrap()),
+            i32::from_be_bytes(p[6..10].try_into().unwrap()),
+            i64::from_be_bytes(p[10..18].try_into().unwrap()),
+        ));
+        at += 18;
+    }
+    assert_eq!(partitions, [(0, 0, 0, 3), (0, 0, -1, -1), (3, 9, -1, -1)]);
 }

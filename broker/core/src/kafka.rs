@@ -13,7 +13,9 @@
 //! Implemented: exactly the APIs and versions in [`IMPLEMENTED`] (what ApiVersions
 //! advertises): Produce v0-v11 (answered once the batches are durable; no answer for acks
 //! 0), Fetch, ListOffsets, Metadata (with topic auto-creation, a switch and a topic-count
-//! limit in [`KafkaSettings`]), committed offsets ([`groups`]), topic administration
+//! limit in [`KafkaSettings`]), consumer groups (membership in [`coordinator`], whose
+//! requests the caller routes to the group coordinator as [`KafkaOp::Group`]; committed
+//! offsets in [`groups`]), topic administration
 //! ([`admin`]) and InitProducerId (idempotent producers; transactional ids are refused with
 //! `INVALID_REQUEST`). Every other API key or version closes the connection (Apache Kafka
 //! does the same for requests it cannot parse), and the error names the API so the log says
@@ -23,6 +25,7 @@ use std::collections::VecDeque;
 
 use std::sync::Arc;
 use weir_kafka::api_versions::{self, ApiRange};
+use weir_kafka::cluster;
 use weir_kafka::frame::{FrameDecoder, FrameError, write_frame};
 use weir_kafka::header;
 
@@ -34,6 +37,7 @@ use weir_kafka::describe_configs;
 use weir_kafka::fetch;
 use weir_kafka::find_coordinator;
 use weir_kafka::init_producer_id;
+use weir_kafka::membership;
 use weir_kafka::metadata;
 use weir_kafka::offsets;
 use weir_kafka::produce;
@@ -42,7 +46,10 @@ use weir_kafka::wire::WireError;
 use crate::log_store::{LogStore, PartitionId, StoreError, TopicConfig, partition_at};
 
 pub mod admin;
+pub mod coordinator;
 pub mod groups;
+
+use coordinator::{GroupAnswer, GroupOp};
 
 /// The APIs and versions this broker implements: exactly what ApiVersions advertises, in
 /// API key order.
@@ -83,6 +90,36 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         max: find_coordinator::VERSION_MAX,
     },
     ApiRange {
+        api_key: membership::JOIN_KEY,
+        min: 0,
+        max: membership::JOIN_MAX,
+    },
+    ApiRange {
+        api_key: membership::HEARTBEAT_KEY,
+        min: 0,
+        max: membership::HEARTBEAT_MAX,
+    },
+    ApiRange {
+        api_key: membership::LEAVE_KEY,
+        min: 0,
+        max: membership::LEAVE_MAX,
+    },
+    ApiRange {
+        api_key: membership::SYNC_KEY,
+        min: 0,
+        max: membership::SYNC_MAX,
+    },
+    ApiRange {
+        api_key: membership::DESCRIBE_KEY,
+        min: 0,
+        max: membership::DESCRIBE_MAX,
+    },
+    ApiRange {
+        api_key: membership::LIST_KEY,
+        min: 0,
+        max: membership::LIST_MAX,
+    },
+    ApiRange {
         api_key: api_versions::API_KEY,
         min: 0,
         max: api_versions::VERSION_MAX,
@@ -108,6 +145,11 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         max: init_producer_id::VERSION_MAX,
     },
     ApiRange {
+        api_key: cluster::EPOCH_KEY,
+        min: 0,
+        max: cluster::EPOCH_MAX,
+    },
+    ApiRange {
         api_key: describe_configs::API_KEY,
         min: 0,
         max: describe_configs::VERSION_MAX,
@@ -116,6 +158,16 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         api_key: create_partitions::API_KEY,
         min: 0,
         max: create_partitions::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: membership::DELETE_KEY,
+        min: 0,
+        max: membership::DELETE_MAX,
+    },
+    ApiRange {
+        api_key: cluster::DESCRIBE_KEY,
+        min: 0,
+        max: cluster::DESCRIBE_MAX,
     },
 ];
 
@@ -232,8 +284,13 @@ pub enum KafkaOp {
     DeleteRecords(delete_records::Request),
     /// Describe resources' settings.
     DescribeConfigs(Vec<describe_configs::Resource>),
-    /// Store a consumer group's committed offsets.
+    /// Store a consumer group's committed offsets (the coordinator has checked them).
     CommitOffsets(offsets::CommitRequest),
+    /// Delete groups' committed offsets: each group with `None`, or the error the
+    /// coordinator gave it.
+    DeleteGroups(Vec<(String, Option<i16>)>),
+    /// A request for the group coordinator (not for the writer thread).
+    Group(GroupOp),
     /// Read consumer groups' committed offsets.
     FetchOffsets(Vec<offsets::FetchGroup>),
     /// Describe `topics` (every topic when `None`), creating missing ones when
@@ -284,6 +341,8 @@ pub enum KafkaOpResult {
     OffsetsCommitted(Vec<(String, Vec<(i32, i16)>)>),
     /// Per group: its committed offsets.
     OffsetsFetched(Vec<offsets::FetchedGroup>),
+    /// The coordinator's answer.
+    Group(GroupAnswer),
 }
 
 impl KafkaOp {
@@ -329,18 +388,15 @@ impl KafkaOp {
                     })
                     .collect(),
             ),
-            KafkaOp::CommitOffsets(request) => KafkaOpResult::OffsetsCommitted(
-                request
-                    .topics
-                    .into_iter()
-                    .map(|(topic, partitions)| {
-                        let failed = |p: offsets::CommitPartition| {
-                            (p.index, groups::COORDINATOR_NOT_AVAILABLE)
-                        };
-                        (topic, partitions.into_iter().map(failed).collect())
-                    })
+            KafkaOp::CommitOffsets(request) => {
+                groups::commit_refused(request, groups::COORDINATOR_NOT_AVAILABLE)
+            }
+            KafkaOp::DeleteGroups(targets) => KafkaOpResult::Group(GroupAnswer::Deleted(
+                (targets.into_iter())
+                    .map(|(group, _)| (group, groups::COORDINATOR_NOT_AVAILABLE))
                     .collect(),
-            ),
+            )),
+            KafkaOp::Group(op) => op.failed(groups::COORDINATOR_NOT_AVAILABLE),
             KafkaOp::FetchOffsets(asked) => KafkaOpResult::OffsetsFetched(
                 asked
                     .into_iter()
@@ -407,6 +463,10 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
         KafkaOp::FetchOffsets(asked) => {
             KafkaOpResult::OffsetsFetched(groups::fetch_offsets(store, asked))
         }
+        KafkaOp::DeleteGroups(targets) => {
+            KafkaOpResult::Group(GroupAnswer::Deleted(groups::delete_groups(store, targets)))
+        }
+        KafkaOp::Group(op) => op.failed(groups::COORDINATOR_NOT_AVAILABLE),
         produce @ KafkaOp::Produce { .. } => {
             produce.failed(StoreError::Fatal("produce runs through the writer".into()))
         }
@@ -431,6 +491,33 @@ fn request_body(
     }
     let (_, body) = header::RequestHeader::parse(frame, header_version(start.api_version))?;
     Ok(body)
+}
+
+/// Writes the coordinator's answer to a request of `version`.
+fn write_group_answer(body: &mut Vec<u8>, correlation_id: i32, version: i16, answer: GroupAnswer) {
+    match answer {
+        GroupAnswer::Joined(joined) => {
+            membership::write_join_response(body, correlation_id, version, &joined)
+        }
+        GroupAnswer::Synced(synced) => {
+            membership::write_sync_response(body, correlation_id, version, &synced)
+        }
+        GroupAnswer::Heartbeat(code) => {
+            membership::write_heartbeat_response(body, correlation_id, version, code)
+        }
+        GroupAnswer::Left(code, members) => {
+            membership::write_leave_response(body, correlation_id, version, code, &members)
+        }
+        GroupAnswer::Described(groups) => {
+            membership::write_describe_response(body, correlation_id, version, &groups)
+        }
+        GroupAnswer::Listed(code, groups) => {
+            membership::write_list_response(body, correlation_id, version, code, &groups)
+        }
+        GroupAnswer::Deleted(results) => {
+            membership::write_delete_response(body, correlation_id, version, &results)
+        }
+    }
 }
 
 /// Kafka's error code for a storage failure.
@@ -572,6 +659,8 @@ struct Queued {
 #[derive(Debug)]
 pub struct KafkaSession {
     settings: Arc<KafkaSettings>,
+    /// The client's address as DescribeGroups shows it (`/ip`).
+    client_host: String,
     /// Fetches waiting for data (`min_bytes`) or their deadline.
     waiting_fetches: Vec<WaitingFetch>,
     /// Operations handed out and not completed (answered or not: acks 0 counts too).
@@ -585,9 +674,11 @@ pub struct KafkaSession {
 }
 
 impl KafkaSession {
-    /// A session with the broker's Kafka settings.
-    pub fn new(settings: Arc<KafkaSettings>) -> KafkaSession {
+    /// A session with the broker's Kafka settings, for a client at `client_host` (shown by
+    /// DescribeGroups).
+    pub fn new(settings: Arc<KafkaSettings>, client_host: String) -> KafkaSession {
         KafkaSession {
+            client_host,
             decoder: FrameDecoder::new(REQUEST_BYTES_MIN, settings.request_bytes_max),
             settings,
             waiting_fetches: Vec::new(),
@@ -675,6 +766,9 @@ impl KafkaSession {
             }
             KafkaOpResult::OffsetsFetched(fetched) => {
                 offsets::write_fetch_response(body, correlation_id, version, &fetched)
+            }
+            KafkaOpResult::Group(answer) => {
+                write_group_answer(body, correlation_id, version, answer)
             }
             KafkaOpResult::Topics(result) => {
                 // A store that cannot be read answers with no topics; the client retries.
@@ -906,6 +1000,48 @@ impl KafkaSession {
         Ok(())
     }
 
+    /// OffsetForLeaderEpoch: every partition has had leader epoch 0 since it was created, so
+    /// epoch 0 ends at the high watermark and no other epoch exists.
+    fn leader_epochs(
+        &mut self,
+        frame: &[u8],
+        start: header::HeaderStart,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KafkaError> {
+        const UNKNOWN_LEADER_EPOCH: i16 = 74;
+        let body = request_body(frame, start, cluster::epoch_header_version)?;
+        let asked = cluster::parse_epochs(body, start.api_version)?;
+        let store = &*self.settings.store;
+        let answers: Vec<(String, Vec<cluster::EpochAnswer>)> = asked
+            .into_iter()
+            .map(|(name, queries)| {
+                let pids = store.topic(&name).ok().flatten().map(|t| t.partitions);
+                let answers = queries
+                    .into_iter()
+                    .map(|(index, current, epoch)| {
+                        let pid = pids.as_ref().and_then(|p| partition_at(p, index));
+                        let Some(pid) = pid else {
+                            return (index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+                        };
+                        if current > 0 {
+                            return (index, UNKNOWN_LEADER_EPOCH, -1, -1);
+                        }
+                        match (epoch, store.partition(pid)) {
+                            (_, Err(_)) => (index, STORAGE_ERROR, -1, -1),
+                            (0, Ok(state)) => (index, 0, 0, state.high_watermark),
+                            (_, Ok(_)) => (index, 0, -1, -1),
+                        }
+                    })
+                    .collect();
+                (name, answers)
+            })
+            .collect();
+        self.answer_now(out, |body| {
+            cluster::write_epochs_response(body, start.correlation_id, start.api_version, &answers)
+        });
+        Ok(())
+    }
+
     /// The operation a request that only needs the store (on the writer thread) asks for, or
     /// `None` for the other requests.
     fn store_op(
@@ -961,18 +1097,69 @@ impl KafkaSession {
                 describe_configs::request_header_version,
                 describe_configs::parse_request,
             )?),
-            offsets::COMMIT_KEY => KafkaOp::CommitOffsets(parsed(
+            offsets::COMMIT_KEY => KafkaOp::Group(GroupOp::Commit(parsed(
                 frame,
                 start,
                 offsets::commit_header_version,
                 offsets::parse_commit,
-            )?),
+            )?)),
             offsets::FETCH_KEY => KafkaOp::FetchOffsets(parsed(
                 frame,
                 start,
                 offsets::fetch_header_version,
                 offsets::parse_fetch,
             )?),
+            membership::JOIN_KEY => {
+                let header_version =
+                    |v| membership::request_header_version(membership::JOIN_KEY, v);
+                let request = parsed(frame, start, header_version, membership::parse_join)?;
+                let (header, _) =
+                    header::RequestHeader::parse(frame, header_version(start.api_version))?;
+                KafkaOp::Group(GroupOp::Join {
+                    request,
+                    client_id: header.client_id.unwrap_or_default().to_owned(),
+                    client_host: self.client_host.clone(),
+                })
+            }
+            membership::SYNC_KEY => KafkaOp::Group(GroupOp::Sync(parsed(
+                frame,
+                start,
+                |v| membership::request_header_version(membership::SYNC_KEY, v),
+                membership::parse_sync,
+            )?)),
+            membership::HEARTBEAT_KEY => KafkaOp::Group(GroupOp::Heartbeat(parsed(
+                frame,
+                start,
+                |v| membership::request_header_version(membership::HEARTBEAT_KEY, v),
+                membership::parse_heartbeat,
+            )?)),
+            membership::LEAVE_KEY => KafkaOp::Group(GroupOp::Leave(parsed(
+                frame,
+                start,
+                |v| membership::request_header_version(membership::LEAVE_KEY, v),
+                membership::parse_leave,
+            )?)),
+            membership::DESCRIBE_KEY => {
+                let (groups, _operations) = parsed(
+                    frame,
+                    start,
+                    |v| membership::request_header_version(membership::DESCRIBE_KEY, v),
+                    membership::parse_describe,
+                )?;
+                KafkaOp::Group(GroupOp::Describe(groups))
+            }
+            membership::LIST_KEY => KafkaOp::Group(GroupOp::List(parsed(
+                frame,
+                start,
+                |v| membership::request_header_version(membership::LIST_KEY, v),
+                membership::parse_list,
+            )?)),
+            membership::DELETE_KEY => KafkaOp::Group(GroupOp::Delete(parsed(
+                frame,
+                start,
+                |v| membership::request_header_version(membership::DELETE_KEY, v),
+                membership::parse_delete,
+            )?)),
             _ => return Ok(None),
         };
         Ok(Some(op))
@@ -1065,6 +1252,28 @@ impl KafkaSession {
                 });
                 Ok(())
             }
+            cluster::DESCRIBE_KEY => {
+                let body = request_body(frame, start, cluster::describe_header_version)?;
+                let endpoint_type = cluster::parse_describe(body, start.api_version)?;
+                let settings = self.settings.clone();
+                let node = cluster::Node {
+                    id: 0,
+                    host: &settings.advertised_host,
+                    port: settings.advertised_port,
+                };
+                self.answer_now(out, |body| {
+                    cluster::write_describe_response(
+                        body,
+                        start.correlation_id,
+                        start.api_version,
+                        endpoint_type,
+                        CLUSTER_ID,
+                        node,
+                    )
+                });
+                Ok(())
+            }
+            cluster::EPOCH_KEY => self.leader_epochs(frame, start, out),
             produce::API_KEY => self.produce(frame, start, out, ops),
             fetch::FETCH_KEY => self.fetch(frame, start, out, now_ms),
             fetch::LIST_OFFSETS_KEY => self.list_offsets(frame, start, out),
@@ -1186,7 +1395,7 @@ mod tests {
 
     /// A store with no topics: these tests exercise the session, not the log.
     #[derive(Debug)]
-    struct NoTopics;
+    pub(super) struct NoTopics;
 
     impl LogStore for NoTopics {
         fn append(
@@ -1268,6 +1477,12 @@ mod tests {
         ) -> Result<Vec<(PartitionId, crate::log_store::CommittedOffset)>, StoreError> {
             Ok(Vec::new())
         }
+        fn offset_groups(&self) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn delete_group_offsets(&self, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
         fn sync(&self) -> Result<(), StoreError> {
             Ok(())
         }
@@ -1343,7 +1558,7 @@ mod tests {
 
     #[test]
     fn pipelined_requests_are_answered_in_order_and_partial_ones_wait() {
-        let mut session = KafkaSession::new(settings());
+        let mut session = KafkaSession::new(settings(), String::new());
         let mut input = request(18, 0, 1);
         input.extend(request(18, 3, 2));
         let partial = request(18, 1, 3);
@@ -1361,7 +1576,7 @@ mod tests {
 
     #[test]
     fn answers_behind_an_operation_wait_for_it_in_order() {
-        let mut session = KafkaSession::new(settings());
+        let mut session = KafkaSession::new(settings(), String::new());
         let mut input = request(18, 0, 1);
         input.extend(init_producer_id(2, false));
         input.extend(request(18, 0, 3));
@@ -1389,7 +1604,7 @@ mod tests {
     }
 
     #[test]
-    fn commits_from_outside_membership_only_and_to_known_partitions() {
+    fn commits_go_to_known_partitions_of_valid_groups() {
         let commit = |group: &str, generation_id, member: &str| offsets::CommitRequest {
             group_id: group.into(),
             generation_id,
@@ -1404,15 +1619,14 @@ mod tests {
                 }],
             )],
         };
+        // Membership is the coordinator's to check: here only the group id and the
+        // partitions matter.
         let code = |request| groups::commit_offsets(&NoTopics, request)[0].1[0].1;
         let long = "g".repeat(crate::log_store::GROUP_ID_BYTES_MAX + 1);
         assert_eq!(code(commit(&long, -1, "")), groups::INVALID_GROUP_ID);
-        assert_eq!(code(commit("g", 3, "m")), groups::UNKNOWN_MEMBER_ID);
-        assert_eq!(code(commit("g", 3, "")), groups::ILLEGAL_GENERATION);
-        // Outside membership (negative generation) the commit is taken whatever the member.
-        let outside = metadata::UNKNOWN_TOPIC_OR_PARTITION;
-        assert_eq!(code(commit("g", -1, "m")), outside);
-        assert_eq!(code(commit("", -1, "")), outside);
+        let unknown = metadata::UNKNOWN_TOPIC_OR_PARTITION;
+        assert_eq!(code(commit("g", -1, "m")), unknown);
+        assert_eq!(code(commit("", -1, "")), unknown);
         // v0/v1 answers have no group error field: it is repeated on each partition asked.
         let asked = vec![(long, Some(vec![("t".to_owned(), vec![0, 1])]))];
         let fetched = groups::fetch_offsets(&NoTopics, asked);
@@ -1423,6 +1637,76 @@ mod tests {
             .map(|p| p.error_code)
             .collect();
         assert_eq!(codes, [groups::INVALID_GROUP_ID; 2]);
+    }
+
+    #[test]
+    fn group_requests_go_to_the_coordinator_with_the_client_and_come_back_answered() {
+        // DescribeGroups v0 (header v1, client id "test"): one group.
+        let mut describe = Vec::new();
+        write_frame(&mut describe, |b| {
+            b.extend_from_slice(&membership::DESCRIBE_KEY.to_be_bytes());
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&7i32.to_be_bytes());
+            b.extend_from_slice(&[0, 4]);
+            b.extend_from_slice(b"test");
+            b.extend_from_slice(&[0, 0, 0, 1, 0, 1, b'g']);
+        });
+        // JoinGroup v0: group "g", session 6 s, no member id, "consumer", one protocol.
+        let mut join = Vec::new();
+        write_frame(&mut join, |b| {
+            b.extend_from_slice(&membership::JOIN_KEY.to_be_bytes());
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&8i32.to_be_bytes());
+            b.extend_from_slice(&[0, 4]);
+            b.extend_from_slice(b"test");
+            b.extend_from_slice(&[0, 1, b'g', 0, 0, 0x17, 0x70, 0, 0, 0, 8]);
+            b.extend_from_slice(b"consumer");
+            b.extend_from_slice(&[0, 0, 0, 1, 0, 1, b'r', 0, 0, 0, 0]);
+        });
+        let mut session = KafkaSession::new(settings(), "/10.0.0.7".into());
+        let mut out = Vec::new();
+        let ops = run(&mut session, &[describe, join].concat(), &mut out);
+        assert!(out.is_empty(), "both wait for the coordinator");
+        let [
+            (first, KafkaOp::Group(GroupOp::Describe(groups))),
+            (second, joined),
+        ] = &ops[..]
+        else {
+            panic!("expected two group operations, got {ops:?}");
+        };
+        assert_eq!(groups, &["g"]);
+        let KafkaOp::Group(GroupOp::Join {
+            request,
+            client_id,
+            client_host,
+        }) = joined
+        else {
+            panic!("expected a join, got {joined:?}");
+        };
+        assert_eq!(
+            (request.session_timeout_ms, request.protocols.len()),
+            (6000, 1)
+        );
+        assert_eq!(
+            (client_id.as_str(), client_host.as_str()),
+            ("test", "/10.0.0.7")
+        );
+        let answer =
+            membership::JoinResponse::failed(coordinator::REBALANCE_IN_PROGRESS, "m".into());
+        session.complete(
+            *second,
+            KafkaOpResult::Group(GroupAnswer::Joined(answer)),
+            &mut out,
+        );
+        assert!(out.is_empty(), "answers keep request order");
+        let described = GroupAnswer::Described(Vec::new());
+        session.complete(*first, KafkaOpResult::Group(described), &mut out);
+        assert_eq!(correlations(&out), [7, 8]);
+        let second_frame = 4 + u32::from_be_bytes(out[0..4].try_into().unwrap()) as usize;
+        assert_eq!(
+            &out[second_frame + 8..second_frame + 10],
+            &coordinator::REBALANCE_IN_PROGRESS.to_be_bytes()
+        );
     }
 
     #[test]
@@ -1461,7 +1745,7 @@ mod tests {
 
     #[test]
     fn transactional_ids_and_failed_allocations_get_error_codes() {
-        let mut session = KafkaSession::new(settings());
+        let mut session = KafkaSession::new(settings(), String::new());
         let mut out = Vec::new();
         let ops = run(&mut session, &init_producer_id(1, true), &mut out);
         assert!(ops.is_empty());
@@ -1475,7 +1759,7 @@ mod tests {
 
     #[test]
     fn the_queue_behind_an_operation_is_bounded() {
-        let mut session = KafkaSession::new(settings());
+        let mut session = KafkaSession::new(settings(), String::new());
         let mut input = init_producer_id(0, false);
         for i in 1..200 {
             input.extend(request(18, 0, i));
@@ -1490,7 +1774,7 @@ mod tests {
 
     #[test]
     fn the_output_limit_holds_requests_back() {
-        let mut session = KafkaSession::new(settings());
+        let mut session = KafkaSession::new(settings(), String::new());
         let one = request(18, 0, 1);
         let input: Vec<u8> = (0..10).flat_map(|_| one.clone()).collect();
         let (mut out, mut ops) = (Vec::new(), Vec::new());
@@ -1500,7 +1784,7 @@ mod tests {
 
     #[test]
     fn unimplemented_apis_and_bad_frames_close_the_connection() {
-        let mut session = KafkaSession::new(settings());
+        let mut session = KafkaSession::new(settings(), String::new());
         let (mut out, mut ops) = (Vec::new(), Vec::new());
         assert_eq!(
             session.on_bytes(&request(1, 12, 1), &mut out, usize::MAX, &mut ops, 0),

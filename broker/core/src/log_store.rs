@@ -138,6 +138,24 @@ pub enum AppendError {
     /// No such partition (Kafka: UNKNOWN_TOPIC_OR_PARTITION).
     #[error("unknown partition {0:?}")]
     UnknownPartition(PartitionId),
+    /// An idempotent producer's batch does not follow its last one on the partition
+    /// (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("out of order sequence: expected {expected}, got {got}")]
+    OutOfOrderSequence {
+        /// The sequence the next batch must start with.
+        expected: i32,
+        /// The sequence it started with.
+        got: i32,
+    },
+    /// An idempotent producer's epoch is older than one already seen on the partition
+    /// (Kafka: INVALID_PRODUCER_EPOCH): a newer instance of the producer has fenced it.
+    #[error("producer epoch {epoch} is older than the current {current}")]
+    ProducerFenced {
+        /// The batch's epoch.
+        epoch: i16,
+        /// The newest epoch seen.
+        current: i16,
+    },
 }
 
 /// A failure of the store as a whole, or of an administrative request.
@@ -205,6 +223,10 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// Appends every batch in `appends` in one transaction, in order. Returns one result per
     /// append, in the same order. An `Err` means nothing was written. The group is durable
     /// after the next successful `append` or a `sync` (see the module's invariants).
+    /// Batches of idempotent producers (a producer id and a base sequence) are checked
+    /// against the producer's earlier batches on the partition, in the same transaction: a
+    /// retry of one of its last 5 batches is not written again and gets the offsets the
+    /// original got; a gap in its sequences or an older epoch is refused.
     fn append(
         &self,
         appends: &mut [Append],
@@ -285,6 +307,14 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
         &self,
         group: &str,
     ) -> Result<Vec<(PartitionId, CommittedOffset)>, StoreError>;
+
+    /// The groups that have committed offsets, in key order (groups of equal length sort
+    /// together). ListGroups and DescribeGroups report them as empty groups.
+    fn offset_groups(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes every offset `group` has committed (Kafka's DeleteGroups), durably; returns
+    /// whether it had any.
+    fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError>;
 
     /// Makes every committed transaction durable. The group-commit writer calls it when it
     /// has nothing more to commit; in relaxed durability the server calls it on a timer.

@@ -213,6 +213,15 @@ impl<S: LogStore> LogStore for FailAfter<S> {
         self.inner.committed_offsets(group)
     }
 
+    fn offset_groups(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.offset_groups()
+    }
+
+    fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError> {
+        self.tick()?;
+        self.inner.delete_group_offsets(group)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.syncs_started.fetch_add(1, Ordering::SeqCst);
         self.wait_while(|held| held.syncs);

@@ -30,6 +30,7 @@
 //! [`faulty::FailAfter`] wraps any store and fails after N operations, for tests.
 
 pub mod faulty;
+pub mod producers;
 pub mod schema;
 
 use std::ops::Bound;
@@ -162,6 +163,7 @@ pub struct LmdbLog {
     time_index: Database<Bytes, Bytes>,
     topics: Database<Bytes, Bytes>,
     group_offsets: Database<Bytes, Bytes>,
+    producers: Database<Bytes, Bytes>,
     /// Every table, for the free-space estimate.
     tables: Vec<Database<Bytes, Bytes>>,
     disk_reserve_bytes: u64,
@@ -208,7 +210,17 @@ impl LmdbLog {
                     .map_err(env_err)?,
             );
         }
-        let [meta, log, partitions, time_index, topics, group_offsets, ..] = dbs[..] else {
+        let [
+            meta,
+            log,
+            partitions,
+            time_index,
+            topics,
+            group_offsets,
+            producers,
+            ..,
+        ] = dbs[..]
+        else {
             unreachable!("table::ALL has nine tables");
         };
         let version = meta
@@ -239,6 +251,7 @@ impl LmdbLog {
             time_index,
             topics,
             group_offsets,
+            producers,
             tables: dbs,
             disk_reserve_bytes: options.disk_reserve_bytes,
             durability: options.durability,
@@ -598,6 +611,55 @@ impl LmdbLog {
         Ok((pages.saturating_sub(used) as u64).saturating_mul(u64::from(main.page_size)))
     }
 
+    /// Drops idempotent-producer states idle for [`producers::PRODUCER_EXPIRY_MS`] (by their
+    /// batches' timestamps) or whose partition is gone, in bounded chunks.
+    fn expire_producers(&self, now_ms: i64) -> Result<(), StoreError> {
+        let expired_before = now_ms.saturating_sub(producers::PRODUCER_EXPIRY_MS);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let mut txn = self.write_txn()?;
+            let mut doomed = Vec::new();
+            let mut scanned = 0;
+            let mut last = None;
+            {
+                let start = match &after {
+                    Some(key) => Bound::Excluded(key.as_slice()),
+                    None => Bound::Unbounded,
+                };
+                let range = (start, Bound::Unbounded);
+                for item in self.producers.range(&txn, &range).map_err(classify)? {
+                    let (key, value) = item.map_err(classify)?;
+                    let gone = match producers::partition_of(key) {
+                        Some(pid) => self.load_meta(&txn, pid)?.is_none(),
+                        None => true,
+                    };
+                    let idle = producers::decode(value)
+                        .is_none_or(|state| state.last_timestamp < expired_before);
+                    if gone || idle {
+                        doomed.push(key.to_vec());
+                    }
+                    last = Some(key.to_vec());
+                    scanned += 1;
+                    if scanned == DELETE_CHUNK {
+                        break;
+                    }
+                }
+            }
+            for key in &doomed {
+                self.producers.delete(&mut txn, key).map_err(classify)?;
+            }
+            if doomed.is_empty() {
+                txn.abort();
+            } else {
+                self.commit(txn)?;
+            }
+            if scanned < DELETE_CHUNK {
+                return Ok(());
+            }
+            after = last;
+        }
+    }
+
     /// Commits a tiny transaction so that pages freed by the previous commit can be reused.
     ///
     /// LMDB reuses a page freed by transaction N only from transaction N + 2 on (the previous
@@ -665,6 +727,8 @@ impl LogStore for LmdbLog {
             None => None,
         };
         let mut results = Vec::with_capacity(appends.len());
+        // Idempotent producers' states touched, written back once at the end.
+        let mut producer_states: Vec<([u8; 12], Option<producers::ProducerState>)> = Vec::new();
         for append in appends.iter_mut() {
             let header = match record_batch::validate(&append.batch) {
                 Ok(header) => header,
@@ -688,6 +752,47 @@ impl LogStore for LmdbLog {
                 },
             };
             let meta = &mut touched[slot].1;
+            // An idempotent producer's batch: checked against its earlier ones.
+            let sequenced = (header.producer_id >= 0 && header.base_sequence >= 0).then(|| {
+                let last_seq =
+                    producers::last_sequence(header.base_sequence, header.last_offset_delta);
+                (producers::key(header.producer_id, pid), last_seq)
+            });
+            let mut producer_slot = None;
+            if let Some((key, last_seq)) = sequenced {
+                let at = match producer_states.iter().position(|(k, _)| *k == key) {
+                    Some(at) => at,
+                    None => {
+                        let state = match self.producers.get(&txn, &key).map_err(classify)? {
+                            Some(value) => Some(producers::decode(value).ok_or_else(|| {
+                                StoreError::Corrupt(format!(
+                                    "unreadable producer state of partition {pid:?}"
+                                ))
+                            })?),
+                            None => None,
+                        };
+                        producer_states.push((key, state));
+                        producer_states.len() - 1
+                    }
+                };
+                let state = producer_states[at].1.as_ref();
+                match producers::check(state, header.producer_epoch, header.base_sequence, last_seq)
+                {
+                    producers::Verdict::Append => producer_slot = Some((at, last_seq)),
+                    producers::Verdict::Duplicate(base_offset, last_offset) => {
+                        results.push(Ok(Appended {
+                            base_offset,
+                            last_offset,
+                            log_start_offset: meta.log_start_offset,
+                        }));
+                        continue;
+                    }
+                    producers::Verdict::Refuse(error) => {
+                        results.push(Err(error));
+                        continue;
+                    }
+                }
+            }
             let base = meta.next_offset;
             record_batch::set_base_offset(&mut append.batch, base);
             let key = log_key(pid, base);
@@ -719,10 +824,32 @@ impl LogStore for LmdbLog {
                     )
                     .map_err(classify)?;
             }
+            if let Some((at, last_seq)) = producer_slot {
+                let state = producer_states[at].1.take();
+                let batch = producers::RecentBatch {
+                    first_seq: header.base_sequence,
+                    last_seq,
+                    base_offset: appended.base_offset,
+                    last_offset: appended.last_offset,
+                };
+                producer_states[at].1 = Some(producers::accepted(
+                    state,
+                    header.producer_epoch,
+                    batch,
+                    header.max_timestamp,
+                ));
+            }
             results.push(Ok(appended));
         }
         for (pid, meta) in &touched {
             self.put_meta(&mut txn, *pid, meta)?;
+        }
+        for (key, state) in &producer_states {
+            if let Some(state) = state {
+                self.producers
+                    .put(&mut txn, key, &producers::encode(state))
+                    .map_err(classify)?;
+            }
         }
         self.commit(txn)?;
         Ok(results)
@@ -1039,6 +1166,7 @@ impl LogStore for LmdbLog {
         for (_, batches) in self.delete_orphans()? {
             report.batches += batches;
         }
+        self.expire_producers(now_ms)?;
         Ok(report)
     }
 
@@ -1124,6 +1252,66 @@ impl LogStore for LmdbLog {
             }
         }
         Ok(out)
+    }
+
+    fn offset_groups(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.read_txn()?;
+        let mut groups = Vec::new();
+        // Each step seeks past the last key a group can have (its prefix, then the largest
+        // partition id), so the cost is one lookup per group, not per committed offset.
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let start = match &after {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let range = (start, Bound::Unbounded);
+            let next = self
+                .group_offsets
+                .range(&txn, &range)
+                .map_err(classify)?
+                .next()
+                .transpose()
+                .map_err(classify)?;
+            let Some((key, _)) = next else {
+                return Ok(groups);
+            };
+            let group = key
+                .get(..2)
+                .map(|len| usize::from(u16::from_be_bytes([len[0], len[1]])))
+                .and_then(|len| key.get(2..2 + len))
+                .and_then(|name| std::str::from_utf8(name).ok())
+                .ok_or_else(|| StoreError::Corrupt("an unreadable group offset key".into()))?;
+            let mut last = schema::group_prefix(group);
+            last.extend_from_slice(&u32::MAX.to_be_bytes());
+            groups.push(group.to_owned());
+            after = Some(last);
+        }
+    }
+
+    fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError> {
+        self.check_usable()?;
+        let mut txn = self.write_txn()?;
+        let prefix = schema::group_prefix(group);
+        let mut keys = Vec::new();
+        for item in self
+            .group_offsets
+            .prefix_iter(&txn, &prefix)
+            .map_err(classify)?
+        {
+            let (key, _) = item.map_err(classify)?;
+            keys.push(key.to_vec());
+        }
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        for key in &keys {
+            self.group_offsets.delete(&mut txn, key).map_err(classify)?;
+        }
+        self.commit(txn)?;
+        self.release_freed_pages()?;
+        self.make_durable()?;
+        Ok(true)
     }
 
     fn sync(&self) -> Result<(), StoreError> {

@@ -13,13 +13,13 @@
 //! | `time_index` | partition id u32, timestamp (sign-flipped u64) | base offset u64 |
 //! | `topics` | topic name (UTF-8) | [`TopicMeta`] |
 //! | `group_offsets` | group length u16, group (UTF-8), partition id u32 | offset i64, leader epoch i32, metadata (UTF-8, the rest) |
-//! | `producers` | producer id, partition id | last sequences and epoch (idempotent produce) |
+//! | `producers` | producer id i64, partition id u32 | epoch i16, newest timestamp i64, count u8, then per batch (up to 5) first and last sequence i32, base and last offset i64 (see [`crate::producers`]) |
 //! | `mqtt_sessions` | client id | session state and subscriptions (MQTT front) |
 //! | `mqtt_retained` | MQTT topic | the retained message (MQTT front) |
 //!
-//! The last three tables are created with the environment so the schema is whole and
-//! versioned in one place; the issues that build the Kafka and MQTT fronts define their value
-//! layouts here when they start writing them.
+//! The two MQTT tables are created with the environment so the schema is whole and
+//! versioned in one place; the MQTT front defines their value layouts here when it starts
+//! writing them.
 //!
 //! Versioning: `meta.schema_version` is written when the environment is created. Opening an
 //! environment with a newer version than this build knows is refused (a downgrade could
@@ -45,7 +45,7 @@ pub mod table {
     pub const TOPICS: &str = "topics";
     /// Consumer-group committed offsets (filled by the Kafka front).
     pub const GROUP_OFFSETS: &str = "group_offsets";
-    /// Idempotent-producer state (filled by the Kafka front).
+    /// Idempotent-producer state, checked and updated by every append.
     pub const PRODUCERS: &str = "producers";
     /// MQTT persistent sessions (filled by the MQTT front).
     pub const MQTT_SESSIONS: &str = "mqtt_sessions";

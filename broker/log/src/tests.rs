@@ -428,6 +428,20 @@ fn committed_offsets_are_per_group_survive_reopen_and_leave_with_their_topic() {
     );
     assert_eq!(log.committed_offsets("g1").unwrap(), [(kept.0, at(1, ""))]);
     assert!(log.committed_offsets("other").unwrap().is_empty());
+
+    // Groups are listed once each, however many offsets they hold; deleting one group's
+    // offsets leaves the others.
+    log.commit_offsets("h", &[(kept.1, at(3, ""))]).unwrap();
+    assert_eq!(log.offset_groups().unwrap(), ["g", "h", "g1"]);
+    assert!(log.delete_group_offsets("g").unwrap());
+    assert!(
+        !log.delete_group_offsets("g").unwrap(),
+        "nothing left to delete"
+    );
+    assert!(log.committed_offsets("g").unwrap().is_empty());
+    assert_eq!(log.offset_groups().unwrap(), ["h", "g1"]);
+    drop(log);
+    assert_eq!(open(dir.path()).offset_groups().unwrap(), ["h", "g1"]);
 }
 
 #[test]
@@ -687,4 +701,92 @@ proptest! {
             }
         }
     }
+}
+
+/// A batch of `n` records from idempotent producer `id` (epoch `epoch`) starting at
+/// sequence `seq`, stamped `ts`.
+fn sequenced(id: i64, epoch: i16, seq: i32, n: usize, ts: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new().producer(id, epoch, seq);
+    for i in 0..n {
+        builder.push(Record {
+            timestamp_ms: ts,
+            key: None,
+            value: Some(format!("{id}-{seq}-{i}").as_bytes()),
+            headers: &[],
+        });
+    }
+    builder.finish()
+}
+
+#[test]
+fn idempotent_producers_retries_are_not_stored_twice_even_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let append = |log: &LmdbLog, pid, batches: Vec<Vec<u8>>| {
+        let mut group: Vec<Append> = (batches.into_iter())
+            .map(|batch| Append {
+                partition: pid,
+                batch,
+            })
+            .collect();
+        log.append(&mut group).unwrap()
+    };
+    let now = 1_700_000_000_000;
+    let pid = {
+        let log = open(dir.path());
+        let pid = log
+            .create_topic("idem", 1, TopicConfig::default())
+            .unwrap()
+            .partitions[0];
+        // Two batches in one group, then a retry of the first in the next group: it gets the
+        // first's offsets and nothing is written.
+        let first = append(
+            &log,
+            pid,
+            vec![sequenced(7, 0, 0, 3, now), sequenced(7, 0, 3, 2, now)],
+        );
+        assert_eq!(first[0].as_ref().unwrap().base_offset, 0);
+        assert_eq!(first[1].as_ref().unwrap().base_offset, 3);
+        let retry = append(&log, pid, vec![sequenced(7, 0, 0, 3, now)]);
+        let retried = retry[0].as_ref().unwrap();
+        assert_eq!((retried.base_offset, retried.last_offset), (0, 2));
+        assert_eq!(log.partition(pid).unwrap().high_watermark, 5);
+        // Another producer, and a batch without a producer, are unaffected.
+        let other = append(
+            &log,
+            pid,
+            vec![sequenced(8, 0, 0, 1, now), batch("plain", 1, now)],
+        );
+        assert!(other.iter().all(Result::is_ok));
+        pid
+    };
+    let log = open(dir.path());
+    let results = append(
+        &log,
+        pid,
+        vec![
+            sequenced(7, 0, 3, 2, now), // a retry of the second batch, after the reopen
+            sequenced(7, 0, 6, 1, now), // a gap: 5 was expected
+            sequenced(7, -1, 5, 1, now), // an older epoch
+            sequenced(7, 0, 5, 1, now), // in order
+        ],
+    );
+    assert_eq!(results[0].as_ref().unwrap().base_offset, 3);
+    assert_eq!(
+        results[1],
+        Err(AppendError::OutOfOrderSequence {
+            expected: 5,
+            got: 6
+        })
+    );
+    assert!(matches!(
+        results[2],
+        Err(AppendError::ProducerFenced { .. })
+    ));
+    assert_eq!(results[3].as_ref().unwrap().base_offset, 7);
+    assert_eq!(log.partition(pid).unwrap().high_watermark, 8);
+    // A day after its last write a producer's state goes: its next batch is taken as new.
+    log.enforce_retention(now + crate::producers::PRODUCER_EXPIRY_MS + 1)
+        .unwrap();
+    let after = append(&log, pid, vec![sequenced(7, 0, 9, 1, now)]);
+    assert_eq!(after[0].as_ref().unwrap().base_offset, 8);
 }

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
-use crate::{admin, config, data_dir, logging, maintenance, shard, writer};
+use crate::{admin, config, coordinator, data_dir, logging, maintenance, shard, writer};
 
 /// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
 #[derive(Debug, Parser)]
@@ -135,7 +135,13 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
 
     let storage = Storage::open(&config, data_dir.path())?;
     raise_open_files_limit();
-    let shards = start_shards(&config, storage.writer.handle(), storage.log.clone())?;
+    let groups = start_coordinator(&config, &storage)?;
+    let shards = start_shards(
+        &config,
+        storage.writer.handle(),
+        groups.handle(),
+        storage.log.clone(),
+    )?;
     let metrics = crate::metrics::Metrics {
         shards: shards.metrics(),
         writer: storage.writer.handle(),
@@ -204,7 +210,9 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => second_signal(),
         }
     });
-    // Connections are closed; finish in-flight writes, stop the upkeep, close the log.
+    // Connections are closed: no group request can come any more.
+    groups.shutdown();
+    // Finish in-flight writes, stop the upkeep, close the log.
     // The writer first: the maintenance thread's last sync then covers what it committed
     // (relaxed durability).
     storage.writer.shutdown();
@@ -222,10 +230,38 @@ fn second_signal() -> ! {
     std::process::exit(1);
 }
 
+/// Starts the consumer-group coordinator's thread.
+fn start_coordinator(
+    config: &Config,
+    storage: &Storage,
+) -> anyhow::Result<coordinator::CoordinatorThread> {
+    let limits = weir_core::kafka::coordinator::GroupLimits {
+        session_timeout_ms_min: u64::from(config.kafka_group_min_session_timeout_ms.get()),
+        session_timeout_ms_max: u64::from(config.kafka_group_max_session_timeout_ms.get()),
+        initial_rebalance_delay_ms: u64::from(config.kafka_group_initial_rebalance_delay_ms),
+        members_max: config.kafka_group_members_max.get() as usize,
+        groups_max: config.kafka_groups_max.get() as usize,
+    };
+    if limits.session_timeout_ms_min > limits.session_timeout_ms_max {
+        anyhow::bail!(
+            "kafka.group_min_session_timeout_ms ({}) is above kafka.group_max_session_timeout_ms ({}): no session timeout could be accepted",
+            limits.session_timeout_ms_min,
+            limits.session_timeout_ms_max
+        );
+    }
+    let thread = coordinator::CoordinatorThread::start(
+        limits,
+        storage.log.clone(),
+        storage.writer.handle(),
+    )?;
+    Ok(thread)
+}
+
 /// Binds the protocol listeners on every shard and starts the shard threads.
 fn start_shards(
     config: &Config,
     writer: writer::WriterHandle,
+    coordinator: coordinator::CoordinatorHandle,
     store: Arc<dyn weir_core::log_store::LogStore>,
 ) -> anyhow::Result<shard::Shards> {
     let shards = match config.server_shards {
@@ -254,6 +290,7 @@ fn start_shards(
         kafka_fetch_bytes_max: config.kafka_fetch_bytes_max.get() as usize,
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
         writer,
+        coordinator,
         store,
     };
     let (backend, why) = match (config.server_io, shard::uring_available()) {

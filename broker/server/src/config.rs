@@ -328,6 +328,32 @@ config_keys! {
     /// even past it, so a consumer always makes progress.
     kafka_fetch_bytes_max: NonZeroU32 = "57671680", key = "kafka.fetch_bytes_max";
 
+    /// Shortest session timeout a consumer-group member may ask for (Kafka's
+    /// `group.min.session.timeout.ms`); a JoinGroup outside the bounds gets
+    /// INVALID_SESSION_TIMEOUT.
+    kafka_group_min_session_timeout_ms: NonZeroU32 = "6000",
+        key = "kafka.group_min_session_timeout_ms";
+
+    /// Longest session timeout a consumer-group member may ask for (Kafka's
+    /// `group.max.session.timeout.ms`); also caps how long a rebalance waits for members.
+    kafka_group_max_session_timeout_ms: NonZeroU32 = "1800000",
+        key = "kafka.group_max_session_timeout_ms";
+
+    /// How long a consumer group starting from no members waits for more members before
+    /// its first generation (Kafka's `group.initial.rebalance.delay.ms`), so members that
+    /// start together do not rebalance once per member.
+    kafka_group_initial_rebalance_delay_ms: u32 = "3000",
+        key = "kafka.group_initial_rebalance_delay_ms";
+
+    /// Members in one consumer group (Kafka's `group.max.size`); one more gets
+    /// GROUP_MAX_SIZE_REACHED.
+    kafka_group_members_max: NonZeroU32 = "1000", key = "kafka.group_members_max";
+
+    /// Consumer groups with members, all together. A member starting one more group gets
+    /// COORDINATOR_NOT_AVAILABLE (clients retry) until a group empties. Groups that only hold
+    /// committed offsets do not count.
+    kafka_groups_max: NonZeroU32 = "10000", key = "kafka.groups_max";
+
     /// Shard threads, each with its own event loop and its own share of the connections.
     /// 0 means one per available CPU.
     server_shards: u32 = "0", key = "server.shards";

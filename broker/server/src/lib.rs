@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod data_dir;
 pub mod logging;
 pub mod maintenance;

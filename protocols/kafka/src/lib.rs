@@ -3,10 +3,13 @@
 //! - [`frame`]: size-prefixed framing with the size checked before the body is buffered;
 //! - [`header`]: request and response headers;
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
+//! - [`cluster`]: DescribeCluster and OffsetForLeaderEpoch;
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] and [`delete_records`]:
 //!   the topic admin requests and answers; [`describe_configs`]: topic settings;
 //! - [`find_coordinator`] and [`offsets`]: consumer-group coordinators and committed
-//!   offsets (OffsetCommit, OffsetFetch);
+//!   offsets (OffsetCommit, OffsetFetch); [`membership`]: the classic group membership
+//!   protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups, ListGroups,
+//!   DeleteGroups);
 //! - [`fetch`]: the Fetch and ListOffsets requests and answers;
 //! - [`init_producer_id`]: the InitProducerId request and answer;
 //! - [`metadata`]: the Metadata request and answer;
@@ -19,6 +22,7 @@
 //! size is checked against the bytes actually present first.
 
 pub mod api_versions;
+pub mod cluster;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
@@ -29,6 +33,7 @@ pub mod find_coordinator;
 pub mod frame;
 pub mod header;
 pub mod init_producer_id;
+pub mod membership;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;

@@ -170,6 +170,15 @@ impl<'a> Reader<'a> {
         Ok(self.nullable_array_len(flexible, entry_min)?.unwrap_or(0))
     }
 
+    /// Nullable bytes in the encoding of a flexible or a classic version.
+    pub fn bytes_of(&mut self, flexible: bool) -> Result<Option<&'a [u8]>, WireError> {
+        if flexible {
+            self.compact_nullable_bytes()
+        } else {
+            self.nullable_bytes()
+        }
+    }
+
     /// A nullable string in the encoding of a flexible or a classic version.
     pub fn string_of(&mut self, flexible: bool) -> Result<Option<&'a str>, WireError> {
         if flexible {
@@ -254,6 +263,21 @@ impl<'a> Writer<'a> {
                 self.out.extend_from_slice(&s.as_bytes()[..end]);
             }
         }
+    }
+
+    /// Non-null bytes (compact in flexible versions).
+    pub fn bytes(&mut self, b: &[u8]) {
+        if self.flexible {
+            put_uvarint(self.out, b.len() as u32 + 1);
+        } else {
+            self.i32(b.len() as i32);
+        }
+        self.out.extend_from_slice(b);
+    }
+
+    /// A boolean.
+    pub fn bool(&mut self, v: bool) {
+        self.out.push(u8::from(v));
     }
 
     /// An empty tagged-field section (flexible versions only): defaults are never written.

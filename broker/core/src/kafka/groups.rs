@@ -1,18 +1,15 @@
 //! Consumer-group offsets for the Kafka front: FindCoordinator, OffsetCommit and
-//! OffsetFetch. OffsetCommit and OffsetFetch run on the log's writer thread, so a commit is
-//! durable when answered and a fetch sees every commit answered before it.
-//!
-//! Group membership (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) is not built yet, so every
-//! group is empty: commits from consumers outside membership (a negative generation, as a
-//! consumer with manually assigned partitions sends) are stored; a commit naming a
-//! generation gets UNKNOWN_MEMBER_ID (with a member id) or ILLEGAL_GENERATION, as Kafka
-//! answers for an empty group.
+//! OffsetFetch. An OffsetCommit is first checked against the group's membership by the
+//! coordinator ([`super::coordinator`]), then stored on the log's writer thread, so a commit
+//! is durable when answered; OffsetFetch runs on the writer thread too, so it sees every
+//! commit answered before it.
 
 use std::collections::HashMap;
 
 use weir_kafka::metadata::UNKNOWN_TOPIC_OR_PARTITION;
 use weir_kafka::offsets::{CommitRequest, FetchGroup, FetchedGroup, FetchedOffset};
 
+use super::KafkaOpResult;
 use crate::log_store::{
     CommittedOffset, GROUP_ID_BYTES_MAX, LogStore, OFFSET_METADATA_BYTES_MAX, PartitionId,
     TopicInfo, partition_at,
@@ -60,22 +57,25 @@ pub fn fetch_failed(group: FetchGroup, error_code: i16) -> FetchedGroup {
     }
 }
 
-/// Stores the offsets of an OffsetCommit; per topic, (partition index, error code).
+/// The answer to an OffsetCommit refused as a whole: `error_code` on every partition.
+pub fn commit_refused(request: CommitRequest, error_code: i16) -> KafkaOpResult {
+    KafkaOpResult::OffsetsCommitted(
+        (request.topics.into_iter())
+            .map(|(topic, partitions)| {
+                let codes = partitions.iter().map(|p| (p.index, error_code)).collect();
+                (topic, codes)
+            })
+            .collect(),
+    )
+}
+
+/// Stores the offsets of an OffsetCommit the coordinator has let through; per topic,
+/// (partition index, error code).
 pub fn commit_offsets(
     store: &dyn LogStore,
     request: CommitRequest,
 ) -> Vec<(String, Vec<(i32, i16)>)> {
-    // A negative generation is a commit from outside membership, stored whatever the member
-    // id says; every group is empty, so any member or generation named is unknown.
-    let refused = if !valid_group(&request.group_id) {
-        Some(INVALID_GROUP_ID)
-    } else if request.generation_id < 0 {
-        None
-    } else if !request.member_id.is_empty() {
-        Some(UNKNOWN_MEMBER_ID)
-    } else {
-        Some(ILLEGAL_GENERATION)
-    };
+    let refused = (!valid_group(&request.group_id)).then_some(INVALID_GROUP_ID);
     let mut answers = Vec::with_capacity(request.topics.len());
     let mut writes: Vec<(PartitionId, CommittedOffset)> = Vec::new();
     // Where each write's answer goes: (topic, partition) positions in `answers`.
@@ -176,6 +176,25 @@ pub fn fetch_offsets(store: &dyn LogStore, groups: Vec<FetchGroup>) -> Vec<Fetch
                 topics,
                 error_code: 0,
             }
+        })
+        .collect()
+}
+
+/// Deletes the committed offsets of the groups the coordinator found empty (`None`); the
+/// others keep the error it gave. A group without offsets does not exist.
+pub fn delete_groups(
+    store: &dyn LogStore,
+    targets: Vec<(String, Option<i16>)>,
+) -> Vec<(String, i16)> {
+    targets
+        .into_iter()
+        .map(|(group, refused)| {
+            let code = refused.unwrap_or_else(|| match store.delete_group_offsets(&group) {
+                Ok(true) => 0,
+                Ok(false) => super::coordinator::GROUP_ID_NOT_FOUND,
+                Err(_) => COORDINATOR_NOT_AVAILABLE,
+            });
+            (group, code)
         })
         .collect()
 }

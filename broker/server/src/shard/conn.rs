@@ -53,8 +53,13 @@ impl Conn {
         kafka: &Arc<KafkaSettings>,
         now: Instant,
     ) -> Conn {
+        // Kafka shows a member's address as `/ip`.
+        let host = stream
+            .peer_addr()
+            .map(|addr| format!("/{}", addr.ip()))
+            .unwrap_or_default();
         let session = match protocol {
-            Protocol::Kafka => Session::Kafka(KafkaSession::new(kafka.clone())),
+            Protocol::Kafka => Session::Kafka(KafkaSession::new(kafka.clone(), host)),
         };
         Conn {
             stream,
@@ -265,7 +270,7 @@ pub(super) fn expired<'a>(
 }
 
 /// Milliseconds on the process's monotonic clock: the time sessions are given.
-pub(super) fn clock_ms(now: Instant) -> u64 {
+pub(crate) fn clock_ms(now: Instant) -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(Instant::now);
     u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)

@@ -235,7 +235,7 @@ impl EpollShard {
             let ops = conn.take_ops();
             if !ops.is_empty() {
                 let generation = self.generations[slot];
-                super::submit_ops(&self.config.writer, &self.inbox, slot, generation, ops);
+                super::submit_ops(&self.config, &self.inbox, slot, generation, ops);
             }
         }
     }

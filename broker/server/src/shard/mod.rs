@@ -36,8 +36,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub(crate) use self::conn::clock_ms;
 use self::epoll::Waker;
 use self::inbox::{Done, Inbox};
+use crate::coordinator::CoordinatorHandle;
 use crate::writer::WriterHandle;
 use weir_core::kafka::{KafkaOp, KafkaSettings};
 use weir_core::log_store::StoreError;
@@ -114,6 +116,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Where operations sessions ask for run (the log's writer thread).
     pub writer: WriterHandle,
+    /// Where group requests go (the group coordinator's thread).
+    pub coordinator: CoordinatorHandle,
     /// The log, for reads on the shards (Fetch, ListOffsets).
     pub store: Arc<dyn weir_core::log_store::LogStore>,
 }
@@ -391,10 +395,11 @@ pub fn uring_available() -> Result<(), String> {
     uring_loop::probe()
 }
 
-/// Hands a connection's operations to the writer thread; each result comes back through the
-/// shard's inbox, addressed to the connection by slot and generation.
+/// Hands a connection's operations to the writer thread, or group requests to the group
+/// coordinator; each result comes back through the shard's inbox, addressed to the
+/// connection by slot and generation.
 fn submit_ops(
-    writer: &WriterHandle,
+    config: &ServerConfig,
     inbox: &Arc<Inbox>,
     slot: usize,
     generation: u32,
@@ -410,6 +415,11 @@ fn submit_ops(
                 result,
             })
         };
+        if let KafkaOp::Group(op) = op {
+            config.coordinator.submit(op, Box::new(deliver));
+            continue;
+        }
+        let writer = &config.writer;
         let writer_again = writer.clone();
         writer.run(Box::new(move |store| match (op, store) {
             (

@@ -17,6 +17,8 @@ use crate::writer::{AppendFailure, WriterHandle};
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const REQUEST_TIMED_OUT: i16 = 7;
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
 
 /// Where the answer goes once every append has completed.
 pub(super) type Finish = Box<dyn FnOnce(KafkaOpResult) + Send>;
@@ -176,6 +178,10 @@ fn error_code(failure: &AppendFailure) -> i16 {
     match failure {
         AppendFailure::Rejected(AppendError::InvalidBatch(_)) => CORRUPT_MESSAGE,
         AppendFailure::Rejected(AppendError::UnknownPartition(_)) => UNKNOWN_TOPIC_OR_PARTITION,
+        AppendFailure::Rejected(AppendError::OutOfOrderSequence { .. }) => {
+            OUT_OF_ORDER_SEQUENCE_NUMBER
+        }
+        AppendFailure::Rejected(AppendError::ProducerFenced { .. }) => INVALID_PRODUCER_EPOCH,
         AppendFailure::Store(_) | AppendFailure::Stopped => STORAGE_ERROR,
     }
 }

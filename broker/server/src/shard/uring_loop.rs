@@ -603,7 +603,7 @@ impl UringShard {
             let ops = u.conn.take_ops();
             if !ops.is_empty() {
                 let generation = u.generation;
-                super::submit_ops(&self.config.writer, &self.inbox, slot, generation, ops);
+                super::submit_ops(&self.config, &self.inbox, slot, generation, ops);
             }
         }
     }
