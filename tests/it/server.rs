@@ -1004,3 +1004,79 @@ fn leader_epoch_zero_ends_at_the_high_watermark() {
     }
     assert_eq!(partitions, [(0, 0, 0, 3), (0, 0, -1, -1), (3, 9, -1, -1)]);
 }
+
+/// Compressed batches are decompressed and their records checked before anything is
+/// stored: one that inflates past `kafka.batch_decompressed_bytes_max` or does not
+/// decompress gets CORRUPT_MESSAGE (and costs at most the limit), a sound one is stored as
+/// sent; the connection stays usable throughout.
+#[test]
+fn a_compressed_batch_that_inflates_past_the_limit_is_refused() {
+    use weir_kafka::record_batch::{BatchBuilder, Compression, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder()
+        .cwd(dir.path())
+        .env("WEIR_KAFKA_BATCH_DECOMPRESSED_BYTES_MAX", "65536")
+        .start()
+        .unwrap();
+    let compressed = |count: usize, value: &[u8]| {
+        let mut builder = BatchBuilder::new();
+        for _ in 0..count {
+            builder.push(Record {
+                timestamp_ms: 1_700_000_000_000,
+                key: None,
+                value: Some(value),
+                headers: &[],
+            });
+        }
+        builder.finish_compressed(Compression::Gzip).unwrap()
+    };
+    let zeros = vec![0u8; 1024];
+    let bomb = compressed(1000, &zeros); // about 1 MiB of records in a few KiB
+    assert!(bomb.len() < 16 * 1024, "{} bytes", bomb.len());
+    let sound = compressed(3, b"ok");
+    // Garbage where the compressed records should be, under a correct CRC.
+    let mut garbage = sound.clone();
+    for byte in &mut garbage[61..] {
+        *byte = 0x5a;
+    }
+    let crc = crc32c::crc32c(&garbage[21..]);
+    garbage[17..21].copy_from_slice(&crc.to_be_bytes());
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    for (correlation, batch, expected) in [
+        (1, &bomb, (0, 2, -1)),
+        (2, &garbage, (0, 2, -1)),
+        (3, &sound, (0, 0, 0)),
+    ] {
+        stream
+            .write_all(&produce_request(correlation, -1, "squeezed", &[(0, batch)]))
+            .unwrap();
+        let answer = read_frame(&mut stream).unwrap();
+        assert_eq!(
+            produce_answers(&answer),
+            [expected],
+            "request {correlation}"
+        );
+    }
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    // Only the sound batch is stored, compressed as it came.
+    let (log, _) = weir_log::LmdbLog::open(
+        &dir.path().join("weir-data/log"),
+        weir_log::LogOptions::default(),
+    )
+    .unwrap();
+    use weir_core::log_store::LogStore;
+    let topic = log.topic("squeezed").unwrap().unwrap();
+    let mut stored = Vec::new();
+    log.read(topic.partitions[0], 0, usize::MAX, &mut |b| {
+        stored.push(b.to_vec())
+    })
+    .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0][21..],
+        sound[21..],
+        "byte for byte after the base offset"
+    );
+}

@@ -233,6 +233,8 @@ pub struct KafkaSettings {
     /// Most record bytes in one Fetch answer, whatever the client asks (Kafka's
     /// `fetch.max.bytes`); the first batch of the first partition with data is sent whole.
     pub fetch_bytes_max: usize,
+    /// Most bytes the records of one compressed batch may inflate to.
+    pub batch_decompressed_bytes_max: usize,
 }
 
 impl std::fmt::Debug for KafkaSettings {
@@ -518,6 +520,24 @@ fn write_group_answer(body: &mut Vec<u8>, correlation_id: i32, version: i16, ans
             membership::write_delete_response(body, correlation_id, version, &results)
         }
     }
+}
+
+/// False if a v2 batch in `records` is compressed and its records do not decompress within
+/// `cap` bytes or are malformed. Everything else is checked on the writer thread.
+fn compressed_records_sound(records: &[u8], cap: usize) -> bool {
+    use weir_kafka::record_batch::{self, BatchHeader, Compression};
+    if !record_batch::is_v2(records) {
+        return true;
+    }
+    record_batch::split(records).all(|batch| {
+        let Ok(batch) = batch else {
+            return true; // the writer refuses it
+        };
+        let compressed = BatchHeader::parse(batch)
+            .and_then(|h| h.compression())
+            .is_ok_and(|c| c != Compression::None);
+        !compressed || record_batch::validate_all(batch, cap).is_ok()
+    })
 }
 
 /// Kafka's error code for a storage failure.
@@ -1307,6 +1327,10 @@ impl KafkaSession {
     ) -> Result<(), KafkaError> {
         let body = request_body(frame, start, produce::request_header_version)?;
         let request = produce::parse_request(body, start.api_version)?;
+        // Compressed batches are decompressed and their records checked here, on the
+        // connection's shard, so the writer thread never inflates anything; a partition with
+        // a bad batch is sent on without records and answered CORRUPT_MESSAGE.
+        let cap = self.settings.batch_decompressed_bytes_max;
         let topics: Vec<ProduceTopic> = request
             .topics
             .iter()
@@ -1315,7 +1339,12 @@ impl KafkaSession {
                 partitions: t
                     .partitions
                     .iter()
-                    .map(|p| (p.index, p.records.map(<[u8]>::to_vec)))
+                    .map(|p| {
+                        let sound = p
+                            .records
+                            .filter(|records| compressed_records_sound(records, cap));
+                        (p.index, sound.map(<[u8]>::to_vec))
+                    })
                     .collect(),
             })
             .collect();
@@ -1498,6 +1527,7 @@ mod tests {
             auto_create_partitions: 1,
             topics_max: 10,
             fetch_bytes_max: 1 << 20,
+            batch_decompressed_bytes_max: 1 << 20,
         })
     }
 

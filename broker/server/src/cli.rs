@@ -288,6 +288,8 @@ fn start_shards(
         kafka_auto_create_partitions: config.kafka_auto_create_partitions_count.get(),
         kafka_topics_max: config.kafka_topics_max.get(),
         kafka_fetch_bytes_max: config.kafka_fetch_bytes_max.get() as usize,
+        kafka_batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get()
+            as usize,
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
         writer,
         coordinator,

@@ -328,6 +328,13 @@ config_keys! {
     /// even past it, so a consumer always makes progress.
     kafka_fetch_bytes_max: NonZeroU32 = "57671680", key = "kafka.fetch_bytes_max";
 
+    /// Most bytes the records of one compressed batch may inflate to. Every compressed
+    /// batch a producer sends is decompressed (on the connection's shard) and its records
+    /// checked before it is stored; one that inflates past this is refused with
+    /// CORRUPT_MESSAGE after at most this many bytes were decoded.
+    kafka_batch_decompressed_bytes_max: NonZeroU32 = "67108864",
+        key = "kafka.batch_decompressed_bytes_max";
+
     /// Shortest session timeout a consumer-group member may ask for (Kafka's
     /// `group.min.session.timeout.ms`); a JoinGroup outside the bounds gets
     /// INVALID_SESSION_TIMEOUT.

@@ -4,6 +4,7 @@
 //! - [`header`]: request and response headers;
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
 //! - [`cluster`]: DescribeCluster and OffsetForLeaderEpoch;
+//! - [`compression`]: bounded decompression of a batch's records (gzip, snappy, lz4, zstd);
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] and [`delete_records`]:
 //!   the topic admin requests and answers; [`describe_configs`]: topic settings;
 //! - [`find_coordinator`] and [`offsets`]: consumer-group coordinators and committed
@@ -23,6 +24,7 @@
 
 pub mod api_versions;
 pub mod cluster;
+pub mod compression;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;

@@ -36,15 +36,15 @@ pub const MAGIC: i8 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     /// Records stored as they are.
-    None,
+    None = 0,
     /// gzip.
-    Gzip,
-    /// snappy (xerial framing as Kafka writes it).
-    Snappy,
+    Gzip = 1,
+    /// snappy (raw, or in xerial framing as the Java client writes it).
+    Snappy = 2,
     /// lz4 frame.
-    Lz4,
+    Lz4 = 3,
     /// zstd.
-    Zstd,
+    Zstd = 4,
 }
 
 /// Why a batch was refused. Each variant maps to Kafka's `CORRUPT_MESSAGE` (2) or
@@ -105,6 +105,20 @@ pub enum BatchError {
         declared: i64,
         /// The largest record timestamp.
         actual: i64,
+    },
+    /// A compressed batch inflates past the limit.
+    #[error("compressed records inflate past {max_bytes} bytes")]
+    InflatesTooMuch {
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// A compressed batch's records cannot be decompressed.
+    #[error("{codec} records cannot be decompressed: {reason}")]
+    Decompress {
+        /// The codec.
+        codec: &'static str,
+        /// The decoder's complaint.
+        reason: String,
     },
     /// The records do not fill the batch exactly as declared.
     #[error("batch declares {declared} records but holds {found}")]
@@ -242,9 +256,38 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     if compression == Compression::None {
+        check_records(&header, &bytes[HEADER_LEN..])?;
+    }
+    Ok(header)
+}
+
+/// [`validate`], and for a compressed batch also its records: they are decompressed (at
+/// most `decompressed_bytes_max` bytes; a batch that inflates further is refused before
+/// more is allocated) and checked like an uncompressed batch's.
+pub fn validate_all(
+    bytes: &[u8],
+    decompressed_bytes_max: usize,
+) -> Result<BatchHeader, BatchError> {
+    let header = validate(bytes)?;
+    let compression = header.compression()?;
+    if compression != Compression::None {
+        let records = crate::compression::decompress(
+            compression,
+            &bytes[HEADER_LEN..],
+            decompressed_bytes_max,
+        )?;
+        check_records(&header, &records)?;
+    }
+    Ok(header)
+}
+
+/// Checks the records of a batch (`records`: its uncompressed record bytes): each one's
+/// framing, their offset deltas in sequence, their count, and the batch's maxTimestamp.
+fn check_records(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {
+    {
         let mut found = 0usize;
         let mut max_delta = i64::MIN;
-        for record in records_unchecked(bytes) {
+        for record in parse_records(records) {
             let record = record?;
             if i64::from(record.offset_delta) != found as i64 {
                 return Err(BatchError::BadRecord {
@@ -272,7 +315,7 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
             });
         }
     }
-    Ok(header)
+    Ok(())
 }
 
 /// Splits a produce request's `records` field, which may hold several batches back to back,
@@ -452,7 +495,12 @@ pub fn records(batch: &[u8]) -> impl Iterator<Item = RecordRef<'_>> {
 }
 
 fn records_unchecked(batch: &[u8]) -> impl Iterator<Item = Result<RecordRef<'_>, BatchError>> {
-    let body = batch.get(HEADER_LEN..).unwrap_or(&[]);
+    parse_records(batch.get(HEADER_LEN..).unwrap_or(&[]))
+}
+
+/// The records in `body` (uncompressed record bytes), each parsed or the error that stops
+/// the iteration.
+fn parse_records(body: &[u8]) -> impl Iterator<Item = Result<RecordRef<'_>, BatchError>> {
     let mut cursor = Cursor { bytes: body };
     let mut index = 0usize;
     let mut failed = false;
@@ -645,8 +693,30 @@ impl BatchBuilder {
     }
 
     /// Finishes the batch with base offset 0 (the log assigns the real one).
-    pub fn finish(mut self) -> Vec<u8> {
+    pub fn finish(self) -> Vec<u8> {
+        self.finish_with(Compression::None, |records| records.to_vec())
+    }
+
+    /// The batch with its records compressed with `codec`, as producers send them.
+    pub fn finish_compressed(self, codec: Compression) -> std::io::Result<Vec<u8>> {
+        let mut failed = None;
+        let batch = self.finish_with(codec, |records| {
+            crate::compression::compress(codec, records).unwrap_or_else(|e| {
+                failed = Some(e);
+                Vec::new()
+            })
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(batch),
+        }
+    }
+
+    fn finish_with(mut self, codec: Compression, encode: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
         assert!(self.count > 0, "a record batch needs at least one record");
+        let records = encode(&self.buf[HEADER_LEN..]);
+        self.buf.truncate(HEADER_LEN);
+        self.buf.extend_from_slice(&records);
         let base_timestamp = self.base_timestamp.unwrap_or(0);
         let batch_length = (self.buf.len() - LOG_OVERHEAD) as i32;
         let b = &mut self.buf;
@@ -654,7 +724,7 @@ impl BatchBuilder {
         b[8..12].copy_from_slice(&batch_length.to_be_bytes());
         b[12..16].copy_from_slice(&0i32.to_be_bytes());
         b[16] = MAGIC as u8;
-        b[21..23].copy_from_slice(&0i16.to_be_bytes());
+        b[21..23].copy_from_slice(&(codec as i16).to_be_bytes());
         b[23..27].copy_from_slice(&(self.count - 1).to_be_bytes());
         b[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
         b[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());

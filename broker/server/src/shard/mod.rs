@@ -112,6 +112,8 @@ pub struct ServerConfig {
     pub kafka_topics_max: u32,
     /// Most record bytes in one Fetch answer.
     pub kafka_fetch_bytes_max: usize,
+    /// Most bytes a compressed batch may inflate to.
+    pub kafka_batch_decompressed_bytes_max: usize,
     /// Time to flush responses at shutdown.
     pub drain_timeout: Duration,
     /// Where operations sessions ask for run (the log's writer thread).
@@ -241,6 +243,7 @@ impl Shards {
             auto_create_partitions: config.kafka_auto_create_partitions,
             topics_max: config.kafka_topics_max,
             fetch_bytes_max: config.kafka_fetch_bytes_max,
+            batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
         });
         let shared = Arc::new(Shared {
             kafka,
