@@ -1,7 +1,8 @@
-//! The Kafka front with third-party clients: kafka-python (PyPI, installed by `cargo xtask
-//! test`) running the scenarios in `tests/clients/kafka_python.py`, and kcat with each
-//! compression codec (the kcat basics are in `server.rs`).
+//! The Kafka front with third-party clients: kafka-python and confluent-kafka (librdkafka
+//! 2.16) from PyPI, installed by `cargo xtask test`, running the scenarios in
+//! `tests/clients/`, and Debian's kcat (librdkafka 2.0.2; its basics are in `server.rs`).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -9,19 +10,34 @@ use serde_json::Value;
 use weir_tests::Weir;
 
 /// Runs `scenario` of the kafka-python script against `weir`; its JSON lines by step name.
-fn kafka_python(weir: &mut Weir, scenario: &str) -> std::collections::HashMap<String, Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/kafka_python.py");
+fn kafka_python(weir: &mut Weir, scenario: &str) -> HashMap<String, Value> {
     let addr = weir.kafka_addr().expect("kafka listener").to_string();
+    run_script("kafka_python.py", "kafka-python", &[scenario, &addr])
+}
+
+/// Runs `scenario` of the confluent-kafka script with `args` after the bootstrap address.
+fn confluent(addr: &str, scenario: &str, args: &[&str]) -> HashMap<String, Value> {
+    let mut all = vec![scenario, addr];
+    all.extend_from_slice(args);
+    run_script("confluent_scenarios.py", "confluent-kafka", &all)
+}
+
+/// Runs `tests/clients/<script>` (a Python client `package` from PyPI drives) with `args`;
+/// its JSON lines by step name.
+fn run_script(script: &str, package: &str, args: &[&str]) -> HashMap<String, Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(script);
     let output = Command::new("python3")
         .arg(script)
-        .args([scenario, &addr])
+        .args(args)
         .output()
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "kafka-python {scenario} failed (is it installed? `cargo xtask test` installs \
-         kafka-python from PyPI):\n{stdout}\n{}",
+        "{package} {args:?} failed (is it installed? `cargo xtask test` installs {package} \
+         from PyPI):\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
@@ -177,19 +193,11 @@ fn kcat_round_trips_every_compression_codec() {
     // The log holds the batches as compressed: the codec bits (attributes, bytes 21-22 of a
     // RecordBatch v2) of a topic's batches name the codec it was written with. (librdkafka
     // sends a batch uncompressed when compressing would not make it smaller.)
-    let (log, _) = weir_log::LmdbLog::open(
-        &dir.path().join("weir-data/log"),
-        weir_log::LogOptions::default(),
-    )
-    .unwrap();
-    use weir_core::log_store::LogStore;
     for (bits, codec) in [(1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")] {
-        let topic = log.topic(&format!("compressed-{codec}")).unwrap().unwrap();
-        let mut codecs = Vec::new();
-        log.read(topic.partitions[0], 0, usize::MAX, &mut |batch| {
-            codecs.push(i16::from_be_bytes([batch[21], batch[22]]) & 7);
-        })
-        .unwrap();
+        let codecs: Vec<i16> =
+            (weir_tests::stored_batches(dir.path(), &format!("compressed-{codec}")).iter())
+                .map(|batch| i16::from_be_bytes([batch[21], batch[22]]) & 7)
+                .collect();
         assert!(codecs.contains(&bits), "{codec}: batch codecs {codecs:?}");
     }
 }
@@ -304,4 +312,101 @@ fn kcat_balanced_consumer_resumes_from_committed_offsets_after_a_restart() {
     let addr = weir.kafka_addr().unwrap().to_string();
     produce(&addr, "1", "f\n");
     assert_eq!(consume(&addr), ["1 2 f"]);
+}
+
+/// librdkafka 2.16 (confluent-kafka): every codec (none, gzip, snappy, lz4, zstd) with every
+/// acks setting (0, 1, all) is delivered and read back in order; a consumer starting at the
+/// end reads only what comes after it.
+#[test]
+fn confluent_kafka_produces_with_every_codec_and_acks_and_reads_from_both_ends() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.kafka_addr().unwrap().to_string();
+    let steps = confluent(&addr, "codecs", &[]);
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        assert_eq!(
+            steps["codecs"]["results"][codec],
+            serde_json::json!({"delivered": 60, "errors": [], "in_order": true}),
+            "{codec}"
+        );
+    }
+    assert_eq!(
+        steps["latest"]["read"],
+        serde_json::json!(["late0", "late1", "late2"])
+    );
+}
+
+/// librdkafka's consumer group: three members split a 3-partition topic one each, the two
+/// left take over when one closes, and after a broker restart a new member reads only
+/// what came after the committed offsets.
+#[test]
+fn confluent_kafka_group_rebalances_and_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let addr = weir.kafka_addr().unwrap().to_string();
+    let steps = confluent(&addr, "group", &[]);
+    let three = &steps["three"]["assigned"];
+    assert_eq!(partitions(three), [0, 1, 2], "{three}");
+    assert_eq!(three.as_object().unwrap().len(), 3, "{three}");
+    let two = &steps["two"]["assigned"];
+    assert_eq!(partitions(two), [0, 1, 2], "{two}");
+    assert_eq!(steps["two"]["read"], 39);
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let addr = weir.kafka_addr().unwrap().to_string();
+    let steps = confluent(&addr, "group_resume", &[]);
+    assert_eq!(
+        steps["resumed"]["read"],
+        serde_json::json!(["late0", "late1", "late2"])
+    );
+}
+
+/// An idempotent librdkafka producer keeps sending while the broker is killed (SIGKILL)
+/// and restarted on the same port: every record is delivered, and the log holds each
+/// exactly once, in order (what was in flight at the kill is retried; a retry of a stored
+/// batch is answered as a duplicate, not stored again).
+#[test]
+fn confluent_kafka_idempotent_producer_survives_a_broker_kill_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = || {
+        Weir::builder()
+            .cwd(dir.path())
+            .env("WEIR_KAFKA_LISTEN", listen.clone())
+            .start()
+            .unwrap()
+    };
+    let mut weir = start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/confluent_scenarios.py");
+    let producer = Command::new("python3")
+        .arg(script)
+        .args(["idempotent", &listen, "1500"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    // The producer sends for about 6 s; kill the broker in the middle of it.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    weir.signal(libc::SIGKILL).unwrap();
+    weir.wait_exit().unwrap();
+    let _weir = start();
+    let output = producer.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let produced = (stdout.lines())
+        .find(|line| line.contains("\"produced\""))
+        .expect("the producer reports");
+    let produced: Value = serde_json::from_str(produced).unwrap();
+    assert_eq!(produced["delivered"], 1500, "{produced}");
+    assert_eq!(produced["error_count"], 0, "{produced}");
+    let steps = confluent(&listen, "read_all", &["idempotent", "1500"]);
+    assert_eq!(
+        steps["read"],
+        serde_json::json!({"step": "read", "count": 1500, "distinct": 1500, "extra": 0, "in_order": true})
+    );
 }

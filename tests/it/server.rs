@@ -580,23 +580,11 @@ fn kcat_lists_the_broker_and_its_topics() {
 /// The records of every batch stored in `topic`'s partition 0 under `cwd`/weir-data (the
 /// broker must be stopped: the data directory is locked while it runs).
 fn stored_values(cwd: &std::path::Path, topic: &str) -> Vec<String> {
-    use weir_core::log_store::LogStore;
-    let (log, _) =
-        weir_log::LmdbLog::open(&cwd.join("weir-data/log"), weir_log::LogOptions::default())
-            .expect("the log opens");
-    let pid = log
-        .topic(topic)
-        .expect("topics readable")
-        .expect("topic exists")
-        .partitions[0];
-    let mut values = Vec::new();
-    log.read(pid, 0, usize::MAX, &mut |batch| {
-        for record in weir_kafka::record_batch::records(batch) {
-            values.push(String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned());
-        }
-    })
-    .expect("the partition reads");
-    values
+    let batches = weir_tests::stored_batches(cwd, topic);
+    (batches.iter())
+        .flat_map(|batch| weir_kafka::record_batch::records(batch))
+        .map(|record| String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned())
+        .collect()
 }
 
 /// A real producer and consumer: Debian's kcat (librdkafka 2.0.2) produces three messages
@@ -1061,18 +1049,7 @@ fn a_compressed_batch_that_inflates_past_the_limit_is_refused() {
     weir.signal(libc::SIGTERM).unwrap();
     assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
     // Only the sound batch is stored, compressed as it came.
-    let (log, _) = weir_log::LmdbLog::open(
-        &dir.path().join("weir-data/log"),
-        weir_log::LogOptions::default(),
-    )
-    .unwrap();
-    use weir_core::log_store::LogStore;
-    let topic = log.topic("squeezed").unwrap().unwrap();
-    let mut stored = Vec::new();
-    log.read(topic.partitions[0], 0, usize::MAX, &mut |b| {
-        stored.push(b.to_vec())
-    })
-    .unwrap();
+    let stored = weir_tests::stored_batches(dir.path(), "squeezed");
     assert_eq!(stored.len(), 1);
     assert_eq!(
         stored[0][21..],

@@ -400,3 +400,23 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// The batches stored in `topic`'s partition 0 under `cwd`/weir-data, byte for byte (the
+/// broker must be stopped: the data directory is locked while it runs).
+pub fn stored_batches(cwd: &Path, topic: &str) -> Vec<Vec<u8>> {
+    use weir_core::log_store::LogStore;
+    let (log, _) =
+        weir_log::LmdbLog::open(&cwd.join("weir-data/log"), weir_log::LogOptions::default())
+            .expect("the log opens");
+    let pid = log
+        .topic(topic)
+        .expect("topics readable")
+        .expect("topic exists")
+        .partitions[0];
+    let mut batches = Vec::new();
+    log.read(pid, 0, usize::MAX, &mut |batch| {
+        batches.push(batch.to_vec())
+    })
+    .expect("the partition reads");
+    batches
+}

@@ -63,6 +63,12 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             needed_by: "the Kafka compatibility tests (kafka-python's producer, consumer and admin client)",
         },
         Requirement {
+            what: "confluent-kafka",
+            check: &["python3", "-c", "import confluent_kafka"],
+            source: Source::Pip("confluent-kafka==2.16.1"),
+            needed_by: "the Kafka compatibility tests (librdkafka 2.16 through confluent-kafka: codecs, groups, idempotence)",
+        },
+        Requirement {
             what: "unshare",
             check: &["unshare", "--version"],
             source: Source::Debian("util-linux"),
