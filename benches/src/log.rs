@@ -287,7 +287,7 @@ fn drive(
 
 /// The raw disk writing `total` bytes in `chunk`-sized writes, each followed by `fdatasync`
 /// when `sync`; returns MB/s.
-fn raw_writes(dir: &Path, total: u64, chunk: u64, sync: bool) -> anyhow::Result<f64> {
+pub(crate) fn raw_writes(dir: &Path, total: u64, chunk: u64, sync: bool) -> anyhow::Result<f64> {
     let path = dir.join(if sync { "raw-fsync" } else { "raw-buffered" });
     let mut file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
     let buffer = vec![0x5a_u8; chunk.max(1) as usize];

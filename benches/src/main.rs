@@ -5,6 +5,7 @@
 //! Benchmarks are not tests: nothing here asserts on speed. Run them with
 //! `cargo run --release -p weir-bench -- <workload>` or `cargo xtask bench`.
 
+mod kafka;
 mod log;
 mod server;
 
@@ -48,6 +49,23 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The real `weir` process with librdkafka producing 1 KiB records (acks=all, fsync)
+    /// next to the raw disk, and consuming them from the start.
+    Kafka {
+        /// Directory to run in (its file system is what is measured). Default: a temporary
+        /// directory under the current one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// MiB of record values per round.
+        #[arg(long, default_value_t = 512)]
+        mib: u64,
+        /// Bytes per record value.
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The real `weir` process on io_uring and on epoll: pipelined ApiVersions requests per
     /// second and CPU per request, idle memory, start-to-ready time.
     Server {
@@ -68,6 +86,22 @@ enum Workload {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().workload {
+        Workload::Kafka {
+            dir,
+            mib,
+            record_bytes,
+            rounds,
+        } => {
+            let temp = tempfile::tempdir_in(dir.unwrap_or_else(|| PathBuf::from(".")))?;
+            kafka::run(
+                temp.path(),
+                &kafka::KafkaBench {
+                    total_bytes: mib << 20,
+                    record_bytes: record_bytes.max(1),
+                    rounds: rounds.max(1),
+                },
+            )
+        }
         Workload::Server {
             connections,
             pipeline,

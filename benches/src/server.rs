@@ -93,13 +93,13 @@ pub fn run(bench: &ServerBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The release `weir` next to this benchmark binary.
-fn weir_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn weir_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("benchmark binary directory")?;
     let weir = dir.join("weir");
@@ -112,48 +112,81 @@ fn weir_binary() -> anyhow::Result<PathBuf> {
     Ok(weir)
 }
 
-fn one_run(weir: &Path, backend: &str, bench: &ServerBench) -> anyhow::Result<Run> {
-    let dir = tempfile::tempdir()?;
-    let started = Instant::now();
-    let mut child = Command::new(weir)
-        .current_dir(dir.path())
-        .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("WEIR_KAFKA_LISTEN", "127.0.0.1:0")
-        .env("WEIR_SERVER_IO", backend)
-        .env("WEIR_SERVER_SHARDS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let result = measure(&mut child, started, bench);
-    // SAFETY: kill(2) on the PID of the child started above, not yet reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-    result
+/// A `weir` process started for a benchmark; stopped (SIGTERM, then reaped) when dropped.
+pub(crate) struct Broker {
+    child: Child,
+    /// Its Kafka address.
+    pub(crate) kafka: SocketAddr,
+    /// Milliseconds from spawn to "weir ready".
+    pub(crate) ready_ms: f64,
 }
 
-fn measure(child: &mut Child, started: Instant, bench: &ServerBench) -> anyhow::Result<Run> {
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+impl Broker {
+    /// Starts `weir` in `dir` with the admin and Kafka ports on 127.0.0.1:0 and `env`, and
+    /// waits until it is ready.
+    pub(crate) fn start(weir: &Path, dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Broker> {
+        let started = Instant::now();
+        let mut child = Command::new(weir)
+            .current_dir(dir)
+            .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("WEIR_KAFKA_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let mut broker = Broker {
+            child,
+            kafka: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_ms: 0.0,
+        };
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
-    let mut kafka: Option<SocketAddr> = None;
-    let ready_ms = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30))?;
-        if let Some(addr) = line.split("kafka listening on ").nth(1) {
-            kafka = Some(addr.trim().parse()?);
-        }
-        if line.contains("weir ready") {
-            break started.elapsed().as_secs_f64() * 1e3;
-        }
-    };
-    let kafka = kafka.context("kafka address in the log")?;
-    let pid = child.id();
+        });
+        let mut kafka: Option<SocketAddr> = None;
+        broker.ready_ms = loop {
+            let line = rx.recv_timeout(Duration::from_secs(30))?;
+            if let Some(addr) = line.split("kafka listening on ").nth(1) {
+                kafka = Some(addr.trim().parse()?);
+            }
+            if line.contains("weir ready") {
+                break started.elapsed().as_secs_f64() * 1e3;
+            }
+        };
+        broker.kafka = kafka.context("kafka address in the log")?;
+        Ok(broker)
+    }
+
+    /// Its PID.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the PID of the child this value started and has not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn one_run(weir: &Path, backend: &str, bench: &ServerBench) -> anyhow::Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let env = [("WEIR_SERVER_IO", backend), ("WEIR_SERVER_SHARDS", "1")];
+    let broker = Broker::start(weir, dir.path(), &env)?;
+    measure(&broker, bench)
+}
+
+fn measure(broker: &Broker, bench: &ServerBench) -> anyhow::Result<Run> {
+    let (kafka, ready_ms) = (broker.kafka, broker.ready_ms);
+    let pid = broker.pid();
     let idle_rss_kib = rss_kib(pid)?;
 
     let request = api_versions_v0();
@@ -212,7 +245,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// User plus system CPU time of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').context("stat format")?.1;
@@ -223,7 +256,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
-fn clock_ticks_per_s() -> f64 {
+pub(crate) fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf with a valid name has no memory effects.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 { ticks as f64 } else { 100.0 }

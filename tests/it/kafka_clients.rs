@@ -1,6 +1,6 @@
 //! The Kafka front with third-party clients: kafka-python and confluent-kafka (librdkafka
 //! 2.16) from PyPI, installed by `cargo xtask test`, running the scenarios in
-//! `tests/clients/`, and Debian's kcat (librdkafka 2.0.2; its basics are in `server.rs`).
+//! `tests/compat/`, and Debian's kcat (librdkafka 2.0.2; its basics are in `server.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,11 +22,11 @@ fn confluent(addr: &str, scenario: &str, args: &[&str]) -> HashMap<String, Value
     run_script("confluent_scenarios.py", "confluent-kafka", &all)
 }
 
-/// Runs `tests/clients/<script>` (a Python client `package` from PyPI drives) with `args`;
+/// Runs `tests/compat/<script>` (a Python client `package` from PyPI drives) with `args`;
 /// its JSON lines by step name.
 fn run_script(script: &str, package: &str, args: &[&str]) -> HashMap<String, Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("clients")
+        .join("compat")
         .join(script);
     let output = Command::new("python3")
         .arg(script)
@@ -382,7 +382,7 @@ fn confluent_kafka_idempotent_producer_survives_a_broker_kill_without_loss_or_du
             .unwrap()
     };
     let mut weir = start();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/confluent_scenarios.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/confluent_scenarios.py");
     let producer = Command::new("python3")
         .arg(script)
         .args(["idempotent", &listen, "1500"])

@@ -3,5 +3,6 @@
 
 mod foundation;
 mod kafka_clients;
+mod librdkafka;
 mod server;
 mod storage;

@@ -5,7 +5,9 @@
 //! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction and
 //!   the clock rule (see `tidy.rs`).
 //! - `cargo xtask prereqs`: only the prerequisite check and install.
-//! - `cargo xtask bench [log|server]`: the benchmarks (release builds), never part of `test`.
+//! - `cargo xtask bench [log|server|kafka]`: the benchmarks (release builds), never part of `test`.
+//! - `cargo xtask fuzz [target] [-- seconds]`: the `cargo fuzz` targets in `tests/fuzz`
+//!   (nightly), each for a time, allocations capped; `test` only checks that they build.
 
 mod prereqs;
 mod tidy;
@@ -24,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         Some("tidy") => tidy_all(&root),
         Some("prereqs") => prereqs::ensure(&prereqs::requirements()),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -31,7 +34,8 @@ fn main() -> anyhow::Result<()> {
                  test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
                  tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
-                 bench [log|server] [-- <args>] benchmarks with same-run baselines (release build)"
+                 bench [log|server|kafka] [-- <args>] benchmarks with same-run baselines (release build)\n  \
+                 fuzz [target] [-- <seconds>] cargo fuzz targets in tests/fuzz (nightly; 600 s each)"
             );
             std::process::exit(2);
         }
@@ -46,6 +50,17 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let locked = ci().then_some("--locked");
     step("build (one build, shared by every test)");
     cargo(&["build", "--workspace", "--all-targets"], locked)?;
+    step("fuzz targets build (run them with `cargo xtask fuzz`)");
+    cargo(
+        &[
+            "check",
+            "--manifest-path",
+            "tests/fuzz/Cargo.toml",
+            "--target-dir",
+            "target/fuzz-check",
+        ],
+        locked,
+    )?;
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let pass_through = extra.strip_prefix(&["--"]).unwrap_or(&extra);
     step("tests (every crate but the integration suite)");
@@ -86,6 +101,40 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The fuzz targets, in `tests/fuzz` (a crate of its own, outside the workspace).
+const FUZZ_TARGETS: [&str; 2] = ["kafka_request", "record_batch"];
+
+/// Runs the fuzz targets (all, or the one named) for a time each, with nightly and
+/// `cargo fuzz`, allocations capped so a decoder that trusts a wire count is caught.
+fn fuzz(args: &[String]) -> anyhow::Result<()> {
+    let (which, extra) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let seconds = extra.first().map_or("600", String::as_str);
+    for target in FUZZ_TARGETS {
+        if !which.is_empty() && !which.iter().any(|w| w == target) {
+            continue;
+        }
+        step(&format!("fuzz: {target} for {seconds} s"));
+        let mut command = Command::new("cargo");
+        command.current_dir("tests/fuzz").args([
+            "+nightly",
+            "fuzz",
+            "run",
+            "-O",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=1024",
+            "-malloc_limit_mb=256",
+            "-max_len=70000",
+        ]);
+        run(&mut command).context("cargo fuzz needs nightly and `cargo install cargo-fuzz`")?;
+    }
+    Ok(())
+}
+
 /// The benchmark suite: release builds, never part of `test`. Figures are printed as
 /// Markdown tables for benches/README.md and issue notes.
 fn bench(args: &[String]) -> anyhow::Result<()> {
@@ -122,6 +171,16 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             None,
         )?;
         let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "server"];
+        args.extend(extra.iter().map(String::as_str));
+        cargo(&args, None)?;
+    }
+    if all || which.iter().any(|w| w == "kafka") {
+        step("bench: librdkafka producing and consuming through the weir process");
+        cargo(
+            &["build", "--release", "-p", "weir", "-p", "weir-bench"],
+            None,
+        )?;
+        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "kafka"];
         args.extend(extra.iter().map(String::as_str));
         cargo(&args, None)?;
     }

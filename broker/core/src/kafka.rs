@@ -1421,105 +1421,11 @@ impl KafkaSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A store with no topics: these tests exercise the session, not the log.
-    #[derive(Debug)]
-    pub(super) struct NoTopics;
-
-    impl LogStore for NoTopics {
-        fn append(
-            &self,
-            _: &mut [crate::log_store::Append],
-        ) -> Result<
-            Vec<Result<crate::log_store::Appended, crate::log_store::AppendError>>,
-            StoreError,
-        > {
-            Ok(Vec::new())
-        }
-        fn read(
-            &self,
-            p: PartitionId,
-            _: i64,
-            _: usize,
-            _: &mut dyn FnMut(&[u8]),
-        ) -> Result<crate::log_store::ReadSummary, StoreError> {
-            Err(StoreError::UnknownPartition(p))
-        }
-        fn partition(
-            &self,
-            p: PartitionId,
-        ) -> Result<crate::log_store::PartitionState, StoreError> {
-            Err(StoreError::UnknownPartition(p))
-        }
-        fn create_topic(
-            &self,
-            n: &str,
-            _: u32,
-            _: TopicConfig,
-        ) -> Result<crate::log_store::TopicInfo, StoreError> {
-            Err(StoreError::UnknownTopic(n.into()))
-        }
-        fn add_partitions(
-            &self,
-            n: &str,
-            _: u32,
-        ) -> Result<crate::log_store::TopicInfo, StoreError> {
-            Err(StoreError::UnknownTopic(n.into()))
-        }
-        fn set_topic_config(&self, n: &str, _: TopicConfig) -> Result<(), StoreError> {
-            Err(StoreError::UnknownTopic(n.into()))
-        }
-        fn delete_topic(&self, n: &str) -> Result<(), StoreError> {
-            Err(StoreError::UnknownTopic(n.into()))
-        }
-        fn topic(&self, _: &str) -> Result<Option<crate::log_store::TopicInfo>, StoreError> {
-            Ok(None)
-        }
-        fn topics(&self) -> Result<Vec<crate::log_store::TopicInfo>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn delete_records(&self, p: PartitionId, _: i64) -> Result<i64, StoreError> {
-            Err(StoreError::UnknownPartition(p))
-        }
-        fn offset_for_timestamp(&self, p: PartitionId, _: i64) -> Result<Option<i64>, StoreError> {
-            Err(StoreError::UnknownPartition(p))
-        }
-        fn enforce_retention(
-            &self,
-            _: i64,
-        ) -> Result<crate::log_store::RetentionReport, StoreError> {
-            Ok(Default::default())
-        }
-        fn allocate_producer_id(&self) -> Result<i64, StoreError> {
-            Ok(0)
-        }
-        fn commit_offsets(
-            &self,
-            _: &str,
-            _: &[(PartitionId, crate::log_store::CommittedOffset)],
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn committed_offsets(
-            &self,
-            _: &str,
-        ) -> Result<Vec<(PartitionId, crate::log_store::CommittedOffset)>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn offset_groups(&self) -> Result<Vec<String>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn delete_group_offsets(&self, _: &str) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        fn sync(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
+    use crate::log_store::EmptyStore;
 
     fn settings() -> Arc<KafkaSettings> {
         Arc::new(KafkaSettings {
-            store: Arc::new(NoTopics),
+            store: Arc::new(EmptyStore),
             request_bytes_max: 1 << 20,
             advertised_host: "localhost".into(),
             advertised_port: 9092,
@@ -1651,7 +1557,7 @@ mod tests {
         };
         // Membership is the coordinator's to check: here only the group id and the
         // partitions matter.
-        let code = |request| groups::commit_offsets(&NoTopics, request)[0].1[0].1;
+        let code = |request| groups::commit_offsets(&EmptyStore, request)[0].1[0].1;
         let long = "g".repeat(crate::log_store::GROUP_ID_BYTES_MAX + 1);
         assert_eq!(code(commit(&long, -1, "")), groups::INVALID_GROUP_ID);
         let unknown = metadata::UNKNOWN_TOPIC_OR_PARTITION;
@@ -1659,7 +1565,7 @@ mod tests {
         assert_eq!(code(commit("", -1, "")), unknown);
         // v0/v1 answers have no group error field: it is repeated on each partition asked.
         let asked = vec![(long, Some(vec![("t".to_owned(), vec![0, 1])]))];
-        let fetched = groups::fetch_offsets(&NoTopics, asked);
+        let fetched = groups::fetch_offsets(&EmptyStore, asked);
         assert_eq!(fetched[0].error_code, groups::INVALID_GROUP_ID);
         let codes: Vec<_> = fetched[0].topics[0]
             .1
@@ -1753,7 +1659,7 @@ mod tests {
             partitions: 1,
             topics_max: 10,
         };
-        let KafkaOpResult::Topics(Ok(topics)) = run_op(op, &NoTopics) else {
+        let KafkaOpResult::Topics(Ok(topics)) = run_op(op, &EmptyStore) else {
             panic!("metadata answers with topics");
         };
         let codes: Vec<_> = topics

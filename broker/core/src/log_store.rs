@@ -320,3 +320,79 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// has nothing more to commit; in relaxed durability the server calls it on a timer.
     fn sync(&self) -> Result<(), StoreError>;
 }
+
+/// A store that holds nothing: it has no topics, partitions or offsets; writes that name a
+/// topic or partition fail as unknown, the others succeed and keep nothing. For tests and
+/// fuzzing of what sits above the log (sessions, the coordinator).
+#[derive(Debug)]
+pub struct EmptyStore;
+
+impl LogStore for EmptyStore {
+    fn append(&self, _: &mut [Append]) -> Result<Vec<Result<Appended, AppendError>>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn read(
+        &self,
+        p: PartitionId,
+        _: i64,
+        _: usize,
+        _: &mut dyn FnMut(&[u8]),
+    ) -> Result<ReadSummary, StoreError> {
+        Err(StoreError::UnknownPartition(p))
+    }
+    fn partition(&self, p: PartitionId) -> Result<PartitionState, StoreError> {
+        Err(StoreError::UnknownPartition(p))
+    }
+    fn create_topic(&self, n: &str, _: u32, _: TopicConfig) -> Result<TopicInfo, StoreError> {
+        Err(StoreError::UnknownTopic(n.into()))
+    }
+    fn add_partitions(&self, n: &str, _: u32) -> Result<TopicInfo, StoreError> {
+        Err(StoreError::UnknownTopic(n.into()))
+    }
+    fn set_topic_config(&self, n: &str, _: TopicConfig) -> Result<(), StoreError> {
+        Err(StoreError::UnknownTopic(n.into()))
+    }
+    fn delete_topic(&self, n: &str) -> Result<(), StoreError> {
+        Err(StoreError::UnknownTopic(n.into()))
+    }
+    fn topic(&self, _: &str) -> Result<Option<TopicInfo>, StoreError> {
+        Ok(None)
+    }
+    fn topics(&self) -> Result<Vec<TopicInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn delete_records(&self, p: PartitionId, _: i64) -> Result<i64, StoreError> {
+        Err(StoreError::UnknownPartition(p))
+    }
+    fn offset_for_timestamp(&self, p: PartitionId, _: i64) -> Result<Option<i64>, StoreError> {
+        Err(StoreError::UnknownPartition(p))
+    }
+    fn enforce_retention(&self, _: i64) -> Result<RetentionReport, StoreError> {
+        Ok(Default::default())
+    }
+    fn allocate_producer_id(&self) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+    fn commit_offsets(
+        &self,
+        _: &str,
+        _: &[(PartitionId, CommittedOffset)],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn committed_offsets(
+        &self,
+        _: &str,
+    ) -> Result<Vec<(PartitionId, CommittedOffset)>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn offset_groups(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn delete_group_offsets(&self, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -937,7 +937,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::kafka::tests::NoTopics;
+    use crate::log_store::EmptyStore;
     use weir_kafka::offsets::CommitPartition;
 
     const LIMITS: GroupLimits = GroupLimits {
@@ -991,7 +991,7 @@ mod tests {
             let waiter = self.next_waiter;
             self.next_waiter += 1;
             let mut out = Vec::new();
-            (self.coordinator).handle(waiter, op, self.now_ms, &NoTopics, &mut out);
+            (self.coordinator).handle(waiter, op, self.now_ms, &EmptyStore, &mut out);
             self.take(out);
             waiter
         }
