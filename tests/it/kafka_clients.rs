@@ -410,3 +410,43 @@ fn confluent_kafka_idempotent_producer_survives_a_broker_kill_without_loss_or_du
         serde_json::json!({"step": "read", "count": 1500, "distinct": 1500, "extra": 0, "in_order": true})
     );
 }
+
+/// kafkajs 2.2.4 (Node, from npm): gzip produce with acks=all, three subscribed members
+/// that split a 3-partition topic and rebalance when one disconnects, committed offsets
+/// read back, and the admin client listing, describing and deleting the group.
+#[test]
+fn kafkajs_group_rebalances_and_its_admin_client_manages_the_group() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.kafka_addr().unwrap().to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/kafkajs_scenarios.js");
+    let output = Command::new("node")
+        .arg(script)
+        .args(["group", &addr])
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kafkajs failed (is it installed? `cargo xtask test` installs it into \
+         tests/compat/node_modules):\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: HashMap<String, Value> = (stdout.lines())
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("one JSON object per line");
+            (value["step"].as_str().expect("a step").to_owned(), value)
+        })
+        .collect();
+    let three = &steps["three"]["assigned"];
+    assert_eq!(partitions(three), [0, 1, 2], "{three}");
+    assert_eq!(three.as_object().unwrap().len(), 3, "{three}");
+    assert_eq!(partitions(&steps["two"]["assigned"]), [0, 1, 2]);
+    assert_eq!(steps["two"]["read"], 39);
+    assert_eq!(
+        steps["after"]["committed"],
+        serde_json::json!({"js:0": 13, "js:1": 13, "js:2": 13})
+    );
+    assert_eq!(steps["after"]["state"], "Empty");
+    assert_eq!(steps["listed"]["groups"], serde_json::json!(["js-readers"]));
+    assert_eq!(steps["deleted"]["groups"], serde_json::json!([]));
+}

@@ -20,6 +20,8 @@ pub(crate) enum Source {
     Debian(&'static str),
     /// `python3 -m pip install <name>` (PyPI).
     Pip(&'static str),
+    /// `npm install --prefix tests/compat --no-save <name>` (npm), for the Node scenarios.
+    Npm(&'static str),
 }
 
 /// One thing the tests need.
@@ -67,6 +69,28 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             check: &["python3", "-c", "import confluent_kafka"],
             source: Source::Pip("confluent-kafka==2.16.1"),
             needed_by: "the Kafka compatibility tests (librdkafka 2.16 through confluent-kafka: codecs, groups, idempotence)",
+        },
+        Requirement {
+            what: "node",
+            check: &["node", "--version"],
+            source: Source::Debian("nodejs"),
+            needed_by: "the Kafka compatibility tests (kafkajs)",
+        },
+        Requirement {
+            what: "npm",
+            check: &["npm", "--version"],
+            source: Source::Debian("npm"),
+            needed_by: "installing kafkajs for the Kafka compatibility tests",
+        },
+        Requirement {
+            what: "kafkajs",
+            check: &[
+                "test",
+                "-f",
+                "tests/compat/node_modules/kafkajs/package.json",
+            ],
+            source: Source::Npm("kafkajs@2.2.4"),
+            needed_by: "the Kafka compatibility tests (kafkajs's producer, consumer group and admin client)",
         },
         Requirement {
             what: "unshare",
@@ -142,6 +166,10 @@ pub(crate) fn plan(missing: &[Requirement], may_install: bool) -> Plan {
         Source::RustupComponent(name) => Some(name),
         _ => None,
     });
+    let npm: Vec<&str> = sources(missing, |s| match s {
+        Source::Npm(name) => Some(name),
+        _ => None,
+    });
     let mut commands: Vec<Vec<String>> = Vec::new();
     let owned = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
     if !debian.is_empty() {
@@ -158,6 +186,12 @@ pub(crate) fn plan(missing: &[Requirement], may_install: bool) -> Plan {
     if !rustup.is_empty() {
         let mut install = owned(&["rustup", "component", "add"]);
         install.extend(rustup.iter().map(|n| (*n).to_owned()));
+        commands.push(install);
+    }
+    if !npm.is_empty() {
+        // Local to the scenarios, so nothing outside the checkout changes.
+        let mut install = owned(&["npm", "install", "--prefix", "tests/compat", "--no-save"]);
+        install.extend(npm.iter().map(|n| (*n).to_owned()));
         commands.push(install);
     }
     if may_install {
@@ -233,9 +267,16 @@ mod tests {
         needed_by: "MQTT compat",
     };
 
+    const MQTTJS: Requirement = Requirement {
+        what: "mqtt.js",
+        check: &["test", "-d", "tests/compat/node_modules/mqtt"],
+        source: Source::Npm("mqtt@5.16.0"),
+        needed_by: "MQTT compat",
+    };
+
     #[test]
     fn install_plan_groups_by_source_and_updates_apt_first() {
-        let Plan::Install(commands) = plan(&[MOSQ, PAHO, KCAT], true) else {
+        let Plan::Install(commands) = plan(&[MQTTJS, MOSQ, PAHO, KCAT], true) else {
             panic!("expected an install plan");
         };
         let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
@@ -245,6 +286,7 @@ mod tests {
                 "apt-get update -q",
                 "apt-get install -y -q --no-install-recommends mosquitto-clients kcat",
                 "python3 -m pip install -q paho-mqtt==2.1.0",
+                "npm install --prefix tests/compat --no-save mqtt@5.16.0",
             ]
         );
     }
