@@ -70,18 +70,37 @@ fn api_versions_is_answered_in_every_version_layout() {
     );
 }
 
+/// Hostile requests close their own connection and nothing else: an unsupported version, an
+/// unknown API key, a 2 GiB or negative size prefix, an array count of 2^31 - 1 in a tiny
+/// frame, a client id past its frame.
 #[test]
 fn a_bad_request_closes_only_its_own_connection() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.kafka_addr().unwrap();
     let mut good = TcpStream::connect(addr).unwrap();
     good.set_read_timeout(Some(WAIT)).unwrap();
-    // An API this broker does not implement (Metadata).
-    let mut unknown = TcpStream::connect(addr).unwrap();
+    // A version of an API this broker does not implement (Fetch v0; it serves v4 to v11).
+    let mut unsupported = TcpStream::connect(addr).unwrap();
     let mut frame = api_versions_request(0, 7);
-    frame[4..6].copy_from_slice(&1i16.to_be_bytes()); // Fetch, not implemented yet
+    frame[4..6].copy_from_slice(&1i16.to_be_bytes());
+    unsupported.write_all(&frame).unwrap();
+    assert!(closed_by_peer(&mut unsupported));
+    // An API key no Kafka version defines.
+    let mut unknown = TcpStream::connect(addr).unwrap();
+    let mut frame = api_versions_request(0, 8);
+    frame[4..6].copy_from_slice(&9999i16.to_be_bytes());
     unknown.write_all(&frame).unwrap();
     assert!(closed_by_peer(&mut unknown));
+    // An array count of 2^31 - 1 in a tiny frame: Metadata v1 naming that many topics.
+    let mut counted = TcpStream::connect(addr).unwrap();
+    let mut frame = api_versions_request(0, 9);
+    frame[4..6].copy_from_slice(&3i16.to_be_bytes());
+    frame[6..8].copy_from_slice(&1i16.to_be_bytes());
+    frame.extend_from_slice(&i32::MAX.to_be_bytes());
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    counted.write_all(&frame).unwrap();
+    assert!(closed_by_peer(&mut counted));
     // A size prefix of 2 GiB: refused from its four bytes.
     let mut huge = TcpStream::connect(addr).unwrap();
     huge.write_all(&0x7fff_ffffu32.to_be_bytes()).unwrap();
@@ -96,8 +115,10 @@ fn a_bad_request_closes_only_its_own_connection() {
         .write_all(&[0, 0, 0, 10, 0, 18, 0, 1, 0, 0, 0, 1, 0x7f, 0x7f])
         .unwrap();
     assert!(closed_by_peer(&mut bad_header));
-    weir.wait_for_metric("weir_protocol_errors_total", |n| n == 4)
+    weir.wait_for_metric("weir_protocol_errors_total", |n| n == 6)
         .unwrap();
+    // Bounded memory: nothing the counts or sizes asked for was allocated.
+    assert!(weir.rss_bytes().unwrap() < 256 << 20);
     good.write_all(&api_versions_request(1, 5)).unwrap();
     assert_eq!(&read_frame(&mut good).unwrap()[..4], &5i32.to_be_bytes());
 }
@@ -1055,5 +1076,52 @@ fn a_compressed_batch_that_inflates_past_the_limit_is_refused() {
         stored[0][21..],
         sound[21..],
         "byte for byte after the base offset"
+    );
+}
+
+/// ListOffsets by time finds the first record at or after the time inside a batch, in an
+/// uncompressed and in a compressed batch, with that record's own timestamp; a time after
+/// every record finds nothing (-1).
+#[test]
+fn offsets_by_time_are_exact_to_the_record() {
+    use weir_kafka::record_batch::{BatchBuilder, Compression, Record};
+    let mut weir = Weir::builder().start().unwrap();
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let stamped = |first: i64| {
+        let mut builder = BatchBuilder::new();
+        for i in 0..3 {
+            builder.push(Record {
+                timestamp_ms: first + i * 1000,
+                key: None,
+                value: Some(b"v"),
+                headers: &[],
+            });
+        }
+        builder
+    };
+    // Offsets 0-2 at times 1000, 2000, 3000 (plain); 3-5 at 4000, 5000, 6000 (zstd).
+    let plain = stamped(1000).finish();
+    let packed = stamped(4000).finish_compressed(Compression::Zstd).unwrap();
+    for (correlation, batch) in [(1, &plain), (2, &packed)] {
+        stream
+            .write_all(&produce_request(correlation, -1, "times", &[(0, batch)]))
+            .unwrap();
+        read_frame(&mut stream).unwrap();
+    }
+    let mut found = Vec::new();
+    for (correlation, at) in [(3, 1500), (4, 3000), (5, 3500), (6, 5001), (7, 7000)] {
+        stream
+            .write_all(&list_offsets_request(correlation, "times", at))
+            .unwrap();
+        let answer = read_frame(&mut stream).unwrap();
+        let at = 4 + 4 + 2 + 5 + 4 + 4;
+        let timestamp = i64::from_be_bytes(answer[at + 2..at + 10].try_into().unwrap());
+        let offset = i64::from_be_bytes(answer[at + 10..at + 18].try_into().unwrap());
+        found.push((timestamp, offset));
+    }
+    assert_eq!(
+        found,
+        [(2000, 1), (3000, 2), (4000, 3), (6000, 5), (-1, -1)]
     );
 }

@@ -89,7 +89,15 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         step(&format!("integration suite, server.io = {backend}"));
         let mut command =
             Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-        command.args(["test", "-p", "weir-tests", "--no-fail-fast"]);
+        command.args([
+            "test",
+            "-p",
+            "weir-tests",
+            "--lib",
+            "--test",
+            "it",
+            "--no-fail-fast",
+        ]);
         command.args(locked);
         if !pass_through.is_empty() {
             command.arg("--").args(pass_through);
@@ -97,6 +105,19 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         command.env("TEST_IO_BACKEND", backend);
         run(&mut command)?;
     }
+    step("librdkafka's own test suite, allow-listed tests (tests/compat/librdkafka_allow.txt)");
+    cargo(
+        &[
+            "test",
+            "-p",
+            "weir-tests",
+            "--test",
+            "librdkafka_suite",
+            "--",
+            "--nocapture",
+        ],
+        locked,
+    )?;
     step("all tests passed");
     Ok(())
 }

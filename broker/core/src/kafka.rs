@@ -177,15 +177,38 @@ pub const ANSWERS_QUEUED_MAX: usize = 64;
 
 /// Error code for a request Weir refuses as malformed or unsupported in its content.
 const INVALID_REQUEST: i16 = 42;
-/// The newest record timestamp of the batch holding `offset`, at least `at_least`.
-fn batch_timestamp(store: &dyn LogStore, pid: PartitionId, offset: i64, at_least: i64) -> i64 {
-    let mut timestamp = at_least;
-    let _ = store.read(pid, offset, 1, &mut |batch| {
-        if let Ok(header) = weir_kafka::record_batch::BatchHeader::parse(batch) {
-            timestamp = timestamp.max(header.max_timestamp);
+/// The first record at or after time `at` from the batch starting at `offset` on (the log's
+/// time index names the first batch that may hold one): its timestamp and offset.
+fn record_at_or_after(
+    store: &dyn LogStore,
+    pid: PartitionId,
+    offset: i64,
+    at: i64,
+    decompressed_bytes_max: usize,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    // A batch whose records all precede `at` may come first (its running maximum raised the
+    // index); the next ones are read until a record qualifies.
+    let mut next = offset;
+    loop {
+        let mut found = None;
+        let mut after = None;
+        let summary = store.read(pid, next, 1, &mut |batch| {
+            if found.is_some() || after.is_some() {
+                return;
+            }
+            found = weir_kafka::record_batch::first_at_or_after(batch, at, decompressed_bytes_max);
+            after = weir_kafka::record_batch::BatchHeader::parse(batch)
+                .ok()
+                .map(|h| h.next_offset());
+        })?;
+        if let Some((offset, timestamp)) = found {
+            return Ok(Some((timestamp, offset)));
         }
-    });
-    timestamp
+        match after {
+            Some(after) if after > next && after < summary.state.high_watermark => next = after,
+            _ => return Ok(None),
+        }
+    }
 }
 
 /// The longest a Fetch waits for data, whatever the client asks.
@@ -992,11 +1015,14 @@ impl KafkaSession {
                         let found = match q.timestamp {
                             -1 => store.partition(pid).map(|s| Some((-1, s.high_watermark))),
                             -2 => store.partition(pid).map(|s| Some((-1, s.log_start_offset))),
-                            ts => store.offset_for_timestamp(pid, ts).map(|found| {
-                                // The answer carries a real timestamp (clients refuse a
-                                // negative one): the found batch's newest.
-                                found
-                                    .map(|offset| (batch_timestamp(store, pid, offset, ts), offset))
+                            ts => store.offset_for_timestamp(pid, ts).and_then(|found| {
+                                // Refined to the first record at or after `ts`, with its own
+                                // timestamp.
+                                let cap = self.settings.batch_decompressed_bytes_max;
+                                match found {
+                                    Some(offset) => record_at_or_after(store, pid, offset, ts, cap),
+                                    None => Ok(None),
+                                }
                             }),
                         };
                         match found {

@@ -221,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn the_first_record_at_or_after_a_time_is_found_in_any_batch() {
+        use crate::record_batch::{BatchBuilder, Record, first_at_or_after};
+        let build = || {
+            let mut builder = BatchBuilder::new();
+            for t in [10, 20, 30] {
+                builder.push(Record {
+                    timestamp_ms: t,
+                    key: None,
+                    value: Some(b"v"),
+                    headers: &[],
+                });
+            }
+            builder
+        };
+        let plain = build().finish();
+        let packed = build().finish_compressed(Compression::Lz4).unwrap();
+        for batch in [&plain, &packed] {
+            assert_eq!(first_at_or_after(batch, 15, 1 << 20), Some((1, 20)));
+            assert_eq!(first_at_or_after(batch, 5, 1 << 20), Some((0, 10)));
+            assert_eq!(first_at_or_after(batch, 31, 1 << 20), None);
+        }
+        assert_eq!(first_at_or_after(&packed, 15, 4), None, "past the limit");
+    }
+
+    #[test]
     fn a_bomb_costs_at_most_the_limit() {
         // 64 MiB of zeros gzip to about 64 KiB; with a 1 MiB limit decoding stops there.
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

@@ -281,6 +281,41 @@ pub fn validate_all(
     Ok(header)
 }
 
+/// The first record of `batch` whose timestamp is at or after `at`: its offset and
+/// timestamp (Kafka's ListOffsets by time). Records of a compressed batch are decompressed
+/// first, at most `decompressed_bytes_max` bytes; a log-append-time batch stamps every record
+/// with its maxTimestamp. `None` if no record qualifies or the batch cannot be read.
+pub fn first_at_or_after(
+    batch: &[u8],
+    at: i64,
+    decompressed_bytes_max: usize,
+) -> Option<(i64, i64)> {
+    let header = BatchHeader::parse(batch).ok()?;
+    let log_append_time = header.attributes & 0x8 != 0;
+    let records = match header.compression().ok()? {
+        Compression::None => batch.get(HEADER_LEN..)?.to_vec(),
+        codec => {
+            crate::compression::decompress(codec, batch.get(HEADER_LEN..)?, decompressed_bytes_max)
+                .ok()?
+        }
+    };
+    parse_records(&records)
+        .map_while(Result::ok)
+        .find_map(|record| {
+            let timestamp = if log_append_time {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(record.timestamp_delta)
+            };
+            (timestamp >= at).then(|| {
+                (
+                    header.base_offset + i64::from(record.offset_delta),
+                    timestamp,
+                )
+            })
+        })
+}
+
 /// Checks the records of a batch (`records`: its uncompressed record bytes): each one's
 /// framing, their offset deltas in sequence, their count, and the batch's maxTimestamp.
 fn check_records(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {
