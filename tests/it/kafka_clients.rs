@@ -368,12 +368,7 @@ fn confluent_kafka_group_rebalances_and_resumes_after_a_restart() {
 #[test]
 fn confluent_kafka_idempotent_producer_survives_a_broker_kill_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = weir_tests::free_local_addr().to_string();
     let start = || {
         Weir::builder()
             .cwd(dir.path())

@@ -253,12 +253,7 @@ fn rdkafka_group_of_three_rebalances_and_resumes_after_a_restart() {
 #[test]
 fn rdkafka_idempotent_producer_across_a_broker_kill_has_no_loss_and_no_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = weir_tests::free_local_addr().to_string();
     let start = || {
         Weir::builder()
             .cwd(dir.path())

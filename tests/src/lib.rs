@@ -420,3 +420,11 @@ pub fn stored_batches(cwd: &Path, topic: &str) -> Vec<Vec<u8>> {
     .expect("the partition reads");
     batches
 }
+
+/// A 127.0.0.1 address whose port was free a moment ago, for a broker that must come back
+/// on the same port after a restart (a port of 0 would change).
+pub fn free_local_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+}
