@@ -385,8 +385,10 @@ fn confluent_kafka_idempotent_producer_survives_a_broker_kill_without_loss_or_du
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("python3 runs");
-    // The producer sends for about 6 s; kill the broker in the middle of it.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The producer sends for about 6 s; kill the broker once records are in the log, in the
+    // middle of it.
+    weir.wait_for_metric("weir_log_appends_total", |n| n >= 100)
+        .unwrap();
     weir.signal(libc::SIGKILL).unwrap();
     weir.wait_exit().unwrap();
     let _weir = start();

@@ -66,12 +66,33 @@ fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
 
 /// Values read from `topic`'s partition 0 from `offset`, until `count` or 30 s.
 fn read(bootstrap: &str, topic: &str, offset: Offset, count: usize) -> Vec<String> {
+    read_after(bootstrap, topic, offset, count, || {})
+}
+
+/// [`read`], calling `positioned` once the start is fixed: `Offset::End` is resolved first
+/// (ListOffsets for the latest offset, as librdkafka does for it) to the offset it names.
+fn read_after(
+    bootstrap: &str,
+    topic: &str,
+    offset: Offset,
+    count: usize,
+    positioned: impl FnOnce(),
+) -> Vec<String> {
     let consumer = consumer(bootstrap, "readers");
+    let offset = match offset {
+        Offset::End => {
+            let (_, high) = (consumer.fetch_watermarks(topic, 0, Duration::from_secs(30)))
+                .expect("the latest offset");
+            Offset::Offset(high)
+        }
+        other => other,
+    };
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, 0, offset)
         .expect("librdkafka call");
     consumer.assign(&assignment).expect("librdkafka call");
+    positioned();
     let mut values = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while values.len() < count && Instant::now() < deadline {
@@ -114,11 +135,18 @@ fn rdkafka_produces_with_every_codec_and_acks_and_consumes_from_both_ends() {
         assert_eq!(got, sent, "{codec}");
     }
     // From the end: only what comes after the consumer is positioned.
+    let (ready_tx, ready) = std::sync::mpsc::channel();
     let late = std::thread::spawn({
         let bootstrap = bootstrap.clone();
-        move || read(&bootstrap, "rd-none", Offset::End, 3)
+        move || {
+            read_after(&bootstrap, "rd-none", Offset::End, 3, move || {
+                let _ = ready_tx.send(());
+            })
+        }
     });
-    std::thread::sleep(Duration::from_secs(3));
+    ready
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the consumer is positioned");
     let producer = producer(&bootstrap, &[]);
     for i in 0..3 {
         send(&producer, "rd-none", 0, &format!("late{i}"));
