@@ -2,7 +2,8 @@
 //! both ends. Produce: 1 KiB records, acks=all, in the default `fsync` durability, next to
 //! the raw disk writing the same bytes with `fdatasync` after every 1 MiB, measured in the
 //! same round on the same file system. Consume: a librdkafka consumer reading the partition
-//! from its start. For both, the broker's CPU time per MB.
+//! from its start, with librdkafka's default fetch sizes. For both, the broker's and the
+//! client's CPU time per MB (they share the machine's CPUs).
 //!
 //! Each round starts a fresh broker in a fresh directory under `--dir`; rounds alternate
 //! the broker and the raw disk, and medians are reported.
@@ -36,8 +37,10 @@ struct Round {
     raw_mb_s: f64,
     produce_mb_s: f64,
     produce_cpu_ms_per_mb: f64,
+    produce_client_cpu_ms_per_mb: f64,
     consume_mb_s: f64,
     consume_cpu_ms_per_mb: f64,
+    consume_client_cpu_ms_per_mb: f64,
 }
 
 const TOPIC: &str = "bench";
@@ -58,49 +61,55 @@ pub fn run(dir: &Path, bench: &KafkaBench) -> anyhow::Result<()> {
         let broker_dir = tempfile::tempdir_in(dir)?;
         let env = [("WEIR_KAFKA_AUTO_CREATE_PARTITIONS_COUNT", "1")];
         let broker = Broker::start(&weir, broker_dir.path(), &env)?;
-        let (produce_mb_s, produce_cpu) = produce(&broker, bench)?;
-        let (consume_mb_s, consume_cpu) = consume(&broker, bench)?;
+        let (produce_mb_s, produce_cpu, produce_client_cpu) = produce(&broker, bench)?;
+        let (consume_mb_s, consume_cpu, consume_client_cpu) = consume(&broker, bench)?;
         drop(broker);
         let mb = bench.total_bytes as f64 / 1e6;
         let r = Round {
             raw_mb_s,
             produce_mb_s,
             produce_cpu_ms_per_mb: produce_cpu * 1e3 / mb,
+            produce_client_cpu_ms_per_mb: produce_client_cpu * 1e3 / mb,
             consume_mb_s,
             consume_cpu_ms_per_mb: consume_cpu * 1e3 / mb,
+            consume_client_cpu_ms_per_mb: consume_client_cpu * 1e3 / mb,
         };
         println!(
-            "round {}: raw disk {:.1} MB/s; produce {:.1} MB/s ({:.2}x), {:.2} ms CPU/MB; consume {:.1} MB/s, {:.2} ms CPU/MB",
+            "round {}: raw disk {:.1} MB/s; produce {:.1} MB/s ({:.2}x), broker {:.2} / client {:.2} ms CPU/MB; consume {:.1} MB/s, broker {:.2} / client {:.2} ms CPU/MB",
             round + 1,
             r.raw_mb_s,
             r.produce_mb_s,
             r.produce_mb_s / r.raw_mb_s,
             r.produce_cpu_ms_per_mb,
+            r.produce_client_cpu_ms_per_mb,
             r.consume_mb_s,
-            r.consume_cpu_ms_per_mb
+            r.consume_cpu_ms_per_mb,
+            r.consume_client_cpu_ms_per_mb
         );
         rounds.push(r);
     }
     let m = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     let ratios = median(rounds.iter().map(|r| r.produce_mb_s / r.raw_mb_s).collect());
     println!(
-        "\n| medians of {} rounds | MB/s | ratio | broker CPU per MB |",
+        "\n| medians of {} rounds | MB/s | ratio | broker CPU per MB | client CPU per MB |",
         bench.rounds
     );
-    println!("| --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- |");
     println!(
-        "| raw disk, fdatasync every 1 MiB | {:.1} | 1.00 | |",
+        "| raw disk, fdatasync every 1 MiB | {:.1} | 1.00 | | |",
         m(|r| r.raw_mb_s)
     );
     println!(
-        "| produce, acks=all, fsync | {:.1} | {ratios:.2}x raw disk (same round) | {:.2} ms |",
+        "| produce, acks=all, fsync | {:.1} | {ratios:.2}x raw disk (same round) | {:.2} ms | {:.2} ms |",
         m(|r| r.produce_mb_s),
-        m(|r| r.produce_cpu_ms_per_mb)
+        m(|r| r.produce_cpu_ms_per_mb),
+        m(|r| r.produce_client_cpu_ms_per_mb)
     );
     println!(
-        "| consume from the start | {:.1} | | {:.2} ms |",
+        "| consume from the start | {:.1} | | {:.2} ms | {:.2} ms |",
         m(|r| r.consume_mb_s),
-        m(|r| r.consume_cpu_ms_per_mb)
+        m(|r| r.consume_cpu_ms_per_mb),
+        m(|r| r.consume_client_cpu_ms_per_mb)
     );
     Ok(())
 }
@@ -125,8 +134,9 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Produces the round's records; returns MB/s and the broker's CPU seconds.
-fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64)> {
+/// Produces the round's records; returns MB/s, the broker's CPU seconds and this process's
+/// (the client's).
+fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64)> {
     use std::sync::atomic::Ordering;
     let context = Deliveries {
         delivered: 0.into(),
@@ -152,6 +162,7 @@ fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64)> {
         .map_err(|(e, _)| e)?;
     producer.flush(Duration::from_secs(30))?;
     let cpu_before = cpu_ticks(broker.pid())?;
+    let client_before = cpu_ticks(std::process::id())?;
     let started = Instant::now();
     for _ in 0..count {
         let mut record = BaseRecord::<(), [u8]>::to(TOPIC)
@@ -176,6 +187,7 @@ fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64)> {
     producer.flush(Duration::from_secs(600))?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(broker.pid())? - cpu_before) as f64 / clock_ticks_per_s();
+    let client = (cpu_ticks(std::process::id())? - client_before) as f64 / clock_ticks_per_s();
     let context = producer.context();
     let failed = context.failed.load(Ordering::Relaxed);
     if failed > 0 {
@@ -185,17 +197,16 @@ fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64)> {
     if delivered != count + 1 {
         bail!("{delivered} delivery reports for {} records", count + 1);
     }
-    Ok((bench.total_bytes as f64 / 1e6 / elapsed, cpu))
+    Ok((bench.total_bytes as f64 / 1e6 / elapsed, cpu, client))
 }
 
-/// Reads the partition from its start; returns MB/s and the broker's CPU seconds.
-fn consume(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64)> {
+/// Reads the partition from its start; returns MB/s, the broker's CPU seconds and this
+/// process's (the client's).
+fn consume(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.kafka.to_string())
         .set("group.id", "bench")
         .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
         .set("queued.min.messages", "1000000")
         .create()?;
     let mut assignment = TopicPartitionList::new();
@@ -203,6 +214,7 @@ fn consume(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64)> {
     consumer.assign(&assignment)?;
     let count = bench.total_bytes / bench.record_bytes as u64 + 1;
     let cpu_before = cpu_ticks(broker.pid())?;
+    let client_before = cpu_ticks(std::process::id())?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(600);
     let mut read = 0u64;
@@ -219,5 +231,6 @@ fn consume(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64)> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(broker.pid())? - cpu_before) as f64 / clock_ticks_per_s();
-    Ok((bytes as f64 / 1e6 / elapsed, cpu))
+    let client = (cpu_ticks(std::process::id())? - client_before) as f64 / clock_ticks_per_s();
+    Ok((bytes as f64 / 1e6 / elapsed, cpu, client))
 }

@@ -175,6 +175,10 @@ pub const IMPLEMENTED: &[ApiRange] = &[
 /// request is read from the connection until the operation completes.
 pub const ANSWERS_QUEUED_MAX: usize = 64;
 
+/// Room reserved in a Fetch answer beyond its record bytes, for its headers and per-partition
+/// fields (more only costs a reallocation).
+const FETCH_ANSWER_OVERHEAD_BYTES: usize = 4096;
+
 /// Error code for a request Weir refuses as malformed or unsupported in its content.
 const INVALID_REQUEST: i16 = 42;
 /// The first record at or after time `at` from the batch starting at `offset` on (the log's
@@ -334,13 +338,29 @@ pub enum KafkaOp {
     },
 }
 
-/// The data of a Produce request for one topic: (partition index, record batches).
+/// The data of a Produce request for one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProduceTopic {
     /// Topic name.
     pub name: String,
-    /// Partition index and its batches, back to back (`None`: no records).
-    pub partitions: Vec<(i32, Option<Vec<u8>>)>,
+    /// Partition index and its records, checked on the connection's shard.
+    pub partitions: Vec<(i32, ProduceRecords)>,
+}
+
+/// The records a Produce request carries for one partition, as the connection's shard found
+/// them. Checking is done there, where it runs in parallel on every shard, so the log's single
+/// writer thread only stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProduceRecords {
+    /// RecordBatch v2 batches, each one checked whole: framing, CRC32C, record count, every
+    /// record (decompressed within `batch_decompressed_bytes_max` if compressed).
+    Batches(Vec<Vec<u8>>),
+    /// A legacy message set (magic 0 or 1), up-converted on the writer thread, which has the
+    /// wall clock that v0 messages need for their timestamps.
+    Legacy(Vec<u8>),
+    /// No records, or a batch that failed its checks: answered CORRUPT_MESSAGE, nothing of
+    /// the partition is stored.
+    Corrupt,
 }
 
 /// The result of a [`KafkaOp`].
@@ -545,22 +565,24 @@ fn write_group_answer(body: &mut Vec<u8>, correlation_id: i32, version: i16, ans
     }
 }
 
-/// False if a v2 batch in `records` is compressed and its records do not decompress within
-/// `cap` bytes or are malformed. Everything else is checked on the writer thread.
-fn compressed_records_sound(records: &[u8], cap: usize) -> bool {
-    use weir_kafka::record_batch::{self, BatchHeader, Compression};
+/// Checks the records a Produce request carries for one partition (see [`ProduceRecords`]);
+/// a compressed batch may inflate to at most `cap` bytes.
+fn check_produce_records(records: Option<&[u8]>, cap: usize) -> ProduceRecords {
+    use weir_kafka::record_batch;
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return ProduceRecords::Corrupt;
+    };
     if !record_batch::is_v2(records) {
-        return true;
+        return ProduceRecords::Legacy(records.to_vec());
     }
-    record_batch::split(records).all(|batch| {
-        let Ok(batch) = batch else {
-            return true; // the writer refuses it
-        };
-        let compressed = BatchHeader::parse(batch)
-            .and_then(|h| h.compression())
-            .is_ok_and(|c| c != Compression::None);
-        !compressed || record_batch::validate_all(batch, cap).is_ok()
-    })
+    let batches: Result<Vec<Vec<u8>>, _> = record_batch::split(records)
+        .map(|batch| {
+            let batch = batch?;
+            record_batch::validate_all(batch, cap)?;
+            Ok::<_, record_batch::BatchError>(batch.to_vec())
+        })
+        .collect();
+    batches.map_or(ProduceRecords::Corrupt, ProduceRecords::Batches)
 }
 
 /// Kafka's error code for a storage failure.
@@ -736,6 +758,13 @@ impl KafkaSession {
     /// Requests answered or accepted for an answer so far.
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// True while the session takes no more requests until operations complete: the queue
+    /// of answers behind pending operations, or the operations in flight, are at
+    /// [`ANSWERS_QUEUED_MAX`]. The connection should not be read meanwhile.
+    pub fn saturated(&self) -> bool {
+        self.queued.len() >= ANSWERS_QUEUED_MAX || self.ops_in_flight >= ANSWERS_QUEUED_MAX
     }
 
     /// True while an operation's result is awaited.
@@ -964,6 +993,10 @@ impl KafkaSession {
         let (topics, bytes, any_error) = self.read(&request);
         let enough = bytes >= usize::try_from(request.min_bytes).unwrap_or(0);
         if enough || any_error || request.max_wait_ms <= 0 {
+            // The records are most of the answer: room for them at once, not by doubling.
+            if self.queued.is_empty() {
+                out.reserve(bytes + FETCH_ANSWER_OVERHEAD_BYTES);
+            }
             self.answer_now(out, |body| {
                 fetch::write_fetch_response(body, start.correlation_id, start.api_version, &topics)
             });
@@ -1353,9 +1386,9 @@ impl KafkaSession {
     ) -> Result<(), KafkaError> {
         let body = request_body(frame, start, produce::request_header_version)?;
         let request = produce::parse_request(body, start.api_version)?;
-        // Compressed batches are decompressed and their records checked here, on the
-        // connection's shard, so the writer thread never inflates anything; a partition with
-        // a bad batch is sent on without records and answered CORRUPT_MESSAGE.
+        // Every batch is checked here, on the connection's shard (compressed ones
+        // decompressed), so the log's writer thread never inflates or walks records; a
+        // partition with a bad batch is sent on as corrupt and answered CORRUPT_MESSAGE.
         let cap = self.settings.batch_decompressed_bytes_max;
         let topics: Vec<ProduceTopic> = request
             .topics
@@ -1365,12 +1398,7 @@ impl KafkaSession {
                 partitions: t
                     .partitions
                     .iter()
-                    .map(|p| {
-                        let sound = p
-                            .records
-                            .filter(|records| compressed_records_sound(records, cap));
-                        (p.index, sound.map(<[u8]>::to_vec))
-                    })
+                    .map(|p| (p.index, check_produce_records(p.records, cap)))
                     .collect(),
             })
             .collect();

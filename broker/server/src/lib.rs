@@ -14,6 +14,7 @@ pub mod coordinator;
 pub mod data_dir;
 pub mod logging;
 pub mod maintenance;
+pub mod memory;
 pub mod metrics;
 pub mod shard;
 pub mod writer;

@@ -2,5 +2,6 @@
 //! use the same pieces.
 
 fn main() -> std::process::ExitCode {
+    weir::memory::tune();
     weir::cli::main()
 }

@@ -1,5 +1,6 @@
-//! Background upkeep of the log on its own thread: retention passes, and in relaxed
-//! durability the periodic sync that bounds the loss window.
+//! Background upkeep on its own thread: retention passes, in relaxed durability the periodic
+//! sync that bounds the loss window, and every [`crate::memory::TRIM_INTERVAL`] giving the
+//! allocator's free memory back to the kernel.
 //!
 //! Retention deletes in bounded transactions through the same store as the writer; LMDB
 //! serialises the two, so an append waits at most one deletion chunk.
@@ -73,13 +74,20 @@ fn run(
 ) {
     let mut next_retention = Instant::now() + config.retention_interval;
     let mut next_sync = config.sync_interval.map(|every| Instant::now() + every);
+    let mut next_trim = Instant::now() + crate::memory::TRIM_INTERVAL;
     loop {
-        let wake = next_sync.map_or(next_retention, |sync| sync.min(next_retention));
+        let wake = next_sync
+            .map_or(next_retention, |sync| sync.min(next_retention))
+            .min(next_trim);
         match stopped.recv_timeout(wake.saturating_duration_since(Instant::now())) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
+        if now >= next_trim {
+            crate::memory::trim();
+            next_trim = now + crate::memory::TRIM_INTERVAL;
+        }
         if let (Some(at), Some(every)) = (next_sync, config.sync_interval)
             && now >= at
         {

@@ -28,9 +28,10 @@ pub(super) struct Conn {
     /// Index of the listener that accepted it.
     pub(super) listener: usize,
     session: Session,
-    /// Received bytes the session has not consumed (an incomplete request, or requests held
-    /// back while answers wait).
+    /// Received bytes; those before `read_pos` are consumed, the rest the session has not
+    /// taken yet (an incomplete request, or requests held back while answers wait).
     read_buf: Vec<u8>,
+    read_pos: usize,
     /// Answers not yet handed to the kernel, from `written` on.
     pub(super) out: Vec<u8>,
     pub(super) written: usize,
@@ -66,6 +67,7 @@ impl Conn {
             listener,
             session,
             read_buf: Vec::new(),
+            read_pos: 0,
             out: Vec::new(),
             written: 0,
             read_paused: false,
@@ -84,7 +86,7 @@ impl Conn {
 
     /// True while input waits to be processed.
     pub(super) fn has_input(&self) -> bool {
-        !self.read_buf.is_empty()
+        self.read_pos < self.read_buf.len()
     }
 
     /// Takes bytes the client sent and lets the session answer complete requests until `out`
@@ -112,13 +114,22 @@ impl Conn {
         metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if !self.read_buf.is_empty() {
+        if self.has_input() {
+            // Consumed bytes are dropped from the front only once they are at least as many as
+            // those kept, so each received byte is moved at most a bounded number of times.
+            if self.read_pos >= self.read_buf.len() - self.read_pos {
+                self.read_buf.copy_within(self.read_pos.., 0);
+                self.read_buf.truncate(self.read_buf.len() - self.read_pos);
+                self.read_pos = 0;
+            }
             self.read_buf.extend_from_slice(bytes);
             return self.process(out_limit, metrics);
         }
         let before = self.out.len();
         let used = self.answer(bytes, out_limit, metrics);
         if let Some(rest) = used.and_then(|used| bytes.get(used..)) {
+            self.read_buf.clear();
+            self.read_pos = 0;
             self.read_buf.extend_from_slice(rest);
         }
         (self.out.len() - before) as u64
@@ -127,19 +138,25 @@ impl Conn {
     /// Lets the session answer complete requests held in the connection's buffer until
     /// `out` holds `out_limit` bytes. Returns the bytes of answers added.
     pub(super) fn process(&mut self, out_limit: usize, metrics: &ShardMetrics) -> u64 {
+        if !self.has_input() {
+            return 0;
+        }
         let before = self.out.len();
         let input = std::mem::take(&mut self.read_buf);
-        match self.answer(&input, out_limit, metrics) {
-            Some(used) if used < input.len() => {
-                let mut input = input;
-                input.drain(..used);
-                if input.capacity() > READ_BUFFER_KEEP && input.len() <= READ_BUFFER_KEEP {
-                    input.shrink_to(READ_BUFFER_KEEP);
-                }
+        match self.answer(&input[self.read_pos..], out_limit, metrics) {
+            Some(used) => {
+                self.read_pos += used;
                 self.read_buf = input;
+                if self.read_pos == self.read_buf.len() {
+                    self.read_buf.clear();
+                    self.read_pos = 0;
+                    if self.read_buf.capacity() > READ_BUFFER_KEEP {
+                        self.read_buf = Vec::new();
+                    }
+                }
             }
-            // All consumed, or a protocol error: nothing is kept.
-            _ => {}
+            // A protocol error: nothing is kept.
+            None => self.read_pos = 0,
         }
         (self.out.len() - before) as u64
     }
@@ -222,7 +239,10 @@ impl Conn {
         }
     }
 
-    /// Pauses reading once `pending` answer bytes reach `write_max`; resumes at half or less.
+    /// Pauses reading once `pending` answer bytes reach `write_max` or while the session
+    /// takes no more requests (its queue of answers behind pending operations is full), so
+    /// requests the session holds back never pile up in the receive buffer; resumes when the
+    /// session takes requests again and `pending` is at half of `write_max` or less.
     /// Returns `Some(true)` when it paused, `Some(false)` when it resumed.
     pub(super) fn update_pause(
         &mut self,
@@ -230,11 +250,13 @@ impl Conn {
         write_max: usize,
         metrics: &ShardMetrics,
     ) -> Option<bool> {
-        if !self.read_paused && pending >= write_max {
+        let Session::Kafka(session) = &self.session;
+        let saturated = session.saturated();
+        if !self.read_paused && (pending >= write_max || saturated) {
             self.read_paused = true;
             metrics.read_paused.fetch_add(1, Ordering::Relaxed);
             Some(true)
-        } else if self.read_paused && pending <= write_max / 2 {
+        } else if self.read_paused && pending <= write_max / 2 && !saturated {
             self.read_paused = false;
             metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
             Some(false)

@@ -10,7 +10,11 @@
 //! - `server.connections_max` (all listeners) and `<protocol>.connections_max` (one
 //!   listener): a connection over either is closed as soon as it is accepted;
 //! - the receive buffer holds at most one request (`kafka.request_bytes_max`, checked from
-//!   the size prefix before the body is buffered) plus one read;
+//!   the size prefix before the body is buffered) plus one read: while a session takes no
+//!   more requests (64 operations in flight, or 64 answers queued behind one that waits) the
+//!   connection is not read, so a client that sends faster than the log commits waits in its
+//!   own socket; consumed bytes leave the buffer's front only once they outnumber those kept,
+//!   so no byte is moved more than a bounded number of times;
 //! - `server.write_buffer_bytes_max`: once a connection's unsent responses pass it, the
 //!   connection stops being read (and its requests stop being answered) until the client has
 //!   read enough to bring them under half of it: a client that never reads costs at most

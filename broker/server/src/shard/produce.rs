@@ -1,12 +1,15 @@
-//! Produce on the writer thread: resolve (and create) the topics, then hand every batch to
-//! group commit; the answer is assembled as the appends complete, each once it is durable.
+//! Produce on the writer thread: resolve (and create) the topics, then hand every batch (checked
+//! on the connection's shard already) to group commit; the answer is assembled as the appends
+//! complete, each once it is durable.
 //!
 //! The aggregation state is behind a mutex that only the writer thread takes (completions run
 //! there, one after another), so it is never contended.
 
 use std::sync::{Arc, Mutex};
 
-use weir_core::kafka::{KafkaOpResult, ProduceTopic, STORAGE_ERROR, produce_failed, resolve};
+use weir_core::kafka::{
+    KafkaOpResult, ProduceRecords, ProduceTopic, STORAGE_ERROR, produce_failed, resolve,
+};
 use weir_core::log_store::{Append, AppendError, LogStore, partition_at};
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
@@ -104,36 +107,27 @@ pub(super) fn run(
                     }
                 },
             };
-            let Some(records) = records else {
+            // Batches were checked on the connection's shard. Older clients (and librdkafka
+            // until it sees Fetch v4 advertised) send the legacy message format: it is
+            // converted to one v2 batch here, as Kafka does.
+            let batches = match records {
+                ProduceRecords::Batches(batches) => batches,
+                ProduceRecords::Legacy(set) => {
+                    match record_batch::upconvert_legacy(&set, crate::maintenance::wall_ms()) {
+                        Ok(batch) => vec![batch],
+                        Err(e) => {
+                            tracing::debug!("produce refused: {e}");
+                            Vec::new()
+                        }
+                    }
+                }
+                ProduceRecords::Corrupt => Vec::new(),
+            };
+            if batches.is_empty() {
                 answer.error_code = CORRUPT_MESSAGE;
                 continue;
-            };
-            // Older clients (and librdkafka until it sees Fetch v4 advertised) send the
-            // legacy message format: it is converted to one v2 batch, as Kafka does.
-            let batches: Result<Vec<Vec<u8>>, ()> = if record_batch::is_v2(&records) {
-                record_batch::split(&records)
-                    .map(|batch| batch.map(<[u8]>::to_vec).map_err(drop))
-                    .collect()
-            } else {
-                record_batch::upconvert_legacy(&records, crate::maintenance::wall_ms())
-                    .map(|batch| vec![batch])
-                    .map_err(|e| tracing::debug!("produce refused: {e}"))
-            };
-            // Every batch of a partition is checked before any is appended, so a bad one
-            // never leaves the partition half written.
-            let batches = batches.and_then(|batches| {
-                batches
-                    .iter()
-                    .try_for_each(|b| record_batch::validate(b).map(drop))
-                    .map_err(|e| tracing::debug!("produce refused: {e}"))
-                    .map(|()| batches)
-            });
-            match batches {
-                Ok(batches) if !batches.is_empty() => {
-                    work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
-                }
-                _ => answer.error_code = CORRUPT_MESSAGE,
             }
+            work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
         }
     }
     if work.is_empty() {

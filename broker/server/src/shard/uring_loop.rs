@@ -624,8 +624,9 @@ impl UringShard {
         }
     }
 
-    /// Pauses reading when answers pile up: cancels the multishot receive (bytes already
-    /// received are still delivered and kept).
+    /// Pauses reading when answers pile up or the session takes no more requests: cancels
+    /// the multishot receive (bytes already received are still delivered and kept); resumes
+    /// it when both are over.
     fn after_input(&mut self, slot: usize) {
         let write_max = self.config.write_buffer_bytes_max;
         let metrics = &self.metrics[self.id];
@@ -635,12 +636,17 @@ impl UringShard {
         let Some(u) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        if u.conn.update_pause(u.pending(), write_max, metrics) == Some(true) && u.recv_armed {
-            u.cancels_in_flight += 1;
-            let cancel = opcode::AsyncCancel::new(user_data(KIND_RECV, u.generation, slot))
-                .build()
-                .user_data(user_data(KIND_CANCEL, u.generation, slot));
-            self.push(&cancel);
+        match u.conn.update_pause(u.pending(), write_max, metrics) {
+            Some(true) if u.recv_armed => {
+                u.cancels_in_flight += 1;
+                let cancel = opcode::AsyncCancel::new(user_data(KIND_RECV, u.generation, slot))
+                    .build()
+                    .user_data(user_data(KIND_CANCEL, u.generation, slot));
+                self.push(&cancel);
+            }
+            // The session takes requests again (operations completed): read again.
+            Some(false) => self.arm_recv(slot),
+            _ => {}
         }
     }
 
