@@ -117,6 +117,8 @@ pub(crate) struct Broker {
     child: Child,
     /// Its Kafka address.
     pub(crate) kafka: SocketAddr,
+    /// Its admin HTTP address (`/metrics`).
+    pub(crate) admin: SocketAddr,
     /// Milliseconds from spawn to "weir ready".
     pub(crate) ready_ms: f64,
 }
@@ -139,6 +141,7 @@ impl Broker {
         let mut broker = Broker {
             child,
             kafka: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_ms: 0.0,
         };
         let (tx, rx) = channel();
@@ -150,17 +153,36 @@ impl Broker {
             }
         });
         let mut kafka: Option<SocketAddr> = None;
+        let mut admin: Option<SocketAddr> = None;
         broker.ready_ms = loop {
             let line = rx.recv_timeout(Duration::from_secs(30))?;
             if let Some(addr) = line.split("kafka listening on ").nth(1) {
                 kafka = Some(addr.trim().parse()?);
+            }
+            if let Some(addr) = line.split("admin HTTP listening on ").nth(1) {
+                admin = Some(addr.trim().parse()?);
             }
             if line.contains("weir ready") {
                 break started.elapsed().as_secs_f64() * 1e3;
             }
         };
         broker.kafka = kafka.context("kafka address in the log")?;
+        broker.admin = admin.context("admin address in the log")?;
         Ok(broker)
+    }
+
+    /// The value of an unlabelled metric from its `/metrics`.
+    pub(crate) fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let mut stream = TcpStream::connect(self.admin)?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .with_context(|| format!("metric {name}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("metric {name}"))
     }
 
     /// Its PID.
