@@ -122,6 +122,9 @@ fn main() -> anyhow::Result<()> {
             seconds,
             rounds,
         } => {
+            // The log runs in this process: with the allocator settings the `weir` binary
+            // gives it (the raw-disk baselines allocate nothing per write).
+            weir::memory::tune();
             let temp = tempfile::tempdir_in(dir.unwrap_or_else(|| PathBuf::from(".")))?;
             log::run(
                 temp.path(),

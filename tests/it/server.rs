@@ -1142,6 +1142,45 @@ fn a_compressed_batch_that_inflates_past_the_limit_is_refused() {
     );
 }
 
+/// A create-time batch whose declared maxTimestamp is not its largest record timestamp (as
+/// librdkafka sends records given timestamp -1; its test 0114 does) is stored with the true
+/// one and a CRC to match, as Kafka does, not refused; the rest of it is stored as sent.
+#[test]
+fn a_batch_with_a_wrong_max_timestamp_is_stored_corrected() {
+    use weir_kafka::record_batch::{self, BatchBuilder, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let mut builder = BatchBuilder::new();
+    for value in [&b"a"[..], b"b"] {
+        builder.push(Record {
+            timestamp_ms: -1,
+            key: None,
+            value: Some(value),
+            headers: &[],
+        });
+    }
+    let mut sent = builder.finish();
+    let truth = record_batch::validate(&sent).unwrap().max_timestamp;
+    record_batch::set_max_timestamp(&mut sent, 0);
+    assert!(record_batch::validate(&sent).is_err());
+    let mut stream = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(&produce_request(1, -1, "stamped", &[(0, &sent)]))
+        .unwrap();
+    assert_eq!(
+        produce_answers(&read_frame(&mut stream).unwrap()),
+        [(0, 0, 0)]
+    );
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    let stored = weir_tests::stored_batches(dir.path(), "stamped");
+    assert_eq!(stored.len(), 1);
+    let header = record_batch::validate(&stored[0]).unwrap();
+    assert_eq!(header.max_timestamp, truth);
+    assert_eq!(stored[0][43..], sent[43..], "records as sent");
+}
+
 /// ListOffsets by time finds the first record at or after the time inside a batch, in an
 /// uncompressed and in a compressed batch, with that record's own timestamp; a time after
 /// every record finds nothing (-1).

@@ -578,8 +578,18 @@ fn check_produce_records(records: Option<&[u8]>, cap: usize) -> ProduceRecords {
     let batches: Result<Vec<Vec<u8>>, _> = record_batch::split(records)
         .map(|batch| {
             let batch = batch?;
-            record_batch::validate_all(batch, cap)?;
-            Ok::<_, record_batch::BatchError>(batch.to_vec())
+            match record_batch::validate_all(batch, cap) {
+                Ok(_) => Ok(batch.to_vec()),
+                // As Kafka does, a create-time batch is stored with its true maxTimestamp
+                // (the time index and retention rely on it) rather than refused.
+                Err(record_batch::BatchError::BadMaxTimestamp { actual, .. }) => {
+                    let mut fixed = batch.to_vec();
+                    record_batch::set_max_timestamp(&mut fixed, actual);
+                    record_batch::validate_all(&fixed, cap)?;
+                    Ok(fixed)
+                }
+                Err(e) => Err(e),
+            }
         })
         .collect();
     batches.map_or(ProduceRecords::Corrupt, ProduceRecords::Batches)

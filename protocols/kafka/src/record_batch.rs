@@ -261,6 +261,19 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+/// Sets a batch's maxTimestamp to `max_timestamp` and recomputes its CRC: what Apache Kafka
+/// does to every create-time batch it appends, so a batch whose producer declared a wrong
+/// maxTimestamp (librdkafka does for records it is given timestamp -1) is stored consistent
+/// rather than refused. `batch` must hold at least a batch header.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    batch[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// [`validate`], and for a compressed batch also its records: they are decompressed (at
 /// most `decompressed_bytes_max` bytes; a batch that inflates further is refused before
 /// more is allocated) and checked like an uncompressed batch's.
@@ -902,15 +915,16 @@ mod tests {
     }
 
     #[test]
-    fn a_false_max_timestamp_is_refused() {
+    fn a_false_max_timestamp_is_refused_until_set_right() {
         let mut batch = sample(2);
-        batch[35..43].copy_from_slice(&i64::MAX.to_be_bytes());
-        let crc = crc32c::crc32c(&batch[CRC_START..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(
-            validate(&batch),
-            Err(BatchError::BadMaxTimestamp { .. })
-        ));
+        let header = validate(&batch).unwrap();
+        set_max_timestamp(&mut batch, i64::MAX);
+        let Err(BatchError::BadMaxTimestamp { declared, actual }) = validate(&batch) else {
+            panic!("a false maxTimestamp passed");
+        };
+        assert_eq!((declared, actual), (i64::MAX, header.max_timestamp));
+        set_max_timestamp(&mut batch, actual);
+        assert_eq!(validate(&batch).unwrap(), header);
     }
 
     #[test]
