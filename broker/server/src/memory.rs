@@ -4,8 +4,8 @@
 //! streams 1 MiB produce requests, and LMDB, which allocates every large value's pages for the
 //! length of one commit, then get fresh, zero-filled pages from the kernel for every request:
 //! measured with `weir-bench kafka`, half of the writer thread's time. [`tune`] makes
-//! allocations below [`MMAP_THRESHOLD_BYTES`] come from the heaps and lets each heap keep up to
-//! [`TRIM_THRESHOLD_BYTES`] free at its top; [`trim`], which the maintenance thread runs every
+//! allocations below [`MMAP_THRESHOLD_BYTES`] come from one heap shared by every thread and lets
+//! it keep up to [`TRIM_THRESHOLD_BYTES`] free at its top; [`trim`], which the maintenance thread runs every
 //! [`TRIM_INTERVAL`], gives what is free back to the kernel, so memory still returns after a
 //! burst. See ARCHITECTURE.md, "Memory".
 
@@ -15,6 +15,12 @@ use std::time::Duration;
 pub const MMAP_THRESHOLD_BYTES: usize = 2 << 20;
 /// Free bytes a heap keeps at its top between trims.
 pub const TRIM_THRESHOLD_BYTES: usize = 16 << 20;
+/// Heaps: one, shared by every thread. `malloc_trim` gives back free memory at the top of
+/// the main heap only, so memory freed at the top of a per-thread heap would stay with the
+/// process (a shard's, after its connections close) until that thread frees a large chunk
+/// again. Small allocations still come from each thread's own cache without a lock.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const ARENAS_MAX: libc::c_int = 1;
 /// Time between two [`trim`]s.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -26,6 +32,7 @@ pub fn tune() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, to_int(MMAP_THRESHOLD_BYTES));
         libc::mallopt(libc::M_TRIM_THRESHOLD, to_int(TRIM_THRESHOLD_BYTES));
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS_MAX);
     }
 }
 
