@@ -29,6 +29,11 @@
 //! once), topic alias mapping, receive maximum and inflight windows, client identifier rules,
 //! the payload format indicator's UTF-8 promise.
 //!
+//! [`ServerSession`] is that state machine for the server side of one connection, also without
+//! I/O or a clock: bytes and `now_ms` in, packets appended to the caller's buffer and
+//! [`Action`]s for the broker out; acknowledgements wait for the broker's answers. Its limits
+//! are [`SessionLimits`].
+//!
 //! Invariant: decoding allocates only copies of bytes present in the packet (strings, binary
 //! data, the payload) and vectors growing one present element at a time; a test counts the
 //! allocations. Decoded values are owned rather than borrowed from the receive buffer, so a
@@ -42,6 +47,7 @@ mod error;
 mod packet;
 pub mod properties;
 mod reason;
+mod session;
 pub mod topic;
 mod wire;
 
@@ -54,6 +60,10 @@ pub use packet::{
 };
 pub use properties::Properties;
 pub use reason::ReasonCode;
+pub use session::{
+    Action, ConnectRequest, DeliverError, Delivery, Message, ServerSession, SessionError,
+    SessionLimits,
+};
 pub use wire::VARIABLE_BYTE_INTEGER_MAX;
 
 #[cfg(test)]

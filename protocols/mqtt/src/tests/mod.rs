@@ -5,6 +5,7 @@ mod alloc;
 mod hostile;
 mod prop;
 mod round_trip;
+mod session;
 mod spec_bytes;
 
 use crate::*;

@@ -1,0 +1,1146 @@
+//! The server side of one MQTT connection as a state machine without I/O: bytes and the time
+//! go in, packets to send (appended to a buffer the caller owns) and [`Action`]s for the broker
+//! come out. The caller owns the socket, the clock and the storage.
+//!
+//! [`ServerSession`] walks through four states: waiting for CONNECT, waiting for the broker's
+//! answer to it ([`ServerSession::accept`] or [`ServerSession::refuse`]), connected, closed.
+//! Whatever the broker must decide (authenticate, store a publish, add a subscription) leaves
+//! as an [`Action`], and the session writes the acknowledgement only when the broker calls back
+//! ([`ServerSession::published`], [`ServerSession::subscribed`], ...). So a PUBACK or PUBREC
+//! never goes out before the broker says the message is stored.
+//!
+//! Holding input: [`ServerSession::on_bytes`] returns how many bytes it consumed and leaves the
+//! rest with the caller, who offers them again later. It stops after a CONNECT until the broker
+//! answers it, and on 3.1.x, which cannot announce a receive maximum, before a QoS 1 or 2
+//! PUBLISH that would exceed [`SessionLimits::receive_maximum`] until
+//! [`ServerSession::published`] frees a slot. After either call the caller must offer the held
+//! bytes again. An MQTT 5 client exceeding the receive maximum it was told is disconnected
+//! with 0x93 instead, as the specification requires.
+//!
+//! Closing: a protocol violation writes the goodbye the version allows (MQTT 5: DISCONNECT
+//! with the reason code, or CONNACK with it before the connection is accepted; 3.1.x: nothing,
+//! except CONNACK return codes for a refused CONNECT), pushes [`Action::Close`] and returns the
+//! [`SessionError`]. A closed session consumes no more bytes and writes nothing more.
+//!
+//! Bounded memory: the session holds at most [`SessionLimits::receive_maximum`] inbound packet
+//! identifiers, [`SessionLimits::topic_alias_max`] topic aliases (each a topic name from one
+//! packet, so within [`SessionLimits::packet_size_bytes_max`]), the client's receive maximum of
+//! outbound packet identifiers (no payloads: an outbound message is not kept once written,
+//! see [`ServerSession::deliver`]), [`SessionLimits::outbound_queue_bytes_max`] of queued
+//! outbound messages and one entry per SUBSCRIBE or UNSUBSCRIBE waiting for the broker (at
+//! most 65,535 packet identifiers). The session never reads the clock: every method that
+//! needs the time takes `now_ms`, milliseconds on any monotonic clock the caller chooses.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::properties::id::TOPIC_ALIAS;
+use crate::reason;
+use crate::{
+    ConnAck, Connect, DecodeError, Disconnect, EncodeError, Packet, PacketDecoder, PacketId,
+    PacketType, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, UnsubAck, Unsubscribe, Will,
+};
+
+/// The limits of one session. Each has a default and a documented outcome when reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Largest packet accepted from the client, in bytes, fixed header included (default
+    /// 1 MiB). A larger packet closes the connection with 0x95 (MQTT 5: sent in a DISCONNECT,
+    /// or a CONNACK for a CONNECT); MQTT 5 clients are told in CONNACK (Maximum Packet Size).
+    pub packet_size_bytes_max: usize,
+    /// The server's Receive Maximum: QoS 1 and 2 publishes from the client not yet fully
+    /// acknowledged (default 32, at least 1). MQTT 5 clients are told in CONNACK and one
+    /// exceeding it is disconnected with 0x93; on 3.1.x the session stops reading instead.
+    pub receive_maximum: u16,
+    /// Topic aliases the client may set (default 16; 0 turns them off). Told in CONNACK
+    /// (Topic Alias Maximum); an alias of 0 or above it disconnects with 0x94.
+    pub topic_alias_max: u16,
+    /// Bytes of outbound messages (counted as their encoded PUBLISH size) waiting for a slot in
+    /// the client's receive maximum (default 1 MiB). [`ServerSession::deliver`] refuses a
+    /// message that would go over it with [`DeliverError::QueueFull`].
+    pub outbound_queue_bytes_max: usize,
+    /// Longest client identifier accepted, in bytes (default 256). A longer one is refused
+    /// with CONNACK 0x85 (3.1.x: return code 2).
+    pub client_id_bytes_max: usize,
+    /// Time from [`ServerSession::new`] to a complete CONNECT (default 10,000 ms). When it
+    /// passes, [`ServerSession::tick`] closes the connection with [`Action::Close`].
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        SessionLimits {
+            packet_size_bytes_max: 1024 * 1024,
+            receive_maximum: 32,
+            topic_alias_max: 16,
+            outbound_queue_bytes_max: 1024 * 1024,
+            client_id_bytes_max: 256,
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Something the broker must do for the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A client asks to connect: authenticate it, find or create its session, then call
+    /// [`ServerSession::accept`] or [`ServerSession::refuse`]. Input is held until then.
+    Connect(Box<ConnectRequest>),
+    /// An application message from the client. The topic alias, if any, is resolved and
+    /// removed; every other property is kept. For QoS 1 and 2 the broker calls
+    /// [`ServerSession::published`] with `packet_id` once the message is stored; a QoS 2
+    /// retransmission is not reported twice.
+    Publish(Publish),
+    /// Add subscriptions, then call [`ServerSession::subscribed`] with one code per entry.
+    Subscribe(Subscribe),
+    /// Remove subscriptions, then call [`ServerSession::unsubscribed`] with one code per
+    /// filter.
+    Unsubscribe(Unsubscribe),
+    /// The client said goodbye with DISCONNECT; the connection is over.
+    Disconnected {
+        /// Whether the will must still be published: a DISCONNECT with any reason code but
+        /// 0x00 (MQTT 5: 0x04 "with will" or an error) keeps it, 0x00 and every 3.1.x
+        /// DISCONNECT discard it.
+        publish_will: bool,
+        /// The new Session Expiry Interval, seconds, if the DISCONNECT carries one (MQTT 5).
+        session_expiry_interval_s: Option<u32>,
+    },
+    /// The session closed the connection: a protocol violation, a keep alive or connect
+    /// timeout. The caller closes the socket after writing what is in `out`.
+    Close {
+        /// Why, as an MQTT 5 reason code (also for 3.1.x connections, for the log).
+        reason: ReasonCode,
+        /// Whether the will must be published: true once the connection was accepted.
+        will_applies: bool,
+    },
+}
+
+/// A CONNECT for the broker to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRequest {
+    /// The client's protocol version.
+    pub protocol_version: ProtocolVersion,
+    /// The client identifier; generated by the session when the client sent an empty one.
+    pub client_id: String,
+    /// Whether `client_id` was generated (see [`ServerSession::new`]); MQTT 5 clients learn it
+    /// from CONNACK (Assigned Client Identifier).
+    pub client_id_assigned: bool,
+    /// Clean Start (MQTT 5) or Clean Session (3.1.x).
+    pub clean_start: bool,
+    /// Keep alive, seconds; 0 turns it off. The session enforces it.
+    pub keep_alive_s: u16,
+    /// Session Expiry Interval, seconds (MQTT 5); absent means 0. On 3.1.x the session lasts
+    /// forever unless `clean_start`.
+    pub session_expiry_interval_s: Option<u32>,
+    /// The will message.
+    pub will: Option<Will>,
+    /// The user name.
+    pub username: Option<String>,
+    /// The password.
+    pub password: Option<Vec<u8>>,
+    /// Every CONNECT property (MQTT 5), for authentication and the broker's own limits.
+    pub properties: Properties,
+}
+
+/// An application message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic name, non-empty.
+    pub topic: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// QoS, already reduced to the subscription's maximum by the broker.
+    pub qos: QoS,
+    /// Retain flag as it should be sent.
+    pub retain: bool,
+    /// PUBLISH properties (MQTT 5; must be empty on 3.1.x). Never a topic alias.
+    pub properties: Properties,
+}
+
+/// What [`ServerSession::deliver`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written to `out`, with this packet identifier for QoS 1 and 2.
+    Sent(Option<PacketId>),
+    /// Waiting for a slot in the client's receive maximum.
+    Queued,
+    /// Larger than the client's Maximum Packet Size, so dropped as MQTT 5 section 3.1.2.11.4
+    /// requires; counted in [`ServerSession::discarded_too_large`].
+    Discarded,
+}
+
+/// Why [`ServerSession::deliver`] did not take a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// Queueing it would exceed [`SessionLimits::outbound_queue_bytes_max`]. The broker
+    /// decides: drop it, or keep its place in the log and retry after acknowledgements.
+    #[error("outbound queue full (mqtt.outbound_queue_bytes_max)")]
+    QueueFull,
+    /// The session is not connected (not yet accepted, or closed).
+    #[error("session not connected")]
+    NotConnected,
+    /// The message cannot be encoded on this connection (properties on 3.1.x, a field too
+    /// long): the broker built it wrong.
+    #[error("message cannot be encoded: {0}")]
+    Invalid(EncodeError),
+}
+
+/// The client broke the protocol; the session has closed the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// A packet could not be decoded.
+    #[error("malformed packet from client: {0}")]
+    Decode(#[from] DecodeError),
+    /// A well-formed packet at the wrong time or with the wrong content.
+    #[error("protocol violation by client: {what}")]
+    Protocol {
+        /// The MQTT 5 reason code sent (or that would be sent on MQTT 5).
+        reason: ReasonCode,
+        /// What the client did.
+        what: &'static str,
+    },
+}
+
+impl SessionError {
+    /// The MQTT 5 reason code for the CONNACK or DISCONNECT that closes the connection.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            // A topic alias of 0 is refused by the decoder as an invalid property value, but
+            // the specification names its own code for it (section 3.3.2.3.4).
+            SessionError::Decode(DecodeError::InvalidPropertyValue { id, .. })
+                if *id == TOPIC_ALIAS =>
+            {
+                ReasonCode::TOPIC_ALIAS_INVALID
+            }
+            SessionError::Decode(e) => e.reason_code(),
+            SessionError::Protocol { reason, .. } => *reason,
+        }
+    }
+}
+
+/// The server side of one MQTT connection; see the module documentation.
+#[derive(Debug)]
+pub struct ServerSession {
+    limits: SessionLimits,
+    decoder: PacketDecoder,
+    seed: u64,
+    state: State,
+    /// 3.1.1 until the CONNECT names the real version.
+    version: ProtocolVersion,
+    clean_start: bool,
+    keep_alive_s: u16,
+    last_packet_ms: u64,
+    connect_deadline_ms: u64,
+    /// The CONNECT's Session Expiry Interval was absent or 0 (a DISCONNECT may not raise it).
+    session_expiry_zero: bool,
+    /// Set when the session generated the client identifier, for the CONNACK.
+    assigned_client_id: Option<String>,
+    /// The client's Receive Maximum: outbound QoS 1 and 2 messages in flight.
+    client_receive_maximum: u16,
+    /// The client's Maximum Packet Size, bytes.
+    client_packet_size_max: usize,
+    /// Inbound QoS 1 and 2 packet identifiers not yet released.
+    inbound: BTreeMap<u16, Inbound>,
+    /// Topic alias `n` is at index `n - 1`; grows up to `topic_alias_max`.
+    aliases: Vec<Option<String>>,
+    /// Outbound QoS 1 and 2 packet identifiers waiting for the client.
+    outbound: BTreeMap<u16, Outbound>,
+    next_packet_id: u16,
+    queue: VecDeque<(Message, usize)>,
+    queue_bytes: usize,
+    /// SUBSCRIBE (`true`) or UNSUBSCRIBE (`false`) waiting for the broker, with their entry
+    /// count.
+    pending: BTreeMap<u16, (bool, usize)>,
+    discarded_too_large: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitingConnect,
+    AwaitingAnswer,
+    Connected,
+    Closed,
+}
+
+/// Where an inbound QoS 1 or 2 publish stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inbound {
+    /// Reported to the broker, waiting for [`ServerSession::published`].
+    Qos1Storing,
+    /// Reported to the broker, waiting for [`ServerSession::published`].
+    Qos2Storing,
+    /// PUBREC sent, waiting for PUBREL.
+    Qos2Stored,
+}
+
+/// Which acknowledgement an outbound QoS 1 or 2 publish waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outbound {
+    /// QoS 1, waiting for PUBACK.
+    Qos1Sent,
+    /// QoS 2, waiting for PUBREC.
+    Qos2Sent,
+    /// QoS 2, PUBREL sent, waiting for PUBCOMP.
+    Qos2Released,
+}
+
+impl ServerSession {
+    /// A session for a connection accepted at `now_ms`. `seed` makes the client identifier
+    /// generated for a client that sends an empty one (`weir-` and 16 hex digits, a bijective
+    /// mix of the seed): give each connection a distinct seed (a connection counter with the
+    /// shard number, or a random number) and the identifiers are distinct.
+    pub fn new(limits: SessionLimits, seed: u64, now_ms: u64) -> ServerSession {
+        assert!(limits.receive_maximum >= 1, "receive_maximum must be >= 1");
+        let decoder = PacketDecoder::new(limits.packet_size_bytes_max);
+        ServerSession {
+            connect_deadline_ms: now_ms.saturating_add(limits.connect_timeout_ms),
+            limits,
+            decoder,
+            seed,
+            state: State::AwaitingConnect,
+            version: ProtocolVersion::V3_1_1,
+            clean_start: true,
+            keep_alive_s: 0,
+            last_packet_ms: now_ms,
+            session_expiry_zero: true,
+            assigned_client_id: None,
+            client_receive_maximum: u16::MAX,
+            client_packet_size_max: usize::MAX,
+            inbound: BTreeMap::new(),
+            aliases: Vec::new(),
+            outbound: BTreeMap::new(),
+            next_packet_id: 1,
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            pending: BTreeMap::new(),
+            discarded_too_large: 0,
+        }
+    }
+
+    /// Decodes and handles the complete packets at the start of `input` and returns how many
+    /// bytes it consumed; the caller keeps the rest and offers it again with more bytes (see
+    /// the module documentation for when input is held). Packets to send are appended to
+    /// `out`, work for the broker to `actions`.
+    ///
+    /// On a protocol violation the goodbye is appended to `out`, [`Action::Close`] to
+    /// `actions`, and the error returned; from then on nothing is consumed.
+    pub fn on_bytes(
+        &mut self,
+        input: &[u8],
+        now_ms: u64,
+        out: &mut Vec<u8>,
+        actions: &mut Vec<Action>,
+    ) -> Result<usize, SessionError> {
+        let mut consumed = 0;
+        while matches!(self.state, State::AwaitingConnect | State::Connected) {
+            let rest = &input[consumed..];
+            let packet = match self.decoder.decode(rest, self.version) {
+                Ok(None) => break,
+                Ok(Some((packet, used))) => {
+                    if self.must_hold(&packet) {
+                        break;
+                    }
+                    consumed += used;
+                    self.last_packet_ms = now_ms;
+                    packet
+                }
+                Err(e) => {
+                    let err = SessionError::Decode(e);
+                    if self.state == State::AwaitingConnect {
+                        self.refuse_broken_connect(&err, rest, out);
+                    }
+                    self.fail(&err, out, actions);
+                    return Err(err);
+                }
+            };
+            let handled = if self.state == State::AwaitingConnect {
+                self.on_connect(packet, out, actions)
+            } else {
+                self.on_packet(packet, out, actions)
+            };
+            if let Err(err) = handled {
+                self.fail(&err, out, actions);
+                return Err(err);
+            }
+        }
+        Ok(consumed)
+    }
+
+    /// Checks the timers: the connect timeout before CONNECT, and keep alive once connected
+    /// (no packet for one and a half times the keep alive closes the connection; a keep alive
+    /// of 0 never does). A timeout pushes [`Action::Close`] with 0x8D Keep Alive timeout; no
+    /// packet is written, since a server does not send DISCONNECT 0x8D.
+    pub fn tick(&mut self, now_ms: u64, actions: &mut Vec<Action>) {
+        let Some(deadline) = self.next_timeout_ms() else {
+            return;
+        };
+        if now_ms > deadline {
+            let will_applies = self.state == State::Connected;
+            self.state = State::Closed;
+            actions.push(Action::Close {
+                reason: ReasonCode::KEEP_ALIVE_TIMEOUT,
+                will_applies,
+            });
+        }
+    }
+
+    /// The time after which [`ServerSession::tick`] closes the connection unless a packet
+    /// arrives, if any: for the caller's timer wheel.
+    pub fn next_timeout_ms(&self) -> Option<u64> {
+        match self.state {
+            State::AwaitingConnect => Some(self.connect_deadline_ms),
+            State::Connected if self.keep_alive_s > 0 => Some(
+                self.last_packet_ms
+                    .saturating_add(u64::from(self.keep_alive_s) * 1500),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Accepts the CONNECT reported in [`Action::Connect`]: writes CONNACK (MQTT 5 with the
+    /// server's limits and any assigned client identifier) and starts keep alive at `now_ms`.
+    /// `session_present` must be false when the client asked for a clean start. The caller
+    /// then offers the held input again. Unacknowledged messages of a resumed session are the
+    /// caller's to deliver again with [`ServerSession::deliver`] (they get new packet
+    /// identifiers).
+    pub fn accept(&mut self, session_present: bool, now_ms: u64, out: &mut Vec<u8>) {
+        assert_eq!(
+            self.state,
+            State::AwaitingAnswer,
+            "accept without a CONNECT to answer"
+        );
+        assert!(
+            !(session_present && self.clean_start),
+            "session present after a clean start"
+        );
+        let mut properties = Properties::default();
+        if self.version.is_v5() {
+            properties.assigned_client_identifier = self.assigned_client_id.clone();
+            if self.limits.receive_maximum != u16::MAX {
+                properties.receive_maximum = Some(self.limits.receive_maximum);
+            }
+            if self.limits.topic_alias_max > 0 {
+                properties.topic_alias_maximum = Some(self.limits.topic_alias_max);
+            }
+            if let Ok(max) = u32::try_from(self.limits.packet_size_bytes_max) {
+                properties.maximum_packet_size = Some(max);
+            }
+        }
+        self.send(
+            &Packet::ConnAck(ConnAck {
+                session_present,
+                reason_code: ReasonCode::SUCCESS,
+                properties,
+            }),
+            out,
+        );
+        self.state = State::Connected;
+        self.last_packet_ms = now_ms;
+    }
+
+    /// Refuses the CONNECT reported in [`Action::Connect`] with an MQTT 5 CONNACK failure code
+    /// (mapped to the nearest 3.1.x return code on 3.1.x) and closes the session.
+    pub fn refuse(&mut self, reason: ReasonCode, out: &mut Vec<u8>) {
+        assert_eq!(
+            self.state,
+            State::AwaitingAnswer,
+            "refuse without a CONNECT to answer"
+        );
+        assert!(
+            reason.is_error() && reason::allowed(PacketType::ConnAck, reason, true),
+            "{reason:?} is not a CONNACK failure code"
+        );
+        self.write_connack_failure(reason, out);
+        self.state = State::Closed;
+    }
+
+    /// The broker stored (or failed to store) the QoS 1 or 2 publish `packet_id`: writes its
+    /// PUBACK or PUBREC with `reason` (success, 0x10 no matching subscribers, or a failure).
+    /// On 3.1.x, which has no negative acknowledgement, a failure closes the connection
+    /// ([`Action::Close`]). Ignored once the session is closed.
+    pub fn published(
+        &mut self,
+        packet_id: PacketId,
+        reason: ReasonCode,
+        out: &mut Vec<u8>,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.state == State::Closed {
+            return;
+        }
+        assert!(
+            reason::allowed(PacketType::PubAck, reason, true),
+            "{reason:?} is not a PUBACK code"
+        );
+        let id = packet_id.get();
+        let state = self.inbound.get(&id).copied();
+        assert!(
+            matches!(state, Some(Inbound::Qos1Storing | Inbound::Qos2Storing)),
+            "published({id}) without a publish waiting for it"
+        );
+        if reason.is_error() && !self.version.is_v5() {
+            self.state = State::Closed;
+            actions.push(Action::Close {
+                reason,
+                will_applies: true,
+            });
+            return;
+        }
+        let response = PubResponse {
+            packet_id,
+            reason_code: if self.version.is_v5() {
+                reason
+            } else {
+                ReasonCode::SUCCESS
+            },
+            properties: Properties::default(),
+        };
+        if state == Some(Inbound::Qos1Storing) {
+            self.inbound.remove(&id);
+            self.send(&Packet::PubAck(response), out);
+        } else {
+            // A failed PUBREC ends the exchange (MQTT 5 section 4.3.3); success waits for PUBREL.
+            if reason.is_error() {
+                self.inbound.remove(&id);
+            } else {
+                self.inbound.insert(id, Inbound::Qos2Stored);
+            }
+            self.send(&Packet::PubRec(response), out);
+        }
+    }
+
+    /// The broker handled the SUBSCRIBE `packet_id`: writes SUBACK with one code per
+    /// subscription, in order (MQTT 5 codes; mapped to 0, 1, 2 or 0x80 on 3.1.x). Ignored once
+    /// the session is closed.
+    pub fn subscribed(
+        &mut self,
+        packet_id: PacketId,
+        reason_codes: &[ReasonCode],
+        out: &mut Vec<u8>,
+    ) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.take_pending(packet_id, true, reason_codes);
+        let reason_codes = reason_codes
+            .iter()
+            .map(|&code| {
+                assert!(
+                    reason::allowed(PacketType::SubAck, code, true),
+                    "{code:?} is not a SUBACK code"
+                );
+                if self.version.is_v5() {
+                    code
+                } else {
+                    code.to_v4_suback()
+                }
+            })
+            .collect();
+        self.send(
+            &Packet::SubAck(SubAck {
+                packet_id,
+                properties: Properties::default(),
+                reason_codes,
+            }),
+            out,
+        );
+    }
+
+    /// The broker handled the UNSUBSCRIBE `packet_id`: writes UNSUBACK, with one code per
+    /// filter on MQTT 5 (3.1.x UNSUBACK has none, so the codes are dropped). Ignored once the
+    /// session is closed.
+    pub fn unsubscribed(
+        &mut self,
+        packet_id: PacketId,
+        reason_codes: &[ReasonCode],
+        out: &mut Vec<u8>,
+    ) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.take_pending(packet_id, false, reason_codes);
+        let reason_codes = if self.version.is_v5() {
+            for &code in reason_codes {
+                assert!(
+                    reason::allowed(PacketType::UnsubAck, code, true),
+                    "{code:?} is not an UNSUBACK code"
+                );
+            }
+            reason_codes.to_vec()
+        } else {
+            Vec::new()
+        };
+        self.send(
+            &Packet::UnsubAck(UnsubAck {
+                packet_id,
+                properties: Properties::default(),
+                reason_codes,
+            }),
+            out,
+        );
+    }
+
+    /// Sends an application message to the client. QoS 0 is written at once. QoS 1 and 2 take
+    /// the next free packet identifier and a slot of the client's Receive Maximum (65,535
+    /// unless its CONNECT said less); without a free slot they wait, in order, in a queue
+    /// bounded by [`SessionLimits::outbound_queue_bytes_max`], and go out as the client
+    /// acknowledges earlier ones. A message larger than the client's Maximum Packet Size is
+    /// discarded, as MQTT 5 requires.
+    ///
+    /// The session keeps no copy of a message once written: if the connection drops before the
+    /// client acknowledges it, the broker delivers it again (from its log cursor) on the next
+    /// connection. QoS 0 bytes go straight into `out`, which the caller bounds by stopping
+    /// delivery while its socket buffer is full.
+    pub fn deliver(
+        &mut self,
+        message: Message,
+        out: &mut Vec<u8>,
+    ) -> Result<Delivery, DeliverError> {
+        if self.state != State::Connected {
+            return Err(DeliverError::NotConnected);
+        }
+        debug_assert!(message.properties.topic_alias.is_none());
+        // The size with a placeholder identifier; the real one takes the same two bytes.
+        let size = Packet::Publish(publish_packet(&message, PacketId::MIN))
+            .encoded_len(self.version)
+            .map_err(DeliverError::Invalid)?;
+        if size > self.client_packet_size_max {
+            self.discarded_too_large += 1;
+            return Ok(Delivery::Discarded);
+        }
+        if message.qos == QoS::AtMostOnce {
+            self.send(
+                &Packet::Publish(publish_packet(&message, PacketId::MIN)),
+                out,
+            );
+            return Ok(Delivery::Sent(None));
+        }
+        if self.queue.is_empty() && self.outbound_has_room() {
+            return Ok(Delivery::Sent(Some(self.send_inflight(&message, out))));
+        }
+        if self.queue_bytes + size > self.limits.outbound_queue_bytes_max {
+            return Err(DeliverError::QueueFull);
+        }
+        self.queue_bytes += size;
+        self.queue.push_back((message, size));
+        Ok(Delivery::Queued)
+    }
+
+    /// Closes the connection on the server's initiative (session taken over, shutting down,
+    /// administrative action): MQTT 5 gets a DISCONNECT with `reason`, 3.1.x nothing.
+    /// Publishing the will is the broker's decision. Before the CONNECT is answered, use
+    /// [`ServerSession::refuse`].
+    pub fn disconnect(&mut self, reason: ReasonCode, out: &mut Vec<u8>) {
+        assert!(
+            reason::allowed(PacketType::Disconnect, reason, true),
+            "{reason:?} is not a DISCONNECT code"
+        );
+        if self.state == State::Connected && self.version.is_v5() {
+            self.send(&Packet::Disconnect(Disconnect::new(reason)), out);
+        }
+        self.state = State::Closed;
+    }
+
+    /// Whether the connection is over; the caller closes the socket once `out` is written.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the CONNECT was accepted and the connection is not closed.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// The protocol version (3.1.1 until a CONNECT arrives).
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// Inbound QoS 1 and 2 publishes not yet fully acknowledged.
+    pub fn inbound_inflight(&self) -> usize {
+        self.inbound.len()
+    }
+
+    /// Outbound QoS 1 and 2 publishes written and not yet acknowledged by the client.
+    pub fn outbound_inflight(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Bytes of outbound messages waiting for a slot.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue_bytes
+    }
+
+    /// Messages discarded because they exceeded the client's Maximum Packet Size.
+    pub fn discarded_too_large(&self) -> u64 {
+        self.discarded_too_large
+    }
+
+    /// The CONNECT, in the first state.
+    fn on_connect(
+        &mut self,
+        packet: Packet,
+        out: &mut Vec<u8>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), SessionError> {
+        let Packet::Connect(connect) = packet else {
+            // The version is unknown, so the connection closes without a packet.
+            return Err(protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "first packet is not CONNECT",
+            ));
+        };
+        let Connect {
+            protocol_version,
+            clean_start,
+            keep_alive,
+            client_id,
+            will,
+            username,
+            password,
+            properties,
+        } = *connect;
+        self.version = protocol_version;
+        self.clean_start = clean_start;
+        let refusal = if client_id.len() > self.limits.client_id_bytes_max {
+            Some("client identifier too long")
+        } else if client_id.is_empty() && !clean_start && !protocol_version.is_v5() {
+            // 3.1.1 section 3.1.3.1: an empty identifier needs Clean Session 1.
+            Some("empty client identifier without clean session")
+        } else {
+            None
+        };
+        if let Some(what) = refusal {
+            self.write_connack_failure(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, out);
+            return Err(protocol(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, what));
+        }
+        let (client_id, client_id_assigned) = if client_id.is_empty() {
+            let id = format!("weir-{:016x}", mix(self.seed));
+            self.assigned_client_id = Some(id.clone());
+            (id, true)
+        } else {
+            (client_id, false)
+        };
+        self.keep_alive_s = keep_alive;
+        self.session_expiry_zero = matches!(properties.session_expiry_interval, None | Some(0));
+        self.client_receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
+        self.client_packet_size_max = properties
+            .maximum_packet_size
+            .map_or(usize::MAX, |max| max as usize);
+        self.state = State::AwaitingAnswer;
+        actions.push(Action::Connect(Box::new(ConnectRequest {
+            protocol_version,
+            client_id,
+            client_id_assigned,
+            clean_start,
+            keep_alive_s: keep_alive,
+            session_expiry_interval_s: properties.session_expiry_interval,
+            will,
+            username,
+            password,
+            properties,
+        })));
+        Ok(())
+    }
+
+    /// Every packet after the CONNECT was accepted.
+    fn on_packet(
+        &mut self,
+        packet: Packet,
+        out: &mut Vec<u8>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), SessionError> {
+        let v5 = self.version.is_v5();
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish, out, actions),
+            Packet::PubAck(ack) => {
+                let id = ack.packet_id.get();
+                match self.outbound.get(&id) {
+                    Some(Outbound::Qos1Sent) => self.release(id, out),
+                    // 3.1.1 has no way to report it; a stale acknowledgement is harmless.
+                    _ if !v5 => {}
+                    _ => {
+                        return Err(protocol(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "PUBACK for a packet identifier not awaiting one",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Packet::PubRec(rec) => {
+                let id = rec.packet_id.get();
+                match self.outbound.get(&id) {
+                    Some(Outbound::Qos2Sent) if rec.reason_code.is_error() => {
+                        // A failed PUBREC ends the exchange (MQTT 5 section 4.3.3).
+                        self.release(id, out);
+                    }
+                    Some(Outbound::Qos2Sent | Outbound::Qos2Released) => {
+                        self.outbound.insert(id, Outbound::Qos2Released);
+                        self.send(&Packet::PubRel(PubResponse::new(rec.packet_id)), out);
+                    }
+                    Some(Outbound::Qos1Sent) => {
+                        return Err(protocol(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "PUBREC for a QoS 1 publish",
+                        ));
+                    }
+                    None => {
+                        let mut rel = PubResponse::new(rec.packet_id);
+                        if v5 {
+                            rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                        }
+                        self.send(&Packet::PubRel(rel), out);
+                    }
+                }
+                Ok(())
+            }
+            Packet::PubComp(comp) => {
+                let id = comp.packet_id.get();
+                // A PUBCOMP for anything else is a late duplicate; nothing to do.
+                if self.outbound.get(&id) == Some(&Outbound::Qos2Released) {
+                    self.release(id, out);
+                }
+                Ok(())
+            }
+            Packet::PubRel(rel) => {
+                let id = rel.packet_id.get();
+                let mut comp = PubResponse::new(rel.packet_id);
+                match self.inbound.get(&id) {
+                    Some(Inbound::Qos2Stored) => {
+                        self.inbound.remove(&id);
+                    }
+                    Some(_) => {
+                        return Err(protocol(ReasonCode::PROTOCOL_ERROR, "PUBREL before PUBREC"));
+                    }
+                    // 3.1.1 answers a repeated PUBREL with a plain PUBCOMP.
+                    None if v5 => comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                    None => {}
+                }
+                self.send(&Packet::PubComp(comp), out);
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => {
+                let count = subscribe.subscriptions.len();
+                self.add_pending(subscribe.packet_id, true, count)?;
+                actions.push(Action::Subscribe(subscribe));
+                Ok(())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                let count = unsubscribe.filters.len();
+                self.add_pending(unsubscribe.packet_id, false, count)?;
+                actions.push(Action::Unsubscribe(unsubscribe));
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.send(&Packet::PingResp, out);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => {
+                let expiry = disconnect.properties.session_expiry_interval;
+                if self.session_expiry_zero && expiry.is_some_and(|s| s > 0) {
+                    // MQTT 5 section 3.14.2.2.2.
+                    return Err(protocol(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "DISCONNECT sets a session expiry after CONNECT set none",
+                    ));
+                }
+                self.state = State::Closed;
+                actions.push(Action::Disconnected {
+                    publish_will: disconnect.reason_code != ReasonCode::SUCCESS,
+                    session_expiry_interval_s: expiry,
+                });
+                Ok(())
+            }
+            Packet::Connect(_) => Err(protocol(ReasonCode::PROTOCOL_ERROR, "second CONNECT")),
+            Packet::Auth(_) => Err(protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH (enhanced authentication is not supported)",
+            )),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "server-to-client packet from the client",
+                ))
+            }
+        }
+    }
+
+    fn on_publish(
+        &mut self,
+        mut publish: Publish,
+        out: &mut Vec<u8>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), SessionError> {
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias == 0 || alias > self.limits.topic_alias_max {
+                return Err(protocol(
+                    ReasonCode::TOPIC_ALIAS_INVALID,
+                    "topic alias above the maximum",
+                ));
+            }
+            let slot = usize::from(alias - 1);
+            if publish.topic.is_empty() {
+                match self.aliases.get(slot) {
+                    Some(Some(topic)) => publish.topic.clone_from(topic),
+                    // MQTT 5 section 3.3.2.3.4: an unknown alias is a Protocol Error.
+                    _ => {
+                        return Err(protocol(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "topic alias used before it was set",
+                        ));
+                    }
+                }
+            } else {
+                if self.aliases.len() <= slot {
+                    self.aliases.resize(slot + 1, None);
+                }
+                self.aliases[slot] = Some(publish.topic.clone());
+            }
+        }
+        if publish.properties.payload_format_indicator == Some(true)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            return Err(protocol(
+                ReasonCode::PAYLOAD_FORMAT_INVALID,
+                "payload marked UTF-8 is not UTF-8",
+            ));
+        }
+        let Some(packet_id) = publish.packet_id else {
+            actions.push(Action::Publish(publish));
+            return Ok(());
+        };
+        let id = packet_id.get();
+        let qos2 = publish.qos == QoS::ExactlyOnce;
+        match (self.inbound.get(&id), qos2) {
+            // A retransmission while the broker stores the first copy: its acknowledgement
+            // answers both.
+            (Some(Inbound::Qos1Storing), false) | (Some(Inbound::Qos2Storing), true) => Ok(()),
+            (Some(Inbound::Qos2Stored), true) => {
+                self.send(&Packet::PubRec(PubResponse::new(packet_id)), out);
+                Ok(())
+            }
+            (Some(_), _) => Err(protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "packet identifier reused with another QoS",
+            )),
+            (None, _) => {
+                if self.inbound.len() >= usize::from(self.limits.receive_maximum) {
+                    // Only MQTT 5 gets here: 3.1.x input is held by `must_hold`.
+                    return Err(protocol(
+                        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                        "more unacknowledged QoS 1 and 2 publishes than the receive maximum",
+                    ));
+                }
+                let state = if qos2 {
+                    Inbound::Qos2Storing
+                } else {
+                    Inbound::Qos1Storing
+                };
+                self.inbound.insert(id, state);
+                actions.push(Action::Publish(publish));
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `packet` must stay in the caller's buffer: a new QoS 1 or 2 publish on 3.1.x
+    /// while the receive maximum is used up.
+    fn must_hold(&self, packet: &Packet) -> bool {
+        let Packet::Publish(Publish {
+            packet_id: Some(id),
+            ..
+        }) = packet
+        else {
+            return false;
+        };
+        self.state == State::Connected
+            && !self.version.is_v5()
+            && !self.inbound.contains_key(&id.get())
+            && self.inbound.len() >= usize::from(self.limits.receive_maximum)
+    }
+
+    fn add_pending(
+        &mut self,
+        packet_id: PacketId,
+        subscribe: bool,
+        count: usize,
+    ) -> Result<(), SessionError> {
+        if self.pending.contains_key(&packet_id.get()) {
+            return Err(protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "packet identifier of a SUBSCRIBE or UNSUBSCRIBE still in use",
+            ));
+        }
+        self.pending.insert(packet_id.get(), (subscribe, count));
+        Ok(())
+    }
+
+    fn take_pending(&mut self, packet_id: PacketId, subscribe: bool, codes: &[ReasonCode]) {
+        let entry = self.pending.remove(&packet_id.get());
+        let what = if subscribe {
+            "SUBSCRIBE"
+        } else {
+            "UNSUBSCRIBE"
+        };
+        assert_eq!(
+            entry,
+            Some((subscribe, codes.len())),
+            "answer to {what} {packet_id} must match a waiting one, one code per entry"
+        );
+    }
+
+    fn outbound_has_room(&self) -> bool {
+        self.outbound.len() < usize::from(self.client_receive_maximum)
+    }
+
+    /// Writes a QoS 1 or 2 message under the next free packet identifier.
+    fn send_inflight(&mut self, message: &Message, out: &mut Vec<u8>) -> PacketId {
+        debug_assert!(self.outbound_has_room());
+        // A free identifier exists: at most 65,535 are in flight, and fewer while there is room.
+        let packet_id = loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            let free = PacketId::new(candidate).filter(|id| !self.outbound.contains_key(&id.get()));
+            if let Some(id) = free {
+                break id;
+            }
+        };
+        let state = if message.qos == QoS::ExactlyOnce {
+            Outbound::Qos2Sent
+        } else {
+            Outbound::Qos1Sent
+        };
+        self.outbound.insert(packet_id.get(), state);
+        self.send(&Packet::Publish(publish_packet(message, packet_id)), out);
+        packet_id
+    }
+
+    /// Frees an outbound slot and fills free slots from the queue.
+    fn release(&mut self, id: u16, out: &mut Vec<u8>) {
+        self.outbound.remove(&id);
+        while self.outbound_has_room() {
+            let Some((message, size)) = self.queue.pop_front() else {
+                break;
+            };
+            self.queue_bytes -= size;
+            self.send_inflight(&message, out);
+        }
+    }
+
+    /// Appends a packet the session built. The session builds only packets valid for the
+    /// connection's version (caller-supplied codes and messages are checked before), so a
+    /// failure here is a bug in this module.
+    fn send(&self, packet: &Packet, out: &mut Vec<u8>) {
+        if let Err(e) = packet.encode(self.version, out) {
+            panic!("session built an unencodable {packet:?}: {e}");
+        }
+    }
+
+    fn write_connack_failure(&self, reason: ReasonCode, out: &mut Vec<u8>) {
+        let reason_code = if self.version.is_v5() {
+            reason
+        } else {
+            reason.to_v4_connack()
+        };
+        self.send(
+            &Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code,
+                properties: Properties::default(),
+            }),
+            out,
+        );
+    }
+
+    /// Answers a CONNECT that could not be decoded, where the version allows it: an
+    /// unsupported protocol gets the 3.1.1 return code 1 (which every version understands), an
+    /// MQTT 5 CONNECT a CONNACK with the reason code; a broken 3.1.x CONNECT just closes.
+    fn refuse_broken_connect(&mut self, err: &SessionError, input: &[u8], out: &mut Vec<u8>) {
+        if matches!(
+            err,
+            SessionError::Decode(DecodeError::UnsupportedProtocol { .. })
+        ) {
+            self.version = ProtocolVersion::V3_1_1;
+            self.write_connack_failure(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, out);
+            return;
+        }
+        if connect_version_hint(input) == Some(ProtocolVersion::V5) {
+            self.version = ProtocolVersion::V5;
+            let reason = err.reason_code();
+            let reason = if reason::allowed(PacketType::ConnAck, reason, true) {
+                reason
+            } else {
+                ReasonCode::MALFORMED_PACKET
+            };
+            self.write_connack_failure(reason, out);
+        }
+    }
+
+    /// Closes the session for `err`: an MQTT 5 DISCONNECT once connected, then the action.
+    fn fail(&mut self, err: &SessionError, out: &mut Vec<u8>, actions: &mut Vec<Action>) {
+        let reason = err.reason_code();
+        let connected = self.state == State::Connected;
+        if connected && self.version.is_v5() {
+            let reason = if reason::allowed(PacketType::Disconnect, reason, true) {
+                reason
+            } else {
+                ReasonCode::PROTOCOL_ERROR
+            };
+            self.send(&Packet::Disconnect(Disconnect::new(reason)), out);
+        }
+        self.state = State::Closed;
+        actions.push(Action::Close {
+            reason,
+            will_applies: connected,
+        });
+    }
+}
+
+fn protocol(reason: ReasonCode, what: &'static str) -> SessionError {
+    SessionError::Protocol { reason, what }
+}
+
+fn publish_packet(message: &Message, packet_id: PacketId) -> Publish {
+    Publish {
+        dup: false,
+        qos: message.qos,
+        retain: message.retain,
+        topic: message.topic.clone(),
+        packet_id: (message.qos != QoS::AtMostOnce).then_some(packet_id),
+        properties: message.properties.clone(),
+        payload: message.payload.clone(),
+    }
+}
+
+/// The protocol version a CONNECT at the start of `buf` names, read from its first bytes
+/// without decoding the rest, to answer a broken CONNECT in its own version.
+fn connect_version_hint(buf: &[u8]) -> Option<ProtocolVersion> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    let mut i = 1;
+    while buf.get(i)? & 0x80 != 0 {
+        i += 1;
+        if i > 4 {
+            return None;
+        }
+    }
+    i += 1;
+    let len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
+    let name = buf.get(i + 2..i + 2 + len)?;
+    match (name, *buf.get(i + 2 + len)?) {
+        (b"MQTT", 5) => Some(ProtocolVersion::V5),
+        (b"MQTT", 4) => Some(ProtocolVersion::V3_1_1),
+        (b"MQIsdp", 3) => Some(ProtocolVersion::V3_1),
+        _ => None,
+    }
+}
+
+/// SplitMix64's finaliser: a bijection, so distinct seeds give distinct identifiers.
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
