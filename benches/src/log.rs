@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use weir::writer::{Writer, WriterConfig};
-use weir_core::log_store::{Append, LogStore, PartitionId, TopicConfig};
+use weir_core::log_store::{Append, CheckedBatch, LogStore, PartitionId, TopicConfig};
 use weir_kafka::record_batch::{BatchBuilder, Record};
 use weir_log::{Durability, LmdbLog, LogOptions};
 
@@ -255,9 +255,14 @@ fn drive(
                 let (tx, rx) = channel();
                 while !stop(submitted.fetch_add(1, Ordering::Relaxed)) {
                     let tx = tx.clone();
+                    // Checked here, on the appender's thread, as a connection's shard does.
+                    let batch = match CheckedBatch::new(batch.to_vec()) {
+                        Ok(batch) => batch,
+                        Err(e) => panic!("the benchmark's batch is unsound: {e}"),
+                    };
                     let append = Append {
                         partition: pid,
-                        batch: batch.to_vec(),
+                        batch,
                     };
                     let done = Box::new(move |result| {
                         let _ = tx.send(result);

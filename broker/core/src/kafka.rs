@@ -43,7 +43,9 @@ use weir_kafka::offsets;
 use weir_kafka::produce;
 use weir_kafka::wire::WireError;
 
-use crate::log_store::{LogStore, PartitionId, StoreError, TopicConfig, partition_at};
+use crate::log_store::{
+    CheckedBatch, LogStore, PartitionId, StoreError, TopicConfig, partition_at,
+};
 
 pub mod admin;
 pub mod coordinator;
@@ -354,7 +356,7 @@ pub struct ProduceTopic {
 pub enum ProduceRecords {
     /// RecordBatch v2 batches, each one checked whole: framing, CRC32C, record count, every
     /// record (decompressed within `batch_decompressed_bytes_max` if compressed).
-    Batches(Vec<Vec<u8>>),
+    Batches(Vec<CheckedBatch>),
     /// A legacy message set (magic 0 or 1), up-converted on the writer thread, which has the
     /// wall clock that v0 messages need for their timestamps.
     Legacy(Vec<u8>),
@@ -575,20 +577,18 @@ fn check_produce_records(records: Option<&[u8]>, cap: usize) -> ProduceRecords {
     if !record_batch::is_v2(records) {
         return ProduceRecords::Legacy(records.to_vec());
     }
-    let batches: Result<Vec<Vec<u8>>, _> = record_batch::split(records)
+    let batches: Result<Vec<CheckedBatch>, _> = record_batch::split(records)
         .map(|batch| {
             let batch = batch?;
-            match record_batch::validate_all(batch, cap) {
-                Ok(_) => Ok(batch.to_vec()),
-                // As Kafka does, a create-time batch is stored with its true maxTimestamp
-                // (the time index and retention rely on it) rather than refused.
+            match CheckedBatch::decompressing(batch.to_vec(), cap) {
+                // As Kafka does, a create-time batch is stored with its true maxTimestamp (the
+                // time index and retention rely on it) rather than refused.
                 Err(record_batch::BatchError::BadMaxTimestamp { actual, .. }) => {
                     let mut fixed = batch.to_vec();
                     record_batch::set_max_timestamp(&mut fixed, actual);
-                    record_batch::validate_all(&fixed, cap)?;
-                    Ok(fixed)
+                    CheckedBatch::decompressing(fixed, cap)
                 }
-                Err(e) => Err(e),
+                checked => checked,
             }
         })
         .collect();

@@ -16,7 +16,7 @@
 //! - if `append` returns an error, nothing of the group is visible, then or after a restart;
 //! - a batch is validated (length, magic, CRC32C, record count) before it is stored.
 
-use weir_kafka::record_batch::BatchError;
+use weir_kafka::record_batch::{BatchError, BatchHeader};
 
 /// A partition's identity inside the store: assigned at topic creation, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,8 +114,64 @@ pub struct PartitionState {
 pub struct Append {
     /// Target partition.
     pub partition: PartitionId,
-    /// One RecordBatch v2. Its base offset is overwritten with the assigned one.
-    pub batch: Vec<u8>,
+    /// One RecordBatch v2, checked. Its base offset is overwritten with the assigned one.
+    pub batch: CheckedBatch,
+}
+
+/// A RecordBatch v2 checked whole when it was made: length, magic, CRC32C, codec bits, record
+/// count, maxTimestamp and every record's framing (of a compressed batch too, decompressed
+/// within a limit, when made with [`CheckedBatch::decompressing`]). A store appends only
+/// these, so the check runs on the thread that makes the batch (a connection's shard, in
+/// parallel with the others) and never inside the store's single write transaction, and a
+/// batch that was not checked cannot reach the log. The bytes cannot change afterwards except
+/// for the base offset, which the CRC does not cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedBatch {
+    bytes: Vec<u8>,
+    header: BatchHeader,
+}
+
+impl CheckedBatch {
+    /// Checks `bytes` (the records of an uncompressed batch; a compressed batch's header and
+    /// CRC only).
+    pub fn new(bytes: Vec<u8>) -> Result<CheckedBatch, BatchError> {
+        let header = weir_kafka::record_batch::validate(&bytes)?;
+        Ok(CheckedBatch { bytes, header })
+    }
+
+    /// Checks `bytes` and, if compressed, its records, decompressing at most
+    /// `decompressed_bytes_max` bytes.
+    pub fn decompressing(
+        bytes: Vec<u8>,
+        decompressed_bytes_max: usize,
+    ) -> Result<CheckedBatch, BatchError> {
+        let header = weir_kafka::record_batch::validate_all(&bytes, decompressed_bytes_max)?;
+        Ok(CheckedBatch { bytes, header })
+    }
+
+    /// Its header, as checked (with the base offset last set).
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// Sets the base offset (outside the CRC).
+    pub fn set_base_offset(&mut self, base_offset: i64) {
+        weir_kafka::record_batch::set_base_offset(&mut self.bytes, base_offset);
+        self.header.base_offset = base_offset;
+    }
+
+    /// Its bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl std::ops::Deref for CheckedBatch {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Where an appended batch landed.
@@ -132,9 +188,6 @@ pub struct Appended {
 /// Why one batch of a group was not appended. The rest of the group is unaffected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
-    /// The batch failed validation (Kafka: CORRUPT_MESSAGE).
-    #[error("invalid record batch: {0}")]
-    InvalidBatch(#[from] BatchError),
     /// No such partition (Kafka: UNKNOWN_TOPIC_OR_PARTITION).
     #[error("unknown partition {0:?}")]
     UnknownPartition(PartitionId),

@@ -1,7 +1,7 @@
 //! Weir's partitioned log on LMDB, through heed.
 //!
 //! [`LmdbLog`] implements [`weir_core::log_store::LogStore`]: one LMDB environment whose tables
-//! are described in [`schema`]; batches are Kafka RecordBatch v2, validated on append and
+//! are described in [`schema`]; batches are Kafka RecordBatch v2, checked before they reach it (`CheckedBatch`) and
 //! stored byte for byte with the assigned base offset written in; reads hand out the stored
 //! bytes. A call to `append` is one write transaction, so whoever groups appends (the server's
 //! group-commit writer) pays one commit and one sync per group.
@@ -44,7 +44,7 @@ use weir_core::log_store::{
     OFFSET_METADATA_BYTES_MAX, PartitionId, PartitionState, ReadSummary, RetentionReport,
     StoreError, TopicConfig, TopicInfo,
 };
-use weir_kafka::record_batch::{self, BatchHeader};
+use weir_kafka::record_batch::BatchHeader;
 
 use crate::schema::{PartitionMeta, TopicMeta, log_key, meta_key, table};
 
@@ -730,13 +730,8 @@ impl LogStore for LmdbLog {
         // Idempotent producers' states touched, written back once at the end.
         let mut producer_states: Vec<([u8; 12], Option<producers::ProducerState>)> = Vec::new();
         for append in appends.iter_mut() {
-            let header = match record_batch::validate(&append.batch) {
-                Ok(header) => header,
-                Err(e) => {
-                    results.push(Err(AppendError::InvalidBatch(e)));
-                    continue;
-                }
-            };
+            // Checked when it was made (`CheckedBatch`), off this transaction's thread.
+            let header = *append.batch.header();
             let pid = append.partition;
             let slot = match touched.iter().position(|(p, _)| *p == pid) {
                 Some(slot) => slot,
@@ -794,7 +789,7 @@ impl LogStore for LmdbLog {
                 }
             }
             let base = meta.next_offset;
-            record_batch::set_base_offset(&mut append.batch, base);
+            append.batch.set_base_offset(base);
             let key = log_key(pid, base);
             // LMDB's append mode fills pages completely, but only works past the last key.
             let flags = if last_key.is_none_or(|last| key > last) {

@@ -1,7 +1,9 @@
 //! Tests of the LMDB log against real environments in temporary directories.
 
 use proptest::prelude::*;
-use weir_core::log_store::{Append, AppendError, LogStore, PartitionId, StoreError, TopicConfig};
+use weir_core::log_store::{
+    Append, AppendError, CheckedBatch, LogStore, PartitionId, StoreError, TopicConfig,
+};
 use weir_kafka::record_batch::{BatchBuilder, BatchHeader, Record, validate};
 
 use crate::faulty::{FailAfter, Fault};
@@ -29,6 +31,10 @@ fn batch(tag: &str, n: usize, ts: i64) -> Vec<u8> {
     builder.finish()
 }
 
+fn checked(bytes: Vec<u8>) -> CheckedBatch {
+    CheckedBatch::new(bytes).unwrap()
+}
+
 fn open(dir: &std::path::Path) -> LmdbLog {
     let (log, repairs) = LmdbLog::open(dir, LogOptions::default()).unwrap();
     assert!(repairs.is_empty(), "unexpected repairs: {repairs:?}");
@@ -38,7 +44,7 @@ fn open(dir: &std::path::Path) -> LmdbLog {
 fn append_one(log: &impl LogStore, pid: PartitionId, bytes: Vec<u8>) -> Result<i64, StoreError> {
     let mut group = [Append {
         partition: pid,
-        batch: bytes,
+        batch: checked(bytes),
     }];
     let mut results = log.append(&mut group)?;
     Ok(results.remove(0).unwrap().base_offset)
@@ -60,15 +66,15 @@ fn appends_get_contiguous_offsets_and_read_back_byte_for_byte() {
     let mut group = vec![
         Append {
             partition: p0,
-            batch: batch("a", 3, 100),
+            batch: checked(batch("a", 3, 100)),
         },
         Append {
             partition: p1,
-            batch: batch("b", 1, 100),
+            batch: checked(batch("b", 1, 100)),
         },
         Append {
             partition: p0,
-            batch: batch("c", 2, 100),
+            batch: checked(batch("c", 2, 100)),
         },
     ];
     let results = log.append(&mut group).unwrap();
@@ -82,8 +88,8 @@ fn appends_get_contiguous_offsets_and_read_back_byte_for_byte() {
     let stored = read_all(&log, p0, 0);
     assert_eq!(stored.len(), 3);
     // What was appended (with its assigned base offset) is what comes back.
-    assert_eq!(stored[0], group[0].batch);
-    assert_eq!(stored[1], group[2].batch);
+    assert_eq!(stored[0], group[0].batch.to_vec());
+    assert_eq!(stored[1], group[2].batch.to_vec());
     assert_eq!(validate(&stored[1]).unwrap().base_offset, 3);
     let state = log.partition(p0).unwrap();
     assert_eq!((state.log_start_offset, state.high_watermark), (0, 6));
@@ -94,39 +100,39 @@ fn appends_get_contiguous_offsets_and_read_back_byte_for_byte() {
 }
 
 #[test]
-fn a_bad_batch_fails_alone_and_the_rest_of_the_group_lands() {
+fn a_bad_batch_cannot_reach_the_log_and_a_bad_partition_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let pid = log.create_topic("t", 1, KEEP).unwrap().partitions[0];
+    // A batch is checked when it is made: a corrupt one never becomes an `Append`.
     let mut corrupt = batch("x", 2, 0);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
+    assert!(matches!(
+        CheckedBatch::new(corrupt),
+        Err(weir_kafka::record_batch::BatchError::BadCrc { .. })
+    ));
     let mut group = vec![
         Append {
             partition: pid,
-            batch: batch("ok1", 1, 0),
-        },
-        Append {
-            partition: pid,
-            batch: corrupt,
+            batch: checked(batch("ok1", 1, 0)),
         },
         Append {
             partition: PartitionId(999),
-            batch: batch("nobody", 1, 0),
+            batch: checked(batch("nobody", 1, 0)),
         },
         Append {
             partition: pid,
-            batch: batch("ok2", 1, 0),
+            batch: checked(batch("ok2", 1, 0)),
         },
     ];
     let results = log.append(&mut group).unwrap();
     assert_eq!(results[0].as_ref().unwrap().base_offset, 0);
-    assert!(matches!(results[1], Err(AppendError::InvalidBatch(_))));
     assert_eq!(
-        results[2],
+        results[1],
         Err(AppendError::UnknownPartition(PartitionId(999)))
     );
-    assert_eq!(results[3].as_ref().unwrap().base_offset, 1);
+    assert_eq!(results[2].as_ref().unwrap().base_offset, 1);
     assert_eq!(log.partition(pid).unwrap().high_watermark, 2);
 }
 
@@ -627,7 +633,7 @@ proptest! {
                             counter += 1;
                             Append {
                                 partition: pids[(partition + g) % 3],
-                                batch: batch(&format!("r{counter}"), records, counter as i64),
+                                batch: checked(batch(&format!("r{counter}"), records, counter as i64)),
                             }
                         })
                         .collect();
@@ -638,7 +644,7 @@ proptest! {
                         let model = &mut models[index];
                         prop_assert_eq!(appended.base_offset, model.next);
                         model.next = appended.last_offset + 1;
-                        model.batches.push((appended.base_offset, append.batch.clone()));
+                        model.batches.push((appended.base_offset, append.batch.to_vec()));
                     }
                 }
                 Op::Read { partition, at } => {
@@ -725,7 +731,7 @@ fn idempotent_producers_retries_are_not_stored_twice_even_after_a_reopen() {
         let mut group: Vec<Append> = (batches.into_iter())
             .map(|batch| Append {
                 partition: pid,
-                batch,
+                batch: checked(batch),
             })
             .collect();
         log.append(&mut group).unwrap()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use weir_core::log_store::{Append, LogStore, PartitionId, StoreError, TopicConfig};
+use weir_core::log_store::{Append, CheckedBatch, LogStore, PartitionId, StoreError, TopicConfig};
 use weir_kafka::record_batch::{BatchBuilder, Record, validate};
 use weir_log::{LmdbLog, LogOptions};
 
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
 
 /// A batch whose content is derived from (seed, writer, n), so the parent can tell batches
 /// apart.
-fn batch(tag: &str, records: usize, value_len: usize) -> Vec<u8> {
+fn batch(tag: &str, records: usize, value_len: usize) -> CheckedBatch {
     let mut builder = BatchBuilder::new();
     let mut value = tag.as_bytes().to_vec();
     value.resize(value_len.max(tag.len()), b'.');
@@ -93,7 +93,7 @@ fn batch(tag: &str, records: usize, value_len: usize) -> Vec<u8> {
             headers: &[],
         });
     }
-    builder.finish()
+    CheckedBatch::new(builder.finish()).expect("a built batch is sound")
 }
 
 /// Child: three writer threads append groups as fast as the log allows and, once each group

@@ -135,14 +135,14 @@ pub fn wall_ms() -> i64 {
 mod tests {
     use std::sync::mpsc::channel;
 
-    use weir_core::log_store::{Append, TopicConfig};
+    use weir_core::log_store::{Append, CheckedBatch, TopicConfig};
     use weir_kafka::record_batch::{BatchBuilder, Record};
     use weir_log::faulty::{FailAfter, Fault};
     use weir_log::{LmdbLog, LogOptions};
 
     use super::*;
 
-    fn batch() -> Vec<u8> {
+    fn batch() -> CheckedBatch {
         let mut builder = BatchBuilder::new();
         builder.push(Record {
             timestamp_ms: 0,
@@ -150,7 +150,7 @@ mod tests {
             value: Some(b"old"),
             headers: &[],
         });
-        builder.finish()
+        CheckedBatch::new(builder.finish()).unwrap()
     }
 
     #[test]

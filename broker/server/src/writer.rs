@@ -611,7 +611,7 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::mpsc::channel;
 
-    use weir_core::log_store::{PartitionId, TopicConfig};
+    use weir_core::log_store::{CheckedBatch, PartitionId, TopicConfig};
     use weir_kafka::record_batch::{BatchBuilder, Record};
     use weir_log::faulty::{FailAfter, Fault};
     use weir_log::{LmdbLog, LogOptions};
@@ -634,10 +634,14 @@ mod tests {
         builder.finish()
     }
 
+    fn checked(value: &[u8]) -> CheckedBatch {
+        CheckedBatch::new(batch(value)).unwrap()
+    }
+
     fn append(partition: PartitionId, value: &[u8]) -> Append {
         Append {
             partition,
-            batch: batch(value),
+            batch: checked(value),
         }
     }
 
@@ -695,7 +699,7 @@ mod tests {
                         let index = t * 100 + i;
                         let append = Append {
                             partition: pid,
-                            batch: batch(format!("{index}").as_bytes()),
+                            batch: checked(format!("{index}").as_bytes()),
                         };
                         handle
                             .submit(append, recorder(&outcomes, index, &tx))
@@ -737,14 +741,10 @@ mod tests {
         let (tx, rx) = channel();
         let outcomes: Outcomes = Arc::default();
         let handle = writer.handle();
-        let mut corrupt = batch(b"x");
-        corrupt[30] ^= 1;
+        // Refused by the store: a partition that does not exist.
         handle
             .submit(
-                Append {
-                    partition: pid,
-                    batch: corrupt,
-                },
+                append(PartitionId(pid.0 + 100), b"x"),
                 recorder(&outcomes, 0, &tx),
             )
             .unwrap();
@@ -758,7 +758,7 @@ mod tests {
         let by_index = |i| &outcomes.iter().find(|(index, _)| *index == i).unwrap().1;
         assert!(matches!(
             by_index(0),
-            Err(AppendFailure::Rejected(AppendError::InvalidBatch(_)))
+            Err(AppendFailure::Rejected(AppendError::UnknownPartition(_)))
         ));
         assert_eq!(by_index(1).as_ref().unwrap().base_offset, 0);
     }
@@ -974,14 +974,9 @@ mod tests {
             .submit(append(pid, b"good"), recorder(&outcomes, 0, &tx))
             .unwrap();
         for i in 1..=10 {
-            let mut bad = batch(b"bad");
-            bad[30] ^= 1;
             handle
                 .submit(
-                    Append {
-                        partition: pid,
-                        batch: bad,
-                    },
+                    append(PartitionId(pid.0 + 100), b"bad"),
                     recorder(&outcomes, i, &tx),
                 )
                 .unwrap();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use weir_core::kafka::{
     KafkaOpResult, ProduceRecords, ProduceTopic, STORAGE_ERROR, produce_failed, resolve,
 };
-use weir_core::log_store::{Append, AppendError, LogStore, partition_at};
+use weir_core::log_store::{Append, AppendError, CheckedBatch, LogStore, partition_at};
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
 
@@ -113,7 +113,11 @@ pub(super) fn run(
             let batches = match records {
                 ProduceRecords::Batches(batches) => batches,
                 ProduceRecords::Legacy(set) => {
-                    match record_batch::upconvert_legacy(&set, crate::maintenance::wall_ms()) {
+                    let converted =
+                        record_batch::upconvert_legacy(&set, crate::maintenance::wall_ms())
+                            .map_err(|e| e.to_string())
+                            .and_then(|batch| CheckedBatch::new(batch).map_err(|e| e.to_string()));
+                    match converted {
                         Ok(batch) => vec![batch],
                         Err(e) => {
                             tracing::debug!("produce refused: {e}");
@@ -170,7 +174,6 @@ pub(super) fn run(
 fn error_code(failure: &AppendFailure) -> i16 {
     tracing::debug!("produce refused: {failure}");
     match failure {
-        AppendFailure::Rejected(AppendError::InvalidBatch(_)) => CORRUPT_MESSAGE,
         AppendFailure::Rejected(AppendError::UnknownPartition(_)) => UNKNOWN_TOPIC_OR_PARTITION,
         AppendFailure::Rejected(AppendError::OutOfOrderSequence { .. }) => {
             OUT_OF_ORDER_SEQUENCE_NUMBER
