@@ -201,11 +201,7 @@ fn member(bootstrap: &str, seen: &Arc<Mutex<Vec<String>>>) -> Member {
 }
 
 fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    weir_tests::wait_until(what, Duration::from_secs(60), check);
 }
 
 #[test]

@@ -428,3 +428,13 @@ pub fn free_local_addr() -> SocketAddr {
         .and_then(|listener| listener.local_addr())
         .expect("a free port on 127.0.0.1")
 }
+
+/// Polls `check` every 100 ms until it holds; panics naming `what` if it does not within
+/// `within`. For conditions no log line or metric announces.
+pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
