@@ -2,8 +2,8 @@
 //! both ends. Produce: 1 KiB records, acks=all, in the default `fsync` durability, next to
 //! the raw disk writing the same bytes with `fdatasync` after every 1 MiB and after every
 //! write of the broker's mean group-commit size (from its `/metrics`), measured in the same
-//! round on the same file system; the ratio is against the latter. Consume: a librdkafka consumer reading the partition
-//! from its start, with librdkafka's default fetch sizes. For both, the broker's and the
+//! round on the same file system; the ratio is against the latter. Consume: a librdkafka
+//! consumer reading the partition from its start, with librdkafka's default fetch sizes. For both, the broker's and the
 //! client's CPU time per MB (they share the machine's CPUs).
 //!
 //! Each round starts a fresh broker in a fresh directory under `--dir`; rounds alternate

@@ -203,18 +203,15 @@ fn five_thousand_connections_come_and_go_and_memory_returns() {
         .unwrap();
     // The allocator keeps some free memory for reuse and gives it back every 5 s
     // (`weir::memory::TRIM_INTERVAL`): wait for up to three of those.
-    let mut after = weir.rss_bytes().unwrap();
-    let returned = |after: u64| after < idle + (4 << 20);
-    if !returned(after) {
-        weir_tests::wait_until(
-            "the memory to return",
-            std::time::Duration::from_secs(15),
-            || {
-                after = weir.rss_bytes().unwrap();
-                returned(after)
-            },
-        );
-    }
+    let mut after = 0;
+    weir_tests::wait_until(
+        "the memory to return",
+        std::time::Duration::from_secs(15),
+        || {
+            after = weir.rss_bytes().unwrap();
+            after < idle + (4 << 20)
+        },
+    );
     eprintln!(
         "RSS: idle {} KiB, 5,000 open {} KiB, after {} KiB",
         idle >> 10,

@@ -1,9 +1,9 @@
 //! Weir's partitioned log on LMDB, through heed.
 //!
 //! [`LmdbLog`] implements [`weir_core::log_store::LogStore`]: one LMDB environment whose tables
-//! are described in [`schema`]; batches are Kafka RecordBatch v2, checked before they reach it (`CheckedBatch`) and
-//! stored byte for byte with the assigned base offset written in; reads hand out the stored
-//! bytes. A call to `append` is one write transaction, so whoever groups appends (the server's
+//! are described in [`schema`]; batches are Kafka RecordBatch v2, checked before they reach
+//! it (`CheckedBatch`), and stored byte for byte with the assigned base offset written in;
+//! reads hand out the stored bytes. A call to `append` is one write transaction, so whoever groups appends (the server's
 //! group-commit writer) pays one commit and one sync per group.
 //!
 //! Durability: in [`Durability::Fsync`] (the default) every commit syncs its data pages

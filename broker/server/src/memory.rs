@@ -4,10 +4,10 @@
 //! streams 1 MiB produce requests, and LMDB, which allocates every large value's pages for the
 //! length of one commit, then get fresh, zero-filled pages from the kernel for every request:
 //! measured with `weir-bench kafka`, half of the writer thread's time. [`tune`] makes
-//! allocations below [`MMAP_THRESHOLD_BYTES`] come from one heap shared by every thread and lets
-//! it keep up to [`TRIM_THRESHOLD_BYTES`] free at its top; [`trim`], which the maintenance thread runs every
-//! [`TRIM_INTERVAL`], gives what is free back to the kernel, so memory still returns after a
-//! burst. See ARCHITECTURE.md, "Memory".
+//! allocations below [`MMAP_THRESHOLD_BYTES`] come from one heap shared by every thread and
+//! lets it keep up to [`TRIM_THRESHOLD_BYTES`] free at its top; [`trim`], which the
+//! maintenance thread runs every [`TRIM_INTERVAL`], gives what is free back to the kernel, so
+//! memory still returns after a burst. See ARCHITECTURE.md, "Memory".
 
 use std::time::Duration;
 

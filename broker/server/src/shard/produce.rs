@@ -113,12 +113,14 @@ pub(super) fn run(
             let batches = match records {
                 ProduceRecords::Batches(batches) => batches,
                 ProduceRecords::Legacy(set) => {
-                    let converted =
-                        record_batch::upconvert_legacy(&set, crate::maintenance::wall_ms())
-                            .map_err(|e| e.to_string())
-                            .and_then(|batch| CheckedBatch::new(batch).map_err(|e| e.to_string()));
-                    match converted {
-                        Ok(batch) => vec![batch],
+                    match record_batch::upconvert_legacy(&set, crate::maintenance::wall_ms()) {
+                        Ok(batch) => CheckedBatch::new(batch).map_or_else(
+                            |e| {
+                                tracing::debug!("produce refused: {e}");
+                                Vec::new()
+                            },
+                            |batch| vec![batch],
+                        ),
                         Err(e) => {
                             tracing::debug!("produce refused: {e}");
                             Vec::new()
