@@ -38,7 +38,7 @@ fn embedded_defaults_need_no_config() {
     let mut weir = Weir::builder().defaults_only().start().unwrap();
     let admin = weir.admin_addr().unwrap();
     assert_eq!(admin.to_string(), "0.0.0.0:8080");
-    weir.wait_for_log("MQTT listener 0.0.0.0:1883").unwrap();
+    assert_eq!(weir.mqtt_addr().unwrap().to_string(), "0.0.0.0:1883");
     assert_eq!(weir.kafka_addr().unwrap().to_string(), "0.0.0.0:9092");
     let lock = weir.cwd().join("weir-data").join("weir.lock");
     let pid = std::fs::read_to_string(&lock).unwrap();

@@ -4,5 +4,7 @@
 mod foundation;
 mod kafka_clients;
 mod librdkafka;
+mod mqtt;
+mod mqtt_clients;
 mod server;
 mod storage;

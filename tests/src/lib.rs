@@ -101,6 +101,7 @@ impl WeirBuilder {
         if !self.defaults_only {
             command.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
             command.env("WEIR_KAFKA_LISTEN", "127.0.0.1:0");
+            command.env("WEIR_MQTT_LISTEN", "127.0.0.1:0");
         }
         // `cargo xtask test` runs the suite once per event-loop backend.
         if let Ok(backend) = std::env::var(IO_BACKEND_VAR) {
@@ -150,7 +151,7 @@ pub struct Weir {
 }
 
 impl Weir {
-    /// A builder with a fresh working directory and the admin and Kafka ports on
+    /// A builder with a fresh working directory and the admin, Kafka and MQTT ports on
     /// 127.0.0.1:0.
     pub fn builder() -> WeirBuilder {
         WeirBuilder {
@@ -222,6 +223,11 @@ impl Weir {
         self.logged_addr("kafka listening on ")
     }
 
+    /// The MQTT address the broker logged.
+    pub fn mqtt_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        self.logged_addr("mqtt listening on ")
+    }
+
     fn logged_addr(&mut self, marker: &str) -> anyhow::Result<SocketAddr> {
         let line = self.wait_for_log(marker)?;
         let addr = line
@@ -234,16 +240,26 @@ impl Weir {
 
     /// The process's resident memory, from /proc.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmRSS:").map(|kib| kib * 1024)
+    }
+
+    /// The process's resident anonymous memory (heap and stacks; not the log's pages, which
+    /// LMDB maps from the file and the kernel can drop), from /proc.
+    pub fn rss_anon_bytes(&self) -> anyhow::Result<u64> {
+        self.status_kib("RssAnon:").map(|kib| kib * 1024)
+    }
+
+    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kib: u64 = status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .context("VmRSS line")?
+            .find_map(|line| line.strip_prefix(field))
+            .with_context(|| format!("{field} line"))?
             .trim()
             .trim_end_matches("kB")
             .trim()
             .parse()?;
-        Ok(kib * 1024)
+        Ok(kib)
     }
 
     /// Sum over shards of a `/metrics` series.

@@ -624,20 +624,25 @@ pub fn resolve(
     partitions: u32,
     topics_max: u32,
 ) -> Result<Vec<Result<Vec<PartitionId>, i16>>, StoreError> {
-    let mut count = store.topics()?.len();
+    // Counting topics reads them all: only a creation needs it.
+    let mut count = None;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         if let Some(topic) = store.topic(name)? {
             out.push(Ok(topic.partitions));
             continue;
         }
-        if !create_missing || count >= topics_max as usize {
+        let count = match count {
+            Some(ref mut count) => count,
+            None => count.insert(store.topics()?.len()),
+        };
+        if !create_missing || *count >= topics_max as usize {
             out.push(Err(metadata::UNKNOWN_TOPIC_OR_PARTITION));
             continue;
         }
         match store.create_topic(name, partitions, TopicConfig::default()) {
             Ok(topic) => {
-                count += 1;
+                *count += 1;
                 out.push(Ok(topic.partitions));
             }
             Err(StoreError::InvalidArgument(_)) => out.push(Err(metadata::INVALID_TOPIC_EXCEPTION)),

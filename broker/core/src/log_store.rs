@@ -372,7 +372,43 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// Makes every committed transaction durable. The group-commit writer calls it when it
     /// has nothing more to commit; in relaxed durability the server calls it on a timer.
     fn sync(&self) -> Result<(), StoreError>;
+
+    /// Stores `message` (opaque bytes; the MQTT front stores a one-record batch) as the
+    /// retained message of MQTT topic `topic`, replacing any earlier one, or deletes it when
+    /// `message` is `None`; durable when it returns. A topic longer than
+    /// [`RETAINED_TOPIC_BYTES_MAX`] is refused with `InvalidArgument`, and a new topic when
+    /// `topics_max` topics already have one with `Full`.
+    fn set_retained(
+        &self,
+        topic: &str,
+        message: Option<&[u8]>,
+        topics_max: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Hands `visit` every retained message with its topic, in topic byte order.
+    fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
+
+    /// Stores the persistent MQTT session of `client_id` (opaque bytes; the MQTT front
+    /// stores a `weir_core::mqtt::SessionRecord`), or deletes it with `None`; durable when it
+    /// returns. A client id longer than [`RETAINED_TOPIC_BYTES_MAX`] is refused with
+    /// `InvalidArgument`, and a new session when `sessions_max` are stored with `Full`.
+    fn put_mqtt_session(
+        &self,
+        client_id: &str,
+        session: Option<&[u8]>,
+        sessions_max: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The stored session of `client_id`, if any.
+    fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Hands `visit` every stored session with its client id.
+    fn mqtt_sessions(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
 }
+
+/// Longest MQTT topic a retained message can be kept for, in bytes (LMDB's key size limit is
+/// 511 bytes).
+pub const RETAINED_TOPIC_BYTES_MAX: usize = 480;
 
 /// A store that holds nothing: it has no topics, partitions or offsets; writes that name a
 /// topic or partition fail as unknown, the others succeed and keep nothing. For tests and
@@ -446,6 +482,21 @@ impl LogStore for EmptyStore {
         Ok(false)
     }
     fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn set_retained(&self, _: &str, _: Option<&[u8]>, _: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn retained(&self, _: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn put_mqtt_session(&self, _: &str, _: Option<&[u8]>, _: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn mqtt_session(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    fn mqtt_sessions(&self, _: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -222,6 +222,39 @@ impl<S: LogStore> LogStore for FailAfter<S> {
         self.inner.delete_group_offsets(group)
     }
 
+    fn set_retained(
+        &self,
+        topic: &str,
+        message: Option<&[u8]>,
+        topics_max: u64,
+    ) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner.set_retained(topic, message, topics_max)
+    }
+
+    fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        self.inner.retained(visit)
+    }
+
+    fn put_mqtt_session(
+        &self,
+        client_id: &str,
+        session: Option<&[u8]>,
+        sessions_max: u64,
+    ) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner
+            .put_mqtt_session(client_id, session, sessions_max)
+    }
+
+    fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.mqtt_session(client_id)
+    }
+
+    fn mqtt_sessions(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        self.inner.mqtt_sessions(visit)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.syncs_started.fetch_add(1, Ordering::SeqCst);
         self.wait_while(|held| held.syncs);

@@ -41,8 +41,8 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, PutFlags, RoTxn, RwTxn, WithoutTls};
 use weir_core::log_store::{
     Append, AppendError, Appended, CommittedOffset, GROUP_ID_BYTES_MAX, LogStore,
-    OFFSET_METADATA_BYTES_MAX, PartitionId, PartitionState, ReadSummary, RetentionReport,
-    StoreError, TopicConfig, TopicInfo,
+    OFFSET_METADATA_BYTES_MAX, PartitionId, PartitionState, RETAINED_TOPIC_BYTES_MAX, ReadSummary,
+    RetentionReport, StoreError, TopicConfig, TopicInfo,
 };
 use weir_kafka::record_batch::BatchHeader;
 
@@ -164,6 +164,8 @@ pub struct LmdbLog {
     topics: Database<Bytes, Bytes>,
     group_offsets: Database<Bytes, Bytes>,
     producers: Database<Bytes, Bytes>,
+    mqtt_sessions: Database<Bytes, Bytes>,
+    mqtt_retained: Database<Bytes, Bytes>,
     /// Every table, for the free-space estimate.
     tables: Vec<Database<Bytes, Bytes>>,
     disk_reserve_bytes: u64,
@@ -218,7 +220,8 @@ impl LmdbLog {
             topics,
             group_offsets,
             producers,
-            ..,
+            mqtt_sessions,
+            mqtt_retained,
         ] = dbs[..]
         else {
             unreachable!("table::ALL has nine tables");
@@ -252,6 +255,8 @@ impl LmdbLog {
             topics,
             group_offsets,
             producers,
+            mqtt_sessions,
+            mqtt_retained,
             tables: dbs,
             disk_reserve_bytes: options.disk_reserve_bytes,
             durability: options.durability,
@@ -380,6 +385,63 @@ impl LmdbLog {
             return Err(StoreError::Fatal(
                 "an earlier commit or sync of the log failed; restart weir".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Puts (or with `None` deletes) `value` under the UTF-8 `key` (what it is: `what`) in
+    /// `table`, durably; a new key is refused once `keys_max` are stored (`limit` says which).
+    fn put_keyed(
+        &self,
+        table: Database<Bytes, Bytes>,
+        what: &str,
+        key: &str,
+        value: Option<&[u8]>,
+        keys_max: u64,
+        limit: &str,
+    ) -> Result<(), StoreError> {
+        if key.is_empty() || key.len() > RETAINED_TOPIC_BYTES_MAX {
+            return Err(StoreError::InvalidArgument(format!(
+                "{what} is 1 to {RETAINED_TOPIC_BYTES_MAX} bytes, not {}",
+                key.len()
+            )));
+        }
+        self.check_usable()?;
+        let mut txn = self.write_txn()?;
+        let key = key.as_bytes();
+        match value {
+            Some(value) => {
+                let exists = table.get(&txn, key).map_err(classify)?.is_some();
+                if !exists && table.len(&txn).map_err(classify)? >= keys_max {
+                    return Err(StoreError::Full(format!("{keys_max} {limit}")));
+                }
+                self.check_disk_reserve_bytes(&txn, value.len() as u64)?;
+                table.put(&mut txn, key, value).map_err(classify)?;
+                self.commit(txn)?;
+            }
+            None => {
+                if !table.delete(&mut txn, key).map_err(classify)? {
+                    return Ok(());
+                }
+                self.commit(txn)?;
+                self.release_freed_pages()?;
+            }
+        }
+        self.make_durable()
+    }
+
+    /// Hands `visit` every entry of `table` whose key is UTF-8, in key order.
+    fn visit_keyed(
+        &self,
+        table: Database<Bytes, Bytes>,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<(), StoreError> {
+        let txn = self.read_txn()?;
+        for item in table.iter(&txn).map_err(classify)? {
+            let (key, value) = item.map_err(classify)?;
+            if let Ok(key) = std::str::from_utf8(key) {
+                visit(key, value);
+            }
         }
         Ok(())
     }
@@ -574,13 +636,18 @@ impl LmdbLog {
     /// in its file (pages freed by deletions) needs no new disk, so only the part of the group
     /// that must grow the file counts against the reserve.
     fn check_disk_reserve(&self, txn: &RoTxn, appends: &[Append]) -> Result<(), StoreError> {
+        let wanted: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
+        self.check_disk_reserve_bytes(txn, wanted)
+    }
+
+    /// [`LmdbLog::check_disk_reserve`] for a write of `wanted` bytes.
+    fn check_disk_reserve_bytes(&self, txn: &RoTxn, wanted: u64) -> Result<(), StoreError> {
         if self.disk_reserve_bytes == 0 {
             return Ok(());
         }
         let Some(free) = free_disk_bytes(self.env.path()) else {
             return Ok(());
         };
-        let wanted: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
         if free >= self.disk_reserve_bytes.saturating_add(wanted) {
             return Ok(());
         }
@@ -1282,6 +1349,48 @@ impl LogStore for LmdbLog {
             groups.push(group.to_owned());
             after = Some(last);
         }
+    }
+
+    fn set_retained(
+        &self,
+        topic: &str,
+        message: Option<&[u8]>,
+        topics_max: u64,
+    ) -> Result<(), StoreError> {
+        let limit = "topics have a retained message (mqtt.retained_messages_max)";
+        let what = "a retained message's topic";
+        self.put_keyed(self.mqtt_retained, what, topic, message, topics_max, limit)
+    }
+
+    fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        self.visit_keyed(self.mqtt_retained, visit)
+    }
+
+    fn put_mqtt_session(
+        &self,
+        client_id: &str,
+        session: Option<&[u8]>,
+        sessions_max: u64,
+    ) -> Result<(), StoreError> {
+        let limit = "persistent MQTT sessions are stored (mqtt.sessions_max)";
+        self.put_keyed(
+            self.mqtt_sessions,
+            "a client id",
+            client_id,
+            session,
+            sessions_max,
+            limit,
+        )
+    }
+
+    fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read_txn()?;
+        let found = self.mqtt_sessions.get(&txn, client_id.as_bytes());
+        Ok(found.map_err(classify)?.map(<[u8]>::to_vec))
+    }
+
+    fn mqtt_sessions(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        self.visit_keyed(self.mqtt_sessions, visit)
     }
 
     fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError> {

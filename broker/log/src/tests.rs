@@ -796,3 +796,49 @@ fn idempotent_producers_retries_are_not_stored_twice_even_after_a_reopen() {
     let after = append(&log, pid, vec![sequenced(7, 0, 9, 1, now)]);
     assert_eq!(after[0].as_ref().unwrap().base_offset, 8);
 }
+
+#[test]
+fn retained_messages_are_replaced_deleted_bounded_and_kept_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = |log: &LmdbLog| {
+        let mut seen = Vec::new();
+        log.retained(&mut |topic, message| seen.push((topic.to_owned(), message.to_vec())))
+            .unwrap();
+        seen
+    };
+    {
+        let log = open(dir.path());
+        log.set_retained("a/b", Some(b"one"), 2).unwrap();
+        log.set_retained("a/b", Some(b"two"), 2).unwrap();
+        log.set_retained("a/c", Some(b"three"), 2).unwrap();
+        // A third topic is over the limit; replacing an existing one is not.
+        assert!(matches!(
+            log.set_retained("a/d", Some(b"x"), 2),
+            Err(StoreError::Full(_))
+        ));
+        log.set_retained("a/c", Some(b"four"), 2).unwrap();
+        assert!(matches!(
+            log.set_retained(&"t".repeat(481), Some(b"x"), 10),
+            Err(StoreError::InvalidArgument(_))
+        ));
+        // Deleting a topic without one is no error.
+        log.set_retained("nothing/here", None, 2).unwrap();
+    }
+    let log = open(dir.path());
+    assert_eq!(
+        all(&log),
+        vec![
+            ("a/b".to_owned(), b"two".to_vec()),
+            ("a/c".to_owned(), b"four".to_vec())
+        ]
+    );
+    log.set_retained("a/b", None, 2).unwrap();
+    log.set_retained("a/d", Some(b"x"), 2).unwrap();
+    assert_eq!(
+        all(&log),
+        vec![
+            ("a/c".to_owned(), b"four".to_vec()),
+            ("a/d".to_owned(), b"x".to_vec())
+        ]
+    );
+}

@@ -173,10 +173,6 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         ));
 
         tracing::info!("admin HTTP listening on {admin_addr}");
-        tracing::warn!(
-            "MQTT listener {} not served: the MQTT front is not built yet",
-            config.mqtt_listen
-        );
         state.set_ready(true);
         tracing::info!("weir ready");
 
@@ -273,12 +269,21 @@ fn start_shards(
         shards,
         backend: shard::Backend::Epoll,
         pin_threads: config.server_pin_threads,
-        listeners: vec![shard::ListenerConfig {
-            protocol: shard::Protocol::Kafka,
-            addr: config.kafka_listen,
-            connections_max: config.kafka_connections_max.get(),
-            idle_timeout: ms(config.kafka_idle_timeout_ms),
-        }],
+        listeners: vec![
+            shard::ListenerConfig {
+                protocol: shard::Protocol::Kafka,
+                addr: config.kafka_listen,
+                connections_max: config.kafka_connections_max.get(),
+                idle_timeout: ms(config.kafka_idle_timeout_ms),
+            },
+            shard::ListenerConfig {
+                protocol: shard::Protocol::Mqtt,
+                addr: config.mqtt_listen,
+                connections_max: config.mqtt_connections_max.get(),
+                // MQTT's own keep alive decides (a keep alive of 0 means none).
+                idle_timeout: Duration::MAX,
+            },
+        ],
         connections_max: config.server_connections_max.get(),
         write_buffer_bytes_max: config.server_write_buffer_bytes_max.get() as usize,
         handshake_timeout: ms(config.server_handshake_timeout_ms),
@@ -291,6 +296,7 @@ fn start_shards(
         kafka_batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get()
             as usize,
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
+        mqtt: Arc::new(mqtt_settings(config, store.clone())?),
         writer,
         coordinator,
         store,
@@ -324,6 +330,43 @@ fn start_shards(
         tracing::info!("{} listening on {addr}", protocol.name());
     }
     Ok(started)
+}
+
+/// What MQTT connections share, from the `mqtt.*` keys (and the `kafka.*` keys for topics
+/// publishes create).
+fn mqtt_settings(
+    config: &Config,
+    store: Arc<dyn weir_core::log_store::LogStore>,
+) -> anyhow::Result<shard::MqttSettings> {
+    let u16_key = |value: u32, key: &str| {
+        u16::try_from(value).map_err(|_| anyhow::anyhow!("{key} is at most 65535, not {value}"))
+    };
+    let limits = weir_mqtt::SessionLimits {
+        packet_size_bytes_max: config.mqtt_packet_size_bytes_max.get() as usize,
+        receive_maximum: u16_key(config.mqtt_inflight_max.get(), "mqtt.inflight_max")?,
+        topic_alias_max: u16_key(config.mqtt_topic_aliases_max, "mqtt.topic_aliases_max")?,
+        outbound_queue_bytes_max: config.mqtt_outbound_queue_bytes_max.get() as usize,
+        client_id_bytes_max: config.mqtt_client_id_bytes_max.get() as usize,
+        connect_timeout_ms: u64::from(config.server_handshake_timeout_ms.get()),
+    };
+    if limits.packet_size_bytes_max > weir_mqtt::PACKET_SIZE_BYTES_LIMIT {
+        anyhow::bail!(
+            "mqtt.packet_size_bytes_max is at most {} (MQTT's largest packet), not {}",
+            weir_mqtt::PACKET_SIZE_BYTES_LIMIT,
+            limits.packet_size_bytes_max
+        );
+    }
+    Ok(shard::MqttSettings {
+        limits,
+        store,
+        auto_create_partitions: config.kafka_auto_create_partitions_count.get(),
+        topics_max: config.kafka_topics_max.get(),
+        retained_messages_max: u64::from(config.mqtt_retained_messages_max.get()),
+        sessions_max: u64::from(config.mqtt_sessions_max.get()),
+        session_expiry_max_s: config.mqtt_session_expiry_max_s.get(),
+        subscribe_deny: config.mqtt_subscribe_deny.0.clone(),
+        batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get() as usize,
+    })
 }
 
 /// Raises the soft limit of open files to the hard limit: every connection is a descriptor.

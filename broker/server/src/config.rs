@@ -158,6 +158,55 @@ impl ConfigValue for String {
     }
 }
 
+/// A list of MQTT topic filters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicFilters(pub Vec<String>);
+
+impl ConfigValue for TopicFilters {
+    const KIND: &'static str =
+        "list of MQTT topic filters (TOML array; comma-separated in the environment)";
+    fn from_text(text: &str) -> Result<Self, String> {
+        let filters = text
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned);
+        Self::checked(filters.collect())
+    }
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        let Some(array) = value.as_array() else {
+            return match value.as_str() {
+                Some(text) => Self::from_text(text),
+                None => Err(format!(
+                    "expected an array of strings, found {}",
+                    value.type_name()
+                )),
+            };
+        };
+        let mut filters = Vec::new();
+        for item in array {
+            match item.as_str() {
+                Some(filter) => filters.push(filter.to_owned()),
+                None => return Err(format!("expected a string, found {}", item.type_name())),
+            }
+        }
+        Self::checked(filters)
+    }
+}
+
+impl TopicFilters {
+    fn checked(filters: Vec<String>) -> Result<Self, String> {
+        for filter in &filters {
+            if !weir_mqtt::topic::is_valid_topic_filter(filter)
+                || weir_mqtt::topic::is_shared_filter(filter)
+            {
+                return Err(format!("`{filter}` is not a valid MQTT topic filter"));
+            }
+        }
+        Ok(TopicFilters(filters))
+    }
+}
+
 /// Which event-loop backend the shards run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoBackend {
@@ -282,9 +331,58 @@ config_keys! {
     /// (a second one fails at start with the PID of the holder).
     data_dir: PathBuf = "./weir-data", key = "data_dir";
 
-    /// Address of the MQTT listener. The MQTT front is not built yet (issue 6): this build
-    /// validates the key and logs that the port is not served.
+    /// Address of the MQTT listener (MQTT 3.1, 3.1.1 and 5.0 on one port), on every shard
+    /// (`SO_REUSEPORT`). Port 0 picks a free port; the address bound is logged. What is
+    /// supported and what is not yet: docs/mqtt-kafka.md.
     mqtt_listen: SocketAddr = "0.0.0.0:1883", key = "mqtt.listen";
+
+    /// MQTT connections open at once. A connection over the limit is closed as soon as it is
+    /// accepted.
+    mqtt_connections_max: NonZeroU32 = "10000", key = "mqtt.connections_max";
+
+    /// Largest MQTT packet accepted from a client, fixed header included. A larger one closes
+    /// the connection (MQTT 5: DISCONNECT or CONNACK 0x95); MQTT 5 clients are told it in
+    /// CONNACK. Checked from the remaining length, before the packet is buffered.
+    mqtt_packet_size_bytes_max: NonZeroU32 = "1048576", key = "mqtt.packet_size_bytes_max";
+
+    /// QoS 1 and 2 publishes a client may have unacknowledged (MQTT 5: the server's Receive
+    /// Maximum, told in CONNACK; exceeding it disconnects with 0x93; 3.1.x: the connection is
+    /// not read until one completes). At most 65535.
+    mqtt_inflight_max: NonZeroU32 = "32", key = "mqtt.inflight_max";
+
+    /// Topic aliases an MQTT 5 client may set (told in CONNACK; 0 turns them off). At most
+    /// 65535.
+    mqtt_topic_aliases_max: u32 = "16", key = "mqtt.topic_aliases_max";
+
+    /// Bytes of QoS 1 and 2 messages waiting, per subscriber, for the client's Receive
+    /// Maximum. A message that does not fit is not delivered to that subscriber (it stays in
+    /// the log) and counted in `weir_mqtt_messages_dropped_total`.
+    mqtt_outbound_queue_bytes_max: NonZeroU32 = "1048576", key = "mqtt.outbound_queue_bytes_max";
+
+    /// Longest client identifier accepted; a longer one is refused (CONNACK 0x85, 3.1.x: 2).
+    mqtt_client_id_bytes_max: NonZeroU32 = "256", key = "mqtt.client_id_bytes_max";
+
+    /// Topics that may hold a retained message at once. A retained publish to a new topic
+    /// beyond it is refused (MQTT 5: PUBACK/PUBREC 0x97; 3.1.x: the connection is closed,
+    /// as 3.1.1 has no negative acknowledgement).
+    mqtt_retained_messages_max: NonZeroU32 = "100000", key = "mqtt.retained_messages_max";
+
+    /// Persistent MQTT sessions stored at once (a session outlives its connection when an MQTT
+    /// 5 client asks for a Session Expiry Interval, or a 3.1.x client connects with Clean
+    /// Session 0). A session beyond it is not stored when its connection ends (logged): the
+    /// client's next connection starts without it.
+    mqtt_sessions_max: NonZeroU32 = "100000", key = "mqtt.sessions_max";
+
+    /// Longest a persistent session outlives its connection, seconds: a longer Session
+    /// Expiry Interval is cut to it, and 3.1.x persistent sessions (which never expire in
+    /// the specification) get it. Counted from when the session was last stored.
+    mqtt_session_expiry_max_s: NonZeroU32 = "604800", key = "mqtt.session_expiry_max_s";
+
+    /// Subscriptions refused: a SUBSCRIBE whose filter one of these filters matches (read as
+    /// a topic name, so `secret/#` refuses `secret/a` and `secret/+`) gets SUBACK 0x87 Not
+    /// authorized (3.1.x: 0x80). This checks subscription filters, not messages: `#` is not
+    /// matched by `secret/#`. Empty: every valid filter is accepted.
+    mqtt_subscribe_deny: TopicFilters = "", key = "mqtt.subscribe_deny";
 
     /// Address of the Kafka listener, on every shard (`SO_REUSEPORT`). Port 0 picks a free
     /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata,

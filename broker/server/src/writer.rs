@@ -29,7 +29,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use weir_core::log_store::{Append, AppendError, Appended, LogStore, StoreError};
+use weir_core::log_store::{Append, AppendError, Appended, LogStore, PartitionId, StoreError};
 
 /// Called once with the outcome of one append, on the writer thread. It must be quick: hand
 /// the result to the owning shard and return.
@@ -122,6 +122,10 @@ impl Drop for Ack {
 /// or `None` if the writer has stopped before running it.
 pub type AdminOp = Box<dyn FnOnce(Option<&dyn LogStore>) + Send>;
 
+/// Told, on the writer thread, the partition, base offset and last offset of every append a
+/// commit (and its sync) made durable.
+pub type AppendListener = Box<dyn Fn(&[(PartitionId, i64, i64)]) + Send + Sync>;
+
 /// An [`AdminOp`] that runs exactly once: dropped unrun, it runs with `None`.
 struct Admin(Option<AdminOp>);
 
@@ -167,7 +171,7 @@ impl std::fmt::Debug for WriterHandle {
 
 struct Shared {
     /// Told each time appends were completed successfully (their data is readable).
-    on_appended: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    on_appended: std::sync::OnceLock<AppendListener>,
     queued_bytes: AtomicU64,
     queue_bytes_max: u64,
     stopped: AtomicBool,
@@ -236,9 +240,10 @@ impl WriterHandle {
         let _ = self.tx.send(Request::Admin(Admin(Some(op))));
     }
 
-    /// Sets the function told each time appends complete successfully (once; later calls
-    /// are ignored). The shards use it to wake fetches waiting for data.
-    pub fn on_appended(&self, listener: Box<dyn Fn() + Send + Sync>) {
+    /// Sets the function told each time appends complete successfully, with each stored
+    /// append's partition, base offset and last offset (once; later calls are ignored). The shards use it
+    /// to wake fetches waiting for data and to deliver new records to MQTT subscribers.
+    pub fn on_appended(&self, listener: AppendListener) {
         let _ = self.shared.on_appended.set(listener);
     }
 
@@ -327,7 +332,8 @@ impl Drop for Writer {
 }
 
 /// Completions of a committed group, waiting for the sync that makes it durable.
-type Held = Vec<(Result<Appended, AppendFailure>, Ack)>;
+/// Completions waiting for a sync, with the partition each append went to.
+type Held = Vec<(PartitionId, Result<Appended, AppendFailure>, Ack)>;
 
 fn run(
     store: &dyn LogStore,
@@ -503,7 +509,11 @@ impl Committer<'_> {
                     } else {
                         stats.failures.fetch_add(1, Ordering::Relaxed);
                     }
-                    finished.push((result.map_err(AppendFailure::Rejected), done));
+                    finished.push((
+                        append.partition,
+                        result.map_err(AppendFailure::Rejected),
+                        done,
+                    ));
                 }
                 // A commit that stored something synced the file, and with it the meta page
                 // of the held group: that group is durable now.
@@ -585,23 +595,33 @@ impl Committer<'_> {
 
     /// Completes `held` and tells the listener if any of it was stored.
     fn release(&self, held: Held) {
-        let stored = held.iter().any(|(result, _)| result.is_ok());
+        let stored: Vec<(PartitionId, i64, i64)> = held
+            .iter()
+            .filter_map(|(partition, result, _)| {
+                result
+                    .as_ref()
+                    .ok()
+                    .map(|a| (*partition, a.base_offset, a.last_offset))
+            })
+            .collect();
         release(held);
-        if stored && let Some(listener) = self.shared.on_appended.get() {
-            listener();
+        if !stored.is_empty()
+            && let Some(listener) = self.shared.on_appended.get()
+        {
+            listener(&stored);
         }
     }
 
     /// After a fatal error, the held group is not known to be durable: fail it.
     fn fail_held(&mut self, error: &StoreError) {
-        for (_, done) in self.held.drain(..) {
+        for (_, _, done) in self.held.drain(..) {
             done.complete(Err(AppendFailure::Store(error.clone())));
         }
     }
 }
 
 fn release(held: Held) {
-    for (result, done) in held {
+    for (_, result, done) in held {
         done.complete(result);
     }
 }

@@ -329,6 +329,27 @@ pub fn first_at_or_after(
         })
 }
 
+/// The record bytes of a stored batch (after its header), decompressed when the batch is
+/// compressed, at most `decompressed_bytes_max` bytes; iterate them with [`records_in`].
+pub fn record_bytes(
+    batch: &[u8],
+    decompressed_bytes_max: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let body = batch.get(HEADER_LEN..).unwrap_or(&[]);
+    match header.compression()? {
+        Compression::None => Ok(std::borrow::Cow::Borrowed(body)),
+        codec => crate::compression::decompress(codec, body, decompressed_bytes_max)
+            .map(std::borrow::Cow::Owned),
+    }
+}
+
+/// The records in `body` (record bytes as [`record_bytes`] returns them), up to the first one
+/// that does not parse.
+pub fn records_in(body: &[u8]) -> impl Iterator<Item = RecordRef<'_>> {
+    parse_records(body).map_while(Result::ok)
+}
+
 /// Checks the records of a batch (`records`: its uncompressed record bytes): each one's
 /// framing, their offset deltas in sequence, their count, and the batch's maxTimestamp.
 fn check_records(header: &BatchHeader, records: &[u8]) -> Result<(), BatchError> {

@@ -12,8 +12,9 @@
 //! Holding input: [`ServerSession::on_bytes`] returns how many bytes it consumed and leaves the
 //! rest with the caller, who offers them again later. It stops after a CONNECT until the broker
 //! answers it, and on 3.1.x, which cannot announce a receive maximum, before a QoS 1 or 2
-//! PUBLISH that would exceed [`SessionLimits::receive_maximum`] until
-//! [`ServerSession::published`] frees a slot. After either call the caller must offer the held
+//! PUBLISH that would make more than [`SessionLimits::receive_maximum`] publishes wait for the
+//! broker, until [`ServerSession::published`] frees a slot (a QoS 2 publish waiting for the
+//! client's PUBREL does not count: that PUBREL may be behind the held bytes). After either call the caller must offer the held
 //! bytes again. An MQTT 5 client exceeding the receive maximum it was told is disconnected
 //! with 0x93 instead, as the specification requires.
 //!
@@ -96,6 +97,12 @@ pub enum Action {
     /// Remove subscriptions, then call [`ServerSession::unsubscribed`] with one code per
     /// filter.
     Unsubscribe(Unsubscribe),
+    /// An outbound QoS 1 or 2 message needs no redelivery any more: its PUBACK (QoS 1) or
+    /// PUBREC (QoS 2) came. `tag` is what the broker gave [`ServerSession::deliver_tagged`].
+    Delivered {
+        /// The message's tag.
+        tag: u64,
+    },
     /// The client said goodbye with DISCONNECT; the connection is over.
     Disconnected {
         /// Whether the will must still be published: a DISCONNECT with any reason code but
@@ -244,9 +251,11 @@ pub struct ServerSession {
     /// Topic alias `n` is at index `n - 1`; grows up to `topic_alias_max`.
     aliases: Vec<Option<String>>,
     /// Outbound QoS 1 and 2 packet identifiers waiting for the client.
-    outbound: BTreeMap<u16, Outbound>,
+    /// With each, the broker's tag.
+    outbound: BTreeMap<u16, (Outbound, u64)>,
     next_packet_id: u16,
-    queue: VecDeque<(Message, usize)>,
+    /// Messages waiting for a slot, with their encoded size and tag.
+    queue: VecDeque<(Message, usize, u64)>,
     queue_bytes: usize,
     /// SUBSCRIBE (`true`) or UNSUBSCRIBE (`false`) waiting for the broker, with their entry
     /// count.
@@ -596,6 +605,19 @@ impl ServerSession {
         message: Message,
         out: &mut Vec<u8>,
     ) -> Result<Delivery, DeliverError> {
+        self.deliver_tagged(message, 0, out)
+    }
+
+    /// [`ServerSession::deliver`] with a `tag` the broker chooses: [`Action::Delivered`]
+    /// reports it once the client has acknowledged a QoS 1 or 2 message (PUBACK, or PUBREC
+    /// for QoS 2), and [`ServerSession::unacknowledged_tags`] lists those still waiting, so
+    /// the broker knows where to deliver from again on the next connection.
+    pub fn deliver_tagged(
+        &mut self,
+        message: Message,
+        tag: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Delivery, DeliverError> {
         if self.state != State::Connected {
             return Err(DeliverError::NotConnected);
         }
@@ -616,13 +638,13 @@ impl ServerSession {
             return Ok(Delivery::Sent(None));
         }
         if self.queue.is_empty() && self.outbound_has_room() {
-            return Ok(Delivery::Sent(Some(self.send_inflight(&message, out))));
+            return Ok(Delivery::Sent(Some(self.send_inflight(&message, tag, out))));
         }
         if self.queue_bytes + size > self.limits.outbound_queue_bytes_max {
             return Err(DeliverError::QueueFull);
         }
         self.queue_bytes += size;
-        self.queue.push_back((message, size));
+        self.queue.push_back((message, size, tag));
         Ok(Delivery::Queued)
     }
 
@@ -664,6 +686,19 @@ impl ServerSession {
     /// Outbound QoS 1 and 2 publishes written and not yet acknowledged by the client.
     pub fn outbound_inflight(&self) -> usize {
         self.outbound.len()
+    }
+
+    /// Tags of the outbound messages the client has not acknowledged yet (written and waiting
+    /// for PUBACK or PUBREC, or queued), in no particular order.
+    pub fn unacknowledged_tags(&self) -> Vec<u64> {
+        let mut tags: Vec<u64> = self
+            .outbound
+            .values()
+            .filter(|(state, _)| *state != Outbound::Qos2Released)
+            .map(|(_, tag)| *tag)
+            .collect();
+        tags.extend(self.queue.iter().map(|(_, _, tag)| *tag));
+        tags
     }
 
     /// Bytes of outbound messages waiting for a slot.
@@ -756,7 +791,10 @@ impl ServerSession {
             Packet::PubAck(ack) => {
                 let id = ack.packet_id.get();
                 match self.outbound.get(&id) {
-                    Some(Outbound::Qos1Sent) => self.release(id, out),
+                    Some((Outbound::Qos1Sent, tag)) => {
+                        actions.push(Action::Delivered { tag: *tag });
+                        self.release(id, out);
+                    }
                     // 3.1.1 has no way to report it; a stale acknowledgement is harmless.
                     _ if !v5 => {}
                     _ => {
@@ -770,16 +808,20 @@ impl ServerSession {
             }
             Packet::PubRec(rec) => {
                 let id = rec.packet_id.get();
-                match self.outbound.get(&id) {
-                    Some(Outbound::Qos2Sent) if rec.reason_code.is_error() => {
+                match self.outbound.get(&id).copied() {
+                    Some((Outbound::Qos2Sent, tag)) if rec.reason_code.is_error() => {
                         // A failed PUBREC ends the exchange (MQTT 5 section 4.3.3).
+                        actions.push(Action::Delivered { tag });
                         self.release(id, out);
                     }
-                    Some(Outbound::Qos2Sent | Outbound::Qos2Released) => {
-                        self.outbound.insert(id, Outbound::Qos2Released);
+                    Some((state @ (Outbound::Qos2Sent | Outbound::Qos2Released), tag)) => {
+                        if state == Outbound::Qos2Sent {
+                            actions.push(Action::Delivered { tag });
+                        }
+                        self.outbound.insert(id, (Outbound::Qos2Released, tag));
                         self.send(&Packet::PubRel(PubResponse::new(rec.packet_id)), out);
                     }
-                    Some(Outbound::Qos1Sent) => {
+                    Some((Outbound::Qos1Sent, _)) => {
                         return Err(protocol(
                             ReasonCode::PROTOCOL_ERROR,
                             "PUBREC for a QoS 1 publish",
@@ -798,7 +840,11 @@ impl ServerSession {
             Packet::PubComp(comp) => {
                 let id = comp.packet_id.get();
                 // A PUBCOMP for anything else is a late duplicate; nothing to do.
-                if self.outbound.get(&id) == Some(&Outbound::Qos2Released) {
+                if self
+                    .outbound
+                    .get(&id)
+                    .is_some_and(|(state, _)| *state == Outbound::Qos2Released)
+                {
                     self.release(id, out);
                 }
                 Ok(())
@@ -925,8 +971,10 @@ impl ServerSession {
                 "packet identifier reused with another QoS",
             )),
             (None, _) => {
-                if self.inbound.len() >= usize::from(self.limits.receive_maximum) {
-                    // Only MQTT 5 gets here: 3.1.x input is held by `must_hold`.
+                if self.version.is_v5()
+                    && self.inbound.len() >= usize::from(self.limits.receive_maximum)
+                {
+                    // 3.1.x input is held by `must_hold` instead.
                     return Err(protocol(
                         ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
                         "more unacknowledged QoS 1 and 2 publishes than the receive maximum",
@@ -954,10 +1002,17 @@ impl ServerSession {
         else {
             return false;
         };
+        // Only publishes waiting for the broker count: one waiting for the client's PUBREL
+        // must not hold input, or a PUBREL behind the held PUBLISH could never free it.
+        let storing = self
+            .inbound
+            .values()
+            .filter(|state| matches!(state, Inbound::Qos1Storing | Inbound::Qos2Storing))
+            .count();
         self.state == State::Connected
             && !self.version.is_v5()
             && !self.inbound.contains_key(&id.get())
-            && self.inbound.len() >= usize::from(self.limits.receive_maximum)
+            && storing >= usize::from(self.limits.receive_maximum)
     }
 
     fn add_pending(
@@ -995,7 +1050,7 @@ impl ServerSession {
     }
 
     /// Writes a QoS 1 or 2 message under the next free packet identifier.
-    fn send_inflight(&mut self, message: &Message, out: &mut Vec<u8>) -> PacketId {
+    fn send_inflight(&mut self, message: &Message, tag: u64, out: &mut Vec<u8>) -> PacketId {
         debug_assert!(self.outbound_has_room());
         // A free identifier exists: at most 65,535 are in flight, and fewer while there is room.
         let packet_id = loop {
@@ -1011,7 +1066,7 @@ impl ServerSession {
         } else {
             Outbound::Qos1Sent
         };
-        self.outbound.insert(packet_id.get(), state);
+        self.outbound.insert(packet_id.get(), (state, tag));
         self.send(&Packet::Publish(publish_packet(message, packet_id)), out);
         packet_id
     }
@@ -1020,11 +1075,11 @@ impl ServerSession {
     fn release(&mut self, id: u16, out: &mut Vec<u8>) {
         self.outbound.remove(&id);
         while self.outbound_has_room() {
-            let Some((message, size)) = self.queue.pop_front() else {
+            let Some((message, size, tag)) = self.queue.pop_front() else {
                 break;
             };
             self.queue_bytes -= size;
-            self.send_inflight(&message, out);
+            self.send_inflight(&message, tag, out);
         }
     }
 

@@ -28,6 +28,38 @@ pub fn is_shared_filter(filter: &str) -> bool {
     filter.starts_with("$share/")
 }
 
+/// Whether the plain (not shared) topic filter `filter` matches the topic name `name`
+/// (section 4.7): `+` matches one whole level, `#` the parent level and any below, and a
+/// filter starting with a wildcard does not match a name starting with `$` (section 4.7.2).
+/// Both are assumed well-formed.
+pub fn matches(filter: &str, name: &str) -> bool {
+    if name.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut names = name.split('/');
+    for level in filter.split('/') {
+        match level {
+            "#" => return true,
+            "+" => {
+                if names.next().is_none() {
+                    return false;
+                }
+            }
+            literal => {
+                if names.next() != Some(literal) {
+                    return false;
+                }
+            }
+        }
+    }
+    names.next().is_none()
+}
+
+/// The share name and the filter of a shared subscription `$share/{name}/{filter}`.
+pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
+    filter.strip_prefix("$share/")?.split_once('/')
+}
+
 fn is_valid_plain_filter(filter: &str) -> bool {
     if filter.is_empty() {
         return false;
@@ -86,6 +118,40 @@ mod tests {
         ] {
             assert!(!is_valid_topic_filter(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn filters_match_names_level_by_level() {
+        for (filter, name) in [
+            ("a/b", "a/b"),
+            ("a/+", "a/b"),
+            ("a/#", "a"),
+            ("a/#", "a/b/c"),
+            ("#", "a/b"),
+            ("+/+", "/b"),
+            ("+", ""),
+            ("a//b", "a//b"),
+            ("a/+/c", "a//c"),
+            ("$SYS/#", "$SYS/x"),
+            ("/#", "/"),
+        ] {
+            assert!(matches(filter, name), "{filter} should match {name}");
+        }
+        for (filter, name) in [
+            ("a/b", "a/b/c"),
+            ("a/b/c", "a/b"),
+            ("a/+", "a"),
+            ("a/+", "a/b/c"),
+            ("+", "a/b"),
+            ("#", "$SYS/x"),
+            ("+/x", "$SYS/x"),
+            ("a", "A"),
+            ("b/#", "a/b"),
+        ] {
+            assert!(!matches(filter, name), "{filter} should not match {name}");
+        }
+        assert_eq!(split_shared("$share/g/a/+"), Some(("g", "a/+")));
+        assert_eq!(split_shared("a/+"), None);
     }
 
     #[test]

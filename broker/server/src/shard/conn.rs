@@ -8,9 +8,13 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use weir_core::kafka::{KafkaOp, KafkaOpResult, KafkaSession, KafkaSettings};
+use weir_core::kafka::{KafkaOp, KafkaSession};
+use weir_core::mqtt::LogMessage;
 
-use super::{Protocol, ServerConfig, ShardMetrics};
+use super::inbox::Outcome;
+use super::mqtt::{Ended, MqttConn, MqttWork, Offer, Shares};
+use super::{Protocol, ServerConfig, ShardMetrics, Shared};
+use weir_core::log_store::PartitionId;
 
 /// A receive buffer emptied with more capacity than this is freed.
 const READ_BUFFER_KEEP: usize = 4 * 1024;
@@ -20,6 +24,7 @@ pub(super) const WRITE_BUFFER_KEEP: usize = 4 * 1024;
 /// The protocol state of a connection.
 enum Session {
     Kafka(KafkaSession),
+    Mqtt(Box<MqttConn>),
 }
 
 /// A connection's state, shared by both backends.
@@ -44,23 +49,35 @@ pub(super) struct Conn {
     answered_any: bool,
     /// Operations the session asked for, not yet handed to the writer.
     ops: Vec<(u64, KafkaOp)>,
+    /// What an MQTT session asked the shard for, not yet done.
+    mqtt_work: Vec<MqttWork>,
 }
 
 impl Conn {
+    /// A connection accepted at `now`; `seed` is distinct per connection (it makes the
+    /// client identifiers MQTT assigns).
     pub(super) fn new(
         stream: TcpStream,
         listener: usize,
         protocol: Protocol,
-        kafka: &Arc<KafkaSettings>,
+        shared: &Arc<Shared>,
+        seed: u64,
         now: Instant,
     ) -> Conn {
-        // Kafka shows a member's address as `/ip`.
-        let host = stream
-            .peer_addr()
-            .map(|addr| format!("/{}", addr.ip()))
-            .unwrap_or_default();
         let session = match protocol {
-            Protocol::Kafka => Session::Kafka(KafkaSession::new(kafka.clone(), host)),
+            Protocol::Kafka => {
+                // Kafka shows a member's address as `/ip`.
+                let host = stream
+                    .peer_addr()
+                    .map(|addr| format!("/{}", addr.ip()))
+                    .unwrap_or_default();
+                Session::Kafka(KafkaSession::new(shared.kafka.clone(), host))
+            }
+            Protocol::Mqtt => Session::Mqtt(Box::new(MqttConn::new(
+                shared.mqtt.clone(),
+                seed,
+                clock_ms(now),
+            ))),
         };
         Conn {
             stream,
@@ -76,6 +93,7 @@ impl Conn {
             last_active: now,
             answered_any: false,
             ops: Vec::new(),
+            mqtt_work: Vec::new(),
         }
     }
 
@@ -164,7 +182,30 @@ impl Conn {
     /// Runs the session over `input`; returns the bytes consumed, or `None` after a protocol
     /// error (the connection is then closing).
     fn answer(&mut self, input: &[u8], out_limit: usize, metrics: &ShardMetrics) -> Option<usize> {
-        let Session::Kafka(session) = &mut self.session;
+        let session = match &mut self.session {
+            Session::Kafka(session) => session,
+            Session::Mqtt(mqtt) => {
+                let result = mqtt.on_bytes(
+                    input,
+                    clock_ms(Instant::now()),
+                    &mut self.out,
+                    &mut self.mqtt_work,
+                );
+                if mqtt.connected() {
+                    self.answered_any = true;
+                }
+                return match result {
+                    Ok(used) => Some(used),
+                    Err(ended) => {
+                        if ended == Ended::Violation {
+                            metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.closing = true;
+                        None
+                    }
+                };
+            }
+        };
         let answered_before = session.requests();
         let result = session.on_bytes(
             input,
@@ -192,12 +233,20 @@ impl Conn {
     /// Lets the session answer what waited for time (fetches waiting for data or their
     /// deadline); returns the bytes of answers added.
     pub(super) fn tick(&mut self, now: Instant) -> u64 {
-        let Session::Kafka(session) = &mut self.session;
-        if !session.has_waiting_fetch() {
-            return 0;
-        }
         let before = self.out.len();
-        session.tick(clock_ms(now), &mut self.out);
+        match &mut self.session {
+            Session::Kafka(session) => {
+                if !session.has_waiting_fetch() {
+                    return 0;
+                }
+                session.tick(clock_ms(now), &mut self.out);
+            }
+            Session::Mqtt(mqtt) => {
+                if !mqtt.tick(clock_ms(now), &mut self.out, &mut self.mqtt_work) {
+                    self.closing = true;
+                }
+            }
+        }
         (self.out.len() - before) as u64
     }
 
@@ -206,25 +255,130 @@ impl Conn {
         std::mem::take(&mut self.ops)
     }
 
+    /// What an MQTT session asked the shard for since the last call.
+    pub(super) fn take_mqtt_work(&mut self) -> Vec<MqttWork> {
+        std::mem::take(&mut self.mqtt_work)
+    }
+
+    /// The connection is being closed: its MQTT client id, and what its session leaves to
+    /// do (its will, storing the session).
+    pub(super) fn finish(&mut self) -> (Option<String>, Vec<MqttWork>) {
+        let Session::Mqtt(mqtt) = &mut self.session else {
+            return (None, Vec::new());
+        };
+        mqtt.finish(&mut self.mqtt_work);
+        let client_id = Some(mqtt.client_id().to_owned()).filter(|id| !id.is_empty());
+        (client_id, self.take_mqtt_work())
+    }
+
+    /// Another connection takes this one's MQTT client id: it closes (MQTT 5: DISCONNECT
+    /// 0x8E); returns what its session leaves to do, which must be submitted before the other
+    /// connection is told.
+    pub(super) fn take_over(&mut self) -> Vec<MqttWork> {
+        if let Session::Mqtt(mqtt) = &mut self.session {
+            mqtt.taken_over(&mut self.out, &mut self.mqtt_work);
+            self.closing = true;
+        }
+        self.take_mqtt_work()
+    }
+
+    /// The MQTT side of the connection, if it is one.
+    pub(super) fn mqtt(&mut self) -> Option<&mut MqttConn> {
+        match &mut self.session {
+            Session::Mqtt(mqtt) => Some(mqtt),
+            Session::Kafka(_) => None,
+        }
+    }
+
     /// True while an answer waits for an operation's result: the connection must not be
     /// closed for having nothing to send.
     pub(super) fn awaiting_ops(&self) -> bool {
-        let Session::Kafka(session) = &self.session;
-        session.waiting()
+        match &self.session {
+            Session::Kafka(session) => session.waiting(),
+            Session::Mqtt(_) => false,
+        }
     }
 
-    /// True while the session has answers waiting for time.
+    /// True while the session has answers waiting for data or time (Kafka fetches): looked
+    /// at whenever appends complete.
     pub(super) fn has_timers(&self) -> bool {
-        let Session::Kafka(session) = &self.session;
-        session.has_waiting_fetch()
+        match &self.session {
+            Session::Kafka(session) => session.has_waiting_fetch(),
+            Session::Mqtt(_) => false,
+        }
+    }
+
+    /// True while the session has a deadline (MQTT keep alive, connect timeout): looked at in
+    /// every timeout sweep.
+    pub(super) fn has_deadline(&self) -> bool {
+        match &self.session {
+            Session::Kafka(_) => false,
+            Session::Mqtt(mqtt) => mqtt.has_timer(),
+        }
     }
 
     /// Takes an operation's result; returns the bytes of answers it released.
-    pub(super) fn complete(&mut self, token: u64, result: KafkaOpResult) -> u64 {
+    pub(super) fn complete(&mut self, token: u64, result: Outcome) -> u64 {
         let before = self.out.len();
-        let Session::Kafka(session) = &mut self.session;
-        session.complete(token, result, &mut self.out);
+        match (&mut self.session, result) {
+            (Session::Kafka(session), Outcome::Kafka(result)) => {
+                session.complete(token, result, &mut self.out);
+            }
+            (Session::Mqtt(mqtt), Outcome::MqttStored(reason, at)) => {
+                if !mqtt.stored(token, (reason, at), &mut self.out, &mut self.mqtt_work) {
+                    self.closing = true;
+                }
+            }
+            (Session::Mqtt(mqtt), Outcome::MqttSession(loaded)) => {
+                let now = clock_ms(Instant::now());
+                let loaded = loaded.map(|r| r.map(|r| *r));
+                if mqtt.resume(loaded, now, &mut self.out, &mut self.mqtt_work) {
+                    self.answered_any = true;
+                } else {
+                    self.closing = true;
+                }
+            }
+            (Session::Mqtt(mqtt), Outcome::TakenOver) => {
+                mqtt.taken_over_from(&mut self.mqtt_work);
+            }
+            _ => tracing::error!("an operation's result reached a connection of another protocol"),
+        }
         (self.out.len() - before) as u64
+    }
+
+    /// Offers the message at `offset` of `partition` to an MQTT subscriber (`backlog`: read
+    /// while catching up); returns what became of it and the bytes written.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offer_mqtt(
+        &mut self,
+        message: &LogMessage,
+        (partition, offset): (PartitionId, i64),
+        now_wall_ms: i64,
+        write_max: usize,
+        backlog: bool,
+        shares: &Shares,
+        metrics: &ShardMetrics,
+    ) -> (Offer, u64) {
+        let Session::Mqtt(mqtt) = &mut self.session else {
+            return (Offer::Skipped, 0);
+        };
+        if self.closing {
+            return (Offer::Skipped, 0);
+        }
+        let room = self.out.len() - self.written < write_max;
+        let before = self.out.len();
+        let offer = mqtt.offer(
+            message,
+            partition,
+            offset,
+            now_wall_ms,
+            room,
+            backlog,
+            shares,
+            &mut self.out,
+            metrics,
+        );
+        (offer, (self.out.len() - before) as u64)
     }
 
     /// Records `n` bytes of `out` written; frees the buffer once all is sent.
@@ -250,8 +404,10 @@ impl Conn {
         write_max: usize,
         metrics: &ShardMetrics,
     ) -> Option<bool> {
-        let Session::Kafka(session) = &self.session;
-        let saturated = session.saturated();
+        let saturated = match &self.session {
+            Session::Kafka(session) => session.saturated(),
+            Session::Mqtt(mqtt) => mqtt.saturated(),
+        };
         if !self.read_paused && (pending >= write_max || saturated) {
             self.read_paused = true;
             metrics.read_paused.fetch_add(1, Ordering::Relaxed);

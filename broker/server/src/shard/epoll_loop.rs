@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use super::conn::Conn;
 use super::epoll::{Epoll, Event, Interest, Waker};
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Outcome, Owner};
+use super::mqtt::{HasConn, MqttTail};
 use super::{
     ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs,
     ShardMetrics, Shared,
@@ -54,6 +55,16 @@ pub(super) struct EpollShard {
     /// Per slot, bumped when its connection closes: a result for a closed connection never
     /// reaches the next one in the slot.
     generations: Vec<u32>,
+    /// The shard's MQTT subscribers and how far they have been served from the log.
+    tail: MqttTail,
+    /// Connections accepted, for MQTT's assigned client identifiers.
+    accepted: u64,
+}
+
+impl HasConn for Slot {
+    fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
 }
 
 impl EpollShard {
@@ -69,6 +80,12 @@ impl EpollShard {
                 paused_until: None,
             });
         }
+        let tail = MqttTail::new(
+            shared.feeds[id].clone(),
+            shared.shares.clone(),
+            &*config.store,
+        );
+        let inbox = shared.inboxes[id].clone();
         Ok(EpollShard {
             id,
             epoll,
@@ -80,8 +97,10 @@ impl EpollShard {
             config,
             write_queue: 0,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            inbox: Arc::new(Inbox::new(waker.clone())),
+            inbox,
             generations: Vec::new(),
+            tail,
+            accepted: 0,
             waker,
         })
     }
@@ -117,7 +136,8 @@ impl EpollShard {
                 self.waker.reset();
                 self.drain_inbox();
                 if self.waker.take_data() {
-                    self.tick_waiting(Instant::now());
+                    self.tick_waiting(Instant::now(), false);
+                    self.deliver_mqtt();
                 }
             }
             token if token >= CONN_TOKEN_BASE => {
@@ -178,11 +198,13 @@ impl EpollShard {
             return Err(e);
         }
         let config = &self.config;
+        self.accepted += 1;
         let conn = Conn::new(
             stream,
             listener,
             config.listeners[listener].protocol,
-            &self.shared.kafka,
+            &self.shared,
+            ((self.id as u64) << 48) ^ self.accepted,
             Instant::now(),
         );
         self.conns[slot] = Some(Slot {
@@ -233,16 +255,68 @@ impl EpollShard {
     fn submit_ops(&mut self, slot: usize) {
         if let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut) {
             let ops = conn.take_ops();
+            let generation = self.generations[slot];
             if !ops.is_empty() {
-                let generation = self.generations[slot];
                 super::submit_ops(&self.config, &self.inbox, slot, generation, ops);
             }
+            let work = conn.take_mqtt_work();
+            if !work.is_empty() {
+                let me = self.owner(slot);
+                super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+            }
+        }
+    }
+
+    fn owner(&self, slot: usize) -> Owner {
+        Owner {
+            shard: self.id,
+            slot,
+            generation: self.generations[slot],
+        }
+    }
+
+    /// Another connection takes over the MQTT client id of the one in `slot`: that one
+    /// closes and stores its session first, then the new one is told.
+    fn take_over(&mut self, slot: usize, generation: u32, to: Owner) {
+        if self.generations.get(slot) == Some(&generation)
+            && let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut)
+        {
+            let work = conn.take_over();
+            let me = self.owner(slot);
+            super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+            self.flush(slot);
+        }
+        super::hand_over(&self.shared, to);
+    }
+
+    /// Offers what the log gained to this shard's MQTT subscribers and sends it.
+    fn deliver_mqtt(&mut self) {
+        let limits = (
+            self.config.kafka_batch_decompressed_bytes_max,
+            self.config.write_buffer_bytes_max,
+        );
+        let (touched, more) = self.tail.deliver(
+            &*self.config.store,
+            limits,
+            &mut self.conns,
+            &self.metrics[self.id],
+        );
+        for (slot, added) in touched {
+            self.write_queue += added;
+            self.flush(slot);
+        }
+        if more {
+            self.waker.notify_data();
         }
     }
 
     /// Delivers operation results to their connections and sends the answers they release.
     fn drain_inbox(&mut self) {
         while let Some(done) = self.inbox.pop() {
+            if let Outcome::TakeOver(to) = done.result {
+                self.take_over(done.slot, done.generation, to);
+                continue;
+            }
             if self.generations.get(done.slot) != Some(&done.generation) {
                 continue;
             }
@@ -340,9 +414,19 @@ impl EpollShard {
     }
 
     fn close(&mut self, slot: usize) {
-        let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::take) else {
+        let Some(Slot { mut conn, .. }) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        let (client_id, work) = conn.finish();
+        let me = self.owner(slot);
+        super::finish_mqtt(
+            &self.config,
+            &self.shared,
+            &mut self.tail,
+            me,
+            client_id,
+            work,
+        );
         let _ = self.epoll.delete(conn.stream.as_raw_fd());
         self.write_queue = self.write_queue.saturating_sub(conn.pending() as u64);
         let metrics = &self.metrics[self.id];
@@ -365,11 +449,12 @@ impl EpollShard {
         // Dropping the stream closes the socket.
     }
 
-    /// Answers what waited for data or time (fetches).
-    fn tick_waiting(&mut self, now: Instant) {
+    /// Answers what waited for data or time (fetches); with `deadlines`, also checks
+    /// MQTT keep alive.
+    fn tick_waiting(&mut self, now: Instant, deadlines: bool) {
         for slot in 0..self.conns.len() {
             if let Some(Slot { conn, .. }) = self.conns[slot].as_mut()
-                && conn.has_timers()
+                && (conn.has_timers() || (deadlines && conn.has_deadline()))
             {
                 self.write_queue += conn.tick(now);
                 self.process(slot);
@@ -381,7 +466,10 @@ impl EpollShard {
     /// Closes connections past their handshake or idle timeout; re-watches listeners paused
     /// after EMFILE.
     fn sweep(&mut self, now: Instant) {
-        self.tick_waiting(now);
+        self.tick_waiting(now, true);
+        if self.tail.has_lagging() {
+            self.deliver_mqtt();
+        }
         let expired = super::conn::expired(
             self.conns.iter().map(|slot| slot.as_ref().map(|s| &s.conn)),
             now,

@@ -1,10 +1,14 @@
-//! A shard's inbox: results of work done on other threads (today: the log writer), pushed
-//! into a bounded lock-free queue and announced through the shard's waker.
+//! A shard's inbox: results of work done on other threads (the log writer, the group
+//! coordinator), pushed into a bounded lock-free queue and announced through the shard's
+//! waker.
 
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 use weir_core::kafka::KafkaOpResult;
+use weir_core::log_store::PartitionId;
+use weir_core::mqtt::SessionRecord;
+use weir_mqtt::ReasonCode;
 
 use super::epoll::Waker;
 
@@ -17,7 +21,32 @@ pub(super) struct Done {
     pub(super) slot: usize,
     pub(super) generation: u32,
     pub(super) token: u64,
-    pub(super) result: KafkaOpResult,
+    pub(super) result: Outcome,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// A Kafka operation's result.
+    Kafka(KafkaOpResult),
+    /// An MQTT publish was stored (or not): the code for its PUBACK or PUBREC, and where it
+    /// was stored.
+    MqttStored(ReasonCode, Option<(PartitionId, i64)>),
+    /// The session a CONNECT resumes (or none), or the CONNACK code to refuse it with.
+    MqttSession(Result<Option<Box<SessionRecord>>, ReasonCode>),
+    /// Another connection takes this one's client id over: close this one, store its
+    /// session, then tell that one.
+    TakeOver(Owner),
+    /// The connection that had this one's client id is gone.
+    TakenOver,
+}
+
+/// A connection's address: its shard, slot and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Owner {
+    pub(super) shard: usize,
+    pub(super) slot: usize,
+    pub(super) generation: u32,
 }
 
 /// The queue and the shard's waker.
@@ -55,6 +84,11 @@ impl Inbox {
             }
         }
         self.waker.wake();
+    }
+
+    /// Asks the shard for a delivery pass (connections wait to catch up on the log).
+    pub(super) fn notify_data(&self) {
+        self.waker.notify_data();
     }
 
     /// Marks the shard stopped: later results are dropped.

@@ -30,19 +30,23 @@ mod conn;
 pub mod epoll;
 mod epoll_loop;
 mod inbox;
+mod mqtt;
 mod produce;
 mod uring_loop;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub(crate) use self::conn::clock_ms;
 use self::epoll::Waker;
-use self::inbox::{Done, Inbox};
+use self::inbox::{Done, Inbox, Outcome, Owner};
+pub use self::mqtt::MqttSettings;
+use self::mqtt::{AppendFeed, MqttTail, MqttWork, ShareTable};
 use crate::coordinator::CoordinatorHandle;
 use crate::writer::WriterHandle;
 use weir_core::kafka::{KafkaOp, KafkaSettings};
@@ -53,6 +57,8 @@ use weir_core::log_store::StoreError;
 pub enum Protocol {
     /// The Kafka wire protocol.
     Kafka,
+    /// MQTT 3.1, 3.1.1 and 5.0.
+    Mqtt,
 }
 
 impl Protocol {
@@ -60,6 +66,7 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Kafka => "kafka",
+            Protocol::Mqtt => "mqtt",
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct ServerConfig {
     pub coordinator: CoordinatorHandle,
     /// The log, for reads on the shards (Fetch, ListOffsets).
     pub store: Arc<dyn weir_core::log_store::LogStore>,
+    /// What MQTT connections share.
+    pub mqtt: Arc<MqttSettings>,
 }
 
 /// Counters of one shard, read by `/metrics`.
@@ -153,6 +162,10 @@ pub struct ShardMetrics {
     pub read_paused: AtomicU64,
     /// Event-loop iterations.
     pub loop_iterations: AtomicU64,
+    /// MQTT messages written or queued to subscribers.
+    pub mqtt_delivered: AtomicU64,
+    /// MQTT messages not delivered to a subscriber at a limit (they stay in the log).
+    pub mqtt_dropped: AtomicU64,
 }
 
 /// State every shard shares.
@@ -160,6 +173,17 @@ pub struct ShardMetrics {
 struct Shared {
     /// What every Kafka session shares (the advertised address is known once bound).
     kafka: Arc<KafkaSettings>,
+    /// What every MQTT session shares.
+    mqtt: Arc<MqttSettings>,
+    /// Per shard: the partitions that grew, for delivery to its MQTT subscribers.
+    feeds: Vec<Arc<AppendFeed>>,
+    /// Per shard: results and messages for it.
+    inboxes: Vec<Arc<Inbox>>,
+    /// The connection each connected MQTT client id is on. Taken on CONNECT and close
+    /// only, never per message.
+    clients: Mutex<HashMap<String, Owner>>,
+    /// The members of every MQTT shared subscription.
+    shares: Arc<ShareTable>,
     stop: AtomicBool,
     open_total: AtomicU32,
     /// Open connections per listener, indexed like `ServerConfig::listeners`.
@@ -249,8 +273,19 @@ impl Shards {
             fetch_bytes_max: config.kafka_fetch_bytes_max,
             batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
         });
+        let wakers = (0..shards)
+            .map(|_| Waker::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             kafka,
+            mqtt: config.mqtt.clone(),
+            feeds: (0..shards).map(|_| Arc::default()).collect(),
+            inboxes: wakers
+                .iter()
+                .map(|w| Arc::new(Inbox::new(w.clone())))
+                .collect(),
+            clients: Mutex::new(HashMap::new()),
+            shares: Arc::default(),
             stop: AtomicBool::new(false),
             open_total: AtomicU32::new(0),
             open_per_listener: config.listeners.iter().map(|_| AtomicU32::new(0)).collect(),
@@ -266,7 +301,7 @@ impl Shards {
             bound,
         };
         for (id, listeners) in per_shard.into_iter().enumerate() {
-            let waker = Arc::new(Waker::new()?);
+            let waker = wakers[id].clone();
             let (shared, metrics, config) = (shared.clone(), metrics.clone(), config.clone());
             let pin = config
                 .pin_threads
@@ -311,10 +346,13 @@ impl Shards {
                 .recv()
                 .map_err(|_| io::Error::other(format!("shard {id} ended during set-up")))??;
         }
-        // Fetches waiting for data are looked at again as soon as appends complete.
+        // Fetches waiting for data are looked at again as soon as appends complete, and
+        // shards with MQTT subscribers learn which partitions grew.
         let wakers = started.wakers.clone();
-        config.writer.on_appended(Box::new(move || {
-            for waker in &wakers {
+        let feeds = shared.feeds.clone();
+        config.writer.on_appended(Box::new(move |appended| {
+            for (waker, feed) in wakers.iter().zip(&feeds) {
+                feed.push(appended);
                 waker.notify_data();
             }
         }));
@@ -419,7 +457,7 @@ fn submit_ops(
                 slot,
                 generation,
                 token,
-                result,
+                result: Outcome::Kafka(result),
             })
         };
         if let KafkaOp::Group(op) = op {
@@ -453,6 +491,122 @@ fn submit_ops(
             }
         }));
     }
+}
+
+/// Carries out what the MQTT session of connection `me` asked for: stores publishes through
+/// the writer (their outcome comes back through the inbox), answers CONNECTs (taking the
+/// client id over from another connection first, then loading its session), stores
+/// sessions, and keeps the shard's subscriber set.
+fn submit_mqtt(
+    config: &ServerConfig,
+    shared: &Shared,
+    tail: &mut MqttTail,
+    me: Owner,
+    work: Vec<MqttWork>,
+) {
+    let inbox = &shared.inboxes[me.shard];
+    let answer = move |inbox: &Arc<Inbox>, token: u64| {
+        let inbox = inbox.clone();
+        move |result: Outcome| {
+            inbox.push(Done {
+                slot: me.slot,
+                generation: me.generation,
+                token,
+                result,
+            })
+        }
+    };
+    for item in work {
+        match item {
+            MqttWork::Store { token, message } => {
+                let reply = answer(inbox, token);
+                let done = Box::new(move |reason, at| reply(Outcome::MqttStored(reason, at)));
+                mqtt::store(&config.mqtt, &config.writer, *message, done);
+            }
+            MqttWork::Connect {
+                client_id,
+                clean_start,
+            } => {
+                let previous = shared
+                    .clients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(client_id.clone(), me);
+                match previous {
+                    Some(previous) if previous != me => {
+                        shared.inboxes[previous.shard].push(Done {
+                            slot: previous.slot,
+                            generation: previous.generation,
+                            token: 0,
+                            result: Outcome::TakeOver(me),
+                        });
+                    }
+                    _ => {
+                        let reply = answer(inbox, 0);
+                        let done = Box::new(move |loaded: Result<Option<_>, _>| {
+                            reply(Outcome::MqttSession(loaded.map(|r| r.map(Box::new))))
+                        });
+                        mqtt::load_session(&config.writer, client_id, clean_start, done);
+                    }
+                }
+            }
+            MqttWork::Load {
+                client_id,
+                clean_start,
+            } => {
+                let reply = answer(inbox, 0);
+                let done = Box::new(move |loaded: Result<Option<_>, _>| {
+                    reply(Outcome::MqttSession(loaded.map(|r| r.map(Box::new))))
+                });
+                mqtt::load_session(&config.writer, client_id, clean_start, done);
+            }
+            MqttWork::Save(snapshot) => {
+                let record = tail.record(&snapshot, crate::maintenance::wall_ms());
+                mqtt::save_session(&config.mqtt, &config.writer, snapshot.client_id, record);
+            }
+            MqttWork::Behind => {
+                tail.note(me.slot, &MqttWork::Behind);
+                inbox.notify_data();
+            }
+            MqttWork::ShareJoin { filter, member } => {
+                shared.shares.update(|shares| shares.join(&filter, member));
+            }
+            MqttWork::ShareLeave { filter, member } => {
+                shared.shares.update(|shares| shares.leave(&filter, member));
+            }
+            other => tail.note(me.slot, &other),
+        }
+    }
+}
+
+/// What a closing MQTT connection leaves: its will and session are stored, and its client id
+/// is free again unless another connection has taken it over.
+fn finish_mqtt(
+    config: &ServerConfig,
+    shared: &Shared,
+    tail: &mut MqttTail,
+    me: Owner,
+    client_id: Option<String>,
+    work: Vec<MqttWork>,
+) {
+    tail.remove(me.slot);
+    submit_mqtt(config, shared, tail, me, work);
+    if let Some(client_id) = client_id {
+        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.get(&client_id) == Some(&me) {
+            clients.remove(&client_id);
+        }
+    }
+}
+
+/// Tells connection `to` that the one it took its client id from is gone.
+fn hand_over(shared: &Shared, to: Owner) {
+    shared.inboxes[to.shard].push(Done {
+        slot: to.slot,
+        generation: to.generation,
+        token: 0,
+        result: Outcome::TakenOver,
+    });
 }
 
 /// The shard-creation arguments both loops take.

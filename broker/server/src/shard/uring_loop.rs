@@ -29,7 +29,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::conn::{Conn, WRITE_BUFFER_KEEP};
 use super::epoll::Waker;
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Outcome, Owner};
+use super::mqtt::{HasConn, MqttTail};
 use super::{
     ACCEPT_BACKOFF, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics, Shared,
 };
@@ -289,6 +290,16 @@ pub(super) struct UringShard {
     starved: Vec<usize>,
     /// Results of operations run elsewhere.
     inbox: Arc<Inbox>,
+    /// The shard's MQTT subscribers and how far they have been served from the log.
+    tail: MqttTail,
+    /// Connections accepted, for MQTT's assigned client identifiers.
+    accepted: u64,
+}
+
+impl HasConn for UConn {
+    fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
 }
 
 // SAFETY: the raw pointers in ProvidedBuffers refer to mappings owned by the shard; the
@@ -298,10 +309,15 @@ unsafe impl Send for UringShard {}
 impl UringShard {
     pub(super) fn new(args: ShardArgs) -> io::Result<UringShard> {
         let (id, listeners, waker, shared, metrics, config) = args;
-        let inbox = Arc::new(Inbox::new(waker.clone()));
+        let inbox = shared.inboxes[id].clone();
         let ring = build_ring()?;
         let buffers = ProvidedBuffers::new(&ring, BUFFERS, BUFFER_BYTES)?;
         let accept_paused_until = vec![None; listeners.len()];
+        let tail = MqttTail::new(
+            shared.feeds[id].clone(),
+            shared.shares.clone(),
+            &*config.store,
+        );
         let mut shard = UringShard {
             ring,
             buffers,
@@ -319,6 +335,8 @@ impl UringShard {
             stopping: false,
             starved: Vec::new(),
             inbox,
+            tail,
+            accepted: 0,
         };
         shard.arm_waker();
         for index in 0..shard.listeners.len() {
@@ -441,7 +459,8 @@ impl UringShard {
                 self.waker.reset();
                 self.drain_inbox();
                 if self.waker.take_data() {
-                    self.tick_waiting(Instant::now());
+                    self.tick_waiting(Instant::now(), false);
+                    self.deliver_mqtt();
                 }
                 if !cqueue::more(flags) {
                     self.arm_waker();
@@ -497,11 +516,13 @@ impl UringShard {
             self.generations.resize(slot + 1, 0);
         }
         let generation = self.generations[slot];
+        self.accepted += 1;
         let conn = Conn::new(
             stream,
             listener,
             self.config.listeners[listener].protocol,
-            &self.shared.kafka,
+            &self.shared,
+            ((self.id as u64) << 48) ^ self.accepted,
             Instant::now(),
         );
         self.conns[slot] = Some(UConn {
@@ -601,16 +622,68 @@ impl UringShard {
     fn submit_ops(&mut self, slot: usize) {
         if let Some(u) = self.conns.get_mut(slot).and_then(Option::as_mut) {
             let ops = u.conn.take_ops();
+            let generation = u.generation;
             if !ops.is_empty() {
-                let generation = u.generation;
                 super::submit_ops(&self.config, &self.inbox, slot, generation, ops);
             }
+            let work = u.conn.take_mqtt_work();
+            if !work.is_empty() {
+                let me = Owner {
+                    shard: self.id,
+                    slot,
+                    generation,
+                };
+                super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+            }
+        }
+    }
+
+    /// Another connection takes over the MQTT client id of the one in `slot`: that one
+    /// closes and stores its session first, then the new one is told.
+    fn take_over(&mut self, slot: usize, generation: u32, to: Owner) {
+        if let Some(u) = live(&mut self.conns, slot, generation)
+            && !u.shut
+        {
+            let work = u.conn.take_over();
+            let me = Owner {
+                shard: self.id,
+                slot,
+                generation,
+            };
+            super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+            self.flush(slot);
+        }
+        super::hand_over(&self.shared, to);
+    }
+
+    /// Offers what the log gained to this shard's MQTT subscribers and sends it.
+    fn deliver_mqtt(&mut self) {
+        let limits = (
+            self.config.kafka_batch_decompressed_bytes_max,
+            self.config.write_buffer_bytes_max,
+        );
+        let (touched, more) = self.tail.deliver(
+            &*self.config.store,
+            limits,
+            &mut self.conns,
+            &self.metrics[self.id],
+        );
+        for (slot, added) in touched {
+            self.write_queue += added;
+            self.flush(slot);
+        }
+        if more {
+            self.waker.notify_data();
         }
     }
 
     /// Delivers operation results to their connections and sends the answers they release.
     fn drain_inbox(&mut self) {
         while let Some(done) = self.inbox.pop() {
+            if let Outcome::TakeOver(to) = done.result {
+                self.take_over(done.slot, done.generation, to);
+                continue;
+            }
             let Some(u) = live(&mut self.conns, done.slot, done.generation) else {
                 continue;
             };
@@ -749,6 +822,23 @@ impl UringShard {
             return;
         }
         u.shut = true;
+        let (client_id, work) = u.conn.finish();
+        let me = Owner {
+            shard: self.id,
+            slot,
+            generation: u.generation,
+        };
+        super::finish_mqtt(
+            &self.config,
+            &self.shared,
+            &mut self.tail,
+            me,
+            client_id,
+            work,
+        );
+        let Some(u) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
         // SAFETY: shutdown(2) on a socket we own; it makes pending receives and sends
         // complete.
         unsafe { libc::shutdown(u.fd(), libc::SHUT_RDWR) };
@@ -800,12 +890,13 @@ impl UringShard {
         // Dropping the connection closes its socket.
     }
 
-    /// Answers what waited for data or time (fetches).
-    fn tick_waiting(&mut self, now: Instant) {
+    /// Answers what waited for data or time (fetches); with `deadlines`, also checks
+    /// MQTT keep alive.
+    fn tick_waiting(&mut self, now: Instant, deadlines: bool) {
         for slot in 0..self.conns.len() {
             if let Some(u) = self.conns[slot].as_mut()
                 && !u.shut
-                && u.conn.has_timers()
+                && (u.conn.has_timers() || (deadlines && u.conn.has_deadline()))
             {
                 self.write_queue += u.conn.tick(now);
                 self.process(slot);
@@ -815,7 +906,10 @@ impl UringShard {
     }
 
     fn sweep(&mut self, now: Instant) {
-        self.tick_waiting(now);
+        self.tick_waiting(now, true);
+        if self.tail.has_lagging() {
+            self.deliver_mqtt();
+        }
         let expired = super::conn::expired(
             self.conns
                 .iter()

@@ -587,6 +587,42 @@ fn v311_input_waits_while_the_receive_maximum_is_used_up() {
     assert!(h.held.is_empty());
 }
 
+/// A QoS 2 publish waiting for its PUBREL does not hold input on 3.1.x: the PUBREL may sit
+/// behind the next PUBLISH, and holding that PUBLISH would wait forever.
+#[test]
+fn v311_a_pubrel_behind_a_publish_is_not_held_back() {
+    let limits = SessionLimits {
+        receive_maximum: 1,
+        ..SessionLimits::default()
+    };
+    let mut h = connected_with(connect_packet(V4, "c", 0), limits);
+    h.send(
+        &[Packet::Publish(publish(QoS::ExactlyOnce, Some(1), "a"))],
+        1,
+    )
+    .expect("ok");
+    h.actions();
+    h.published(1, ReasonCode::SUCCESS);
+    assert!(matches!(h.sent()[..], [Packet::PubRec(_)]));
+    let next = Packet::Publish(publish(QoS::ExactlyOnce, Some(2), "a"));
+    let release = Packet::PubRel(PubResponse::new(pid(1)));
+    h.send(&[next, release], 2).expect("ok");
+    assert!(h.held.is_empty(), "both taken");
+    assert_eq!(
+        h.actions().len(),
+        1,
+        "the second publish goes to the broker"
+    );
+    assert!(matches!(h.sent()[..], [Packet::PubComp(_)]));
+    // Now one publish waits for the broker: the next one waits, and so does what follows.
+    let third = Packet::Publish(publish(QoS::AtLeastOnce, Some(3), "a"));
+    h.send(&[third], 3).expect("ok");
+    assert!(!h.held.is_empty());
+    h.published(2, ReasonCode::SUCCESS);
+    h.feed(&[], 4).expect("ok");
+    assert!(h.held.is_empty());
+}
+
 #[test]
 fn topic_aliases_are_set_used_and_checked() {
     let limits = SessionLimits {
@@ -757,6 +793,47 @@ fn outbound_qos1_respects_the_client_receive_maximum_and_the_queue_bound() {
     );
     assert_eq!(h.session.outbound_inflight(), 2);
     assert_eq!(h.session.queued_bytes(), size);
+}
+
+/// Tags follow each outbound message: `Delivered` comes at PUBACK (QoS 1) and PUBREC
+/// (QoS 2), and the tags not delivered yet, written or queued, are listed.
+#[test]
+fn outbound_tags_are_reported_when_acknowledged_and_listed_until_then() {
+    let mut connect = connect_packet(V4, "c", 0);
+    connect.properties = Properties::default();
+    let mut h = connected_with(connect, SessionLimits::default());
+    let q1 = message(QoS::AtLeastOnce, 10);
+    let q2 = message(QoS::ExactlyOnce, 10);
+    assert_eq!(
+        h.session.deliver_tagged(q1.clone(), 11, &mut h.out),
+        Ok(Delivery::Sent(Some(pid(1))))
+    );
+    assert_eq!(
+        h.session.deliver_tagged(q2.clone(), 22, &mut h.out),
+        Ok(Delivery::Sent(Some(pid(2))))
+    );
+    h.sent();
+    let mut tags = h.session.unacknowledged_tags();
+    tags.sort();
+    assert_eq!(tags, [11, 22]);
+    h.send(&[Packet::PubRec(PubResponse::new(pid(2)))], 1)
+        .expect("ok");
+    assert_eq!(h.actions(), vec![Action::Delivered { tag: 22 }]);
+    assert_eq!(h.session.unacknowledged_tags(), [11]);
+    // A repeated PUBREC is answered again but reports nothing twice.
+    h.send(&[Packet::PubRec(PubResponse::new(pid(2)))], 2)
+        .expect("ok");
+    assert!(h.actions().is_empty());
+    h.send(
+        &[
+            Packet::PubAck(PubResponse::new(pid(1))),
+            Packet::PubComp(PubResponse::new(pid(2))),
+        ],
+        3,
+    )
+    .expect("ok");
+    assert_eq!(h.actions(), vec![Action::Delivered { tag: 11 }]);
+    assert!(h.session.unacknowledged_tags().is_empty());
 }
 
 fn publish_for(m: &Message, id: u16) -> Publish {

@@ -1,0 +1,880 @@
+//! The MQTT front against the real `weir` process: rumqttc (MQTT 3.1.1 and 5) as the client,
+//! rdkafka and kcat on the Kafka side of the same log, and raw sockets for hostile input.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rumqttc::{Event, LastWill, MqttOptions, Packet, QoS};
+use weir_tests::Weir;
+
+/// How long any single wait in these tests may take before the test fails.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An MQTT 3.1.1 client whose connection runs on its own thread; its events arrive on a
+/// channel, and the thread ends (without reconnecting) at the first connection error.
+struct Client {
+    client: rumqttc::Client,
+    events: Receiver<Result<Event, String>>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut MqttOptions)) -> Client {
+        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_inflight(100);
+        setup(&mut options);
+        let (client, mut connection) = rumqttc::Client::new(options, 1000);
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                let failed = event.is_err();
+                if tx.send(event.map_err(|e| e.to_string())).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let client = Client { client, events };
+        client.wait_for("CONNACK", |p| matches!(p, Packet::ConnAck(_)));
+        client
+    }
+
+    /// Waits for an incoming packet `want` accepts, skipping others; panics on an error or
+    /// after [`WAIT`].
+    fn wait_for<T>(&self, what: &str, mut want: impl FnMut(&Packet) -> T) -> Packet
+    where
+        T: Into<bool>,
+    {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Ok(Event::Incoming(packet))) => {
+                    if want(&packet).into() {
+                        return packet;
+                    }
+                }
+                Ok(Ok(Event::Outgoing(_))) => {}
+                Ok(Err(e)) => panic!("connection failed while waiting for {what}: {e}"),
+                Err(RecvTimeoutError::Timeout) => panic!("no {what} within {WAIT:?}"),
+                Err(RecvTimeoutError::Disconnected) => panic!("connection ended before {what}"),
+            }
+        }
+    }
+
+    /// The next `count` application messages.
+    fn publishes(&self, count: usize) -> Vec<rumqttc::Publish> {
+        (0..count)
+            .map(|i| {
+                match self.wait_for(&format!("publish {i} of {count}"), |p| {
+                    matches!(p, Packet::Publish(_))
+                }) {
+                    Packet::Publish(p) => p,
+                    _ => unreachable!(),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether an application message arrives within `within` (for checks that nothing
+    /// does; other packets are skipped).
+    fn publish_within(&self, within: Duration) -> Option<rumqttc::Publish> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => return Some(p),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+
+    fn subscribe(&self, filter: &str, qos: QoS) {
+        self.client.subscribe(filter, qos).expect("queued");
+        self.wait_for("SUBACK", |p| matches!(p, Packet::SubAck(_)));
+    }
+}
+
+/// Publishes at QoS 0, 1 and 2 reach a wildcard subscriber complete, byte for byte and in
+/// order per topic; each publish is one record in the Kafka topic its first level names,
+/// keyed by the MQTT topic, with its QoS (and retain flag) in headers.
+#[test]
+fn rumqttc_publishes_at_every_qos_reach_a_subscriber_in_order_and_the_log() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let subscriber = Client::connect(addr, "sub-1", |_| {});
+    subscriber.subscribe("plant/#", QoS::ExactlyOnce);
+    let publisher = Client::connect(addr, "pub-1", |_| {});
+    let per_qos = 50;
+    for i in 0..per_qos {
+        for (qos, topic) in [
+            (QoS::AtMostOnce, "plant/line1/q0"),
+            (QoS::AtLeastOnce, "plant/line1/q1"),
+            (QoS::ExactlyOnce, "plant/line2/q2"),
+        ] {
+            let payload = format!("{topic}:{i}:\u{0}\u{ff}").into_bytes();
+            publisher
+                .client
+                .publish(topic, qos, false, payload)
+                .expect("queued");
+        }
+    }
+    let mut acks = 0;
+    let mut completes = 0;
+    while acks < per_qos || completes < per_qos {
+        match publisher.wait_for("PUBACK or PUBCOMP", |p| {
+            matches!(p, Packet::PubAck(_) | Packet::PubComp(_))
+        }) {
+            Packet::PubAck(_) => acks += 1,
+            _ => completes += 1,
+        }
+    }
+    let received = subscriber.publishes(3 * per_qos);
+    let mut by_topic: HashMap<String, Vec<(Vec<u8>, QoS)>> = HashMap::new();
+    for p in received {
+        by_topic
+            .entry(p.topic.clone())
+            .or_default()
+            .push((p.payload.to_vec(), p.qos));
+    }
+    for (qos, topic) in [
+        (QoS::AtMostOnce, "plant/line1/q0"),
+        (QoS::AtLeastOnce, "plant/line1/q1"),
+        (QoS::ExactlyOnce, "plant/line2/q2"),
+    ] {
+        let expected: Vec<(Vec<u8>, QoS)> = (0..per_qos)
+            .map(|i| (format!("{topic}:{i}:\u{0}\u{ff}").into_bytes(), qos))
+            .collect();
+        assert_eq!(by_topic[topic], expected, "{topic}");
+    }
+    // The Kafka side: every publish is a record of topic `plant`.
+    publisher
+        .client
+        .publish("plant/line3", QoS::AtLeastOnce, true, "kept")
+        .unwrap();
+    publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+    weir.signal(libc::SIGTERM).unwrap();
+    weir.wait_exit().unwrap();
+    let batches = weir_tests::stored_batches(weir.cwd(), "plant");
+    assert_eq!(batches.len(), 3 * per_qos + 1);
+    let mut seen_keys = HashMap::new();
+    for batch in &batches {
+        for record in weir_kafka::record_batch::records(batch) {
+            let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+            let headers: Vec<(String, Vec<u8>)> = record
+                .headers()
+                .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), v.unwrap().to_vec()))
+                .collect();
+            *seen_keys.entry(key.clone()).or_insert(0) += 1;
+            let qos = match key.as_str() {
+                "plant/line1/q0" => b"0",
+                "plant/line1/q1" | "plant/line3" => b"1",
+                _ => b"2",
+            };
+            let mut expected = vec![("mqtt.qos".to_owned(), qos.to_vec())];
+            if key == "plant/line3" {
+                expected.push(("mqtt.retain".to_owned(), b"1".to_vec()));
+            }
+            assert_eq!(headers, expected, "{key}");
+        }
+    }
+    assert_eq!(seen_keys["plant/line1/q0"], per_qos);
+    assert_eq!(seen_keys["plant/line3"], 1);
+}
+
+/// A retained message is sent to later subscribers with the retain flag, replaced by the next
+/// retained publish, survives a restart, and an empty retained publish clears it.
+#[test]
+fn retained_messages_are_replaced_survive_a_restart_and_are_cleared() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let publisher = Client::connect(addr, "pub", |_| {});
+    for value in ["20.0", "21.5"] {
+        publisher
+            .client
+            .publish("home/kitchen/temp", QoS::AtLeastOnce, true, value)
+            .unwrap();
+        publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+    }
+    publisher
+        .client
+        .publish("home/hall/temp", QoS::AtMostOnce, true, "19.0")
+        .unwrap();
+    publisher
+        .client
+        .publish("office/temp", QoS::AtLeastOnce, true, "23.0")
+        .unwrap();
+    publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+    // The QoS 0 publish was sent before the QoS 1 one and is stored in order with it.
+    let later = Client::connect(addr, "later", |_| {});
+    later.subscribe("home/+/temp", QoS::AtLeastOnce);
+    let mut got: Vec<(String, String, bool)> = later
+        .publishes(2)
+        .into_iter()
+        .map(|p| {
+            let value = String::from_utf8(p.payload.to_vec()).unwrap();
+            (p.topic, value, p.retain)
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("home/hall/temp".into(), "19.0".into(), true),
+            ("home/kitchen/temp".into(), "21.5".into(), true),
+        ]
+    );
+    assert!(later.publish_within(Duration::from_millis(300)).is_none());
+
+    // After a restart the retained messages are still there.
+    drop((publisher, later));
+    let addr = restart(&mut weir);
+    let publisher = Client::connect(addr, "pub", |_| {});
+    publisher
+        .client
+        .publish("home/hall/temp", QoS::AtLeastOnce, true, "")
+        .unwrap();
+    publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+    let after = Client::connect(addr, "after", |_| {});
+    after.subscribe("home/#", QoS::AtMostOnce);
+    let p = &after.publishes(1)[0];
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.retain),
+        ("home/kitchen/temp", &b"21.5"[..], true)
+    );
+    // The cleared topic sends nothing; a live message arrives without the retain flag.
+    publisher
+        .client
+        .publish("home/kitchen/temp", QoS::AtLeastOnce, true, "22.0")
+        .unwrap();
+    let p = &after.publishes(1)[0];
+    assert_eq!((&p.payload[..], p.retain), (&b"22.0"[..], false));
+}
+
+/// Restarts the broker on the same ports and data; returns the MQTT address.
+fn restart(weir: &mut Weir) -> SocketAddr {
+    let mqtt = weir.mqtt_addr().unwrap();
+    let kafka = weir.kafka_addr().unwrap();
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    let cwd = weir.cwd().to_owned();
+    *weir = Weir::builder()
+        .cwd(cwd)
+        .env("WEIR_MQTT_LISTEN", mqtt.to_string())
+        .env("WEIR_KAFKA_LISTEN", kafka.to_string())
+        .start()
+        .unwrap();
+    weir.mqtt_addr().unwrap()
+}
+
+/// A client that vanishes without DISCONNECT has its will published; one that says
+/// DISCONNECT does not.
+#[test]
+fn a_will_is_published_when_a_client_vanishes_and_not_after_disconnect() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let watcher = Client::connect(addr, "watcher", |_| {});
+    watcher.subscribe("status/#", QoS::AtLeastOnce);
+    let will = |id: &str| LastWill::new(format!("status/{id}"), "gone", QoS::AtLeastOnce, false);
+    let polite = Client::connect(addr, "polite", |o| {
+        o.set_last_will(will("polite"));
+    });
+    polite.client.disconnect().unwrap();
+    // rumqttc sends DISCONNECT and its thread ends.
+    while polite.events.recv_timeout(WAIT).is_ok_and(|e| e.is_ok()) {}
+    // Raw socket with a will, closed abruptly.
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.write_all(&connect_packet_v4(
+        "rude",
+        Some(("status/rude", b"gone")),
+        30,
+    ))
+    .unwrap();
+    let mut connack = [0u8; 4];
+    raw.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    drop(raw);
+    let p = &watcher.publishes(1)[0];
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("status/rude", &b"gone"[..])
+    );
+    assert!(watcher.publish_within(Duration::from_millis(300)).is_none());
+}
+
+/// An MQTT 3.1.1 CONNECT for `client_id` with an optional QoS 1 will and keep alive.
+fn connect_packet_v4(client_id: &str, will: Option<(&str, &[u8])>, keep_alive_s: u16) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
+    body.push(0x02 | if will.is_some() { 0x04 | 0x08 } else { 0 });
+    body.extend_from_slice(&keep_alive_s.to_be_bytes());
+    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    body.extend_from_slice(client_id.as_bytes());
+    if let Some((topic, payload)) = will {
+        body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        body.extend_from_slice(topic.as_bytes());
+        body.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        body.extend_from_slice(payload);
+    }
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    packet
+}
+
+/// Bad input closes only its own connection, as MQTT requires, and allocates nothing for a
+/// hostile length: a packet before CONNECT, a second CONNECT, a server-only packet, a
+/// remaining length of 256 MB, a wildcard in a PUBLISH topic. An MQTT 5 client sending a
+/// packet over the maximum size gets DISCONNECT 0x95 first. Other clients are unaffected.
+#[test]
+fn bad_packets_close_only_their_connection_with_the_reason_code() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let bystander = Client::connect(addr, "bystander", |_| {});
+    bystander.subscribe("ok/#", QoS::AtLeastOnce);
+    let closes = |bytes: Vec<u8>, what: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut got = Vec::new();
+        // Read until the broker closes.
+        let _ = s.read_to_end(&mut got);
+        (what.to_owned(), got)
+    };
+    let connected = |rest: &[u8]| {
+        let mut bytes = connect_packet_v4("bad", None, 0);
+        bytes.extend_from_slice(rest);
+        bytes
+    };
+    let publish_wildcard = {
+        let topic = b"ok/+";
+        let mut p = vec![0x30, (2 + topic.len() + 1) as u8, 0, topic.len() as u8];
+        p.extend_from_slice(topic);
+        p.push(b'x');
+        p
+    };
+    let cases = vec![
+        closes(vec![0xC0, 0], "PINGREQ before CONNECT"),
+        closes(
+            connected(&connect_packet_v4("again", None, 0)),
+            "second CONNECT",
+        ),
+        closes(connected(&[0x20, 2, 0, 0]), "CONNACK from a client"),
+        closes(
+            connected(&[0x30, 0xff, 0xff, 0xff, 0x7f]),
+            "256 MB remaining length",
+        ),
+        closes(
+            connected(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            "5-byte remaining length",
+        ),
+        closes(connected(&publish_wildcard), "wildcard PUBLISH topic"),
+    ];
+    for (what, got) in &cases {
+        // Whatever was answered, it was at most the CONNACK: no PUBACK, no data.
+        assert!(
+            got.is_empty() || got == &[0x20, 2, 0, 0],
+            "{what}: got {got:02x?}"
+        );
+    }
+    // MQTT 5: over the 1 MiB maximum packet size gets DISCONNECT 0x95 before the close.
+    let mut v5 = vec![
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 0, 0, 0, 0,
+    ];
+    v5.extend_from_slice(&[0x30, 0x80, 0x80, 0x80, 0x01]); // 2 MiB remaining length
+    let (_, got) = closes(v5, "v5 oversized");
+    let disconnect = got.windows(3).any(|w| w[0] == 0xE0 && w[2] == 0x95);
+    assert!(disconnect, "DISCONNECT 0x95 expected, got {got:02x?}");
+    assert!(weir.rss_bytes().unwrap() < 256 << 20);
+    // The bystander still works.
+    let publisher = Client::connect(addr, "after", |_| {});
+    publisher
+        .client
+        .publish("ok/1", QoS::AtLeastOnce, false, "fine")
+        .unwrap();
+    assert_eq!(&bystander.publishes(1)[0].payload[..], b"fine");
+}
+
+/// With the disk "full" (a reserve larger than the free space), a QoS 1 publish is not
+/// acknowledged: MQTT 5 gets PUBACK 0x97 Quota exceeded, and MQTT 3.1.1, which has no
+/// negative acknowledgement, has its connection closed. Nothing reaches subscribers.
+#[test]
+fn a_publish_the_log_cannot_store_is_never_acknowledged() {
+    let mut weir = Weir::builder()
+        .env("WEIR_STORAGE_DISK_RESERVE_BYTES", (1u64 << 62).to_string())
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let watcher = Client::connect(addr, "watcher", |_| {});
+    watcher.subscribe("#", QoS::AtLeastOnce);
+    // MQTT 5 by hand: CONNECT, then PUBLISH QoS 1 id 7.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 0, 0, 0, 0,
+    ])
+    .unwrap();
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).unwrap();
+    let mut connack = vec![0u8; head[1] as usize];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!((head[0], connack[1]), (0x20, 0), "CONNACK success");
+    s.write_all(&[0x32, 8, 0, 3, b'a', b'/', b'b', 0, 7, 0])
+        .unwrap();
+    let mut puback = [0u8; 5];
+    s.read_exact(&mut puback).unwrap();
+    assert_eq!(puback[..4], [0x40, 3, 0, 7]);
+    assert_eq!(puback[4], 0x97, "PUBACK reason");
+    // MQTT 3.1.1: the connection is closed without a PUBACK.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut bytes = connect_packet_v4("v4", None, 0);
+    bytes.extend_from_slice(&[0x32, 7, 0, 3, b'a', b'/', b'b', 0, 7]);
+    s.write_all(&bytes).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert_eq!(got, [0x20, 2, 0, 0], "only the CONNACK");
+    assert!(watcher.publish_within(Duration::from_millis(300)).is_none());
+}
+
+/// Kafka bootstrap for rdkafka clients.
+fn bootstrap(weir: &mut Weir) -> String {
+    weir.kafka_addr().unwrap().to_string()
+}
+
+/// 10,000 MQTT publishes on 50 topics are read by an rdkafka consumer group: each record is
+/// keyed by its MQTT topic, carries its QoS in a header, one MQTT topic stays in one
+/// partition, and each topic's records are in publish order.
+#[test]
+fn ten_thousand_mqtt_publishes_on_fifty_topics_reach_a_kafka_consumer_group_in_order() {
+    let mut weir = Weir::builder()
+        .env("WEIR_KAFKA_AUTO_CREATE_PARTITIONS_COUNT", "4")
+        .env("WEIR_KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let publisher = Client::connect(addr, "fleet-gateway", |_| {});
+    let (topics, per_topic) = (50, 200);
+    for seq in 0..per_topic {
+        for device in 0..topics {
+            let topic = format!("fleet/device{device}/temp");
+            publisher
+                .client
+                .publish(topic, QoS::AtLeastOnce, false, format!("{seq}"))
+                .unwrap();
+        }
+    }
+    for i in 0..topics * per_topic {
+        publisher.wait_for(&format!("PUBACK {i}"), |p| matches!(p, Packet::PubAck(_)));
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap(&mut weir))
+        .set("group.id", "analytics")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["fleet"]).unwrap();
+    let mut by_key: HashMap<String, (i32, Vec<u32>)> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut count = 0;
+    while count < topics * per_topic && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+        let headers = message.headers().unwrap();
+        let qos = headers.iter().find(|h| h.key == "mqtt.qos").unwrap();
+        assert_eq!(qos.value, Some(&b"1"[..]));
+        let seq: u32 = std::str::from_utf8(message.payload().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let entry = by_key
+            .entry(key)
+            .or_insert_with(|| (message.partition(), Vec::new()));
+        assert_eq!(
+            entry.0,
+            message.partition(),
+            "one MQTT topic, one partition"
+        );
+        entry.1.push(seq);
+        count += 1;
+    }
+    assert_eq!(count, topics * per_topic);
+    assert_eq!(by_key.len(), topics);
+    let partitions: std::collections::HashSet<i32> = by_key.values().map(|v| v.0).collect();
+    assert!(partitions.len() > 1, "50 keys spread over the 4 partitions");
+    for (key, (_, seqs)) in &by_key {
+        assert_eq!(*seqs, (0..per_topic as u32).collect::<Vec<_>>(), "{key}");
+    }
+}
+
+/// Records produced with rdkafka reach MQTT subscribers: under `<topic>/<key>` by default,
+/// under the topic their `mqtt.topic` header names, with other headers as MQTT 5 user
+/// properties, at QoS 1.
+#[test]
+fn records_produced_with_rdkafka_reach_mqtt_subscribers() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let subscriber = Client::connect(addr, "ops", |_| {});
+    subscriber.subscribe("orders/#", QoS::AtLeastOnce);
+    subscriber.subscribe("devices/+/cmd", QoS::ExactlyOnce);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap(&mut weir))
+        .create()
+        .unwrap();
+    let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+        key: "mqtt.topic",
+        value: Some("devices/7/cmd"),
+    });
+    for (key, value) in [("order-1", "a"), ("order-2", "b")] {
+        producer
+            .send(BaseRecord::to("orders").key(key).payload(value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer
+        .send(
+            BaseRecord::to("orders")
+                .key("k")
+                .payload("reboot")
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(WAIT).unwrap();
+    let got: Vec<(String, String, QoS)> = subscriber
+        .publishes(3)
+        .into_iter()
+        .map(|p| {
+            (
+                p.topic,
+                String::from_utf8(p.payload.to_vec()).unwrap(),
+                p.qos,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("orders/order-1".into(), "a".into(), QoS::AtLeastOnce),
+            ("orders/order-2".into(), "b".into(), QoS::AtLeastOnce),
+            ("devices/7/cmd".into(), "reboot".into(), QoS::AtLeastOnce),
+        ]
+    );
+}
+
+/// A persistent session (3.1.1, Clean Session 0) keeps its subscription and gets every QoS 1
+/// message published while it was away, across a broker restart, in order; its backlog is a
+/// cursor into the log. Then a clean session drops it.
+#[test]
+fn a_persistent_session_gets_its_qos1_backlog_after_a_broker_restart() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let persistent = |o: &mut MqttOptions| {
+        o.set_clean_session(false);
+    };
+    let field = Client::connect(addr, "field-unit-1", persistent);
+    field.subscribe("alerts/#", QoS::AtLeastOnce);
+    field.client.disconnect().unwrap();
+    while field.events.recv_timeout(WAIT).is_ok_and(|e| e.is_ok()) {}
+    let publish = |addr, from: u32, to: u32| {
+        let publisher = Client::connect(addr, "hq", |_| {});
+        for i in from..to {
+            publisher
+                .client
+                .publish("alerts/flood", QoS::AtLeastOnce, false, i.to_string())
+                .unwrap();
+        }
+        for _ in from..to {
+            publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+        }
+    };
+    publish(addr, 0, 100);
+    let addr = restart(&mut weir);
+    publish(addr, 100, 150);
+    let field = Client::connect_expecting(addr, "field-unit-1", persistent, true);
+    let got: Vec<String> = field
+        .publishes(150)
+        .into_iter()
+        .map(|p| String::from_utf8(p.payload.to_vec()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+    // Live messages keep coming on the resumed subscription.
+    publish(addr, 150, 151);
+    assert_eq!(&field.publishes(1)[0].payload[..], b"150");
+    drop(field);
+    // A clean session ends the stored one: no session present, no subscription.
+    let clean = Client::connect_expecting(addr, "field-unit-1", |_| {}, false);
+    publish(addr, 151, 152);
+    assert!(clean.publish_within(Duration::from_millis(500)).is_none());
+}
+
+impl Client {
+    /// [`Client::connect`], checking the CONNACK's session-present flag.
+    fn connect_expecting(
+        addr: SocketAddr,
+        id: &str,
+        setup: impl FnOnce(&mut MqttOptions),
+        session_present: bool,
+    ) -> Client {
+        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        setup(&mut options);
+        let (client, mut connection) = rumqttc::Client::new(options, 1000);
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                let failed = event.is_err();
+                if tx.send(event.map_err(|e| e.to_string())).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let client = Client { client, events };
+        match client.wait_for("CONNACK", |p| matches!(p, Packet::ConnAck(_))) {
+            Packet::ConnAck(ack) => assert_eq!(ack.session_present, session_present, "{id}"),
+            _ => unreachable!(),
+        }
+        client
+    }
+}
+
+/// A second connection with the same client id takes the session over: the first is
+/// closed (MQTT 5: DISCONNECT 0x8E Session taken over) and the second resumes the session.
+#[test]
+fn a_second_connection_with_the_same_client_id_takes_the_session_over() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    // MQTT 5 by hand, Session Expiry Interval 300 s, client id "twin".
+    let connect_v5 = |id: &str| {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x00, 0, 0];
+        body.extend_from_slice(&[5, 0x11, 0, 0, 1, 44]); // properties: expiry 300
+        body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        body.extend_from_slice(id.as_bytes());
+        let mut packet = vec![0x10, body.len() as u8];
+        packet.extend(body);
+        packet
+    };
+    let mut first = TcpStream::connect(addr).unwrap();
+    first.set_read_timeout(Some(WAIT)).unwrap();
+    first.write_all(&connect_v5("twin")).unwrap();
+    let connack = read_packet(&mut first);
+    assert_eq!(
+        &connack[..4],
+        [0x20, connack[1], 0, 0],
+        "accepted, no session"
+    );
+    // SUBSCRIBE id 1 to `twin/#` QoS 1.
+    let mut subscribe = vec![0x82, 12, 0, 1, 0, 0, 6];
+    subscribe.extend_from_slice(b"twin/#");
+    subscribe.push(1);
+    first.write_all(&subscribe[..]).unwrap();
+    let suback = read_packet(&mut first);
+    assert_eq!(suback[0], 0x90);
+    let mut second = TcpStream::connect(addr).unwrap();
+    second.set_read_timeout(Some(WAIT)).unwrap();
+    second.write_all(&connect_v5("twin")).unwrap();
+    let disconnect = read_packet(&mut first);
+    assert_eq!(
+        (disconnect[0], disconnect[2]),
+        (0xE0, 0x8E),
+        "{disconnect:02x?}"
+    );
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest);
+    let connack = read_packet(&mut second);
+    assert_eq!(
+        (connack[0], connack[2], connack[3]),
+        (0x20, 1, 0),
+        "session present"
+    );
+    // The subscription came along.
+    let publisher = Client::connect(addr, "pub", |_| {});
+    publisher
+        .client
+        .publish("twin/x", QoS::AtLeastOnce, false, "hi")
+        .unwrap();
+    let publish = read_packet(&mut second);
+    assert_eq!(publish[0] & 0xF0, 0x30);
+    assert!(publish.ends_with(b"hi"));
+}
+
+/// Reads one MQTT packet (fixed header included) from `stream`.
+fn read_packet(stream: &mut TcpStream) -> Vec<u8> {
+    let mut packet = vec![0u8; 1];
+    stream.read_exact(&mut packet).expect("a packet");
+    let mut length = 0usize;
+    for shift in 0..4 {
+        let mut byte = [0u8];
+        stream.read_exact(&mut byte).expect("remaining length");
+        packet.push(byte[0]);
+        length |= usize::from(byte[0] & 0x7f) << (7 * shift);
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let start = packet.len();
+    packet.resize(start + length, 0);
+    stream
+        .read_exact(&mut packet[start..])
+        .expect("packet body");
+    packet
+}
+
+/// A QoS 1 subscriber that stops reading its socket costs the broker at most its write
+/// buffer: the messages it has no room for wait in the log, and once it reads again it gets
+/// every one of them, in order (none dropped), acknowledging as it goes.
+#[test]
+fn a_subscriber_that_stops_reading_gets_everything_later_and_costs_bounded_memory() {
+    use weir_mqtt::{Packet as P, PacketDecoder, ProtocolVersion, PubResponse};
+    let mut weir = Weir::builder()
+        .env(
+            "WEIR_SERVER_WRITE_BUFFER_BYTES_MAX",
+            (1u32 << 20).to_string(),
+        )
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(WAIT)).unwrap();
+    slow.write_all(&connect_packet_v4("slow", None, 0)).unwrap();
+    assert_eq!(read_packet(&mut slow), [0x20, 2, 0, 0]);
+    // SUBSCRIBE, packet id 1, `bg/#` at QoS 1.
+    slow.write_all(&[0x82, 9, 0, 1, 0, 4, b'b', b'g', b'/', b'#', 1])
+        .unwrap();
+    assert_eq!(read_packet(&mut slow), [0x90, 3, 0, 1, 1]);
+    let idle_rss = weir.rss_anon_bytes().unwrap();
+    // 400 messages of 64 KiB: 25 MiB, 25 times the write buffer.
+    let (count, size) = (400usize, 64 * 1024);
+    let publisher = Client::connect(addr, "bulk", |o| {
+        o.set_max_packet_size(1 << 20, 1 << 20);
+    });
+    for i in 0..count {
+        let mut payload = vec![(i % 251) as u8; size];
+        payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        publisher
+            .client
+            .publish("bg/data", QoS::AtLeastOnce, false, payload)
+            .unwrap();
+    }
+    for _ in 0..count {
+        publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+    }
+    let grown = weir.rss_anon_bytes().unwrap().saturating_sub(idle_rss);
+    assert!(
+        grown < 16 << 20,
+        "anonymous memory grew by {grown} bytes for a non-reading subscriber"
+    );
+    // Now read everything, acknowledging each message.
+    let decoder = PacketDecoder::new(1 << 20);
+    let mut buffer = Vec::new();
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    while got.len() < count {
+        let n = slow.read(&mut chunk).expect("data keeps coming");
+        assert!(n > 0, "connection closed after {} messages", got.len());
+        buffer.extend_from_slice(&chunk[..n]);
+        while let Some((packet, used)) = decoder
+            .decode(&buffer, ProtocolVersion::V3_1_1)
+            .expect("valid packets")
+        {
+            buffer.drain(..used);
+            if let P::Publish(p) = packet {
+                let mut ack = Vec::new();
+                P::PubAck(PubResponse::new(p.packet_id.unwrap()))
+                    .encode(ProtocolVersion::V3_1_1, &mut ack)
+                    .unwrap();
+                slow.write_all(&ack).unwrap();
+                assert_eq!(p.payload.len(), size);
+                got.push(u64::from_be_bytes(p.payload[..8].try_into().unwrap()));
+            }
+        }
+    }
+    assert_eq!(got, (0..count as u64).collect::<Vec<_>>());
+}
+
+/// A shared subscription spreads messages over its members: each message reaches exactly
+/// one of three workers (on whichever shards they landed), every worker gets a share, a plain
+/// subscriber still gets everything, and when a worker leaves the others take all of it.
+#[test]
+fn a_shared_subscription_balances_messages_over_three_clients() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let workers: Vec<Client> = (0..3)
+        .map(|i| {
+            let worker = Client::connect(addr, &format!("worker-{i}"), |_| {});
+            worker.subscribe("$share/workers/jobs/#", QoS::AtLeastOnce);
+            worker
+        })
+        .collect();
+    let observer = Client::connect(addr, "observer", |_| {});
+    observer.subscribe("jobs/#", QoS::AtLeastOnce);
+    let publisher = Client::connect(addr, "dispatcher", |_| {});
+    let publish = |from: usize, to: usize| {
+        for i in from..to {
+            let topic = format!("jobs/queue{}", i % 3);
+            publisher
+                .client
+                .publish(topic, QoS::AtLeastOnce, false, i.to_string())
+                .unwrap();
+        }
+        for _ in from..to {
+            publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+        }
+    };
+    let collect = |clients: &[&Client], total: usize| {
+        let mut per_client = vec![Vec::new(); clients.len()];
+        let deadline = Instant::now() + WAIT;
+        while per_client.iter().map(Vec::len).sum::<usize>() < total && Instant::now() < deadline {
+            for (i, client) in clients.iter().enumerate() {
+                while let Ok(Ok(event)) = client.events.try_recv() {
+                    if let Event::Incoming(Packet::Publish(p)) = event {
+                        let n: usize = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+                        per_client[i].push(n);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        per_client
+    };
+    publish(0, 300);
+    let everything = observer.publishes(300);
+    assert_eq!(everything.len(), 300);
+    let shares = collect(&workers.iter().collect::<Vec<_>>(), 300);
+    let mut all: Vec<usize> = shares.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..300).collect::<Vec<_>>(),
+        "each message exactly once"
+    );
+    for (i, share) in shares.iter().enumerate() {
+        assert!(share.len() >= 40, "worker {i} got {} of 300", share.len());
+    }
+    // Nothing more arrives late (no duplicates).
+    assert!(
+        workers
+            .iter()
+            .all(|w| w.publish_within(Duration::from_millis(200)).is_none())
+    );
+    let mut workers = workers;
+    let leaving = workers.remove(0);
+    leaving.client.disconnect().unwrap();
+    while leaving.events.recv_timeout(WAIT).is_ok_and(|e| e.is_ok()) {}
+    publish(300, 400);
+    let shares = collect(&workers.iter().collect::<Vec<_>>(), 100);
+    let mut all: Vec<usize> = shares.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (300..400).collect::<Vec<_>>());
+    assert!(shares.iter().all(|s| !s.is_empty()));
+}
