@@ -263,6 +263,7 @@ fn drive(
                     let append = Append {
                         partition: pid,
                         batch,
+                        dedup: None,
                     };
                     let done = Box::new(move |result| {
                         let _ = tx.send(result);

@@ -32,13 +32,18 @@ fn sigterm_stops_cleanly_with_exit_0() {
 }
 
 /// The README's run command uses no configuration at all: the embedded defaults put MQTT on
-/// 1883, Kafka on 9092, admin HTTP on 8080 and data under ./weir-data.
+/// 1883 (and over WebSocket on 9001), Kafka on 9092, admin HTTP on 8080 and data under
+/// ./weir-data.
 #[test]
 fn embedded_defaults_need_no_config() {
     let mut weir = Weir::builder().defaults_only().start().unwrap();
     let admin = weir.admin_addr().unwrap();
     assert_eq!(admin.to_string(), "0.0.0.0:8080");
     assert_eq!(weir.mqtt_addr().unwrap().to_string(), "0.0.0.0:1883");
+    assert_eq!(
+        weir.mqtt_websocket_addr().unwrap().to_string(),
+        "0.0.0.0:9001"
+    );
     assert_eq!(weir.kafka_addr().unwrap().to_string(), "0.0.0.0:9092");
     let lock = weir.cwd().join("weir-data").join("weir.lock");
     let pid = std::fs::read_to_string(&lock).unwrap();

@@ -260,18 +260,19 @@ fn retained_messages_are_replaced_survive_a_restart_and_are_cleared() {
 
 /// Restarts the broker on the same ports and data; returns the MQTT address.
 fn restart(weir: &mut Weir) -> SocketAddr {
-    let mqtt = weir.mqtt_addr().unwrap();
-    let kafka = weir.kafka_addr().unwrap();
-    weir.signal(libc::SIGTERM).unwrap();
-    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    let mqtt = weir.mqtt_addr().expect("mqtt listener");
+    let kafka = weir.kafka_addr().expect("kafka listener");
+    weir.signal(libc::SIGTERM).expect("signal");
+    let status = weir.wait_exit().expect("weir exits");
+    assert_eq!(status.code(), Some(0));
     let cwd = weir.cwd().to_owned();
     *weir = Weir::builder()
         .cwd(cwd)
         .env("WEIR_MQTT_LISTEN", mqtt.to_string())
         .env("WEIR_KAFKA_LISTEN", kafka.to_string())
         .start()
-        .unwrap();
-    weir.mqtt_addr().unwrap()
+        .expect("weir restarts");
+    weir.mqtt_addr().expect("mqtt listener")
 }
 
 /// A client that vanishes without DISCONNECT has its will published; one that says
@@ -444,7 +445,7 @@ fn a_publish_the_log_cannot_store_is_never_acknowledged() {
 
 /// Kafka bootstrap for rdkafka clients.
 fn bootstrap(weir: &mut Weir) -> String {
-    weir.kafka_addr().unwrap().to_string()
+    weir.kafka_addr().expect("kafka listener").to_string()
 }
 
 /// 10,000 MQTT publishes on 50 topics are read by an rdkafka consumer group: each record is
@@ -877,4 +878,198 @@ fn a_shared_subscription_balances_messages_over_three_clients() {
     all.sort_unstable();
     assert_eq!(all, (300..400).collect::<Vec<_>>());
     assert!(shares.iter().all(|s| !s.is_empty()));
+}
+
+/// QoS 2 is exactly once into the log across client retries: a publish whose PUBREC the
+/// client never saw is sent again on the next connection and not stored twice, also when the
+/// broker was killed (SIGKILL) in between; once the exchange completes (PUBCOMP) the packet
+/// identifier is free for a new message.
+#[test]
+fn qos2_is_stored_exactly_once_across_a_dropped_connection_and_a_broker_kill() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let kafka = weir.kafka_addr().unwrap();
+    // MQTT 3.1.1, Clean Session 0, client id "meter".
+    let connect = |addr: SocketAddr, present: u8| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut packet = connect_packet_v4("meter", None, 0);
+        packet[9] = 0x00; // connect flags: clean session off
+        s.write_all(&packet).unwrap();
+        assert_eq!(read_packet(&mut s), [0x20, 2, present, 0]);
+        s
+    };
+    let publish = |id: u8, dup: bool, payload: &[u8]| {
+        let topic = b"meters/m1";
+        let mut p = vec![0x34 | if dup { 0x08 } else { 0 }];
+        p.push((2 + topic.len() + 2 + payload.len()) as u8);
+        p.extend_from_slice(&[0, topic.len() as u8]);
+        p.extend_from_slice(topic);
+        p.extend_from_slice(&[0, id]);
+        p.extend_from_slice(payload);
+        p
+    };
+    // Stored, PUBREC lost with the connection; sent again (DUP) on the next one.
+    let mut s = connect(addr, 0);
+    s.write_all(&publish(5, false, b"reading-1")).unwrap();
+    assert_eq!(read_packet(&mut s), [0x50, 2, 0, 5]);
+    drop(s);
+    let mut s = connect(addr, 1);
+    s.write_all(&publish(5, true, b"reading-1")).unwrap();
+    assert_eq!(read_packet(&mut s), [0x50, 2, 0, 5]);
+    s.write_all(&[0x62, 2, 0, 5]).unwrap();
+    assert_eq!(read_packet(&mut s), [0x70, 2, 0, 5]);
+    // Stored, then the broker is killed before the client saw the PUBREC.
+    s.write_all(&publish(6, false, b"reading-2")).unwrap();
+    assert_eq!(read_packet(&mut s), [0x50, 2, 0, 6]);
+    drop(s);
+    weir.signal(libc::SIGKILL).unwrap();
+    weir.wait_exit().unwrap();
+    let cwd = weir.cwd().to_owned();
+    let mut weir = Weir::builder()
+        .cwd(cwd)
+        .env("WEIR_MQTT_LISTEN", addr.to_string())
+        .env("WEIR_KAFKA_LISTEN", kafka.to_string())
+        .start()
+        .unwrap();
+    // The session stored when the first connection ended is there (the broker did not see
+    // the second one end).
+    let mut s = connect(addr, 1);
+    s.write_all(&publish(6, true, b"reading-2")).unwrap();
+    assert_eq!(read_packet(&mut s), [0x50, 2, 0, 6]);
+    s.write_all(&[0x62, 2, 0, 6]).unwrap();
+    assert_eq!(read_packet(&mut s), [0x70, 2, 0, 6]);
+    // After PUBCOMP, identifier 5 is a new message.
+    s.write_all(&publish(5, false, b"reading-3")).unwrap();
+    assert_eq!(read_packet(&mut s), [0x50, 2, 0, 5]);
+    s.write_all(&[0x62, 2, 0, 5]).unwrap();
+    assert_eq!(read_packet(&mut s), [0x70, 2, 0, 5]);
+    drop(s);
+    weir.signal(libc::SIGTERM).unwrap();
+    weir.wait_exit().unwrap();
+    let payloads: Vec<Vec<u8>> = weir_tests::stored_batches(weir.cwd(), "meters")
+        .iter()
+        .flat_map(|batch| {
+            weir_kafka::record_batch::records(batch)
+                .map(|r| r.value.unwrap().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        payloads,
+        [&b"reading-1"[..], b"reading-2", b"reading-3"].map(<[u8]>::to_vec)
+    );
+}
+
+/// An MQTT 5 will with a Will Delay Interval waits: a reconnection of the session within the
+/// delay cancels it; a client that does not come back has it published after the delay.
+#[test]
+fn a_delayed_will_is_cancelled_by_a_reconnection_and_published_otherwise() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let watcher = Client::connect(addr, "watcher", |_| {});
+    watcher.subscribe("status/#", QoS::AtLeastOnce);
+    // CONNECT v5: will QoS 1, Session Expiry 60 s, Will Delay 2 s, client id "pump".
+    let connect = || {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x04 | 0x08, 0, 0];
+        body.extend_from_slice(&[5, 0x11, 0, 0, 0, 60]);
+        body.extend_from_slice(&[0, 4]);
+        body.extend_from_slice(b"pump");
+        body.extend_from_slice(&[5, 0x18, 0, 0, 0, 2]);
+        body.extend_from_slice(&[0, 11]);
+        body.extend_from_slice(b"status/pump");
+        body.extend_from_slice(&[0, 4]);
+        body.extend_from_slice(b"lost");
+        let mut packet = vec![0x10, body.len() as u8];
+        packet.extend(body);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&packet).unwrap();
+        assert_eq!(read_packet(&mut s)[0], 0x20);
+        s
+    };
+    drop(connect());
+    // Back well within the delay: no will.
+    let again = connect();
+    assert!(watcher.publish_within(Duration::from_secs(3)).is_none());
+    let gone = Instant::now();
+    drop(again);
+    let will = watcher.publishes(1).remove(0);
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("status/pump", &b"lost"[..])
+    );
+    assert!(
+        gone.elapsed() >= Duration::from_secs(2),
+        "published after the delay"
+    );
+}
+
+/// MQTT over WebSocket: the upgrade is answered with subprotocol `mqtt`, MQTT packets travel
+/// in binary frames both ways (a CONNECT split over two frames, a PING between them), and a
+/// message published over TCP reaches the WebSocket subscriber.
+#[test]
+fn mqtt_over_websocket_carries_packets_in_binary_frames() {
+    let mut weir = Weir::builder().start().unwrap();
+    let ws_addr = weir.mqtt_websocket_addr().unwrap();
+    let mut s = TcpStream::connect(ws_addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        s.read_exact(&mut byte).unwrap();
+        answer.push(byte[0]);
+    }
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    assert!(answer.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    assert!(answer.contains("Sec-WebSocket-Protocol: mqtt"));
+    let frame = |opcode: u8, payload: &[u8]| {
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    };
+    let read_frame = |s: &mut TcpStream| {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let mut payload = vec![0u8; usize::from(head[1] & 0x7f)];
+        s.read_exact(&mut payload).unwrap();
+        (head[0], payload)
+    };
+    let connect = connect_packet_v4("ws-client", None, 30);
+    let (first, second) = connect.split_at(5);
+    s.write_all(&frame(0x2, first)).unwrap();
+    s.write_all(&frame(0x9, b"ping")).unwrap();
+    s.write_all(&frame(0x2, second)).unwrap();
+    assert_eq!(read_frame(&mut s), (0x8A, b"ping".to_vec()));
+    assert_eq!(read_frame(&mut s), (0x82, vec![0x20, 2, 0, 0]));
+    s.write_all(&frame(
+        0x2,
+        &[0x82, 9, 0, 1, 0, 4, b'w', b's', b'/', b'#', 1],
+    ))
+    .unwrap();
+    assert_eq!(read_frame(&mut s), (0x82, vec![0x90, 3, 0, 1, 1]));
+    let publisher = Client::connect(weir.mqtt_addr().unwrap(), "tcp", |_| {});
+    publisher
+        .client
+        .publish("ws/x", QoS::AtMostOnce, false, "over ws")
+        .unwrap();
+    let (opcode, publish) = read_frame(&mut s);
+    assert_eq!(opcode, 0x82);
+    assert_eq!(publish[0], 0x30);
+    assert!(publish.ends_with(b"ws/xover ws"), "{publish:?}");
+    // A text frame is refused: close frame 1002, then the connection ends.
+    s.write_all(&frame(0x1, b"{}")).unwrap();
+    assert_eq!(read_frame(&mut s), (0x88, vec![0x03, 0xEA]));
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
 }

@@ -102,6 +102,7 @@ impl WeirBuilder {
             command.env("WEIR_ADMIN_LISTEN", "127.0.0.1:0");
             command.env("WEIR_KAFKA_LISTEN", "127.0.0.1:0");
             command.env("WEIR_MQTT_LISTEN", "127.0.0.1:0");
+            command.env("WEIR_MQTT_WEBSOCKET_LISTEN", "127.0.0.1:0");
         }
         // `cargo xtask test` runs the suite once per event-loop backend.
         if let Ok(backend) = std::env::var(IO_BACKEND_VAR) {
@@ -226,6 +227,11 @@ impl Weir {
     /// The MQTT address the broker logged.
     pub fn mqtt_addr(&mut self) -> anyhow::Result<SocketAddr> {
         self.logged_addr("mqtt listening on ")
+    }
+
+    /// The MQTT over WebSocket address the broker logged.
+    pub fn mqtt_websocket_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        self.logged_addr("mqtt websocket listening on ")
     }
 
     fn logged_addr(&mut self, marker: &str) -> anyhow::Result<SocketAddr> {

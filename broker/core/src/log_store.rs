@@ -116,6 +116,21 @@ pub struct Append {
     pub partition: PartitionId,
     /// One RecordBatch v2, checked. Its base offset is overwritten with the assigned one.
     pub batch: CheckedBatch,
+    /// A key that makes the append happen at most once (an MQTT QoS 2 publish: the client id
+    /// and packet identifier): while the store holds the key, an append with it is not
+    /// written again and gets the offsets the first one got. Kept until
+    /// [`LogStore::release_dedup`].
+    pub dedup: Option<Box<DedupKey>>,
+}
+
+/// A key for [`Append::dedup`]: an owner (an MQTT client id, at most
+/// [`RETAINED_TOPIC_BYTES_MAX`] bytes) and a 16-bit identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupKey {
+    /// Whose key it is.
+    pub owner: String,
+    /// The identifier (an MQTT packet identifier).
+    pub id: u16,
 }
 
 /// A RecordBatch v2 checked whole when it was made: length, magic, CRC32C, codec bits, record
@@ -209,6 +224,9 @@ pub enum AppendError {
         /// The newest epoch seen.
         current: i16,
     },
+    /// The owner of a dedup key is longer than [`RETAINED_TOPIC_BYTES_MAX`] bytes.
+    #[error("dedup key owner longer than {RETAINED_TOPIC_BYTES_MAX} bytes")]
+    DedupKeyTooLong,
 }
 
 /// A failure of the store as a whole, or of an administrative request.
@@ -404,6 +422,10 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
 
     /// Hands `visit` every stored session with its client id.
     fn mqtt_sessions(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
+
+    /// Forgets dedup keys (see [`Append::dedup`]), durably: `owner`'s key `id`, or with `None`
+    /// every key of `owner`. Later appends with them are written again.
+    fn release_dedup(&self, owner: &str, id: Option<u16>) -> Result<(), StoreError>;
 }
 
 /// Longest MQTT topic a retained message can be kept for, in bytes (LMDB's key size limit is
@@ -497,6 +519,9 @@ impl LogStore for EmptyStore {
         Ok(None)
     }
     fn mqtt_sessions(&self, _: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn release_dedup(&self, _: &str, _: Option<u16>) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -255,6 +255,11 @@ impl<S: LogStore> LogStore for FailAfter<S> {
         self.inner.mqtt_sessions(visit)
     }
 
+    fn release_dedup(&self, owner: &str, id: Option<u16>) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner.release_dedup(owner, id)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.syncs_started.fetch_add(1, Ordering::SeqCst);
         self.wait_while(|held| held.syncs);

@@ -166,6 +166,7 @@ pub struct LmdbLog {
     producers: Database<Bytes, Bytes>,
     mqtt_sessions: Database<Bytes, Bytes>,
     mqtt_retained: Database<Bytes, Bytes>,
+    dedup: Database<Bytes, Bytes>,
     /// Every table, for the free-space estimate.
     tables: Vec<Database<Bytes, Bytes>>,
     disk_reserve_bytes: u64,
@@ -222,9 +223,10 @@ impl LmdbLog {
             producers,
             mqtt_sessions,
             mqtt_retained,
+            dedup,
         ] = dbs[..]
         else {
-            unreachable!("table::ALL has nine tables");
+            unreachable!("table::ALL has ten tables");
         };
         let version = meta
             .get(&txn, meta_key::SCHEMA_VERSION)
@@ -257,6 +259,7 @@ impl LmdbLog {
             producers,
             mqtt_sessions,
             mqtt_retained,
+            dedup,
             tables: dbs,
             disk_reserve_bytes: options.disk_reserve_bytes,
             durability: options.durability,
@@ -855,6 +858,29 @@ impl LogStore for LmdbLog {
                     }
                 }
             }
+            // An append that must happen at most once and already did.
+            let dedup_key = match &append.dedup {
+                Some(key) if key.owner.len() > RETAINED_TOPIC_BYTES_MAX => {
+                    results.push(Err(AppendError::DedupKeyTooLong));
+                    continue;
+                }
+                Some(key) => Some(schema::dedup_key(&key.owner, key.id)),
+                None => None,
+            };
+            if let Some(key) = &dedup_key
+                && let Some(done) = self.dedup.get(&txn, key).map_err(classify)?
+            {
+                let (partition, base_offset, last_offset) = schema::decode_dedup(done)
+                    .ok_or_else(|| StoreError::Corrupt("unreadable dedup entry".into()))?;
+                if partition == pid {
+                    results.push(Ok(Appended {
+                        base_offset,
+                        last_offset,
+                        log_start_offset: meta.log_start_offset,
+                    }));
+                    continue;
+                }
+            }
             let base = meta.next_offset;
             append.batch.set_base_offset(base);
             let key = log_key(pid, base);
@@ -874,6 +900,10 @@ impl LogStore for LmdbLog {
                 log_start_offset: meta.log_start_offset,
             };
             debug_assert!(appended.last_offset >= base, "offsets strictly increase");
+            if let Some(key) = &dedup_key {
+                let value = schema::encode_dedup(pid, appended.base_offset, appended.last_offset);
+                self.dedup.put(&mut txn, key, &value).map_err(classify)?;
+            }
             meta.next_offset = appended.last_offset + 1;
             meta.size_bytes += append.batch.len() as u64;
             if header.max_timestamp > meta.max_timestamp {
@@ -1364,6 +1394,32 @@ impl LogStore for LmdbLog {
 
     fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
         self.visit_keyed(self.mqtt_retained, visit)
+    }
+
+    fn release_dedup(&self, owner: &str, id: Option<u16>) -> Result<(), StoreError> {
+        self.check_usable()?;
+        let mut txn = self.write_txn()?;
+        let keys: Vec<Vec<u8>> = match id {
+            Some(id) => vec![schema::dedup_key(owner, id)],
+            None => {
+                let prefix = schema::dedup_prefix(owner);
+                let mut keys = Vec::new();
+                for item in self.dedup.prefix_iter(&txn, &prefix).map_err(classify)? {
+                    keys.push(item.map_err(classify)?.0.to_vec());
+                }
+                keys
+            }
+        };
+        let mut deleted = false;
+        for key in &keys {
+            deleted |= self.dedup.delete(&mut txn, key).map_err(classify)?;
+        }
+        if !deleted {
+            return Ok(());
+        }
+        self.commit(txn)?;
+        self.release_freed_pages()?;
+        self.make_durable()
     }
 
     fn put_mqtt_session(

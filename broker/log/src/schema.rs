@@ -15,6 +15,7 @@
 //! | `group_offsets` | group length u16, group (UTF-8), partition id u32 | offset i64, leader epoch i32, metadata (UTF-8, the rest) |
 //! | `producers` | producer id i64, partition id u32 | epoch i16, newest timestamp i64, count u8, then per batch (up to 5) first and last sequence i32, base and last offset i64 (see [`crate::producers`]) |
 //! | `mqtt_sessions` | client id (UTF-8, at most 480 bytes) | a persistent MQTT session: expiry, subscriptions and a delivery cursor per partition (`weir_core::mqtt::SessionRecord`) |
+//! | `dedup` | owner length u16, owner (UTF-8: an MQTT client id), id u16 | partition id u32, base offset i64, last offset i64 of the append made with the key |
 //! | `mqtt_retained` | MQTT topic (UTF-8, at most 480 bytes) | the retained message: a one-record batch as the MQTT front stores publishes (`weir_core::mqtt::message_batch`) |
 //!
 //! The MQTT tables' values are encoded by `weir_core::mqtt`: a session record starts with its
@@ -50,8 +51,11 @@ pub mod table {
     pub const MQTT_SESSIONS: &str = "mqtt_sessions";
     /// MQTT retained messages (filled by the MQTT front).
     pub const MQTT_RETAINED: &str = "mqtt_retained";
-    /// Every table, for creation at open.
-    pub const ALL: [&str; 9] = [
+    /// Keys of appends that must happen at most once (MQTT QoS 2), written with them.
+    pub const DEDUP: &str = "dedup";
+    /// Every table, for creation at open (a table added later is created when an older
+    /// environment is opened).
+    pub const ALL: [&str; 10] = [
         META,
         LOG,
         PARTITIONS,
@@ -61,7 +65,41 @@ pub mod table {
         PRODUCERS,
         MQTT_SESSIONS,
         MQTT_RETAINED,
+        DEDUP,
     ];
+}
+
+/// `dedup` key prefix of `owner`: its length, then its bytes.
+pub fn dedup_prefix(owner: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + owner.len() + 2);
+    key.extend_from_slice(&(owner.len() as u16).to_be_bytes());
+    key.extend_from_slice(owner.as_bytes());
+    key
+}
+
+/// `dedup` key of `owner`'s `id`.
+pub fn dedup_key(owner: &str, id: u16) -> Vec<u8> {
+    let mut key = dedup_prefix(owner);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// `dedup` value: where the append went.
+pub fn encode_dedup(partition: PartitionId, base_offset: i64, last_offset: i64) -> [u8; 20] {
+    let mut value = [0u8; 20];
+    value[..4].copy_from_slice(&partition.0.to_be_bytes());
+    value[4..12].copy_from_slice(&base_offset.to_be_bytes());
+    value[12..].copy_from_slice(&last_offset.to_be_bytes());
+    value
+}
+
+/// Decodes a `dedup` value.
+pub fn decode_dedup(value: &[u8]) -> Option<(PartitionId, i64, i64)> {
+    let value: &[u8; 20] = value.try_into().ok()?;
+    let partition = u32::from_be_bytes(value[..4].try_into().ok()?);
+    let base = i64::from_be_bytes(value[4..12].try_into().ok()?);
+    let last = i64::from_be_bytes(value[12..].try_into().ok()?);
+    Some((PartitionId(partition), base, last))
 }
 
 /// `group_offsets` key prefix of `group`: its length, then its bytes, so no group's prefix is

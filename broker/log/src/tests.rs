@@ -45,6 +45,7 @@ fn append_one(log: &impl LogStore, pid: PartitionId, bytes: Vec<u8>) -> Result<i
     let mut group = [Append {
         partition: pid,
         batch: checked(bytes),
+        dedup: None,
     }];
     let mut results = log.append(&mut group)?;
     Ok(results.remove(0).unwrap().base_offset)
@@ -67,14 +68,17 @@ fn appends_get_contiguous_offsets_and_read_back_byte_for_byte() {
         Append {
             partition: p0,
             batch: checked(batch("a", 3, 100)),
+            dedup: None,
         },
         Append {
             partition: p1,
             batch: checked(batch("b", 1, 100)),
+            dedup: None,
         },
         Append {
             partition: p0,
             batch: checked(batch("c", 2, 100)),
+            dedup: None,
         },
     ];
     let results = log.append(&mut group).unwrap();
@@ -116,14 +120,17 @@ fn a_bad_batch_cannot_reach_the_log_and_a_bad_partition_fails_alone() {
         Append {
             partition: pid,
             batch: checked(batch("ok1", 1, 0)),
+            dedup: None,
         },
         Append {
             partition: PartitionId(999),
             batch: checked(batch("nobody", 1, 0)),
+            dedup: None,
         },
         Append {
             partition: pid,
             batch: checked(batch("ok2", 1, 0)),
+            dedup: None,
         },
     ];
     let results = log.append(&mut group).unwrap();
@@ -634,6 +641,7 @@ proptest! {
                             Append {
                                 partition: pids[(partition + g) % 3],
                                 batch: checked(batch(&format!("r{counter}"), records, counter as i64)),
+                                dedup: None,
                             }
                         })
                         .collect();
@@ -732,6 +740,7 @@ fn idempotent_producers_retries_are_not_stored_twice_even_after_a_reopen() {
             .map(|batch| Append {
                 partition: pid,
                 batch: checked(batch),
+                dedup: None,
             })
             .collect();
         log.append(&mut group).unwrap()
@@ -841,4 +850,51 @@ fn retained_messages_are_replaced_deleted_bounded_and_kept_across_a_reopen() {
             ("a/d".to_owned(), b"x".to_vec())
         ]
     );
+}
+
+#[test]
+fn an_append_with_a_dedup_key_happens_once_until_the_key_is_released() {
+    use weir_core::log_store::DedupKey;
+    let dir = tempfile::tempdir().unwrap();
+    let key = |id| {
+        Some(DedupKey {
+            owner: "sensor-7".into(),
+            id,
+        })
+    };
+    let append = |log: &LmdbLog, pid, id, tag: &str| {
+        let mut group = [Append {
+            partition: pid,
+            batch: checked(batch(tag, 1, 5)),
+            dedup: key(id).map(Box::new),
+        }];
+        log.append(&mut group)
+            .unwrap()
+            .remove(0)
+            .unwrap()
+            .base_offset
+    };
+    let pid = {
+        let log = open(dir.path());
+        let pid = log.create_topic("t", 1, KEEP).unwrap().partitions[0];
+        assert_eq!(append(&log, pid, 1, "a"), 0);
+        assert_eq!(append(&log, pid, 2, "b"), 1);
+        // A retry of key 1 gets the first offset and writes nothing.
+        assert_eq!(append(&log, pid, 1, "a"), 0);
+        pid
+    };
+    // The keys survive a reopen.
+    let log = open(dir.path());
+    assert_eq!(append(&log, pid, 2, "b"), 1);
+    assert_eq!(read_all(&log, pid, 0).len(), 2);
+    // Released, the key is new again; releasing every key of the owner frees the rest.
+    log.release_dedup("sensor-7", Some(1)).unwrap();
+    assert_eq!(append(&log, pid, 1, "c"), 2);
+    log.release_dedup("sensor-7", None).unwrap();
+    assert_eq!(append(&log, pid, 1, "d"), 3);
+    assert_eq!(append(&log, pid, 2, "e"), 4);
+    assert_eq!(read_all(&log, pid, 0).len(), 5);
+    // Another owner's keys are its own.
+    log.release_dedup("sensor-70", None).unwrap();
+    assert_eq!(append(&log, pid, 2, "e"), 4);
 }

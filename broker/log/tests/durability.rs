@@ -121,6 +121,7 @@ fn child_append(dir: &Path, seed: u64) -> ExitCode {
                                 rng.random_range(1..5),
                                 rng.random_range(10..3000),
                             ),
+                            dedup: None,
                         })
                         .collect();
                     let results = log.append(&mut group).expect("append");
@@ -450,6 +451,7 @@ fn append(log: &LmdbLog, pid: PartitionId, n: u64) -> Result<(u32, i64, u32), St
     let mut group = [Append {
         partition: pid,
         batch: batch(&format!("fill-{n}"), 1, 8 << 10),
+        dedup: None,
     }];
     let result = log
         .append(&mut group)?

@@ -283,6 +283,12 @@ fn start_shards(
                 // MQTT's own keep alive decides (a keep alive of 0 means none).
                 idle_timeout: Duration::MAX,
             },
+            shard::ListenerConfig {
+                protocol: shard::Protocol::MqttWebSocket,
+                addr: config.mqtt_websocket_listen,
+                connections_max: config.mqtt_connections_max.get(),
+                idle_timeout: Duration::MAX,
+            },
         ],
         connections_max: config.server_connections_max.get(),
         write_buffer_bytes_max: config.server_write_buffer_bytes_max.get() as usize,
@@ -349,6 +355,13 @@ fn mqtt_settings(
         client_id_bytes_max: config.mqtt_client_id_bytes_max.get() as usize,
         connect_timeout_ms: u64::from(config.server_handshake_timeout_ms.get()),
     };
+    let id_max = weir_core::log_store::RETAINED_TOPIC_BYTES_MAX;
+    if limits.client_id_bytes_max > id_max {
+        anyhow::bail!(
+            "mqtt.client_id_bytes_max is at most {id_max} (client ids are keys of the log's session tables), not {}",
+            limits.client_id_bytes_max
+        );
+    }
     if limits.packet_size_bytes_max > weir_mqtt::PACKET_SIZE_BYTES_LIMIT {
         anyhow::bail!(
             "mqtt.packet_size_bytes_max is at most {} (MQTT's largest packet), not {}",

@@ -336,8 +336,12 @@ config_keys! {
     /// supported and what is not yet: docs/mqtt-kafka.md.
     mqtt_listen: SocketAddr = "0.0.0.0:1883", key = "mqtt.listen";
 
-    /// MQTT connections open at once. A connection over the limit is closed as soon as it is
-    /// accepted.
+    /// Address of the MQTT over WebSocket listener (HTTP upgrade on any path, subprotocol
+    /// `mqtt`; MQTT 3.1.1 and 5.0), on every shard. Port 0 picks a free port.
+    mqtt_websocket_listen: SocketAddr = "0.0.0.0:9001", key = "mqtt.websocket_listen";
+
+    /// MQTT connections open at once, on each of the TCP and WebSocket listeners. A connection
+    /// over the limit is closed as soon as it is accepted.
     mqtt_connections_max: NonZeroU32 = "10000", key = "mqtt.connections_max";
 
     /// Largest MQTT packet accepted from a client, fixed header included. A larger one closes
@@ -360,6 +364,7 @@ config_keys! {
     mqtt_outbound_queue_bytes_max: NonZeroU32 = "1048576", key = "mqtt.outbound_queue_bytes_max";
 
     /// Longest client identifier accepted; a longer one is refused (CONNACK 0x85, 3.1.x: 2).
+    /// At most 480 (client ids are keys of the log's session tables).
     mqtt_client_id_bytes_max: NonZeroU32 = "256", key = "mqtt.client_id_bytes_max";
 
     /// Topics that may hold a retained message at once. A retained publish to a new topic

@@ -166,6 +166,7 @@ mod tests {
             log.append(&mut [Append {
                 partition: pid,
                 batch: batch(),
+                dedup: None,
             }])
             .unwrap();
         }

@@ -66,7 +66,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         type Field = fn(&ShardMetrics) -> &AtomicU64;
-        let per_shard: [(&str, &str, &str, Field); 11] = [
+        let per_shard: [(&str, &str, &str, Field); 13] = [
             (
                 "weir_connections_accepted_total",
                 "counter",
@@ -129,6 +129,19 @@ impl Metrics {
                 "counter",
                 "Event-loop wake-ups.",
                 |m| &m.loop_iterations,
+            ),
+            (
+                "weir_mqtt_messages_delivered_total",
+                "counter",
+                "MQTT messages written or queued to subscribers.",
+                |m| &m.mqtt_delivered,
+            ),
+            (
+                "weir_mqtt_messages_dropped_total",
+                "counter",
+                "MQTT QoS 0 messages not delivered to a subscriber whose write buffer was full \
+                 (they stay in the log).",
+                |m| &m.mqtt_dropped,
             ),
         ];
         for (name, kind, help, field) in per_shard {

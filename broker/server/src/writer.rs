@@ -662,6 +662,7 @@ mod tests {
         Append {
             partition,
             batch: checked(value),
+            dedup: None,
         }
     }
 
@@ -720,6 +721,7 @@ mod tests {
                         let append = Append {
                             partition: pid,
                             batch: checked(format!("{index}").as_bytes()),
+                            dedup: None,
                         };
                         handle
                             .submit(append, recorder(&outcomes, index, &tx))

@@ -39,6 +39,9 @@
 //! allocations. Decoded values are owned rather than borrowed from the receive buffer, so a
 //! session can keep them after the buffer moves on; the cost is one copy of each payload.
 //!
+//! [`websocket`] is the WebSocket layer MQTT over WebSocket runs on: the HTTP upgrade and
+//! the frames, also without I/O.
+//!
 //! MQTT 3.1 ("MQIsdp", level 3) is accepted and encoded exactly like 3.1.1 apart from the
 //! protocol name and level in CONNECT.
 
@@ -49,6 +52,7 @@ pub mod properties;
 mod reason;
 mod session;
 pub mod topic;
+pub mod websocket;
 mod wire;
 
 pub use decoder::{PACKET_SIZE_BYTES_LIMIT, PacketDecoder};

@@ -103,6 +103,14 @@ pub enum Action {
         /// The message's tag.
         tag: u64,
     },
+    /// The client released the QoS 2 publish `packet_id` (PUBREL): the broker forgets the
+    /// identifier (its duplicate check), then calls [`ServerSession::completed`], which
+    /// writes PUBCOMP. Also reported for an identifier this connection never saw (a resumed
+    /// session's exchange from an earlier connection).
+    Released {
+        /// The packet identifier.
+        packet_id: PacketId,
+    },
     /// The client said goodbye with DISCONNECT; the connection is over.
     Disconnected {
         /// Whether the will must still be published: a DISCONNECT with any reason code but
@@ -280,6 +288,8 @@ enum Inbound {
     Qos2Storing,
     /// PUBREC sent, waiting for PUBREL.
     Qos2Stored,
+    /// PUBREL came and was reported, waiting for [`ServerSession::completed`].
+    Qos2Releasing,
 }
 
 /// Which acknowledgement an outbound QoS 1 or 2 publish waits for.
@@ -516,6 +526,31 @@ impl ServerSession {
             }
             self.send(&Packet::PubRec(response), out);
         }
+    }
+
+    /// The broker finished the QoS 2 exchange `packet_id` reported in [`Action::Released`]:
+    /// writes PUBCOMP with `reason` (MQTT 5: success, or 0x92 if the broker did not know the
+    /// identifier; 3.1.x: always success). Ignored once the session is closed.
+    pub fn completed(&mut self, packet_id: PacketId, reason: ReasonCode, out: &mut Vec<u8>) {
+        if self.state == State::Closed {
+            return;
+        }
+        let id = packet_id.get();
+        assert_eq!(
+            self.inbound.get(&id),
+            Some(&Inbound::Qos2Releasing),
+            "completed({id}) without a PUBREL waiting for it"
+        );
+        assert!(
+            reason::allowed(PacketType::PubComp, reason, true),
+            "{reason:?} is not a PUBCOMP code"
+        );
+        self.inbound.remove(&id);
+        let mut comp = PubResponse::new(packet_id);
+        if self.version.is_v5() {
+            comp.reason_code = reason;
+        }
+        self.send(&Packet::PubComp(comp), out);
     }
 
     /// The broker handled the SUBSCRIBE `packet_id`: writes SUBACK with one code per
@@ -851,19 +886,21 @@ impl ServerSession {
             }
             Packet::PubRel(rel) => {
                 let id = rel.packet_id.get();
-                let mut comp = PubResponse::new(rel.packet_id);
                 match self.inbound.get(&id) {
-                    Some(Inbound::Qos2Stored) => {
-                        self.inbound.remove(&id);
+                    // Also an identifier this connection never saw: a resumed session's
+                    // exchange from an earlier connection, which the broker may know.
+                    Some(Inbound::Qos2Stored) | None => {
+                        self.inbound.insert(id, Inbound::Qos2Releasing);
+                        actions.push(Action::Released {
+                            packet_id: rel.packet_id,
+                        });
                     }
+                    // A retransmission while the broker is on it: answered once, later.
+                    Some(Inbound::Qos2Releasing) => {}
                     Some(_) => {
                         return Err(protocol(ReasonCode::PROTOCOL_ERROR, "PUBREL before PUBREC"));
                     }
-                    // 3.1.1 answers a repeated PUBREL with a plain PUBCOMP.
-                    None if v5 => comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
-                    None => {}
                 }
-                self.send(&Packet::PubComp(comp), out);
                 Ok(())
             }
             Packet::Subscribe(subscribe) => {
@@ -966,6 +1003,10 @@ impl ServerSession {
                 self.send(&Packet::PubRec(PubResponse::new(packet_id)), out);
                 Ok(())
             }
+            (Some(Inbound::Qos2Releasing), _) => Err(protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "packet identifier reused before PUBCOMP",
+            )),
             (Some(_), _) => Err(protocol(
                 ReasonCode::PROTOCOL_ERROR,
                 "packet identifier reused with another QoS",

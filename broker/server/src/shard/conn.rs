@@ -15,6 +15,7 @@ use super::inbox::Outcome;
 use super::mqtt::{Ended, MqttConn, MqttWork, Offer, Shares};
 use super::{Protocol, ServerConfig, ShardMetrics, Shared};
 use weir_core::log_store::PartitionId;
+use weir_mqtt::websocket::WsServer;
 
 /// A receive buffer emptied with more capacity than this is freed.
 const READ_BUFFER_KEEP: usize = 4 * 1024;
@@ -26,6 +27,19 @@ enum Session {
     Kafka(KafkaSession),
     Mqtt(Box<MqttConn>),
 }
+
+/// MQTT over WebSocket: the frame layer between the socket and the MQTT session.
+struct WsLayer {
+    server: WsServer,
+    /// MQTT bytes from complete frames the session has not consumed.
+    data: Vec<u8>,
+    /// MQTT packets the session wrote, framed into `out` after each call.
+    scratch: Vec<u8>,
+}
+
+/// Bytes a WebSocket frame may carry beyond one MQTT packet of the largest size (clients may
+/// put several packets in one frame).
+const WS_FRAME_SLACK_BYTES: usize = 64 * 1024;
 
 /// A connection's state, shared by both backends.
 pub(super) struct Conn {
@@ -51,6 +65,8 @@ pub(super) struct Conn {
     ops: Vec<(u64, KafkaOp)>,
     /// What an MQTT session asked the shard for, not yet done.
     mqtt_work: Vec<MqttWork>,
+    /// The WebSocket layer of MQTT over WebSocket.
+    ws: Option<Box<WsLayer>>,
 }
 
 impl Conn {
@@ -73,12 +89,20 @@ impl Conn {
                     .unwrap_or_default();
                 Session::Kafka(KafkaSession::new(shared.kafka.clone(), host))
             }
-            Protocol::Mqtt => Session::Mqtt(Box::new(MqttConn::new(
+            Protocol::Mqtt | Protocol::MqttWebSocket => Session::Mqtt(Box::new(MqttConn::new(
                 shared.mqtt.clone(),
                 seed,
                 clock_ms(now),
             ))),
         };
+        let ws = (protocol == Protocol::MqttWebSocket).then(|| {
+            let frame_max = shared.mqtt.limits.packet_size_bytes_max + WS_FRAME_SLACK_BYTES;
+            Box::new(WsLayer {
+                server: WsServer::new(frame_max),
+                data: Vec::new(),
+                scratch: Vec::new(),
+            })
+        });
         Conn {
             stream,
             listener,
@@ -94,6 +118,37 @@ impl Conn {
             answered_any: false,
             ops: Vec::new(),
             mqtt_work: Vec::new(),
+            ws,
+        }
+    }
+
+    /// The MQTT session, the buffer its packets go to (for WebSocket a scratch buffer that
+    /// [`Conn::frame_ws`] frames into `out`) and its work list.
+    fn mqtt_parts(&mut self) -> Option<(&mut MqttConn, &mut Vec<u8>, &mut Vec<MqttWork>)> {
+        let Conn {
+            session,
+            ws,
+            out,
+            mqtt_work,
+            ..
+        } = self;
+        let Session::Mqtt(mqtt) = session else {
+            return None;
+        };
+        let out = match ws {
+            Some(ws) => &mut ws.scratch,
+            None => out,
+        };
+        Some((mqtt, out, mqtt_work))
+    }
+
+    /// Frames what the MQTT session wrote into `out` (MQTT over WebSocket).
+    fn frame_ws(&mut self) {
+        if let Some(ws) = &mut self.ws
+            && !ws.scratch.is_empty()
+        {
+            weir_mqtt::websocket::encode_binary(&ws.scratch, &mut self.out);
+            ws.scratch.clear();
         }
     }
 
@@ -105,6 +160,7 @@ impl Conn {
     /// True while input waits to be processed.
     pub(super) fn has_input(&self) -> bool {
         self.read_pos < self.read_buf.len()
+            || self.ws.as_ref().is_some_and(|ws| !ws.data.is_empty())
     }
 
     /// Takes bytes the client sent and lets the session answer complete requests until `out`
@@ -184,27 +240,7 @@ impl Conn {
     fn answer(&mut self, input: &[u8], out_limit: usize, metrics: &ShardMetrics) -> Option<usize> {
         let session = match &mut self.session {
             Session::Kafka(session) => session,
-            Session::Mqtt(mqtt) => {
-                let result = mqtt.on_bytes(
-                    input,
-                    clock_ms(Instant::now()),
-                    &mut self.out,
-                    &mut self.mqtt_work,
-                );
-                if mqtt.connected() {
-                    self.answered_any = true;
-                }
-                return match result {
-                    Ok(used) => Some(used),
-                    Err(ended) => {
-                        if ended == Ended::Violation {
-                            metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                        self.closing = true;
-                        None
-                    }
-                };
-            }
+            Session::Mqtt(_) => return self.answer_mqtt(input, metrics),
         };
         let answered_before = session.requests();
         let result = session.on_bytes(
@@ -230,6 +266,53 @@ impl Conn {
         }
     }
 
+    /// [`Conn::answer`] for MQTT, plain or over WebSocket (where `input` is frames, and the
+    /// MQTT bytes the session has not consumed stay in the layer).
+    fn answer_mqtt(&mut self, input: &[u8], metrics: &ShardMetrics) -> Option<usize> {
+        let now = clock_ms(Instant::now());
+        let mut frames_used = None;
+        if let Some(ws) = &mut self.ws {
+            match ws.server.decode(input, &mut ws.data, &mut self.out) {
+                Ok(used) => frames_used = Some(used),
+                Err(e) => {
+                    tracing::debug!("closing an MQTT WebSocket: {e}");
+                    if e != weir_mqtt::websocket::WsError::Closed {
+                        metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.closing = true;
+                    return None;
+                }
+            }
+        }
+        let result = match (&mut self.session, &mut self.ws) {
+            (Session::Mqtt(mqtt), None) => {
+                mqtt.on_bytes(input, now, &mut self.out, &mut self.mqtt_work)
+            }
+            (Session::Mqtt(mqtt), Some(ws)) => {
+                let result = mqtt.on_bytes(&ws.data, now, &mut ws.scratch, &mut self.mqtt_work);
+                if let Ok(used) = result {
+                    ws.data.drain(..used);
+                }
+                result
+            }
+            (Session::Kafka(_), _) => return None,
+        };
+        self.frame_ws();
+        if self.mqtt().is_some_and(|m| m.connected()) {
+            self.answered_any = true;
+        }
+        match result {
+            Ok(used) => Some(frames_used.unwrap_or(used)),
+            Err(ended) => {
+                if ended == Ended::Violation {
+                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                self.closing = true;
+                None
+            }
+        }
+    }
+
     /// Lets the session answer what waited for time (fetches waiting for data or their
     /// deadline); returns the bytes of answers added.
     pub(super) fn tick(&mut self, now: Instant) -> u64 {
@@ -241,8 +324,12 @@ impl Conn {
                 }
                 session.tick(clock_ms(now), &mut self.out);
             }
-            Session::Mqtt(mqtt) => {
-                if !mqtt.tick(clock_ms(now), &mut self.out, &mut self.mqtt_work) {
+            Session::Mqtt(_) => {
+                let open = self
+                    .mqtt_parts()
+                    .is_none_or(|(mqtt, out, work)| mqtt.tick(clock_ms(now), out, work));
+                self.frame_ws();
+                if !open {
                     self.closing = true;
                 }
             }
@@ -275,8 +362,9 @@ impl Conn {
     /// 0x8E); returns what its session leaves to do, which must be submitted before the other
     /// connection is told.
     pub(super) fn take_over(&mut self) -> Vec<MqttWork> {
-        if let Session::Mqtt(mqtt) = &mut self.session {
-            mqtt.taken_over(&mut self.out, &mut self.mqtt_work);
+        if let Some((mqtt, out, work)) = self.mqtt_parts() {
+            mqtt.taken_over(out, work);
+            self.frame_ws();
             self.closing = true;
         }
         self.take_mqtt_work()
@@ -320,28 +408,42 @@ impl Conn {
     /// Takes an operation's result; returns the bytes of answers it released.
     pub(super) fn complete(&mut self, token: u64, result: Outcome) -> u64 {
         let before = self.out.len();
-        match (&mut self.session, result) {
+        let result = match (&mut self.session, result) {
             (Session::Kafka(session), Outcome::Kafka(result)) => {
                 session.complete(token, result, &mut self.out);
+                return (self.out.len() - before) as u64;
             }
-            (Session::Mqtt(mqtt), Outcome::MqttStored(reason, at)) => {
-                if !mqtt.stored(token, (reason, at), &mut self.out, &mut self.mqtt_work) {
-                    self.closing = true;
-                }
-            }
-            (Session::Mqtt(mqtt), Outcome::MqttSession(loaded)) => {
+            (_, result) => result,
+        };
+        let Some((mqtt, out, work)) = self.mqtt_parts() else {
+            tracing::error!("an operation's result reached a connection of another protocol");
+            return 0;
+        };
+        let (open, accepted) = match result {
+            Outcome::MqttStored(reason, at) => (mqtt.stored(token, (reason, at), out, work), false),
+            Outcome::MqttSession(loaded) => {
                 let now = clock_ms(Instant::now());
                 let loaded = loaded.map(|r| r.map(|r| *r));
-                if mqtt.resume(loaded, now, &mut self.out, &mut self.mqtt_work) {
-                    self.answered_any = true;
-                } else {
-                    self.closing = true;
-                }
+                let open = mqtt.resume(loaded, now, out, work);
+                (open, open)
             }
-            (Session::Mqtt(mqtt), Outcome::TakenOver) => {
-                mqtt.taken_over_from(&mut self.mqtt_work);
+            Outcome::MqttReleased => {
+                mqtt.released(token, out);
+                (true, false)
             }
-            _ => tracing::error!("an operation's result reached a connection of another protocol"),
+            Outcome::TakenOver => {
+                mqtt.taken_over_from(work);
+                (true, false)
+            }
+            Outcome::Kafka(_) | Outcome::TakeOver(_) => {
+                tracing::error!("a result reached a connection it is not for");
+                (true, false)
+            }
+        };
+        self.frame_ws();
+        self.answered_any |= accepted;
+        if !open {
+            self.closing = true;
         }
         (self.out.len() - before) as u64
     }
@@ -359,14 +461,14 @@ impl Conn {
         shares: &Shares,
         metrics: &ShardMetrics,
     ) -> (Offer, u64) {
-        let Session::Mqtt(mqtt) = &mut self.session else {
-            return (Offer::Skipped, 0);
-        };
         if self.closing {
             return (Offer::Skipped, 0);
         }
         let room = self.out.len() - self.written < write_max;
         let before = self.out.len();
+        let Some((mqtt, out, _)) = self.mqtt_parts() else {
+            return (Offer::Skipped, 0);
+        };
         let offer = mqtt.offer(
             message,
             partition,
@@ -375,9 +477,10 @@ impl Conn {
             room,
             backlog,
             shares,
-            &mut self.out,
+            out,
             metrics,
         );
+        self.frame_ws();
         (offer, (self.out.len() - before) as u64)
     }
 

@@ -59,6 +59,8 @@ pub(super) struct EpollShard {
     tail: MqttTail,
     /// Connections accepted, for MQTT's assigned client identifiers.
     accepted: u64,
+    /// When to look for expired MQTT sessions next (shard 0).
+    next_expiry_check: Instant,
 }
 
 impl HasConn for Slot {
@@ -101,6 +103,7 @@ impl EpollShard {
             generations: Vec::new(),
             tail,
             accepted: 0,
+            next_expiry_check: Instant::now(),
             waker,
         })
     }
@@ -204,7 +207,7 @@ impl EpollShard {
             listener,
             config.listeners[listener].protocol,
             &self.shared,
-            ((self.id as u64) << 48) ^ self.accepted,
+            self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
             Instant::now(),
         );
         self.conns[slot] = Some(Slot {
@@ -470,6 +473,12 @@ impl EpollShard {
         if self.tail.has_lagging() {
             self.deliver_mqtt();
         }
+        super::mqtt_upkeep(
+            &self.config,
+            &self.shared,
+            self.id,
+            &mut self.next_expiry_check,
+        );
         let expired = super::conn::expired(
             self.conns.iter().map(|slot| slot.as_ref().map(|s| &s.conn)),
             now,

@@ -32,6 +32,8 @@ pub(super) enum Outcome {
     /// An MQTT publish was stored (or not): the code for its PUBACK or PUBREC, and where it
     /// was stored.
     MqttStored(ReasonCode, Option<(PartitionId, i64)>),
+    /// A QoS 2 exchange's duplicate-check key is forgotten: PUBCOMP.
+    MqttReleased,
     /// The session a CONNECT resumes (or none), or the CONNACK code to refuse it with.
     MqttSession(Result<Option<Box<SessionRecord>>, ReasonCode>),
     /// Another connection takes this one's client id over: close this one, store its

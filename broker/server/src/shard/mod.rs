@@ -46,7 +46,7 @@ pub(crate) use self::conn::clock_ms;
 use self::epoll::Waker;
 use self::inbox::{Done, Inbox, Outcome, Owner};
 pub use self::mqtt::MqttSettings;
-use self::mqtt::{AppendFeed, MqttTail, MqttWork, ShareTable};
+use self::mqtt::{AppendFeed, DelayedWills, MqttTail, MqttWork, ShareTable};
 use crate::coordinator::CoordinatorHandle;
 use crate::writer::WriterHandle;
 use weir_core::kafka::{KafkaOp, KafkaSettings};
@@ -59,6 +59,8 @@ pub enum Protocol {
     Kafka,
     /// MQTT 3.1, 3.1.1 and 5.0.
     Mqtt,
+    /// MQTT over WebSocket (subprotocol `mqtt`).
+    MqttWebSocket,
 }
 
 impl Protocol {
@@ -67,6 +69,7 @@ impl Protocol {
         match self {
             Protocol::Kafka => "kafka",
             Protocol::Mqtt => "mqtt",
+            Protocol::MqttWebSocket => "mqtt websocket",
         }
     }
 }
@@ -184,6 +187,11 @@ struct Shared {
     clients: Mutex<HashMap<String, Owner>>,
     /// The members of every MQTT shared subscription.
     shares: Arc<ShareTable>,
+    /// MQTT wills waiting for their delay.
+    wills: DelayedWills,
+    /// Random per process, mixed into each connection's seed, so client ids MQTT assigns
+    /// differ from those of earlier runs (whose sessions may still be stored).
+    seed_base: u64,
     stop: AtomicBool,
     open_total: AtomicU32,
     /// Open connections per listener, indexed like `ServerConfig::listeners`.
@@ -227,6 +235,7 @@ pub struct Shards {
     shared: Arc<Shared>,
     metrics: Arc<[ShardMetrics]>,
     bound: Vec<(Protocol, SocketAddr)>,
+    config: Arc<ServerConfig>,
 }
 
 impl Shards {
@@ -286,6 +295,14 @@ impl Shards {
                 .collect(),
             clients: Mutex::new(HashMap::new()),
             shares: Arc::default(),
+            wills: DelayedWills::default(),
+            seed_base: {
+                use std::hash::{BuildHasher, Hasher};
+                // The standard library seeds each RandomState from the OS's randomness.
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            },
             stop: AtomicBool::new(false),
             open_total: AtomicU32::new(0),
             open_per_listener: config.listeners.iter().map(|_| AtomicU32::new(0)).collect(),
@@ -299,6 +316,7 @@ impl Shards {
             shared: shared.clone(),
             metrics: metrics.clone(),
             bound,
+            config: config.clone(),
         };
         for (id, listeners) in per_shard.into_iter().enumerate() {
             let waker = wakers[id].clone();
@@ -384,6 +402,16 @@ impl Shards {
             if thread.join().is_err() {
                 tracing::error!("a shard thread panicked");
             }
+        }
+        // Wills still waiting for their delay are published rather than forgotten.
+        for message in self.shared.wills.due(i64::MAX) {
+            mqtt::store(
+                &self.config.mqtt,
+                &self.config.writer,
+                message,
+                None,
+                Box::new(|_, _| {}),
+            );
         }
     }
 }
@@ -518,15 +546,43 @@ fn submit_mqtt(
     };
     for item in work {
         match item {
-            MqttWork::Store { token, message } => {
+            MqttWork::Store {
+                token,
+                message,
+                dedup,
+            } => {
                 let reply = answer(inbox, token);
                 let done = Box::new(move |reason, at| reply(Outcome::MqttStored(reason, at)));
-                mqtt::store(&config.mqtt, &config.writer, *message, done);
+                mqtt::store(&config.mqtt, &config.writer, *message, dedup, done);
+            }
+            MqttWork::DelayWill {
+                client_id,
+                due_ms,
+                message,
+            } => shared.wills.hold(client_id, due_ms, message),
+            MqttWork::Release { client_id, id } => {
+                let reply = answer(inbox, id.map_or(0, u64::from));
+                config.writer.run(Box::new(move |store| {
+                    let released = match store {
+                        Some(store) => store.release_dedup(&client_id, id),
+                        None => Err(StoreError::Fatal("the log writer has stopped".into())),
+                    };
+                    match released {
+                        // PUBCOMP only once the key is durably gone: the client may reuse
+                        // the identifier after it.
+                        Ok(()) if id.is_some() => reply(Outcome::MqttReleased),
+                        Ok(()) => {}
+                        Err(e) => {
+                            tracing::warn!(client = %client_id, "QoS 2 state not released: {e}")
+                        }
+                    }
+                }));
             }
             MqttWork::Connect {
                 client_id,
                 clean_start,
             } => {
+                shared.wills.cancel(&client_id);
                 let previous = shared
                     .clients
                     .lock()
@@ -598,6 +654,33 @@ fn finish_mqtt(
         }
     }
 }
+
+/// MQTT upkeep from a shard's timeout sweep: publishes the wills whose delay is over, and
+/// (shard 0, every [`SESSION_EXPIRY_CHECK`]) deletes expired sessions.
+fn mqtt_upkeep(
+    config: &ServerConfig,
+    shared: &Shared,
+    shard: usize,
+    next_check: &mut std::time::Instant,
+) {
+    for message in shared.wills.due(crate::maintenance::wall_ms()) {
+        mqtt::store(
+            &config.mqtt,
+            &config.writer,
+            message,
+            None,
+            Box::new(|_, _| {}),
+        );
+    }
+    let now = std::time::Instant::now();
+    if shard == 0 && now >= *next_check {
+        *next_check = now + SESSION_EXPIRY_CHECK;
+        mqtt::expire_sessions(&config.writer);
+    }
+}
+
+/// How often expired MQTT sessions are looked for.
+const SESSION_EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
 /// Tells connection `to` that the one it took its client id from is gone.
 fn hand_over(shared: &Shared, to: Owner) {

@@ -1,39 +1,59 @@
 //! The MQTT front on a shard: what the broker does with a [`ServerSession`]'s actions, how a
-//! publish reaches the log, and how new records reach the shard's subscribers.
+//! publish reaches the log, and how the log reaches subscribers.
 //!
 //! - **Publish**: every PUBLISH (QoS 0 too) and every will becomes one record batch
 //!   ([`weir_core::mqtt::message_batch`]) in the Kafka topic its first level names, created
 //!   when missing (within `kafka.topics_max`, with `kafka.auto_create_partitions_count`
 //!   partitions), in the partition its MQTT topic hashes to. It goes through the writer's group
 //!   commit like a Kafka produce; PUBACK and PUBREC are written only when the append's
-//!   completion comes back through the shard's inbox, i.e. after the covering sync. A retained
-//!   publish also replaces (or, with an empty payload, clears) the topic's retained message in
-//!   the log's `mqtt_retained` table, durably, before its record is appended. A connection
-//!   stops being read while [`STORES_IN_FLIGHT_MAX`] of its publishes wait for the log.
-//! - **Delivery follows the log**: no publish is handed from connection to connection. Each
-//!   shard with subscribers is told by the writer which partitions grew ([`AppendFeed`]), reads
-//!   the new batches (short read transactions on the shard), turns each record into an MQTT
-//!   message ([`weir_core::mqtt::message_from_record`]), records Kafka clients produced
-//!   included, and offers it to its own subscribers. So delivery needs no shard-to-shard
-//!   messages, and a message reaches subscribers only once it is durable.
-//! - **Limits at delivery**: QoS 1 and 2 messages wait for the client's receive maximum in the
-//!   session's queue, bounded by `mqtt.outbound_queue_bytes_max`; QoS 0 messages are written
-//!   only while the connection's unsent bytes are under `server.write_buffer_bytes_max`.
-//!   Beyond either a message is not delivered to that subscriber and counted in
-//!   `weir_mqtt_messages_dropped_total`: it stays in the log (publishers were acknowledged for
-//!   storing it, not for delivering it).
+//!   completion comes back through the shard's inbox, i.e. after the covering sync. A QoS 2
+//!   publish carries a duplicate-check key (client id, packet identifier) that the log keeps,
+//!   in the append's own transaction, until the client's PUBREL: a retry on a later
+//!   connection, also after a crash, is not stored twice; PUBCOMP goes out once the key is
+//!   durably gone. A retained publish also replaces (or, with an empty payload, clears) the
+//!   topic's retained message in the log's `mqtt_retained` table, durably, before its record
+//!   is appended. A connection is not read while its CONNECT waits for an answer or its
+//!   publishes waiting for the log reach the receive maximum (or [`STORES_IN_FLIGHT_MAX`]).
+//! - **Delivery follows the log**: no publish is handed from connection to connection. The
+//!   writer tells every shard which partitions grew ([`AppendFeed`]); a shard with
+//!   subscribers reads the new batches (short read transactions on the shard), turns each
+//!   record into an MQTT message ([`weir_core::mqtt::message_from_record`]), records Kafka
+//!   clients produced included, and offers it to its own subscribers. So delivery needs no
+//!   shard-to-shard messages, and a message reaches subscribers only once it is durable.
+//! - **Nothing acknowledged is dropped at delivery**: a QoS 1 or 2 message a subscriber has
+//!   no room for (its queue of `mqtt.outbound_queue_bytes_max` waiting for the client's
+//!   receive maximum, or its unsent bytes at `server.write_buffer_bytes_max`) is not copied
+//!   anywhere: that subscriber falls behind on the partition and reads it from the log
+//!   itself, from that offset, as acknowledgements and its socket make room, then rejoins live
+//!   delivery. QoS 0 messages beyond the write buffer are dropped for that subscriber and
+//!   counted (`weir_mqtt_messages_dropped_total`).
+//! - **Persistent sessions** (MQTT 5 Session Expiry Interval > 0, or 3.1.x Clean Session 0)
+//!   are stored in the log's `mqtt_sessions` table when they subscribe and when their
+//!   connection ends ([`SessionRecord`]): subscriptions and, per partition, the first offset
+//!   the client has not acknowledged. Their offline backlog is that cursor, not a copy: the
+//!   next connection catches up from it like a subscriber that fell behind (QoS 1 and 2
+//!   messages; QoS 0 ones are not kept for offline sessions). A CONNECT with a client id that
+//!   is connected takes it over: the old connection is closed (MQTT 5: DISCONNECT 0x8E) and
+//!   stores its session first, then the new one loads it.
+//! - **Shared subscriptions** `$share/{group}/{filter}`: each message goes to one member,
+//!   chosen from its partition and offset among the members every shard knows
+//!   ([`ShareTable`]).
+//! - **Wills** are published when a connection ends without a normal DISCONNECT, after their
+//!   Will Delay Interval (or when the session ends, if sooner) unless the client comes back;
+//!   delayed wills still waiting at shutdown are published then.
 //!
-//! Not built yet (each refused or documented rather than pretended): persistent sessions (a
-//! CONNECT with clean start 0 gets session present 0 and its subscriptions end with the
-//! connection), shared subscriptions (SUBACK 0x9E), no-local, will delay (a will is published
-//! when the connection ends), client-id takeover across connections, MQTT over WebSocket.
+//! Not built yet: outbound topic aliases (the broker never sets them); a takeover race of
+//! three connections with one client id at once (the latest may load the session before the
+//! first has stored it); resending a PUBREL after a reconnection (an outbound QoS 2 message
+//! whose PUBREC came is complete for the broker).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use weir_core::log_store::{
-    Append, CheckedBatch, LogStore, PartitionId, RETAINED_TOPIC_BYTES_MAX, StoreError, TopicConfig,
+    Append, CheckedBatch, DedupKey, LogStore, PartitionId, RETAINED_TOPIC_BYTES_MAX, StoreError,
+    TopicConfig,
 };
 use weir_core::mqtt::{self as mapping, LogMessage, SessionRecord, StoredSubscription};
 use weir_kafka::record_batch::BatchHeader;
@@ -166,11 +186,23 @@ pub(super) struct SessionSnapshot {
 /// Work for the shard that a connection's session asked for.
 #[derive(Debug)]
 pub(super) enum MqttWork {
-    /// Store a message; `token` is its packet identifier (0: nothing to acknowledge).
+    /// Store a message; `token` is its packet identifier (0: nothing to acknowledge); a
+    /// QoS 2 publish carries its duplicate-check key.
     Store {
         token: u64,
         message: Box<LogMessage>,
+        dedup: Option<Box<DedupKey>>,
     },
+    /// Publish a will at `due_ms` (wall clock) unless a connection with `client_id` comes
+    /// first.
+    DelayWill {
+        client_id: String,
+        due_ms: i64,
+        message: Box<LogMessage>,
+    },
+    /// Forget the duplicate-check key of QoS 2 publish `id` of `client_id` (or, with `None`,
+    /// all of them), then complete the exchange (`id`) with PUBCOMP.
+    Release { client_id: String, id: Option<u16> },
     /// A CONNECT to answer: take the client id over from another connection if one has it,
     /// then load its session.
     Connect {
@@ -229,6 +261,9 @@ pub(super) struct MqttConn {
     behind: BTreeMap<PartitionId, i64>,
     /// Per partition, offsets below this were delivered while catching up.
     floor: HashMap<PartitionId, i64>,
+    /// The connection sent QoS 2 publishes (their duplicate-check keys go with a session
+    /// that ends).
+    used_qos2: bool,
     /// Where this connection's latest publishes were stored, while it has No Local
     /// subscriptions: at most [`OWN_MESSAGES_MAX`].
     own: VecDeque<(PartitionId, i64)>,
@@ -269,6 +304,7 @@ impl MqttConn {
             behind: BTreeMap::new(),
             floor: HashMap::new(),
             own: VecDeque::new(),
+            used_qos2: false,
             accepted: false,
             finished: false,
             connecting: None,
@@ -285,9 +321,14 @@ impl MqttConn {
         self.session.is_connected()
     }
 
-    /// Whether the session takes no more input until stores complete.
+    /// Whether the connection should not be read: its CONNECT waits for an answer, or its
+    /// publishes waiting for the log reach [`STORES_IN_FLIGHT_MAX`] or the receive maximum
+    /// (where a 3.1.x session starts holding input). What was read meanwhile stays in the
+    /// connection's buffer, so it holds at most one read more than the session consumed.
     pub(super) fn saturated(&self) -> bool {
-        self.stores_in_flight >= STORES_IN_FLIGHT_MAX
+        let receive_maximum = usize::from(self.settings.limits.receive_maximum);
+        self.connecting.is_some()
+            || self.stores_in_flight >= STORES_IN_FLIGHT_MAX.min(receive_maximum)
     }
 
     /// The keep-alive or connect deadline, if any.
@@ -363,6 +404,7 @@ impl MqttConn {
         out: &mut Vec<u8>,
         work: &mut Vec<MqttWork>,
     ) -> bool {
+        self.connecting = None;
         let record = match loaded {
             Ok(record) => record,
             Err(code) => {
@@ -393,10 +435,17 @@ impl MqttConn {
         true
     }
 
+    /// The exchange of QoS 2 publish `id` is over: PUBCOMP.
+    pub(super) fn released(&mut self, id: u64, out: &mut Vec<u8>) {
+        if let Some(id) = packet_id(id) {
+            self.session.completed(id, ReasonCode::SUCCESS, out);
+        }
+    }
+
     /// The connection that had this client id before is gone (its session stored): load
     /// ours.
     pub(super) fn taken_over_from(&mut self, work: &mut Vec<MqttWork>) {
-        if let Some((client_id, clean_start)) = self.connecting.take() {
+        if let Some((client_id, clean_start)) = self.connecting.clone() {
             work.push(MqttWork::Load {
                 client_id,
                 clean_start,
@@ -426,10 +475,31 @@ impl MqttConn {
             });
         }
         if let Some(will) = self.will.take() {
-            work.push(will_message(will));
+            // A will waits for its delay, or until the session ends if that is sooner.
+            let delay_s = will
+                .properties
+                .will_delay_interval
+                .unwrap_or(0)
+                .min(self.expiry_interval_s);
+            match will_message(will) {
+                MqttWork::Store { message, .. } if delay_s > 0 => {
+                    work.push(MqttWork::DelayWill {
+                        client_id: self.client_id.clone(),
+                        due_ms: message.timestamp_ms + i64::from(delay_s) * 1000,
+                        message,
+                    });
+                }
+                now => work.push(now),
+            }
         }
         if self.expiry_interval_s > 0 && !self.client_id.is_empty() {
             work.push(MqttWork::Save(Box::new(self.snapshot())));
+        } else if self.used_qos2 {
+            // The session ends with the connection: so do its QoS 2 exchanges.
+            work.push(MqttWork::Release {
+                client_id: self.client_id.clone(),
+                id: None,
+            });
         }
     }
 
@@ -479,8 +549,22 @@ impl MqttConn {
                     properties.topic_alias = None;
                     properties.subscription_identifiers.clear();
                     self.stores_in_flight += 1;
+                    // A QoS 2 publish is stored at most once, also when the client sends it
+                    // again on a later connection (it did not see the PUBREC) or after a
+                    // restart: the log keeps its key until the client's PUBREL.
+                    let dedup = (publish.qos == QoS::ExactlyOnce)
+                        .then_some(publish.packet_id)
+                        .flatten()
+                        .map(|id| {
+                            Box::new(DedupKey {
+                                owner: self.client_id.clone(),
+                                id: id.get(),
+                            })
+                        });
+                    self.used_qos2 |= dedup.is_some();
                     work.push(MqttWork::Store {
                         token,
+                        dedup,
                         message: Box::new(LogMessage {
                             topic: publish.topic,
                             payload: publish.payload,
@@ -493,6 +577,10 @@ impl MqttConn {
                 }
                 Action::Subscribe(subscribe) => self.subscribe(subscribe, out, work),
                 Action::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe, out, work),
+                Action::Released { packet_id } => work.push(MqttWork::Release {
+                    client_id: self.client_id.clone(),
+                    id: Some(packet_id.get()),
+                }),
                 Action::Delivered { tag } => {
                     self.unacked.remove(&tag);
                     if !self.behind.is_empty() {
@@ -804,6 +892,7 @@ fn will_message(will: Will) -> MqttWork {
     properties.will_delay_interval = None;
     MqttWork::Store {
         token: 0,
+        dedup: None,
         message: Box::new(LogMessage {
             topic: will.topic,
             payload: will.payload,
@@ -826,6 +915,7 @@ pub(super) fn store(
     settings: &Arc<MqttSettings>,
     writer: &WriterHandle,
     message: LogMessage,
+    dedup: Option<Box<DedupKey>>,
     done: StoreDone,
 ) {
     let settings = settings.clone();
@@ -875,7 +965,14 @@ pub(super) fn store(
                 done(ReasonCode::UNSPECIFIED_ERROR, None)
             }
         });
-        if let Err(busy) = writer_again.submit(Append { partition, batch }, completion) {
+        if let Err(busy) = writer_again.submit(
+            Append {
+                partition,
+                batch,
+                dedup,
+            },
+            completion,
+        ) {
             (busy.done)(Err(AppendFailure::Store(StoreError::Full(
                 "the append queue is full (storage.append_queue_bytes_max)".into(),
             ))));
@@ -901,6 +998,7 @@ pub(super) fn load_session(
         let result = (|| -> Result<Option<SessionRecord>, StoreError> {
             if clean_start {
                 store.put_mqtt_session(&client_id, None, 0)?;
+                store.release_dedup(&client_id, None)?;
                 return Ok(None);
             }
             let Some(bytes) = store.mqtt_session(&client_id)? else {
@@ -910,6 +1008,7 @@ pub(super) fn load_session(
             let now = crate::maintenance::wall_ms();
             let Some(mut record) = record.filter(|r| !r.expired(now)) else {
                 store.put_mqtt_session(&client_id, None, 0)?;
+                store.release_dedup(&client_id, None)?;
                 return Ok(None);
             };
             let known: HashMap<PartitionId, i64> = record.cursors.iter().copied().collect();
@@ -1038,6 +1137,84 @@ impl ShareTable {
             *snapshot = (self.version.load(Ordering::Acquire), current.clone());
         }
     }
+}
+
+/// Wills waiting for their delay, by client id, with when they are due (wall clock, ms).
+/// Taken on disconnection, CONNECT and in timeout sweeps while any wait.
+#[derive(Debug, Default)]
+pub(super) struct DelayedWills {
+    wills: Mutex<HashMap<String, (i64, Box<LogMessage>)>>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl DelayedWills {
+    /// Holds `message` until `due_ms`.
+    pub(super) fn hold(&self, client_id: String, due_ms: i64, message: Box<LogMessage>) {
+        let mut wills = self.wills.lock().unwrap_or_else(|e| e.into_inner());
+        wills.insert(client_id, (due_ms, message));
+        self.waiting.store(wills.len(), Ordering::Release);
+    }
+
+    /// A connection with `client_id` came: its will is not published.
+    pub(super) fn cancel(&self, client_id: &str) {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut wills = self.wills.lock().unwrap_or_else(|e| e.into_inner());
+        wills.remove(client_id);
+        self.waiting.store(wills.len(), Ordering::Release);
+    }
+
+    /// The wills due at `now_ms`, removed.
+    pub(super) fn due(&self, now_ms: i64) -> Vec<LogMessage> {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let mut wills = self.wills.lock().unwrap_or_else(|e| e.into_inner());
+        let due: Vec<String> = wills
+            .iter()
+            .filter(|(_, (at, _))| *at <= now_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let out = due
+            .iter()
+            .filter_map(|id| wills.remove(id))
+            .map(|(_, m)| *m)
+            .collect();
+        self.waiting.store(wills.len(), Ordering::Release);
+        out
+    }
+}
+
+/// Deletes stored sessions that have expired, with their QoS 2 state, on the writer thread.
+pub(super) fn expire_sessions(writer: &WriterHandle) {
+    writer.run(Box::new(|store| {
+        let Some(store) = store else {
+            return;
+        };
+        let now = crate::maintenance::wall_ms();
+        let mut expired = Vec::new();
+        let visited = store.mqtt_sessions(&mut |client_id, bytes| {
+            if SessionRecord::decode(bytes).is_none_or(|r| r.expired(now)) {
+                expired.push(client_id.to_owned());
+            }
+        });
+        if let Err(e) = visited {
+            tracing::warn!("cannot list MQTT sessions: {e}");
+            return;
+        }
+        for client_id in expired {
+            let deleted = store
+                .put_mqtt_session(&client_id, None, 0)
+                .and_then(|()| store.release_dedup(&client_id, None));
+            match deleted {
+                Ok(()) => tracing::debug!(client = %client_id, "MQTT session expired"),
+                Err(e) => {
+                    tracing::warn!(client = %client_id, "expired MQTT session not deleted: {e}")
+                }
+            }
+        }
+    }));
 }
 
 /// Access to the [`super::conn::Conn`] in a loop's connection slot.
@@ -1186,7 +1363,9 @@ impl MqttTail {
                 else {
                     break;
                 };
-                for (offset, message) in &messages {
+                // Batches committed after `last` may not be durable yet: they come with
+                // their own report.
+                for (offset, message) in messages.iter().filter(|(o, _)| *o <= last) {
                     for &slot in &self.subscribers {
                         let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
                             continue;
@@ -1216,7 +1395,7 @@ impl MqttTail {
                         }
                     }
                 }
-                at = next;
+                at = next.min(last + 1);
             }
             self.cursors.insert(partition, at.max(cursor));
         }

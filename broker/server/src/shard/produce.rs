@@ -162,7 +162,14 @@ pub(super) fn run(
                         let outcome = result.map_err(|e| error_code(&e));
                         Aggregate::record(&done_aggregate, ti, pi, outcome);
                     });
-                (Append { partition, batch }, done)
+                (
+                    Append {
+                        partition,
+                        batch,
+                        dedup: None,
+                    },
+                    done,
+                )
             })
             .collect();
         if let Err(refused) = writer.submit_all(appends) {
@@ -181,6 +188,9 @@ fn error_code(failure: &AppendFailure) -> i16 {
             OUT_OF_ORDER_SEQUENCE_NUMBER
         }
         AppendFailure::Rejected(AppendError::ProducerFenced { .. }) => INVALID_PRODUCER_EPOCH,
-        AppendFailure::Store(_) | AppendFailure::Stopped => STORAGE_ERROR,
+        // Kafka produces carry no dedup key.
+        AppendFailure::Rejected(AppendError::DedupKeyTooLong)
+        | AppendFailure::Store(_)
+        | AppendFailure::Stopped => STORAGE_ERROR,
     }
 }

@@ -294,6 +294,8 @@ pub(super) struct UringShard {
     tail: MqttTail,
     /// Connections accepted, for MQTT's assigned client identifiers.
     accepted: u64,
+    /// When to look for expired MQTT sessions next (shard 0).
+    next_expiry_check: Instant,
 }
 
 impl HasConn for UConn {
@@ -337,6 +339,7 @@ impl UringShard {
             inbox,
             tail,
             accepted: 0,
+            next_expiry_check: Instant::now(),
         };
         shard.arm_waker();
         for index in 0..shard.listeners.len() {
@@ -522,7 +525,7 @@ impl UringShard {
             listener,
             self.config.listeners[listener].protocol,
             &self.shared,
-            ((self.id as u64) << 48) ^ self.accepted,
+            self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
             Instant::now(),
         );
         self.conns[slot] = Some(UConn {
@@ -910,6 +913,12 @@ impl UringShard {
         if self.tail.has_lagging() {
             self.deliver_mqtt();
         }
+        super::mqtt_upkeep(
+            &self.config,
+            &self.shared,
+            self.id,
+            &mut self.next_expiry_check,
+        );
         let expired = super::conn::expired(
             self.conns
                 .iter()
