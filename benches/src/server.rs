@@ -124,14 +124,16 @@ pub(crate) struct Broker {
 }
 
 impl Broker {
-    /// Starts `weir` in `dir` with the admin and Kafka ports on 127.0.0.1:0 and `env`, and
-    /// waits until it is ready.
+    /// Starts `weir` in `dir` with its ports on 127.0.0.1:0 and `env`, and waits until it is
+    /// ready.
     pub(crate) fn start(weir: &Path, dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Broker> {
         let started = Instant::now();
         let mut child = Command::new(weir)
             .current_dir(dir)
             .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
             .env("WEIR_KAFKA_LISTEN", "127.0.0.1:0")
+            .env("WEIR_MQTT_LISTEN", "127.0.0.1:0")
+            .env("WEIR_MQTT_WEBSOCKET_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1073,3 +1073,104 @@ fn mqtt_over_websocket_carries_packets_in_binary_frames() {
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
 }
+
+/// MQTT 5 No Local: a client does not get its own publishes on a No Local subscription, but
+/// does get everyone else's; and a silent client is closed after 1.5 times its keep alive,
+/// its will published.
+#[test]
+fn no_local_skips_own_messages_and_keep_alive_closes_a_silent_client() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    // CONNECT v5, keep alive 1 s, client id "self", a will on `gone/self`.
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x02 | 0x04, 0, 1, 0];
+    body.extend_from_slice(&[0, 4]);
+    body.extend_from_slice(b"self");
+    body.push(0); // will properties
+    body.extend_from_slice(&[0, 9]);
+    body.extend_from_slice(b"gone/self");
+    body.extend_from_slice(&[0, 3]);
+    body.extend_from_slice(b"bye");
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend(body);
+    let mut me = TcpStream::connect(addr).unwrap();
+    me.set_read_timeout(Some(WAIT)).unwrap();
+    me.write_all(&connect).unwrap();
+    assert_eq!(read_packet(&mut me)[0], 0x20);
+    // SUBSCRIBE id 1: `nl/#`, QoS 1 with No Local.
+    me.write_all(&[0x82, 10, 0, 1, 0, 0, 4, b'n', b'l', b'/', b'#', 0x05])
+        .unwrap();
+    assert_eq!(read_packet(&mut me), [0x90, 4, 0, 1, 0, 1]);
+    // Our own QoS 1 publish: acknowledged, not delivered back.
+    me.write_all(&[0x32, 9, 0, 4, b'n', b'l', b'/', b'a', 0, 2, 0])
+        .unwrap();
+    assert_eq!(read_packet(&mut me), [0x40, 2, 0, 2]);
+    let watcher = Client::connect(addr, "watcher", |_| {});
+    watcher.subscribe("gone/#", QoS::AtLeastOnce);
+    let other = Client::connect(addr, "other", |_| {});
+    other
+        .client
+        .publish("nl/b", QoS::AtLeastOnce, false, "theirs")
+        .unwrap();
+    let delivered = read_packet(&mut me);
+    assert_eq!(delivered[0] & 0xF0, 0x30);
+    assert!(
+        delivered.ends_with(b"theirs"),
+        "{delivered:?}: only the other client's"
+    );
+    // Now silent: closed after 1.5 s without a packet, and the will goes out.
+    let will = watcher.publishes(1).remove(0);
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("gone/self", &b"bye"[..])
+    );
+    let mut rest = Vec::new();
+    let _ = me.read_to_end(&mut rest);
+}
+
+/// `mqtt.kafka_topic_rules` names the Kafka topic of matching MQTT topics (first rule wins);
+/// other topics keep the first-level default; subscribers see the MQTT topics either way.
+#[test]
+fn kafka_topic_rules_choose_where_mqtt_topics_are_stored() {
+    let mut weir = Weir::builder()
+        .env(
+            "WEIR_MQTT_KAFKA_TOPIC_RULES",
+            "plant/+/temp=temperatures, plant/#=plant-other",
+        )
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let subscriber = Client::connect(addr, "s", |_| {});
+    subscriber.subscribe("#", QoS::AtLeastOnce);
+    let publisher = Client::connect(addr, "p", |_| {});
+    for topic in ["plant/l1/temp", "plant/l1/speed", "yard/gate"] {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, topic)
+            .unwrap();
+        publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+    }
+    let topics: Vec<String> = subscriber
+        .publishes(3)
+        .into_iter()
+        .map(|p| p.topic)
+        .collect();
+    assert_eq!(topics, ["plant/l1/temp", "plant/l1/speed", "yard/gate"]);
+    weir.signal(libc::SIGTERM).unwrap();
+    weir.wait_exit().unwrap();
+    for (kafka_topic, key) in [
+        ("temperatures", "plant/l1/temp"),
+        ("plant-other", "plant/l1/speed"),
+        ("yard", "yard/gate"),
+    ] {
+        let batches = weir_tests::stored_batches(weir.cwd(), kafka_topic);
+        let keys: Vec<Vec<u8>> = batches
+            .iter()
+            .flat_map(|b| {
+                weir_kafka::record_batch::records(b)
+                    .map(|r| r.key.unwrap().to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(keys, [key.as_bytes().to_vec()], "{kafka_topic}");
+    }
+}

@@ -123,7 +123,12 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
 }
 
 /// The fuzz targets, in `tests/fuzz` (a crate of its own, outside the workspace).
-const FUZZ_TARGETS: [&str; 3] = ["kafka_request", "record_batch", "mqtt_packet"];
+const FUZZ_TARGETS: [&str; 4] = [
+    "kafka_request",
+    "record_batch",
+    "mqtt_packet",
+    "mqtt_session",
+];
 
 /// Runs the fuzz targets (all, or the one named) for a time each, with nightly and
 /// `cargo fuzz`, allocations capped so a decoder that trusts a wire count is caught.

@@ -1,11 +1,13 @@
 //! What the test suite needs beyond cargo, and how to get it.
 //!
 //! Each requirement has a check (a command that must succeed) and a source (a Debian package,
-//! a PyPI package, a rustup component; npm joins when a Node client's tests do). `ensure` installs what is missing when it may
-//! (running as root, or under `CI=true`); otherwise it prints exactly what is missing and the
-//! command that installs it, and fails. Later issues add their clients here (mosquitto, kcat,
-//! paho-mqtt, kafkajs, the wasm toolchains), so the README's one test command keeps working on
-//! a fresh machine.
+//! a PyPI package, an npm package installed into `tests/compat/node_modules`, a rustup
+//! component). `ensure` installs what is missing when it may (running as root, or under
+//! `CI=true`); otherwise it prints exactly what is missing and the command that installs it,
+//! and fails. Each client the tests drive is listed here: kcat, kafka-python, confluent-kafka
+//! and kafkajs for the Kafka front; mosquitto_pub/mosquitto_sub, paho-mqtt and MQTT.js for the
+//! MQTT front (later issues add theirs, such as the wasm toolchains), so the README's one test
+//! command keeps working on a fresh machine.
 
 use std::process::{Command, Stdio};
 
@@ -74,13 +76,13 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             what: "node",
             check: &["node", "--version"],
             source: Source::Debian("nodejs"),
-            needed_by: "the Kafka compatibility tests (kafkajs)",
+            needed_by: "the Kafka and MQTT compatibility tests (kafkajs, MQTT.js)",
         },
         Requirement {
             what: "npm",
             check: &["npm", "--version"],
             source: Source::Debian("npm"),
-            needed_by: "installing kafkajs for the Kafka compatibility tests",
+            needed_by: "installing kafkajs and MQTT.js for the compatibility tests",
         },
         Requirement {
             what: "kafkajs",
@@ -91,6 +93,40 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             ],
             source: Source::Npm("kafkajs@2.2.4"),
             needed_by: "the Kafka compatibility tests (kafkajs's producer, consumer group and admin client)",
+        },
+        Requirement {
+            what: "mosquitto_pub and mosquitto_sub",
+            // `mosquitto_pub --help` exits with 1, so the check asks the shell instead.
+            check: &[
+                "sh",
+                "-c",
+                "command -v mosquitto_pub && command -v mosquitto_sub",
+            ],
+            source: Source::Debian("mosquitto-clients"),
+            needed_by: "the MQTT compatibility tests (mosquitto 2.0's command-line clients, MQTT 3.1.1 and 5)",
+        },
+        Requirement {
+            what: "stdbuf",
+            check: &["stdbuf", "--version"],
+            source: Source::Debian("coreutils"),
+            needed_by: "the MQTT compatibility tests (mosquitto_sub's output, line by line into a pipe)",
+        },
+        Requirement {
+            what: "paho-mqtt 2",
+            // The scenarios use paho 2's callback API; paho 1.x imports but lacks it.
+            check: &[
+                "python3",
+                "-c",
+                "import paho.mqtt.client as c; c.CallbackAPIVersion.VERSION2",
+            ],
+            source: Source::Pip("paho-mqtt==2.1.0"),
+            needed_by: "the MQTT compatibility tests (paho-mqtt for Python, MQTT 3.1.1 and 5)",
+        },
+        Requirement {
+            what: "MQTT.js",
+            check: &["test", "-f", "tests/compat/node_modules/mqtt/package.json"],
+            source: Source::Npm("mqtt@5.16.0"),
+            needed_by: "the MQTT compatibility tests (MQTT.js, MQTT 3.1.1 and 5)",
         },
         Requirement {
             what: "unshare",
@@ -119,7 +155,7 @@ pub(crate) fn ensure(requirements: &[Requirement]) -> anyhow::Result<()> {
         eprintln!("all {} prerequisites present", requirements.len());
         return Ok(());
     }
-    match plan(&missing, may_install()) {
+    match plan(&missing, requirements, may_install()) {
         Plan::Report(text) => bail!("{text}"),
         Plan::Install(commands) => {
             for command in &commands {
@@ -152,8 +188,10 @@ pub(crate) enum Plan {
 }
 
 /// Groups the missing requirements into as few install commands as possible, or, when
-/// installing is not allowed, explains them.
-pub(crate) fn plan(missing: &[Requirement], may_install: bool) -> Plan {
+/// installing is not allowed, explains them. `all` is every requirement: `npm install
+/// --no-save` removes from `node_modules` the packages it is not given, so when one npm
+/// package is missing the command names every npm package in `all`.
+pub(crate) fn plan(missing: &[Requirement], all: &[Requirement], may_install: bool) -> Plan {
     let debian: Vec<&str> = sources(missing, |s| match s {
         Source::Debian(name) => Some(name),
         _ => None,
@@ -166,10 +204,15 @@ pub(crate) fn plan(missing: &[Requirement], may_install: bool) -> Plan {
         Source::RustupComponent(name) => Some(name),
         _ => None,
     });
-    let npm: Vec<&str> = sources(missing, |s| match s {
+    let npm_source = |s: Source| match s {
         Source::Npm(name) => Some(name),
         _ => None,
-    });
+    };
+    let npm: Vec<&str> = if sources(missing, npm_source).is_empty() {
+        Vec::new()
+    } else {
+        sources(all, npm_source)
+    };
     let mut commands: Vec<Vec<String>> = Vec::new();
     let owned = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
     if !debian.is_empty() {
@@ -276,7 +319,8 @@ mod tests {
 
     #[test]
     fn install_plan_groups_by_source_and_updates_apt_first() {
-        let Plan::Install(commands) = plan(&[MQTTJS, MOSQ, PAHO, KCAT], true) else {
+        let missing = [MQTTJS, MOSQ, PAHO, KCAT];
+        let Plan::Install(commands) = plan(&missing, &missing, true) else {
             panic!("expected an install plan");
         };
         let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
@@ -293,7 +337,7 @@ mod tests {
 
     #[test]
     fn report_names_each_missing_item_and_its_command() {
-        let Plan::Report(text) = plan(&[MOSQ, PAHO], false) else {
+        let Plan::Report(text) = plan(&[MOSQ, PAHO], &[MOSQ, PAHO, KCAT], false) else {
             panic!("expected a report");
         };
         assert!(
@@ -309,6 +353,29 @@ mod tests {
             text.contains("python3 -m pip install -q paho-mqtt==2.1.0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn one_missing_npm_package_reinstalls_every_npm_package() {
+        const KAFKAJS: Requirement = Requirement {
+            what: "kafkajs",
+            check: &["test", "-d", "tests/compat/node_modules/kafkajs"],
+            source: Source::Npm("kafkajs@2.2.4"),
+            needed_by: "Kafka compat",
+        };
+        let all = [KCAT, KAFKAJS, MQTTJS];
+        let Plan::Install(commands) = plan(&[MQTTJS], &all, true) else {
+            panic!("expected an install plan");
+        };
+        let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+        assert_eq!(
+            joined,
+            ["npm install --prefix tests/compat --no-save kafkajs@2.2.4 mqtt@5.16.0"]
+        );
+        let Plan::Install(commands) = plan(&[KCAT], &all, true) else {
+            panic!("expected an install plan");
+        };
+        assert!(commands.iter().all(|c| c[0] != "npm"), "{commands:?}");
     }
 
     #[test]

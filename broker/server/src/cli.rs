@@ -378,6 +378,7 @@ fn mqtt_settings(
         sessions_max: u64::from(config.mqtt_sessions_max.get()),
         session_expiry_max_s: config.mqtt_session_expiry_max_s.get(),
         subscribe_deny: config.mqtt_subscribe_deny.0.clone(),
+        kafka_topic_rules: config.mqtt_kafka_topic_rules.0.clone(),
         batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get() as usize,
     })
 }

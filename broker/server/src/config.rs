@@ -207,6 +207,59 @@ impl TopicFilters {
     }
 }
 
+/// Rules naming the Kafka topic of MQTT topics: `filter=kafka_topic`, the first matching
+/// filter wins.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicRules(pub Vec<(String, String)>);
+
+impl ConfigValue for TopicRules {
+    const KIND: &'static str =
+        "list of `mqtt/filter=kafka_topic` rules (TOML array; comma-separated in the environment)";
+    fn from_text(text: &str) -> Result<Self, String> {
+        let rules = text.split(',').map(str::trim).filter(|r| !r.is_empty());
+        Self::checked(rules.map(str::to_owned).collect())
+    }
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        match value.as_array() {
+            Some(array) => {
+                let mut rules = Vec::new();
+                for item in array {
+                    match item.as_str() {
+                        Some(rule) => rules.push(rule.to_owned()),
+                        None => {
+                            return Err(format!("expected a string, found {}", item.type_name()));
+                        }
+                    }
+                }
+                Self::checked(rules)
+            }
+            None => match value.as_str() {
+                Some(text) => Self::from_text(text),
+                None => Err(format!(
+                    "expected an array of strings, found {}",
+                    value.type_name()
+                )),
+            },
+        }
+    }
+}
+
+impl TopicRules {
+    fn checked(rules: Vec<String>) -> Result<Self, String> {
+        let mut out = Vec::with_capacity(rules.len());
+        for rule in rules {
+            // Kafka topic names cannot hold `=`; filters can.
+            let Some((filter, topic)) = rule.rsplit_once('=') else {
+                return Err(format!("rule `{rule}` is not `mqtt/filter=kafka_topic`"));
+            };
+            TopicFilters::checked(vec![filter.to_owned()])?;
+            weir_core::log_store::check_topic_name(topic)?;
+            out.push((filter.to_owned(), topic.to_owned()));
+        }
+        Ok(TopicRules(out))
+    }
+}
+
 /// Which event-loop backend the shards run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoBackend {
@@ -371,6 +424,12 @@ config_keys! {
     /// beyond it is refused (MQTT 5: PUBACK/PUBREC 0x97; 3.1.x: the connection is closed,
     /// as 3.1.1 has no negative acknowledgement).
     mqtt_retained_messages_max: NonZeroU32 = "100000", key = "mqtt.retained_messages_max";
+
+    /// Rules for the Kafka topic an MQTT topic's messages are stored in, as
+    /// `mqtt/filter=kafka_topic`: the first rule whose filter matches the MQTT topic names the
+    /// Kafka topic (`["plant/+/temp=temperatures", "plant/#=plant-other"]`). Without a
+    /// matching rule the first topic level names it (docs/mqtt-kafka.md).
+    mqtt_kafka_topic_rules: TopicRules = "", key = "mqtt.kafka_topic_rules";
 
     /// Persistent MQTT sessions stored at once (a session outlives its connection when an MQTT
     /// 5 client asks for a Session Expiry Interval, or a 3.1.x client connects with Clean
@@ -847,6 +906,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn mqtt_lists_parse_from_toml_arrays_and_text_and_are_checked() {
+        let config = load_str(
+            "[mqtt]\nkafka_topic_rules = [\"plant/+/temp=temperatures\", \"a=b/#=x.y\"]\n\
+             subscribe_deny = [\"secret/#\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.mqtt_kafka_topic_rules.0,
+            [
+                ("plant/+/temp".to_owned(), "temperatures".to_owned()),
+                ("a=b/#".to_owned(), "x.y".to_owned())
+            ]
+        );
+        assert_eq!(config.mqtt_subscribe_deny.0, ["secret/#"]);
+        assert_eq!(
+            TopicRules::from_text("a/#=t1, b=t2").unwrap().0,
+            [
+                ("a/#".to_owned(), "t1".to_owned()),
+                ("b".to_owned(), "t2".to_owned())
+            ]
+        );
+        for bad in ["no-equals", "a/#=bad topic", "a/#b=t", "$share/g/a=t"] {
+            assert!(TopicRules::from_text(bad).is_err(), "{bad}");
+        }
+        assert!(TopicFilters::from_text("a/#/b").is_err());
     }
 
     #[test]

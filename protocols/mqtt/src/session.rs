@@ -24,8 +24,11 @@
 //! [`SessionError`]. A closed session consumes no more bytes and writes nothing more.
 //!
 //! Bounded memory: the session holds at most [`SessionLimits::receive_maximum`] inbound packet
-//! identifiers, [`SessionLimits::topic_alias_max`] topic aliases (each a topic name from one
-//! packet, so within [`SessionLimits::packet_size_bytes_max`]), the client's receive maximum of
+//! identifiers waiting for the broker (and the identifiers of QoS 2 exchanges waiting for the
+//! client's PUBREL, at most 65,535), [`SessionLimits::topic_alias_max`] topic aliases each way
+//! (inbound ones each a topic name from one packet, so within
+//! [`SessionLimits::packet_size_bytes_max`]; outbound ones at most the client's Topic Alias
+//! Maximum too), the client's receive maximum of
 //! outbound packet identifiers (no payloads: an outbound message is not kept once written,
 //! see [`ServerSession::deliver`]), [`SessionLimits::outbound_queue_bytes_max`] of queued
 //! outbound messages and one entry per SUBSCRIBE or UNSUBSCRIBE waiting for the broker (at
@@ -258,6 +261,12 @@ pub struct ServerSession {
     inbound: BTreeMap<u16, Inbound>,
     /// Topic alias `n` is at index `n - 1`; grows up to `topic_alias_max`.
     aliases: Vec<Option<String>>,
+    /// The client's Topic Alias Maximum (MQTT 5), for the messages the server sends.
+    client_topic_alias_max: u16,
+    /// Topic names of the server's aliases: alias `n` is at index `n - 1`.
+    out_aliases: Vec<String>,
+    /// The alias index reassigned next once all are used.
+    next_alias_victim: usize,
     /// Outbound QoS 1 and 2 packet identifiers waiting for the client.
     /// With each, the broker's tag.
     outbound: BTreeMap<u16, (Outbound, u64)>,
@@ -323,6 +332,9 @@ impl ServerSession {
             last_packet_ms: now_ms,
             session_expiry_zero: true,
             assigned_client_id: None,
+            client_topic_alias_max: 0,
+            out_aliases: Vec::new(),
+            next_alias_victim: 0,
             client_receive_maximum: u16::MAX,
             client_packet_size_max: usize::MAX,
             inbound: BTreeMap::new(),
@@ -666,10 +678,7 @@ impl ServerSession {
             return Ok(Delivery::Discarded);
         }
         if message.qos == QoS::AtMostOnce {
-            self.send(
-                &Packet::Publish(publish_packet(&message, PacketId::MIN)),
-                out,
-            );
+            self.write_publish(&message, PacketId::MIN, out);
             return Ok(Delivery::Sent(None));
         }
         if self.queue.is_empty() && self.outbound_has_room() {
@@ -794,6 +803,7 @@ impl ServerSession {
         self.keep_alive_s = keep_alive;
         self.session_expiry_zero = matches!(properties.session_expiry_interval, None | Some(0));
         self.client_receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
+        self.client_topic_alias_max = properties.topic_alias_maximum.unwrap_or(0);
         self.client_packet_size_max = properties
             .maximum_packet_size
             .map_or(usize::MAX, |max| max as usize);
@@ -1108,8 +1118,39 @@ impl ServerSession {
             Outbound::Qos1Sent
         };
         self.outbound.insert(packet_id.get(), (state, tag));
-        self.send(&Packet::Publish(publish_packet(message, packet_id)), out);
+        self.write_publish(message, packet_id, out);
         packet_id
+    }
+
+    /// Writes a PUBLISH for `message`, with a topic alias when the client takes them (MQTT 5
+    /// Topic Alias Maximum in its CONNECT): a topic sent before under an alias goes as the
+    /// alias alone; a new one takes the next alias, or once all are used the oldest one's,
+    /// and is sent with its name. At most `min(client's maximum, topic_alias_max)` aliases,
+    /// so the names kept are bounded by this session's own limit.
+    fn write_publish(&mut self, message: &Message, packet_id: PacketId, out: &mut Vec<u8>) {
+        let mut publish = publish_packet(message, packet_id);
+        let aliases = self.client_topic_alias_max.min(self.limits.topic_alias_max);
+        if aliases > 0 && self.version.is_v5() {
+            match self.out_aliases.iter().position(|t| *t == message.topic) {
+                Some(i) => {
+                    publish.topic.clear();
+                    publish.properties.topic_alias = u16::try_from(i + 1).ok();
+                }
+                None => {
+                    let slot = if self.out_aliases.len() < usize::from(aliases) {
+                        self.out_aliases.push(message.topic.clone());
+                        self.out_aliases.len() - 1
+                    } else {
+                        let slot = self.next_alias_victim % self.out_aliases.len();
+                        self.next_alias_victim = slot + 1;
+                        self.out_aliases[slot].clone_from(&message.topic);
+                        slot
+                    };
+                    publish.properties.topic_alias = u16::try_from(slot + 1).ok();
+                }
+            }
+        }
+        self.send(&Packet::Publish(publish), out);
     }
 
     /// Frees an outbound slot and fills free slots from the queue.

@@ -6,7 +6,8 @@
 //!   when missing (within `kafka.topics_max`, with `kafka.auto_create_partitions_count`
 //!   partitions), in the partition its MQTT topic hashes to. It goes through the writer's group
 //!   commit like a Kafka produce; PUBACK and PUBREC are written only when the append's
-//!   completion comes back through the shard's inbox, i.e. after the covering sync. A QoS 2
+//!   completion comes back through the shard's inbox, i.e. after the covering sync.
+//!   `mqtt.kafka_topic_rules` can name another Kafka topic for matching MQTT topics. A QoS 2
 //!   publish carries a duplicate-check key (client id, packet identifier) that the log keeps,
 //!   in the append's own transaction, until the client's PUBREL: a retry on a later
 //!   connection, also after a crash, is not stored twice; PUBCOMP goes out once the key is
@@ -42,7 +43,7 @@
 //!   Will Delay Interval (or when the session ends, if sooner) unless the client comes back;
 //!   delayed wills still waiting at shutdown are published then.
 //!
-//! Not built yet: outbound topic aliases (the broker never sets them); a takeover race of
+//! Not built yet: a takeover race of
 //! three connections with one client id at once (the latest may load the session before the
 //! first has stored it); resending a PUBREL after a reconnection (an outbound QoS 2 message
 //! whose PUBREC came is complete for the broker).
@@ -93,6 +94,9 @@ pub struct MqttSettings {
     pub session_expiry_max_s: u32,
     /// Subscriptions to filters these match are refused (SUBACK 0x87, 3.1.x: 0x80).
     pub subscribe_deny: Vec<String>,
+    /// `(filter, kafka topic)`: the first filter matching an MQTT topic names the Kafka topic
+    /// its messages are stored in; without one, its first level does.
+    pub kafka_topic_rules: Vec<(String, String)>,
     /// Most bytes a stored compressed batch may inflate to when read for delivery.
     pub batch_decompressed_bytes_max: usize,
 }
@@ -936,7 +940,11 @@ pub(super) fn store(
                 return;
             }
         }
-        let name = mapping::kafka_topic(&message.topic);
+        let name = settings
+            .kafka_topic_rules
+            .iter()
+            .find(|(filter, _)| topic::matches(filter, &message.topic))
+            .map_or_else(|| mapping::kafka_topic(&message.topic), |(_, t)| t.clone());
         let partitions = match topic_partitions(store, &settings, &name) {
             Ok(partitions) => partitions,
             Err(code) => {

@@ -1175,3 +1175,71 @@ proptest! {
         }
     }
 }
+
+/// Outbound topic aliases: a client announcing a Topic Alias Maximum gets aliases for the
+/// topics sent to it, at most that many (and at most the server's own limit), the oldest
+/// reassigned when they run out; a 3.1.1 client and a client without the property get none.
+#[test]
+fn outbound_topic_aliases_are_assigned_reused_and_bounded() {
+    let mut connect = connect_packet(V5, "c", 0);
+    connect.properties.topic_alias_maximum = Some(2);
+    let mut h = connected_with(connect, SessionLimits::default());
+    let on = |topic: &str| Message {
+        topic: topic.to_owned(),
+        ..message(QoS::AtMostOnce, 1)
+    };
+    for topic in ["a", "b", "a", "c", "a", "c"] {
+        h.session.deliver(on(topic), &mut h.out).expect("sent");
+    }
+    let sent: Vec<(String, Option<u16>)> = h
+        .sent()
+        .into_iter()
+        .map(|p| match p {
+            Packet::Publish(p) => (p.topic, p.properties.topic_alias),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let expected = [
+        ("a", 1),
+        ("b", 2),
+        ("", 1),
+        ("c", 1), // both in use: the oldest, 1, now means c
+        ("a", 2),
+        ("", 1),
+    ];
+    let expected: Vec<(String, Option<u16>)> = expected
+        .iter()
+        .map(|(t, a)| ((*t).to_owned(), Some(*a)))
+        .collect();
+    assert_eq!(sent, expected);
+    // The server's own limit caps what the client asks for.
+    let mut connect = connect_packet(V5, "c", 0);
+    connect.properties.topic_alias_maximum = Some(100);
+    let limits = SessionLimits {
+        topic_alias_max: 1,
+        ..SessionLimits::default()
+    };
+    let mut h = connected_with(connect, limits);
+    for topic in ["a", "b"] {
+        h.session.deliver(on(topic), &mut h.out).expect("sent");
+    }
+    let aliases: Vec<Option<u16>> = h
+        .sent()
+        .into_iter()
+        .map(|p| match p {
+            Packet::Publish(p) => p.properties.topic_alias,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(aliases, [Some(1), Some(1)]);
+    for version in [V4, V5] {
+        let mut h = connected(version);
+        h.session.deliver(on("a"), &mut h.out).expect("sent");
+        h.session.deliver(on("a"), &mut h.out).expect("sent");
+        for p in h.sent() {
+            assert!(
+                matches!(p, Packet::Publish(p) if p.topic == "a" && p.properties.topic_alias.is_none())
+            );
+        }
+    }
+}
