@@ -7,6 +7,7 @@
 
 mod kafka;
 mod log;
+mod mqtt;
 mod server;
 
 use std::path::PathBuf;
@@ -66,6 +67,25 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// MQTT publishes through the real `weir` process (fsync and relaxed) and through
+    /// Mosquitto side by side: QoS 0 and QoS 1 to one wildcard subscriber.
+    Mqtt {
+        /// Messages per run, all publishers together.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// Publisher connections.
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 100)]
+        payload_bytes: usize,
+        /// QoS 1 publishes in flight per publisher.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Rounds, alternating the brokers.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The real `weir` process on io_uring and on epoll: pipelined ApiVersions requests per
     /// second and CPU per request, idle memory, start-to-ready time.
     Server {
@@ -102,6 +122,19 @@ fn main() -> anyhow::Result<()> {
                 },
             )
         }
+        Workload::Mqtt {
+            messages,
+            publishers,
+            payload_bytes,
+            window,
+            rounds,
+        } => mqtt::run(&mqtt::MqttBench {
+            messages,
+            publishers: publishers.max(1),
+            payload_bytes,
+            window,
+            rounds: rounds.max(1),
+        }),
         Workload::Server {
             connections,
             pipeline,

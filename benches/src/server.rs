@@ -119,6 +119,8 @@ pub(crate) struct Broker {
     pub(crate) kafka: SocketAddr,
     /// Its admin HTTP address (`/metrics`).
     pub(crate) admin: SocketAddr,
+    /// Its MQTT address.
+    pub(crate) mqtt: SocketAddr,
     /// Milliseconds from spawn to "weir ready".
     pub(crate) ready_ms: f64,
 }
@@ -144,6 +146,7 @@ impl Broker {
             child,
             kafka: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_ms: 0.0,
         };
         let (tx, rx) = channel();
@@ -156,6 +159,7 @@ impl Broker {
         });
         let mut kafka: Option<SocketAddr> = None;
         let mut admin: Option<SocketAddr> = None;
+        let mut mqtt: Option<SocketAddr> = None;
         broker.ready_ms = loop {
             let line = rx.recv_timeout(Duration::from_secs(30))?;
             if let Some(addr) = line.split("kafka listening on ").nth(1) {
@@ -164,12 +168,16 @@ impl Broker {
             if let Some(addr) = line.split("admin HTTP listening on ").nth(1) {
                 admin = Some(addr.trim().parse()?);
             }
+            if let Some(addr) = line.split("mqtt listening on ").nth(1) {
+                mqtt = Some(addr.trim().parse()?);
+            }
             if line.contains("weir ready") {
                 break started.elapsed().as_secs_f64() * 1e3;
             }
         };
         broker.kafka = kafka.context("kafka address in the log")?;
         broker.admin = admin.context("admin address in the log")?;
+        broker.mqtt = mqtt.context("mqtt address in the log")?;
         Ok(broker)
     }
 

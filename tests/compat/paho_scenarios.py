@@ -1,14 +1,19 @@
 """Scenarios run with paho-mqtt 2.1 (Python, MQTT 3.1.1 and 5) against a Weir broker by the
 integration tests (tests/it/mqtt_clients.rs).
 
-Usage: paho_scenarios.py <scenario> <mqtt host:port> [kafka host:port]. A scenario's name
-ends with the protocol it speaks (`_v311` or `_v5`). Each step prints one JSON line; the Rust
-test checks them. Every wait is bounded: a step that does not happen within WAIT seconds
-fails the scenario (exit status 1) with a message naming it. The only sleep is in `expiry`,
-where the time passing is the behaviour under test."""
+Usage: paho_scenarios.py <scenario> <mqtt host:port> [more arguments: a Kafka address, a
+phase, ...]. A scenario's name ends with the protocol it speaks (`_v311` or `_v5`). Each step
+prints one JSON line; the Rust test checks them. Every wait is bounded: a step that does not
+happen within WAIT seconds fails the scenario (exit status 1) with a message naming it. No
+sleep synchronizes anything: where time passing is the behaviour under test (`expiry`,
+`will_delay`) the scenario sleeps or waits for a fixed time on purpose."""
 
 import json
+import os
+import select
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -73,7 +78,12 @@ class Peer:
     """One paho client on its own network thread (loop_start), every callback recorded under
     one condition variable, every wait bounded by WAIT."""
 
-    def __init__(self, name, addr, version, client_id=None, clean=True):
+    def __init__(
+        self, name, addr, version, client_id=None, clean=True, transport="tcp", cond=None
+    ):
+        """`clean` is 3.1.1's Clean Session (MQTT 5's clean start is a `connect` argument);
+        `transport="websockets"` speaks MQTT over WebSocket (path `/mqtt`); peers given one
+        `cond` share it, so one wait can look at all of them."""
         self.name = name
         self.version = version
         self.host, port = addr.rsplit(":", 1)
@@ -81,10 +91,16 @@ class Peer:
         cid = name if client_id is None else client_id
         kwargs = {"clean_session": clean} if version == V311 else {}
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=version, **kwargs
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=cid,
+            protocol=version,
+            transport=transport,
+            **kwargs,
         )
+        if transport == "websockets":
+            self.client.ws_set_options(path="/mqtt")
         self.client.max_inflight_messages_set(20)
-        self.cond = threading.Condition()
+        self.cond = threading.Condition() if cond is None else cond
         self.connack = None
         self.disconnected = None
         self.messages = []
@@ -101,6 +117,11 @@ class Peer:
         # A lost connection is a fact to report, not something to paper over.
         c.reconnect_delay_set(min_delay=3600, max_delay=3600)
         self.handler = None
+        # Topic aliases the server set up (MQTT 5): paho 2.1 passes a PUBLISH with an alias
+        # and an empty topic on as it is, so the application resolves it. (In on_message, so
+        # in packet order for QoS 0 and 1; paho calls it for QoS 2 only at PUBREL.)
+        self.aliases = {}
+        self.disconnect_packets = []
 
     # Callbacks (paho's network thread).
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -118,8 +139,19 @@ class Peer:
             self.cond.notify_all()
 
     def _on_message(self, client, userdata, message):
+        sent_topic = message.topic
+        topic = sent_topic
+        props = getattr(message, "properties", None)
+        alias = getattr(props, "TopicAlias", None) if props is not None else None
+        if alias is not None:
+            if sent_topic:
+                self.aliases[alias] = sent_topic
+            else:
+                topic = self.aliases.get(alias, "")
         record = {
-            "topic": message.topic,
+            "topic": topic,
+            "sent_topic": sent_topic,
+            "alias": alias,
             "payload": bytes(message.payload),
             "qos": message.qos,
             "retain": bool(message.retain),
@@ -174,6 +206,45 @@ class Peer:
         self.client.loop_start()
         self.wait("CONNACK", lambda: self.connack)
         return self.connack
+
+    def reconnect(self):
+        """Connects again with the same client (id, clean session or start, CONNECT
+        properties, will, and the publishes paho has not completed, which it sends again) once
+        the previous connection is gone and the network thread stopped; waits for CONNACK and
+        returns its facts."""
+        with self.cond:
+            self.connack = None
+            self.disconnected = None
+        self.client.reconnect()
+        self.client.loop_start()
+        self.wait("CONNACK", lambda: self.connack)
+        return self.connack
+
+    def lost(self):
+        """Waits until the connection is gone (the server closed it or it broke), then stops
+        paho's network thread (which would reconnect only after an hour)."""
+        self.wait("the end of the connection", lambda: self.disconnected)
+        self.client.loop_stop()
+
+    def keep_disconnect_packets(self):
+        """Keeps the bytes of each DISCONNECT the server sends, in `disconnect_packets`: paho
+        2.1 reads its reason code only when the packet has more than 2 bytes after the fixed
+        header, and reports 0 otherwise."""
+        handle = self.client._handle_disconnect
+
+        def handle_disconnect():
+            self.disconnect_packets.append(bytes(self.client._in_packet["packet"]).hex())
+            return handle()
+
+        self.client._handle_disconnect = handle_disconnect
+
+    def in_flight(self):
+        """Publishes paho has not completed, by state (`MQTT_MS_WAIT_FOR_PUBREC`, ...)."""
+        states = {}
+        with self.client._out_message_mutex:
+            for m in self.client._out_messages.values():
+                states[m.state.name] = states.get(m.state.name, 0) + 1
+        return states
 
     def subscribe(self, topic, qos=0, options=None, properties=None):
         """Subscribes (one filter, or a list of (filter, qos|options)); waits for SUBACK and
@@ -823,10 +894,10 @@ def topic_alias(addr, version):
 def limits(addr, version):
     """A SUBSCRIBE with a shared subscription (`$share/g/...`) and a plain filter: the plain
     one is granted and works, whatever the answer for the shared one (reported, not checked:
-    shared subscriptions have their own tests in tests/it/mqtt.rs). MQTT 5: a PUBLISH over the 1 MiB maximum
-    packet size ends the connection, with DISCONNECT 0x95 when the client reads it before
-    the connection is reset (Weir closes the socket with the rest of the oversized packet
-    unread)."""
+    shared subscriptions have their own scenario, `shared`, and tests in tests/it/mqtt.rs).
+    MQTT 5: a PUBLISH over the 1 MiB maximum packet size ends the connection, with
+    DISCONNECT 0x95 when the client reads it before the connection is reset (Weir closes the
+    socket with the rest of the oversized packet unread)."""
     peer = Peer("refused", addr, version)
     peer.connect()
     codes = peer.subscribe([("$share/g/shared/x", 1), ("shared/x", 1)])
@@ -892,6 +963,492 @@ def kafka_to_mqtt(addr, version, kafka):
     sub.close()
 
 
+def tag(version):
+    return "v5" if version == V5 else "v311"
+
+
+def keeper(name, addr, version, **kwargs):
+    """A peer for a client that keeps its session (3.1.1: Clean Session 0); connect it with
+    `keep_session`."""
+    return Peer(name, addr, version, clean=False, **kwargs)
+
+
+def keep_session(peer, expiry=300, **kwargs):
+    """Connects `peer` (made by `keeper`) asking for a persistent session: MQTT 5 clean start 0
+    and a Session Expiry Interval of `expiry` s (3.1.1: its Clean Session 0)."""
+    if peer.version == V5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = expiry
+        return peer.connect(clean_start=False, properties=props, **kwargs)
+    return peer.connect(**kwargs)
+
+
+def wait_stdin(what):
+    """Waits for a line on stdin (the Rust test writes one when it has done `what`)."""
+    ready, _, _ = select.select([sys.stdin], [], [], WAIT)
+    if not ready:
+        raise Failed(f"timed out after {WAIT}s waiting for the test to say {what!r} on stdin")
+    line = sys.stdin.readline()
+    if not line:
+        raise Failed(f"stdin closed while waiting for {what!r}")
+    return line.strip()
+
+
+def payloads(messages):
+    return [text(m["payload"]) for m in messages]
+
+
+def session(addr, version, phase):
+    """Persistent sessions, in two invocations around a broker restart. Phase `away`: a
+    client asking for a persistent session subscribes to `backlog/<v>/#` at QoS 1 and
+    disconnects; another publishes 25 QoS 1 messages. (The broker is restarted.) Phase
+    `back`: 25 more are published; the client reconnects without subscribing, gets session
+    present 1 and the 50 in order, then a live one. A clean start then gets session present
+    0 and nothing of the old subscription; a persistent connection after it gets session
+    present 0."""
+    v = tag(version)
+    topic = f"backlog/{v}/a"
+    pub = Peer(f"sess-pub-{v}", addr, version)
+    pub.connect()
+    sub = keeper(f"sess-sub-{v}", addr, version)
+    if phase == "away":
+        ack = keep_session(sub)
+        granted = sub.subscribe(f"backlog/{v}/#", 1)
+        sub.close()
+        pub.done([pub.send(topic, b"%d" % i, 1) for i in range(25)])
+        say("away", session_present=ack["session_present"], granted=granted, published=25)
+        pub.close()
+        return
+    if phase != "back":
+        raise Failed(f"unknown phase {phase!r}")
+    pub.done([pub.send(topic, b"%d" % i, 1) for i in range(25, 50)])
+    ack = keep_session(sub)
+    sub.wait_for(topic, 50)
+    pub.publish(topic, b"live", 1)
+    got = sub.wait_for(topic, payload=b"live")
+    say(
+        "resumed",
+        session_present=ack["session_present"],
+        received=payloads(got),
+        qos=sorted({m["qos"] for m in got}),
+    )
+    sub.close()
+
+    # A clean start ends the session: no session present, no subscription, no backlog.
+    if version == V5:
+        clean = Peer(f"sess-sub-{v}", addr, version)
+        ack = clean.connect(clean_start=True)
+    else:
+        clean = Peer(f"sess-sub-{v}", addr, version, clean=True)
+        ack = clean.connect()
+    clean.subscribe(f"backlog/{v}/marker", 1)
+    # Same Kafka topic and partition as the old subscription's topic: anything of it would
+    # arrive before the marker.
+    pub.publish(topic, b"after-clean", 1)
+    pub.publish(f"backlog/{v}/marker", b"end", 1)
+    clean.wait_for(f"backlog/{v}/marker")
+    with clean.cond:
+        received = short(clean.messages)
+    say("clean_start", session_present=ack["session_present"], received=received)
+    clean.close()
+    again = keeper(f"sess-sub-{v}", addr, version)
+    ack = keep_session(again)
+    again.close()
+    say("after_clean", session_present=ack["session_present"])
+    pub.close()
+
+
+def qos2_cut(pub, count, cut):
+    """Sends `count` QoS 2 publishes (payloads "0", "1", ...) on `pub.topic`, with paho
+    dropping unseen the PUBCOMPs of messages 10 to 12 (the broker has their PUBREL; paho
+    still waits) and the PUBRECs of messages 13 to 17 (the broker has stored them; paho
+    still waits and will send them again), and calls `cut()` on paho's network thread once
+    all 8 came. Returns the publish infos and a dict that gets, at the cut, what paho had in
+    flight (by state)."""
+    at_cut = {}
+    base = pub.client._last_mid  # paho numbers messages one after the other
+    dropped = {"PUBCOMP": set(), "PUBREC": set()}
+    drop = {"PUBCOMP": range(10, 13), "PUBREC": range(13, 18)}
+
+    def dropping(kind, handle):
+        def handler(*args):
+            (mid,) = struct.unpack("!H", pub.client._in_packet["packet"][:2])
+            if at_cut or (mid - base - 1) not in drop[kind]:
+                return handle(*args)
+            dropped[kind].add(mid)
+            if all(len(dropped[k]) == len(drop[k]) for k in drop):
+                at_cut["in_flight"] = pub.in_flight()
+                at_cut["dropped"] = {k: len(v) for k, v in dropped.items()}
+                cut()
+            return mqtt.MQTT_ERR_SUCCESS
+
+        return handler
+
+    handle_pubackcomp = pub.client._handle_pubackcomp
+    pubcomp = dropping("PUBCOMP", handle_pubackcomp)
+    pub.client._handle_pubackcomp = lambda cmd: (
+        pubcomp(cmd) if cmd == "PUBCOMP" else handle_pubackcomp(cmd)
+    )
+    pub.client._handle_pubrec = dropping("PUBREC", pub.client._handle_pubrec)
+    infos = [pub.send(pub.topic, b"%d" % i, 2) for i in range(count)]
+    return infos, at_cut
+
+
+def qos2_dropped(addr, version):
+    """QoS 2 across a cut connection: a client with a persistent session sends 30 QoS 2
+    publishes (20 in flight at most; MQTT 5's Receive Maximum of 32 bounds what paho sends
+    again at once) and its socket is shut down under paho while some wait for PUBCOMP (3
+    whose PUBREL the broker has) and some for PUBREC (5 the broker has stored, maybe more it
+    has not), as `qos2_cut` arranges. paho reconnects with the same client id and sends the
+    unfinished ones again (PUBLISH with DUP, or PUBREL); every publish completes and a QoS 2
+    subscriber gets each message once, in order, then an end marker."""
+    v = tag(version)
+    topic = f"once/{v}"
+    sub = Peer(f"once-sub-{v}", addr, version)
+    sub.connect()
+    sub.subscribe(topic, 2)
+    pub = keeper(f"once-pub-{v}", addr, version)
+    pub.topic = topic
+    keep_session(pub)
+
+    def cut():
+        try:
+            pub.client.socket().shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    infos, at_cut = qos2_cut(pub, 30, cut)
+    pub.lost()
+    with pub.cond:
+        completed_before = len(pub.acked)
+    ack = pub.reconnect()
+    pub.done(infos)
+    pub.publish(topic, b"end", 2)
+    got = sub.wait_for(topic, payload=b"end")
+    with pub.cond:
+        codes = sorted(set(pub.acked.values()))
+    say(
+        "dropped",
+        at_cut=at_cut,
+        completed_before_reconnect=completed_before,
+        session_present=ack["session_present"],
+        ack_codes=codes,
+        received=payloads(got),
+    )
+    pub.close()
+    sub.close()
+
+
+def qos2_killed(addr, version, pid):
+    """QoS 2 across a broker crash: a client with a persistent session (stored once by a
+    first connection that ended) sends 30 QoS 2 publishes and, at the point where
+    `qos2_dropped` cuts the connection, the broker (process `pid`) is killed with SIGKILL.
+    The scenario prints step `killed` and waits for a line on stdin: the test restarts the
+    broker on the same ports and data. paho then reconnects and sends the unfinished ones
+    again; every publish completes. A subscriber with a persistent QoS 2 session reconnects
+    too; what it gets is reported (the broker stores a session's position when its
+    connection ends, so after a crash it sends again what it had sent since)."""
+    v = tag(version)
+    topic = f"crash/{v}"
+    sub = keeper(f"crash-sub-{v}", addr, version)
+    keep_session(sub)
+    sub.subscribe(topic, 2)
+    pub = keeper(f"crash-pub-{v}", addr, version)
+    pub.topic = topic
+    keep_session(pub)
+    pub.publish(topic, b"before", 2)
+    pub.close()
+    first_ack = pub.reconnect()
+    infos, at_cut = qos2_cut(pub, 30, lambda: os.kill(int(pid), signal.SIGKILL))
+    pub.lost()
+    sub.lost()
+    with pub.cond:
+        completed_before = len(pub.acked) - 1  # without `before`
+    say(
+        "killed",
+        at_cut=at_cut,
+        completed_before_kill=completed_before,
+        session_present_before=first_ack["session_present"],
+    )
+    wait_stdin("restarted")
+    ack = pub.reconnect()
+    sub_ack = sub.reconnect()
+    pub.done(infos)
+    pub.publish(topic, b"end", 2)
+    got = sub.wait_for(topic, payload=b"end")
+    with pub.cond:
+        codes = sorted(set(pub.acked.values()))
+    say(
+        "resumed",
+        session_present=ack["session_present"],
+        subscriber_session_present=sub_ack["session_present"],
+        ack_codes=codes,
+        received=payloads(got),
+    )
+    pub.close()
+    sub.close()
+
+
+def shared(addr, version):
+    """Shared subscription `$share/g/jobs/#`: three members and a plain `jobs/#` subscriber;
+    300 QoS 1 messages on three topics each reach exactly one member, every member gets some,
+    the plain subscriber gets all 300; after one member disconnects, the next 100 go to the
+    other two (a message sent to the one that left would be missing), each getting some."""
+    v = tag(version)
+    cond = threading.Condition()
+    members = []
+    granted = []
+    for i in range(3):
+        m = Peer(f"share-{v}-{i}", addr, version, cond=cond)
+        m.connect()
+        granted.append(m.subscribe("$share/g/jobs/#", 1))
+        members.append(m)
+    plain = Peer(f"share-plain-{v}", addr, version)
+    plain.connect()
+    plain.subscribe("jobs/#", 1)
+    pub = Peer(f"share-pub-{v}", addr, version)
+    pub.connect()
+
+    def count(peers):
+        return sum(len(p.messages) for p in peers)
+
+    def numbers(peer):
+        return [int(m["payload"]) for m in peer.messages]
+
+    def run(first, last, peers):
+        pub.done([pub.send(f"jobs/queue{i % 3}", b"%d" % i, 1) for i in range(first, last)])
+        plain.wait(f"{last} messages", lambda: len(plain.messages) >= last)
+        # The members share one condition variable.
+        peers[0].wait(
+            f"{last - first} messages over the members",
+            lambda: count(peers) - sum(p.seen for p in peers) >= last - first,
+        )
+        with cond:
+            shares = [numbers(p)[p.seen :] for p in peers]
+            for p in peers:
+                p.seen = len(p.messages)
+        every = sorted(n for share in shares for n in share)
+        return {
+            "shares": [len(share) for share in shares],
+            "exactly_once": every == list(range(first, last)),
+        }
+
+    for m in members:
+        m.seen = 0
+    first = run(0, 300, members)
+    leaving = members.pop(0)
+    leaving.close()
+    after = run(300, 400, members)
+    # Any duplicate of the first 300 would have come before the last 100 (one partition).
+    with cond:
+        everything = sorted(n for p in members + [leaving] for n in numbers(p))
+    with plain.cond:
+        plain_got = {q: [int(m["payload"]) for m in plain.on(f"jobs/queue{q}")] for q in range(3)}
+    say(
+        "shared",
+        granted=granted,
+        first=first,
+        after_leave=after,
+        each_once_overall=everything == list(range(400)),
+        plain_received=sum(len(got) for got in plain_got.values()),
+        plain_in_order=all(got == list(range(q, 400, 3)) for q, got in plain_got.items()),
+    )
+    for m in members:
+        m.close()
+    plain.close()
+    pub.close()
+
+
+def takeover(addr, version):
+    """A second connection with a client id already connected takes the session over: the
+    first is closed (MQTT 5: with DISCONNECT 0x8E, Session taken over), the second gets
+    session present 1 (the session is persistent) and the subscription the first made
+    delivers to it."""
+    v = tag(version)
+    first = keeper(f"twin-{v}", addr, version)
+    first.keep_disconnect_packets()
+    keep_session(first)
+    first.subscribe(f"twin/{v}/#", 1)
+    second = keeper(f"twin-{v}", addr, version)
+    second.keep_disconnect_packets()
+    ack = keep_session(second)
+    first.lost()
+    pub = Peer(f"twin-pub-{v}", addr, version)
+    pub.connect()
+    pub.publish(f"twin/{v}/x", b"hi", 1)
+    got = second.wait_for(f"twin/{v}/x")
+    say(
+        "takeover",
+        first_disconnect_packets=first.disconnect_packets,
+        first_reason_code=first.disconnected["reason_code"],
+        session_present=ack["session_present"],
+        received=short(got),
+        second_disconnect_packets=second.disconnect_packets,
+    )
+    pub.close()
+    second.close()
+
+
+def will_delay(addr, version):
+    """Will Delay Interval 2 s with Session Expiry Interval 60 s: a client whose socket is
+    closed and that reconnects (same client id, clean start 0) within 1 s has no will
+    published (nothing in 3 s); when it then vanishes for good, its will arrives, not before
+    2 s later."""
+    watch = Peer("delay-watch", addr, version)
+    watch.connect()
+    watch.subscribe("delayed/#", 1)
+
+    def pump():
+        peer = keeper("pump", addr, version)
+        will_props = Properties(PacketTypes.WILLMESSAGE)
+        will_props.WillDelayInterval = 2
+        will = {
+            "topic": "delayed/pump",
+            "payload": b"lost",
+            "qos": 1,
+            "retain": False,
+            "properties": will_props,
+        }
+        ack = keep_session(peer, expiry=60, will=will)
+        return peer, ack
+
+    first, _ = pump()
+    first.abort()
+    gone = time.monotonic()
+    again, ack = pump()
+    back_after = time.monotonic() - gone
+    # The behaviour under test is the passing of time: 3 s in which no will may arrive.
+    try:
+        watch.wait("no will", lambda: watch.on("delayed/pump"), timeout=3.0)
+    except Failed:
+        pass
+    early = short(watch.on("delayed/pump"))
+    say(
+        "reconnected",
+        back_after_s=round(back_after, 3),
+        session_present=ack["session_present"],
+        received=early,
+    )
+    again.abort()
+    gone = time.monotonic()
+    got = watch.wait_for("delayed/pump")
+    say("vanished", received=short(got), after_s=round(time.monotonic() - gone, 3))
+    watch.close()
+
+
+def no_local(addr, version):
+    """No Local: a subscription with it does not get the client's own publishes, and does
+    get other clients' ones (a watcher without it gets all); an overlapping subscription
+    of the same client without No Local delivers its own publish once."""
+    me = Peer("nl-me", addr, version)
+    me.connect()
+    codes = [me.subscribe("nl/t", options=SubscribeOptions(qos=1, noLocal=True))]
+    other = Peer("nl-other", addr, version)
+    other.connect()
+    watch = Peer("nl-watch", addr, version)
+    watch.connect()
+    watch.subscribe("nl/#", 1)
+    me.publish("nl/t", b"mine-1", 1)
+    other.publish("nl/t", b"theirs-1", 1)
+    me.publish("nl/t", b"mine-2", 1)
+    other.publish("nl/t", b"theirs-2", 1)
+    # One topic, in order: an own message delivered would come before `theirs-2`.
+    me.wait_for("nl/t", payload=b"theirs-2")
+    watch.wait_for("nl/t", payload=b"theirs-2")
+    with me.cond:
+        mine = short(me.messages)
+    say("no_local", codes=codes, received=mine, watched=payloads(watch.on("nl/t")))
+    codes.append(me.subscribe("nl/+", 1))
+    me.publish("nl/t", b"mine-3", 1)
+    other.publish("nl/t", b"theirs-3", 1)
+    me.wait_for("nl/t", payload=b"theirs-3")
+    with me.cond:
+        mine = short(me.messages)
+    say("overlapping", codes=codes, received=mine)
+    for peer in (me, other, watch):
+        peer.close()
+
+
+def websocket(addr, version, ws_addr):
+    """MQTT over WebSocket (paho's `websockets` transport, path `/mqtt`): a WebSocket client
+    gets what a TCP client publishes at QoS 0, 1 and 2 and the TCP client what it publishes,
+    payloads exact and in order, a 200,000-byte one too."""
+    v = tag(version)
+    ws = Peer(f"ws-{v}", ws_addr, version, transport="websockets")
+    ws_ack = ws.connect()
+    ws_granted = ws.subscribe(f"ws/{v}/down/#", 2)
+    tcp = Peer(f"ws-tcp-{v}", addr, version)
+    tcp.connect()
+    tcp_granted = tcp.subscribe(f"ws/{v}/up/#", 2)
+    big = bytes(i % 253 for i in range(200_000))
+    results = {}
+    for direction, sender, receiver in (("down", tcp, ws), ("up", ws, tcp)):
+        sent = {}
+        for q in (0, 1, 2):
+            t = f"ws/{v}/{direction}/q{q}"
+            sent[t] = [b"%s-%d-%d" % (direction.encode(), q, i) for i in range(20)] + [big]
+            sender.done([sender.send(t, p, q) for p in sent[t]])
+        out = {}
+        for t, expected in sent.items():
+            got = receiver.wait_for(t, len(expected))
+            out[t.rsplit("/", 1)[1]] = {
+                "exact_and_in_order": [m["payload"] for m in got] == expected,
+                "received": len(got),
+                "qos": sorted({m["qos"] for m in got}),
+            }
+        results[direction] = out
+    say(
+        "websocket",
+        connack=ws_ack["reason_code"],
+        granted=[ws_granted, tcp_granted],
+        results=results,
+    )
+    ws.close()
+    tcp.close()
+
+
+def server_aliases(addr, version):
+    """Topic aliases from the server: a subscriber announcing Topic Alias Maximum 2 gets
+    messages on four topics with aliases (at most 2; a topic sent in full once, then by alias
+    alone; the oldest alias reassigned once both are in use); resolving them as MQTT 5 says
+    gives every message's full topic, in publish order. A subscriber announcing none gets
+    full topics and no aliases."""
+    props = Properties(PacketTypes.CONNECT)
+    props.TopicAliasMaximum = 2
+    sub = Peer("sa-sub", addr, version)
+    sub.connect(properties=props)
+    sub.subscribe("sa/#", 1)
+    plain = Peer("sa-plain", addr, version)
+    plain.connect()
+    plain.subscribe("sa/#", 1)
+    pub = Peer("sa-pub", addr, version)
+    pub.connect()
+    order = ["a", "b", "a", "b", "c", "a", "d", "c", "d", "b", "a", "a", "c", "b"]
+    sent = [[f"sa/{t}", f"{i}:{t}"] for i, t in enumerate(order)]
+    for t, p in sent:
+        pub.publish(t, p.encode(), 1)
+    last = sent[-1]
+    sub.wait_for(last[0], payload=last[1].encode())
+    plain.wait_for(last[0], payload=last[1].encode())
+    with sub.cond:
+        got = [[m["topic"], text(m["payload"])] for m in sub.messages]
+        wire = [[m["sent_topic"], m["alias"]] for m in sub.messages]
+    with plain.cond:
+        plain_got = [[m["topic"], text(m["payload"])] for m in plain.messages]
+        plain_aliases = [m["alias"] for m in plain.messages]
+    say(
+        "server_aliases",
+        sent=sent,
+        received=got,
+        wire=wire,
+        plain_received=plain_got,
+        plain_aliases=plain_aliases,
+    )
+    sub.close()
+    plain.close()
+    pub.close()
+
+
 SCENARIOS = {
     "connect": connect,
     "assigned_ids": assigned_ids,
@@ -906,16 +1463,34 @@ SCENARIOS = {
     "topic_alias": topic_alias,
     "limits": limits,
     "kafka_to_mqtt": kafka_to_mqtt,
+    "session": session,
+    "qos2_dropped": qos2_dropped,
+    "qos2_killed": qos2_killed,
+    "shared": shared,
+    "takeover": takeover,
+    "will_delay": will_delay,
+    "no_local": no_local,
+    "websocket": websocket,
+    "server_aliases": server_aliases,
 }
 
 # Scenarios that exist only in MQTT 5, or only in 3.1.1.
-V5_ONLY = {"assigned_ids", "properties", "expiry", "subscription_ids", "topic_alias"}
+V5_ONLY = {
+    "assigned_ids",
+    "properties",
+    "expiry",
+    "subscription_ids",
+    "topic_alias",
+    "will_delay",
+    "no_local",
+    "server_aliases",
+}
 V311_ONLY = {"pipelined"}
 
 
 def main():
     if len(sys.argv) < 3:
-        sys.exit(f"usage: {sys.argv[0]} <scenario>_<v311|v5> <mqtt host:port> [kafka host:port]")
+        sys.exit(f"usage: {sys.argv[0]} <scenario>_<v311|v5> <mqtt host:port> [arguments]")
     name, addr, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     base, _, proto = name.rpartition("_")
     version = {"v311": V311, "v5": V5}.get(proto)

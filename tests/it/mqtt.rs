@@ -265,13 +265,11 @@ fn restart(weir: &mut Weir) -> SocketAddr {
     weir.signal(libc::SIGTERM).expect("signal");
     let status = weir.wait_exit().expect("weir exits");
     assert_eq!(status.code(), Some(0));
-    let cwd = weir.cwd().to_owned();
-    *weir = Weir::builder()
-        .cwd(cwd)
-        .env("WEIR_MQTT_LISTEN", mqtt.to_string())
-        .env("WEIR_KAFKA_LISTEN", kafka.to_string())
-        .start()
-        .expect("weir restarts");
+    weir.start_again(&[
+        ("WEIR_MQTT_LISTEN", mqtt.to_string()),
+        ("WEIR_KAFKA_LISTEN", kafka.to_string()),
+    ])
+    .expect("weir restarts");
     weir.mqtt_addr().expect("mqtt listener")
 }
 
@@ -925,13 +923,11 @@ fn qos2_is_stored_exactly_once_across_a_dropped_connection_and_a_broker_kill() {
     drop(s);
     weir.signal(libc::SIGKILL).unwrap();
     weir.wait_exit().unwrap();
-    let cwd = weir.cwd().to_owned();
-    let mut weir = Weir::builder()
-        .cwd(cwd)
-        .env("WEIR_MQTT_LISTEN", addr.to_string())
-        .env("WEIR_KAFKA_LISTEN", kafka.to_string())
-        .start()
-        .unwrap();
+    weir.start_again(&[
+        ("WEIR_MQTT_LISTEN", addr.to_string()),
+        ("WEIR_KAFKA_LISTEN", kafka.to_string()),
+    ])
+    .unwrap();
     // The session stored when the first connection ended is there (the broker did not see
     // the second one end).
     let mut s = connect(addr, 1);
@@ -1173,4 +1169,83 @@ fn kafka_topic_rules_choose_where_mqtt_topics_are_stored() {
             .collect();
         assert_eq!(keys, [key.as_bytes().to_vec()], "{kafka_topic}");
     }
+}
+
+/// rumqttc publishing 300 QoS 2 messages over a persistent session while the broker is
+/// killed (SIGKILL) and restarted on the same port: rumqttc reconnects, the session is
+/// present, it sends again what was not complete (PUBLISH with DUP, or PUBREL), and the log
+/// holds every message exactly once, in order.
+#[test]
+fn rumqttc_qos2_across_a_broker_kill_is_stored_exactly_once() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let kafka = weir.kafka_addr().unwrap();
+    let mut options = MqttOptions::new("q2-producer", addr.ip().to_string(), addr.port());
+    options.set_keep_alive(Duration::from_secs(5));
+    options.set_clean_session(false);
+    options.set_inflight(20);
+    let (client, mut connection) = rumqttc::Client::new(options, 1000);
+    let (tx, completions) = channel();
+    std::thread::spawn(move || {
+        // Unlike `Client`, keep polling after errors: rumqttc reconnects on the next poll.
+        for event in connection.iter() {
+            let sent = match event {
+                Ok(Event::Incoming(Packet::PubComp(_))) => tx.send(Ok(())),
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => tx.send(Err(ack.session_present)),
+                Ok(_) => Ok(()),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    Ok(())
+                }
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    });
+    let total = 300;
+    for i in 0..total {
+        client
+            .publish("q2/readings", QoS::ExactlyOnce, false, format!("{i:04}"))
+            .unwrap();
+    }
+    let mut complete = 0;
+    let mut reconnected_with_session = false;
+    let mut killed = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while complete < total {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match completions.recv_timeout(left) {
+            Ok(Ok(())) => complete += 1,
+            Ok(Err(session_present)) => reconnected_with_session |= killed && session_present,
+            Err(_) => panic!("{complete} of {total} QoS 2 publishes completed"),
+        }
+        if complete == total / 3 && !killed {
+            killed = true;
+            weir.signal(libc::SIGKILL).unwrap();
+            weir.wait_exit().unwrap();
+            weir.start_again(&[
+                ("WEIR_MQTT_LISTEN", addr.to_string()),
+                ("WEIR_KAFKA_LISTEN", kafka.to_string()),
+            ])
+            .unwrap();
+        }
+    }
+    assert!(
+        reconnected_with_session,
+        "the session was present after the kill"
+    );
+    drop(client);
+    weir.signal(libc::SIGTERM).unwrap();
+    weir.wait_exit().unwrap();
+    let stored: Vec<String> = weir_tests::stored_batches(weir.cwd(), "q2")
+        .iter()
+        .flat_map(|batch| {
+            weir_kafka::record_batch::records(batch)
+                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let expected: Vec<String> = (0..total).map(|i| format!("{i:04}")).collect();
+    assert_eq!(stored, expected, "each message once, in order");
 }

@@ -6,10 +6,10 @@
 //! MQTT topic, headers = QoS, retain and the MQTT 5 properties), or kcat while it runs.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -49,13 +49,101 @@ fn run_script(program: &str, script: &str, package: &str, args: &[&str]) -> Hash
 
 /// Runs paho `scenario` (`<name>_v311` or `<name>_v5`) against `weir`'s MQTT port.
 fn paho(weir: &mut Weir, scenario: &str) -> HashMap<String, Value> {
+    paho_with(weir, scenario, &[])
+}
+
+/// Runs paho `scenario` against `weir`'s MQTT port with more arguments (a phase, another
+/// address).
+fn paho_with(weir: &mut Weir, scenario: &str, more: &[&str]) -> HashMap<String, Value> {
     let addr = weir.mqtt_addr().expect("mqtt listener").to_string();
-    run_script(
-        "python3",
-        "paho_scenarios.py",
-        "paho-mqtt",
-        &[scenario, &addr],
-    )
+    let mut args: Vec<&str> = vec![scenario, &addr];
+    args.extend_from_slice(more);
+    run_script("python3", "paho_scenarios.py", "paho-mqtt", &args)
+}
+
+/// Runs paho with `args` (scenario, MQTT address, ...), its stdin and stdout piped:
+/// `on_step` gets each JSON line as it arrives and may answer on the scenario's stdin. The
+/// scenario's own waits are bounded, so it ends; it must end successfully. Its JSON lines
+/// by step name.
+fn paho_live(
+    args: &[&str],
+    mut on_step: impl FnMut(&Value, &mut ChildStdin),
+) -> HashMap<String, Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("compat")
+        .join("paho_scenarios.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut child = Reaped(child);
+    let mut stdin = child.0.stdin.take().expect("a stdin pipe");
+    let stdout = child.0.stdout.take().expect("a stdout pipe");
+    let mut steps = HashMap::new();
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("the scenario's output");
+        let value: Value = serde_json::from_str(&line).expect("one JSON object per line");
+        on_step(&value, &mut stdin);
+        let step = value["step"].as_str().expect("a step name").to_owned();
+        steps.insert(step, value);
+        lines.push(line);
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.0.stderr.take() {
+        pipe.read_to_string(&mut stderr)
+            .expect("the scenario's stderr");
+    }
+    let status = child.0.wait().expect("the scenario's exit status");
+    assert!(
+        status.success(),
+        "paho-mqtt {args:?} failed (is it installed? `cargo xtask test` installs paho-mqtt):\n\
+         {}\n{stderr}",
+        lines.join("\n")
+    );
+    steps
+}
+
+/// Stops `weir` with SIGTERM (it must exit with status 0) and starts it again in its place,
+/// as `restart` in `tests/it/mqtt.rs` does; see [`start_again`].
+fn restart(weir: &mut Weir) {
+    weir.signal(libc::SIGTERM).expect("SIGTERM to the broker");
+    let status = weir.wait_exit().expect("the broker exits");
+    assert_eq!(status.code(), Some(0));
+    start_again(weir);
+}
+
+/// Starts a broker in place of `weir`, which has exited: on the same data (its working
+/// directory) and the same MQTT and Kafka ports. `weir` must have been started with a
+/// working directory the test owns (`cwd`): its own temporary directory goes when it is
+/// dropped here.
+fn start_again(weir: &mut Weir) {
+    assert_ne!(
+        weir.cwd(),
+        weir.dir(),
+        "a broker to restart runs in a directory the test owns"
+    );
+    let mqtt = weir.mqtt_addr().expect("mqtt listener");
+    let kafka = weir.kafka_addr().expect("kafka listener");
+    let cwd = weir.cwd().to_owned();
+    *weir = Weir::builder()
+        .cwd(cwd)
+        .env("WEIR_MQTT_LISTEN", mqtt.to_string())
+        .env("WEIR_KAFKA_LISTEN", kafka.to_string())
+        .start()
+        .expect("the broker starts again");
+}
+
+/// "0", "1", ... up to `count` - 1, then `last`.
+fn counted(count: usize, last: &str) -> Vec<String> {
+    (0..count)
+        .map(|i| i.to_string())
+        .chain([last.to_owned()])
+        .collect()
 }
 
 /// Runs MQTT.js `scenario` with `protocolVersion` `version` (4 or 5) against `weir`.
@@ -630,9 +718,10 @@ fn paho_v5_topic_aliases_from_the_client_resolve_to_full_topics() {
 
 /// paho (3.1.1 and 5): a SUBSCRIBE with a shared subscription (`$share/g/...`) and a plain
 /// filter gets the plain one granted, and it works (the shared one's answer is not checked
-/// here: shared subscriptions have their own tests in `mqtt.rs`). MQTT 5: a PUBLISH over the 1 MiB Maximum Packet
-/// Size announced in CONNACK ends the connection; the only DISCONNECT paho may read first
-/// says 0x95 (packet too large).
+/// here: shared subscriptions have their own tests, in `mqtt.rs` and
+/// `paho_shared_subscription_gives_each_message_to_one_member`). MQTT 5: a PUBLISH over the
+/// 1 MiB Maximum Packet Size announced in CONNACK ends the connection; the only DISCONNECT
+/// paho may read first says 0x95 (packet too large).
 #[test]
 fn paho_oversized_publish_ends_the_connection() {
     let mut weir = Weir::builder().start().unwrap();
@@ -689,6 +778,346 @@ fn kafka_records_reach_paho_subscribers() {
         };
         assert_eq!(from["routed_properties"], expected, "{version}");
     }
+}
+
+/// paho (3.1.1 with Clean Session 0; MQTT 5 with clean start 0 and a Session Expiry
+/// Interval of 300 s): a client subscribes to `backlog/<v>/#` at QoS 1 and disconnects;
+/// another publishes 25 QoS 1 messages, the broker is restarted (SIGTERM) and 25 more are
+/// published. The client reconnects without subscribing again and gets session present 1,
+/// the 50 messages in order, then a live one. A clean start with that client id then gets
+/// session present 0 and nothing of the old subscription, and the next persistent
+/// connection session present 0 too.
+#[test]
+fn paho_persistent_sessions_get_their_backlog_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    for version in ["v311", "v5"] {
+        let scenario = format!("session_{version}");
+        let away = paho_with(&mut weir, &scenario, &["away"]);
+        assert_eq!(
+            away["away"],
+            json!({"step": "away", "session_present": false, "granted": [1], "published": 25}),
+            "{version}"
+        );
+        restart(&mut weir);
+        let back = paho_with(&mut weir, &scenario, &["back"]);
+        let resumed = &back["resumed"];
+        assert_eq!(resumed["session_present"], true, "{version}: {resumed}");
+        assert_eq!(resumed["received"], json!(counted(50, "live")), "{version}");
+        assert_eq!(resumed["qos"], json!([1]), "{version}");
+        let marker = format!("backlog/{version}/marker");
+        assert_eq!(
+            back["clean_start"],
+            json!({"step": "clean_start", "session_present": false,
+                "received": [msg(&marker, "end", 1, false)]}),
+            "{version}"
+        );
+        assert_eq!(back["after_clean"]["session_present"], false, "{version}");
+    }
+}
+
+/// The PUBCOMP reason codes paho may see: 0, or (MQTT 5, for a PUBREL sent again after the
+/// exchange completed on the broker) 0x92, Packet Identifier not found.
+fn assert_completion_codes(version: &str, codes: &Value) {
+    let codes = codes.as_array().expect("ack codes");
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == 0 || (version == "v5" && c == 0x92)),
+        "{version}: {codes:?}"
+    );
+}
+
+/// QoS 2 across a dropped connection, with paho (3.1.1 and 5) and a persistent session: of
+/// 30 QoS 2 publishes, 3 wait for the PUBCOMP of a PUBREL the broker has and 5 for the
+/// PUBREC of a message the broker has stored (paho ignores those packets) when the socket
+/// is shut down under paho. paho reconnects with the same client id (session present 1)
+/// and sends PUBREL and PUBLISH (DUP) again; every publish completes, a QoS 2 subscriber
+/// gets each message once, in order, and the log holds each once, in order.
+#[test]
+fn paho_qos2_is_exactly_once_across_a_dropped_connection() {
+    let mut weir = Weir::builder().start().unwrap();
+    for version in ["v311", "v5"] {
+        let steps = paho(&mut weir, &format!("qos2_dropped_{version}"));
+        let dropped = &steps["dropped"];
+        assert_eq!(
+            dropped["at_cut"]["dropped"],
+            json!({"PUBCOMP": 3, "PUBREC": 5}),
+            "{version}: {dropped}"
+        );
+        assert_eq!(dropped["session_present"], true, "{version}");
+        assert_completion_codes(version, &dropped["ack_codes"]);
+        assert_eq!(
+            dropped["received"],
+            json!(counted(30, "end")),
+            "{version}: each once, in order"
+        );
+    }
+    let stored = stop_and_read(&mut weir, "once");
+    for version in ["v311", "v5"] {
+        let key = format!("once/{version}");
+        let values: Vec<String> = (stored.iter())
+            .filter(|r| r.key == key)
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect();
+        assert_eq!(
+            values,
+            counted(30, "end"),
+            "{key}: stored once each, in order"
+        );
+    }
+}
+
+/// QoS 2 across a broker crash, with paho (3.1.1 and 5): a client with a stored persistent
+/// session has 30 QoS 2 publishes going, 3 waiting for PUBCOMP and 5 for PUBREC of
+/// messages the broker has stored, when the broker is killed (SIGKILL). Restarted on the
+/// same data and port, it gives the client session present 1; paho sends the unfinished
+/// ones again and every publish completes; the log holds each message once, in order. A
+/// persistent QoS 2 subscriber gets every message, in order; it may get again what came
+/// since its session's position was last stored (when it subscribed: a crash stores
+/// nothing), and the scenario reports what it got.
+#[test]
+fn paho_qos2_is_stored_exactly_once_across_a_broker_kill() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let mqtt = weir.mqtt_addr().unwrap().to_string();
+    let expected: Vec<String> = ["before".to_owned()]
+        .into_iter()
+        .chain(counted(30, "end"))
+        .collect();
+    for version in ["v311", "v5"] {
+        let pid = weir.pid().to_string();
+        let scenario = format!("qos2_killed_{version}");
+        let steps = paho_live(&[&scenario, &mqtt, &pid], |step, stdin| {
+            if step["step"] == "killed" {
+                let status = weir.wait_exit().expect("the killed broker ends");
+                assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+                start_again(&mut weir);
+                writeln!(stdin, "restarted").expect("the scenario reads its stdin");
+            }
+        });
+        let killed = &steps["killed"];
+        assert_eq!(
+            killed["at_cut"]["dropped"],
+            json!({"PUBCOMP": 3, "PUBREC": 5}),
+            "{version}: {killed}"
+        );
+        assert_eq!(killed["session_present_before"], true, "{version}");
+        let resumed = &steps["resumed"];
+        assert_eq!(resumed["session_present"], true, "{version}: {resumed}");
+        assert_eq!(resumed["subscriber_session_present"], true, "{version}");
+        assert_completion_codes(version, &resumed["ack_codes"]);
+        let received: Vec<String> = (resumed["received"].as_array().unwrap().iter())
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect();
+        let mut first_seen = Vec::new();
+        for payload in &received {
+            if !first_seen.contains(payload) {
+                first_seen.push(payload.clone());
+            }
+        }
+        assert_eq!(
+            first_seen, expected,
+            "{version}: every message, in order: {received:?}"
+        );
+    }
+    let stored = stop_and_read(&mut weir, "crash");
+    for version in ["v311", "v5"] {
+        let key = format!("crash/{version}");
+        let values: Vec<String> = (stored.iter())
+            .filter(|r| r.key == key)
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect();
+        assert_eq!(values, expected, "{key}: stored once each, in order");
+    }
+}
+
+/// paho (3.1.1 and 5) shared subscription `$share/g/jobs/#` with three members: of 300 QoS 1
+/// messages on three topics each reaches exactly one member and every member gets some,
+/// while a plain `jobs/#` subscriber gets all of them, in order per topic; once a member
+/// has disconnected, the next 100 go to the other two (each once, both getting some; none
+/// is lost to the one that left).
+#[test]
+fn paho_shared_subscription_gives_each_message_to_one_member() {
+    let mut weir = Weir::builder().start().unwrap();
+    for version in ["v311", "v5"] {
+        let steps = paho(&mut weir, &format!("shared_{version}"));
+        let shared = &steps["shared"];
+        assert_eq!(shared["granted"], json!([[1], [1], [1]]), "{version}");
+        for (phase, members) in [("first", 3), ("after_leave", 2)] {
+            let part = &shared[phase];
+            assert_eq!(part["exactly_once"], true, "{version} {phase}: {shared}");
+            let shares = part["shares"].as_array().unwrap();
+            assert_eq!(shares.len(), members);
+            assert!(
+                shares.iter().all(|n| n.as_u64().unwrap() > 0),
+                "{version} {phase}: every member gets some: {shared}"
+            );
+        }
+        assert_eq!(shared["each_once_overall"], true, "{version}: {shared}");
+        assert_eq!(shared["plain_received"], 400, "{version}");
+        assert_eq!(shared["plain_in_order"], true, "{version}");
+    }
+}
+
+/// paho (3.1.1 and 5) session takeover: a second client with the client id of a connected
+/// one (both asking for a persistent session) gets session present 1, and the subscription
+/// the first made delivers to it; the first is closed, on MQTT 5 with DISCONNECT 0x8E
+/// (Session taken over), which paho 2.1 reports as 0 (the reason code is the packet's only
+/// byte), so the scenario keeps the packet's bytes.
+#[test]
+fn paho_takeover_moves_the_session_and_disconnects_the_first_with_0x8e() {
+    let mut weir = Weir::builder().start().unwrap();
+    for version in ["v311", "v5"] {
+        let steps = paho(&mut weir, &format!("takeover_{version}"));
+        let takeover = &steps["takeover"];
+        let packets = takeover["first_disconnect_packets"].as_array().unwrap();
+        if version == "v5" {
+            assert_eq!(packets.len(), 1, "one DISCONNECT: {takeover}");
+            assert!(
+                packets[0].as_str().unwrap().starts_with("8e"),
+                "reason code 0x8E: {takeover}"
+            );
+        } else {
+            assert!(
+                packets.is_empty(),
+                "3.1.1 has no DISCONNECT from the server"
+            );
+        }
+        assert_eq!(takeover["session_present"], true, "{version}: {takeover}");
+        assert_eq!(
+            takeover["received"],
+            json!([msg(&format!("twin/{version}/x"), "hi", 1, false)]),
+            "{version}"
+        );
+        assert_eq!(
+            takeover["second_disconnect_packets"],
+            json!([]),
+            "{version}"
+        );
+    }
+}
+
+/// paho MQTT 5 will with Will Delay Interval 2 s and Session Expiry Interval 60 s: a client
+/// whose socket is closed and that reconnects (clean start 0) at once gets session present
+/// 1 and no will is published in the next 3 s; when it then vanishes for good, the will
+/// arrives, at least 2 s later.
+#[test]
+fn paho_v5_delayed_will_is_cancelled_by_a_reconnection_and_published_otherwise() {
+    let mut weir = Weir::builder().start().unwrap();
+    let steps = paho(&mut weir, "will_delay_v5");
+    let reconnected = &steps["reconnected"];
+    assert!(
+        reconnected["back_after_s"].as_f64().unwrap() < 1.0,
+        "back within 1 s: {reconnected}"
+    );
+    assert_eq!(reconnected["session_present"], true);
+    assert_eq!(reconnected["received"], json!([]), "no will: {reconnected}");
+    let vanished = &steps["vanished"];
+    assert_eq!(
+        vanished["received"],
+        json!([msg("delayed/pump", "lost", 1, false)])
+    );
+    let after = vanished["after_s"].as_f64().unwrap();
+    assert!(after >= 2.0, "published after the delay, not {after} s");
+}
+
+/// paho MQTT 5 No Local: a subscription with it gets other clients' publishes and not the
+/// client's own (a watcher without it gets all four); once the client also has an
+/// overlapping subscription without No Local, its own publish arrives once.
+#[test]
+fn paho_v5_no_local_skips_the_clients_own_publishes() {
+    let mut weir = Weir::builder().start().unwrap();
+    let steps = paho(&mut weir, "no_local_v5");
+    let no_local = &steps["no_local"];
+    assert_eq!(no_local["codes"], json!([[1]]));
+    assert_eq!(
+        no_local["received"],
+        json!([
+            msg("nl/t", "theirs-1", 1, false),
+            msg("nl/t", "theirs-2", 1, false)
+        ])
+    );
+    assert_eq!(
+        no_local["watched"],
+        json!(["mine-1", "theirs-1", "mine-2", "theirs-2"])
+    );
+    let overlapping = &steps["overlapping"];
+    assert_eq!(overlapping["codes"], json!([[1], [1]]));
+    assert_eq!(
+        overlapping["received"],
+        json!([
+            msg("nl/t", "theirs-1", 1, false),
+            msg("nl/t", "theirs-2", 1, false),
+            msg("nl/t", "mine-3", 1, false),
+            msg("nl/t", "theirs-3", 1, false)
+        ])
+    );
+}
+
+/// paho (3.1.1 and 5) over WebSocket (transport `websockets`, path `/mqtt`) on the
+/// WebSocket listener: it gets what a TCP client publishes at QoS 0, 1 and 2, and the TCP
+/// client what it publishes, 20 small payloads and a 200,000-byte one per QoS, exact, in
+/// order and at their QoS.
+#[test]
+fn paho_over_websocket_round_trips_qos_0_1_2_with_a_tcp_client() {
+    let mut weir = Weir::builder().start().unwrap();
+    let ws = weir.mqtt_websocket_addr().unwrap().to_string();
+    for version in ["v311", "v5"] {
+        let steps = paho_with(&mut weir, &format!("websocket_{version}"), &[&ws]);
+        let websocket = &steps["websocket"];
+        assert_eq!(websocket["connack"], 0, "{version}");
+        assert_eq!(websocket["granted"], json!([[2], [2]]), "{version}");
+        for direction in ["down", "up"] {
+            for q in 0..3 {
+                assert_eq!(
+                    websocket["results"][direction][format!("q{q}")],
+                    json!({"exact_and_in_order": true, "received": 21, "qos": [q]}),
+                    "{version} {direction} QoS {q}"
+                );
+            }
+        }
+    }
+}
+
+/// paho MQTT 5 subscriber announcing Topic Alias Maximum 2 gets messages on four topics
+/// (`sa/a` to `sa/d`, 14 in all) with server-set aliases 1 and 2: a topic first in full with
+/// an alias, then by the alias alone; once both are in use the oldest set is given to the
+/// next new topic. Resolving them as MQTT 5 says (paho 2.1 leaves it to the application)
+/// gives every message's full topic, in publish order. A subscriber announcing no maximum
+/// gets full topics without aliases.
+#[test]
+fn paho_v5_topic_aliases_to_the_client_resolve_to_full_topics() {
+    let mut weir = Weir::builder().start().unwrap();
+    let steps = paho(&mut weir, "server_aliases_v5");
+    let aliases = &steps["server_aliases"];
+    assert_eq!(aliases["received"], aliases["sent"], "{aliases}");
+    assert_eq!(aliases["plain_received"], aliases["sent"]);
+    assert!(
+        (aliases["plain_aliases"].as_array().unwrap().iter()).all(Value::is_null),
+        "{aliases}"
+    );
+    // Sent: a b a b c a d c d b a a c b.
+    assert_eq!(
+        aliases["wire"],
+        json!([
+            ["sa/a", 1],
+            ["sa/b", 2],
+            ["", 1],
+            ["", 2],
+            ["sa/c", 1], // a's alias, the oldest
+            ["sa/a", 2], // b's
+            ["sa/d", 1], // c's
+            ["sa/c", 2], // a's
+            ["", 1],
+            ["sa/b", 1], // d's, set before c's
+            ["sa/a", 2], // c's
+            ["", 2],
+            ["sa/c", 1], // b's
+            ["sa/b", 2]  // a's
+        ])
+    );
 }
 
 /// MQTT.js 5.16 on MQTT 3.1.1 (protocolVersion 4) sends 600 publishes (200 each at QoS 0, 1

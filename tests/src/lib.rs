@@ -244,6 +244,20 @@ impl Weir {
         Ok(addr.parse()?)
     }
 
+    /// Starts the process again in the same working directory (after it exited), with the
+    /// same environment plus `env`, keeping the directory: replacing a `Weir` with a new
+    /// one would delete the old one's temporary directory, the data directory included.
+    pub fn start_again(&mut self, env: &[(&str, String)]) -> anyhow::Result<()> {
+        let mut builder = Weir::builder().cwd(self.cwd.clone());
+        for (key, value) in env {
+            builder = builder.env(*key, value.clone());
+        }
+        let mut next = builder.start()?;
+        std::mem::swap(&mut next.dir, &mut self.dir);
+        *self = next;
+        Ok(())
+    }
+
     /// The process's resident memory, from /proc.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         self.status_kib("VmRSS:").map(|kib| kib * 1024)

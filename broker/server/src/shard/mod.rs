@@ -559,7 +559,16 @@ fn submit_mqtt(
                 client_id,
                 due_ms,
                 message,
-            } => shared.wills.hold(client_id, due_ms, message),
+            } => {
+                // Taken over by a new connection: the session goes on there, and a delayed
+                // will is not published.
+                let clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+                let taken_over = clients.get(&client_id).is_some_and(|owner| *owner != me);
+                drop(clients);
+                if !taken_over {
+                    shared.wills.hold(client_id, due_ms, message);
+                }
+            }
             MqttWork::Release { client_id, id } => {
                 let reply = answer(inbox, id.map_or(0, u64::from));
                 config.writer.run(Box::new(move |store| {

@@ -29,8 +29,8 @@
 //!   delivery. QoS 0 messages beyond the write buffer are dropped for that subscriber and
 //!   counted (`weir_mqtt_messages_dropped_total`).
 //! - **Persistent sessions** (MQTT 5 Session Expiry Interval > 0, or 3.1.x Clean Session 0)
-//!   are stored in the log's `mqtt_sessions` table when they subscribe and when their
-//!   connection ends ([`SessionRecord`]): subscriptions and, per partition, the first offset
+//!   are stored in the log's `mqtt_sessions` table when they connect, subscribe or
+//!   unsubscribe, and when their connection ends ([`SessionRecord`]): subscriptions and, per partition, the first offset
 //!   the client has not acknowledged. Their offline backlog is that cursor, not a copy: the
 //!   next connection catches up from it like a subscriber that fell behind (QoS 1 and 2
 //!   messages; QoS 0 ones are not kept for offline sessions). A CONNECT with a client id that
@@ -436,6 +436,11 @@ impl MqttConn {
             }
         }
         self.accepted = true;
+        // A session that outlives its connection is stored from its start, so that it is
+        // there (session present) also after a crash of the broker.
+        if self.expiry_interval_s > 0 {
+            work.push(MqttWork::Save(Box::new(self.snapshot())));
+        }
         true
     }
 
