@@ -222,7 +222,6 @@ fn measure(broker: &Broker, bench: &ServerBench) -> anyhow::Result<Run> {
     let idle_rss_kib = rss_kib(pid)?;
 
     let request = api_versions_v0();
-    let response_len = 20usize;
     let mut conns: Vec<TcpStream> = (0..bench.connections)
         .map(|_| -> anyhow::Result<TcpStream> {
             let stream = TcpStream::connect(kafka)?;
@@ -230,6 +229,16 @@ fn measure(broker: &Broker, bench: &ServerBench) -> anyhow::Result<Run> {
             Ok(stream)
         })
         .collect::<Result<_, _>>()?;
+    // The answer's size (the API table grows with the Kafka front): from one exchange.
+    let response_len = {
+        let conn = &mut conns[0];
+        conn.write_all(&request)?;
+        let mut size = [0u8; 4];
+        conn.read_exact(&mut size)?;
+        let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+        conn.read_exact(&mut body)?;
+        4 + body.len()
+    };
     let batch: Vec<u8> = (0..bench.pipeline).flat_map(|_| request.clone()).collect();
     let mut reply = vec![0u8; response_len * bench.pipeline];
     // Warm up, then measure.

@@ -1249,3 +1249,38 @@ fn rumqttc_qos2_across_a_broker_kill_is_stored_exactly_once() {
     let expected: Vec<String> = (0..total).map(|i| format!("{i:04}")).collect();
     assert_eq!(stored, expected, "each message once, in order");
 }
+
+/// `mqtt.subscribe_deny` refuses subscriptions its filters match (3.1.1 SUBACK 0x80) and
+/// grants the rest; deliveries are counted on /metrics.
+#[test]
+fn denied_filters_are_refused_in_suback_and_deliveries_are_counted() {
+    let mut weir = Weir::builder()
+        .env("WEIR_MQTT_SUBSCRIBE_DENY", "secret/#")
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let client = Client::connect(addr, "curious", |_| {});
+    client
+        .client
+        .subscribe_many([
+            rumqttc::SubscribeFilter::new("secret/+".into(), QoS::AtLeastOnce),
+            rumqttc::SubscribeFilter::new("public/#".into(), QoS::AtLeastOnce),
+        ])
+        .unwrap();
+    let Packet::SubAck(suback) = client.wait_for("SUBACK", |p| matches!(p, Packet::SubAck(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        suback.return_codes,
+        [
+            rumqttc::SubscribeReasonCode::Failure,
+            rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)
+        ]
+    );
+    client.client.publish("public/news", QoS::AtLeastOnce, false, "hi").unwrap();
+    assert_eq!(&client.publishes(1)[0].payload[..], b"hi");
+    client.client.publish("secret/plans", QoS::AtLeastOnce, false, "x").unwrap();
+    assert!(client.publish_within(Duration::from_millis(300)).is_none());
+    assert!(weir.metric("weir_mqtt_messages_delivered_total").unwrap() >= 1);
+}

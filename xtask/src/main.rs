@@ -5,7 +5,7 @@
 //! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction and
 //!   the clock rule (see `tidy.rs`).
 //! - `cargo xtask prereqs`: only the prerequisite check and install.
-//! - `cargo xtask bench [log|server|kafka]`: the benchmarks (release builds), never part of `test`.
+//! - `cargo xtask bench [log|server|mqtt|kafka]`: the benchmarks (release builds), never part of `test`.
 //! - `cargo xtask fuzz [target] [-- seconds]`: the `cargo fuzz` targets in `tests/fuzz`
 //!   (nightly), each for a time, allocations capped; `test` only checks that they build.
 
@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
                  test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
                  tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
-                 bench [log|server|kafka] [-- <args>] benchmarks with same-run baselines (release build)\n  \
+                 bench [log|server|mqtt|kafka] [-- <args>] benchmarks with same-run baselines (release build)\n  \
                  fuzz [target] [-- <seconds>] cargo fuzz targets in tests/fuzz (nightly; 600 s each)"
             );
             std::process::exit(2);
@@ -197,6 +197,16 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             None,
         )?;
         let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "server"];
+        args.extend(extra.iter().map(String::as_str));
+        cargo(&args, None)?;
+    }
+    if all || which.iter().any(|w| w == "mqtt") {
+        step("bench: MQTT through the weir process and through Mosquitto");
+        cargo(
+            &["build", "--release", "-p", "weir", "-p", "weir-bench"],
+            None,
+        )?;
+        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "mqtt"];
         args.extend(extra.iter().map(String::as_str));
         cargo(&args, None)?;
     }
