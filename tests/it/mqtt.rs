@@ -1278,9 +1278,15 @@ fn denied_filters_are_refused_in_suback_and_deliveries_are_counted() {
             rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)
         ]
     );
-    client.client.publish("public/news", QoS::AtLeastOnce, false, "hi").unwrap();
+    client
+        .client
+        .publish("public/news", QoS::AtLeastOnce, false, "hi")
+        .unwrap();
     assert_eq!(&client.publishes(1)[0].payload[..], b"hi");
-    client.client.publish("secret/plans", QoS::AtLeastOnce, false, "x").unwrap();
+    client
+        .client
+        .publish("secret/plans", QoS::AtLeastOnce, false, "x")
+        .unwrap();
     assert!(client.publish_within(Duration::from_millis(300)).is_none());
     assert!(weir.metric("weir_mqtt_messages_delivered_total").unwrap() >= 1);
 }
