@@ -2,6 +2,7 @@
 //! Modules follow the issues that built what they test.
 
 mod foundation;
+mod iot_sim;
 mod kafka_clients;
 mod librdkafka;
 mod mqtt;
