@@ -12,17 +12,15 @@
 //! publish to the last message received; QoS 1: every publish acknowledged and every message
 //! received), messages lost (QoS 0 may drop; QoS 1 must not), and broker CPU time per message.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use weir_mqtt::{
-    Connect, Packet, PacketDecoder, ProtocolVersion, PubResponse, Publish, QoS, Subscribe,
-    Subscription, SubscriptionOptions,
-};
+use iot_sim::client::{Conn, V};
+use weir_mqtt::{Packet, PubResponse, Publish, QoS};
 
 use crate::server::{Broker, clock_ticks_per_s, cpu_ticks, median, weir_binary};
 
@@ -47,8 +45,6 @@ struct Run {
     lost: usize,
     cpu_us_per_message: f64,
 }
-
-const V: ProtocolVersion = ProtocolVersion::V3_1_1;
 
 pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
     let weir = weir_binary()?;
@@ -200,15 +196,7 @@ fn measure(addr: SocketAddr, pid: u32, qos: QoS, bench: &MqttBench) -> anyhow::R
     let per_publisher = bench.messages / bench.publishers.max(1);
     let total = per_publisher * bench.publishers.max(1);
     let mut subscriber = Conn::connect(addr, "bench-sub")?;
-    subscriber.send(&Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        properties: Default::default(),
-        subscriptions: vec![Subscription {
-            filter: "bench/#".into(),
-            options: SubscriptionOptions::qos(qos),
-        }],
-    }))?;
-    subscriber.expect(|p| matches!(p, Packet::SubAck(_)))?;
+    subscriber.subscribe("bench/#", qos)?;
     let receiver = std::thread::spawn(move || -> anyhow::Result<(usize, Instant)> {
         let mut received = 0;
         let mut last = Instant::now();
@@ -216,7 +204,7 @@ fn measure(addr: SocketAddr, pid: u32, qos: QoS, bench: &MqttBench) -> anyhow::R
             .stream
             .set_read_timeout(Some(Duration::from_secs(2)))?;
         while received < total {
-            let Some(packet) = subscriber.next()? else {
+            let Some(packet) = subscriber.next_packet()? else {
                 break;
             };
             if let Packet::Publish(p) = packet {
@@ -304,79 +292,6 @@ fn measure(addr: SocketAddr, pid: u32, qos: QoS, bench: &MqttBench) -> anyhow::R
 
 fn id(n: u16) -> weir_mqtt::PacketId {
     weir_mqtt::PacketId::new(n).unwrap_or(weir_mqtt::PacketId::MIN)
-}
-
-/// A blocking MQTT 3.1.1 client on the project's own codec.
-struct Conn {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-    decoder: PacketDecoder,
-}
-
-impl Conn {
-    fn connect(addr: SocketAddr, client_id: &str) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        let mut conn = Conn {
-            stream,
-            buffer: Vec::new(),
-            decoder: PacketDecoder::new(16 << 20),
-        };
-        conn.send(&Packet::Connect(Box::new(Connect {
-            protocol_version: V,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: client_id.to_owned(),
-            will: None,
-            username: None,
-            password: None,
-            properties: Default::default(),
-        })))?;
-        conn.expect(|p| matches!(p, Packet::ConnAck(_)))?;
-        Ok(conn)
-    }
-
-    fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
-        let mut bytes = Vec::new();
-        packet.encode(V, &mut bytes)?;
-        self.stream.write_all(&bytes)?;
-        Ok(())
-    }
-
-    /// The next packet, or `None` when the read timed out.
-    fn next(&mut self) -> anyhow::Result<Option<Packet>> {
-        loop {
-            if let Some((packet, used)) = self.decoder.decode(&self.buffer, V)? {
-                self.buffer.drain(..used);
-                return Ok(Some(packet));
-            }
-            let mut chunk = [0u8; 64 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => bail!("the broker closed the connection"),
-                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Waits for a packet `want` accepts, skipping others.
-    fn expect(&mut self, want: impl Fn(&Packet) -> bool) -> anyhow::Result<Packet> {
-        loop {
-            match self.next()? {
-                Some(packet) if want(&packet) => return Ok(packet),
-                Some(_) => {}
-                None => bail!("timed out waiting for the broker"),
-            }
-        }
-    }
 }
 
 fn which(program: &str) -> Option<String> {

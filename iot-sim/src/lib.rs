@@ -17,8 +17,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,12 +26,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use weir_mqtt::{
-    Connect, Packet, PacketDecoder, PacketId, ProtocolVersion, PubResponse, Publish, QoS,
-    Subscribe, Subscription, SubscriptionOptions,
-};
+use weir_mqtt::{Packet, PacketId, PubResponse, Publish, QoS};
 
-const V: ProtocolVersion = ProtocolVersion::V3_1_1;
+pub mod client;
+
+use client::{Conn, V};
 
 /// What a device's messages carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -697,99 +696,6 @@ fn subscriber(
         }
     }
     Ok(got)
-}
-
-/// A minimal MQTT 3.1.1 client connection on the project's codec.
-struct Conn {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-    decoder: PacketDecoder,
-}
-
-impl Conn {
-    fn connect(addr: SocketAddr, client_id: &str) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut conn = Conn {
-            stream,
-            buffer: Vec::new(),
-            decoder: PacketDecoder::new(64 << 20),
-        };
-        conn.send(&Packet::Connect(Box::new(Connect {
-            protocol_version: V,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: client_id.to_owned(),
-            will: None,
-            username: None,
-            password: None,
-            properties: Default::default(),
-        })))?;
-        match conn.blocking_next()? {
-            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
-            other => bail!("{client_id}: CONNECT refused: {other:?}"),
-        }
-    }
-
-    fn subscribe(&mut self, filter: &str, qos: QoS) -> anyhow::Result<()> {
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id: PacketId::MIN,
-            properties: Default::default(),
-            subscriptions: vec![Subscription {
-                filter: filter.to_owned(),
-                options: SubscriptionOptions::qos(qos),
-            }],
-        }))?;
-        match self.blocking_next()? {
-            Packet::SubAck(_) => Ok(()),
-            other => bail!("expected SUBACK, got {other:?}"),
-        }
-    }
-
-    fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
-        let mut bytes = Vec::new();
-        packet.encode(V, &mut bytes)?;
-        self.stream.write_all(&bytes)?;
-        Ok(())
-    }
-
-    fn blocking_next(&mut self) -> anyhow::Result<Packet> {
-        loop {
-            if let Some((packet, used)) = self.decoder.decode(&self.buffer, V)? {
-                self.buffer.drain(..used);
-                return Ok(packet);
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                bail!("the broker closed the connection");
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// The complete packets after one read (which may find nothing: a non-blocking socket,
-    /// or a read timeout).
-    fn ready(&mut self) -> anyhow::Result<Vec<Packet>> {
-        let mut chunk = [0u8; 64 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => bail!("the broker closed the connection"),
-            Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let mut packets = Vec::new();
-        while let Some((packet, used)) = self.decoder.decode(&self.buffer, V)? {
-            self.buffer.drain(..used);
-            packets.push(packet);
-        }
-        Ok(packets)
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,16 @@ struct Client {
 
 impl Client {
     fn connect(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut MqttOptions)) -> Client {
+        Client::connect_checked(addr, id, setup, |_| {})
+    }
+
+    /// [`Client::connect`], with `check` run on the CONNACK.
+    fn connect_checked(
+        addr: SocketAddr,
+        id: &str,
+        setup: impl FnOnce(&mut MqttOptions),
+        check: impl FnOnce(&rumqttc::ConnAck),
+    ) -> Client {
         let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
         options.set_keep_alive(Duration::from_secs(30));
         options.set_inflight(100);
@@ -41,7 +51,10 @@ impl Client {
             }
         });
         let client = Client { client, events };
-        client.wait_for("CONNACK", |p| matches!(p, Packet::ConnAck(_)));
+        match client.wait_for("CONNACK", |p| matches!(p, Packet::ConnAck(_))) {
+            Packet::ConnAck(ack) => check(&ack),
+            _ => unreachable!(),
+        }
         client
     }
 
@@ -625,25 +638,9 @@ impl Client {
         setup: impl FnOnce(&mut MqttOptions),
         session_present: bool,
     ) -> Client {
-        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-        options.set_keep_alive(Duration::from_secs(30));
-        setup(&mut options);
-        let (client, mut connection) = rumqttc::Client::new(options, 1000);
-        let (tx, events) = channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                let failed = event.is_err();
-                if tx.send(event.map_err(|e| e.to_string())).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        let client = Client { client, events };
-        match client.wait_for("CONNACK", |p| matches!(p, Packet::ConnAck(_))) {
-            Packet::ConnAck(ack) => assert_eq!(ack.session_present, session_present, "{id}"),
-            _ => unreachable!(),
-        }
-        client
+        Client::connect_checked(addr, id, setup, |ack| {
+            assert_eq!(ack.session_present, session_present, "{id}");
+        })
     }
 }
 
@@ -834,15 +831,15 @@ fn a_shared_subscription_balances_messages_over_three_clients() {
         let mut per_client = vec![Vec::new(); clients.len()];
         let deadline = Instant::now() + WAIT;
         while per_client.iter().map(Vec::len).sum::<usize>() < total && Instant::now() < deadline {
+            // Each client in turn, waiting a little for its next event.
             for (i, client) in clients.iter().enumerate() {
-                while let Ok(Ok(event)) = client.events.try_recv() {
+                while let Ok(Ok(event)) = client.events.recv_timeout(Duration::from_millis(5)) {
                     if let Event::Incoming(Packet::Publish(p)) = event {
                         let n: usize = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
                         per_client[i].push(n);
                     }
                 }
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
         per_client
     };
