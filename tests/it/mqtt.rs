@@ -1287,3 +1287,38 @@ fn denied_filters_are_refused_in_suback_and_deliveries_are_counted() {
     assert!(client.publish_within(Duration::from_millis(300)).is_none());
     assert!(weir.metric("weir_mqtt_messages_delivered_total").unwrap() >= 1);
 }
+
+/// The session limits' outcomes: beyond `mqtt.sessions_max` a persistent session is not
+/// stored (its next connection starts without one), and `mqtt.session_expiry_max_s` caps
+/// how long a session outlives its connection (3.1.1 persistent sessions included).
+#[test]
+fn session_count_and_expiry_limits_have_their_documented_outcomes() {
+    let mut weir = Weir::builder()
+        .env("WEIR_MQTT_SESSIONS_MAX", "1")
+        .env("WEIR_MQTT_SESSION_EXPIRY_MAX_S", "2")
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let persistent = |o: &mut MqttOptions| {
+        o.set_clean_session(false);
+    };
+    let visit = |id: &str, present: bool| {
+        let client = Client::connect_expecting(addr, id, persistent, present);
+        client.client.disconnect().unwrap();
+        while client.events.recv_timeout(WAIT).is_ok_and(|e| e.is_ok()) {}
+    };
+    visit("first", false);
+    visit("second", false);
+    // One session fits: the first's is stored, the second's is not.
+    visit("first", true);
+    visit("second", false);
+    // Past the 2 s cap the first's session has expired (time passing is the behaviour).
+    let stored_at = Instant::now();
+    while stored_at.elapsed() < Duration::from_millis(2100) {
+        std::thread::park_timeout(Duration::from_millis(2100) - stored_at.elapsed());
+    }
+    visit("first", false);
+    // The refusal is logged with the limit's name.
+    let line = weir.wait_for_log("MQTT session not stored").unwrap();
+    assert!(line.contains("mqtt.sessions_max"), "{line}");
+}
