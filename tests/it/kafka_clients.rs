@@ -25,31 +25,7 @@ fn confluent(addr: &str, scenario: &str, args: &[&str]) -> HashMap<String, Value
 /// Runs `tests/compat/<script>` (a Python client `package` from PyPI drives) with `args`;
 /// its JSON lines by step name.
 fn run_script(script: &str, package: &str, args: &[&str]) -> HashMap<String, Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("compat")
-        .join(script);
-    let output = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{package} {args:?} failed (is it installed? `cargo xtask test` installs {package} \
-         from PyPI):\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .map(|line| {
-            let value: Value = serde_json::from_str(line).expect("one JSON object per line");
-            (
-                value["step"].as_str().expect("a step name").to_owned(),
-                value,
-            )
-        })
-        .collect()
+    weir_tests::run_compat_script("python3", script, package, args)
 }
 
 /// kafka-python's admin client creates a topic with a partition count and a setting (one

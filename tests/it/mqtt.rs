@@ -12,10 +12,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rumqttc::{Event, LastWill, MqttOptions, Packet, QoS};
-use weir_tests::Weir;
-
-/// How long any single wait in these tests may take before the test fails.
-const WAIT: Duration = Duration::from_secs(20);
+use weir_mqtt::{Connect, Packet as MqttPacket, Properties, ProtocolVersion, Will};
+use weir_tests::{WAIT, Weir};
 
 /// An MQTT 3.1.1 client whose connection runs on its own thread; its events arrive on a
 /// channel, and the thread ends (without reconnecting) at the first connection error.
@@ -321,22 +319,64 @@ fn a_will_is_published_when_a_client_vanishes_and_not_after_disconnect() {
     assert!(watcher.publish_within(Duration::from_millis(300)).is_none());
 }
 
-/// An MQTT 3.1.1 CONNECT for `client_id` with an optional QoS 1 will and keep alive.
+/// The bytes of a CONNECT, encoded with the project's codec: `version`, `client_id`, Clean
+/// Start, keep alive, CONNECT properties (MQTT 5), and an optional QoS 1 will (topic, payload,
+/// will properties).
+fn connect_packet(
+    version: ProtocolVersion,
+    client_id: &str,
+    clean_start: bool,
+    keep_alive: u16,
+    properties: Properties,
+    will: Option<(&str, &[u8], Properties)>,
+) -> Vec<u8> {
+    let will = will.map(|(topic, payload, properties)| Will {
+        topic: topic.to_owned(),
+        payload: payload.to_vec(),
+        qos: weir_mqtt::QoS::AtLeastOnce,
+        retain: false,
+        properties,
+    });
+    let mut bytes = Vec::new();
+    MqttPacket::Connect(Box::new(Connect {
+        protocol_version: version,
+        clean_start,
+        keep_alive,
+        client_id: client_id.to_owned(),
+        will,
+        username: None,
+        password: None,
+        properties,
+    }))
+    .encode(version, &mut bytes)
+    .expect("a valid CONNECT");
+    bytes
+}
+
+/// An MQTT 3.1.1 clean-session CONNECT for `client_id` with an optional QoS 1 will and keep
+/// alive.
 fn connect_packet_v4(client_id: &str, will: Option<(&str, &[u8])>, keep_alive_s: u16) -> Vec<u8> {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
-    body.push(0x02 | if will.is_some() { 0x04 | 0x08 } else { 0 });
-    body.extend_from_slice(&keep_alive_s.to_be_bytes());
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
-    if let Some((topic, payload)) = will {
-        body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-        body.extend_from_slice(topic.as_bytes());
-        body.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        body.extend_from_slice(payload);
-    }
-    let mut packet = vec![0x10, body.len() as u8];
-    packet.extend(body);
-    packet
+    let will = will.map(|(topic, payload)| (topic, payload, Properties::default()));
+    connect_packet(
+        ProtocolVersion::V3_1_1,
+        client_id,
+        true,
+        keep_alive_s,
+        Properties::default(),
+        will,
+    )
+}
+
+/// An MQTT 5 clean-start CONNECT with an empty client id and no properties.
+fn connect_packet_v5_anonymous() -> Vec<u8> {
+    connect_packet(
+        ProtocolVersion::V5,
+        "",
+        true,
+        0,
+        Properties::default(),
+        None,
+    )
 }
 
 /// Bad input closes only its own connection, as MQTT requires, and allocates nothing for a
@@ -395,9 +435,7 @@ fn bad_packets_close_only_their_connection_with_the_reason_code() {
         );
     }
     // MQTT 5: over the 1 MiB maximum packet size gets DISCONNECT 0x95 before the close.
-    let mut v5 = vec![
-        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 0, 0, 0, 0,
-    ];
+    let mut v5 = connect_packet_v5_anonymous();
     v5.extend_from_slice(&[0x30, 0x80, 0x80, 0x80, 0x01]); // 2 MiB remaining length
     let (_, got) = closes(v5, "v5 oversized");
     let disconnect = got.windows(3).any(|w| w[0] == 0xE0 && w[2] == 0x95);
@@ -427,10 +465,7 @@ fn a_publish_the_log_cannot_store_is_never_acknowledged() {
     // MQTT 5 by hand: CONNECT, then PUBLISH QoS 1 id 7.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(&[
-        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 0, 0, 0, 0,
-    ])
-    .unwrap();
+    s.write_all(&connect_packet_v5_anonymous()).unwrap();
     let mut head = [0u8; 2];
     s.read_exact(&mut head).unwrap();
     let mut connack = vec![0u8; head[1] as usize];
@@ -650,15 +685,13 @@ impl Client {
 fn a_second_connection_with_the_same_client_id_takes_the_session_over() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.mqtt_addr().unwrap();
-    // MQTT 5 by hand, Session Expiry Interval 300 s, client id "twin".
+    // MQTT 5, Session Expiry Interval 300 s.
     let connect_v5 = |id: &str| {
-        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x00, 0, 0];
-        body.extend_from_slice(&[5, 0x11, 0, 0, 1, 44]); // properties: expiry 300
-        body.extend_from_slice(&(id.len() as u16).to_be_bytes());
-        body.extend_from_slice(id.as_bytes());
-        let mut packet = vec![0x10, body.len() as u8];
-        packet.extend(body);
-        packet
+        let properties = Properties {
+            session_expiry_interval: Some(300),
+            ..Properties::default()
+        };
+        connect_packet(ProtocolVersion::V5, id, false, 0, properties, None)
     };
     let mut first = TcpStream::connect(addr).unwrap();
     first.set_read_timeout(Some(WAIT)).unwrap();
@@ -888,8 +921,14 @@ fn qos2_is_stored_exactly_once_across_a_dropped_connection_and_a_broker_kill() {
     let connect = |addr: SocketAddr, present: u8| {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
-        let mut packet = connect_packet_v4("meter", None, 0);
-        packet[9] = 0x00; // connect flags: clean session off
+        let packet = connect_packet(
+            ProtocolVersion::V3_1_1,
+            "meter",
+            false,
+            0,
+            Properties::default(),
+            None,
+        );
         s.write_all(&packet).unwrap();
         assert_eq!(read_packet(&mut s), [0x20, 2, present, 0]);
         s
@@ -964,17 +1003,16 @@ fn a_delayed_will_is_cancelled_by_a_reconnection_and_published_otherwise() {
     watcher.subscribe("status/#", QoS::AtLeastOnce);
     // CONNECT v5: will QoS 1, Session Expiry 60 s, Will Delay 2 s, client id "pump".
     let connect = || {
-        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x04 | 0x08, 0, 0];
-        body.extend_from_slice(&[5, 0x11, 0, 0, 0, 60]);
-        body.extend_from_slice(&[0, 4]);
-        body.extend_from_slice(b"pump");
-        body.extend_from_slice(&[5, 0x18, 0, 0, 0, 2]);
-        body.extend_from_slice(&[0, 11]);
-        body.extend_from_slice(b"status/pump");
-        body.extend_from_slice(&[0, 4]);
-        body.extend_from_slice(b"lost");
-        let mut packet = vec![0x10, body.len() as u8];
-        packet.extend(body);
+        let properties = Properties {
+            session_expiry_interval: Some(60),
+            ..Properties::default()
+        };
+        let will_properties = Properties {
+            will_delay_interval: Some(2),
+            ..Properties::default()
+        };
+        let will = Some(("status/pump", &b"lost"[..], will_properties));
+        let packet = connect_packet(ProtocolVersion::V5, "pump", false, 0, properties, will);
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
         s.write_all(&packet).unwrap();
@@ -1075,16 +1113,15 @@ fn no_local_skips_own_messages_and_keep_alive_closes_a_silent_client() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.mqtt_addr().unwrap();
     // CONNECT v5, keep alive 1 s, client id "self", a will on `gone/self`.
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x02 | 0x04, 0, 1, 0];
-    body.extend_from_slice(&[0, 4]);
-    body.extend_from_slice(b"self");
-    body.push(0); // will properties
-    body.extend_from_slice(&[0, 9]);
-    body.extend_from_slice(b"gone/self");
-    body.extend_from_slice(&[0, 3]);
-    body.extend_from_slice(b"bye");
-    let mut connect = vec![0x10, body.len() as u8];
-    connect.extend(body);
+    let will = Some(("gone/self", &b"bye"[..], Properties::default()));
+    let connect = connect_packet(
+        ProtocolVersion::V5,
+        "self",
+        true,
+        1,
+        Properties::default(),
+        will,
+    );
     let mut me = TcpStream::connect(addr).unwrap();
     me.set_read_timeout(Some(WAIT)).unwrap();
     me.write_all(&connect).unwrap();

@@ -16,37 +16,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weir_tests::{WAIT, Weir};
 
-/// Runs `program` (python3, node) on `tests/compat/<script>` with `args`; its JSON lines by
-/// step name. `package` names the client for the failure message.
-fn run_script(program: &str, script: &str, package: &str, args: &[&str]) -> HashMap<String, Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("compat")
-        .join(script);
-    let output = Command::new(program)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{package} {args:?} failed (is it installed? `cargo xtask test` installs {package}):\n\
-         {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .map(|line| {
-            let value: Value = serde_json::from_str(line).expect("one JSON object per line");
-            (
-                value["step"].as_str().expect("a step name").to_owned(),
-                value,
-            )
-        })
-        .collect()
-}
-
 /// Runs paho `scenario` (`<name>_v311` or `<name>_v5`) against `weir`'s MQTT port.
 fn paho(weir: &mut Weir, scenario: &str) -> HashMap<String, Value> {
     paho_with(weir, scenario, &[])
@@ -58,7 +27,7 @@ fn paho_with(weir: &mut Weir, scenario: &str, more: &[&str]) -> HashMap<String, 
     let addr = weir.mqtt_addr().expect("mqtt listener").to_string();
     let mut args: Vec<&str> = vec![scenario, &addr];
     args.extend_from_slice(more);
-    run_script("python3", "paho_scenarios.py", "paho-mqtt", &args)
+    weir_tests::run_compat_script("python3", "paho_scenarios.py", "paho-mqtt", &args)
 }
 
 /// Runs paho with `args` (scenario, MQTT address, ...), its stdin and stdout piped:
@@ -149,7 +118,7 @@ fn counted(count: usize, last: &str) -> Vec<String> {
 /// Runs MQTT.js `scenario` with `protocolVersion` `version` (4 or 5) against `weir`.
 fn mqttjs(weir: &mut Weir, scenario: &str, version: &str) -> HashMap<String, Value> {
     let addr = weir.mqtt_addr().expect("mqtt listener").to_string();
-    run_script(
+    weir_tests::run_compat_script(
         "node",
         "mqttjs_scenarios.js",
         "mqtt (MQTT.js, from npm into tests/compat/node_modules)",
@@ -754,7 +723,7 @@ fn kafka_records_reach_paho_subscribers() {
     let kafka = weir.kafka_addr().unwrap().to_string();
     for version in ["v311", "v5"] {
         let scenario = format!("kafka_to_mqtt_{version}");
-        let steps = run_script(
+        let steps = weir_tests::run_compat_script(
             "python3",
             "paho_scenarios.py",
             "paho-mqtt (and kcat)",

@@ -474,3 +474,39 @@ pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs `program` (python3, node) on `tests/compat/<script>` with `args` and returns the JSON
+/// objects it printed, one per line, by their `"step"`; `package` names the client in the
+/// failure message (`cargo xtask test` installs it).
+pub fn run_compat_script(
+    program: &str,
+    script: &str,
+    package: &str,
+    args: &[&str],
+) -> std::collections::HashMap<String, serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("compat")
+        .join(script);
+    let output = Command::new(program)
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{package} {args:?} failed (is it installed? `cargo xtask test` installs {package}):\n\
+         {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON object per line");
+            let step = value["step"].as_str().expect("a step name").to_owned();
+            (step, value)
+        })
+        .collect()
+}

@@ -85,7 +85,7 @@ impl EpollShard {
         let tail = MqttTail::new(
             shared.feeds[id].clone(),
             shared.shares.clone(),
-            &*config.store,
+            &shared.tail_start,
         );
         let inbox = shared.inboxes[id].clone();
         Ok(EpollShard {

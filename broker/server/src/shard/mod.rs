@@ -46,7 +46,7 @@ pub(crate) use self::conn::clock_ms;
 use self::epoll::Waker;
 use self::inbox::{Done, Inbox, Outcome, Owner};
 pub use self::mqtt::MqttSettings;
-use self::mqtt::{AppendFeed, DelayedWills, MqttTail, MqttWork, ShareTable};
+use self::mqtt::{AppendFeed, DelayedWills, MqttTail, MqttWork, ShareTable, TailStart};
 use crate::coordinator::CoordinatorHandle;
 use crate::writer::WriterHandle;
 use weir_core::kafka::{KafkaOp, KafkaSettings};
@@ -189,6 +189,8 @@ struct Shared {
     shares: Arc<ShareTable>,
     /// MQTT wills waiting for their delay.
     wills: DelayedWills,
+    /// Where each shard's MQTT delivery starts.
+    tail_start: TailStart,
     /// Random per process, mixed into each connection's seed, so client ids MQTT assigns
     /// differ from those of earlier runs (whose sessions may still be stored).
     seed_base: u64,
@@ -296,6 +298,7 @@ impl Shards {
             clients: Mutex::new(HashMap::new()),
             shares: Arc::default(),
             wills: DelayedWills::default(),
+            tail_start: TailStart::read(&*config.store),
             seed_base: {
                 use std::hash::{BuildHasher, Hasher};
                 // The standard library seeds each RandomState from the OS's randomness.

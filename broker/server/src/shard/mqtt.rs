@@ -1230,6 +1230,49 @@ pub(super) fn expire_sessions(writer: &WriterHandle) {
     }));
 }
 
+/// Where every shard's tail starts: each partition's Kafka topic and its end, read once
+/// before the shards run (nothing is in flight then).
+#[derive(Debug, Default)]
+pub(super) struct TailStart {
+    names: HashMap<PartitionId, String>,
+    ends: HashMap<PartitionId, i64>,
+}
+
+impl TailStart {
+    pub(super) fn read(store: &dyn LogStore) -> TailStart {
+        let names = partition_names(store).unwrap_or_default();
+        let mut ends = HashMap::with_capacity(names.len());
+        for &partition in names.keys() {
+            match store.partition(partition) {
+                Ok(state) => {
+                    ends.insert(partition, state.high_watermark);
+                }
+                Err(e) => tracing::warn!(?partition, "cannot read the partition's end: {e}"),
+            }
+        }
+        TailStart { names, ends }
+    }
+}
+
+/// The Kafka topic of every partition.
+fn partition_names(store: &dyn LogStore) -> Option<HashMap<PartitionId, String>> {
+    match store.topics() {
+        Ok(topics) => Some(
+            topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name;
+                    t.partitions.into_iter().map(move |p| (p, name.clone()))
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!("cannot list topics for MQTT delivery: {e}");
+            None
+        }
+    }
+}
+
 /// Access to the [`super::conn::Conn`] in a loop's connection slot.
 pub(super) trait HasConn {
     fn conn_mut(&mut self) -> &mut super::conn::Conn;
@@ -1259,44 +1302,26 @@ pub(super) struct MqttTail {
 }
 
 impl MqttTail {
+    /// A shard's tail, starting at `start` (read once for every shard, before they run).
     pub(super) fn new(
         feed: Arc<AppendFeed>,
         share_table: Arc<ShareTable>,
-        store: &dyn LogStore,
+        start: &TailStart,
     ) -> MqttTail {
-        let mut tail = MqttTail {
+        MqttTail {
             feed,
             share_table,
             shares: (u64::MAX, Arc::default()),
-            cursors: HashMap::new(),
-            names: HashMap::new(),
+            cursors: start.ends.clone(),
+            names: start.names.clone(),
             subscribers: BTreeSet::new(),
             lagging: BTreeSet::new(),
-        };
-        tail.refresh_names(store);
-        for &partition in tail.names.keys() {
-            match store.partition(partition) {
-                Ok(state) => {
-                    tail.cursors.insert(partition, state.high_watermark);
-                }
-                Err(e) => tracing::warn!(?partition, "cannot read the partition's end: {e}"),
-            }
         }
-        tail
     }
 
     fn refresh_names(&mut self, store: &dyn LogStore) {
-        match store.topics() {
-            Ok(topics) => {
-                self.names = topics
-                    .into_iter()
-                    .flat_map(|t| {
-                        let name = t.name;
-                        t.partitions.into_iter().map(move |p| (p, name.clone()))
-                    })
-                    .collect();
-            }
-            Err(e) => tracing::warn!("cannot list topics for MQTT delivery: {e}"),
+        if let Some(names) = partition_names(store) {
+            self.names = names;
         }
     }
 

@@ -318,7 +318,7 @@ impl UringShard {
         let tail = MqttTail::new(
             shared.feeds[id].clone(),
             shared.shares.clone(),
-            &*config.store,
+            &shared.tail_start,
         );
         let mut shard = UringShard {
             ring,
