@@ -8,6 +8,7 @@
 mod kafka;
 mod log;
 mod mqtt;
+mod plugins;
 mod server;
 
 use std::path::PathBuf;
@@ -86,6 +87,20 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Ingest plugins: per-record call cost in both worlds against the same code natively,
+    /// instantiation, start-up with 10 plugins (compiled and cached), and MQTT end to end
+    /// with `threshold-filter` bound against no plugin. Needs `cargo xtask plugins`.
+    Plugins {
+        /// Seconds per call-cost figure.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Messages per end-to-end run.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The real `weir` process on io_uring and on epoll: pipelined ApiVersions requests per
     /// second and CPU per request, idle memory, start-to-ready time.
     Server {
@@ -122,6 +137,15 @@ fn main() -> anyhow::Result<()> {
                 },
             )
         }
+        Workload::Plugins {
+            seconds,
+            messages,
+            rounds,
+        } => plugins::run(&plugins::PluginBench {
+            seconds,
+            messages,
+            rounds: rounds.max(1),
+        }),
         Workload::Mqtt {
             messages,
             publishers,

@@ -39,11 +39,15 @@ pub struct MqttBench {
     pub rounds: usize,
 }
 
+/// One run's figures.
 #[derive(Debug, Clone, Copy)]
-struct Run {
-    messages_per_s: f64,
-    lost: usize,
-    cpu_us_per_message: f64,
+pub(crate) struct Run {
+    /// Messages delivered per second.
+    pub(crate) messages_per_s: f64,
+    /// Messages not delivered.
+    pub(crate) lost: usize,
+    /// Broker CPU time per message, microseconds.
+    pub(crate) cpu_us_per_message: f64,
 }
 
 pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
@@ -70,7 +74,8 @@ pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
             for (q, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce].into_iter().enumerate() {
                 let dir = tempfile::tempdir()?;
                 let target = start(name, &weir, mosquitto.as_deref(), dir.path())?;
-                let run = measure(target.addr, target.pid, qos, bench)?;
+                let payload = vec![0x5a; bench.payload_bytes];
+                let run = measure(target.addr, target.pid, qos, bench, &payload)?;
                 println!(
                     "round {}: {name}, QoS {}: {:.0} msg/s, {} lost, {:.2} us CPU/message",
                     round + 1,
@@ -192,7 +197,15 @@ fn start(name: &str, weir: &Path, mosquitto: Option<&str>, dir: &Path) -> anyhow
     })
 }
 
-fn measure(addr: SocketAddr, pid: u32, qos: QoS, bench: &MqttBench) -> anyhow::Result<Run> {
+/// Publishers send `payload` on `bench/<n>` to the broker at `addr` (process `pid`), one
+/// subscriber reads `bench/#`.
+pub(crate) fn measure(
+    addr: SocketAddr,
+    pid: u32,
+    qos: QoS,
+    bench: &MqttBench,
+    payload: &[u8],
+) -> anyhow::Result<Run> {
     let per_publisher = bench.messages / bench.publishers.max(1);
     let total = per_publisher * bench.publishers.max(1);
     let mut subscriber = Conn::connect(addr, "bench-sub")?;
@@ -217,7 +230,7 @@ fn measure(addr: SocketAddr, pid: u32, qos: QoS, bench: &MqttBench) -> anyhow::R
         }
         Ok((received, last))
     });
-    let payload = vec![0x5a; bench.payload_bytes];
+    let payload = payload.to_vec();
     let cpu_before = cpu_ticks(pid)?;
     let started = Instant::now();
     let publishers: Vec<_> = (0..bench.publishers.max(1))

@@ -7,5 +7,6 @@ mod kafka_clients;
 mod librdkafka;
 mod mqtt;
 mod mqtt_clients;
+mod plugins;
 mod server;
 mod storage;

@@ -17,13 +17,17 @@ use weir_tests::{WAIT, Weir};
 
 /// An MQTT 3.1.1 client whose connection runs on its own thread; its events arrive on a
 /// channel, and the thread ends (without reconnecting) at the first connection error.
-struct Client {
-    client: rumqttc::Client,
+pub(crate) struct Client {
+    pub(crate) client: rumqttc::Client,
     events: Receiver<Result<Event, String>>,
 }
 
 impl Client {
-    fn connect(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut MqttOptions)) -> Client {
+    pub(crate) fn connect(
+        addr: SocketAddr,
+        id: &str,
+        setup: impl FnOnce(&mut MqttOptions),
+    ) -> Client {
         Client::connect_checked(addr, id, setup, |_| {})
     }
 
@@ -58,7 +62,7 @@ impl Client {
 
     /// Waits for an incoming packet `want` accepts, skipping others; panics on an error or
     /// after [`WAIT`].
-    fn wait_for<T>(&self, what: &str, mut want: impl FnMut(&Packet) -> T) -> Packet
+    pub(crate) fn wait_for<T>(&self, what: &str, mut want: impl FnMut(&Packet) -> T) -> Packet
     where
         T: Into<bool>,
     {
@@ -80,7 +84,7 @@ impl Client {
     }
 
     /// The next `count` application messages.
-    fn publishes(&self, count: usize) -> Vec<rumqttc::Publish> {
+    pub(crate) fn publishes(&self, count: usize) -> Vec<rumqttc::Publish> {
         (0..count)
             .map(|i| {
                 match self.wait_for(&format!("publish {i} of {count}"), |p| {
@@ -95,7 +99,7 @@ impl Client {
 
     /// Whether an application message arrives within `within` (for checks that nothing
     /// does; other packets are skipped).
-    fn publish_within(&self, within: Duration) -> Option<rumqttc::Publish> {
+    pub(crate) fn publish_within(&self, within: Duration) -> Option<rumqttc::Publish> {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -107,7 +111,7 @@ impl Client {
         }
     }
 
-    fn subscribe(&self, filter: &str, qos: QoS) {
+    pub(crate) fn subscribe(&self, filter: &str, qos: QoS) {
         self.client.subscribe(filter, qos).expect("queued");
         self.wait_for("SUBACK", |p| matches!(p, Packet::SubAck(_)));
     }
@@ -490,7 +494,7 @@ fn a_publish_the_log_cannot_store_is_never_acknowledged() {
 }
 
 /// Kafka bootstrap for rdkafka clients.
-fn bootstrap(weir: &mut Weir) -> String {
+pub(crate) fn bootstrap(weir: &mut Weir) -> String {
     weir.kafka_addr().expect("kafka listener").to_string()
 }
 

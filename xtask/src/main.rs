@@ -5,10 +5,13 @@
 //! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction and
 //!   the clock rule (see `tidy.rs`).
 //! - `cargo xtask prereqs`: only the prerequisite check and install.
-//! - `cargo xtask bench [log|server|mqtt|kafka]`: the benchmarks (release builds), never part of `test`.
+//! - `cargo xtask plugins`: builds the plugins in `plugins/` (Rust, C, JavaScript) to
+//!   components in `plugins/target/wasm`, which the tests load.
+//! - `cargo xtask bench [log|server|mqtt|kafka|plugins]`: the benchmarks (release builds), never part of `test`.
 //! - `cargo xtask fuzz [target] [-- seconds]`: the `cargo fuzz` targets in `tests/fuzz`
 //!   (nightly), each for a time, allocations capped; `test` only checks that they build.
 
+mod plugins;
 mod prereqs;
 mod tidy;
 
@@ -25,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("tidy") => tidy_all(&root),
         Some("prereqs") => prereqs::ensure(&prereqs::requirements()),
+        Some("plugins") => plugins::build(&root),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
@@ -34,7 +38,8 @@ fn main() -> anyhow::Result<()> {
                  test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
                  tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
-                 bench [log|server|mqtt|kafka] [-- <args>] benchmarks with same-run baselines (release build)\n  \
+                 plugins                      build every plugin in plugins/ to plugins/target/wasm\n  \
+                 bench [log|server|mqtt|kafka|plugins] [-- <args>] benchmarks with same-run baselines (release build)\n  \
                  fuzz [target] [-- <seconds>] cargo fuzz targets in tests/fuzz (nightly; 600 s each)"
             );
             std::process::exit(2);
@@ -47,6 +52,7 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     step("prerequisites");
     prereqs::ensure(&prereqs::requirements())?;
     tidy_all(root)?;
+    plugins::build(root)?;
     let locked = ci().then_some("--locked");
     step("build (one build, shared by every test)");
     cargo(&["build", "--workspace", "--all-targets"], locked)?;
@@ -190,33 +196,34 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         args.extend(extra.iter().map(String::as_str));
         cargo(&args, None)?;
     }
-    if all || which.iter().any(|w| w == "server") {
-        step("bench: the weir process on io_uring and on epoll");
+    let process_benches = [
+        ("server", "the weir process on io_uring and on epoll"),
+        (
+            "mqtt",
+            "MQTT through the weir process and through Mosquitto",
+        ),
+        (
+            "kafka",
+            "librdkafka producing and consuming through the weir process",
+        ),
+        (
+            "plugins",
+            "plugin call cost, start-up, and MQTT with a plugin against none",
+        ),
+    ];
+    for (name, what) in process_benches {
+        if !(all || which.iter().any(|w| w == name)) {
+            continue;
+        }
+        step(&format!("bench: {what}"));
+        if name == "plugins" {
+            plugins::build(&workspace_root())?;
+        }
         cargo(
             &["build", "--release", "-p", "weir", "-p", "weir-bench"],
             None,
         )?;
-        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "server"];
-        args.extend(extra.iter().map(String::as_str));
-        cargo(&args, None)?;
-    }
-    if all || which.iter().any(|w| w == "mqtt") {
-        step("bench: MQTT through the weir process and through Mosquitto");
-        cargo(
-            &["build", "--release", "-p", "weir", "-p", "weir-bench"],
-            None,
-        )?;
-        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "mqtt"];
-        args.extend(extra.iter().map(String::as_str));
-        cargo(&args, None)?;
-    }
-    if all || which.iter().any(|w| w == "kafka") {
-        step("bench: librdkafka producing and consuming through the weir process");
-        cargo(
-            &["build", "--release", "-p", "weir", "-p", "weir-bench"],
-            None,
-        )?;
-        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", "kafka"];
+        let mut args = vec!["run", "--release", "-p", "weir-bench", "--", name];
         args.extend(extra.iter().map(String::as_str));
         cargo(&args, None)?;
     }

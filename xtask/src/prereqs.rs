@@ -18,7 +18,7 @@ use anyhow::bail;
 pub(crate) enum Source {
     /// `rustup component add <name>`.
     RustupComponent(&'static str),
-    /// `apt-get install <name>` (Debian).
+    /// `apt-get install <name>` (Debian; several packages separated by spaces).
     Debian(&'static str),
     /// `python3 -m pip install <name>` (PyPI).
     Pip(&'static str),
@@ -129,6 +129,40 @@ pub(crate) fn requirements() -> Vec<Requirement> {
             needed_by: "the MQTT compatibility tests (MQTT.js, MQTT 3.1.1 and 5)",
         },
         Requirement {
+            what: "Debian's rustc-web and cargo-web",
+            check: &["/usr/bin/cargo", "--version"],
+            source: Source::Debian("rustc-web cargo-web"),
+            needed_by: "building the Rust plugins to wasm (rustup here cannot add the wasm32-wasip2 target)",
+        },
+        Requirement {
+            what: "rustc-web's std source",
+            check: &[
+                "sh",
+                "-c",
+                "test -d \"/usr/src/rustc-$(/usr/bin/rustc -V | cut -d' ' -f2)/library\"",
+            ],
+            source: Source::Debian("rust-web-src"),
+            needed_by: "building std for wasm32-wasip2 (-Zbuild-std) for the Rust plugins",
+        },
+        Requirement {
+            what: "rust-lld",
+            check: &["sh", "-c", "command -v rust-lld"],
+            source: Source::Debian("lld-22"),
+            needed_by: "linking the Rust plugins (rustc-web links wasm through /usr/bin/rust-lld)",
+        },
+        Requirement {
+            what: "wasi-libc",
+            check: &["test", "-f", "/usr/lib/wasm32-wasi/libc.a"],
+            source: Source::Debian("wasi-libc"),
+            needed_by: "the Rust plugins (wasm32-wasip2's std links wasi-libc)",
+        },
+        Requirement {
+            what: "clang and wasm-ld",
+            check: &["sh", "-c", "command -v clang-14 && command -v wasm-ld-14"],
+            source: Source::Debian("clang-14 lld-14"),
+            needed_by: "the C example plugin (plugins/c)",
+        },
+        Requirement {
             what: "unshare",
             check: &["unshare", "--version"],
             source: Source::Debian("util-linux"),
@@ -218,7 +252,8 @@ pub(crate) fn plan(missing: &[Requirement], all: &[Requirement], may_install: bo
     if !debian.is_empty() {
         commands.push(owned(&["apt-get", "update", "-q"]));
         let mut install = owned(&["apt-get", "install", "-y", "-q", "--no-install-recommends"]);
-        install.extend(debian.iter().map(|n| (*n).to_owned()));
+        // A requirement may need several packages, named with spaces between them.
+        install.extend(debian.iter().flat_map(|n| n.split(' ')).map(str::to_owned));
         commands.push(install);
     }
     if !pip.is_empty() {

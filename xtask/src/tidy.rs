@@ -59,7 +59,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: "weir-core",
-        may_use: &["weir-mqtt", "weir-kafka"],
+        may_use: &["weir-mqtt", "weir-kafka", "weir-plugin-sdk"],
         forbidden: IO_CRATES,
     },
     Rule {
@@ -69,7 +69,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: "weir-plugin-host",
-        may_use: &["weir-core"],
+        may_use: &["weir-core", "weir-plugin-sdk"],
         forbidden: &[
             "tokio",
             "mio",

@@ -296,6 +296,8 @@ pub enum KafkaOp {
         partitions: u32,
         /// Creation stops at this many topics.
         topics_max: u32,
+        /// Messages plugins routed to other topics.
+        routed: Vec<RoutedMessage>,
     },
     /// Create (or only check) topics.
     CreateTopics {
@@ -363,6 +365,32 @@ pub enum ProduceRecords {
     /// No records, or a batch that failed its checks: answered CORRUPT_MESSAGE, nothing of
     /// the partition is stored.
     Corrupt,
+    /// A plugin refused records: answered with `code` (and, from Produce v8, the message and
+    /// each refused record's index), nothing of the partition is stored.
+    Refused {
+        /// The Kafka error code.
+        code: i16,
+        /// Why, for the client.
+        message: String,
+        /// The refused records: index in the partition's batches, and why.
+        record_errors: Vec<(i32, String)>,
+    },
+    /// Plugins left nothing to store in this partition (dropped, or routed elsewhere): answered
+    /// success with base offset -1 once anything routed from it is durable.
+    Nothing,
+}
+
+/// A message a plugin sent somewhere other than the partition the client produced to: stored
+/// with the request, and its outcome counted in the answer of partition `partition` of topic
+/// `topic` (indexes in the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedMessage {
+    /// Index of the topic in the request.
+    pub topic: usize,
+    /// Index of the partition in that topic's entry.
+    pub partition: usize,
+    /// The message, in its new topic (partitioned by key).
+    pub message: crate::plugin::Message,
 }
 
 /// The result of a [`KafkaOp`].
@@ -610,6 +638,8 @@ pub fn produce_failed(topic: &ProduceTopic, error_code: i16) -> produce::TopicRe
                 error_code,
                 base_offset: -1,
                 log_start_offset: -1,
+                error_message: None,
+                record_errors: Vec::new(),
             })
             .collect(),
     }
@@ -1442,6 +1472,7 @@ impl KafkaSession {
             create_missing: self.settings.auto_create_topics,
             partitions: self.settings.auto_create_partitions,
             topics_max: self.settings.topics_max,
+            routed: Vec::new(),
         };
         if request.acks == 0 {
             // No answer: the operation runs and its result goes nowhere.

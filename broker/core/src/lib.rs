@@ -14,3 +14,4 @@
 pub mod kafka;
 pub mod log_store;
 pub mod mqtt;
+pub mod plugin;

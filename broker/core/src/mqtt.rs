@@ -141,35 +141,32 @@ impl LogMessage {
     }
 }
 
-/// One record batch holding `message` as a single record (base offset 0; the log assigns it).
-pub fn message_batch(message: &LogMessage) -> Vec<u8> {
-    let qos = [b'0' + message.qos as u8];
-    let expiry = message
-        .properties
-        .message_expiry_interval
-        .map(|s| s.to_string());
+/// The record headers `message` is stored with (docs/mqtt-kafka.md), in order.
+pub fn message_headers(message: &LogMessage) -> Vec<(Cow<'_, str>, Cow<'_, [u8]>)> {
     let p = &message.properties;
-    let mut headers: Vec<(Cow<'_, str>, Option<&[u8]>)> = vec![(header::QOS.into(), Some(&qos))];
+    let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> =
+        vec![(header::QOS.into(), vec![b'0' + message.qos as u8].into())];
     if message.retain {
-        headers.push((header::RETAIN.into(), Some(b"1")));
+        headers.push((header::RETAIN.into(), (&b"1"[..]).into()));
     }
     if let Some(utf8) = p.payload_format_indicator {
+        let flag: &[u8] = if utf8 { b"1" } else { b"0" };
+        headers.push((header::PAYLOAD_FORMAT.into(), flag.into()));
+    }
+    if let Some(expiry) = p.message_expiry_interval {
         headers.push((
-            header::PAYLOAD_FORMAT.into(),
-            Some(if utf8 { b"1" } else { b"0" }),
+            header::MESSAGE_EXPIRY_S.into(),
+            expiry.to_string().into_bytes().into(),
         ));
     }
-    if let Some(expiry) = &expiry {
-        headers.push((header::MESSAGE_EXPIRY_S.into(), Some(expiry.as_bytes())));
-    }
     if let Some(v) = &p.content_type {
-        headers.push((header::CONTENT_TYPE.into(), Some(v.as_bytes())));
+        headers.push((header::CONTENT_TYPE.into(), v.as_bytes().into()));
     }
     if let Some(v) = &p.response_topic {
-        headers.push((header::RESPONSE_TOPIC.into(), Some(v.as_bytes())));
+        headers.push((header::RESPONSE_TOPIC.into(), v.as_bytes().into()));
     }
     if let Some(v) = &p.correlation_data {
-        headers.push((header::CORRELATION_DATA.into(), Some(v)));
+        headers.push((header::CORRELATION_DATA.into(), v.as_slice().into()));
     }
     for (name, value) in &p.user_properties {
         let name: Cow<'_, str> = if name.starts_with(header::RESERVED_PREFIX) {
@@ -177,9 +174,16 @@ pub fn message_batch(message: &LogMessage) -> Vec<u8> {
         } else {
             name.as_str().into()
         };
-        headers.push((name, Some(value.as_bytes())));
+        headers.push((name, value.as_bytes().into()));
     }
-    let headers: Vec<(&str, Option<&[u8]>)> = headers.iter().map(|(k, v)| (&**k, *v)).collect();
+    headers
+}
+
+/// One record batch holding `message` as a single record (base offset 0; the log assigns it).
+pub fn message_batch(message: &LogMessage) -> Vec<u8> {
+    let headers = message_headers(message);
+    let headers: Vec<(&str, Option<&[u8]>)> =
+        headers.iter().map(|(k, v)| (&**k, Some(&**v))).collect();
     let mut builder = BatchBuilder::new();
     builder.push(Record {
         timestamp_ms: message.timestamp_ms,
@@ -188,6 +192,21 @@ pub fn message_batch(message: &LogMessage) -> Vec<u8> {
         headers: &headers,
     });
     builder.finish()
+}
+
+/// Appends `message`, on its way to Kafka topic `kafka_topic`, to a plugin batch (the
+/// record it would be stored as, and its MQTT origin).
+pub fn put_plugin_message(out: &mut Vec<u8>, kafka_topic: &str, message: &LogMessage) {
+    let headers = message_headers(message);
+    crate::plugin::put_message(
+        out,
+        kafka_topic,
+        Some(message.topic.as_bytes()),
+        Some(&message.payload),
+        headers.iter().map(|(k, v)| (k.as_bytes(), &**v)),
+        message.timestamp_ms,
+        Some((&message.topic, message.qos as u8)),
+    );
 }
 
 /// The MQTT message a record of Kafka topic `kafka_topic` is delivered as, or `None` if it

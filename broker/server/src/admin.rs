@@ -1,5 +1,14 @@
-//! HTTP admin listener: `GET /health` and `GET /metrics` (Prometheus text format); plugin
-//! management joins them later.
+//! HTTP admin listener: `GET /health`, `GET /metrics` (Prometheus text format), and plugin
+//! management:
+//!
+//! - `GET /plugins`: deployed modules, every binding and its counters (JSON);
+//! - `PUT /plugins/modules/<name>` with the component's bytes: validated (compiled, its world
+//!   checked) and stored; 400 with the validation error if it is no plugin, 413 beyond
+//!   `plugins.module_bytes_max`;
+//! - `PUT /plugins/bindings/<name>` with a binding as JSON (`{"topics": [...], "plugins":
+//!   [{"module": "<name>", "config": {...}}], ...}`): started (each plugin's `init` run) and
+//!   swapped in, or refused with 400 and nothing changed;
+//! - `DELETE /plugins/bindings/<name>`.
 //!
 //! It runs on the control-plane runtime (tokio), never on a shard thread. Every connection is
 //! bounded: a count limit (a connection over it is closed as soon as it is accepted), a header
@@ -39,14 +48,19 @@ pub struct AdminLimits {
 pub struct AdminState {
     ready: AtomicBool,
     metrics: crate::metrics::Metrics,
+    plugins: Option<Arc<crate::plugins::Registry>>,
 }
 
 impl AdminState {
-    /// Not ready yet; `/metrics` reads `metrics`.
-    pub fn new(metrics: crate::metrics::Metrics) -> AdminState {
+    /// Not ready yet; `/metrics` reads `metrics`, `/plugins` manages `plugins`.
+    pub fn new(
+        metrics: crate::metrics::Metrics,
+        plugins: Option<Arc<crate::plugins::Registry>>,
+    ) -> AdminState {
         AdminState {
             ready: AtomicBool::new(false),
             metrics,
+            plugins,
         }
     }
 
@@ -95,7 +109,14 @@ pub async fn serve(
         let state = state.clone();
         let service = hyper::service::service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(route(&state, &req)) }
+            async move {
+                let response = if req.uri().path().starts_with("/plugins") {
+                    plugins_route(state, req).await
+                } else {
+                    route(&state, &req)
+                };
+                Ok::<_, Infallible>(response)
+            }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
@@ -136,9 +157,99 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         (_, "/health" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "no such endpoint; try GET /health or GET /metrics\n",
+            "no such endpoint; try GET /health, GET /metrics or GET /plugins\n",
         ),
     }
+}
+
+/// `/plugins...`: module and binding management. Compiling and starting plugins runs on a
+/// blocking thread, off the control-plane runtime.
+async fn plugins_route(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let Some(registry) = state.plugins.clone() else {
+        return text(StatusCode::NOT_FOUND, "plugins are off\n");
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, []) => json(StatusCode::OK, &registry.describe()),
+        (&Method::PUT, ["modules", name] | ["bindings", name]) => {
+            let limit = registry.module_bytes_max();
+            let body = match http_body_util::Limited::new(req.into_body(), limit)
+                .collect()
+                .await
+            {
+                Ok(body) => body.to_bytes(),
+                Err(e) => {
+                    return owned_text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("body not read (plugins.module_bytes_max is {limit}): {e}\n"),
+                    );
+                }
+            };
+            let name = (*name).to_owned();
+            let modules = segments[0] == "modules";
+            let done = tokio::task::spawn_blocking(move || {
+                if modules {
+                    registry
+                        .put_module(&name, &body)
+                        .map(|info| serde_json::json!(info))
+                } else {
+                    let mut value: serde_json::Value = serde_json::from_slice(&body)
+                        .map_err(|e| format!("the body is not JSON: {e}"))?;
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert("name".into(), serde_json::Value::String(name.clone()));
+                    }
+                    let spec =
+                        crate::plugins::parse_bindings(serde_json::Value::Array(vec![value]))?
+                            .pop()
+                            .ok_or("no binding")?;
+                    registry.put_binding(spec)?;
+                    Ok(serde_json::json!({ "binding": name, "deployed": true }))
+                }
+            })
+            .await;
+            match done {
+                Ok(Ok(answer)) => json(StatusCode::OK, &answer),
+                Ok(Err(refused)) => owned_text(StatusCode::BAD_REQUEST, format!("{refused}\n")),
+                Err(e) => owned_text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
+        (&Method::DELETE, ["bindings", name]) => {
+            let name = (*name).to_owned();
+            let done = tokio::task::spawn_blocking(move || registry.remove_binding(&name)).await;
+            match done {
+                Ok(Ok(true)) => text(StatusCode::OK, "removed\n"),
+                Ok(Ok(false)) => text(StatusCode::NOT_FOUND, "no such binding\n"),
+                Ok(Err(refused)) => owned_text(StatusCode::BAD_REQUEST, format!("{refused}\n")),
+                Err(e) => owned_text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "try GET /plugins, PUT /plugins/modules/<name>, PUT or DELETE /plugins/bindings/<name>\n",
+        ),
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = owned_text(status, format!("{value:#}\n"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

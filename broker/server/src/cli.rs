@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
+use crate::plugins::{self, Registry};
 use crate::{admin, config, coordinator, data_dir, logging, maintenance, shard, writer};
 
 /// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
@@ -42,6 +43,59 @@ enum Command {
     Serve,
     /// Say whether the io_uring backend can run on this machine (exit 0) or why not (exit 1).
     IoProbe,
+    /// Manage the plugins of a running broker through its admin API.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Upload a plugin component and bind it to topics (replacing a binding of that name,
+    /// without dropping connections). The broker validates the module and runs its `init`
+    /// first; a refusal changes nothing and prints why.
+    Deploy {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The binding's name (also the module's name unless --module is given).
+        #[arg(long)]
+        binding: String,
+        /// A Kafka topic the plugin applies to; a trailing `*` matches any suffix. Repeat
+        /// for several.
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// The module's name (default: the binding's).
+        #[arg(long)]
+        module: Option<String>,
+        /// A `key=value` pair of the plugin's configuration (its `init` gets them). Repeat
+        /// for several.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Where messages go when the plugin fails (default `<topic>.dlq`).
+        #[arg(long)]
+        dead_letter_topic: Option<String>,
+        /// While the circuit is open: `reject` (clients get an error) or `pass` (stored
+        /// without the plugin).
+        #[arg(long, default_value = "reject")]
+        when_open: String,
+        /// The broker's admin address (default: `admin.listen` of the configuration, with a
+        /// wildcard address read as 127.0.0.1).
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// List modules and bindings with their counters (JSON).
+    List {
+        /// The broker's admin address.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Remove a deployed binding.
+    Remove {
+        /// The binding's name.
+        binding: String,
+        /// The broker's admin address.
+        #[arg(long)]
+        admin: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,9 +106,28 @@ enum LogFormatArg {
 
 /// Runs the `weir` command line.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let mut cli = Cli::parse();
+    match cli.command.take() {
         Some(Command::IoProbe) => io_probe(),
+        Some(Command::Plugin(command)) => {
+            let config = match load_config(&cli) {
+                Ok(loaded) => loaded.config,
+                Err(e) => {
+                    eprintln!("weir: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match plugin_command(&config, command) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("weir plugin: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Serve) | None => {
             let config = match load_config(&cli) {
                 Ok(config) => config,
@@ -73,6 +146,114 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Runs a `weir plugin` command against the admin API.
+fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<String> {
+    let admin = |given: Option<String>| -> anyhow::Result<std::net::SocketAddr> {
+        let text = match given {
+            Some(text) => text,
+            None => {
+                let mut addr = config.admin_listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                return Ok(addr);
+            }
+        };
+        use std::net::ToSocketAddrs;
+        text.to_socket_addrs()?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{text} names no address"))
+    };
+    match command {
+        PluginCommand::Deploy {
+            file,
+            binding,
+            topics,
+            module,
+            set: pairs,
+            dead_letter_topic,
+            when_open,
+            admin: given,
+        } => {
+            let addr = admin(given)?;
+            let module = module.unwrap_or_else(|| binding.clone());
+            let bytes =
+                std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut plugin_config = serde_json::Map::new();
+            for pair in pairs {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--set {pair:?}: use KEY=VALUE"))?;
+                plugin_config.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+            }
+            let uploaded =
+                admin_request(addr, "PUT", &format!("/plugins/modules/{module}"), &bytes)?;
+            let mut spec = serde_json::json!({
+                "topics": topics,
+                "plugins": [{ "module": module, "config": plugin_config }],
+                "when_open": when_open,
+            });
+            if let Some(topic) = dead_letter_topic {
+                spec["dead_letter_topic"] = serde_json::Value::String(topic);
+            }
+            let bound = admin_request(
+                addr,
+                "PUT",
+                &format!("/plugins/bindings/{binding}"),
+                spec.to_string().as_bytes(),
+            )?;
+            Ok(format!("{uploaded}{bound}"))
+        }
+        PluginCommand::List { admin: given } => {
+            admin_request(admin(given)?, "GET", "/plugins", b"")
+        }
+        PluginCommand::Remove {
+            binding,
+            admin: given,
+        } => admin_request(
+            admin(given)?,
+            "DELETE",
+            &format!("/plugins/bindings/{binding}"),
+            b"",
+        ),
+    }
+}
+
+/// One HTTP/1.1 request to the admin API; the body of a 2xx answer, else an error with it.
+fn admin_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)
+        .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {addr}: {e}"))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let status: u16 = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no HTTP answer from {addr}"))?;
+    let text = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    if (200..300).contains(&status) {
+        Ok(text)
+    } else {
+        anyhow::bail!("{method} {path}: {status}: {}", text.trim())
     }
 }
 
@@ -136,16 +317,21 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     let storage = Storage::open(&config, data_dir.path())?;
     raise_open_files_limit();
     let groups = start_coordinator(&config, &storage)?;
+    let plugins = start_plugins(&config, data_dir.path())?;
+    let ticker = plugins.start_ticker()?;
     let shards = start_shards(
         &config,
         storage.writer.handle(),
         groups.handle(),
         storage.log.clone(),
+        plugins.clone(),
     )?;
     let metrics = crate::metrics::Metrics {
         shards: shards.metrics(),
         writer: storage.writer.handle(),
+        plugins: Some(plugins.clone()),
     };
+    let plugins_registry = plugins.clone();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -157,7 +343,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let state = Arc::new(admin::AdminState::new(metrics));
+        let state = Arc::new(admin::AdminState::new(metrics, Some(plugins)));
         let drain = Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms));
         let limits = admin::AdminLimits {
             connections_max: config.admin_connections_max.get(),
@@ -206,8 +392,10 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => second_signal(),
         }
     });
-    // Connections are closed: no group request can come any more.
+    // Connections are closed: no group request can come any more, no plugin call.
     groups.shutdown();
+    plugins_registry.stop();
+    let _ = ticker.join();
     // Finish in-flight writes, stop the upkeep, close the log.
     // The writer first: the maintenance thread's last sync then covers what it committed
     // (relaxed durability).
@@ -254,11 +442,25 @@ fn start_coordinator(
 }
 
 /// Binds the protocol listeners on every shard and starts the shard threads.
+/// Starts the plugin engine and every binding (config file, then deployed).
+fn start_plugins(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Arc<Registry>> {
+    let settings = plugins::PluginSettings {
+        deadline_ms: config.plugins_deadline_ms.get(),
+        memory_bytes_max: config.plugins_memory_bytes_max.get() as usize,
+        instances_max: config.plugins_instances_max.get(),
+        failures_max: config.plugins_failures_max.get(),
+        breaker_open_ms: config.plugins_breaker_open_ms.get(),
+        module_bytes_max: config.plugins_module_bytes_max.get() as usize,
+    };
+    Registry::open(settings, data_dir, config.plugins_bindings.0.clone())
+}
+
 fn start_shards(
     config: &Config,
     writer: writer::WriterHandle,
     coordinator: coordinator::CoordinatorHandle,
     store: Arc<dyn weir_core::log_store::LogStore>,
+    plugins: Arc<Registry>,
 ) -> anyhow::Result<shard::Shards> {
     let shards = match config.server_shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -303,6 +505,7 @@ fn start_shards(
             as usize,
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
         mqtt: Arc::new(mqtt_settings(config, store.clone())?),
+        plugins: Some(plugins),
         writer,
         coordinator,
         store,

@@ -159,6 +159,46 @@ impl ConfigValue for String {
 }
 
 /// A list of MQTT topic filters.
+/// Plugin bindings: `[[plugins.bindings]]` tables in the file, or the same as a TOML inline
+/// array in the environment or a flag.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PluginBindings(pub Vec<crate::plugins::BindingSpec>);
+
+impl ConfigValue for PluginBindings {
+    const KIND: &'static str = "array of tables";
+    fn from_text(text: &str) -> Result<Self, String> {
+        let doc = format!("v = {text}");
+        let parsed = toml_edit::Document::parse(doc)
+            .map_err(|e| format!("not a TOML array of inline tables: {}", e.message()))?;
+        let value = parsed
+            .get("v")
+            .and_then(toml_edit::Item::as_value)
+            .ok_or("not a TOML array of inline tables")?;
+        Self::from_toml(value)
+    }
+    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
+        crate::plugins::parse_bindings(toml_to_json(value)).map(PluginBindings)
+    }
+}
+
+/// A TOML value as JSON (dates become strings).
+fn toml_to_json(value: &toml_edit::Value) -> serde_json::Value {
+    use toml_edit::Value as T;
+    match value {
+        T::String(s) => serde_json::Value::String(s.value().clone()),
+        T::Integer(i) => serde_json::Value::from(*i.value()),
+        T::Float(f) => serde_json::Value::from(*f.value()),
+        T::Boolean(b) => serde_json::Value::Bool(*b.value()),
+        T::Datetime(d) => serde_json::Value::String(d.value().to_string()),
+        T::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
+        T::InlineTable(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_owned(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicFilters(pub Vec<String>);
 
@@ -448,6 +488,45 @@ config_keys! {
     /// matched by `secret/#`. Empty: every valid filter is accepted.
     mqtt_subscribe_deny: TopicFilters = "", key = "mqtt.subscribe_deny";
 
+    /// Plugin bindings: each attaches an ordered chain of WebAssembly plugins to Kafka topic
+    /// names (a trailing `*` matches any suffix), run on ingest before anything is stored. One
+    /// `[[plugins.bindings]]` table per binding: `name`, `topics` (array), `plugins` (array
+    /// of `{ path = "x.wasm", config = { key = "value" } }`), and optionally
+    /// `dead_letter_topic` (default `<topic>.dlq`), `when_open` (`reject` or `pass`),
+    /// `deadline_ms`, `memory_bytes_max`. A binding that cannot start (a missing file, a
+    /// module that does not match the contract, a configuration its `init` refuses) stops
+    /// the broker at start. See plugins-sdk/README.md.
+    plugins_bindings: PluginBindings = "[]", key = "plugins.bindings";
+
+    /// Time one plugin call may take, milliseconds (a binding's `deadline_ms` overrides it).
+    /// A call past it is stopped, the instance discarded, and the batch's messages go to the
+    /// dead-letter topic.
+    plugins_deadline_ms: NonZeroU32 = "10", key = "plugins.deadline_ms";
+
+    /// Memory one plugin instance may grow to, bytes; also the most a binding's
+    /// `memory_bytes_max` may set. An instance that asks for more fails its call (dead
+    /// letters) and is discarded.
+    plugins_memory_bytes_max: NonZeroU32 = "16777216", key = "plugins.memory_bytes_max";
+
+    /// Plugin instances alive at once, all shards and bindings together (each shard keeps
+    /// one warm instance per plugin of each binding it has used). An instantiation beyond
+    /// it fails like a plugin failure. Reserves address space for that many instances'
+    /// memory up front (committed only when used).
+    plugins_instances_max: NonZeroU32 = "256", key = "plugins.instances_max";
+
+    /// Consecutive failed calls of a binding's plugins that open its circuit: while open, the
+    /// binding's `when_open` policy applies instead of the plugins (logged, and counted in
+    /// `weir_plugin_circuit_*`).
+    plugins_failures_max: NonZeroU32 = "5", key = "plugins.failures_max";
+
+    /// How long an open circuit stays open before a call is tried again, milliseconds; a
+    /// success closes it.
+    plugins_breaker_open_ms: NonZeroU32 = "30000", key = "plugins.breaker_open_ms";
+
+    /// Largest plugin module accepted, bytes (a file in a binding, or a deploy through the
+    /// admin API, which is refused with 413 beyond it).
+    plugins_module_bytes_max: NonZeroU32 = "33554432", key = "plugins.module_bytes_max";
+
     /// Address of the Kafka listener, on every shard (`SO_REUSEPORT`). Port 0 picks a free
     /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata,
     /// Produce, Fetch, ListOffsets, InitProducerId, FindCoordinator, OffsetCommit,
@@ -708,8 +787,18 @@ impl Config {
                 key: leaf.key.clone(),
                 message,
             };
-            let Some(value) = leaf.value else {
-                return Err(fail("arrays of tables are not used by any key".to_owned()));
+            let owned;
+            let value = match (leaf.value, leaf.tables) {
+                (Some(value), _) => value,
+                (None, Some(tables)) if leaf.key == "plugins.bindings" => {
+                    owned = toml_edit::Value::Array(tables.clone().into_array());
+                    &owned
+                }
+                _ => {
+                    return Err(fail(
+                        "arrays of tables are used only by plugins.bindings".to_owned(),
+                    ));
+                }
             };
             match self.set(&leaf.key, Raw::Toml(value)) {
                 Ok(true) => {}
@@ -749,8 +838,10 @@ impl Config {
 struct Leaf<'a> {
     key: String,
     offset: usize,
-    /// `None` for an array of tables, which no key uses.
+    /// `None` for an array of tables.
     value: Option<&'a toml_edit::Value>,
+    /// An array of tables (only `plugins.bindings` takes one).
+    tables: Option<&'a toml_edit::ArrayOfTables>,
 }
 
 fn collect_leaves<'a>(table: &'a dyn toml_edit::TableLike, prefix: &str, out: &mut Vec<Leaf<'a>>) {
@@ -772,6 +863,7 @@ fn collect_leaves<'a>(table: &'a dyn toml_edit::TableLike, prefix: &str, out: &m
                     key,
                     offset,
                     value: Some(value),
+                    tables: None,
                 });
             }
             toml_edit::Item::Table(sub) => collect_leaves(sub, &key, out),
@@ -779,6 +871,7 @@ fn collect_leaves<'a>(table: &'a dyn toml_edit::TableLike, prefix: &str, out: &m
                 key,
                 offset: array.span().or(key_span).map_or(0, |s| s.start),
                 value: None,
+                tables: Some(array),
             }),
         }
     }
@@ -906,6 +999,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn plugin_bindings_parse_from_tables_and_from_text_and_are_checked() {
+        let config = load_str(
+            "[[plugins.bindings]]\nname = \"f\"\ntopics = [\"sensors\"]\n\
+             plugins = [{ path = \"f.wasm\", config = { max = 50 } }]\n\
+             [[plugins.bindings]]\nname = \"g\"\ntopics = [\"plant-*\"]\nwhen_open = \"pass\"\n\
+             plugins = [{ path = \"a.wasm\" }, { path = \"b.wasm\", name = \"second\" }]\n",
+        )
+        .unwrap();
+        let specs = &config.plugins_bindings.0;
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].plugins[0].config["max"], "50");
+        assert_eq!(specs[1].plugins[1].name.as_deref(), Some("second"));
+        assert_eq!(specs[1].when_open, crate::plugins::WhenOpen::Pass);
+        let text = PluginBindings::from_text(
+            "[{ name = \"f\", topics = [\"t\"], plugins = [{ path = \"f.wasm\" }] }]",
+        )
+        .unwrap();
+        assert_eq!(text.0[0].name, "f");
+        let err = load_str("[[plugins.bindings]]\nname = \"f\"\ntopics = []\nplugins = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("plugins.bindings") && err.contains("names no topic"),
+            "{err}"
+        );
+        let err = load_str("[[mqtt.rules]]\na = 1\n").unwrap_err().to_string();
+        assert!(err.contains("only by plugins.bindings"), "{err}");
     }
 
     #[test]

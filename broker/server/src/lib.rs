@@ -16,5 +16,6 @@ pub mod logging;
 pub mod maintenance;
 pub mod memory;
 pub mod metrics;
+pub mod plugins;
 pub mod shard;
 pub mod writer;

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub shards: Arc<[ShardMetrics]>,
     /// The log writer.
     pub writer: WriterHandle,
+    /// Plugin counters.
+    pub plugins: Option<Arc<crate::plugins::Registry>>,
 }
 
 impl Metrics {
@@ -195,6 +197,9 @@ impl Metrics {
             "weir_log_commit_seconds",
             "Time of one group commit in the store.",
         );
+        if let Some(plugins) = &self.plugins {
+            plugins.render_metrics(&mut out);
+        }
         out
     }
 }

@@ -103,7 +103,7 @@ pub fn parse_request(body: &[u8], version: i16) -> Result<Request<'_>, WireError
 }
 
 /// One partition's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionResponse {
     /// Partition index.
     pub index: i32,
@@ -113,6 +113,10 @@ pub struct PartitionResponse {
     pub base_offset: i64,
     /// The partition's log start offset, or -1.
     pub log_start_offset: i64,
+    /// Why it was refused, for the client (v8+).
+    pub error_message: Option<String>,
+    /// Records refused, by index in the partition's batch, each with why (v8+).
+    pub record_errors: Vec<(i32, Option<String>)>,
 }
 
 /// One topic's answer.
@@ -160,12 +164,32 @@ pub fn write_response(
                 out.extend_from_slice(&p.log_start_offset.to_be_bytes());
             }
             if version >= 8 {
-                len(out, 0); // record_errors
-                if flexible {
-                    out.push(0); // error_message: null
-                } else {
-                    out.extend_from_slice(&(-1i16).to_be_bytes());
+                let string = |out: &mut Vec<u8>, text: Option<&str>| match (text, flexible) {
+                    (None, true) => out.push(0),
+                    (None, false) => out.extend_from_slice(&(-1i16).to_be_bytes()),
+                    (Some(text), _) => {
+                        // Kafka strings are at most i16::MAX bytes.
+                        let mut end = text.len().min(i16::MAX as usize);
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        if flexible {
+                            put_uvarint(out, end as u32 + 1);
+                        } else {
+                            out.extend_from_slice(&(end as i16).to_be_bytes());
+                        }
+                        out.extend_from_slice(&text.as_bytes()[..end]);
+                    }
+                };
+                len(out, p.record_errors.len());
+                for (index, message) in &p.record_errors {
+                    out.extend_from_slice(&index.to_be_bytes());
+                    string(out, message.as_deref());
+                    if flexible {
+                        out.push(0);
+                    }
                 }
+                string(out, p.error_message.as_deref());
             }
             if flexible {
                 out.push(0);
@@ -234,11 +258,39 @@ mod tests {
                 error_code: 0,
                 base_offset: 5,
                 log_start_offset: 0,
+                error_message: None,
+                record_errors: Vec::new(),
             }],
         };
         write_response(&mut out, 1, 7, &[topic]);
         assert_eq!(out.len(), 4 + 4 + 3 + 4 + 4 + 2 + 8 + 8 + 8 + 4);
         assert_eq!(&out[out.len() - 12..out.len() - 4], &0i64.to_be_bytes());
+    }
+
+    #[test]
+    fn response_v8_carries_record_errors_and_the_error_message() {
+        let topic = TopicResponse {
+            name: "t".into(),
+            partitions: vec![PartitionResponse {
+                index: 0,
+                error_code: 87,
+                base_offset: -1,
+                log_start_offset: -1,
+                error_message: Some("no".into()),
+                record_errors: vec![(3, Some("bad".into()))],
+            }],
+        };
+        let mut out = Vec::new();
+        write_response(&mut out, 1, 8, std::slice::from_ref(&topic));
+        assert_eq!(out.len(), 49 + 4 + (4 + 2 + 3) + (2 + 2));
+        let tail = &out[out.len() - 4 - 4 - 13..out.len() - 4];
+        assert_eq!(tail, b"\0\0\0\x01\0\0\0\x03\0\x03bad\0\x02no");
+        // Flexible (v9): compact strings and arrays, tagged fields after each record error.
+        let mut out = Vec::new();
+        write_response(&mut out, 1, 9, &[topic]);
+        // Then the partition's and topic's tagged fields, throttle time, tagged fields.
+        let tail = &out[out.len() - 7 - 13..out.len() - 7];
+        assert_eq!(tail, b"\x02\0\0\0\x03\x04bad\0\x03no");
     }
 
     #[test]
@@ -255,6 +307,8 @@ mod tests {
                 error_code: 0,
                 base_offset: 5,
                 log_start_offset: 0,
+                error_message: None,
+                record_errors: Vec::new(),
             }],
         };
         let mut out = Vec::new();

@@ -263,6 +263,9 @@ pub struct ServerSession {
     aliases: Vec<Option<String>>,
     /// The client's Topic Alias Maximum (MQTT 5), for the messages the server sends.
     client_topic_alias_max: u16,
+    /// The client's Request Problem Information (MQTT 5; default true): whether a reason
+    /// string may go on acknowledgements.
+    problem_information: bool,
     /// Topic names of the server's aliases: alias `n` is at index `n - 1`.
     out_aliases: Vec<String>,
     /// The alias index reassigned next once all are used.
@@ -333,6 +336,7 @@ impl ServerSession {
             session_expiry_zero: true,
             assigned_client_id: None,
             client_topic_alias_max: 0,
+            problem_information: true,
             out_aliases: Vec::new(),
             next_alias_victim: 0,
             client_receive_maximum: u16::MAX,
@@ -496,6 +500,20 @@ impl ServerSession {
         out: &mut Vec<u8>,
         actions: &mut Vec<Action>,
     ) {
+        self.published_because(packet_id, reason, None, out, actions);
+    }
+
+    /// As [`published`](Self::published), with a reason string for an MQTT 5 client that
+    /// did not turn Request Problem Information off (dropped if the packet would exceed the
+    /// client's Maximum Packet Size).
+    pub fn published_because(
+        &mut self,
+        packet_id: PacketId,
+        reason: ReasonCode,
+        reason_string: Option<String>,
+        out: &mut Vec<u8>,
+        actions: &mut Vec<Action>,
+    ) {
         if self.state == State::Closed {
             return;
         }
@@ -517,6 +535,13 @@ impl ServerSession {
             });
             return;
         }
+        let mut properties = Properties::default();
+        if self.version.is_v5() && self.problem_information {
+            // Reason string, property id and length prefix: 3 bytes more than the text; the
+            // fixed part of the acknowledgement is at most 8.
+            properties.reason_string =
+                reason_string.filter(|r| r.len() + 3 + 8 <= self.client_packet_size_max);
+        }
         let response = PubResponse {
             packet_id,
             reason_code: if self.version.is_v5() {
@@ -524,7 +549,7 @@ impl ServerSession {
             } else {
                 ReasonCode::SUCCESS
             },
-            properties: Properties::default(),
+            properties,
         };
         if state == Some(Inbound::Qos1Storing) {
             self.inbound.remove(&id);
@@ -804,6 +829,7 @@ impl ServerSession {
         self.session_expiry_zero = matches!(properties.session_expiry_interval, None | Some(0));
         self.client_receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
         self.client_topic_alias_max = properties.topic_alias_maximum.unwrap_or(0);
+        self.problem_information = properties.request_problem_information.unwrap_or(true);
         self.client_packet_size_max = properties
             .maximum_packet_size
             .map_or(usize::MAX, |max| max as usize);

@@ -420,7 +420,7 @@ impl Conn {
             return 0;
         };
         let (open, accepted) = match result {
-            Outcome::MqttStored(reason, at) => (mqtt.stored(token, (reason, at), out, work), false),
+            Outcome::MqttStored(stored) => (mqtt.stored(token, *stored, out, work), false),
             Outcome::MqttSession(loaded) => {
                 let now = clock_ms(Instant::now());
                 let loaded = loaded.map(|r| r.map(|r| *r));

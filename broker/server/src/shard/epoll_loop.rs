@@ -57,6 +57,7 @@ pub(super) struct EpollShard {
     generations: Vec<u32>,
     /// The shard's MQTT subscribers and how far they have been served from the log.
     tail: MqttTail,
+    plugins: crate::plugins::ShardPlugins,
     /// Connections accepted, for MQTT's assigned client identifiers.
     accepted: u64,
     /// When to look for expired MQTT sessions next (shard 0).
@@ -72,6 +73,7 @@ impl HasConn for Slot {
 impl EpollShard {
     pub(super) fn new(args: ShardArgs) -> io::Result<EpollShard> {
         let (id, sockets, waker, shared, metrics, config) = args;
+        let plugins = crate::plugins::ShardPlugins::new(config.plugins.clone());
         let epoll = Epoll::new(EVENT_BATCH)?;
         epoll.add(waker.raw_fd(), WAKER_TOKEN, READ)?;
         let mut listeners = Vec::new();
@@ -102,6 +104,7 @@ impl EpollShard {
             inbox,
             generations: Vec::new(),
             tail,
+            plugins,
             accepted: 0,
             next_expiry_check: Instant::now(),
             waker,
@@ -260,12 +263,25 @@ impl EpollShard {
             let ops = conn.take_ops();
             let generation = self.generations[slot];
             if !ops.is_empty() {
-                super::submit_ops(&self.config, &self.inbox, slot, generation, ops);
+                super::submit_ops(
+                    &self.config,
+                    &mut self.plugins,
+                    &self.inbox,
+                    slot,
+                    generation,
+                    ops,
+                );
             }
             let work = conn.take_mqtt_work();
             if !work.is_empty() {
                 let me = self.owner(slot);
-                super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+                super::submit_mqtt(
+                    &self.config,
+                    &self.shared,
+                    (&mut self.tail, &mut self.plugins),
+                    me,
+                    work,
+                );
             }
         }
     }
@@ -286,7 +302,13 @@ impl EpollShard {
         {
             let work = conn.take_over();
             let me = self.owner(slot);
-            super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+            super::submit_mqtt(
+                &self.config,
+                &self.shared,
+                (&mut self.tail, &mut self.plugins),
+                me,
+                work,
+            );
             self.flush(slot);
         }
         super::hand_over(&self.shared, to);
@@ -425,7 +447,7 @@ impl EpollShard {
         super::finish_mqtt(
             &self.config,
             &self.shared,
-            &mut self.tail,
+            (&mut self.tail, &mut self.plugins),
             me,
             client_id,
             work,
@@ -475,7 +497,7 @@ impl EpollShard {
         }
         super::mqtt_upkeep(
             &self.config,
-            &self.shared,
+            (&self.shared, &mut self.plugins),
             self.id,
             &mut self.next_expiry_check,
         );

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 use weir_core::kafka::KafkaOpResult;
-use weir_core::log_store::PartitionId;
 use weir_core::mqtt::SessionRecord;
 use weir_mqtt::ReasonCode;
 
@@ -31,7 +30,7 @@ pub(super) enum Outcome {
     Kafka(KafkaOpResult),
     /// An MQTT publish was stored (or not): the code for its PUBACK or PUBREC, and where it
     /// was stored.
-    MqttStored(ReasonCode, Option<(PartitionId, i64)>),
+    MqttStored(Box<super::mqtt::Stored>),
     /// A QoS 2 exchange's duplicate-check key is forgotten: PUBCOMP.
     MqttReleased,
     /// The session a CONNECT resumes (or none), or the CONNACK code to refuse it with.

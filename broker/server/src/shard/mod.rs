@@ -30,8 +30,10 @@ mod conn;
 pub mod epoll;
 mod epoll_loop;
 mod inbox;
+mod ingest;
 mod mqtt;
 mod produce;
+mod routed;
 mod uring_loop;
 
 use std::collections::HashMap;
@@ -48,6 +50,7 @@ use self::inbox::{Done, Inbox, Outcome, Owner};
 pub use self::mqtt::MqttSettings;
 use self::mqtt::{AppendFeed, DelayedWills, MqttTail, MqttWork, ShareTable, TailStart};
 use crate::coordinator::CoordinatorHandle;
+use crate::plugins::ShardPlugins;
 use crate::writer::WriterHandle;
 use weir_core::kafka::{KafkaOp, KafkaSettings};
 use weir_core::log_store::StoreError;
@@ -138,6 +141,8 @@ pub struct ServerConfig {
     pub store: Arc<dyn weir_core::log_store::LogStore>,
     /// What MQTT connections share.
     pub mqtt: Arc<MqttSettings>,
+    /// Ingest plugins; `None`: off.
+    pub plugins: Option<Arc<crate::plugins::Registry>>,
 }
 
 /// Counters of one shard, read by `/metrics`.
@@ -407,15 +412,9 @@ impl Shards {
             }
         }
         // Wills still waiting for their delay are published rather than forgotten.
-        for message in self.shared.wills.due(i64::MAX) {
-            mqtt::store(
-                &self.config.mqtt,
-                &self.config.writer,
-                message,
-                None,
-                Box::new(|_, _| {}),
-            );
-        }
+        let mut plugins = ShardPlugins::new(self.config.plugins.clone());
+        let wills = self.shared.wills.due(i64::MAX);
+        publish_wills(&self.config, &mut plugins, wills);
     }
 }
 
@@ -476,12 +475,21 @@ pub fn uring_available() -> Result<(), String> {
 /// connection by slot and generation.
 fn submit_ops(
     config: &ServerConfig,
+    plugins: &mut ShardPlugins,
     inbox: &Arc<Inbox>,
     slot: usize,
     generation: u32,
     ops: Vec<(u64, KafkaOp)>,
 ) {
-    for (token, op) in ops {
+    for (token, mut op) in ops {
+        if let KafkaOp::Produce { topics, routed, .. } = &mut op {
+            ingest::produce(
+                plugins,
+                topics,
+                routed,
+                config.kafka_batch_decompressed_bytes_max,
+            );
+        }
         let inbox = inbox.clone();
         let deliver = move |result| {
             inbox.push(Done {
@@ -504,6 +512,7 @@ fn submit_ops(
                     create_missing,
                     partitions,
                     topics_max,
+                    routed,
                     ..
                 },
                 Some(store),
@@ -511,9 +520,12 @@ fn submit_ops(
                 store,
                 &writer_again,
                 topics,
-                create_missing,
-                partitions,
-                topics_max,
+                routed,
+                routed::Creation {
+                    create_missing,
+                    partitions,
+                    topics_max,
+                },
                 Box::new(deliver),
             ),
             (op, Some(store)) => deliver(weir_core::kafka::run_op(op, store)),
@@ -531,10 +543,11 @@ fn submit_ops(
 fn submit_mqtt(
     config: &ServerConfig,
     shared: &Shared,
-    tail: &mut MqttTail,
+    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
     me: Owner,
     work: Vec<MqttWork>,
 ) {
+    let mut bound = Vec::new();
     let inbox = &shared.inboxes[me.shard];
     let answer = move |inbox: &Arc<Inbox>, token: u64| {
         let inbox = inbox.clone();
@@ -555,8 +568,9 @@ fn submit_mqtt(
                 dedup,
             } => {
                 let reply = answer(inbox, token);
-                let done = Box::new(move |reason, at| reply(Outcome::MqttStored(reason, at)));
-                mqtt::store(&config.mqtt, &config.writer, *message, dedup, done);
+                let done: mqtt::StoreDone =
+                    Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
+                store_or_bind(config, plugins, &mut bound, message, dedup, done);
             }
             MqttWork::DelayWill {
                 client_id,
@@ -645,6 +659,9 @@ fn submit_mqtt(
             other => tail.note(me.slot, &other),
         }
     }
+    if !bound.is_empty() {
+        ingest::mqtt_publishes(config, plugins, bound);
+    }
 }
 
 /// What a closing MQTT connection leaves: its will and session are stored, and its client id
@@ -652,13 +669,13 @@ fn submit_mqtt(
 fn finish_mqtt(
     config: &ServerConfig,
     shared: &Shared,
-    tail: &mut MqttTail,
+    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
     me: Owner,
     client_id: Option<String>,
     work: Vec<MqttWork>,
 ) {
     tail.remove(me.slot);
-    submit_mqtt(config, shared, tail, me, work);
+    submit_mqtt(config, shared, (tail, plugins), me, work);
     if let Some(client_id) = client_id {
         let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
         if clients.get(&client_id) == Some(&me) {
@@ -671,23 +688,55 @@ fn finish_mqtt(
 /// (shard 0, every [`SESSION_EXPIRY_CHECK`]) deletes expired sessions.
 fn mqtt_upkeep(
     config: &ServerConfig,
-    shared: &Shared,
+    (shared, plugins): (&Shared, &mut ShardPlugins),
     shard: usize,
     next_check: &mut std::time::Instant,
 ) {
-    for message in shared.wills.due(crate::maintenance::wall_ms()) {
-        mqtt::store(
-            &config.mqtt,
-            &config.writer,
-            message,
-            None,
-            Box::new(|_, _| {}),
-        );
-    }
+    let wills = shared.wills.due(crate::maintenance::wall_ms());
+    publish_wills(config, plugins, wills);
     let now = std::time::Instant::now();
     if shard == 0 && now >= *next_check {
         *next_check = now + SESSION_EXPIRY_CHECK;
         mqtt::expire_sessions(&config.writer);
+    }
+}
+
+/// Publishes wills whose delay is over, through the plugins of their topics like any publish.
+fn publish_wills(
+    config: &ServerConfig,
+    plugins: &mut ShardPlugins,
+    wills: Vec<weir_core::mqtt::LogMessage>,
+) {
+    let mut bound = Vec::new();
+    for message in wills {
+        let done: mqtt::StoreDone = Box::new(|_| {});
+        store_or_bind(config, plugins, &mut bound, Box::new(message), None, done);
+    }
+    if !bound.is_empty() {
+        ingest::mqtt_publishes(config, plugins, bound);
+    }
+}
+
+/// Stores an MQTT message, or, if its Kafka topic has a plugin binding, adds it to `bound`
+/// (run through the plugins together afterwards).
+fn store_or_bind(
+    config: &ServerConfig,
+    plugins: &mut ShardPlugins,
+    bound: &mut Vec<ingest::BoundPublish>,
+    message: Box<weir_core::mqtt::LogMessage>,
+    dedup: Option<Box<weir_core::log_store::DedupKey>>,
+    done: mqtt::StoreDone,
+) {
+    let kafka_topic = mqtt::kafka_topic_for(&config.mqtt, &message.topic);
+    match plugins.binding_for(&kafka_topic) {
+        None => mqtt::store(&config.mqtt, &config.writer, *message, dedup, done),
+        Some(binding) => bound.push(ingest::BoundPublish {
+            binding,
+            kafka_topic,
+            message,
+            dedup,
+            done,
+        }),
     }
 }
 

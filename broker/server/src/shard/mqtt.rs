@@ -378,22 +378,34 @@ impl MqttConn {
     pub(super) fn stored(
         &mut self,
         token: u64,
-        (reason, at): (ReasonCode, Option<(PartitionId, i64)>),
+        stored: Stored,
         out: &mut Vec<u8>,
         work: &mut Vec<MqttWork>,
     ) -> bool {
         self.stores_in_flight = self.stores_in_flight.saturating_sub(1);
         // For No Local subscriptions: this connection's own messages, until they come by.
-        if let Some(at) = at
-            && self.subs.iter().any(|s| s.options.no_local)
-        {
-            if self.own.len() == OWN_MESSAGES_MAX {
-                self.own.pop_front();
+        if self.subs.iter().any(|s| s.options.no_local) {
+            for at in stored.at {
+                if self.own.len() == OWN_MESSAGES_MAX {
+                    self.own.pop_front();
+                }
+                self.own.push_back(at);
             }
-            self.own.push_back(at);
         }
         if let Some(id) = packet_id(token) {
-            self.session.published(id, reason, out, &mut self.actions);
+            let v5 = self.session.protocol_version() == weir_mqtt::ProtocolVersion::V5;
+            let reason = if stored.refused_by_plugin && !v5 {
+                ReasonCode::SUCCESS
+            } else {
+                stored.reason
+            };
+            self.session.published_because(
+                id,
+                reason,
+                stored.reason_string,
+                out,
+                &mut self.actions,
+            );
             self.handle_actions(out, work);
         }
         !self.session.is_closed()
@@ -913,9 +925,44 @@ fn will_message(will: Will) -> MqttWork {
     }
 }
 
-/// Told the outcome of storing a message: the code for its acknowledgement and, when it was
-/// stored, its partition and offset.
-pub(super) type StoreDone = Box<dyn FnOnce(ReasonCode, Option<(PartitionId, i64)>) + Send>;
+/// The outcome of storing a message.
+#[derive(Debug)]
+pub(super) struct Stored {
+    /// The code for its acknowledgement.
+    pub reason: ReasonCode,
+    /// A reason string for an MQTT 5 acknowledgement.
+    pub reason_string: Option<String>,
+    /// A plugin refused it: a 3.1.x client (which has no negative acknowledgement) is
+    /// acknowledged and the message dropped, as brokers do with denied publishes.
+    pub refused_by_plugin: bool,
+    /// Where its records were stored.
+    pub at: Vec<(PartitionId, i64)>,
+}
+
+impl Stored {
+    /// Stored at `at`, or failed with `reason` (then `at` is empty).
+    pub fn plain(reason: ReasonCode, at: Option<(PartitionId, i64)>) -> Stored {
+        Stored {
+            reason,
+            reason_string: None,
+            refused_by_plugin: false,
+            at: at.into_iter().collect(),
+        }
+    }
+}
+
+/// The Kafka topic messages of MQTT topic `mqtt_topic` are stored in: the first
+/// `mqtt.kafka_topic_rules` rule that matches, else the default mapping.
+pub(super) fn kafka_topic_for(settings: &MqttSettings, mqtt_topic: &str) -> String {
+    settings
+        .kafka_topic_rules
+        .iter()
+        .find(|(filter, _)| topic::matches(filter, mqtt_topic))
+        .map_or_else(|| mapping::kafka_topic(mqtt_topic), |(_, t)| t.clone())
+}
+
+/// Told the outcome of storing a message.
+pub(super) type StoreDone = Box<dyn FnOnce(Stored) + Send>;
 
 /// Stores `message` on the writer thread: the retained message first (if it has the retain
 /// flag), then its record through group commit; `done` gets the reason code for its
@@ -931,7 +978,7 @@ pub(super) fn store(
     let writer_again = writer.clone();
     writer.run(Box::new(move |store| {
         let Some(store) = store else {
-            done(ReasonCode::UNSPECIFIED_ERROR, None);
+            done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None));
             return;
         };
         let batch = mapping::message_batch(&message);
@@ -941,41 +988,43 @@ pub(super) fn store(
                 store.set_retained(&message.topic, retained, settings.retained_messages_max)
             {
                 tracing::debug!(topic = %message.topic, "retained message not stored: {e}");
-                done(store_error_code(&e), None);
+                done(Stored::plain(store_error_code(&e), None));
                 return;
             }
         }
-        let name = settings
-            .kafka_topic_rules
-            .iter()
-            .find(|(filter, _)| topic::matches(filter, &message.topic))
-            .map_or_else(|| mapping::kafka_topic(&message.topic), |(_, t)| t.clone());
+        let name = kafka_topic_for(&settings, &message.topic);
         let partitions = match topic_partitions(store, &settings, &name) {
             Ok(partitions) => partitions,
             Err(code) => {
-                done(code, None);
+                done(Stored::plain(code, None));
                 return;
             }
         };
         let index = mapping::partition_for_key(message.topic.as_bytes(), partitions.len());
         let Some(&partition) = partitions.get(index) else {
-            done(ReasonCode::UNSPECIFIED_ERROR, None);
+            done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None));
             return;
         };
         let batch = match CheckedBatch::new(batch) {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!("an MQTT message made an invalid batch: {e}");
-                done(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR, None);
+                done(Stored::plain(
+                    ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR,
+                    None,
+                ));
                 return;
             }
         };
         let completion: crate::writer::Completion = Box::new(move |result| match result {
-            Ok(appended) => done(ReasonCode::SUCCESS, Some((partition, appended.base_offset))),
-            Err(AppendFailure::Store(e)) => done(store_error_code(&e), None),
+            Ok(appended) => done(Stored::plain(
+                ReasonCode::SUCCESS,
+                Some((partition, appended.base_offset)),
+            )),
+            Err(AppendFailure::Store(e)) => done(Stored::plain(store_error_code(&e), None)),
             Err(e) => {
                 tracing::debug!("MQTT publish not stored: {e}");
-                done(ReasonCode::UNSPECIFIED_ERROR, None)
+                done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None))
             }
         });
         if let Err(busy) = writer_again.submit(

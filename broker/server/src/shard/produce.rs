@@ -8,12 +8,14 @@
 use std::sync::{Arc, Mutex};
 
 use weir_core::kafka::{
-    KafkaOpResult, ProduceRecords, ProduceTopic, STORAGE_ERROR, produce_failed, resolve,
+    KafkaOpResult, ProduceRecords, ProduceTopic, RoutedMessage, STORAGE_ERROR, produce_failed,
+    resolve,
 };
 use weir_core::log_store::{Append, AppendError, CheckedBatch, LogStore, partition_at};
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
 
+use super::routed::{Creation, place};
 use crate::writer::{AppendFailure, WriterHandle};
 
 /// Kafka error codes a Produce answer can carry for a partition.
@@ -34,15 +36,18 @@ struct Aggregate {
 
 impl Aggregate {
     /// Records one append's outcome for partition `pi` of topic `ti`; answers after the last.
+    /// `own`: an append to the partition itself (its offset is the answer's), not one of a
+    /// message a plugin routed elsewhere.
     fn record(
         this: &Mutex<Aggregate>,
-        ti: usize,
-        pi: usize,
+        (ti, pi): (usize, usize),
+        own: bool,
         outcome: Result<weir_core::log_store::Appended, i16>,
     ) {
         let mut guard = this.lock().unwrap_or_else(|e| e.into_inner());
         let answer = &mut guard.responses[ti].partitions[pi];
         match outcome {
+            Ok(_) if !own => {}
             Ok(appended) => {
                 if answer.base_offset < 0 || appended.base_offset < answer.base_offset {
                     answer.base_offset = appended.base_offset;
@@ -70,16 +75,21 @@ impl Aggregate {
     }
 }
 
-/// Runs a Produce request on the writer thread.
+/// Runs a Produce request on the writer thread: the records of each partition, and the
+/// messages plugins routed elsewhere (their outcome counted in their partition's answer).
 pub(super) fn run(
     store: &dyn LogStore,
     writer: &WriterHandle,
     topics: Vec<ProduceTopic>,
-    create_missing: bool,
-    partitions: u32,
-    topics_max: u32,
+    routed: Vec<RoutedMessage>,
+    creation: Creation,
     finish: Finish,
 ) {
+    let Creation {
+        create_missing,
+        partitions,
+        topics_max,
+    } = creation;
     let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
     let resolved = match resolve(store, &names, create_missing, partitions, topics_max) {
         Ok(resolved) => resolved,
@@ -128,6 +138,20 @@ pub(super) fn run(
                     }
                 }
                 ProduceRecords::Corrupt => Vec::new(),
+                ProduceRecords::Refused {
+                    code,
+                    message,
+                    record_errors,
+                } => {
+                    answer.error_code = code;
+                    answer.error_message = Some(message);
+                    answer.record_errors = record_errors
+                        .into_iter()
+                        .map(|(index, why)| (index, Some(why)))
+                        .collect();
+                    continue;
+                }
+                ProduceRecords::Nothing => continue,
             };
             if batches.is_empty() {
                 answer.error_code = CORRUPT_MESSAGE;
@@ -136,15 +160,52 @@ pub(super) fn run(
             work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
         }
     }
-    if work.is_empty() {
+    let mut elsewhere = Vec::new();
+    if !routed.is_empty() {
+        let keyed = routed
+            .into_iter()
+            .map(|r| ((r.topic, r.partition), r.message, None))
+            .collect();
+        match place(store, keyed, creation) {
+            Ok(placed) => elsewhere = placed,
+            Err(((ti, pi), code)) => {
+                let answer = &mut responses[ti].partitions[pi];
+                answer.error_code = code;
+                answer.base_offset = -1;
+            }
+        }
+    }
+    if work.is_empty() && elsewhere.is_empty() {
         finish(KafkaOpResult::Produced(responses));
         return;
     }
     let aggregate = Arc::new(Mutex::new(Aggregate {
         responses,
-        pending: work.len(),
+        pending: work.len() + elsewhere.len(),
         finish: Some(finish),
     }));
+    for placed in elsewhere {
+        let done_aggregate = aggregate.clone();
+        let origin = placed.key;
+        let done: crate::writer::Completion = Box::new(move |result: Result<_, AppendFailure>| {
+            Aggregate::record(
+                &done_aggregate,
+                origin,
+                false,
+                result.map_err(|e| error_code(&e)),
+            );
+        });
+        let append = Append {
+            partition: placed.partition,
+            batch: placed.batch,
+            dedup: None,
+        };
+        if let Err(refused) = writer.submit_all(vec![(append, done)]) {
+            for _ in refused {
+                Aggregate::record(&aggregate, origin, false, Err(REQUEST_TIMED_OUT));
+            }
+        }
+    }
     // A partition's batches are queued together or refused together, so a full queue never
     // leaves a partition half written.
     let mut work = work.into_iter().peekable();
@@ -160,7 +221,7 @@ pub(super) fn run(
                 let done: crate::writer::Completion =
                     Box::new(move |result: Result<_, AppendFailure>| {
                         let outcome = result.map_err(|e| error_code(&e));
-                        Aggregate::record(&done_aggregate, ti, pi, outcome);
+                        Aggregate::record(&done_aggregate, (ti, pi), true, outcome);
                     });
                 (
                     Append {
@@ -174,7 +235,7 @@ pub(super) fn run(
             .collect();
         if let Err(refused) = writer.submit_all(appends) {
             for _ in refused {
-                Aggregate::record(&aggregate, ti, pi, Err(REQUEST_TIMED_OUT));
+                Aggregate::record(&aggregate, (ti, pi), true, Err(REQUEST_TIMED_OUT));
             }
         }
     }

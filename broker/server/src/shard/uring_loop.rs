@@ -292,6 +292,7 @@ pub(super) struct UringShard {
     inbox: Arc<Inbox>,
     /// The shard's MQTT subscribers and how far they have been served from the log.
     tail: MqttTail,
+    plugins: crate::plugins::ShardPlugins,
     /// Connections accepted, for MQTT's assigned client identifiers.
     accepted: u64,
     /// When to look for expired MQTT sessions next (shard 0).
@@ -311,6 +312,7 @@ unsafe impl Send for UringShard {}
 impl UringShard {
     pub(super) fn new(args: ShardArgs) -> io::Result<UringShard> {
         let (id, listeners, waker, shared, metrics, config) = args;
+        let plugins = crate::plugins::ShardPlugins::new(config.plugins.clone());
         let inbox = shared.inboxes[id].clone();
         let ring = build_ring()?;
         let buffers = ProvidedBuffers::new(&ring, BUFFERS, BUFFER_BYTES)?;
@@ -338,6 +340,7 @@ impl UringShard {
             starved: Vec::new(),
             inbox,
             tail,
+            plugins,
             accepted: 0,
             next_expiry_check: Instant::now(),
         };
@@ -627,7 +630,14 @@ impl UringShard {
             let ops = u.conn.take_ops();
             let generation = u.generation;
             if !ops.is_empty() {
-                super::submit_ops(&self.config, &self.inbox, slot, generation, ops);
+                super::submit_ops(
+                    &self.config,
+                    &mut self.plugins,
+                    &self.inbox,
+                    slot,
+                    generation,
+                    ops,
+                );
             }
             let work = u.conn.take_mqtt_work();
             if !work.is_empty() {
@@ -636,7 +646,13 @@ impl UringShard {
                     slot,
                     generation,
                 };
-                super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+                super::submit_mqtt(
+                    &self.config,
+                    &self.shared,
+                    (&mut self.tail, &mut self.plugins),
+                    me,
+                    work,
+                );
             }
         }
     }
@@ -653,7 +669,13 @@ impl UringShard {
                 slot,
                 generation,
             };
-            super::submit_mqtt(&self.config, &self.shared, &mut self.tail, me, work);
+            super::submit_mqtt(
+                &self.config,
+                &self.shared,
+                (&mut self.tail, &mut self.plugins),
+                me,
+                work,
+            );
             self.flush(slot);
         }
         super::hand_over(&self.shared, to);
@@ -834,7 +856,7 @@ impl UringShard {
         super::finish_mqtt(
             &self.config,
             &self.shared,
-            &mut self.tail,
+            (&mut self.tail, &mut self.plugins),
             me,
             client_id,
             work,
@@ -915,7 +937,7 @@ impl UringShard {
         }
         super::mqtt_upkeep(
             &self.config,
-            &self.shared,
+            (&self.shared, &mut self.plugins),
             self.id,
             &mut self.next_expiry_check,
         );
