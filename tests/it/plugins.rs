@@ -145,9 +145,14 @@ fn the_rust_example_plugins_filter_transform_and_route_mqtt_and_kafka_messages()
         ],
     );
     let kafka = producer(&mut weir, &[]);
-    for value in [r#"{"t": 10}"#, r#"{"t": 100}"#] {
+    for (topic, key, value) in [
+        ("readings", "k", r#"{"t": 10}"#),
+        ("readings", "k", r#"{"t": 100}"#),
+        ("weather", "station-2", r#"{"temperature": 32}"#),
+        ("site", "x/temp/9", "19"),
+    ] {
         kafka
-            .send(BaseRecord::to("readings").key("k").payload(value))
+            .send(BaseRecord::to(topic).key(key).payload(value))
             .map_err(|(e, _)| e)
             .unwrap();
     }
@@ -158,20 +163,35 @@ fn the_rust_example_plugins_filter_transform_and_route_mqtt_and_kafka_messages()
     values.sort();
     assert_eq!(values, [r#"{"t": 10}"#, r#"{"t": 20}"#, r#"{"t": 49.5}"#]);
 
-    let weather = consume(&mut weir, &["weather"], 1);
-    assert_eq!(weather.len(), 1);
-    let json: serde_json::Value = serde_json::from_str(&weather[0].2).unwrap();
+    let weather = consume(&mut weir, &["weather"], 2);
+    assert_eq!(weather.len(), 2);
+    let by_key: HashMap<String, &Read> = weather
+        .iter()
+        .map(|r| (r.1.clone().unwrap_or_default(), r))
+        .collect();
+    let roof = by_key["weather/roof"];
+    let json: serde_json::Value = serde_json::from_str(&roof.2).unwrap();
     assert_eq!(json["temperature"], serde_json::json!(100.0));
     assert_eq!(json["station"], "roof");
-    assert_eq!(weather[0].3["unit"], "C");
-    assert_eq!(weather[0].3["mqtt.qos"], "1");
-    // The MQTT subscriber gets the stored (converted) message.
-    let seen = watcher.publishes(1);
-    assert_eq!(seen[0].topic, "weather/roof");
-    let json: serde_json::Value = serde_json::from_slice(&seen[0].payload).unwrap();
-    assert_eq!(json["temperature"], serde_json::json!(100.0));
+    assert_eq!(roof.3["unit"], "C");
+    assert_eq!(roof.3["mqtt.qos"], "1");
+    let produced = by_key["station-2"];
+    assert_eq!(produced.2, r#"{"temperature":0.0}"#);
+    assert_eq!(produced.3["unit"], "C");
+    // The MQTT subscriber gets the stored (converted) messages, from both sides.
+    let mut seen: Vec<(String, serde_json::Value)> = watcher
+        .publishes(2)
+        .into_iter()
+        .map(|p| (p.topic.clone(), serde_json::from_slice(&p.payload).unwrap()))
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(seen[0].0, "weather/roof");
+    assert_eq!(seen[0].1["temperature"], serde_json::json!(100.0));
+    assert_eq!(seen[1].0, "weather/station-2");
+    assert_eq!(seen[1].1["temperature"], serde_json::json!(0.0));
 
-    let routed = consume(&mut weir, &["temperature", "humidity", "all-readings"], 3);
+    // Routed by the MQTT topic's second level, or by the Kafka key's.
+    let routed = consume(&mut weir, &["temperature", "humidity", "all-readings"], 5);
     let mut where_to: Vec<(String, String)> = routed
         .iter()
         .map(|r| (r.0.clone(), r.1.clone().unwrap_or_default()))
@@ -181,8 +201,10 @@ fn the_rust_example_plugins_filter_transform_and_route_mqtt_and_kafka_messages()
         where_to,
         [
             ("all-readings".to_owned(), "site/temp/1".to_owned()),
+            ("all-readings".to_owned(), "x/temp/9".to_owned()),
             ("humidity".to_owned(), "site/hum/1".to_owned()),
             ("temperature".to_owned(), "site/temp/1".to_owned()),
+            ("temperature".to_owned(), "x/temp/9".to_owned()),
         ]
     );
     // Without a route the message stays in its own topic.
@@ -197,7 +219,7 @@ fn the_rust_example_plugins_filter_transform_and_route_mqtt_and_kafka_messages()
     assert_eq!(filter["drops"], 3);
     assert_eq!(
         weir.metric("weir_plugin_records_in_total").unwrap(),
-        6 + 1 + 3
+        6 + 2 + 4
     );
 }
 
@@ -224,12 +246,14 @@ fn c_and_javascript_plugins_run_in_the_broker() {
         ))
     );
     assert_eq!(produce_error(&mut weir, "blobs", ""), None);
-    let blobs = consume(&mut weir, &["blobs"], 1);
-    assert_eq!(blobs.len(), 1);
-    assert_eq!(blobs[0].2, "small");
-
     let addr = weir.mqtt_addr().unwrap();
     let app = Client::connect(addr, "app", |_| {});
+    // MQTT 3.1.1: the rejected publish is acknowledged and dropped.
+    publish_all(&app, &[("blobs/a", big.as_str()), ("blobs/a", "tiny")]);
+    let blobs = consume(&mut weir, &["blobs"], 2);
+    let values: Vec<&str> = blobs.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(values, ["small", "tiny"]);
+
     publish_all(
         &app,
         &[
@@ -240,7 +264,11 @@ fn c_and_javascript_plugins_run_in_the_broker() {
             ("users/bob", "not json"),
         ],
     );
-    let users = consume(&mut weir, &["users"], 2);
+    assert_eq!(
+        produce_error(&mut weir, "users", r#"{"user":"cy","token":"x"}"#),
+        None
+    );
+    let users = consume(&mut weir, &["users"], 3);
     let by_key: HashMap<String, String> = users
         .into_iter()
         .map(|r| (r.1.unwrap_or_default(), r.2))
@@ -248,6 +276,8 @@ fn c_and_javascript_plugins_run_in_the_broker() {
     let ann: serde_json::Value = serde_json::from_str(&by_key["users/ann"]).unwrap();
     assert_eq!(ann, serde_json::json!({"user": "ann", "n": 1}));
     assert_eq!(by_key["users/bob"], "not json");
+    let cy: serde_json::Value = serde_json::from_str(&by_key["k"]).unwrap();
+    assert_eq!(cy, serde_json::json!({"user": "cy"}));
 }
 
 /// A plugin's rejection reaches an MQTT 5 client as the PUBACK reason code with the plugin's
