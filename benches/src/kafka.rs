@@ -163,7 +163,7 @@ impl ProducerContext for Deliveries {
 
 /// Produces the round's records; returns MB/s, the broker's CPU seconds and this process's
 /// (the client's).
-fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64)> {
+pub(crate) fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64)> {
     use std::sync::atomic::Ordering;
     let context = Deliveries {
         delivered: 0.into(),
@@ -229,7 +229,7 @@ fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64
 
 /// Reads the partition from its start; returns MB/s, the broker's CPU seconds and this
 /// process's (the client's).
-fn consume(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64)> {
+pub(crate) fn consume(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.kafka.to_string())
         .set("group.id", "bench")

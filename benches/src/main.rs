@@ -10,6 +10,7 @@ mod log;
 mod mqtt;
 mod plugins;
 mod server;
+mod suite;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,6 +88,27 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Every workload whose Weir side exists, against Weir and the peers found here
+    /// (Mosquitto), alternating, several rounds: a table of medians and ratios with CPU per
+    /// message and peak RSS, each throughput as a fraction of the disk's or loopback's limit
+    /// measured in the same run; results.json and an SVG chart per workload in --out.
+    Suite {
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Where results.json and the charts go.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// Seconds of publishing in the fleet workloads (fan-in, fan-out, MQTT to Kafka).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Messages per MQTT throughput run (half at 1 KiB).
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// MiB produced per Kafka run.
+        #[arg(long, default_value_t = 256)]
+        kafka_mib: u64,
+    },
     /// Ingest plugins: per-record call cost in both worlds against the same code natively,
     /// instantiation, start-up with 10 plugins (compiled and cached), and MQTT end to end
     /// with `threshold-filter` bound against no plugin. Needs `cargo xtask plugins`.
@@ -137,6 +159,19 @@ fn main() -> anyhow::Result<()> {
                 },
             )
         }
+        Workload::Suite {
+            rounds,
+            out,
+            seconds,
+            messages,
+            kafka_mib,
+        } => suite::run(&suite::SuiteBench {
+            rounds: rounds.max(1),
+            out,
+            seconds,
+            messages,
+            kafka_mib: kafka_mib.max(1),
+        }),
         Workload::Plugins {
             seconds,
             messages,

@@ -125,10 +125,10 @@ pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
 }
 
 /// A broker under test: its MQTT address and PID; stopped when dropped.
-struct Target {
-    addr: SocketAddr,
-    pid: u32,
-    _weir: Option<Broker>,
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) pid: u32,
+    pub(crate) weir: Option<Broker>,
     mosquitto: Option<Child>,
 }
 
@@ -142,22 +142,35 @@ impl Drop for Target {
 }
 
 fn start(name: &str, weir: &Path, mosquitto: Option<&str>, dir: &Path) -> anyhow::Result<Target> {
+    start_with(name, weir, mosquitto, dir, &[])
+}
+
+/// Starts broker `name` (`weir fsync`, `weir relaxed` or `mosquitto`) on CPU 0 in `dir`;
+/// `extra` is more environment for Weir.
+pub(crate) fn start_with(
+    name: &str,
+    weir: &Path,
+    mosquitto: Option<&str>,
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Target> {
     if name.starts_with("weir") {
         let durability = if name.ends_with("relaxed") {
             "relaxed"
         } else {
             "fsync"
         };
-        let env = [
+        let mut env = vec![
             ("WEIR_SERVER_SHARDS", "1"),
             ("WEIR_STORAGE_DURABILITY", durability),
         ];
+        env.extend_from_slice(extra);
         // Its one shard pins itself to CPU 0 (`server.pin_threads`).
         let broker = Broker::start(weir, dir, &env)?;
         return Ok(Target {
             addr: broker.mqtt,
             pid: broker.pid(),
-            _weir: Some(broker),
+            weir: Some(broker),
             mosquitto: None,
         });
     }
@@ -192,7 +205,7 @@ fn start(name: &str, weir: &Path, mosquitto: Option<&str>, dir: &Path) -> anyhow
     Ok(Target {
         addr,
         pid,
-        _weir: None,
+        weir: None,
         mosquitto: Some(child),
     })
 }
@@ -307,7 +320,7 @@ fn id(n: u16) -> weir_mqtt::PacketId {
     weir_mqtt::PacketId::new(n).unwrap_or(weir_mqtt::PacketId::MIN)
 }
 
-fn which(program: &str) -> Option<String> {
+pub(crate) fn which(program: &str) -> Option<String> {
     let paths = std::env::var_os("PATH")?;
     std::env::split_paths(&paths)
         .chain([Path::new("/usr/sbin").to_owned()])

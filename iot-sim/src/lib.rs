@@ -11,9 +11,12 @@
 //! when the previous one was acknowledged, and latencies are measured from that intended
 //! time. A broker that stalls therefore shows up as latency, not as fewer messages.
 //!
+//! With `kafka_bootstrap` set, a Kafka consumer (librdkafka) also reads the data back from the
+//! broker's Kafka side (`kafka_topic`), which measures MQTT-publish-to-Kafka-consume latency
+//! and loss.
+//!
 //! Not built yet (the issue asks for them): persistent sessions and reconnect churn,
-//! retained status and will messages, command subscribers, reading the data back through a
-//! Kafka consumer.
+//! retained status and will messages, command subscribers.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -74,6 +77,11 @@ pub struct Scenario {
     pub workers: usize,
     /// Client id prefix (device `n` is `<prefix>-<n>`).
     pub client_id_prefix: String,
+    /// A Kafka bootstrap address to read the messages back from, if any.
+    pub kafka_bootstrap: Option<String>,
+    /// The Kafka topic to read (default: the topic's first level, which is where a broker
+    /// mapping MQTT to Kafka as Weir does stores it).
+    pub kafka_topic: String,
 }
 
 impl Scenario {
@@ -142,6 +150,7 @@ impl Scenario {
                 .with_context(|| format!("`{key}` must be positive"))
         };
         let topic = string("topic", "factory/{device}/temp")?;
+        let first_level = topic.split('/').next().unwrap_or("").to_owned();
         let scenario = Scenario {
             broker: string("broker", "127.0.0.1:1883")?,
             seed: int("seed", 42)? as u64,
@@ -158,6 +167,12 @@ impl Scenario {
             subscriber_qos,
             workers: positive("workers", int("workers", 4)?)?,
             client_id_prefix: string("client_id_prefix", "iot-sim")?,
+            kafka_bootstrap: doc
+                .get("kafka_bootstrap")
+                .map(|v| v.as_str().map(str::to_owned))
+                .map(|v| v.context("`kafka_bootstrap` must be a string"))
+                .transpose()?,
+            kafka_topic: string("kafka_topic", &first_level)?,
         };
         if scenario.rate_per_device_per_s.is_nan() || scenario.rate_per_device_per_s <= 0.0 {
             bail!("`rate_per_device_per_s` must be positive");
@@ -202,6 +217,22 @@ pub struct Report {
     pub ack_latency_us: Percentiles,
     /// Publish-to-delivery latency from the intended send time, microseconds.
     pub delivery_latency_us: Percentiles,
+    /// Read back through Kafka (when `kafka_bootstrap` is set): distinct messages, the QoS 1
+    /// and 2 messages missing, and publish-to-consume latency from the intended send time.
+    pub kafka: Option<KafkaReadBack>,
+}
+
+/// What the Kafka consumer read back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaReadBack {
+    /// Distinct messages read.
+    pub received: u64,
+    /// Messages read more than once.
+    pub duplicates: u64,
+    /// QoS 1 and 2 messages never read.
+    pub missing_qos12: u64,
+    /// Publish-to-consume latency from the intended send time, microseconds.
+    pub latency_us: Percentiles,
 }
 
 /// Latency percentiles, microseconds.
@@ -258,6 +289,12 @@ impl Report {
             "sent_per_s": self.sent_total() as f64 / self.publish_seconds.max(1e-9),
             "ack_latency_us": self.ack_latency_us.json(),
             "delivery_latency_us": self.delivery_latency_us.json(),
+            "kafka": self.kafka.map(|k| serde_json::json!({
+                "received": k.received,
+                "duplicates": k.duplicates,
+                "missing_qos12": k.missing_qos12,
+                "latency_us": k.latency_us.json(),
+            })),
         })
     }
 
@@ -288,13 +325,23 @@ impl Report {
             self.missing_qos12,
             row("publish to acknowledgement", &self.ack_latency_us),
             row("publish to delivery", &self.delivery_latency_us),
-        )
+        ) + &self.kafka.map_or_else(String::new, |k| {
+            format!(
+                "{}\nKafka read-back: {} distinct, {} duplicates, {} QoS 1/2 missing\n",
+                row("publish to Kafka consume", &k.latency_us),
+                k.received,
+                k.duplicates,
+                k.missing_qos12
+            )
+        })
     }
 }
 
 /// Live counters, for a progress line.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Messages the Kafka reader has read so far.
+    pub kafka_received: AtomicU64,
     /// Messages sent so far.
     pub sent: AtomicU64,
     /// Acknowledged so far.
@@ -341,6 +388,16 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
             }))
         })
         .collect::<anyhow::Result<_>>()?;
+    let kafka_reader = match &scenario.kafka_bootstrap {
+        Some(bootstrap) => Some(kafka_reader(
+            bootstrap,
+            &scenario.kafka_topic,
+            epoch,
+            stop_receiving.clone(),
+            progress.clone(),
+        )?),
+        None => None,
+    };
     let publish_until = epoch + scenario.duration;
     let workers: Vec<_> = (0..scenario.workers.min(scenario.devices))
         .map(|w| {
@@ -371,8 +428,16 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
     let publish_seconds = epoch.elapsed().min(scenario.duration).as_secs_f64();
     // Deliveries still on their way get the drain time, then the subscribers stop.
     let total = sent.iter().sum::<u64>() * scenario.subscribers as u64;
+    let kafka_total = if kafka_reader.is_some() {
+        sent.iter().sum::<u64>()
+    } else {
+        0
+    };
     let deadline = Instant::now() + scenario.drain;
-    while progress.received.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+    while (progress.received.load(Ordering::Relaxed) < total
+        || progress.kafka_received.load(Ordering::Relaxed) < kafka_total)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop_receiving.store(true, Ordering::Release);
@@ -389,7 +454,22 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
         missing_qos12 += expected.iter().filter(|m| !got.seen.contains(m)).count() as u64;
         delivery_latency.add(&got.latency)?;
     }
+    let kafka = match kafka_reader {
+        Some(handle) => {
+            let got = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("the Kafka reader panicked"))??;
+            Some(KafkaReadBack {
+                received: got.seen.len() as u64,
+                duplicates: got.duplicates,
+                missing_qos12: expected.iter().filter(|m| !got.seen.contains(m)).count() as u64,
+                latency_us: Percentiles::of(&got.latency),
+            })
+        }
+        None => None,
+    };
     Ok(Report {
+        kafka,
         devices,
         sent,
         acked,
@@ -655,6 +735,63 @@ struct Received {
     seen: HashSet<(u32, u32)>,
     duplicates: u64,
     latency: Histogram<u64>,
+}
+
+/// A librdkafka consumer reading `topic` from its start (a fresh consumer group) until
+/// `stop`, recording each message's latency from its intended send time.
+fn kafka_reader(
+    bootstrap: &str,
+    topic: &str,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Received>>> {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set(
+            "group.id",
+            format!(
+                "iot-sim-{}",
+                epoch.elapsed().as_nanos() ^ u128::from(std::process::id())
+            ),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .set("allow.auto.create.topics", "true")
+        .create()
+        .context("Kafka consumer")?;
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("subscribe to Kafka topic {topic}"))?;
+    Ok(std::thread::spawn(move || {
+        let mut got = Received {
+            seen: HashSet::new(),
+            duplicates: 0,
+            latency: histogram(),
+        };
+        while !stop.load(Ordering::Acquire) {
+            let Some(message) = consumer.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            // Errors such as a topic not created yet are transient: keep polling.
+            let Ok(message) = message else { continue };
+            let now = epoch.elapsed().as_nanos() as u64;
+            if let Some((device, seq, sent)) = message.payload().and_then(parse_payload) {
+                if got.seen.insert((device, seq)) {
+                    progress.kafka_received.fetch_add(1, Ordering::Relaxed);
+                    let _ = got.latency.record((now.saturating_sub(sent) / 1000).max(1));
+                } else {
+                    got.duplicates += 1;
+                }
+            }
+        }
+        Ok(got)
+    }))
 }
 
 fn subscriber(

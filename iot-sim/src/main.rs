@@ -28,6 +28,10 @@ enum Command {
         /// Where to write the report as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also read the messages back from this Kafka bootstrap address (overrides the
+        /// scenario's `kafka_bootstrap`).
+        #[arg(long)]
+        kafka: Option<String>,
     },
 }
 
@@ -36,12 +40,16 @@ fn main() -> anyhow::Result<()> {
         scenario,
         broker,
         json,
+        kafka,
     } = Cli::parse().command;
     let text = std::fs::read_to_string(&scenario)
         .with_context(|| format!("reading {}", scenario.display()))?;
     let mut scenario = iot_sim::Scenario::parse(&text)?;
     if let Some(broker) = broker {
         scenario.broker = broker;
+    }
+    if kafka.is_some() {
+        scenario.kafka_bootstrap = kafka;
     }
     eprintln!(
         "{} devices at {}/s each for {:?} against {}",

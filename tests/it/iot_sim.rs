@@ -32,3 +32,29 @@ fn iot_sim_counts_a_small_fleet_exactly() {
     assert_eq!(json["received"], total);
     assert!(report.table().contains("| 5 |"));
 }
+
+/// With a Kafka bootstrap address, iot-sim also reads the fleet's messages back through a
+/// Kafka consumer: every message once, with a latency sample each.
+#[test]
+fn iot_sim_reads_the_fleet_back_through_kafka() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let mut scenario = iot_sim::Scenario::parse(
+        "devices = 4\nrate_per_device_per_s = 20\nduration_s = 1\ndrain_s = 20\n\
+         qos_mix = [0, 1, 1]\ntopic = \"plant/{device}/t\"\nsubscribers = 0\n",
+    )
+    .unwrap();
+    scenario.broker = addr.to_string();
+    scenario.kafka_bootstrap = Some(weir.kafka_addr().unwrap().to_string());
+    assert_eq!(scenario.kafka_topic, "plant");
+    let progress = Arc::new(iot_sim::Progress::default());
+    let report = iot_sim::run(&scenario, &progress).unwrap();
+    let total = report.sent_total();
+    assert!(total > 0);
+    let kafka = report.kafka.expect("read back through Kafka");
+    assert_eq!(kafka.received, total, "{report:?}");
+    assert_eq!((kafka.duplicates, kafka.missing_qos12), (0, 0));
+    assert_eq!(kafka.latency_us.count, total);
+    assert_eq!(report.json()["kafka"]["received"], total);
+    assert!(report.table().contains("publish to Kafka consume"));
+}

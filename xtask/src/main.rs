@@ -7,7 +7,7 @@
 //! - `cargo xtask prereqs`: only the prerequisite check and install.
 //! - `cargo xtask plugins`: builds the plugins in `plugins/` (Rust, C, JavaScript) to
 //!   components in `plugins/target/wasm`, which the tests load.
-//! - `cargo xtask bench [log|server|mqtt|kafka|plugins]`: the benchmarks (release builds), never part of `test`.
+//! - `cargo xtask bench [log|server|mqtt|kafka|plugins|suite]`: the benchmarks (release builds), never part of `test`.
 //! - `cargo xtask fuzz [target] [-- seconds]`: the `cargo fuzz` targets in `tests/fuzz`
 //!   (nightly), each for a time, allocations capped; `test` only checks that they build.
 
@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
                  tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
                  plugins                      build every plugin in plugins/ to plugins/target/wasm\n  \
-                 bench [log|server|mqtt|kafka|plugins] [-- <args>] benchmarks with same-run baselines (release build)\n  \
+                 bench [log|server|mqtt|kafka|plugins|suite] [-- <args>] benchmarks with same-run baselines (release build)\n  \
                  fuzz [target] [-- <seconds>] cargo fuzz targets in tests/fuzz (nightly; 600 s each)"
             );
             std::process::exit(2);
@@ -216,7 +216,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             continue;
         }
         step(&format!("bench: {what}"));
-        if name == "plugins" {
+        if name == "plugins" || name == "suite" {
             plugins::build(&workspace_root())?;
         }
         cargo(

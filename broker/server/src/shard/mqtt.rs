@@ -72,6 +72,17 @@ pub(super) const STORES_IN_FLIGHT_MAX: usize = 64;
 /// Own publishes a connection with No Local subscriptions remembers (a publish of its own
 /// older than that is delivered to it after all).
 const OWN_MESSAGES_MAX: usize = 1024;
+/// How long a connection remembers the retained messages a SUBSCRIBE sent, so their records,
+/// still on their way through the shard's delivery (which runs milliseconds behind the
+/// commit), are not delivered again.
+const RETAINED_SENT_KEPT_MS: i64 = 10_000;
+fn payload_hash(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Bytes of batches read per partition in one delivery pass; more is read in the next pass.
 const DELIVERY_READ_BYTES: usize = 1024 * 1024;
 
@@ -271,6 +282,12 @@ pub(super) struct MqttConn {
     /// Where this connection's latest publishes were stored, while it has No Local
     /// subscriptions: at most [`OWN_MESSAGES_MAX`].
     own: VecDeque<(PartitionId, i64)>,
+    /// Retained messages sent on SUBSCRIBE, by topic: their timestamps and payload hashes.
+    /// The shard's delivery may not have passed their records yet; that record, or an older
+    /// retained one of the topic, is not delivered again. Forgotten at
+    /// `retained_sent_until_ms`.
+    retained_sent: HashMap<String, (i64, u64)>,
+    retained_sent_until_ms: i64,
     /// The CONNECT was accepted (only then do a will and a session outlive the connection).
     accepted: bool,
     /// The connection ended and its will and session were handed over.
@@ -308,6 +325,8 @@ impl MqttConn {
             behind: BTreeMap::new(),
             floor: HashMap::new(),
             own: VecDeque::new(),
+            retained_sent: HashMap::new(),
+            retained_sent_until_ms: 0,
             used_qos2: false,
             accepted: false,
             finished: false,
@@ -720,7 +739,13 @@ impl MqttConn {
             // Retained messages keep their retain flag whatever the subscription says. They
             // are not tracked for redelivery (a new subscription gets them again), and one that
             // does not fit the queue is not sent.
-            let _ = self.deliver_to(&message, &matching, true, now, out, None);
+            if let Ok(true) = self.deliver_to(&message, &matching, true, now, out, None) {
+                self.retained_sent.insert(
+                    message.topic.clone(),
+                    (message.timestamp_ms, payload_hash(&message.payload)),
+                );
+                self.retained_sent_until_ms = now + RETAINED_SENT_KEPT_MS;
+            }
         }
     }
 
@@ -788,6 +813,17 @@ impl MqttConn {
     ) -> Offer {
         if !self.session.is_connected() {
             return Offer::Skipped;
+        }
+        if message.retain && !self.retained_sent.is_empty() {
+            if now_wall_ms > self.retained_sent_until_ms {
+                self.retained_sent = HashMap::new();
+            } else if self.retained_sent.get(&message.topic).is_some_and(|sent| {
+                message.timestamp_ms < sent.0
+                    || (message.timestamp_ms, payload_hash(&message.payload)) == *sent
+            }) {
+                // Published before the SUBSCRIBE, and sent with it as the retained message.
+                return Offer::Skipped;
+            }
         }
         let subs = std::mem::take(&mut self.subs);
         let me = self.conn_id;
