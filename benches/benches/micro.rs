@@ -1,6 +1,6 @@
 //! Criterion micro benchmarks of the hot paths, one component at a time: MQTT PUBLISH
-//! encode/decode, Kafka record batches (CRC32C validation, building, each codec's
-//! decompression), log append and read (LMDB, relaxed durability, in a temporary
+//! encode/decode, Kafka Produce request decode and response encode, record batches (CRC32C
+//! validation, building, each codec's compression and decompression), log append and read (LMDB, relaxed durability, in a temporary
 //! directory), and a plugin call per record. `cargo bench -p weir-bench --bench micro`
 //! (`-- <filter>` for one group). Not tests: nothing asserts on time.
 
@@ -78,6 +78,9 @@ fn kafka(c: &mut Criterion) {
         Compression::Lz4,
         Compression::Zstd,
     ] {
+        group.bench_function(format!("build-compress-{codec:?}-32x1KiB"), |b| {
+            b.iter(|| black_box(batch(32, codec)))
+        });
         let compressed = batch(32, codec);
         group.bench_function(format!("decompress-{codec:?}-32x1KiB"), |b| {
             b.iter(|| {
@@ -85,6 +88,43 @@ fn kafka(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+
+    // A Produce v7 request carrying that batch, and its answer.
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // no transactional id
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // acks=all
+    body.extend_from_slice(&30_000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&6i16.to_be_bytes());
+    body.extend_from_slice(b"events");
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&(plain.len() as i32).to_be_bytes());
+    body.extend_from_slice(&plain);
+    let mut group = c.benchmark_group("kafka");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("produce-v7-request-decode", |b| {
+        b.iter(|| weir_kafka::produce::parse_request(black_box(&body), 7).expect("decodes"))
+    });
+    let answer = [weir_kafka::produce::TopicResponse {
+        name: "events".into(),
+        partitions: vec![weir_kafka::produce::PartitionResponse {
+            index: 0,
+            error_code: 0,
+            base_offset: 42,
+            log_start_offset: 0,
+            error_message: None,
+            record_errors: Vec::new(),
+        }],
+    }];
+    group.bench_function("produce-v9-response-encode", |b| {
+        let mut out = Vec::with_capacity(128);
+        b.iter(|| {
+            out.clear();
+            weir_kafka::produce::write_response(&mut out, 1, 9, black_box(&answer));
+        })
+    });
     group.finish();
 }
 
@@ -120,6 +160,8 @@ fn log(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The appends above left far more than 1 MiB; a read hands out stored batches in place.
+    group.throughput(Throughput::Bytes(1 << 20));
     group.bench_function("read-1MiB-from-start", |b| {
         b.iter(|| {
             let mut read = 0usize;

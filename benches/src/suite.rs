@@ -287,21 +287,21 @@ fn sim_run(target: &Target, scenario: &str, kafka: bool) -> anyhow::Result<Sampl
     let report = iot_sim::run(&scenario, &Arc::new(iot_sim::Progress::default()))?;
     let cpu_s = (cpu_ticks(target.pid)? - cpu_before) as f64 / clock_ticks_per_s();
     let seconds = report.publish_seconds.max(1e-9);
-    let (value, lost, latency) = match report.kafka {
+    let (count, lost, latency) = match report.kafka {
         Some(k) => (
-            k.received as f64 / seconds,
+            k.received,
             report.sent_total().saturating_sub(k.received),
             k.latency_us,
         ),
         None => (
-            report.received as f64 / seconds,
+            report.received,
             report.missing_qos12,
             report.delivery_latency_us,
         ),
     };
     Ok(Sample {
-        value,
-        cpu_us_per_msg: Some(cpu_s * 1e6 / (report.received.max(1) as f64)),
+        value: count as f64 / seconds,
+        cpu_us_per_msg: Some(cpu_s * 1e6 / (count.max(1) as f64)),
         peak_rss_kib: 0,
         lost,
         p50_us: Some(latency.p50),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use weir_mqtt::{
     Connect, Packet, PacketDecoder, PacketId, ProtocolVersion, QoS, Subscribe, Subscription,
-    SubscriptionOptions,
+    SubscriptionOptions, Will,
 };
 
 /// The protocol version the client speaks.
@@ -19,33 +19,51 @@ pub const V: ProtocolVersion = ProtocolVersion::V3_1_1;
 pub struct Conn {
     /// The socket (the caller may make it non-blocking or give it a read timeout).
     pub stream: TcpStream,
+    /// The CONNACK said the broker had a session for this client id.
+    pub session_present: bool,
     buffer: Vec<u8>,
     decoder: PacketDecoder,
 }
 
 impl Conn {
-    /// Connects as `client_id` and waits (at most 10 s) for a successful CONNACK.
+    /// Connects as `client_id` with a clean session and no will, and waits (at most 10 s)
+    /// for a successful CONNACK.
     pub fn connect(addr: SocketAddr, client_id: &str) -> anyhow::Result<Conn> {
+        Conn::connect_with(addr, client_id, true, None)
+    }
+
+    /// Connects as `client_id` with `clean_start` and `will`, and waits (at most 10 s) for a
+    /// successful CONNACK.
+    pub fn connect_with(
+        addr: SocketAddr,
+        client_id: &str,
+        clean_start: bool,
+        will: Option<Will>,
+    ) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut conn = Conn {
             stream,
+            session_present: false,
             buffer: Vec::new(),
             decoder: PacketDecoder::new(64 << 20),
         };
         conn.send(&Packet::Connect(Box::new(Connect {
             protocol_version: V,
-            clean_start: true,
+            clean_start,
             keep_alive: 0,
             client_id: client_id.to_owned(),
-            will: None,
+            will,
             username: None,
             password: None,
             properties: Default::default(),
         })))?;
         match conn.expect(|p| matches!(p, Packet::ConnAck(_)))? {
-            Packet::ConnAck(ack) if !ack.reason_code.is_error() => Ok(conn),
+            Packet::ConnAck(ack) if !ack.reason_code.is_error() => {
+                conn.session_present = ack.session_present;
+                Ok(conn)
+            }
             other => bail!("{client_id}: CONNECT refused: {other:?}"),
         }
     }

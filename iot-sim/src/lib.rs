@@ -15,8 +15,12 @@
 //! broker's Kafka side (`kafka_topic`), which measures MQTT-publish-to-Kafka-consume latency
 //! and loss.
 //!
-//! Not built yet (the issue asks for them): persistent sessions and reconnect churn,
-//! retained status and will messages, command subscribers.
+//! Devices may keep persistent sessions (`clean_session = false`), drop their connections
+//! abruptly and reconnect (`reconnect_every_s`, sending what was in flight again), announce
+//! themselves on a retained status topic with an `offline` will (`status_topic`), and
+//! subscribe to their own command topic, to which a commander publishes (`command_topic`,
+//! `commands_per_s`); the report counts reconnections, wills and commands, with command
+//! latency.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -42,6 +46,9 @@ pub enum Payload {
     Json,
     /// Raw bytes of this size (at least 16: the send time, device and sequence number).
     Bytes(usize),
+    /// The JSON reading's fields as a CBOR map (RFC 8949): `{"device": u, "seq": u,
+    /// "sent_ns": u, "value": f64}`, 62 bytes (integers always in 8 bytes).
+    Cbor,
 }
 
 /// A fleet and what it does.
@@ -77,6 +84,21 @@ pub struct Scenario {
     pub workers: usize,
     /// Client id prefix (device `n` is `<prefix>-<n>`).
     pub client_id_prefix: String,
+    /// Devices connect with a clean session (false: persistent sessions, which the broker
+    /// keeps across their reconnections).
+    pub clean_session: bool,
+    /// Each device drops its connection abruptly (no DISCONNECT) and reconnects about this
+    /// often, in seconds, with jitter; 0: never. In-flight publishes are sent again (DUP) on
+    /// the new connection.
+    pub reconnect_every_s: f64,
+    /// Status topic of each device (`{device}` is its number): a retained `online` after
+    /// each CONNECT, and a retained `offline` will the broker publishes when the connection
+    /// drops without DISCONNECT.
+    pub status_topic: Option<String>,
+    /// Command topic of each device: each subscribes to its own (QoS 1).
+    pub command_topic: Option<String>,
+    /// Commands per second a commander connection publishes (QoS 1) to random devices.
+    pub commands_per_s: f64,
     /// A Kafka bootstrap address to read the messages back from, if any.
     pub kafka_bootstrap: Option<String>,
     /// The Kafka topic to read (default: the topic's first level, which is where a broker
@@ -117,9 +139,12 @@ impl Scenario {
         };
         let payload = match string("payload", "json")?.as_str() {
             "json" => Payload::Json,
+            "cbor" => Payload::Cbor,
             other => match other.strip_prefix("bytes:").and_then(|n| n.parse().ok()) {
                 Some(n) if n >= 16 => Payload::Bytes(n),
-                _ => bail!("`payload` is \"json\" or \"bytes:N\" with N >= 16, not {other:?}"),
+                _ => bail!(
+                    "`payload` is \"json\", \"cbor\" or \"bytes:N\" with N >= 16, not {other:?}"
+                ),
             },
         };
         let qos_mix = match doc.get("qos_mix") {
@@ -151,6 +176,15 @@ impl Scenario {
         };
         let topic = string("topic", "factory/{device}/temp")?;
         let first_level = topic.split('/').next().unwrap_or("").to_owned();
+        let optional_string = |key: &str| -> anyhow::Result<Option<String>> {
+            doc.get(key)
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .with_context(|| format!("`{key}` must be a string"))
+                })
+                .transpose()
+        };
         let scenario = Scenario {
             broker: string("broker", "127.0.0.1:1883")?,
             seed: int("seed", 42)? as u64,
@@ -167,15 +201,24 @@ impl Scenario {
             subscriber_qos,
             workers: positive("workers", int("workers", 4)?)?,
             client_id_prefix: string("client_id_prefix", "iot-sim")?,
-            kafka_bootstrap: doc
-                .get("kafka_bootstrap")
-                .map(|v| v.as_str().map(str::to_owned))
-                .map(|v| v.context("`kafka_bootstrap` must be a string"))
-                .transpose()?,
+            clean_session: match doc.get("clean_session") {
+                None => true,
+                Some(v) => v
+                    .as_bool()
+                    .context("`clean_session` must be true or false")?,
+            },
+            reconnect_every_s: float("reconnect_every_s", 0.0)?.max(0.0),
+            status_topic: optional_string("status_topic")?,
+            command_topic: optional_string("command_topic")?,
+            commands_per_s: float("commands_per_s", 0.0)?.max(0.0),
+            kafka_bootstrap: optional_string("kafka_bootstrap")?,
             kafka_topic: string("kafka_topic", &first_level)?,
         };
         if scenario.rate_per_device_per_s.is_nan() || scenario.rate_per_device_per_s <= 0.0 {
             bail!("`rate_per_device_per_s` must be positive");
+        }
+        if scenario.commands_per_s > 0.0 && scenario.command_topic.is_none() {
+            bail!("`commands_per_s` needs a `command_topic`");
         }
         Ok(scenario)
     }
@@ -220,6 +263,19 @@ pub struct Report {
     /// Read back through Kafka (when `kafka_bootstrap` is set): distinct messages, the QoS 1
     /// and 2 messages missing, and publish-to-consume latency from the intended send time.
     pub kafka: Option<KafkaReadBack>,
+    /// Abrupt disconnections and reconnections of devices (`reconnect_every_s`).
+    pub reconnects: u64,
+    /// Status messages the subscribers saw: `online` (after each CONNECT) and `offline`
+    /// (wills, one per abrupt disconnection).
+    pub status_online: u64,
+    /// Wills (`offline`) the subscribers saw.
+    pub wills_received: u64,
+    /// Commands the commander published and the devices received.
+    pub commands_sent: u64,
+    /// Commands the devices received (distinct).
+    pub commands_received: u64,
+    /// Command publish-to-device latency from the intended send time, microseconds.
+    pub command_latency_us: Percentiles,
 }
 
 /// What the Kafka consumer read back.
@@ -289,6 +345,14 @@ impl Report {
             "sent_per_s": self.sent_total() as f64 / self.publish_seconds.max(1e-9),
             "ack_latency_us": self.ack_latency_us.json(),
             "delivery_latency_us": self.delivery_latency_us.json(),
+            "reconnects": self.reconnects,
+            "status_online": self.status_online,
+            "wills_received": self.wills_received,
+            "commands": {
+                "sent": self.commands_sent,
+                "received": self.commands_received,
+                "latency_us": self.command_latency_us.json(),
+            },
             "kafka": self.kafka.map(|k| serde_json::json!({
                 "received": k.received,
                 "duplicates": k.duplicates,
@@ -325,7 +389,23 @@ impl Report {
             self.missing_qos12,
             row("publish to acknowledgement", &self.ack_latency_us),
             row("publish to delivery", &self.delivery_latency_us),
-        ) + &self.kafka.map_or_else(String::new, |k| {
+        ) + &if self.commands_sent > 0 {
+            format!(
+                "{}\ncommands: {} sent, {} received\n",
+                row("command to device", &self.command_latency_us),
+                self.commands_sent,
+                self.commands_received
+            )
+        } else {
+            String::new()
+        } + &if self.reconnects > 0 || self.status_online > 0 {
+            format!(
+                "\nreconnections: {}; status seen by subscribers: {} online, {} offline (wills)\n",
+                self.reconnects, self.status_online, self.wills_received
+            )
+        } else {
+            String::new()
+        } + &self.kafka.map_or_else(String::new, |k| {
             format!(
                 "{}\nKafka read-back: {} distinct, {} duplicates, {} QoS 1/2 missing\n",
                 row("publish to Kafka consume", &k.latency_us),
@@ -340,6 +420,8 @@ impl Report {
 /// Live counters, for a progress line.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Devices connected (their first connection).
+    pub connected: AtomicU64,
     /// Messages the Kafka reader has read so far.
     pub kafka_received: AtomicU64,
     /// Messages sent so far.
@@ -388,17 +470,34 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
             }))
         })
         .collect::<anyhow::Result<_>>()?;
+    let kafka_ready = Arc::new(AtomicBool::new(false));
     let kafka_reader = match &scenario.kafka_bootstrap {
         Some(bootstrap) => Some(kafka_reader(
             bootstrap,
             &scenario.kafka_topic,
             epoch,
-            stop_receiving.clone(),
+            (stop_receiving.clone(), kafka_ready.clone()),
             progress.clone(),
         )?),
         None => None,
     };
-    let publish_until = epoch + scenario.duration;
+    // The devices start once the Kafka reader has its partitions.
+    let ready_deadline = Instant::now() + KAFKA_READY_WAIT;
+    while kafka_reader.is_some()
+        && !kafka_ready.load(Ordering::Acquire)
+        && Instant::now() < ready_deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let publish_start = Instant::now();
+    let publish_until = publish_start + scenario.duration;
+    // The commander stops a little before the devices do, so its last commands arrive while
+    // they still read.
+    let commands_until = publish_until - (scenario.duration / 4).min(Duration::from_secs(1));
+    let commander = (scenario.commands_per_s > 0.0).then(|| {
+        let (scenario, progress) = (scenario.clone(), progress.clone());
+        std::thread::spawn(move || commander(&scenario, addr, (epoch, commands_until), &progress))
+    });
     let workers: Vec<_> = (0..scenario.workers.min(scenario.devices))
         .map(|w| {
             let scenario = scenario.clone();
@@ -411,6 +510,9 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
     let mut unacked = 0;
     let mut devices = 0;
     let mut ack_latency = histogram();
+    let mut command_latency = histogram();
+    let mut reconnects = 0;
+    let mut commands_received = 0;
     let mut expected: HashSet<(u32, u32)> = HashSet::new();
     for handle in workers {
         let result = handle
@@ -423,9 +525,18 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
         acked += result.acked;
         unacked += result.unacked;
         ack_latency.add(&result.ack_latency)?;
+        command_latency.add(&result.command_latency)?;
+        reconnects += result.reconnects;
+        commands_received += result.commands_received;
         expected.extend(result.qos12);
     }
-    let publish_seconds = epoch.elapsed().min(scenario.duration).as_secs_f64();
+    let commands_sent = match commander {
+        Some(handle) => handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the commander panicked"))??,
+        None => 0,
+    };
+    let publish_seconds = publish_start.elapsed().min(scenario.duration).as_secs_f64();
     // Deliveries still on their way get the drain time, then the subscribers stop.
     let total = sent.iter().sum::<u64>() * scenario.subscribers as u64;
     let kafka_total = if kafka_reader.is_some() {
@@ -444,6 +555,8 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
     let mut received = 0;
     let mut duplicates = 0;
     let mut missing_qos12 = 0;
+    let mut status_online = 0;
+    let mut wills_received = 0;
     let mut delivery_latency = histogram();
     for handle in subscribers {
         let got = handle
@@ -451,6 +564,8 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
             .map_err(|_| anyhow::anyhow!("a subscriber panicked"))??;
         received += got.seen.len() as u64;
         duplicates += got.duplicates;
+        status_online += got.online;
+        wills_received += got.offline;
         missing_qos12 += expected.iter().filter(|m| !got.seen.contains(m)).count() as u64;
         delivery_latency.add(&got.latency)?;
     }
@@ -470,6 +585,12 @@ pub fn run(scenario: &Scenario, progress: &Arc<Progress>) -> anyhow::Result<Repo
     };
     Ok(Report {
         kafka,
+        reconnects,
+        status_online,
+        wills_received,
+        commands_sent,
+        commands_received,
+        command_latency_us: Percentiles::of(&command_latency),
         devices,
         sent,
         acked,
@@ -497,6 +618,9 @@ struct WorkerResult {
     ack_latency: Histogram<u64>,
     /// The QoS 1 and 2 messages sent: (device, sequence).
     qos12: Vec<(u32, u32)>,
+    reconnects: u64,
+    commands_received: u64,
+    command_latency: Histogram<u64>,
 }
 
 struct Device {
@@ -505,10 +629,68 @@ struct Device {
     topic: String,
     seq: u32,
     next_packet_id: u16,
-    /// Packet id -> intended send time (ns since the epoch) of QoS 1 and 2 publishes.
-    in_flight: HashMap<u16, u64>,
+    /// Packet id -> QoS 1 and 2 publishes not yet completed.
+    in_flight: HashMap<u16, InFlight>,
     /// Bytes not yet written.
     pending: Vec<u8>,
+    /// When the device next drops its connection (ns since the epoch; `u64::MAX`: never).
+    next_churn_ns: u64,
+    /// Commands received (their sequence numbers).
+    commands: HashSet<u32>,
+}
+
+/// A QoS 1 or 2 publish on its way.
+struct InFlight {
+    /// Its intended send time, ns since the epoch.
+    at: u64,
+    /// The PUBLISH again, with DUP set, for a reconnection.
+    again: Vec<u8>,
+    /// QoS 2: PUBREC came and PUBREL was sent.
+    released: bool,
+}
+
+/// The packet id a device's status publish uses (not tracked for acknowledgement).
+const STATUS_PACKET_ID: u16 = u16::MAX;
+
+/// Connects device `number`: its session kind, its will and retained `online` status, its
+/// command subscription.
+fn connect_device(scenario: &Scenario, addr: SocketAddr, number: u32) -> anyhow::Result<Conn> {
+    let id = format!("{}-{number}", scenario.client_id_prefix);
+    let status = scenario
+        .status_topic
+        .as_ref()
+        .map(|t| t.replace("{device}", &number.to_string()));
+    let will = status.as_ref().map(|topic| weir_mqtt::Will {
+        topic: topic.clone(),
+        payload: b"offline".to_vec(),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+    });
+    let mut conn = Conn::connect_with(addr, &id, scenario.clean_session, will)?;
+    // A resumed session has the subscription (and may be delivering queued commands, which
+    // waiting for a SUBACK would skip).
+    if let Some(topic) = &scenario.command_topic
+        && !conn.session_present
+    {
+        conn.subscribe(
+            &topic.replace("{device}", &number.to_string()),
+            QoS::AtLeastOnce,
+        )?;
+    }
+    if let Some(topic) = status {
+        conn.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            topic,
+            packet_id: PacketId::new(STATUS_PACKET_ID),
+            properties: Default::default(),
+            payload: b"online".to_vec(),
+        }))?;
+    }
+    conn.stream.set_nonblocking(true)?;
+    Ok(conn)
 }
 
 fn worker(
@@ -521,10 +703,11 @@ fn worker(
 ) -> anyhow::Result<WorkerResult> {
     let mut rng = Rng(scenario.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut devices: Vec<Device> = Vec::new();
+    let churn_ns = scenario.reconnect_every_s * 1e9;
+    let start_ns = epoch.elapsed().as_nanos() as f64;
     for number in (index..scenario.devices).step_by(scenario.workers.max(1)) {
-        let id = format!("{}-{number}", scenario.client_id_prefix);
-        let conn = Conn::connect(addr, &id)?;
-        conn.stream.set_nonblocking(true)?;
+        let conn = connect_device(scenario, addr, number as u32)?;
+        progress.connected.fetch_add(1, Ordering::Relaxed);
         devices.push(Device {
             number: number as u32,
             conn,
@@ -533,10 +716,15 @@ fn worker(
             next_packet_id: 1,
             in_flight: HashMap::new(),
             pending: Vec::new(),
+            next_churn_ns: if churn_ns > 0.0 {
+                (start_ns + rng.unit() * churn_ns) as u64
+            } else {
+                u64::MAX
+            },
+            commands: HashSet::new(),
         });
     }
     let interval_ns = 1e9 / scenario.rate_per_device_per_s;
-    let start_ns = epoch.elapsed().as_nanos() as f64;
     // Devices start spread over one interval.
     let mut due: BinaryHeap<Reverse<(u64, usize)>> = (0..devices.len())
         .map(|i| Reverse(((start_ns + rng.unit() * interval_ns) as u64, i)))
@@ -548,6 +736,9 @@ fn worker(
         unacked: 0,
         ack_latency: histogram(),
         qos12: Vec::new(),
+        reconnects: 0,
+        commands_received: 0,
+        command_latency: histogram(),
     };
     let end_ns = publish_until.duration_since(epoch).as_nanos() as u64;
     let weights = scenario.qos_mix;
@@ -573,11 +764,10 @@ fn worker(
             };
             let packet_id = (qos != QoS::AtMostOnce).then(|| {
                 let mut id = device.next_packet_id;
-                while device.in_flight.contains_key(&id) {
+                while device.in_flight.contains_key(&id) || id == STATUS_PACKET_ID {
                     id = id.checked_add(1).unwrap_or(1);
                 }
                 device.next_packet_id = id.checked_add(1).unwrap_or(1);
-                device.in_flight.insert(id, at);
                 PacketId::new(id).unwrap_or(PacketId::MIN)
             });
             let payload = payload(
@@ -591,7 +781,7 @@ fn worker(
                 result.qos12.push((device.number, device.seq));
             }
             device.seq += 1;
-            Packet::Publish(Publish {
+            let mut publish = Publish {
                 dup: false,
                 qos,
                 retain: false,
@@ -599,12 +789,50 @@ fn worker(
                 packet_id,
                 properties: Default::default(),
                 payload,
-            })
-            .encode(V, &mut device.pending)?;
+            };
+            if let Some(id) = packet_id {
+                publish.dup = true;
+                let mut again = Vec::new();
+                Packet::Publish(publish.clone()).encode(V, &mut again)?;
+                publish.dup = false;
+                device.in_flight.insert(
+                    id.get(),
+                    InFlight {
+                        at,
+                        again,
+                        released: false,
+                    },
+                );
+            }
+            Packet::Publish(publish).encode(V, &mut device.pending)?;
             result.sent[qos as usize] += 1;
             progress.sent.fetch_add(1, Ordering::Relaxed);
             let jitter = 1.0 + scenario.jitter * (2.0 * rng.unit() - 1.0);
             due.push(Reverse((at + (interval_ns * jitter) as u64, i)));
+        }
+        // Devices whose time has come drop their connection without DISCONNECT (the broker
+        // publishes their will) and connect again, then send what was in flight again.
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        for device in &mut devices {
+            if device.next_churn_ns > now_ns || now_ns >= end_ns {
+                continue;
+            }
+            let _ = device.conn.stream.shutdown(std::net::Shutdown::Both);
+            device.conn = connect_device(scenario, addr, device.number)?;
+            device.pending.clear();
+            for (id, flight) in &device.in_flight {
+                if flight.released {
+                    Packet::PubRel(PubResponse::new(
+                        PacketId::new(*id).unwrap_or(PacketId::MIN),
+                    ))
+                    .encode(V, &mut device.pending)?;
+                } else {
+                    device.pending.extend_from_slice(&flight.again);
+                }
+            }
+            result.reconnects += 1;
+            let jitter = 1.0 + scenario.jitter * (2.0 * rng.unit() - 1.0);
+            device.next_churn_ns = now_ns + (churn_ns * jitter) as u64;
         }
         // Write what is pending, read what came, without blocking.
         for device in &mut devices {
@@ -613,17 +841,36 @@ fn worker(
                 let now = epoch.elapsed().as_nanos() as u64;
                 match packet {
                     Packet::PubAck(ack) | Packet::PubComp(ack) => {
-                        if let Some(at) = device.in_flight.remove(&ack.packet_id.get()) {
+                        if let Some(flight) = device.in_flight.remove(&ack.packet_id.get()) {
                             result.acked += 1;
                             progress.acked.fetch_add(1, Ordering::Relaxed);
                             let _ = result
                                 .ack_latency
-                                .record((now.saturating_sub(at) / 1000).max(1));
+                                .record((now.saturating_sub(flight.at) / 1000).max(1));
                         }
                     }
                     Packet::PubRec(rec) => {
+                        if let Some(flight) = device.in_flight.get_mut(&rec.packet_id.get()) {
+                            flight.released = true;
+                        }
                         Packet::PubRel(PubResponse::new(rec.packet_id))
                             .encode(V, &mut device.pending)?;
+                    }
+                    Packet::Publish(command) => {
+                        if let Some(id) = command.packet_id {
+                            Packet::PubAck(PubResponse::new(id)).encode(V, &mut device.pending)?;
+                        }
+                        if let Some((_, seq, sent)) = command
+                            .payload
+                            .strip_prefix(COMMAND_PREFIX)
+                            .and_then(parse_payload)
+                            && device.commands.insert(seq)
+                        {
+                            result.commands_received += 1;
+                            let _ = result
+                                .command_latency
+                                .record((now.saturating_sub(sent) / 1000).max(1));
+                        }
                     }
                     _ => {}
                 }
@@ -695,6 +942,22 @@ fn payload(model: &Payload, device: u32, seq: u32, sent_ns: u64, rng: &mut Rng) 
             15.0 + 15.0 * rng.unit()
         )
         .into_bytes(),
+        Payload::Cbor => {
+            let mut out = vec![0xa4]; // a map of 4 pairs
+            for (key, value) in [
+                ("device", u64::from(device)),
+                ("seq", u64::from(seq)),
+                ("sent_ns", sent_ns),
+            ] {
+                cbor_text(&mut out, key);
+                out.push(0x1b); // unsigned, 8 bytes follow
+                out.extend_from_slice(&value.to_be_bytes());
+            }
+            cbor_text(&mut out, "value");
+            out.push(0xfb); // float64
+            out.extend_from_slice(&(15.0 + 15.0 * rng.unit()).to_be_bytes());
+            out
+        }
         Payload::Bytes(n) => {
             let mut bytes = Vec::with_capacity(*n);
             bytes.extend_from_slice(&sent_ns.to_be_bytes());
@@ -706,8 +969,113 @@ fn payload(model: &Payload, device: u32, seq: u32, sent_ns: u64, rng: &mut Rng) 
     }
 }
 
+/// Longest the devices wait for the Kafka reader's partitions before starting anyway.
+const KAFKA_READY_WAIT: Duration = Duration::from_secs(30);
+
+/// What a command's payload starts with (then a JSON payload naming the device).
+const COMMAND_PREFIX: &[u8] = b"cmd ";
+
+/// Publishes commands at `scenario.commands_per_s` (QoS 1, open loop) to random devices'
+/// command topics until `until`; returns how many it sent.
+fn commander(
+    scenario: &Scenario,
+    addr: SocketAddr,
+    (epoch, until): (Instant, Instant),
+    progress: &Progress,
+) -> anyhow::Result<u64> {
+    let Some(template) = &scenario.command_topic else {
+        return Ok(0);
+    };
+    // Commands start once every device has subscribed.
+    while progress.connected.load(Ordering::Relaxed) < scenario.devices as u64
+        && Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut conn = Conn::connect(addr, &format!("{}-commander", scenario.client_id_prefix))?;
+    conn.stream.set_nonblocking(true)?;
+    let mut rng = Rng(scenario.seed ^ 0xC0FF_EE00_D15E_A5E5);
+    let interval_ns = 1e9 / scenario.commands_per_s;
+    let mut next_ns = epoch.elapsed().as_nanos() as f64;
+    let mut sent = 0u64;
+    let mut pending = Vec::new();
+    while Instant::now() < until {
+        let now_ns = epoch.elapsed().as_nanos() as f64;
+        while next_ns <= now_ns {
+            let device = (rng.unit() * scenario.devices as f64) as u32 % scenario.devices as u32;
+            let mut payload = COMMAND_PREFIX.to_vec();
+            payload.extend_from_slice(
+                format!(
+                    "{{\"device\":{device},\"seq\":{sent},\"sent_ns\":{}}}",
+                    next_ns as u64
+                )
+                .as_bytes(),
+            );
+            Packet::Publish(Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: template.replace("{device}", &device.to_string()),
+                packet_id: PacketId::new((sent % 65_535) as u16 + 1),
+                properties: Default::default(),
+                payload,
+            })
+            .encode(V, &mut pending)?;
+            sent += 1;
+            next_ns += interval_ns;
+        }
+        while !pending.is_empty() {
+            match conn.stream.write(&pending) {
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Acknowledgements are read and dropped: the devices count what arrives.
+        conn.ready()?;
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    Ok(sent)
+}
+
+/// A CBOR text string shorter than 24 bytes.
+fn cbor_text(out: &mut Vec<u8>, text: &str) {
+    out.push(0x60 | text.len() as u8);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The device, sequence and send time of a [`Payload::Cbor`] map (keys in any order).
+fn parse_cbor(payload: &[u8]) -> Option<(u32, u32, u64)> {
+    let mut rest = payload.strip_prefix(&[0xa4])?;
+    let (mut device, mut seq, mut sent) = (None, None, None);
+    for _ in 0..4 {
+        let len = usize::from(rest.first()? & 0x1f);
+        if rest.first()? & 0xe0 != 0x60 || len >= 24 {
+            return None;
+        }
+        let key = rest.get(1..1 + len)?;
+        rest = &rest[1 + len..];
+        let (tag, value) = (rest.first()?, rest.get(1..9)?);
+        let number = u64::from_be_bytes(value.try_into().ok()?);
+        rest = &rest[9..];
+        match (key, tag) {
+            (b"device", 0x1b) => device = u32::try_from(number).ok(),
+            (b"seq", 0x1b) => seq = u32::try_from(number).ok(),
+            (b"sent_ns", 0x1b) => sent = Some(number),
+            (b"value", 0xfb) => {}
+            _ => return None,
+        }
+    }
+    Some((device?, seq?, sent?))
+}
+
 /// The device, sequence and intended send time a payload carries.
 fn parse_payload(payload: &[u8]) -> Option<(u32, u32, u64)> {
+    if payload.first() == Some(&0xa4) {
+        return parse_cbor(payload);
+    }
     if payload.first() == Some(&b'{') {
         let text = std::str::from_utf8(payload).ok()?;
         let field = |name: &str| -> Option<u64> {
@@ -735,15 +1103,17 @@ struct Received {
     seen: HashSet<(u32, u32)>,
     duplicates: u64,
     latency: Histogram<u64>,
+    online: u64,
+    offline: u64,
 }
 
-/// A librdkafka consumer reading `topic` from its start (a fresh consumer group) until
-/// `stop`, recording each message's latency from its intended send time.
+/// A librdkafka consumer reading every partition of `topic` from its start until `stop`,
+/// recording each message's latency from its intended send time; `ready` once assigned.
 fn kafka_reader(
     bootstrap: &str,
     topic: &str,
     epoch: Instant,
-    stop: Arc<AtomicBool>,
+    (stop, ready): (Arc<AtomicBool>, Arc<AtomicBool>),
     progress: Arc<Progress>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Received>>> {
     use rdkafka::ClientConfig;
@@ -765,14 +1135,41 @@ fn kafka_reader(
         .set("allow.auto.create.topics", "true")
         .create()
         .context("Kafka consumer")?;
-    consumer
-        .subscribe(&[topic])
-        .with_context(|| format!("subscribe to Kafka topic {topic}"))?;
+    // Every partition from its start, assigned directly: a consumer group's first
+    // assignment waits for the group's initial rebalance delay (seconds), which would be
+    // measured as latency. The metadata request creates the topic if it does not exist yet.
+    let deadline = Instant::now() + KAFKA_READY_WAIT;
+    let partitions: Vec<i32> = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .with_context(|| format!("metadata of Kafka topic {topic}"))?;
+        let found: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !found.is_empty() {
+            break found;
+        }
+        if Instant::now() > deadline {
+            bail!("Kafka topic {topic} has no partitions (is topic auto-creation on?)");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in partitions {
+        assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    ready.store(true, Ordering::Release);
     Ok(std::thread::spawn(move || {
         let mut got = Received {
             seen: HashSet::new(),
             duplicates: 0,
             latency: histogram(),
+            online: 0,
+            offline: 0,
         };
         while !stop.load(Ordering::Acquire) {
             let Some(message) = consumer.poll(Duration::from_millis(50)) else {
@@ -806,6 +1203,8 @@ fn subscriber(
         seen: HashSet::new(),
         duplicates: 0,
         latency: histogram(),
+        online: 0,
+        offline: 0,
     };
     while !stop.load(Ordering::Acquire) {
         for packet in conn.ready()? {
@@ -819,12 +1218,20 @@ fn subscriber(
                     };
                     conn.send(&ack)?;
                 }
-                if let Some((device, seq, sent)) = parse_payload(&p.payload) {
-                    if got.seen.insert((device, seq)) {
-                        progress.received.fetch_add(1, Ordering::Relaxed);
-                        let _ = got.latency.record((now.saturating_sub(sent) / 1000).max(1));
-                    } else {
-                        got.duplicates += 1;
+                match &p.payload[..] {
+                    b"online" => got.online += 1,
+                    b"offline" => got.offline += 1,
+                    command if command.starts_with(COMMAND_PREFIX) => {}
+                    payload => {
+                        if let Some((device, seq, sent)) = parse_payload(payload) {
+                            if got.seen.insert((device, seq)) {
+                                progress.received.fetch_add(1, Ordering::Relaxed);
+                                let _ =
+                                    got.latency.record((now.saturating_sub(sent) / 1000).max(1));
+                            } else {
+                                got.duplicates += 1;
+                            }
+                        }
                     }
                 }
             } else if let Packet::PubRel(rel) = packet {
@@ -838,6 +1245,21 @@ fn subscriber(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_payload_model_carries_device_sequence_and_send_time() {
+        let mut rng = Rng(1);
+        for model in [Payload::Json, Payload::Cbor, Payload::Bytes(64)] {
+            let bytes = payload(&model, 17, 42, 123_456_789_012, &mut rng);
+            assert_eq!(
+                parse_payload(&bytes),
+                Some((17, 42, 123_456_789_012)),
+                "{model:?}"
+            );
+        }
+        assert_eq!(payload(&Payload::Cbor, 1, 2, 3, &mut rng).len(), 62);
+        assert_eq!(parse_cbor(&[0xa4, 0x61]), None);
+    }
 
     #[test]
     fn scenarios_parse_with_defaults_and_refuse_nonsense() {
