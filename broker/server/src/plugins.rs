@@ -748,45 +748,37 @@ impl Registry {
             }
         }
         let now = self.now_ms();
-        let _ = writeln!(
-            out,
-            "# HELP weir_plugin_circuit_open Whether a binding's circuit is open (1) or closed (0)."
-        );
-        let _ = writeln!(out, "# TYPE weir_plugin_circuit_open gauge");
-        for b in &set.bindings {
-            let open = b.breaker.open_until_ms.load(Ordering::Acquire) > now;
-            let _ = writeln!(
-                out,
-                "weir_plugin_circuit_open{{binding=\"{}\"}} {}",
-                b.spec.name,
-                u8::from(open)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP weir_plugin_circuit_trips_total Times a binding's circuit opened."
-        );
-        let _ = writeln!(out, "# TYPE weir_plugin_circuit_trips_total counter");
-        for b in &set.bindings {
-            let _ = writeln!(
-                out,
-                "weir_plugin_circuit_trips_total{{binding=\"{}\"}} {}",
-                b.spec.name,
-                b.breaker.trips.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP weir_plugin_circuit_bypassed_total Messages handled by a binding's open-circuit policy."
-        );
-        let _ = writeln!(out, "# TYPE weir_plugin_circuit_bypassed_total counter");
-        for b in &set.bindings {
-            let _ = writeln!(
-                out,
-                "weir_plugin_circuit_bypassed_total{{binding=\"{}\"}} {}",
-                b.spec.name,
-                b.breaker.bypassed.load(Ordering::Relaxed)
-            );
+        type PerBinding<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(&Breaker) -> u64);
+        let per_binding: [PerBinding<'_>; 3] = [
+            (
+                "weir_plugin_circuit_open",
+                "gauge",
+                "Whether a binding's circuit is open (1) or closed (0).",
+                &|b| u64::from(b.open_until_ms.load(Ordering::Acquire) > now),
+            ),
+            (
+                "weir_plugin_circuit_trips_total",
+                "counter",
+                "Times a binding's circuit opened.",
+                &|b| b.trips.load(Ordering::Relaxed),
+            ),
+            (
+                "weir_plugin_circuit_bypassed_total",
+                "counter",
+                "Messages handled by a binding's open-circuit policy.",
+                &|b| b.bypassed.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in per_binding {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for b in &set.bindings {
+                let _ = writeln!(
+                    out,
+                    "{name}{{binding=\"{}\"}} {}",
+                    b.spec.name,
+                    value(&b.breaker)
+                );
+            }
         }
     }
 
