@@ -1164,13 +1164,7 @@ fn kafka_reader(
     consumer.assign(&assignment)?;
     ready.store(true, Ordering::Release);
     Ok(std::thread::spawn(move || {
-        let mut got = Received {
-            seen: HashSet::new(),
-            duplicates: 0,
-            latency: histogram(),
-            online: 0,
-            offline: 0,
-        };
+        let mut got = Received::new();
         while !stop.load(Ordering::Acquire) {
             let Some(message) = consumer.poll(Duration::from_millis(50)) else {
                 continue;
@@ -1178,17 +1172,37 @@ fn kafka_reader(
             // Errors such as a topic not created yet are transient: keep polling.
             let Ok(message) = message else { continue };
             let now = epoch.elapsed().as_nanos() as u64;
-            if let Some((device, seq, sent)) = message.payload().and_then(parse_payload) {
-                if got.seen.insert((device, seq)) {
-                    progress.kafka_received.fetch_add(1, Ordering::Relaxed);
-                    let _ = got.latency.record((now.saturating_sub(sent) / 1000).max(1));
-                } else {
-                    got.duplicates += 1;
-                }
+            if let Some(carried) = message.payload().and_then(parse_payload) {
+                got.record(carried, now, &progress.kafka_received);
             }
         }
         Ok(got)
     }))
+}
+
+impl Received {
+    fn new() -> Received {
+        Received {
+            seen: HashSet::new(),
+            duplicates: 0,
+            latency: histogram(),
+            online: 0,
+            offline: 0,
+        }
+    }
+
+    /// A message carrying `(device, sequence, intended send time)` arrived at `now_ns`:
+    /// counted once (in `counter` too), with its latency, or as a duplicate.
+    fn record(&mut self, (device, seq, sent): (u32, u32, u64), now_ns: u64, counter: &AtomicU64) {
+        if self.seen.insert((device, seq)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let _ = self
+                .latency
+                .record((now_ns.saturating_sub(sent) / 1000).max(1));
+        } else {
+            self.duplicates += 1;
+        }
+    }
 }
 
 fn subscriber(
@@ -1199,13 +1213,7 @@ fn subscriber(
 ) -> anyhow::Result<Received> {
     conn.stream
         .set_read_timeout(Some(Duration::from_millis(50)))?;
-    let mut got = Received {
-        seen: HashSet::new(),
-        duplicates: 0,
-        latency: histogram(),
-        online: 0,
-        offline: 0,
-    };
+    let mut got = Received::new();
     while !stop.load(Ordering::Acquire) {
         for packet in conn.ready()? {
             if let Packet::Publish(p) = packet {
@@ -1223,14 +1231,8 @@ fn subscriber(
                     b"offline" => got.offline += 1,
                     command if command.starts_with(COMMAND_PREFIX) => {}
                     payload => {
-                        if let Some((device, seq, sent)) = parse_payload(payload) {
-                            if got.seen.insert((device, seq)) {
-                                progress.received.fetch_add(1, Ordering::Relaxed);
-                                let _ =
-                                    got.latency.record((now.saturating_sub(sent) / 1000).max(1));
-                            } else {
-                                got.duplicates += 1;
-                            }
+                        if let Some(carried) = parse_payload(payload) {
+                            got.record(carried, now, &progress.received);
                         }
                     }
                 }

@@ -283,6 +283,8 @@ pub struct Registry {
     settings: PluginSettings,
     started: Instant,
     config_specs: Vec<BindingSpec>,
+    /// Modules of config-file bindings, by path: read and loaded once, not at every deploy.
+    path_modules: Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>>,
     deployed: Mutex<Deployed>,
     current: RwLock<Arc<BindingSet>>,
     generation: AtomicU64,
@@ -350,6 +352,7 @@ impl Registry {
             settings,
             started: Instant::now(),
             config_specs,
+            path_modules: Mutex::new(HashMap::new()),
             deployed: Mutex::new(Deployed {
                 specs: BTreeMap::new(),
                 modules: BTreeMap::new(),
@@ -433,7 +436,7 @@ impl Registry {
     /// plugin once with its configuration so a refused one is reported here.
     fn build(&self, deployed: &Deployed) -> anyhow::Result<BindingSet> {
         let mut bindings = Vec::new();
-        let mut loaded_paths: HashMap<PathBuf, Arc<LoadedPlugin>> = HashMap::new();
+        let mut loaded_paths = self.path_modules.lock().unwrap_or_else(|e| e.into_inner());
         for spec in self.config_specs.iter().chain(deployed.specs.values()) {
             let binding = self
                 .start_binding(spec, deployed, &mut loaded_paths)

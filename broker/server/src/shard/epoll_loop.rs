@@ -259,31 +259,35 @@ impl EpollShard {
 
     /// Hands the connection's pending operations to the writer.
     fn submit_ops(&mut self, slot: usize) {
-        if let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-            let ops = conn.take_ops();
+        let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let (ops, work) = (conn.take_ops(), conn.take_mqtt_work());
+        if !ops.is_empty() {
             let generation = self.generations[slot];
-            if !ops.is_empty() {
-                super::submit_ops(
-                    &self.config,
-                    &mut self.plugins,
-                    &self.inbox,
-                    slot,
-                    generation,
-                    ops,
-                );
-            }
-            let work = conn.take_mqtt_work();
-            if !work.is_empty() {
-                let me = self.owner(slot);
-                super::submit_mqtt(
-                    &self.config,
-                    &self.shared,
-                    (&mut self.tail, &mut self.plugins),
-                    me,
-                    work,
-                );
-            }
+            super::submit_ops(
+                &self.config,
+                &mut self.plugins,
+                &self.inbox,
+                slot,
+                generation,
+                ops,
+            );
         }
+        if !work.is_empty() {
+            self.mqtt_work(self.owner(slot), work);
+        }
+    }
+
+    /// Carries out what the MQTT session of connection `me` asked for.
+    fn mqtt_work(&mut self, me: Owner, work: Vec<super::MqttWork>) {
+        super::submit_mqtt(
+            &self.config,
+            &self.shared,
+            (&mut self.tail, &mut self.plugins),
+            me,
+            work,
+        );
     }
 
     fn owner(&self, slot: usize) -> Owner {
@@ -301,14 +305,7 @@ impl EpollShard {
             && let Some(Slot { conn, .. }) = self.conns.get_mut(slot).and_then(Option::as_mut)
         {
             let work = conn.take_over();
-            let me = self.owner(slot);
-            super::submit_mqtt(
-                &self.config,
-                &self.shared,
-                (&mut self.tail, &mut self.plugins),
-                me,
-                work,
-            );
+            self.mqtt_work(self.owner(slot), work);
             self.flush(slot);
         }
         super::hand_over(&self.shared, to);

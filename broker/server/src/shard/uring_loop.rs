@@ -626,35 +626,39 @@ impl UringShard {
 
     /// Hands the connection's pending operations to the writer.
     fn submit_ops(&mut self, slot: usize) {
-        if let Some(u) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-            let ops = u.conn.take_ops();
-            let generation = u.generation;
-            if !ops.is_empty() {
-                super::submit_ops(
-                    &self.config,
-                    &mut self.plugins,
-                    &self.inbox,
-                    slot,
-                    generation,
-                    ops,
-                );
-            }
-            let work = u.conn.take_mqtt_work();
-            if !work.is_empty() {
-                let me = Owner {
-                    shard: self.id,
-                    slot,
-                    generation,
-                };
-                super::submit_mqtt(
-                    &self.config,
-                    &self.shared,
-                    (&mut self.tail, &mut self.plugins),
-                    me,
-                    work,
-                );
-            }
+        let Some(u) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let (ops, work, generation) = (u.conn.take_ops(), u.conn.take_mqtt_work(), u.generation);
+        if !ops.is_empty() {
+            super::submit_ops(
+                &self.config,
+                &mut self.plugins,
+                &self.inbox,
+                slot,
+                generation,
+                ops,
+            );
         }
+        if !work.is_empty() {
+            self.mqtt_work(slot, generation, work);
+        }
+    }
+
+    /// Carries out what the MQTT session of the connection in `slot` asked for.
+    fn mqtt_work(&mut self, slot: usize, generation: u32, work: Vec<super::MqttWork>) {
+        let me = Owner {
+            shard: self.id,
+            slot,
+            generation,
+        };
+        super::submit_mqtt(
+            &self.config,
+            &self.shared,
+            (&mut self.tail, &mut self.plugins),
+            me,
+            work,
+        );
     }
 
     /// Another connection takes over the MQTT client id of the one in `slot`: that one
@@ -664,18 +668,7 @@ impl UringShard {
             && !u.shut
         {
             let work = u.conn.take_over();
-            let me = Owner {
-                shard: self.id,
-                slot,
-                generation,
-            };
-            super::submit_mqtt(
-                &self.config,
-                &self.shared,
-                (&mut self.tail, &mut self.plugins),
-                me,
-                work,
-            );
+            self.mqtt_work(slot, generation, work);
             self.flush(slot);
         }
         super::hand_over(&self.shared, to);
