@@ -703,3 +703,39 @@ fn deployed_plugins_survive_a_restart() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].2, r#"{"value": 5}"#);
 }
+
+/// `plugins.module_bytes_max`: a larger module is refused with 413 and changes nothing;
+/// `plugins.instances_max`: an instance beyond the pool fails like a plugin (its messages
+/// dead-lettered with the reason) while the binding that has one goes on.
+#[test]
+fn plugin_module_size_and_instance_limits_have_their_documented_outcomes() {
+    let config = binding("first", "first", "passthrough", "", "")
+        + &binding("second", "second", "passthrough", "", "");
+    let mut weir = start_with(
+        &config,
+        &[
+            ("WEIR_PLUGINS_MODULE_BYTES_MAX", "80000"),
+            ("WEIR_PLUGINS_INSTANCES_MAX", "1"),
+            ("WEIR_SERVER_SHARDS", "1"),
+        ],
+    );
+    let admin = weir.admin_addr().unwrap();
+    let (status, body) =
+        http_request(admin, "PUT", "/plugins/modules/big", &[0u8; 100_000]).unwrap();
+    assert_eq!(status, 413, "{body}");
+    let (_, listed) = weir_tests::http_get(admin, "/plugins").unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["modules"], serde_json::json!([]));
+
+    assert_eq!(produce_error(&mut weir, "first", "a"), None);
+    assert_eq!(produce_error(&mut weir, "second", "b"), None);
+    assert_eq!(consume(&mut weir, &["first"], 1)[0].2, "a");
+    let letters = consume(&mut weir, &["second.dlq"], 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].2, "b");
+    assert!(
+        letters[0].3["weir.plugin.error"].starts_with("instantiate"),
+        "{:?}",
+        letters[0].3
+    );
+}
