@@ -2,8 +2,16 @@
 //!
 //! 1. Durable appends (fsync mode) of 1 KiB records in 32 KiB batches through the group-commit
 //!    writer, against the raw disk writing the same bytes in writes of the same average commit
-//!    size, each followed by `fdatasync`.
-//! 2. The same in relaxed mode, against plain buffered sequential writes.
+//!    size, each followed by `fdatasync`; and against the same raw writes plus the extra work
+//!    any LMDB commit does (see [`lmdb_pattern_writes`]), which bounds what a log on LMDB can
+//!    reach.
+//! 2. The same in relaxed mode, against plain buffered sequential writes (and the same with
+//!    LMDB's extra work).
+//!
+//!    Both run in two shapes: closed-loop appenders (each waits for its acknowledgement before
+//!    its next append, as a client that waits for every ack) and pipelined appenders, one per
+//!    core as the broker's shards, each keeping several appends in flight (as a shard does
+//!    with many connections and pipelining producers).
 //! 3. A scan of the log from its start, copying every batch out as a fetch would, from the
 //!    page cache.
 //! 4. Commits per second and records per commit under 1, 8 and 64 concurrent appenders, each
@@ -11,6 +19,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +32,68 @@ use weir_core::log_store::{Append, CheckedBatch, LogStore, PartitionId, TopicCon
 use weir_kafka::record_batch::{BatchBuilder, Record};
 use weir_log::{Durability, LmdbLog, LogOptions};
 
+/// How the appenders of a throughput run submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Appender threads.
+    pub appenders: usize,
+    /// Appends each keeps submitted and not yet acknowledged.
+    pub in_flight: usize,
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    /// `AxF`: A appenders with F appends in flight each.
+    fn from_str(text: &str) -> Result<Shape, String> {
+        let (a, f) = text
+            .split_once('x')
+            .ok_or_else(|| format!("{text:?}: expected APPENDERSxIN_FLIGHT, e.g. 8x1"))?;
+        let number = |v: &str| match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{text:?}: {v:?} is not a positive number")),
+        };
+        Ok(Shape {
+            appenders: number(a)?,
+            in_flight: number(f)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.appenders == 1 { "" } else { "s" };
+        if self.in_flight == 1 {
+            write!(f, "{} closed-loop appender{plural}", self.appenders)
+        } else {
+            write!(
+                f,
+                "{} appender{plural} x {} in flight",
+                self.appenders, self.in_flight
+            )
+        }
+    }
+}
+
+/// A durability mode, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Acknowledged after a sync.
+    Fsync,
+    /// Acknowledged after the commit; synced in the background.
+    Relaxed,
+}
+
+impl Mode {
+    /// The log's durability of that name.
+    pub fn durability(self) -> Durability {
+        match self {
+            Mode::Fsync => Durability::Fsync,
+            Mode::Relaxed => Durability::Relaxed,
+        }
+    }
+}
+
 /// Benchmark settings.
 #[derive(Debug, Clone)]
 pub struct LogBench {
@@ -30,8 +101,10 @@ pub struct LogBench {
     pub total_bytes: u64,
     /// Records per batch (1 KiB each).
     pub records_per_batch: usize,
-    /// Appenders in the throughput runs.
-    pub appenders: usize,
+    /// The appenders' shapes of the throughput runs.
+    pub shapes: Vec<Shape>,
+    /// The durability modes of the throughput runs.
+    pub modes: Vec<Durability>,
     /// Duration of each concurrency run.
     pub concurrency_run: Duration,
     /// Group-commit window.
@@ -42,68 +115,107 @@ pub struct LogBench {
 
 const RECORD_BYTES: usize = 1024;
 
+/// Pages every LMDB commit writes besides its data and its meta page, at the least: the
+/// copied leaf and branch page of the table appended to, the main database's page that holds
+/// that table's root, and a page of the free list that records the pages the copies replaced.
+/// They go where freed pages are reused, apart from the data at the file's end (a commit of
+/// the log writes 4 to 6 such pages, as `strace` shows).
+pub const LMDB_TREE_PAGES: usize = 4;
+
+/// One throughput row: Weir and its two baselines, per round.
+struct Row {
+    mode: &'static str,
+    shape: Shape,
+    runs: Vec<(Run, f64, f64)>,
+}
+
 pub fn run(dir: &Path, bench: &LogBench) -> anyhow::Result<()> {
     println!(
-        "log benchmark in {} ({} MiB per throughput run, {} x 1 KiB records per batch, {} appenders, commit window {:?})",
+        "log benchmark in {} ({} MiB per throughput run, {} x 1 KiB records per batch, commit window {:?})",
         dir.display(),
         bench.total_bytes >> 20,
         bench.records_per_batch,
-        bench.appenders,
         bench.commit_window
     );
     let batch = make_batch(bench.records_per_batch, 0);
 
-    // Weir and its baseline alternate, round after round, and the medians are compared: on a
-    // shared VM the disk's speed drifts, and back-to-back runs share the drift.
-    let mut rows: [Vec<(f64, f64, Run)>; 2] = [Vec::new(), Vec::new()];
+    // Weir and its baselines alternate, round after round, and the medians are compared: on
+    // a shared VM the disk's speed drifts, and back-to-back runs share the drift.
+    let mut rows: Vec<Row> = Vec::new();
+    for &mode in &bench.modes {
+        for &shape in &bench.shapes {
+            rows.push(Row {
+                mode: match mode {
+                    Durability::Fsync => "durable append (fsync)",
+                    Durability::Relaxed => "relaxed append",
+                },
+                shape,
+                runs: Vec::new(),
+            });
+        }
+    }
     for round in 0..bench.rounds {
-        let fsync = appends(dir, "fsync", Durability::Fsync, bench, &batch)?;
-        let raw_fsync = raw_writes(dir, fsync.bytes, fsync.bytes_per_commit(), true)?;
-        let relaxed = appends(dir, "relaxed", Durability::Relaxed, bench, &batch)?;
-        let raw_buffered = raw_writes(dir, relaxed.bytes, relaxed.bytes_per_commit(), false)?;
-        println!(
-            "round {}: fsync {:.1} vs raw {:.1} MB/s; relaxed {:.1} vs buffered {:.1} MB/s",
-            round + 1,
-            fsync.mb_per_s(),
-            raw_fsync,
-            relaxed.mb_per_s(),
-            raw_buffered
-        );
-        rows[0].push((fsync.mb_per_s(), raw_fsync, fsync));
-        rows[1].push((relaxed.mb_per_s(), raw_buffered, relaxed));
+        let mut at = 0;
+        for &mode in &bench.modes {
+            let sync = mode == Durability::Fsync;
+            for &shape in &bench.shapes {
+                let weir = appends(dir, mode, shape, bench, &batch)?;
+                let per_commit = weir.bytes_per_commit();
+                let raw = raw_writes(dir, weir.bytes, per_commit, sync)?;
+                let pattern = lmdb_pattern_writes(dir, weir.bytes, per_commit, sync)?;
+                println!(
+                    "round {}: {} with {shape}: weir {:.1}, raw {raw:.1}, raw + LMDB's extra writes {pattern:.1} MB/s ({} KiB per commit)",
+                    round + 1,
+                    rows[at].mode,
+                    weir.mb_per_s(),
+                    per_commit >> 10,
+                );
+                rows[at].runs.push((weir, raw, pattern));
+                at += 1;
+            }
+        }
     }
 
     println!(
-        "\n| workload (medians of {} rounds) | weir MB/s | baseline | baseline MB/s | weir / baseline (median of round ratios) | KiB per commit |",
+        "\n| workload (medians of {} rounds) | appenders | weir MB/s | raw MB/s | weir / raw | raw + LMDB's extra writes, MB/s | that / raw | weir / that | KiB per commit |",
         bench.rounds
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for (name, base_name, runs) in [
-        (
-            "durable append (fsync)",
-            "raw write + fdatasync per commit-sized write",
-            &rows[0],
-        ),
-        ("relaxed append", "raw buffered sequential write", &rows[1]),
-    ] {
-        let weir = median(runs.iter().map(|r| r.0).collect());
-        let base = median(runs.iter().map(|r| r.1).collect());
-        // The ratio is the median of each round's own ratio: a round's two runs share the
-        // disk's mood of the moment.
-        let ratio = median(runs.iter().map(|r| r.0 / r.1).collect());
-        let per_commit = median(runs.iter().map(|r| r.2.bytes_per_commit() as f64).collect());
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for row in &rows {
+        let runs = &row.runs;
+        let weir = median(runs.iter().map(|r| r.0.mb_per_s()).collect());
+        let raw = median(runs.iter().map(|r| r.1).collect());
+        let pattern = median(runs.iter().map(|r| r.2).collect());
+        // Ratios are medians of each round's own ratio: a round's runs share the disk's mood
+        // of the moment.
+        let ratio = median(runs.iter().map(|r| r.0.mb_per_s() / r.1).collect());
+        let ceiling = median(runs.iter().map(|r| r.2 / r.1).collect());
+        let of_ceiling = median(runs.iter().map(|r| r.0.mb_per_s() / r.2).collect());
+        let per_commit = median(runs.iter().map(|r| r.0.bytes_per_commit() as f64).collect());
         println!(
-            "| {name} | {weir:.1} | {base_name} | {base:.1} | {ratio:.2}x | {:.0} |",
+            "| {} | {} | {weir:.1} | {raw:.1} | {ratio:.2}x | {pattern:.1} | {ceiling:.2}x | {of_ceiling:.2}x | {:.0} |",
+            row.mode,
+            row.shape,
             per_commit / 1024.0
         );
     }
 
-    let (scan_gb_s, scanned) = scan(&dir.join("fsync"))?;
-    println!(
-        "\nscan from start (page cache, each batch copied out): {scan_gb_s:.2} GB/s over {} MiB",
-        scanned >> 20
-    );
+    // The log of the last throughput run (fsync's if there was one).
+    let scanned_dir = match bench.modes.first() {
+        Some(Durability::Relaxed) => "relaxed",
+        _ => "fsync",
+    };
+    if !bench.modes.is_empty() {
+        let (scan_gb_s, scanned) = scan(&dir.join(scanned_dir))?;
+        println!(
+            "\nscan from start (page cache, each batch copied out): {scan_gb_s:.2} GB/s over {} MiB",
+            scanned >> 20
+        );
+    }
 
+    if bench.concurrency_run.is_zero() {
+        return Ok(());
+    }
     println!("\n| appenders | appends/s | commits/s | records per commit | KiB per commit |");
     println!("| --- | --- | --- | --- | --- |");
     let small = make_batch(1, 0);
@@ -176,22 +288,25 @@ fn open(dir: &Path, durability: Durability) -> anyhow::Result<(Arc<LmdbLog>, Par
     Ok((Arc::new(log), pid))
 }
 
-/// `appenders` threads each submit the batch and wait for its completion, until
-/// `total_bytes` are written.
+/// Appenders of `shape` submit the batch until `total_bytes` are written.
 fn appends(
     dir: &Path,
-    name: &str,
     durability: Durability,
+    shape: Shape,
     bench: &LogBench,
     batch: &[u8],
 ) -> anyhow::Result<Run> {
+    let name = match durability {
+        Durability::Fsync => "fsync",
+        Durability::Relaxed => "relaxed",
+    };
     let (log, pid) = open(&dir.join(name), durability)?;
     let count = bench.total_bytes / batch.len() as u64;
     let durable = durability == Durability::Fsync;
     let run = drive(
         log.clone(),
         pid,
-        bench.appenders,
+        shape,
         bench.commit_window,
         durable,
         batch,
@@ -217,7 +332,10 @@ fn concurrency(
     drive(
         log,
         pid,
-        appenders,
+        Shape {
+            appenders,
+            in_flight: 1,
+        },
         bench.commit_window,
         true,
         batch,
@@ -225,11 +343,13 @@ fn concurrency(
     )
 }
 
-/// Runs closed-loop appenders through a real group-commit writer until `stop(appends so far)`.
+/// Runs appenders through a real group-commit writer until `stop(appends so far)`. Each
+/// appender keeps up to `shape.in_flight` appends submitted; it sleeps until one completes,
+/// then takes every completion that has arrived, as a shard drains its inbox when woken.
 fn drive(
     log: Arc<LmdbLog>,
     pid: PartitionId,
-    appenders: usize,
+    shape: Shape,
     commit_window: Duration,
     sync_before_ack: bool,
     batch: &[u8],
@@ -249,31 +369,48 @@ fn drive(
     let submitted = std::sync::atomic::AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..appenders {
+        for _ in 0..shape.appenders {
             let (handle, submitted, stop) = (handle.clone(), &submitted, &stop);
             scope.spawn(move || {
                 let (tx, rx) = channel();
-                while !stop(submitted.fetch_add(1, Ordering::Relaxed)) {
-                    let tx = tx.clone();
-                    // Checked here, on the appender's thread, as a connection's shard does.
-                    let batch = match CheckedBatch::new(batch.to_vec()) {
-                        Ok(batch) => batch,
-                        Err(e) => panic!("the benchmark's batch is unsound: {e}"),
-                    };
-                    let append = Append {
-                        partition: pid,
-                        batch,
-                        dedup: None,
-                    };
-                    let done = Box::new(move |result| {
-                        let _ = tx.send(result);
-                    });
-                    if handle.submit(append, done).is_err() {
-                        continue;
+                let mut in_flight = 0usize;
+                let mut stopped = false;
+                loop {
+                    while !stopped && in_flight < shape.in_flight {
+                        if stop(submitted.fetch_add(1, Ordering::Relaxed)) {
+                            stopped = true;
+                            break;
+                        }
+                        let tx = tx.clone();
+                        // Checked here, on the appender's thread, as a connection's shard does.
+                        let batch = match CheckedBatch::new(batch.to_vec()) {
+                            Ok(batch) => batch,
+                            Err(e) => panic!("the benchmark's batch is unsound: {e}"),
+                        };
+                        let append = Append {
+                            partition: pid,
+                            batch,
+                            dedup: None,
+                        };
+                        let done = Box::new(move |result| {
+                            let _ = tx.send(result);
+                        });
+                        if handle.submit(append, done).is_ok() {
+                            in_flight += 1;
+                        }
                     }
-                    match rx.recv() {
-                        Ok(Ok(_)) => {}
-                        other => panic!("append failed: {other:?}"),
+                    if in_flight == 0 {
+                        break;
+                    }
+                    let mut outcome = rx.recv().map_err(|_| None);
+                    loop {
+                        match outcome {
+                            Ok(Ok(_)) => in_flight -= 1,
+                            Ok(Err(e)) => panic!("append failed: {e}"),
+                            Err(None) => panic!("the writer dropped a completion"),
+                            Err(Some(())) => break,
+                        }
+                        outcome = rx.try_recv().map_err(|_| Some(()));
                     }
                 }
             });
@@ -305,6 +442,66 @@ pub(crate) fn raw_writes(dir: &Path, total: u64, chunk: u64, sync: bool) -> anyh
             file.sync_data()?;
         }
         written += buffer.len() as u64;
+    }
+    let elapsed = started.elapsed();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(written as f64 / 1e6 / elapsed.as_secs_f64())
+}
+
+/// [`raw_writes`] plus the work any LMDB commit adds to writing its data: the data copied into
+/// pages allocated for the transaction (LMDB without `MDB_WRITEMAP` builds every page in memory
+/// it allocates, then writes it), and, before it, its meta page (alternating between the
+/// file's first two pages, as LMDB's two meta pages) and [`LMDB_TREE_PAGES`] 4 KiB pages at
+/// seeded random places in the file's first 16 MiB, where freed pages are reused. What a log
+/// on LMDB would reach if its own work cost nothing.
+pub(crate) fn lmdb_pattern_writes(
+    dir: &Path,
+    total: u64,
+    chunk: u64,
+    sync: bool,
+) -> anyhow::Result<f64> {
+    const TREE_AREA_PAGES: u64 = 4096;
+    const PAGE: u64 = 4096;
+    let path = dir.join("raw-lmdb-pattern");
+    let mut file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    // The area where reused pages live exists before the timed writes, as in a used log.
+    let page = vec![0x11_u8; PAGE as usize];
+    for _ in 0..TREE_AREA_PAGES {
+        file.write_all(&page)?;
+    }
+    file.sync_all()?;
+    let buffer = vec![0x5a_u8; chunk.max(1) as usize];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next_page = || {
+        // xorshift64: a fixed, cheap sequence; the place of each page is all that matters.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        2 + seed % (TREE_AREA_PAGES - 2)
+    };
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut end = TREE_AREA_PAGES * PAGE;
+    let mut commits = 0u64;
+    while written < total {
+        file.write_all_at(&page, (commits % 2) * PAGE)?;
+        let mut pages: Vec<u64> = (0..LMDB_TREE_PAGES).map(|_| next_page()).collect();
+        pages.sort_unstable();
+        for p in pages {
+            file.write_all_at(&page, p * PAGE)?;
+        }
+        // LMDB copies each value into pages it allocates for the transaction, writes them,
+        // and frees them.
+        let pages = buffer.clone();
+        file.write_all_at(&pages, end)?;
+        drop(pages);
+        if sync {
+            file.sync_data()?;
+        }
+        end += buffer.len() as u64;
+        written += buffer.len() as u64;
+        commits += 1;
     }
     let elapsed = started.elapsed();
     drop(file);

@@ -39,13 +39,18 @@ enum Workload {
         /// 1 KiB records per batch.
         #[arg(long, default_value_t = 32)]
         records_per_batch: usize,
-        /// Concurrent appenders in the throughput runs.
-        #[arg(long, default_value_t = 8)]
-        appenders: usize,
+        /// Shapes of the throughput runs, each `APPENDERSxIN_FLIGHT`: 8x1 is eight closed-loop
+        /// appenders, 2x16 two appenders (one per core, as shards) with 16 appends in flight
+        /// each.
+        #[arg(long, value_delimiter = ',', default_value = "8x1,2x16")]
+        shapes: Vec<log::Shape>,
+        /// Durability modes of the throughput runs: fsync, relaxed or both.
+        #[arg(long, value_delimiter = ',', default_value = "fsync,relaxed")]
+        modes: Vec<log::Mode>,
         /// Group-commit window in microseconds.
         #[arg(long, default_value_t = 0)]
         window_us: u64,
-        /// Seconds per concurrency run.
+        /// Seconds per concurrency run (0: no concurrency runs).
         #[arg(long, default_value_t = 3)]
         seconds: u64,
         /// Alternating rounds of weir and its baseline (medians are reported).
@@ -209,7 +214,8 @@ fn main() -> anyhow::Result<()> {
             dir,
             mib,
             records_per_batch,
-            appenders,
+            shapes,
+            modes,
             window_us,
             seconds,
             rounds,
@@ -223,7 +229,8 @@ fn main() -> anyhow::Result<()> {
                 &log::LogBench {
                     total_bytes: mib << 20,
                     records_per_batch,
-                    appenders,
+                    shapes,
+                    modes: modes.into_iter().map(log::Mode::durability).collect(),
                     concurrency_run: Duration::from_secs(seconds),
                     commit_window: Duration::from_micros(window_us),
                     rounds: rounds.max(1),

@@ -133,10 +133,16 @@ impl Epoll {
 
 /// An eventfd used to wake a shard from another thread, with a flag that says new data was
 /// committed to the log (so waiting fetches are worth another look).
+///
+/// Wake-ups are coalesced: once woken, the eventfd is written again only after the shard has
+/// taken the wake-up ([`Waker::reset`]), so a commit that completes a hundred of a shard's
+/// appends costs the writer thread one `write(2)`, not a hundred.
 #[derive(Debug)]
 pub struct Waker {
     fd: OwnedFd,
     data: std::sync::atomic::AtomicBool,
+    /// A wake-up was written and the shard has not taken it yet.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl Waker {
@@ -151,6 +157,7 @@ impl Waker {
             // SAFETY: fd was just returned by eventfd and is owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             data: std::sync::atomic::AtomicBool::new(false),
+            pending: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -159,8 +166,13 @@ impl Waker {
         self.fd.as_raw_fd()
     }
 
-    /// Wakes the waiting shard.
+    /// Wakes the waiting shard, unless a wake-up it has not taken yet is pending: whatever
+    /// the caller published before this call is seen by the shard's next look, which that
+    /// wake-up (or this one) brings.
     pub fn wake(&self) {
+        if self.pending.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our eventfd. A full counter (EAGAIN)
         // already means "woken", so the result is not needed.
@@ -178,10 +190,97 @@ impl Waker {
         self.data.swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
-    /// Clears pending wake-ups.
+    /// Takes pending wake-ups. The shard then looks at everything it is woken for (its inbox,
+    /// [`Waker::take_data`]): a wake after this call writes the eventfd again.
     pub fn reset(&self) {
+        // A read-modify-write, so it acquires what every waker that found the flag set
+        // published before its own swap.
+        self.pending
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
         let mut value: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
         let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// The eventfd's counter: how many times it was written since it was last read (0 when
+    /// it was not).
+    fn counter(waker: &Waker) -> u64 {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from the waker's non-blocking eventfd.
+        let read = unsafe { libc::read(waker.raw_fd(), (&mut value as *mut u64).cast(), 8) };
+        if read == 8 { value } else { 0 }
+    }
+
+    #[test]
+    fn wake_ups_are_coalesced_until_the_shard_takes_them() {
+        let waker = Waker::new().expect("eventfd");
+        for _ in 0..100 {
+            waker.wake();
+        }
+        waker.notify_data();
+        assert_eq!(
+            counter(&waker),
+            1,
+            "one write for every wake before the shard looked"
+        );
+        waker.reset();
+        assert!(waker.take_data());
+        assert_eq!(counter(&waker), 0, "nothing pending after reset");
+        waker.wake();
+        assert_eq!(
+            counter(&waker),
+            1,
+            "a wake after the shard took the last one writes again"
+        );
+    }
+
+    #[test]
+    fn a_wake_racing_the_shard_is_never_lost() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let waker = Arc::new(Waker::new().expect("eventfd"));
+        let published = Arc::new(AtomicU64::new(0));
+        let taken = Arc::new(AtomicU64::new(0));
+        let rounds = 5_000u64;
+        let producer = {
+            let (waker, published, taken) = (waker.clone(), published.clone(), taken.clone());
+            std::thread::spawn(move || {
+                for i in 1..=rounds {
+                    published.store(i, Ordering::Relaxed);
+                    waker.wake();
+                    // Every other value waits until the shard has seen it, so wakes land both
+                    // while a wake-up is pending and after the shard took it, and sometimes
+                    // in between.
+                    if i % 2 == 0 {
+                        while taken.load(Ordering::Acquire) < i {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+            })
+        };
+        // The shard's loop: wait for the eventfd, take the wake-up, look. Every value
+        // published is eventually seen, however the two threads interleave.
+        let mut seen = 0;
+        while seen < rounds {
+            let mut poll = libc::pollfd {
+                fd: waker.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: polls one live pollfd.
+            let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+            assert_eq!(ready, 1, "a wake was lost: saw {seen} of {rounds}");
+            waker.reset();
+            seen = published.load(Ordering::Relaxed);
+            taken.store(seen, Ordering::Release);
+        }
+        producer.join().expect("producer");
     }
 }
