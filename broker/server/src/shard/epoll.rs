@@ -193,13 +193,24 @@ impl Waker {
     /// Takes pending wake-ups. The shard then looks at everything it is woken for (its inbox,
     /// [`Waker::take_data`]): a wake after this call writes the eventfd again.
     pub fn reset(&self) {
+        self.reset_around(|| {});
+    }
+
+    /// [`Waker::reset`], running `between` between its two steps (tests put a wake there).
+    fn reset_around(&self, between: impl FnOnce()) {
+        // The eventfd is read first and the flag cleared after. The other order loses wakes:
+        // a waker that sets the flag between the clear and the read has its write consumed
+        // by that read, and the flag stays set over an empty eventfd, so every later wake
+        // is skipped. In this order a write the read consumes belongs to a waker that set
+        // the flag before the clear, and whatever it published is seen below.
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+        between();
         // A read-modify-write, so it acquires what every waker that found the flag set
         // published before its own swap.
         self.pending
             .swap(false, std::sync::atomic::Ordering::AcqRel);
-        let mut value: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
-        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
     }
 }
 
@@ -241,34 +252,75 @@ mod tests {
         );
     }
 
+    /// True if the eventfd is readable now.
+    fn readable(waker: &Waker) -> bool {
+        let mut poll = libc::pollfd {
+            fd: waker.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polls one live pollfd, without waiting.
+        unsafe { libc::poll(&mut poll, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn a_wake_in_the_middle_of_a_reset_is_not_lost() {
+        let waker = Waker::new().expect("eventfd");
+        waker.wake();
+        // Another thread wakes the shard while it takes the first wake-up.
+        waker.reset_around(|| waker.wake());
+        // Whatever that wake announced, the shard sees after `reset` returns. The next wake
+        // must reach the eventfd: a flag left set over an empty eventfd would swallow it,
+        // and every one after it.
+        waker.wake();
+        assert!(
+            readable(&waker),
+            "a wake after the reset did not wake the shard"
+        );
+        waker.reset();
+        assert!(!readable(&waker));
+        waker.wake();
+        assert!(readable(&waker));
+    }
+
     #[test]
     fn a_wake_racing_the_shard_is_never_lost() {
         use std::sync::atomic::{AtomicU64, Ordering};
         let waker = Arc::new(Waker::new().expect("eventfd"));
-        let published = Arc::new(AtomicU64::new(0));
-        let taken = Arc::new(AtomicU64::new(0));
-        let rounds = 5_000u64;
-        let producer = {
-            let (waker, published, taken) = (waker.clone(), published.clone(), taken.clone());
-            std::thread::spawn(move || {
-                for i in 1..=rounds {
-                    published.store(i, Ordering::Relaxed);
-                    waker.wake();
-                    // Every other value waits until the shard has seen it, so wakes land both
-                    // while a wake-up is pending and after the shard took it, and sometimes
-                    // in between.
-                    if i % 2 == 0 {
-                        while taken.load(Ordering::Acquire) < i {
-                            std::hint::spin_loop();
+        let producers = 2u64;
+        let rounds = 20_000u64;
+        // What each producer published last, and what the shard has seen of it.
+        let published: Arc<Vec<AtomicU64>> =
+            Arc::new((0..producers).map(|_| AtomicU64::new(0)).collect());
+        let taken: Arc<Vec<AtomicU64>> =
+            Arc::new((0..producers).map(|_| AtomicU64::new(0)).collect());
+        let threads: Vec<_> = (0..producers as usize)
+            .map(|p| {
+                let (waker, published, taken) = (waker.clone(), published.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    for i in 1..=rounds {
+                        published[p].store(i, Ordering::Relaxed);
+                        waker.wake();
+                        // Every other value waits until the shard has seen it, so wakes land
+                        // while a wake-up is pending, after the shard took it, and while it
+                        // is taking it.
+                        if i % 2 == 0 {
+                            while taken[p].load(Ordering::Acquire) < i {
+                                std::hint::spin_loop();
+                            }
                         }
                     }
-                }
+                })
             })
-        };
+            .collect();
         // The shard's loop: wait for the eventfd, take the wake-up, look. Every value
-        // published is eventually seen, however the two threads interleave.
-        let mut seen = 0;
-        while seen < rounds {
+        // published is eventually seen, however the threads interleave.
+        let seen_all = |published: &[AtomicU64]| {
+            published
+                .iter()
+                .all(|v| v.load(Ordering::Relaxed) == rounds)
+        };
+        loop {
             let mut poll = libc::pollfd {
                 fd: waker.raw_fd(),
                 events: libc::POLLIN,
@@ -276,11 +328,21 @@ mod tests {
             };
             // SAFETY: polls one live pollfd.
             let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
-            assert_eq!(ready, 1, "a wake was lost: saw {seen} of {rounds}");
+            let seen: Vec<u64> = published
+                .iter()
+                .map(|v| v.load(Ordering::Relaxed))
+                .collect();
+            assert_eq!(ready, 1, "a wake was lost: saw {seen:?} of {rounds} each");
             waker.reset();
-            seen = published.load(Ordering::Relaxed);
-            taken.store(seen, Ordering::Release);
+            for (p, value) in published.iter().enumerate() {
+                taken[p].store(value.load(Ordering::Relaxed), Ordering::Release);
+            }
+            if seen_all(&published) {
+                break;
+            }
         }
-        producer.join().expect("producer");
+        for thread in threads {
+            thread.join().expect("producer");
+        }
     }
 }
