@@ -3,7 +3,7 @@
 //! 1. Durable appends (fsync mode) of 1 KiB records in 32 KiB batches through the group-commit
 //!    writer, against the raw disk writing the same bytes in writes of the same average commit
 //!    size, each followed by `fdatasync`; and against the same raw writes plus the extra work
-//!    any LMDB commit does (see [`lmdb_pattern_writes`]), which bounds what a log on LMDB can
+//!    any LMDB commit does (see [`disk_writes`]), which bounds what a log on LMDB can
 //!    reach.
 //! 2. The same in relaxed mode, against plain buffered sequential writes (and the same with
 //!    LMDB's extra work).
@@ -120,13 +120,38 @@ const RECORD_BYTES: usize = 1024;
 /// that table's root, and a page of the free list that records the pages the copies replaced.
 /// They go where freed pages are reused, apart from the data at the file's end (a commit of
 /// the log writes 4 to 6 such pages, as `strace` shows).
-pub const LMDB_TREE_PAGES: usize = 4;
+const LMDB_TREE_PAGES: usize = 4;
 
-/// One throughput row: Weir and its two baselines, per round.
+/// One throughput row: a durability mode and a shape, measured once per round.
 struct Row {
-    mode: &'static str,
+    durability: Durability,
     shape: Shape,
-    runs: Vec<(Run, f64, f64)>,
+    rounds: Vec<Round>,
+}
+
+/// One round of a row: Weir and its two baselines, back to back.
+struct Round {
+    weir: Run,
+    /// Raw writes, MB/s.
+    raw: f64,
+    /// Raw writes plus LMDB's extra work, MB/s.
+    ceiling: f64,
+}
+
+/// The row's name in the tables.
+fn workload_name(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Fsync => "durable append (fsync)",
+        Durability::Relaxed => "relaxed append",
+    }
+}
+
+/// The directory of a throughput run's log, under the benchmark's directory.
+fn log_dir_name(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Fsync => "fsync",
+        Durability::Relaxed => "relaxed",
+    }
 }
 
 pub fn run(dir: &Path, bench: &LogBench) -> anyhow::Result<()> {
@@ -141,72 +166,66 @@ pub fn run(dir: &Path, bench: &LogBench) -> anyhow::Result<()> {
 
     // Weir and its baselines alternate, round after round, and the medians are compared: on
     // a shared VM the disk's speed drifts, and back-to-back runs share the drift.
-    let mut rows: Vec<Row> = Vec::new();
-    for &mode in &bench.modes {
-        for &shape in &bench.shapes {
-            rows.push(Row {
-                mode: match mode {
-                    Durability::Fsync => "durable append (fsync)",
-                    Durability::Relaxed => "relaxed append",
-                },
+    let mut rows: Vec<Row> = (bench.modes.iter())
+        .flat_map(|&durability| {
+            (bench.shapes.iter()).map(move |&shape| Row {
+                durability,
                 shape,
-                runs: Vec::new(),
-            });
-        }
-    }
+                rounds: Vec::new(),
+            })
+        })
+        .collect();
     for round in 0..bench.rounds {
-        let mut at = 0;
-        for &mode in &bench.modes {
-            let sync = mode == Durability::Fsync;
-            for &shape in &bench.shapes {
-                let weir = appends(dir, mode, shape, bench, &batch)?;
-                let per_commit = weir.bytes_per_commit();
-                let raw = raw_writes(dir, weir.bytes, per_commit, sync)?;
-                let pattern = lmdb_pattern_writes(dir, weir.bytes, per_commit, sync)?;
-                println!(
-                    "round {}: {} with {shape}: weir {:.1}, raw {raw:.1}, raw + LMDB's extra writes {pattern:.1} MB/s ({} KiB per commit)",
-                    round + 1,
-                    rows[at].mode,
-                    weir.mb_per_s(),
-                    per_commit >> 10,
-                );
-                rows[at].runs.push((weir, raw, pattern));
-                at += 1;
-            }
+        for row in &mut rows {
+            let (durability, shape) = (row.durability, row.shape);
+            let sync = durability == Durability::Fsync;
+            let weir = appends(dir, durability, shape, bench, &batch)?;
+            let per_commit = weir.bytes_per_commit();
+            let raw = disk_writes(dir, weir.bytes, per_commit, sync, false)?;
+            let ceiling = disk_writes(dir, weir.bytes, per_commit, sync, true)?;
+            println!(
+                "round {}: {} with {shape}: weir {:.1}, raw {raw:.1}, raw + LMDB's extra work {ceiling:.1} MB/s ({} KiB per commit)",
+                round + 1,
+                workload_name(durability),
+                weir.mb_per_s(),
+                per_commit >> 10,
+            );
+            row.rounds.push(Round { weir, raw, ceiling });
         }
     }
 
     println!(
-        "\n| workload (medians of {} rounds) | appenders | weir MB/s | raw MB/s | weir / raw | raw + LMDB's extra writes, MB/s | that / raw | weir / that | KiB per commit |",
+        "\n| workload (medians of {} rounds) | appenders | weir MB/s | raw MB/s | weir / raw | raw + LMDB's extra work, MB/s | that / raw | weir / that | KiB per commit |",
         bench.rounds
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in &rows {
-        let runs = &row.runs;
-        let weir = median(runs.iter().map(|r| r.0.mb_per_s()).collect());
-        let raw = median(runs.iter().map(|r| r.1).collect());
-        let pattern = median(runs.iter().map(|r| r.2).collect());
+        let of = |f: fn(&Round) -> f64| median(row.rounds.iter().map(f).collect());
+        let weir = of(|r| r.weir.mb_per_s());
+        let raw = of(|r| r.raw);
+        let ceiling = of(|r| r.ceiling);
         // Ratios are medians of each round's own ratio: a round's runs share the disk's mood
         // of the moment.
-        let ratio = median(runs.iter().map(|r| r.0.mb_per_s() / r.1).collect());
-        let ceiling = median(runs.iter().map(|r| r.2 / r.1).collect());
-        let of_ceiling = median(runs.iter().map(|r| r.0.mb_per_s() / r.2).collect());
-        let per_commit = median(runs.iter().map(|r| r.0.bytes_per_commit() as f64).collect());
+        let ratio = of(|r| r.weir.mb_per_s() / r.raw);
+        let ceiling_ratio = of(|r| r.ceiling / r.raw);
+        let of_ceiling = of(|r| r.weir.mb_per_s() / r.ceiling);
+        let per_commit = of(|r| r.weir.bytes_per_commit() as f64);
         println!(
-            "| {} | {} | {weir:.1} | {raw:.1} | {ratio:.2}x | {pattern:.1} | {ceiling:.2}x | {of_ceiling:.2}x | {:.0} |",
-            row.mode,
+            "| {} | {} | {weir:.1} | {raw:.1} | {ratio:.2}x | {ceiling:.1} | {ceiling_ratio:.2}x | {of_ceiling:.2}x | {:.0} |",
+            workload_name(row.durability),
             row.shape,
             per_commit / 1024.0
         );
     }
 
-    // The log of the last throughput run (fsync's if there was one).
-    let scanned_dir = match bench.modes.first() {
-        Some(Durability::Relaxed) => "relaxed",
-        _ => "fsync",
+    // The log a throughput run left: the last fsync run's if there was one.
+    let scanned = if bench.modes.contains(&Durability::Fsync) {
+        Some(Durability::Fsync)
+    } else {
+        bench.modes.first().copied()
     };
-    if !bench.modes.is_empty() {
-        let (scan_gb_s, scanned) = scan(&dir.join(scanned_dir))?;
+    if let Some(durability) = scanned {
+        let (scan_gb_s, scanned) = scan(&dir.join(log_dir_name(durability)))?;
         println!(
             "\nscan from start (page cache, each batch copied out): {scan_gb_s:.2} GB/s over {} MiB",
             scanned >> 20
@@ -296,11 +315,7 @@ fn appends(
     bench: &LogBench,
     batch: &[u8],
 ) -> anyhow::Result<Run> {
-    let name = match durability {
-        Durability::Fsync => "fsync",
-        Durability::Relaxed => "relaxed",
-    };
-    let (log, pid) = open(&dir.join(name), durability)?;
+    let (log, pid) = open(&dir.join(log_dir_name(durability)), durability)?;
     let count = bench.total_bytes / batch.len() as u64;
     let durable = durability == Durability::Fsync;
     let run = drive(
@@ -402,15 +417,13 @@ fn drive(
                     if in_flight == 0 {
                         break;
                     }
-                    let mut outcome = rx.recv().map_err(|_| None);
-                    loop {
-                        match outcome {
-                            Ok(Ok(_)) => in_flight -= 1,
-                            Ok(Err(e)) => panic!("append failed: {e}"),
-                            Err(None) => panic!("the writer dropped a completion"),
-                            Err(Some(())) => break,
+                    // This thread holds a sender, so `recv` waits for a completion.
+                    let first = rx.recv().expect("the appender holds a sender");
+                    for outcome in std::iter::once(first).chain(rx.try_iter()) {
+                        if let Err(e) = outcome {
+                            panic!("append failed: {e}");
                         }
-                        outcome = rx.try_recv().map_err(|_| Some(()));
+                        in_flight -= 1;
                     }
                 }
             });
@@ -431,46 +444,37 @@ fn drive(
 /// The raw disk writing `total` bytes in `chunk`-sized writes, each followed by `fdatasync`
 /// when `sync`; returns MB/s.
 pub(crate) fn raw_writes(dir: &Path, total: u64, chunk: u64, sync: bool) -> anyhow::Result<f64> {
-    let path = dir.join(if sync { "raw-fsync" } else { "raw-buffered" });
-    let mut file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
-    let buffer = vec![0x5a_u8; chunk.max(1) as usize];
-    let started = Instant::now();
-    let mut written = 0u64;
-    while written < total {
-        file.write_all(&buffer)?;
-        if sync {
-            file.sync_data()?;
-        }
-        written += buffer.len() as u64;
-    }
-    let elapsed = started.elapsed();
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(written as f64 / 1e6 / elapsed.as_secs_f64())
+    disk_writes(dir, total, chunk, sync, false)
 }
 
-/// [`raw_writes`] plus the work any LMDB commit adds to writing its data: the data copied into
-/// pages allocated for the transaction (LMDB without `MDB_WRITEMAP` builds every page in memory
-/// it allocates, then writes it), and, before it, its meta page (alternating between the
-/// file's first two pages, as LMDB's two meta pages) and [`LMDB_TREE_PAGES`] 4 KiB pages at
-/// seeded random places in the file's first 16 MiB, where freed pages are reused. What a log
-/// on LMDB would reach if its own work cost nothing.
-pub(crate) fn lmdb_pattern_writes(
+/// [`raw_writes`], and with `lmdb_work` the work any LMDB commit adds to writing its data:
+/// the data copied into pages allocated for the transaction (LMDB without `MDB_WRITEMAP`
+/// builds every page in memory it allocates, then writes it), and, before it, its meta page
+/// (alternating between the file's first two pages, as LMDB's two meta pages) and
+/// [`LMDB_TREE_PAGES`] 4 KiB pages at seeded random places in the file's first 16 MiB, where
+/// freed pages are reused. With it, what a log on LMDB would reach if its own work cost
+/// nothing.
+fn disk_writes(
     dir: &Path,
     total: u64,
     chunk: u64,
     sync: bool,
+    lmdb_work: bool,
 ) -> anyhow::Result<f64> {
     const TREE_AREA_PAGES: u64 = 4096;
     const PAGE: u64 = 4096;
-    let path = dir.join("raw-lmdb-pattern");
+    let path = dir.join(if sync { "raw-fsync" } else { "raw-buffered" });
     let mut file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
-    // The area where reused pages live exists before the timed writes, as in a used log.
     let page = vec![0x11_u8; PAGE as usize];
-    for _ in 0..TREE_AREA_PAGES {
-        file.write_all(&page)?;
+    let mut end = 0;
+    if lmdb_work {
+        // The area where reused pages live exists before the timed writes, as in a used log.
+        for _ in 0..TREE_AREA_PAGES {
+            file.write_all(&page)?;
+        }
+        file.sync_all()?;
+        end = TREE_AREA_PAGES * PAGE;
     }
-    file.sync_all()?;
     let buffer = vec![0x5a_u8; chunk.max(1) as usize];
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next_page = || {
@@ -482,20 +486,21 @@ pub(crate) fn lmdb_pattern_writes(
     };
     let started = Instant::now();
     let mut written = 0u64;
-    let mut end = TREE_AREA_PAGES * PAGE;
     let mut commits = 0u64;
     while written < total {
-        file.write_all_at(&page, (commits % 2) * PAGE)?;
-        let mut pages: Vec<u64> = (0..LMDB_TREE_PAGES).map(|_| next_page()).collect();
-        pages.sort_unstable();
-        for p in pages {
-            file.write_all_at(&page, p * PAGE)?;
+        if lmdb_work {
+            file.write_all_at(&page, (commits % 2) * PAGE)?;
+            let mut pages: Vec<u64> = (0..LMDB_TREE_PAGES).map(|_| next_page()).collect();
+            pages.sort_unstable();
+            for p in pages {
+                file.write_all_at(&page, p * PAGE)?;
+            }
+            // LMDB copies each value into pages it allocates for the transaction, writes
+            // them, and frees them.
+            file.write_all_at(&buffer.clone(), end)?;
+        } else {
+            file.write_all_at(&buffer, end)?;
         }
-        // LMDB copies each value into pages it allocates for the transaction, writes them,
-        // and frees them.
-        let pages = buffer.clone();
-        file.write_all_at(&pages, end)?;
-        drop(pages);
         if sync {
             file.sync_data()?;
         }

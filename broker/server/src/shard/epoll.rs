@@ -252,15 +252,19 @@ mod tests {
         );
     }
 
-    /// True if the eventfd is readable now.
-    fn readable(waker: &Waker) -> bool {
+    /// True if the eventfd is readable within `timeout_ms` (0: now).
+    fn readable_within(waker: &Waker, timeout_ms: i32) -> bool {
         let mut poll = libc::pollfd {
             fd: waker.raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: polls one live pollfd, without waiting.
-        unsafe { libc::poll(&mut poll, 1, 0) == 1 }
+        // SAFETY: polls one live pollfd.
+        unsafe { libc::poll(&mut poll, 1, timeout_ms) == 1 }
+    }
+
+    fn readable(waker: &Waker) -> bool {
+        readable_within(waker, 0)
     }
 
     #[test]
@@ -315,29 +319,20 @@ mod tests {
             .collect();
         // The shard's loop: wait for the eventfd, take the wake-up, look. Every value
         // published is eventually seen, however the threads interleave.
-        let seen_all = |published: &[AtomicU64]| {
-            published
-                .iter()
-                .all(|v| v.load(Ordering::Relaxed) == rounds)
-        };
         loop {
-            let mut poll = libc::pollfd {
-                fd: waker.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: polls one live pollfd.
-            let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
-            let seen: Vec<u64> = published
-                .iter()
-                .map(|v| v.load(Ordering::Relaxed))
-                .collect();
-            assert_eq!(ready, 1, "a wake was lost: saw {seen:?} of {rounds} each");
+            let seen: Vec<u64> = taken.iter().map(|v| v.load(Ordering::Relaxed)).collect();
+            assert!(
+                readable_within(&waker, 10_000),
+                "a wake was lost: saw {seen:?} of {rounds} each"
+            );
             waker.reset();
-            for (p, value) in published.iter().enumerate() {
-                taken[p].store(value.load(Ordering::Relaxed), Ordering::Release);
+            let mut all = true;
+            for (published, taken) in published.iter().zip(taken.iter()) {
+                let value = published.load(Ordering::Relaxed);
+                taken.store(value, Ordering::Release);
+                all &= value == rounds;
             }
-            if seen_all(&published) {
+            if all {
                 break;
             }
         }
