@@ -4,7 +4,9 @@
 //!   may, installs) what the tests need, runs the tidy checks, builds once, runs every test.
 //! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction and
 //!   the clock rule (see `tidy.rs`).
-//! - `cargo xtask prereqs`: only the prerequisite check and install.
+//! - `cargo xtask doctor`: every prerequisite of the tests, where it comes from, and whether it
+//!   is present; fails when one is missing. Installs nothing.
+//! - `cargo xtask prereqs`: the same check, then installs what is missing (as root or under CI).
 //! - `cargo xtask plugins`: builds the plugins in `plugins/` (Rust, C, JavaScript) to
 //!   components in `plugins/target/wasm`, which the tests load.
 //! - `cargo xtask bench [log|server|mqtt|kafka|plugins|suite]`: the benchmarks (release builds), never part of `test`.
@@ -27,6 +29,12 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("tidy") => tidy_all(&root),
+        Some("doctor") => {
+            if !prereqs::doctor(&prereqs::requirements()) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Some("prereqs") => prereqs::ensure(&prereqs::requirements()),
         Some("plugins") => plugins::build(&root),
         Some("bench") => bench(&args[1..]),
@@ -37,6 +45,7 @@ fn main() -> anyhow::Result<()> {
                  commands:\n  \
                  test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
                  tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
+                 doctor                       list test prerequisites, where each comes from, what is missing\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
                  plugins                      build every plugin in plugins/ to plugins/target/wasm\n  \
                  bench [log|server|mqtt|kafka|plugins|suite] [-- <args>] benchmarks with same-run baselines (release build)\n  \

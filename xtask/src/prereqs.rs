@@ -1,39 +1,81 @@
-//! What the test suite needs beyond cargo, and how to get it.
+//! What the test suite needs beyond cargo, where each thing comes from, and how to get it.
 //!
-//! Each requirement has a check (a command that must succeed) and a source (a Debian package,
-//! a PyPI package, an npm package installed into `tests/compat/node_modules`, a rustup
-//! component). `ensure` installs what is missing when it may (running as root, or under
-//! `CI=true`); otherwise it prints exactly what is missing and the command that installs it,
-//! and fails. Each client the tests drive is listed here: kcat, kafka-python, confluent-kafka
-//! and kafkajs for the Kafka front; mosquitto_pub/mosquitto_sub, paho-mqtt and MQTT.js for the
-//! MQTT front (later issues add theirs, such as the wasm toolchains), so the README's one test
-//! command keeps working on a fresh machine.
+//! Every prerequisite has a [`Source`], and the source decides how its presence is checked,
+//! so that a tool someone left on the machine by hand never passes for one the test command
+//! installs:
+//!
+//! - **Debian packages** are checked by the package (`dpkg-query -W -f='${Status}'` must say
+//!   `install ok installed`), plus, where it matters, a probe that the tool it brings works.
+//! - **PyPI packages** by importing the module with the `python3` the tests run and asking
+//!   `importlib.metadata` for the installed version, which must be the pinned one.
+//! - **npm packages** by importing them with Node.js from the folder the test command installs
+//!   them into, and reading their `package.json` there for the pinned version (the one given
+//!   here, or the one a `package-lock.json` beside a build script pins).
+//! - **rustup components** by the command they add.
+//! - **What the machine kind ships outside Debian** (rustup's Rust toolchain, Node.js with its
+//!   npm from Node's own packages, pyenv's Python) by command and version: the test command
+//!   never installs those; `cargo xtask doctor` says which version it found and which it needs.
+//!
+//! `cargo xtask doctor` prints the whole table and fails when anything is missing;
+//! `cargo xtask test` runs the same check first and installs what is missing when it may
+//! (as root, or under `CI=true`), then checks again. Each tool a test needs is registered in
+//! [`requirements`], so the README's one test command keeps working on a fresh machine.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::bail;
 
-/// Where a requirement comes from.
+/// Where a requirement comes from; decides both its check and its install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// `rustup component add <name>`.
-    RustupComponent(&'static str),
-    /// `apt-get install <name>` (Debian; several packages separated by spaces).
-    Debian(&'static str),
-    /// `python3 -m pip install <name>` (PyPI).
-    Pip(&'static str),
-    /// `npm install --prefix tests/compat --no-save <name>` (npm), for the Node scenarios.
-    Npm(&'static str),
+    /// Shipped with the machine kind outside Debian: the command (first word of `version`)
+    /// must print a version of at least `at_least`. Never installed by the test command.
+    Machine {
+        version: &'static [&'static str],
+        at_least: &'static str,
+    },
+    /// `rustup component add <name>`; present when `probe` succeeds.
+    RustupComponent {
+        name: &'static str,
+        probe: &'static [&'static str],
+    },
+    /// `apt-get install <packages>`: present when dpkg has every package installed and, if
+    /// given, `probe` succeeds (the tool the package brings runs).
+    Debian {
+        packages: &'static [&'static str],
+        probe: Option<&'static [&'static str]>,
+    },
+    /// `python3 -m pip install <package>==<version>`; present when `module` imports and the
+    /// installed distribution is at exactly `version`.
+    Pip {
+        package: &'static str,
+        version: &'static str,
+        module: &'static str,
+    },
+    /// `npm install --prefix tests/compat --no-save <package>@<version>`, for the Node
+    /// scenarios; present when it imports from there at exactly `version`.
+    Npm {
+        package: &'static str,
+        version: &'static str,
+    },
+    /// `npm ci` in `dir` (a build script's folder with a `package-lock.json`); present when
+    /// `package` imports from there at the version the lock file pins.
+    NpmLocked {
+        dir: &'static str,
+        package: &'static str,
+    },
 }
+
+/// The folder the Node scenarios' packages are installed into.
+const NPM_PREFIX: &str = "tests/compat";
 
 /// One thing the tests need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Requirement {
     /// What it is, for messages.
     pub(crate) what: &'static str,
-    /// A command that succeeds only when the requirement is present.
-    pub(crate) check: &'static [&'static str],
-    /// How to install it.
+    /// Where it comes from, which also says how it is checked.
     pub(crate) source: Source,
     /// Which tests need it.
     pub(crate) needed_by: &'static str,
@@ -41,149 +83,304 @@ pub(crate) struct Requirement {
 
 /// The test suite's requirements today.
 pub(crate) fn requirements() -> Vec<Requirement> {
+    let mut all = machine_and_build();
+    all.extend(kafka_clients());
+    all.extend(mqtt_clients());
+    all.extend(plugin_toolchains());
+    all.extend(system_tools());
+    all
+}
+
+fn machine_and_build() -> Vec<Requirement> {
     vec![
         Requirement {
+            what: "Rust toolchain (rustup)",
+            source: Source::Machine {
+                version: &["cargo", "--version"],
+                at_least: "1.95",
+            },
+            needed_by: "everything (the workspace's rust-version)",
+        },
+        Requirement {
             what: "rustfmt",
-            check: &["cargo", "fmt", "--version"],
-            source: Source::RustupComponent("rustfmt"),
+            source: Source::RustupComponent {
+                name: "rustfmt",
+                probe: &["cargo", "fmt", "--version"],
+            },
             needed_by: "tidy (cargo fmt --check)",
         },
         Requirement {
             what: "clippy",
-            check: &["cargo", "clippy", "--version"],
-            source: Source::RustupComponent("clippy"),
+            source: Source::RustupComponent {
+                name: "clippy",
+                probe: &["cargo", "clippy", "--version"],
+            },
             needed_by: "tidy (clippy -D warnings)",
         },
         Requirement {
+            what: "C and C++ compilers, make",
+            source: Source::Debian {
+                packages: &["gcc", "g++", "make"],
+                probe: None,
+            },
+            needed_by: "building librdkafka (rdkafka-sys) and LMDB, and librdkafka's own test programs",
+        },
+        Requirement {
+            what: "Python",
+            source: Source::Machine {
+                version: &["python3", "--version"],
+                at_least: "3.9",
+            },
+            needed_by: "the Python client scenarios (kafka-python, confluent-kafka, paho-mqtt)",
+        },
+        Requirement {
+            what: "Node.js",
+            source: Source::Machine {
+                version: &["node", "--version"],
+                at_least: "18",
+            },
+            needed_by: "the Node scenarios (kafkajs, MQTT.js) and the C and JavaScript plugins' builds",
+        },
+        Requirement {
+            what: "npm (with Node.js)",
+            source: Source::Machine {
+                version: &["npm", "--version"],
+                at_least: "8",
+            },
+            needed_by: "installing the Node scenarios' and plugin builds' npm packages",
+        },
+    ]
+}
+
+fn kafka_clients() -> Vec<Requirement> {
+    vec![
+        Requirement {
             what: "kcat",
-            check: &["kcat", "-V"],
-            source: Source::Debian("kcat"),
+            source: Source::Debian {
+                packages: &["kcat"],
+                probe: Some(&["kcat", "-V"]),
+            },
             needed_by: "the Kafka compatibility tests (Debian's kcat: librdkafka 2.0.2, the old client)",
         },
         Requirement {
             what: "kafka-python",
-            check: &["python3", "-c", "import kafka"],
-            source: Source::Pip("kafka-python==3.0.12"),
+            source: Source::Pip {
+                package: "kafka-python",
+                version: "3.0.12",
+                module: "kafka",
+            },
             needed_by: "the Kafka compatibility tests (kafka-python's producer, consumer and admin client)",
         },
         Requirement {
             what: "confluent-kafka",
-            check: &["python3", "-c", "import confluent_kafka"],
-            source: Source::Pip("confluent-kafka==2.16.1"),
+            source: Source::Pip {
+                package: "confluent-kafka",
+                version: "2.16.1",
+                module: "confluent_kafka",
+            },
             needed_by: "the Kafka compatibility tests (librdkafka 2.16 through confluent-kafka: codecs, groups, idempotence)",
         },
         Requirement {
-            what: "node",
-            check: &["node", "--version"],
-            source: Source::Debian("nodejs"),
-            needed_by: "the Kafka and MQTT compatibility tests (kafkajs, MQTT.js)",
-        },
-        Requirement {
-            what: "npm",
-            check: &["npm", "--version"],
-            source: Source::Debian("npm"),
-            needed_by: "installing kafkajs and MQTT.js for the compatibility tests",
-        },
-        Requirement {
             what: "kafkajs",
-            check: &[
-                "test",
-                "-f",
-                "tests/compat/node_modules/kafkajs/package.json",
-            ],
-            source: Source::Npm("kafkajs@2.2.4"),
+            source: Source::Npm {
+                package: "kafkajs",
+                version: "2.2.4",
+            },
             needed_by: "the Kafka compatibility tests (kafkajs's producer, consumer group and admin client)",
         },
+    ]
+}
+
+fn mqtt_clients() -> Vec<Requirement> {
+    vec![
         Requirement {
             what: "mosquitto_pub and mosquitto_sub",
-            // `mosquitto_pub --help` exits with 1, so the check asks the shell instead.
-            check: &[
-                "sh",
-                "-c",
-                "command -v mosquitto_pub && command -v mosquitto_sub",
-            ],
-            source: Source::Debian("mosquitto-clients"),
+            source: Source::Debian {
+                packages: &["mosquitto-clients"],
+                // `mosquitto_pub --help` exits with 1, so the probe asks the shell instead.
+                probe: Some(&[
+                    "sh",
+                    "-c",
+                    "command -v mosquitto_pub && command -v mosquitto_sub",
+                ]),
+            },
             needed_by: "the MQTT compatibility tests (mosquitto 2.0's command-line clients, MQTT 3.1.1 and 5)",
         },
         Requirement {
-            what: "stdbuf",
-            check: &["stdbuf", "--version"],
-            source: Source::Debian("coreutils"),
-            needed_by: "the MQTT compatibility tests (mosquitto_sub's output, line by line into a pipe)",
-        },
-        Requirement {
             what: "paho-mqtt 2",
-            // The scenarios use paho 2's callback API; paho 1.x imports but lacks it.
-            check: &[
-                "python3",
-                "-c",
-                "import paho.mqtt.client as c; c.CallbackAPIVersion.VERSION2",
-            ],
-            source: Source::Pip("paho-mqtt==2.1.0"),
+            source: Source::Pip {
+                package: "paho-mqtt",
+                version: "2.1.0",
+                module: "paho.mqtt.client",
+            },
             needed_by: "the MQTT compatibility tests (paho-mqtt for Python, MQTT 3.1.1 and 5)",
         },
         Requirement {
             what: "MQTT.js",
-            check: &["test", "-f", "tests/compat/node_modules/mqtt/package.json"],
-            source: Source::Npm("mqtt@5.16.0"),
+            source: Source::Npm {
+                package: "mqtt",
+                version: "5.16.0",
+            },
             needed_by: "the MQTT compatibility tests (MQTT.js, MQTT 3.1.1 and 5)",
         },
+    ]
+}
+
+fn plugin_toolchains() -> Vec<Requirement> {
+    vec![
         Requirement {
             what: "Debian's rustc-web and cargo-web",
-            check: &["/usr/bin/cargo", "--version"],
-            source: Source::Debian("rustc-web cargo-web"),
+            source: Source::Debian {
+                packages: &["rustc-web", "cargo-web"],
+                probe: Some(&["/usr/bin/cargo", "--version"]),
+            },
             needed_by: "building the Rust plugins to wasm (rustup here cannot add the wasm32-wasip2 target)",
         },
         Requirement {
             what: "rustc-web's std source",
-            check: &[
-                "sh",
-                "-c",
-                "test -d \"/usr/src/rustc-$(/usr/bin/rustc -V | cut -d' ' -f2)/library\"",
-            ],
-            source: Source::Debian("rust-web-src"),
+            source: Source::Debian {
+                packages: &["rust-web-src"],
+                // The source must be of the compiler's own version, whatever that is.
+                probe: Some(&[
+                    "sh",
+                    "-c",
+                    "test -d \"/usr/src/rustc-$(/usr/bin/rustc -V | cut -d' ' -f2)/library\"",
+                ]),
+            },
             needed_by: "building std for wasm32-wasip2 (-Zbuild-std) for the Rust plugins",
         },
         Requirement {
             what: "rust-lld",
-            check: &["sh", "-c", "command -v rust-lld"],
-            source: Source::Debian("lld-22"),
+            // rust-web-llvm holds the /usr/bin/rust-lld link, to lld-22, which it does not
+            // depend on; and it is only a Recommends of rustc-web. Both are named.
+            source: Source::Debian {
+                packages: &["rust-web-llvm", "lld-22"],
+                probe: Some(&["test", "-x", "/usr/bin/rust-lld"]),
+            },
             needed_by: "linking the Rust plugins (rustc-web links wasm through /usr/bin/rust-lld)",
         },
         Requirement {
             what: "wasi-libc",
-            check: &["test", "-f", "/usr/lib/wasm32-wasi/libc.a"],
-            source: Source::Debian("wasi-libc"),
+            source: Source::Debian {
+                packages: &["wasi-libc"],
+                probe: Some(&["test", "-f", "/usr/lib/wasm32-wasi/libc.a"]),
+            },
             needed_by: "the Rust plugins (wasm32-wasip2's std links wasi-libc)",
         },
         Requirement {
             what: "clang and wasm-ld",
-            check: &["sh", "-c", "command -v clang-14 && command -v wasm-ld-14"],
-            source: Source::Debian("clang-14 lld-14"),
+            source: Source::Debian {
+                packages: &["clang-14", "lld-14"],
+                probe: Some(&["sh", "-c", "command -v clang-14 && command -v wasm-ld-14"]),
+            },
             needed_by: "the C example plugin (plugins/c)",
         },
         Requirement {
+            what: "jco-transpile for the C plugin",
+            source: Source::NpmLocked {
+                dir: "plugins/c/size-guard",
+                package: "@bytecodealliance/jco-transpile",
+            },
+            needed_by: "the C example plugin (its core module wrapped into a component)",
+        },
+        Requirement {
+            what: "componentize-qjs for the JavaScript plugin",
+            source: Source::NpmLocked {
+                dir: "plugins/js/redact",
+                package: "componentize-qjs",
+            },
+            needed_by: "the JavaScript example plugin (QuickJS into a component)",
+        },
+        Requirement {
+            what: "jco-transpile for the JavaScript plugin",
+            source: Source::NpmLocked {
+                dir: "plugins/js/redact",
+                package: "@bytecodealliance/jco-transpile",
+            },
+            needed_by: "the JavaScript example plugin (checking the built component)",
+        },
+    ]
+}
+
+fn system_tools() -> Vec<Requirement> {
+    vec![
+        Requirement {
+            what: "stdbuf",
+            source: Source::Debian {
+                packages: &["coreutils"],
+                probe: Some(&["stdbuf", "--version"]),
+            },
+            needed_by: "the MQTT compatibility tests (mosquitto_sub's output, line by line into a pipe)",
+        },
+        Requirement {
             what: "unshare",
-            check: &["unshare", "--version"],
-            source: Source::Debian("util-linux"),
+            source: Source::Debian {
+                packages: &["util-linux"],
+                probe: Some(&["unshare", "--version"]),
+            },
             needed_by: "the log's disk-full test (a tmpfs in a private mount namespace)",
         },
         Requirement {
             what: "mount",
-            check: &["mount", "--version"],
-            source: Source::Debian("mount"),
+            source: Source::Debian {
+                packages: &["mount"],
+                probe: Some(&["mount", "--version"]),
+            },
             needed_by: "the log's disk-full test (a tmpfs in a private mount namespace)",
         },
     ]
 }
 
-/// Checks every requirement; installs the missing ones when allowed, otherwise fails with
-/// the list of what is missing and how to get it.
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Finding {
+    /// Whether the requirement is met.
+    pub(crate) present: bool,
+    /// What was found: a version, or why it does not count.
+    pub(crate) detail: String,
+}
+
+impl Finding {
+    fn yes(detail: impl Into<String>) -> Self {
+        Self {
+            present: true,
+            detail: detail.into(),
+        }
+    }
+
+    fn no(detail: impl Into<String>) -> Self {
+        Self {
+            present: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `cargo xtask doctor`: prints the table of every prerequisite; false when one is missing.
+pub(crate) fn doctor(requirements: &[Requirement]) -> bool {
+    let findings: Vec<Finding> = requirements.iter().map(check).collect();
+    println!("{}", table(requirements, &findings));
+    let missing = findings.iter().filter(|f| !f.present).count();
+    if missing > 0 {
+        eprintln!(
+            "{missing} of {} prerequisites missing: `cargo xtask prereqs` (as root or with \
+             CI=true) installs them; `cargo xtask test` does so first",
+            requirements.len()
+        );
+        return false;
+    }
+    println!("all {} prerequisites present", requirements.len());
+    true
+}
+
+/// Checks every requirement and prints the table; installs the missing ones when allowed
+/// and checks again, otherwise fails with the list of what is missing and how to get it.
 pub(crate) fn ensure(requirements: &[Requirement]) -> anyhow::Result<()> {
-    let missing: Vec<Requirement> = requirements
-        .iter()
-        .copied()
-        .filter(|r| !present(r))
+    let findings: Vec<Finding> = requirements.iter().map(check).collect();
+    println!("{}", table(requirements, &findings));
+    let missing: Vec<Requirement> = (requirements.iter().zip(&findings))
+        .filter(|(_, f)| !f.present)
+        .map(|(r, _)| *r)
         .collect();
     if missing.is_empty() {
         eprintln!("all {} prerequisites present", requirements.len());
@@ -193,16 +390,23 @@ pub(crate) fn ensure(requirements: &[Requirement]) -> anyhow::Result<()> {
         Plan::Report(text) => bail!("{text}"),
         Plan::Install(commands) => {
             for command in &commands {
-                eprintln!("installing: {}", command.join(" "));
-                let status = Command::new(&command[0]).args(&command[1..]).status()?;
+                eprintln!("installing: {}", command.words.join(" "));
+                let mut process = Command::new(&command.words[0]);
+                process.args(&command.words[1..]);
+                if let Some(dir) = command.dir {
+                    process.current_dir(dir);
+                }
+                let status = process.status()?;
                 if !status.success() {
-                    bail!("`{}` failed with {status}", command.join(" "));
+                    bail!("`{}` failed with {status}", command.words.join(" "));
                 }
             }
-            let still: Vec<&str> = missing
+            let still: Vec<String> = missing
                 .iter()
-                .filter(|r| !present(r))
-                .map(|r| r.what)
+                .filter_map(|r| {
+                    let found = check(r);
+                    (!found.present).then(|| format!("{} ({})", r.what, found.detail))
+                })
                 .collect();
             if !still.is_empty() {
                 bail!("still missing after installing: {}", still.join(", "));
@@ -212,13 +416,54 @@ pub(crate) fn ensure(requirements: &[Requirement]) -> anyhow::Result<()> {
     }
 }
 
+/// The prerequisites as a Markdown table: what, where from, found, needed by.
+pub(crate) fn table(requirements: &[Requirement], findings: &[Finding]) -> String {
+    let mut text = String::from(
+        "| prerequisite | comes from | present | needed by |\n| --- | --- | --- | --- |\n",
+    );
+    for (r, f) in requirements.iter().zip(findings) {
+        let mark = if f.present { "yes" } else { "MISSING" };
+        text.push_str(&format!(
+            "| {} | {} | {mark}: {} | {} |\n",
+            r.what,
+            origin(r.source),
+            f.detail,
+            r.needed_by
+        ));
+    }
+    text
+}
+
+/// Where a source's things come from, in words.
+fn origin(source: Source) -> String {
+    match source {
+        Source::Machine { at_least, .. } => {
+            format!("the machine, outside Debian (>= {at_least}; not installed by xtask)")
+        }
+        Source::RustupComponent { name, .. } => format!("rustup component {name}"),
+        Source::Debian { packages, .. } => format!("Debian: {}", packages.join(" ")),
+        Source::Pip {
+            package, version, ..
+        } => format!("PyPI: {package}=={version}"),
+        Source::Npm { package, version } => format!("npm: {package}@{version} in {NPM_PREFIX}"),
+        Source::NpmLocked { dir, package } => format!("npm: {package}, npm ci in {dir}"),
+    }
+}
+
 /// What to do about missing requirements.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Plan {
     /// Commands to run, in order.
-    Install(Vec<Vec<String>>),
+    Install(Vec<Install>),
     /// A message listing what is missing and how to install it.
     Report(String),
+}
+
+/// One install command, and the folder it runs in when not the workspace root.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Install {
+    pub(crate) words: Vec<String>,
+    pub(crate) dir: Option<&'static str>,
 }
 
 /// Groups the missing requirements into as few install commands as possible, or, when
@@ -226,89 +471,280 @@ pub(crate) enum Plan {
 /// --no-save` removes from `node_modules` the packages it is not given, so when one npm
 /// package is missing the command names every npm package in `all`.
 pub(crate) fn plan(missing: &[Requirement], all: &[Requirement], may_install: bool) -> Plan {
-    let debian: Vec<&str> = sources(missing, |s| match s {
-        Source::Debian(name) => Some(name),
-        _ => None,
+    let debian: Vec<&str> = names(missing, |s| match s {
+        Source::Debian { packages, .. } => packages.to_vec(),
+        _ => Vec::new(),
     });
-    let pip: Vec<&str> = sources(missing, |s| match s {
-        Source::Pip(name) => Some(name),
-        _ => None,
+    let pip: Vec<String> = missing
+        .iter()
+        .filter_map(|r| match r.source {
+            Source::Pip {
+                package, version, ..
+            } => Some(format!("{package}=={version}")),
+            _ => None,
+        })
+        .collect();
+    let rustup: Vec<&str> = names(missing, |s| match s {
+        Source::RustupComponent { name, .. } => vec![name],
+        _ => Vec::new(),
     });
-    let rustup: Vec<&str> = sources(missing, |s| match s {
-        Source::RustupComponent(name) => Some(name),
-        _ => None,
-    });
-    let npm_source = |s: Source| match s {
-        Source::Npm(name) => Some(name),
-        _ => None,
+    let npm_pinned = |s: Source| match s {
+        Source::Npm { .. } => vec![s],
+        _ => Vec::new(),
     };
-    let npm: Vec<&str> = if sources(missing, npm_source).is_empty() {
+    let npm: Vec<String> = if names(missing, npm_pinned).is_empty() {
         Vec::new()
     } else {
-        sources(all, npm_source)
+        (names(all, npm_pinned).into_iter())
+            .filter_map(|s| match s {
+                Source::Npm { package, version } => Some(format!("{package}@{version}")),
+                _ => None,
+            })
+            .collect()
     };
-    let mut commands: Vec<Vec<String>> = Vec::new();
+    let locked: Vec<&'static str> = names(missing, |s| match s {
+        Source::NpmLocked { dir, .. } => vec![dir],
+        _ => Vec::new(),
+    });
+    let machine: Vec<&Requirement> = (missing.iter())
+        .filter(|r| matches!(r.source, Source::Machine { .. }))
+        .collect();
+
     let owned = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+    let at_root = |words: Vec<String>| Install { words, dir: None };
+    let mut commands: Vec<Install> = Vec::new();
     if !debian.is_empty() {
-        commands.push(owned(&["apt-get", "update", "-q"]));
+        commands.push(at_root(owned(&["apt-get", "update", "-q"])));
         let mut install = owned(&["apt-get", "install", "-y", "-q", "--no-install-recommends"]);
-        // A requirement may need several packages, named with spaces between them.
-        install.extend(debian.iter().flat_map(|n| n.split(' ')).map(str::to_owned));
-        commands.push(install);
+        install.extend(debian.iter().map(|n| (*n).to_owned()));
+        commands.push(at_root(install));
     }
     if !pip.is_empty() {
         let mut install = owned(&["python3", "-m", "pip", "install", "-q"]);
-        install.extend(pip.iter().map(|n| (*n).to_owned()));
-        commands.push(install);
+        install.extend(pip);
+        commands.push(at_root(install));
     }
     if !rustup.is_empty() {
         let mut install = owned(&["rustup", "component", "add"]);
         install.extend(rustup.iter().map(|n| (*n).to_owned()));
-        commands.push(install);
+        commands.push(at_root(install));
     }
     if !npm.is_empty() {
         // Local to the scenarios, so nothing outside the checkout changes.
-        let mut install = owned(&["npm", "install", "--prefix", "tests/compat", "--no-save"]);
-        install.extend(npm.iter().map(|n| (*n).to_owned()));
-        commands.push(install);
+        let mut install = owned(&["npm", "install", "--prefix", NPM_PREFIX, "--no-save"]);
+        install.extend(npm);
+        commands.push(at_root(install));
     }
-    if may_install {
+    for dir in locked {
+        commands.push(Install {
+            words: owned(&["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+            dir: Some(dir),
+        });
+    }
+    if may_install && machine.is_empty() {
         return Plan::Install(commands);
     }
+    Plan::Report(report(missing, &machine, &commands, may_install))
+}
+
+/// The message for missing requirements that will not be installed now.
+fn report(
+    missing: &[Requirement],
+    machine: &[&Requirement],
+    commands: &[Install],
+    may_install: bool,
+) -> String {
     let mut text = String::from("missing test prerequisites:\n");
     for r in missing {
         text.push_str(&format!("  - {} (for {})\n", r.what, r.needed_by));
     }
-    text.push_str(
-        "install them with the commands below (as root), or rerun as root or with CI=true to \
-         let `cargo xtask test` install them:\n",
-    );
-    for command in commands {
-        text.push_str(&format!("  {}\n", command.join(" ")));
+    for r in machine {
+        text.push_str(&format!(
+            "{} comes with the machine, not from the test command: install it ({}) and rerun\n",
+            r.what,
+            origin(r.source)
+        ));
     }
-    Plan::Report(text)
+    if !may_install && !commands.is_empty() {
+        text.push_str(
+            "install the rest with the commands below (as root), or rerun as root or with \
+             CI=true to let `cargo xtask test` install them:\n",
+        );
+    }
+    for command in commands {
+        let at = command
+            .dir
+            .map(|d| format!("(cd {d} && "))
+            .unwrap_or_default();
+        let close = if command.dir.is_some() { ")" } else { "" };
+        text.push_str(&format!("  {at}{}{close}\n", command.words.join(" ")));
+    }
+    text
 }
 
-fn sources(
-    missing: &[Requirement],
-    pick: impl Fn(Source) -> Option<&'static str>,
-) -> Vec<&'static str> {
-    let mut names: Vec<&str> = missing.iter().filter_map(|r| pick(r.source)).collect();
-    names.dedup();
+/// Every name `pick` gives for the requirements, each once, in order.
+fn names<T: PartialEq>(requirements: &[Requirement], pick: impl Fn(Source) -> Vec<T>) -> Vec<T> {
+    let mut names: Vec<T> = Vec::new();
+    for name in requirements.iter().flat_map(|r| pick(r.source)) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     names
 }
 
-fn present(requirement: &Requirement) -> bool {
-    let Some((program, args)) = requirement.check.split_first() else {
-        return false;
+/// Checks one requirement the way its source says.
+pub(crate) fn check(requirement: &Requirement) -> Finding {
+    match requirement.source {
+        Source::Machine { version, at_least } => check_version(version, at_least),
+        Source::RustupComponent { probe, .. } => match output(probe) {
+            Some(text) => Finding::yes(first_line(&text)),
+            None => Finding::no(format!("`{}` fails", probe.join(" "))),
+        },
+        Source::Debian { packages, probe } => check_debian(packages, probe),
+        Source::Pip {
+            package,
+            version,
+            module,
+        } => check_pip(package, version, module),
+        Source::Npm { package, version } => check_npm(Path::new(NPM_PREFIX), package, version),
+        Source::NpmLocked { dir, package } => match locked_version(Path::new(dir), package) {
+            Ok(version) => check_npm(Path::new(dir), package, &version),
+            Err(why) => Finding::no(why),
+        },
+    }
+}
+
+fn check_version(command: &[&str], at_least: &str) -> Finding {
+    let Some(text) = output(command) else {
+        return Finding::no(format!("`{}` fails", command.join(" ")));
     };
-    Command::new(program)
-        .args(args)
+    match version_in(&text) {
+        Some(found) if version_at_least(&found, at_least) => Finding::yes(found),
+        Some(found) => Finding::no(format!("{found}, older than {at_least}")),
+        None => Finding::no(format!("no version in `{}`", first_line(&text))),
+    }
+}
+
+fn check_debian(packages: &[&str], probe: Option<&[&str]>) -> Finding {
+    let mut versions = Vec::new();
+    for package in packages {
+        let status = output(&["dpkg-query", "-W", "-f=${Status}\t${Version}", package]);
+        match status.as_deref().and_then(installed_version) {
+            Some(version) => versions.push(format!("{package} {version}")),
+            None => return Finding::no(format!("package {package} is not installed")),
+        }
+    }
+    if let Some(probe) = probe
+        && output(probe).is_none()
+    {
+        return Finding::no(format!("installed, but `{}` fails", probe.join(" ")));
+    }
+    Finding::yes(versions.join(", "))
+}
+
+/// The version in dpkg-query's `${Status}\t${Version}` output when the package is installed
+/// (not merely known, removed with its configuration left, or half-installed).
+pub(crate) fn installed_version(status: &str) -> Option<&str> {
+    let (status, version) = status.split_once('\t')?;
+    (status.trim() == "install ok installed").then_some(version.trim())
+}
+
+fn check_pip(package: &str, version: &str, module: &str) -> Finding {
+    let script = format!(
+        "import importlib.metadata, {module}; print(importlib.metadata.version('{package}'))"
+    );
+    match output(&["python3", "-c", &script]) {
+        Some(found) if found.trim() == version => Finding::yes(found.trim().to_owned()),
+        Some(found) => Finding::no(format!("{} installed, {version} pinned", found.trim())),
+        None => Finding::no(format!("python3 cannot import {module}")),
+    }
+}
+
+/// Imports `package` with Node from `dir` (as the scenarios and build scripts do) and reads
+/// its version from the `package.json` there.
+fn check_npm(dir: &Path, package: &str, version: &str) -> Finding {
+    let manifest = dir.join("node_modules").join(package).join("package.json");
+    let found = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| json["version"].as_str().map(str::to_owned));
+    let Some(found) = found else {
+        return Finding::no(format!("not installed in {}", dir.display()));
+    };
+    if found != version {
+        return Finding::no(format!("{found} installed, {version} pinned"));
+    }
+    let script = format!("await import({package:?})");
+    let imports = Command::new("node")
+        .args(["--input-type=module", "-e", &script])
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|status| status.success())
+        .is_ok_and(|s| s.success());
+    if imports {
+        Finding::yes(found)
+    } else {
+        Finding::no(format!("{found} installed, but node cannot import it"))
+    }
+}
+
+/// The version of `package` that the `package-lock.json` in `dir` pins.
+fn locked_version(dir: &Path, package: &str) -> Result<String, String> {
+    let lock = dir.join("package-lock.json");
+    let text = std::fs::read_to_string(&lock).map_err(|e| format!("{}: {e}", lock.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", lock.display()))?;
+    json["packages"][format!("node_modules/{package}")]["version"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} pins no {package}", lock.display()))
+}
+
+/// The first thing in `text` that looks like a version (`v20.1.0`, `1.95.0`, `3.11.7`).
+pub(crate) fn version_in(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .map(|word| word.trim_start_matches('v'))
+        .find(|word| {
+            word.split('.').count() >= 2
+                && word
+                    .split('.')
+                    .all(|p| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty())
+        })
+        .map(str::to_owned)
+}
+
+/// Compares dotted numeric versions part by part (`1.95.0` >= `1.95`).
+pub(crate) fn version_at_least(found: &str, wanted: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let (found, wanted) = (parts(found), parts(wanted));
+    for (i, want) in wanted.iter().enumerate() {
+        let have = found.get(i).copied().unwrap_or(0);
+        if have != *want {
+            return have > *want;
+        }
+    }
+    true
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").trim().to_owned()
+}
+
+/// The command's standard output when it runs and succeeds.
+fn output(command: &[&str]) -> Option<String> {
+    let (program, args) = command.split_first()?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Installing is allowed as root or under CI.
@@ -323,107 +759,4 @@ fn effective_uid() -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MOSQ: Requirement = Requirement {
-        what: "mosquitto clients",
-        check: &["mosquitto_pub", "--help"],
-        source: Source::Debian("mosquitto-clients"),
-        needed_by: "MQTT compat",
-    };
-    const KCAT: Requirement = Requirement {
-        what: "kcat",
-        check: &["kcat", "-V"],
-        source: Source::Debian("kcat"),
-        needed_by: "Kafka compat",
-    };
-    const PAHO: Requirement = Requirement {
-        what: "paho-mqtt",
-        check: &["python3", "-c", "import paho.mqtt"],
-        source: Source::Pip("paho-mqtt==2.1.0"),
-        needed_by: "MQTT compat",
-    };
-
-    const MQTTJS: Requirement = Requirement {
-        what: "mqtt.js",
-        check: &["test", "-d", "tests/compat/node_modules/mqtt"],
-        source: Source::Npm("mqtt@5.16.0"),
-        needed_by: "MQTT compat",
-    };
-
-    #[test]
-    fn install_plan_groups_by_source_and_updates_apt_first() {
-        let missing = [MQTTJS, MOSQ, PAHO, KCAT];
-        let Plan::Install(commands) = plan(&missing, &missing, true) else {
-            panic!("expected an install plan");
-        };
-        let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
-        assert_eq!(
-            joined,
-            [
-                "apt-get update -q",
-                "apt-get install -y -q --no-install-recommends mosquitto-clients kcat",
-                "python3 -m pip install -q paho-mqtt==2.1.0",
-                "npm install --prefix tests/compat --no-save mqtt@5.16.0",
-            ]
-        );
-    }
-
-    #[test]
-    fn report_names_each_missing_item_and_its_command() {
-        let Plan::Report(text) = plan(&[MOSQ, PAHO], &[MOSQ, PAHO, KCAT], false) else {
-            panic!("expected a report");
-        };
-        assert!(
-            text.contains("mosquitto clients (for MQTT compat)"),
-            "{text}"
-        );
-        assert!(text.contains("paho-mqtt (for MQTT compat)"), "{text}");
-        assert!(
-            text.contains("apt-get install -y -q --no-install-recommends mosquitto-clients"),
-            "{text}"
-        );
-        assert!(
-            text.contains("python3 -m pip install -q paho-mqtt==2.1.0"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn one_missing_npm_package_reinstalls_every_npm_package() {
-        const KAFKAJS: Requirement = Requirement {
-            what: "kafkajs",
-            check: &["test", "-d", "tests/compat/node_modules/kafkajs"],
-            source: Source::Npm("kafkajs@2.2.4"),
-            needed_by: "Kafka compat",
-        };
-        let all = [KCAT, KAFKAJS, MQTTJS];
-        let Plan::Install(commands) = plan(&[MQTTJS], &all, true) else {
-            panic!("expected an install plan");
-        };
-        let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
-        assert_eq!(
-            joined,
-            ["npm install --prefix tests/compat --no-save kafkajs@2.2.4 mqtt@5.16.0"]
-        );
-        let Plan::Install(commands) = plan(&[KCAT], &all, true) else {
-            panic!("expected an install plan");
-        };
-        assert!(commands.iter().all(|c| c[0] != "npm"), "{commands:?}");
-    }
-
-    #[test]
-    fn a_missing_command_is_not_present() {
-        let absent = Requirement {
-            check: &["/nonexistent/weir-test-tool"],
-            ..KCAT
-        };
-        assert!(!present(&absent));
-        let there = Requirement {
-            check: &["cargo", "--version"],
-            ..KCAT
-        };
-        assert!(present(&there));
-    }
-}
+mod tests;
