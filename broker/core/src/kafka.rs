@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 
 use std::sync::Arc;
-use weir_kafka::api_versions::{self, ApiRange};
+use weir_kafka::api_versions;
 use weir_kafka::cluster;
 use weir_kafka::frame::{FrameDecoder, FrameError, write_frame};
 use weir_kafka::header;
@@ -53,125 +53,8 @@ pub mod groups;
 
 use coordinator::{GroupAnswer, GroupOp};
 
-/// The APIs and versions this broker implements: exactly what ApiVersions advertises, in
-/// API key order.
-pub const IMPLEMENTED: &[ApiRange] = &[
-    ApiRange {
-        api_key: produce::API_KEY,
-        min: produce::VERSION_MIN,
-        max: produce::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: fetch::FETCH_KEY,
-        min: fetch::FETCH_MIN,
-        max: fetch::FETCH_MAX,
-    },
-    ApiRange {
-        api_key: fetch::LIST_OFFSETS_KEY,
-        min: fetch::LIST_OFFSETS_MIN,
-        max: fetch::LIST_OFFSETS_MAX,
-    },
-    ApiRange {
-        api_key: metadata::API_KEY,
-        min: 0,
-        max: metadata::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: offsets::COMMIT_KEY,
-        min: offsets::COMMIT_MIN,
-        max: offsets::COMMIT_MAX,
-    },
-    ApiRange {
-        api_key: offsets::FETCH_KEY,
-        min: offsets::FETCH_MIN,
-        max: offsets::FETCH_MAX,
-    },
-    ApiRange {
-        api_key: find_coordinator::API_KEY,
-        min: 0,
-        max: find_coordinator::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: membership::JOIN_KEY,
-        min: 0,
-        max: membership::JOIN_MAX,
-    },
-    ApiRange {
-        api_key: membership::HEARTBEAT_KEY,
-        min: 0,
-        max: membership::HEARTBEAT_MAX,
-    },
-    ApiRange {
-        api_key: membership::LEAVE_KEY,
-        min: 0,
-        max: membership::LEAVE_MAX,
-    },
-    ApiRange {
-        api_key: membership::SYNC_KEY,
-        min: 0,
-        max: membership::SYNC_MAX,
-    },
-    ApiRange {
-        api_key: membership::DESCRIBE_KEY,
-        min: 0,
-        max: membership::DESCRIBE_MAX,
-    },
-    ApiRange {
-        api_key: membership::LIST_KEY,
-        min: 0,
-        max: membership::LIST_MAX,
-    },
-    ApiRange {
-        api_key: api_versions::API_KEY,
-        min: 0,
-        max: api_versions::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: create_topics::API_KEY,
-        min: 0,
-        max: create_topics::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: delete_topics::API_KEY,
-        min: 0,
-        max: delete_topics::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: delete_records::API_KEY,
-        min: 0,
-        max: delete_records::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: init_producer_id::API_KEY,
-        min: 0,
-        max: init_producer_id::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: cluster::EPOCH_KEY,
-        min: 0,
-        max: cluster::EPOCH_MAX,
-    },
-    ApiRange {
-        api_key: describe_configs::API_KEY,
-        min: 0,
-        max: describe_configs::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: create_partitions::API_KEY,
-        min: 0,
-        max: create_partitions::VERSION_MAX,
-    },
-    ApiRange {
-        api_key: membership::DELETE_KEY,
-        min: 0,
-        max: membership::DELETE_MAX,
-    },
-    ApiRange {
-        api_key: cluster::DESCRIBE_KEY,
-        min: 0,
-        max: cluster::DESCRIBE_MAX,
-    },
-];
+/// The APIs and versions this broker implements (what ApiVersions advertises).
+pub use weir_kafka::api_versions::IMPLEMENTED;
 
 /// Answers a connection may have waiting behind a pending operation. Past it, no further
 /// request is read from the connection until the operation completes.

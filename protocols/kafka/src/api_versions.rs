@@ -9,6 +9,10 @@
 
 use crate::header::write_response_header;
 use crate::wire::put_uvarint;
+use crate::{
+    cluster, create_partitions, create_topics, delete_records, delete_topics, describe_configs,
+    fetch, find_coordinator, init_producer_id, membership, metadata, offsets, produce,
+};
 
 /// API key of ApiVersions.
 pub const API_KEY: i16 = 18;
@@ -29,6 +33,126 @@ pub struct ApiRange {
     /// Highest version implemented.
     pub max: i16,
 }
+
+/// The APIs and versions this broker implements: exactly what ApiVersions advertises, in
+/// API key order.
+pub const IMPLEMENTED: &[ApiRange] = &[
+    ApiRange {
+        api_key: produce::API_KEY,
+        min: produce::VERSION_MIN,
+        max: produce::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: fetch::FETCH_KEY,
+        min: fetch::FETCH_MIN,
+        max: fetch::FETCH_MAX,
+    },
+    ApiRange {
+        api_key: fetch::LIST_OFFSETS_KEY,
+        min: fetch::LIST_OFFSETS_MIN,
+        max: fetch::LIST_OFFSETS_MAX,
+    },
+    ApiRange {
+        api_key: metadata::API_KEY,
+        min: 0,
+        max: metadata::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: offsets::COMMIT_KEY,
+        min: offsets::COMMIT_MIN,
+        max: offsets::COMMIT_MAX,
+    },
+    ApiRange {
+        api_key: offsets::FETCH_KEY,
+        min: offsets::FETCH_MIN,
+        max: offsets::FETCH_MAX,
+    },
+    ApiRange {
+        api_key: find_coordinator::API_KEY,
+        min: 0,
+        max: find_coordinator::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: membership::JOIN_KEY,
+        min: 0,
+        max: membership::JOIN_MAX,
+    },
+    ApiRange {
+        api_key: membership::HEARTBEAT_KEY,
+        min: 0,
+        max: membership::HEARTBEAT_MAX,
+    },
+    ApiRange {
+        api_key: membership::LEAVE_KEY,
+        min: 0,
+        max: membership::LEAVE_MAX,
+    },
+    ApiRange {
+        api_key: membership::SYNC_KEY,
+        min: 0,
+        max: membership::SYNC_MAX,
+    },
+    ApiRange {
+        api_key: membership::DESCRIBE_KEY,
+        min: 0,
+        max: membership::DESCRIBE_MAX,
+    },
+    ApiRange {
+        api_key: membership::LIST_KEY,
+        min: 0,
+        max: membership::LIST_MAX,
+    },
+    ApiRange {
+        api_key: API_KEY,
+        min: 0,
+        max: VERSION_MAX,
+    },
+    ApiRange {
+        api_key: create_topics::API_KEY,
+        min: 0,
+        max: create_topics::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: delete_topics::API_KEY,
+        min: 0,
+        max: delete_topics::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: delete_records::API_KEY,
+        min: 0,
+        max: delete_records::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: init_producer_id::API_KEY,
+        min: 0,
+        max: init_producer_id::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: cluster::EPOCH_KEY,
+        min: 0,
+        max: cluster::EPOCH_MAX,
+    },
+    ApiRange {
+        api_key: describe_configs::API_KEY,
+        min: 0,
+        max: describe_configs::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: create_partitions::API_KEY,
+        min: 0,
+        max: create_partitions::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: membership::DELETE_KEY,
+        min: 0,
+        max: membership::DELETE_MAX,
+    },
+    ApiRange {
+        api_key: cluster::DESCRIBE_KEY,
+        min: 0,
+        max: cluster::DESCRIBE_MAX,
+    },
+];
 
 /// Request header version of ApiVersions at `version` (v3 and up are flexible).
 pub fn request_header_version(version: i16) -> u8 {
