@@ -91,7 +91,30 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         args.extend_from_slice(pass_through);
     }
     cargo(&args, locked)?;
-    // The integration suite runs once per event-loop backend.
+    integration_suite(root, locked, pass_through)?;
+    step("librdkafka's own test suite, allow-listed tests (tests/compat/librdkafka_allow.txt)");
+    cargo(
+        &[
+            "test",
+            "-p",
+            "weir-tests",
+            "--test",
+            "librdkafka_suite",
+            "--",
+            "--nocapture",
+        ],
+        locked,
+    )?;
+    step("all tests passed");
+    Ok(())
+}
+
+/// The integration suite, once per event-loop backend this machine has.
+fn integration_suite(
+    root: &Path,
+    locked: Option<&str>,
+    pass_through: &[&str],
+) -> anyhow::Result<()> {
     let mut backends = vec!["epoll"];
     match uring_available(root) {
         Ok(()) => backends.insert(0, "uring"),
@@ -120,20 +143,6 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         command.env("TEST_IO_BACKEND", backend);
         run(&mut command)?;
     }
-    step("librdkafka's own test suite, allow-listed tests (tests/compat/librdkafka_allow.txt)");
-    cargo(
-        &[
-            "test",
-            "-p",
-            "weir-tests",
-            "--test",
-            "librdkafka_suite",
-            "--",
-            "--nocapture",
-        ],
-        locked,
-    )?;
-    step("all tests passed");
     Ok(())
 }
 

@@ -86,7 +86,8 @@ pub(crate) fn requirements() -> Vec<Requirement> {
     let mut all = machine_and_build();
     all.extend(kafka_clients());
     all.extend(mqtt_clients());
-    all.extend(plugin_toolchains());
+    all.extend(rust_plugin_toolchain());
+    all.extend(c_and_js_plugin_toolchains());
     all.extend(system_tools());
     all
 }
@@ -226,7 +227,7 @@ fn mqtt_clients() -> Vec<Requirement> {
     ]
 }
 
-fn plugin_toolchains() -> Vec<Requirement> {
+fn rust_plugin_toolchain() -> Vec<Requirement> {
     vec![
         Requirement {
             what: "Debian's rustc-web and cargo-web",
@@ -267,6 +268,11 @@ fn plugin_toolchains() -> Vec<Requirement> {
             },
             needed_by: "the Rust plugins (wasm32-wasip2's std links wasi-libc)",
         },
+    ]
+}
+
+fn c_and_js_plugin_toolchains() -> Vec<Requirement> {
+    vec![
         Requirement {
             what: "clang and wasm-ld",
             source: Source::Debian {
@@ -467,84 +473,113 @@ pub(crate) struct Install {
 }
 
 /// Groups the missing requirements into as few install commands as possible, or, when
-/// installing is not allowed, explains them. `all` is every requirement: `npm install
-/// --no-save` removes from `node_modules` the packages it is not given, so when one npm
-/// package is missing the command names every npm package in `all`.
+/// installing is not allowed (or a missing tool is the machine's), explains them. `all` is
+/// every requirement (see [`Wanted::of`]).
 pub(crate) fn plan(missing: &[Requirement], all: &[Requirement], may_install: bool) -> Plan {
-    let debian: Vec<&str> = names(missing, |s| match s {
-        Source::Debian { packages, .. } => packages.to_vec(),
-        _ => Vec::new(),
-    });
-    let pip: Vec<String> = missing
-        .iter()
-        .filter_map(|r| match r.source {
-            Source::Pip {
-                package, version, ..
-            } => Some(format!("{package}=={version}")),
-            _ => None,
-        })
-        .collect();
-    let rustup: Vec<&str> = names(missing, |s| match s {
-        Source::RustupComponent { name, .. } => vec![name],
-        _ => Vec::new(),
-    });
-    let npm_pinned = |s: Source| match s {
-        Source::Npm { .. } => vec![s],
-        _ => Vec::new(),
-    };
-    let npm: Vec<String> = if names(missing, npm_pinned).is_empty() {
-        Vec::new()
-    } else {
-        (names(all, npm_pinned).into_iter())
-            .filter_map(|s| match s {
-                Source::Npm { package, version } => Some(format!("{package}@{version}")),
-                _ => None,
-            })
-            .collect()
-    };
-    let locked: Vec<&'static str> = names(missing, |s| match s {
-        Source::NpmLocked { dir, .. } => vec![dir],
-        _ => Vec::new(),
-    });
-    let machine: Vec<&Requirement> = (missing.iter())
-        .filter(|r| matches!(r.source, Source::Machine { .. }))
-        .collect();
-
+    let wanted = Wanted::of(missing, all);
     let owned = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
-    let at_root = |words: Vec<String>| Install { words, dir: None };
+    let with = |words: &[&str], names: &[String]| Install {
+        words: owned(words)
+            .into_iter()
+            .chain(names.iter().cloned())
+            .collect(),
+        dir: None,
+    };
     let mut commands: Vec<Install> = Vec::new();
-    if !debian.is_empty() {
-        commands.push(at_root(owned(&["apt-get", "update", "-q"])));
-        let mut install = owned(&["apt-get", "install", "-y", "-q", "--no-install-recommends"]);
-        install.extend(debian.iter().map(|n| (*n).to_owned()));
-        commands.push(at_root(install));
+    if !wanted.debian.is_empty() {
+        commands.push(with(&["apt-get", "update", "-q"], &[]));
+        let install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+        commands.push(with(&install, &wanted.debian));
     }
-    if !pip.is_empty() {
-        let mut install = owned(&["python3", "-m", "pip", "install", "-q"]);
-        install.extend(pip);
-        commands.push(at_root(install));
+    if !wanted.pip.is_empty() {
+        commands.push(with(
+            &["python3", "-m", "pip", "install", "-q"],
+            &wanted.pip,
+        ));
     }
-    if !rustup.is_empty() {
-        let mut install = owned(&["rustup", "component", "add"]);
-        install.extend(rustup.iter().map(|n| (*n).to_owned()));
-        commands.push(at_root(install));
+    if !wanted.rustup.is_empty() {
+        commands.push(with(&["rustup", "component", "add"], &wanted.rustup));
     }
-    if !npm.is_empty() {
+    if !wanted.npm.is_empty() {
         // Local to the scenarios, so nothing outside the checkout changes.
-        let mut install = owned(&["npm", "install", "--prefix", NPM_PREFIX, "--no-save"]);
-        install.extend(npm);
-        commands.push(at_root(install));
+        let install = ["npm", "install", "--prefix", NPM_PREFIX, "--no-save"];
+        commands.push(with(&install, &wanted.npm));
     }
-    for dir in locked {
+    for dir in wanted.npm_locked {
         commands.push(Install {
             words: owned(&["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]),
             dir: Some(dir),
         });
     }
-    if may_install && machine.is_empty() {
+    if may_install && wanted.machine.is_empty() {
         return Plan::Install(commands);
     }
-    Plan::Report(report(missing, &machine, &commands, may_install))
+    Plan::Report(report(missing, &wanted.machine, &commands, may_install))
+}
+
+/// The names to install, by source, for a set of missing requirements.
+#[derive(Debug, Default)]
+struct Wanted<'a> {
+    debian: Vec<String>,
+    pip: Vec<String>,
+    rustup: Vec<String>,
+    npm: Vec<String>,
+    npm_locked: Vec<&'static str>,
+    machine: Vec<&'a Requirement>,
+}
+
+impl<'a> Wanted<'a> {
+    /// `all` is every requirement: `npm install --no-save` removes from `node_modules` the
+    /// packages it is not given, so when one npm package is missing, all are named.
+    fn of(missing: &'a [Requirement], all: &[Requirement]) -> Self {
+        let mut wanted = Wanted::default();
+        let any_npm = missing
+            .iter()
+            .any(|r| matches!(r.source, Source::Npm { .. }));
+        for r in missing {
+            match r.source {
+                Source::Debian { packages, .. } => {
+                    wanted
+                        .debian
+                        .extend(packages.iter().map(|p| (*p).to_owned()));
+                }
+                Source::Pip {
+                    package, version, ..
+                } => wanted.pip.push(format!("{package}=={version}")),
+                Source::RustupComponent { name, .. } => wanted.rustup.push(name.to_owned()),
+                Source::NpmLocked { dir, .. } => wanted.npm_locked.push(dir),
+                Source::Machine { .. } => wanted.machine.push(r),
+                Source::Npm { .. } => {}
+            }
+        }
+        if any_npm {
+            for r in all {
+                if let Source::Npm { package, version } = r.source {
+                    wanted.npm.push(format!("{package}@{version}"));
+                }
+            }
+        }
+        for names in [
+            &mut wanted.debian,
+            &mut wanted.pip,
+            &mut wanted.rustup,
+            &mut wanted.npm,
+        ] {
+            dedup_keeping_order(names);
+        }
+        dedup_keeping_order(&mut wanted.npm_locked);
+        wanted
+    }
+}
+
+fn dedup_keeping_order<T: PartialEq + Clone>(names: &mut Vec<T>) {
+    let mut kept: Vec<T> = Vec::with_capacity(names.len());
+    for name in names.drain(..) {
+        if !kept.contains(&name) {
+            kept.push(name);
+        }
+    }
+    *names = kept;
 }
 
 /// The message for missing requirements that will not be installed now.
@@ -580,17 +615,6 @@ fn report(
         text.push_str(&format!("  {at}{}{close}\n", command.words.join(" ")));
     }
     text
-}
-
-/// Every name `pick` gives for the requirements, each once, in order.
-fn names<T: PartialEq>(requirements: &[Requirement], pick: impl Fn(Source) -> Vec<T>) -> Vec<T> {
-    let mut names: Vec<T> = Vec::new();
-    for name in requirements.iter().flat_map(|r| pick(r.source)) {
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    names
 }
 
 /// Checks one requirement the way its source says.

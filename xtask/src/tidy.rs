@@ -6,12 +6,17 @@
 //!    its dependency closure. Protocol crates depend on no workspace crate and on nothing that
 //!    does I/O or async (tokio, mio, heed, wasmtime, io-uring, hyper, socket2). A workspace
 //!    crate without a rule is itself a violation: add it here and to ARCHITECTURE.md.
-//! 2. **The clock rule**: `Instant::now` and `SystemTime::now` appear only in the server crate
-//!    and in tooling (tests, benches, xtask, iot-sim). Everything else gets time as an argument,
-//!    so it can be tested with simulated time.
+//! 2. **Length budgets and the clock rule** ([`budgets`]): files and functions within their
+//!    line budgets or listed with a reason; the clock read only in the server's `clock.rs`
+//!    and in tooling. Everything else gets time as an argument, so it can be tested with
+//!    simulated time.
+
+mod allowed;
+mod budgets;
+mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context;
@@ -107,11 +112,7 @@ const RULES: &[Rule] = &[
     },
 ];
 
-/// Directories (relative to the root) whose Rust files may read the clock.
-const CLOCK_ALLOWED: &[&str] = &["broker/server/", "tests/", "benches/", "xtask/", "iot-sim/"];
-const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now"];
-
-/// Runs both checks on the workspace at `root`; returns one line per problem.
+/// Runs every check on the workspace at `root`; returns one line per problem.
 pub(crate) fn check_workspace(root: &Path) -> anyhow::Result<Vec<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
@@ -127,7 +128,10 @@ pub(crate) fn check_workspace(root: &Path) -> anyhow::Result<Vec<String>> {
     }
     let metadata: Value = serde_json::from_slice(&output.stdout)?;
     let mut problems = check_dependencies(&metadata)?;
-    problems.extend(check_clock(root)?);
+    problems.extend(budgets::check(
+        &budgets::rust_files(root)?,
+        &budgets::ALLOWED,
+    ));
     Ok(problems)
 }
 
@@ -178,21 +182,7 @@ pub(crate) fn check_dependencies(metadata: &Value) -> anyhow::Result<Vec<String>
                 ));
             }
         }
-        // Every crate in the normal closure, with the path that brings it in.
-        let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut stack = vec![(member, vec![name])];
-        while let Some((id, path)) = stack.pop() {
-            for &dep in edges.get(id).map(Vec::as_slice).unwrap_or(&[]) {
-                if seen.contains_key(dep) {
-                    continue;
-                }
-                let mut dep_path = path.clone();
-                dep_path.push(name_of.get(dep).copied().unwrap_or(dep));
-                seen.insert(dep, dep_path.clone());
-                stack.push((dep, dep_path));
-            }
-        }
-        for (dep, path) in &seen {
+        for (dep, path) in &closure(member, name, &edges, &name_of) {
             let dep_name = name_of.get(dep).copied().unwrap_or(dep);
             if rule.forbidden.contains(&dep_name) {
                 problems.push(format!(
@@ -205,57 +195,35 @@ pub(crate) fn check_dependencies(metadata: &Value) -> anyhow::Result<Vec<String>
     Ok(problems)
 }
 
-/// The clock rule over every Rust file under `root`, except `target/` and `plugins/` (guest
-/// code, a separate workspace) and the allowed directories.
-pub(crate) fn check_clock(root: &Path) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let rel = relative(root, &path);
-            if path.is_dir() {
-                let skip = ["target", "plugins", ".git", "node_modules"];
-                if !skip.iter().any(|s| rel == Path::new(s)) {
-                    stack.push(path);
-                }
+/// Every crate in the normal dependency closure of `member` (named `name`), with the path
+/// of crate names that brings it in.
+fn closure<'a>(
+    member: &'a str,
+    name: &'a str,
+    edges: &BTreeMap<&'a str, Vec<&'a str>>,
+    name_of: &BTreeMap<&'a str, &'a str>,
+) -> BTreeMap<&'a str, Vec<&'a str>> {
+    let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut stack = vec![(member, vec![name])];
+    while let Some((id, path)) = stack.pop() {
+        for &dep in edges.get(id).map(Vec::as_slice).unwrap_or(&[]) {
+            if seen.contains_key(dep) {
                 continue;
             }
-            if path.extension().is_none_or(|ext| ext != "rs") {
-                continue;
-            }
-            let rel_text = rel.to_string_lossy().replace('\\', "/");
-            if CLOCK_ALLOWED
-                .iter()
-                .any(|allowed| rel_text.starts_with(allowed))
-            {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)?;
-            for (number, line) in text.lines().enumerate() {
-                if let Some(read) = CLOCK_READS.iter().find(|read| line.contains(*read)) {
-                    problems.push(format!(
-                        "{rel_text}:{}: `{read}` outside the server crate: take the time as an \
-                         argument (only broker/server reads the clock)",
-                        number + 1
-                    ));
-                }
-            }
+            let mut dep_path = path.clone();
+            dep_path.push(name_of.get(dep).copied().unwrap_or(dep));
+            seen.insert(dep, dep_path.clone());
+            stack.push((dep, dep_path));
         }
     }
-    problems.sort();
-    Ok(problems)
-}
-
-fn relative(root: &Path, path: &Path) -> PathBuf {
-    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+    seen
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn root() -> PathBuf {
+    fn root() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
@@ -360,33 +328,80 @@ mod tests {
         assert!(problems[0].contains("`weir-utils` has no dependency rule"));
     }
 
+    fn file(path: &str, text: &str) -> budgets::RustFile {
+        budgets::RustFile {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        }
+    }
+
     #[test]
-    fn clock_reads_outside_the_server_fail() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        let write = |rel: &str, text: &str| {
-            let path = dir.join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        write(
-            "protocols/mqtt/src/lib.rs",
-            "fn f() {\n    let t = std::time::Instant::now();\n}\n",
-        );
-        write(
-            "broker/server/src/main.rs",
-            "fn f() { let t = Instant::now(); }\n",
-        );
-        write(
-            "tests/it/main.rs",
-            "fn f() { let t = SystemTime::now(); }\n",
-        );
-        write(
-            "target/debug/build/x.rs",
-            "fn f() { let t = Instant::now(); }\n",
-        );
-        let problems = check_clock(dir).unwrap();
-        assert_eq!(problems.len(), 1, "{problems:?}");
+    fn clock_reads_outside_the_clock_file_fail() {
+        let files = [
+            file(
+                "protocols/mqtt/src/lib.rs",
+                "fn f() {\n    let t = std::time::Instant::now();\n}\n",
+            ),
+            file(
+                "broker/server/src/shard/conn.rs",
+                "// Instant::now in a comment is fine\nfn f(t: Instant) {\n    t.elapsed();\n}\n",
+            ),
+            file(
+                "broker/server/src/clock.rs",
+                "fn f() { let t = Instant::now(); }\n",
+            ),
+            file(
+                "broker/server/src/writer.rs",
+                "fn f() {}\n#[cfg(test)]\nmod tests {\n    fn t() { let d = Instant::now(); }\n}\n",
+            ),
+            file(
+                "tests/it/main.rs",
+                "fn f() { let t = SystemTime::now(); }\n",
+            ),
+        ];
+        let problems = budgets::check(&files, &budgets::NONE);
+        assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("protocols/mqtt/src/lib.rs:2: `Instant::now`"));
+        assert!(problems[1].starts_with("broker/server/src/shard/conn.rs:3: `.elapsed()`"));
+    }
+
+    #[test]
+    fn files_and_functions_over_budget_fail() {
+        let long_fn = format!("fn long() {{\n{}}}\n", "    x();\n".repeat(69));
+        let files = [
+            file("broker/core/src/big.rs", &"const A: u8 = 0;\n".repeat(801)),
+            file(
+                "broker/core/src/huge.rs",
+                &"const A: u8 = 0;\n".repeat(1001),
+            ),
+            file(
+                "protocols/kafka/src/codec.rs",
+                &"const A: u8 = 0;\n".repeat(1001),
+            ),
+            file("broker/core/src/f.rs", &long_fn),
+            file(
+                "broker/core/src/tests.rs",
+                &"const A: u8 = 0;\n".repeat(2000),
+            ),
+        ];
+        let problems = budgets::check(&files, &budgets::NONE);
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("broker/core/src/big.rs: 801 lines"),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].contains("past the ceiling of 1000"),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[2].starts_with("protocols/kafka/src/codec.rs: 1001 lines"),
+            "{problems:#?}"
+        );
+        assert!(problems[2].contains("over 800"), "{problems:#?}");
+        assert!(
+            problems[3].starts_with("broker/core/src/f.rs:1: fn long is 71 lines"),
+            "{problems:#?}"
+        );
     }
 }

@@ -13,14 +13,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use weir_core::kafka::coordinator::{Action, Coordinator, GroupLimits, GroupOp, Waiter};
 use weir_core::kafka::groups::COORDINATOR_NOT_AVAILABLE;
 use weir_core::kafka::{KafkaOpResult, run_op};
 use weir_core::log_store::{LogStore, StoreError};
 
-use crate::shard::clock_ms;
 use crate::writer::WriterHandle;
 
 /// Where an answer goes.
@@ -75,9 +74,7 @@ impl CoordinatorThread {
     ) -> std::io::Result<CoordinatorThread> {
         let (tx, rx) = mpsc::channel();
         // Member ids carry the start time, so an id from an earlier run is never reissued.
-        let incarnation = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let incarnation = u64::try_from(crate::clock::wall_ms()).unwrap_or(0);
         let thread = std::thread::Builder::new()
             .name("weir-groups".into())
             .spawn(move || run(Coordinator::new(limits, incarnation), &rx, &*store, &writer))?;
@@ -123,23 +120,23 @@ fn run(
     let mut waiting: HashMap<Waiter, Deliver> = HashMap::new();
     let mut next_waiter: Waiter = 0;
     let mut actions = Vec::new();
-    let mut last_tick = Instant::now();
+    let mut last_tick = crate::clock::now();
     loop {
         match rx.recv_timeout(TICK_EVERY) {
             Ok(Message::Op(op, deliver)) => {
                 let waiter = next_waiter;
                 next_waiter += 1;
                 waiting.insert(waiter, deliver);
-                let now = clock_ms(Instant::now());
+                let now = crate::clock::monotonic_ms(crate::clock::now());
                 coordinator.handle(waiter, op, now, store, &mut actions);
             }
             Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         if now.duration_since(last_tick) >= TICK_EVERY {
             last_tick = now;
-            coordinator.tick(clock_ms(now), &mut actions);
+            coordinator.tick(crate::clock::monotonic_ms(now), &mut actions);
         }
         for action in actions.drain(..) {
             match action {

@@ -4,11 +4,13 @@
 //! clock (the log's storage engine does its own file I/O). The protocols and the core receive
 //! bytes and time as arguments.
 //!
-//! Key pieces: [`cli`] (the process's life), [`config`] (every key, one declaration),
+//! Key pieces: [`cli`] (the process's life), [`clock`] (the one place that reads the time),
+//! [`config`] (every key, one declaration),
 //! [`writer`] (the group-commit writer thread in front of the log).
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod data_dir;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use weir_core::log_store::{LogStore, StoreError};
 
@@ -72,18 +72,20 @@ fn run(
     stopped: &Receiver<()>,
     on_fatal: Box<dyn FnOnce(StoreError) + Send>,
 ) {
-    let mut next_retention = Instant::now() + config.retention_interval;
-    let mut next_sync = config.sync_interval.map(|every| Instant::now() + every);
-    let mut next_trim = Instant::now() + crate::memory::TRIM_INTERVAL;
+    let mut next_retention = crate::clock::now() + config.retention_interval;
+    let mut next_sync = config
+        .sync_interval
+        .map(|every| crate::clock::now() + every);
+    let mut next_trim = crate::clock::now() + crate::memory::TRIM_INTERVAL;
     loop {
         let wake = next_sync
             .map_or(next_retention, |sync| sync.min(next_retention))
             .min(next_trim);
-        match stopped.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+        match stopped.recv_timeout(wake.saturating_duration_since(crate::clock::now())) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         if now >= next_trim {
             crate::memory::trim();
             next_trim = now + crate::memory::TRIM_INTERVAL;
@@ -99,7 +101,7 @@ fn run(
             next_sync = Some(now + every);
         }
         if now >= next_retention {
-            match store.enforce_retention(wall_ms()) {
+            match store.enforce_retention(crate::clock::wall_ms()) {
                 Ok(report) if report.batches > 0 => tracing::info!(
                     batches = report.batches,
                     bytes = report.bytes,
@@ -122,13 +124,6 @@ fn run(
     {
         tracing::error!("final sync failed: {e}");
     }
-}
-
-/// Milliseconds since the Unix epoch, the time base of record timestamps.
-pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -180,9 +175,9 @@ mod tests {
             Box::new(|e| panic!("{e}")),
         )
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while log.partition(pid).unwrap().log_start_offset < 3 {
-            assert!(Instant::now() < deadline, "retention never ran");
+            assert!(std::time::Instant::now() < deadline, "retention never ran");
             std::thread::yield_now();
         }
         maintenance.shutdown();

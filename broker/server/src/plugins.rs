@@ -350,7 +350,7 @@ impl Registry {
             engine_settings,
             engine_made: Mutex::new(()),
             settings,
-            started: Instant::now(),
+            started: crate::clock::now(),
             config_specs,
             path_modules: Mutex::new(HashMap::new()),
             deployed: Mutex::new(Deployed {
@@ -787,7 +787,7 @@ impl Registry {
 
     fn now_ms(&self) -> u64 {
         // Never 0, which means "closed".
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+        u64::try_from(crate::clock::since(self.started).as_millis()).unwrap_or(u64::MAX) + 1
     }
 
     /// Starts the thread that ticks the engine's epoch every millisecond (the unit of call
@@ -962,7 +962,7 @@ impl ShardPlugins {
                 }
             }
         }
-        let started = Instant::now();
+        let started = crate::clock::now();
         let mut taken: Vec<Instance> = (0..binding.chain.len())
             .filter_map(|index| self.instances.remove(&(binding.id, index)))
             .collect();
@@ -982,7 +982,7 @@ impl ShardPlugins {
         };
         let called: Vec<bool> = calls.iter().map(|c| c.called).collect();
         drop(calls);
-        let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = u64::try_from(crate::clock::since(started).as_nanos()).unwrap_or(u64::MAX);
         let share = elapsed / (called.iter().filter(|c| **c).count().max(1) as u64);
         for (link, called) in binding.chain.iter().zip(&called) {
             if *called {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weir_core::log_store::{Append, AppendError, Appended, LogStore, PartitionId, StoreError};
 
@@ -439,13 +439,13 @@ impl Committer<'_> {
             let mut group = vec![(append, done)];
             let mut stop = false;
             let mut admin = None;
-            let deadline = Instant::now() + self.config.commit_window;
+            let deadline = crate::clock::now() + self.config.commit_window;
             while bytes < self.config.commit_bytes_max {
                 let next = match rx.try_recv() {
                     Ok(request) => Some(request),
                     Err(TryRecvError::Disconnected) => None,
                     Err(TryRecvError::Empty) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
+                        let left = deadline.saturating_duration_since(crate::clock::now());
                         if left.is_zero() {
                             None
                         } else {
@@ -488,9 +488,9 @@ impl Committer<'_> {
         let (mut appends, completions): (Vec<Append>, Vec<Ack>) = group.into_iter().unzip();
         let bytes: u64 = appends.iter().map(|a| a.batch.len() as u64).sum();
         let stats = &self.shared.stats;
-        let started = Instant::now();
+        let started = crate::clock::now();
         let outcome = self.store.append(&mut appends);
-        let took = started.elapsed();
+        let took = crate::clock::since(started);
         stats.commit_latency.observe(took);
         self.linger = ((self.linger * 7 + took) / 8).min(LINGER_MAX);
         self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -630,6 +630,7 @@ fn release(held: Held) {
 mod tests {
     use std::sync::Mutex;
     use std::sync::mpsc::channel;
+    use std::time::Instant;
 
     use weir_core::log_store::{CheckedBatch, PartitionId, TopicConfig};
     use weir_kafka::record_batch::{BatchBuilder, Record};

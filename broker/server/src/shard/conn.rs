@@ -92,7 +92,7 @@ impl Conn {
             Protocol::Mqtt | Protocol::MqttWebSocket => Session::Mqtt(Box::new(MqttConn::new(
                 shared.mqtt.clone(),
                 seed,
-                clock_ms(now),
+                crate::clock::monotonic_ms(now),
             ))),
         };
         let ws = (protocol == Protocol::MqttWebSocket).then(|| {
@@ -248,7 +248,7 @@ impl Conn {
             &mut self.out,
             out_limit,
             &mut self.ops,
-            clock_ms(Instant::now()),
+            crate::clock::monotonic_ms(crate::clock::now()),
         );
         let answered = session.requests() - answered_before;
         if answered > 0 {
@@ -269,7 +269,7 @@ impl Conn {
     /// [`Conn::answer`] for MQTT, plain or over WebSocket (where `input` is frames, and the
     /// MQTT bytes the session has not consumed stay in the layer).
     fn answer_mqtt(&mut self, input: &[u8], metrics: &ShardMetrics) -> Option<usize> {
-        let now = clock_ms(Instant::now());
+        let now = crate::clock::monotonic_ms(crate::clock::now());
         let mut frames_used = None;
         if let Some(ws) = &mut self.ws {
             match ws.server.decode(input, &mut ws.data, &mut self.out) {
@@ -322,12 +322,12 @@ impl Conn {
                 if !session.has_waiting_fetch() {
                     return 0;
                 }
-                session.tick(clock_ms(now), &mut self.out);
+                session.tick(crate::clock::monotonic_ms(now), &mut self.out);
             }
             Session::Mqtt(_) => {
-                let open = self
-                    .mqtt_parts()
-                    .is_none_or(|(mqtt, out, work)| mqtt.tick(clock_ms(now), out, work));
+                let open = self.mqtt_parts().is_none_or(|(mqtt, out, work)| {
+                    mqtt.tick(crate::clock::monotonic_ms(now), out, work)
+                });
                 self.frame_ws();
                 if !open {
                     self.closing = true;
@@ -422,7 +422,7 @@ impl Conn {
         let (open, accepted) = match result {
             Outcome::MqttStored(stored) => (mqtt.stored(token, *stored, out, work), false),
             Outcome::MqttSession(loaded) => {
-                let now = clock_ms(Instant::now());
+                let now = crate::clock::monotonic_ms(crate::clock::now());
                 let loaded = loaded.map(|r| r.map(|r| *r));
                 let open = mqtt.resume(loaded, now, out, work);
                 (open, open)
@@ -548,11 +548,4 @@ pub(super) fn expired<'a>(
                 .then_some(slot)
         })
         .collect()
-}
-
-/// Milliseconds on the process's monotonic clock: the time sessions are given.
-pub(crate) fn clock_ms(now: Instant) -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
 }

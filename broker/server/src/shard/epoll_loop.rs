@@ -106,16 +106,16 @@ impl EpollShard {
             tail,
             plugins,
             accepted: 0,
-            next_expiry_check: Instant::now(),
+            next_expiry_check: crate::clock::now(),
             waker,
         })
     }
 
     pub(super) fn run(&mut self) {
         let mut events = Vec::with_capacity(EVENT_BATCH);
-        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        let mut next_sweep = crate::clock::now() + SWEEP_EVERY;
         while !self.shared.stop.load(Ordering::Acquire) {
-            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            let timeout = next_sweep.saturating_duration_since(crate::clock::now());
             events.clear();
             if let Err(e) = self.epoll.wait(timeout, |event| events.push(event)) {
                 tracing::error!(shard = self.id, "epoll_wait failed: {e}");
@@ -127,7 +127,7 @@ impl EpollShard {
             for event in events.drain(..) {
                 self.dispatch(event);
             }
-            let now = Instant::now();
+            let now = crate::clock::now();
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + SWEEP_EVERY;
@@ -142,7 +142,7 @@ impl EpollShard {
                 self.waker.reset();
                 self.drain_inbox();
                 if self.waker.take_data() {
-                    self.tick_waiting(Instant::now(), false);
+                    self.tick_waiting(crate::clock::now(), false);
                     self.deliver_mqtt();
                 }
             }
@@ -171,7 +171,7 @@ impl EpollShard {
                     tracing::warn!(shard = self.id, "accept failed: {e}; pausing this listener");
                     let listener = &mut self.listeners[index];
                     let _ = self.epoll.delete(listener.socket.as_raw_fd());
-                    listener.paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    listener.paused_until = Some(crate::clock::now() + ACCEPT_BACKOFF);
                     return;
                 }
             };
@@ -211,7 +211,7 @@ impl EpollShard {
             config.listeners[listener].protocol,
             &self.shared,
             self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
-            Instant::now(),
+            crate::clock::now(),
         );
         self.conns[slot] = Some(Slot {
             conn,
@@ -248,7 +248,7 @@ impl EpollShard {
         let write_max = self.config.write_buffer_bytes_max;
         let metrics = &self.metrics[self.id];
         let limit = conn.written + write_max;
-        self.write_queue += conn.receive(&self.scratch[..got], Instant::now(), limit, metrics);
+        self.write_queue += conn.receive(&self.scratch[..got], crate::clock::now(), limit, metrics);
         conn.update_pause(conn.pending(), write_max, metrics);
         metrics
             .write_queue_bytes
@@ -529,7 +529,7 @@ impl EpollShard {
         for listener in self.listeners.drain(..) {
             let _ = self.epoll.delete(listener.socket.as_raw_fd());
         }
-        let deadline = Instant::now() + self.config.drain_timeout;
+        let deadline = crate::clock::now() + self.config.drain_timeout;
         for slot in 0..self.conns.len() {
             if let Some(Slot { conn, .. }) = self.conns[slot].as_mut() {
                 conn.closing = true;
@@ -537,10 +537,10 @@ impl EpollShard {
             self.flush(slot);
         }
         let mut events = Vec::new();
-        while self.conns.iter().any(Option::is_some) && Instant::now() < deadline {
+        while self.conns.iter().any(Option::is_some) && crate::clock::now() < deadline {
             events.clear();
             let left = deadline
-                .saturating_duration_since(Instant::now())
+                .saturating_duration_since(crate::clock::now())
                 .min(SWEEP_EVERY);
             if self.epoll.wait(left, |event| events.push(event)).is_err() {
                 break;
@@ -554,7 +554,7 @@ impl EpollShard {
                 }
             }
             // Answers waiting for time (fetches) still go out before their connections close.
-            self.sweep(Instant::now());
+            self.sweep(crate::clock::now());
         }
         for slot in 0..self.conns.len() {
             self.close(slot);

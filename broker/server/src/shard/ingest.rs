@@ -228,7 +228,7 @@ pub(super) fn produce(
         // Legacy message sets are converted here, where plugins can see their records.
         for (_, records) in topic.partitions.iter_mut() {
             if let ProduceRecords::Legacy(set) = records {
-                let converted = record_batch::upconvert_legacy(set, crate::maintenance::wall_ms())
+                let converted = record_batch::upconvert_legacy(set, crate::clock::wall_ms())
                     .ok()
                     .and_then(|b| CheckedBatch::new(b).ok());
                 *records = converted.map_or(ProduceRecords::Corrupt, |b| {

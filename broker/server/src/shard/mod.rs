@@ -44,7 +44,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub(crate) use self::conn::clock_ms;
 use self::epoll::Waker;
 use self::inbox::{Done, Inbox, Outcome, Owner};
 pub use self::mqtt::MqttSettings;
@@ -643,7 +642,7 @@ fn submit_mqtt(
                 mqtt::load_session(&config.writer, client_id, clean_start, done);
             }
             MqttWork::Save(snapshot) => {
-                let record = tail.record(&snapshot, crate::maintenance::wall_ms());
+                let record = tail.record(&snapshot, crate::clock::wall_ms());
                 mqtt::save_session(&config.mqtt, &config.writer, snapshot.client_id, record);
             }
             MqttWork::Behind => {
@@ -692,9 +691,9 @@ fn mqtt_upkeep(
     shard: usize,
     next_check: &mut std::time::Instant,
 ) {
-    let wills = shared.wills.due(crate::maintenance::wall_ms());
+    let wills = shared.wills.due(crate::clock::wall_ms());
     publish_wills(config, plugins, wills);
-    let now = std::time::Instant::now();
+    let now = crate::clock::now();
     if shard == 0 && now >= *next_check {
         *next_check = now + SESSION_EXPIRY_CHECK;
         mqtt::expire_sessions(&config.writer);

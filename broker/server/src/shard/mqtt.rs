@@ -611,7 +611,7 @@ impl MqttConn {
                             qos: publish.qos,
                             retain: publish.retain,
                             properties,
-                            timestamp_ms: crate::maintenance::wall_ms(),
+                            timestamp_ms: crate::clock::wall_ms(),
                         }),
                     });
                 }
@@ -730,7 +730,7 @@ impl MqttConn {
         if let Err(e) = scan {
             tracing::warn!("cannot read retained messages: {e}");
         }
-        let now = crate::maintenance::wall_ms();
+        let now = crate::clock::wall_ms();
         for (_, message) in found {
             let matching: Vec<&Sub> = subs
                 .iter()
@@ -956,7 +956,7 @@ fn will_message(will: Will) -> MqttWork {
             qos: will.qos,
             retain: will.retain,
             properties,
-            timestamp_ms: crate::maintenance::wall_ms(),
+            timestamp_ms: crate::clock::wall_ms(),
         }),
     }
 }
@@ -1103,7 +1103,7 @@ pub(super) fn load_session(
                 return Ok(None);
             };
             let record = SessionRecord::decode(&bytes);
-            let now = crate::maintenance::wall_ms();
+            let now = crate::clock::wall_ms();
             let Some(mut record) = record.filter(|r| !r.expired(now)) else {
                 store.put_mqtt_session(&client_id, None, 0)?;
                 store.release_dedup(&client_id, None)?;
@@ -1290,7 +1290,7 @@ pub(super) fn expire_sessions(writer: &WriterHandle) {
         let Some(store) = store else {
             return;
         };
-        let now = crate::maintenance::wall_ms();
+        let now = crate::clock::wall_ms();
         let mut expired = Vec::new();
         let visited = store.mqtt_sessions(&mut |client_id, bytes| {
             if SessionRecord::decode(bytes).is_none_or(|r| r.expired(now)) {
@@ -1469,7 +1469,7 @@ impl MqttTail {
         let (decompressed_bytes_max, write_buffer_bytes_max) = limits;
         let mut touched: HashMap<usize, u64> = HashMap::new();
         let mut more = false;
-        let now = crate::maintenance::wall_ms();
+        let now = crate::clock::wall_ms();
         self.share_table.refresh(&mut self.shares);
         let grown = self.feed.take();
         for (partition, (first, last)) in grown {

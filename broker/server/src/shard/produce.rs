@@ -123,7 +123,7 @@ pub(super) fn run(
             let batches = match records {
                 ProduceRecords::Batches(batches) => batches,
                 ProduceRecords::Legacy(set) => {
-                    match record_batch::upconvert_legacy(&set, crate::maintenance::wall_ms()) {
+                    match record_batch::upconvert_legacy(&set, crate::clock::wall_ms()) {
                         Ok(batch) => CheckedBatch::new(batch).map_or_else(
                             |e| {
                                 tracing::debug!("produce refused: {e}");

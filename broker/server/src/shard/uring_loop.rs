@@ -342,7 +342,7 @@ impl UringShard {
             tail,
             plugins,
             accepted: 0,
-            next_expiry_check: Instant::now(),
+            next_expiry_check: crate::clock::now(),
         };
         shard.arm_waker();
         for index in 0..shard.listeners.len() {
@@ -401,22 +401,22 @@ impl UringShard {
     }
 
     pub(super) fn run(&mut self) {
-        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        let mut next_sweep = crate::clock::now() + SWEEP_EVERY;
         let mut drain_deadline = None;
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
         loop {
             if self.shared.stop.load(Ordering::Acquire) && !self.stopping {
                 self.stopping = true;
-                drain_deadline = Some(Instant::now() + self.config.drain_timeout);
+                drain_deadline = Some(crate::clock::now() + self.config.drain_timeout);
                 self.begin_drain();
             }
             if self.stopping
                 && (self.conns.iter().all(Option::is_none)
-                    || drain_deadline.is_some_and(|d| Instant::now() >= d))
+                    || drain_deadline.is_some_and(|d| crate::clock::now() >= d))
             {
                 break;
             }
-            let wait = next_sweep.saturating_duration_since(Instant::now());
+            let wait = next_sweep.saturating_duration_since(crate::clock::now());
             self.wait(wait.min(SWEEP_EVERY));
             self.metrics()
                 .loop_iterations
@@ -434,7 +434,7 @@ impl UringShard {
             for slot in std::mem::take(&mut self.starved) {
                 self.arm_recv(slot);
             }
-            let now = Instant::now();
+            let now = crate::clock::now();
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + SWEEP_EVERY;
@@ -465,7 +465,7 @@ impl UringShard {
                 self.waker.reset();
                 self.drain_inbox();
                 if self.waker.take_data() {
-                    self.tick_waiting(Instant::now(), false);
+                    self.tick_waiting(crate::clock::now(), false);
                     self.deliver_mqtt();
                 }
                 if !cqueue::more(flags) {
@@ -503,7 +503,7 @@ impl UringShard {
             tracing::warn!(shard = self.id, "accept failed: {error}");
             if !cqueue::more(flags) {
                 // Out of descriptors or memory: arm again after a pause, not at once.
-                self.accept_paused_until[index] = Some(Instant::now() + ACCEPT_BACKOFF);
+                self.accept_paused_until[index] = Some(crate::clock::now() + ACCEPT_BACKOFF);
             }
             return;
         }
@@ -529,7 +529,7 @@ impl UringShard {
             self.config.listeners[listener].protocol,
             &self.shared,
             self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
-            Instant::now(),
+            crate::clock::now(),
         );
         self.conns[slot] = Some(UConn {
             conn,
@@ -552,7 +552,7 @@ impl UringShard {
     fn on_recv(&mut self, slot: usize, generation: u32, result: i32, flags: u32) {
         let bid = cqueue::buffer_select(flags);
         let more = cqueue::more(flags);
-        let now = Instant::now();
+        let now = crate::clock::now();
         let metrics = &self.metrics[self.id];
         let Some(u) = live(&mut self.conns, slot, generation) else {
             if let Some(bid) = bid {
@@ -978,8 +978,8 @@ impl UringShard {
         for slot in 0..self.conns.len() {
             self.begin_close(slot);
         }
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while self.conns.iter().any(Option::is_some) && Instant::now() < deadline {
+        let deadline = crate::clock::now() + Duration::from_secs(1);
+        while self.conns.iter().any(Option::is_some) && crate::clock::now() < deadline {
             self.wait(Duration::from_millis(50));
             let completions: Vec<(u64, i32, u32)> = self
                 .ring
