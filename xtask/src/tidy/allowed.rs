@@ -70,21 +70,6 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "the suite's report: one table row per workload and its baselines",
     },
     LongFunction {
-        path: "broker/core/src/kafka.rs",
-        name: "read",
-        why: "issue 17 moves or replaces it (the redesign in progress): split with the Fetch path out of kafka.rs",
-    },
-    LongFunction {
-        path: "broker/core/src/kafka.rs",
-        name: "store_op",
-        why: "issue 17 moves or replaces it (the redesign in progress): the table of Kafka APIs replaces this match",
-    },
-    LongFunction {
-        path: "broker/core/src/kafka.rs",
-        name: "handle",
-        why: "issue 17 moves or replaces it (the redesign in progress): the table of Kafka APIs replaces this match",
-    },
-    LongFunction {
         path: "broker/core/src/kafka/admin.rs",
         name: "create_topics",
         why: "CreateTopics' checks per topic in the order Kafka answers them (name, count, replication, configs)",
@@ -264,10 +249,6 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
 /// Files past their ceiling that issue 17 (the redesign) is splitting: tolerated only until
 /// that issue ends, which it does with this list empty.
 pub(crate) const SPLITTING: &[LongFile] = &[
-    LongFile {
-        path: "broker/core/src/kafka.rs",
-        why: "issue 17: split into session, fetch and operations",
-    },
     LongFile {
         path: "broker/log/src/lib.rs",
         why: "issue 17: split into open and repair, append, topics, retention, the meta tables",

@@ -1,0 +1,537 @@
+//! The table of Kafka APIs: one entry per API key, naming the handler that answers it.
+//!
+//! Which versions of each API are implemented is the codec's own table, [`IMPLEMENTED`] (what
+//! ApiVersions advertises); a test checks that it and [`APIS`] name the same keys. A handler
+//! parses its request (any version outside the codec's range closes the connection, see
+//! [`request_body`]) and either answers at once (`answer_now`) or hands an operation to the
+//! broker (`defer`) whose result `operations.rs` turns into the answer. A new API joins in one
+//! place here, beside its codec's entry in [`IMPLEMENTED`] (and its operation, if it needs
+//! the writer thread).
+
+use weir_kafka::header::{self, HeaderStart};
+use weir_kafka::wire::WireError;
+use weir_kafka::{
+    api_versions, cluster, create_partitions, create_topics, delete_records, delete_topics,
+    describe_configs, fetch, find_coordinator, init_producer_id, membership, metadata, offsets,
+    produce,
+};
+
+#[cfg(doc)]
+use super::IMPLEMENTED;
+use super::coordinator::GroupOp;
+use super::operations::{KafkaOp, ProduceTopic, check_produce_records, produce_failed};
+use super::session::KafkaSession;
+use super::{
+    CLUSTER_ID, INVALID_REQUEST, INVALID_REQUIRED_ACKS, KafkaError, admin, groups, request_body,
+};
+
+/// One request, as its handler gets it.
+#[derive(Debug)]
+pub(super) struct Request<'a> {
+    /// The whole frame, header included.
+    pub(super) frame: &'a [u8],
+    /// The header's first fields.
+    pub(super) start: HeaderStart,
+    /// The session's monotonic time.
+    pub(super) now_ms: u64,
+}
+
+/// Answers `request` into `out`, or hands operations to `ops`.
+pub(super) type Handler = fn(
+    &mut KafkaSession,
+    &Request<'_>,
+    &mut Vec<u8>,
+    &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError>;
+
+/// One API this broker answers.
+#[derive(Debug)]
+pub(super) struct Api {
+    /// The API key.
+    pub(super) key: i16,
+    /// Kafka's name for it, for logs.
+    pub(super) name: &'static str,
+    /// What answers it.
+    pub(super) handle: Handler,
+}
+
+/// Every API the broker answers, in API key order.
+pub(super) const APIS: &[Api] = &[
+    api(produce::API_KEY, "Produce", produce),
+    api(fetch::FETCH_KEY, "Fetch", |s, r, out, _| {
+        s.fetch(r.frame, r.start, out, r.now_ms)
+    }),
+    api(fetch::LIST_OFFSETS_KEY, "ListOffsets", |s, r, out, _| {
+        s.list_offsets(r.frame, r.start, out)
+    }),
+    api(metadata::API_KEY, "Metadata", metadata),
+    api(offsets::COMMIT_KEY, "OffsetCommit", offset_commit),
+    api(offsets::FETCH_KEY, "OffsetFetch", offset_fetch),
+    api(
+        find_coordinator::API_KEY,
+        "FindCoordinator",
+        find_coordinator,
+    ),
+    api(membership::JOIN_KEY, "JoinGroup", join_group),
+    api(membership::HEARTBEAT_KEY, "Heartbeat", heartbeat),
+    api(membership::LEAVE_KEY, "LeaveGroup", leave_group),
+    api(membership::SYNC_KEY, "SyncGroup", sync_group),
+    api(membership::DESCRIBE_KEY, "DescribeGroups", describe_groups),
+    api(membership::LIST_KEY, "ListGroups", list_groups),
+    api(api_versions::API_KEY, "ApiVersions", api_versions),
+    api(create_topics::API_KEY, "CreateTopics", create_topics),
+    api(delete_topics::API_KEY, "DeleteTopics", delete_topics),
+    api(delete_records::API_KEY, "DeleteRecords", delete_records),
+    api(
+        init_producer_id::API_KEY,
+        "InitProducerId",
+        init_producer_id,
+    ),
+    api(
+        cluster::EPOCH_KEY,
+        "OffsetForLeaderEpoch",
+        |s, r, out, _| s.leader_epochs(r.frame, r.start, out),
+    ),
+    api(
+        describe_configs::API_KEY,
+        "DescribeConfigs",
+        describe_configs,
+    ),
+    api(
+        create_partitions::API_KEY,
+        "CreatePartitions",
+        create_partitions,
+    ),
+    api(membership::DELETE_KEY, "DeleteGroups", delete_groups),
+    api(cluster::DESCRIBE_KEY, "DescribeCluster", describe_cluster),
+];
+
+const fn api(key: i16, name: &'static str, handle: Handler) -> Api {
+    Api { key, name, handle }
+}
+
+/// The API with key `key`, if this broker answers it.
+pub(super) fn find(key: i16) -> Option<&'static Api> {
+    APIS.iter().find(|api| api.key == key)
+}
+
+/// Kafka's name of the API with key `key`, as far as this broker knows it.
+pub(super) fn name(key: i16) -> &'static str {
+    find(key).map_or("unknown", |api| api.name)
+}
+
+/// The body of `request` parsed by `parse`, once its header (of `header_version`) parses.
+fn parsed<'a, T>(
+    request: &Request<'a>,
+    header_version: fn(i16) -> u8,
+    parse: fn(&'a [u8], i16) -> Result<T, WireError>,
+) -> Result<T, KafkaError> {
+    let body = request_body(request.frame, request.start, header_version)?;
+    Ok(parse(body, request.start.api_version)?)
+}
+
+/// Hands `op` on; the answer waits in order for its result.
+fn defer(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+    op: KafkaOp,
+) -> Result<(), KafkaError> {
+    session.defer(request.start, op, ops);
+    Ok(())
+}
+
+fn api_versions(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    out: &mut Vec<u8>,
+    _: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    // Parse the whole header so a malformed one is refused; the body (client software name
+    // and version in v3+) is not needed to answer. A version outside the range is answered
+    // in v0 with UNSUPPORTED_VERSION, so the client can retry with one from the table.
+    let start = request.start;
+    let header_version = api_versions::request_header_version(start.api_version);
+    header::RequestHeader::parse(request.frame, header_version)?;
+    session.answer_now(out, |body| {
+        api_versions::write_response(
+            body,
+            start.correlation_id,
+            start.api_version,
+            api_versions::IMPLEMENTED,
+        )
+    });
+    Ok(())
+}
+
+fn init_producer_id(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    out: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = init_producer_id::request_header_version;
+    let parsed = parsed(request, header_version, init_producer_id::parse_request)?;
+    if parsed.transactional_id.is_none() {
+        return defer(session, request, ops, KafkaOp::AllocateProducerId);
+    }
+    let start = request.start;
+    session.answer_now(out, |body| {
+        init_producer_id::write_response(
+            body,
+            start.correlation_id,
+            start.api_version,
+            INVALID_REQUEST,
+            -1,
+            -1,
+        )
+    });
+    Ok(())
+}
+
+fn find_coordinator(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    out: &mut Vec<u8>,
+    _: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = find_coordinator::request_header_version;
+    let asked = parsed(request, header_version, find_coordinator::parse_request)?;
+    let host = session.settings.advertised_host.clone();
+    let port = session.settings.advertised_port;
+    let transactions = "transactions are not supported";
+    let coordinators: Vec<_> = (asked.keys.iter())
+        .map(|key| match asked.key_type {
+            find_coordinator::KEY_TYPE_GROUP => find_coordinator::Coordinator {
+                key,
+                error_code: 0,
+                error_message: None,
+                node: (0, &host, port),
+            },
+            find_coordinator::KEY_TYPE_TRANSACTION => find_coordinator::Coordinator {
+                key,
+                error_code: groups::COORDINATOR_NOT_AVAILABLE,
+                error_message: Some(transactions),
+                node: (-1, "", -1),
+            },
+            _ => find_coordinator::Coordinator {
+                key,
+                error_code: INVALID_REQUEST,
+                error_message: Some("unknown coordinator key type"),
+                node: (-1, "", -1),
+            },
+        })
+        .collect();
+    let start = request.start;
+    session.answer_now(out, |body| {
+        find_coordinator::write_response(
+            body,
+            start.correlation_id,
+            start.api_version,
+            &coordinators,
+        )
+    });
+    Ok(())
+}
+
+fn describe_cluster(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    out: &mut Vec<u8>,
+    _: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let endpoint_type = parsed(
+        request,
+        cluster::describe_header_version,
+        cluster::parse_describe,
+    )?;
+    let settings = session.settings.clone();
+    let node = cluster::Node {
+        id: 0,
+        host: &settings.advertised_host,
+        port: settings.advertised_port,
+    };
+    let start = request.start;
+    session.answer_now(out, |body| {
+        cluster::write_describe_response(
+            body,
+            start.correlation_id,
+            start.api_version,
+            endpoint_type,
+            CLUSTER_ID,
+            node,
+        )
+    });
+    Ok(())
+}
+
+fn metadata(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let asked = parsed(
+        request,
+        metadata::request_header_version,
+        metadata::parse_request,
+    )?;
+    let settings = &session.settings;
+    let op = KafkaOp::Metadata {
+        topics: asked.topics,
+        topic_ids: asked.topic_ids,
+        create_missing: asked.allow_auto_topic_creation && settings.auto_create_topics,
+        partitions: settings.auto_create_partitions,
+        topics_max: settings.topics_max,
+    };
+    defer(session, request, ops, op)
+}
+
+fn produce(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    out: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let asked = parsed(
+        request,
+        produce::request_header_version,
+        produce::parse_request,
+    )?;
+    // Every batch is checked here, on the connection's shard (compressed ones decompressed),
+    // so the log's writer thread never inflates or walks records; a partition with a bad
+    // batch is sent on as corrupt and answered CORRUPT_MESSAGE.
+    let cap = session.settings.batch_decompressed_bytes_max;
+    let topics: Vec<ProduceTopic> = (asked.topics.iter())
+        .map(|t| ProduceTopic {
+            name: t.name.to_owned(),
+            partitions: (t.partitions.iter())
+                .map(|p| (p.index, check_produce_records(p.records, cap)))
+                .collect(),
+        })
+        .collect();
+    // Transactions are not supported; acks must be -1, 0 or 1.
+    let refused = if asked.transactional_id.is_some() {
+        Some(INVALID_REQUEST)
+    } else if !matches!(asked.acks, -1..=1) {
+        Some(INVALID_REQUIRED_ACKS)
+    } else {
+        None
+    };
+    if let Some(error) = refused {
+        if asked.acks == 0 {
+            // A client that asked for no answer gets none, refused or not.
+            return Ok(());
+        }
+        let answers: Vec<_> = topics.iter().map(|t| produce_failed(t, error)).collect();
+        let start = request.start;
+        session.answer_now(out, |body| {
+            produce::write_response(body, start.correlation_id, start.api_version, &answers)
+        });
+        return Ok(());
+    }
+    let settings = &session.settings;
+    let op = KafkaOp::Produce {
+        acks: asked.acks,
+        topics,
+        create_missing: settings.auto_create_topics,
+        partitions: settings.auto_create_partitions,
+        topics_max: settings.topics_max,
+        routed: Vec::new(),
+    };
+    if asked.acks == 0 {
+        // No answer: the operation runs and its result goes nowhere.
+        session.hand_on(op, ops);
+        return Ok(());
+    }
+    defer(session, request, ops, op)
+}
+
+fn create_topics(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = create_topics::request_header_version;
+    let op = KafkaOp::CreateTopics {
+        request: parsed(request, header_version, create_topics::parse_request)?,
+        defaults: admin::CreateDefaults {
+            partitions: session.settings.auto_create_partitions,
+            topics_max: session.settings.topics_max,
+        },
+    };
+    defer(session, request, ops, op)
+}
+
+fn delete_topics(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = delete_topics::request_header_version;
+    let targets = parsed(request, header_version, delete_topics::parse_request)?;
+    defer(session, request, ops, KafkaOp::DeleteTopics { targets })
+}
+
+fn create_partitions(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = create_partitions::request_header_version;
+    let asked = parsed(request, header_version, create_partitions::parse_request)?;
+    defer(session, request, ops, KafkaOp::CreatePartitions(asked))
+}
+
+fn delete_records(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = delete_records::request_header_version;
+    let asked = parsed(request, header_version, delete_records::parse_request)?;
+    defer(session, request, ops, KafkaOp::DeleteRecords(asked))
+}
+
+fn describe_configs(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = describe_configs::request_header_version;
+    let asked = parsed(request, header_version, describe_configs::parse_request)?;
+    defer(session, request, ops, KafkaOp::DescribeConfigs(asked))
+}
+
+fn offset_commit(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let asked = parsed(
+        request,
+        offsets::commit_header_version,
+        offsets::parse_commit,
+    )?;
+    defer(
+        session,
+        request,
+        ops,
+        KafkaOp::Group(GroupOp::Commit(asked)),
+    )
+}
+
+fn offset_fetch(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let asked = parsed(request, offsets::fetch_header_version, offsets::parse_fetch)?;
+    defer(session, request, ops, KafkaOp::FetchOffsets(asked))
+}
+
+fn join_group(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = |v| membership::request_header_version(membership::JOIN_KEY, v);
+    let asked = parsed(request, header_version, membership::parse_join)?;
+    let version = header_version(request.start.api_version);
+    let (header, _) = header::RequestHeader::parse(request.frame, version)?;
+    let op = GroupOp::Join {
+        request: asked,
+        client_id: header.client_id.unwrap_or_default().to_owned(),
+        client_host: session.client_host.clone(),
+    };
+    defer(session, request, ops, KafkaOp::Group(op))
+}
+
+fn sync_group(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = |v| membership::request_header_version(membership::SYNC_KEY, v);
+    let asked = parsed(request, header_version, membership::parse_sync)?;
+    defer(session, request, ops, KafkaOp::Group(GroupOp::Sync(asked)))
+}
+
+fn heartbeat(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = |v| membership::request_header_version(membership::HEARTBEAT_KEY, v);
+    let asked = parsed(request, header_version, membership::parse_heartbeat)?;
+    defer(
+        session,
+        request,
+        ops,
+        KafkaOp::Group(GroupOp::Heartbeat(asked)),
+    )
+}
+
+fn leave_group(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = |v| membership::request_header_version(membership::LEAVE_KEY, v);
+    let asked = parsed(request, header_version, membership::parse_leave)?;
+    defer(session, request, ops, KafkaOp::Group(GroupOp::Leave(asked)))
+}
+
+fn describe_groups(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = |v| membership::request_header_version(membership::DESCRIBE_KEY, v);
+    let (groups, _operations) = parsed(request, header_version, membership::parse_describe)?;
+    defer(
+        session,
+        request,
+        ops,
+        KafkaOp::Group(GroupOp::Describe(groups)),
+    )
+}
+
+fn list_groups(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = |v| membership::request_header_version(membership::LIST_KEY, v);
+    let asked = parsed(request, header_version, membership::parse_list)?;
+    defer(session, request, ops, KafkaOp::Group(GroupOp::List(asked)))
+}
+
+fn delete_groups(
+    session: &mut KafkaSession,
+    request: &Request<'_>,
+    _: &mut Vec<u8>,
+    ops: &mut Vec<(u64, KafkaOp)>,
+) -> Result<(), KafkaError> {
+    let header_version = |v| membership::request_header_version(membership::DELETE_KEY, v);
+    let asked = parsed(request, header_version, membership::parse_delete)?;
+    defer(
+        session,
+        request,
+        ops,
+        KafkaOp::Group(GroupOp::Delete(asked)),
+    )
+}

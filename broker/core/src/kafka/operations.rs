@@ -1,0 +1,501 @@
+//! What a Kafka session hands to the broker ([`KafkaOp`]), what the log's writer thread makes
+//! of it ([`run_op`], [`resolve`]), and the answer each result makes ([`write_result`]).
+
+use weir_kafka::{
+    create_partitions, create_topics, delete_records, delete_topics, describe_configs,
+    init_producer_id, membership, metadata, offsets, produce,
+};
+
+use super::coordinator::{GroupAnswer, GroupOp};
+use super::{CLUSTER_ID, COORDINATOR_NOT_AVAILABLE, KafkaSettings, STORAGE_ERROR, admin, groups};
+use crate::log_store::{CheckedBatch, LogStore, PartitionId, StoreError, TopicConfig};
+
+/// Durable work, or work that must see the store's latest state, that a session asks the
+/// broker to run on the log's writer thread (see [`run_op`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaOp {
+    /// Allocate a new idempotent-producer id.
+    AllocateProducerId,
+    /// Append record batches; answered (unless `acks` is 0) once they are durable. Topics
+    /// are resolved, and created like Metadata's, on the writer thread; the appends then go
+    /// through group commit.
+    Produce {
+        /// 0: no answer; 1 or -1: answer once durable.
+        acks: i16,
+        /// The data.
+        topics: Vec<ProduceTopic>,
+        /// Whether missing topics may be created.
+        create_missing: bool,
+        /// Partitions of a created topic.
+        partitions: u32,
+        /// Creation stops at this many topics.
+        topics_max: u32,
+        /// Messages plugins routed to other topics.
+        routed: Vec<RoutedMessage>,
+    },
+    /// Create (or only check) topics.
+    CreateTopics {
+        /// What the client asked for.
+        request: create_topics::Request,
+        /// What the broker fills in.
+        defaults: admin::CreateDefaults,
+    },
+    /// Delete topics and their data.
+    DeleteTopics {
+        /// The topics, in request order.
+        targets: Vec<delete_topics::Target>,
+    },
+    /// Add partitions to topics.
+    CreatePartitions(create_partitions::Request),
+    /// Move partitions' log start: per topic, (partition index, offset).
+    DeleteRecords(delete_records::Request),
+    /// Describe resources' settings.
+    DescribeConfigs(Vec<describe_configs::Resource>),
+    /// Store a consumer group's committed offsets (the coordinator has checked them).
+    CommitOffsets(offsets::CommitRequest),
+    /// Delete groups' committed offsets: each group with `None`, or the error the
+    /// coordinator gave it.
+    DeleteGroups(Vec<(String, Option<i16>)>),
+    /// A request for the group coordinator (not for the writer thread).
+    Group(GroupOp),
+    /// Read consumer groups' committed offsets.
+    FetchOffsets(Vec<offsets::FetchGroup>),
+    /// Describe `topics` (every topic when `None`), creating missing ones when
+    /// `create_missing`, with `partitions` partitions, while fewer than `topics_max` exist.
+    Metadata {
+        /// The topics named.
+        topics: Option<Vec<String>>,
+        /// Topics asked for by id: none is known.
+        topic_ids: Vec<[u8; 16]>,
+        /// Whether missing topics may be created.
+        create_missing: bool,
+        /// Partitions of a created topic.
+        partitions: u32,
+        /// Creation stops at this many topics.
+        topics_max: u32,
+    },
+}
+
+/// The data of a Produce request for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partition index and its records, checked on the connection's shard.
+    pub partitions: Vec<(i32, ProduceRecords)>,
+}
+
+/// The records a Produce request carries for one partition, as the connection's shard found
+/// them. Checking is done there, where it runs in parallel on every shard, so the log's single
+/// writer thread only stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProduceRecords {
+    /// RecordBatch v2 batches, each one checked whole: framing, CRC32C, record count, every
+    /// record (decompressed within `batch_decompressed_bytes_max` if compressed).
+    Batches(Vec<CheckedBatch>),
+    /// A legacy message set (magic 0 or 1), up-converted on the writer thread, which has the
+    /// wall clock that v0 messages need for their timestamps.
+    Legacy(Vec<u8>),
+    /// No records, or a batch that failed its checks: answered CORRUPT_MESSAGE, nothing of
+    /// the partition is stored.
+    Corrupt,
+    /// A plugin refused records: answered with `code` (and, from Produce v8, the message and
+    /// each refused record's index), nothing of the partition is stored.
+    Refused {
+        /// The Kafka error code.
+        code: i16,
+        /// Why, for the client.
+        message: String,
+        /// The refused records: index in the partition's batches, and why.
+        record_errors: Vec<(i32, String)>,
+    },
+    /// Plugins left nothing to store in this partition (dropped, or routed elsewhere): answered
+    /// success with base offset -1 once anything routed from it is durable.
+    Nothing,
+}
+
+/// A message a plugin sent somewhere other than the partition the client produced to: stored
+/// with the request, and its outcome counted in the answer of partition `partition` of topic
+/// `topic` (indexes in the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedMessage {
+    /// Index of the topic in the request.
+    pub topic: usize,
+    /// Index of the partition in that topic's entry.
+    pub partition: usize,
+    /// The message, in its new topic (partitioned by key).
+    pub message: crate::plugin::Message,
+}
+
+/// The result of a [`KafkaOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaOpResult {
+    /// Per topic and partition: where the batches landed, or why not.
+    Produced(Vec<produce::TopicResponse>),
+    /// A new producer id, or why there is none.
+    ProducerId(Result<i64, StoreError>),
+    /// The topics described, each with its own error code, or why none could be read.
+    Topics(Result<Vec<metadata::Topic>, StoreError>),
+    /// Per topic asked to be created: the outcome.
+    Created(Vec<create_topics::TopicResult>),
+    /// Per topic asked to be deleted: the error code.
+    Deleted(Vec<(delete_topics::Target, i16)>),
+    /// Per topic asked to grow: name, error code, message.
+    Grown(Vec<(String, i16, Option<String>)>),
+    /// Per partition asked: the new log start or the error.
+    RecordsDeleted(Vec<(String, Vec<delete_records::PartitionResult>)>),
+    /// Per resource asked: its settings or the error.
+    Configs(Vec<describe_configs::ResourceResult>),
+    /// Per topic and partition: the commit's error code.
+    OffsetsCommitted(Vec<(String, Vec<(i32, i16)>)>),
+    /// Per group: its committed offsets.
+    OffsetsFetched(Vec<offsets::FetchedGroup>),
+    /// The coordinator's answer.
+    Group(GroupAnswer),
+}
+
+impl KafkaOp {
+    /// The result of this operation when the store could not run it: every part fails with
+    /// a storage error.
+    pub fn failed(self, error: StoreError) -> KafkaOpResult {
+        match self {
+            KafkaOp::AllocateProducerId => KafkaOpResult::ProducerId(Err(error)),
+            KafkaOp::Metadata { .. } => KafkaOpResult::Topics(Err(error)),
+            KafkaOp::Produce { topics, .. } => KafkaOpResult::Produced(
+                topics
+                    .iter()
+                    .map(|t| produce_failed(t, STORAGE_ERROR))
+                    .collect(),
+            ),
+            KafkaOp::CreateTopics { request, .. } => KafkaOpResult::Created(
+                request
+                    .topics
+                    .iter()
+                    .map(|t| admin::failure(&t.name, STORAGE_ERROR, error.to_string()))
+                    .collect(),
+            ),
+            KafkaOp::DeleteTopics { targets } => {
+                KafkaOpResult::Deleted(targets.into_iter().map(|t| (t, STORAGE_ERROR)).collect())
+            }
+            KafkaOp::CreatePartitions(request) => KafkaOpResult::Grown(
+                request
+                    .topics
+                    .into_iter()
+                    .map(|t| (t.name, STORAGE_ERROR, Some(error.to_string())))
+                    .collect(),
+            ),
+            KafkaOp::DeleteRecords(topics) => KafkaOpResult::RecordsDeleted(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let failed = |(index, _)| delete_records::PartitionResult {
+                            index,
+                            low_watermark: -1,
+                            error_code: STORAGE_ERROR,
+                        };
+                        (name, partitions.into_iter().map(failed).collect())
+                    })
+                    .collect(),
+            ),
+            KafkaOp::CommitOffsets(request) => {
+                groups::commit_refused(request, groups::COORDINATOR_NOT_AVAILABLE)
+            }
+            KafkaOp::DeleteGroups(targets) => KafkaOpResult::Group(GroupAnswer::Deleted(
+                (targets.into_iter())
+                    .map(|(group, _)| (group, groups::COORDINATOR_NOT_AVAILABLE))
+                    .collect(),
+            )),
+            KafkaOp::Group(op) => op.failed(groups::COORDINATOR_NOT_AVAILABLE),
+            KafkaOp::FetchOffsets(asked) => KafkaOpResult::OffsetsFetched(
+                asked
+                    .into_iter()
+                    .map(|group| groups::fetch_failed(group, groups::COORDINATOR_NOT_AVAILABLE))
+                    .collect(),
+            ),
+            KafkaOp::DescribeConfigs(resources) => KafkaOpResult::Configs(
+                resources
+                    .into_iter()
+                    .map(|r| describe_configs::ResourceResult {
+                        error_code: STORAGE_ERROR,
+                        error_message: Some(error.to_string()),
+                        resource_type: r.resource_type,
+                        name: r.name,
+                        entries: Vec::new(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Runs an operation that needs only the store, on the log's writer thread, in order with
+/// appends. Produce needs the writer itself and is run by the server (with [`resolve`]); here
+/// it can only fail.
+pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
+    match op {
+        KafkaOp::AllocateProducerId => KafkaOpResult::ProducerId(store.allocate_producer_id()),
+        KafkaOp::Metadata {
+            topics,
+            topic_ids,
+            create_missing,
+            partitions,
+            topics_max,
+        } => KafkaOpResult::Topics(
+            describe(store, topics, create_missing, partitions, topics_max).map(|mut found| {
+                found.extend(topic_ids.into_iter().map(|topic_id| metadata::Topic {
+                    error_code: metadata::UNKNOWN_TOPIC_ID,
+                    name: None,
+                    topic_id,
+                    partitions: 0,
+                }));
+                found
+            }),
+        ),
+        KafkaOp::CreateTopics { request, defaults } => {
+            KafkaOpResult::Created(admin::create_topics(store, request, defaults))
+        }
+        KafkaOp::DeleteTopics { targets } => {
+            KafkaOpResult::Deleted(admin::delete_topics(store, targets))
+        }
+        KafkaOp::CreatePartitions(request) => {
+            KafkaOpResult::Grown(admin::create_partitions(store, request))
+        }
+        KafkaOp::DeleteRecords(topics) => {
+            KafkaOpResult::RecordsDeleted(admin::delete_records(store, topics))
+        }
+        KafkaOp::DescribeConfigs(resources) => {
+            KafkaOpResult::Configs(admin::describe_configs(store, resources))
+        }
+        KafkaOp::CommitOffsets(request) => {
+            KafkaOpResult::OffsetsCommitted(groups::commit_offsets(store, request))
+        }
+        KafkaOp::FetchOffsets(asked) => {
+            KafkaOpResult::OffsetsFetched(groups::fetch_offsets(store, asked))
+        }
+        KafkaOp::DeleteGroups(targets) => {
+            KafkaOpResult::Group(GroupAnswer::Deleted(groups::delete_groups(store, targets)))
+        }
+        KafkaOp::Group(op) => op.failed(groups::COORDINATOR_NOT_AVAILABLE),
+        produce @ KafkaOp::Produce { .. } => {
+            produce.failed(StoreError::Fatal("produce runs through the writer".into()))
+        }
+    }
+}
+
+/// Writes the answer `result` makes to a request of `version`.
+pub(super) fn write_result(
+    body: &mut Vec<u8>,
+    correlation_id: i32,
+    version: i16,
+    result: KafkaOpResult,
+    settings: &KafkaSettings,
+) {
+    match result {
+        KafkaOpResult::ProducerId(result) => {
+            let (error, id, epoch) = match result {
+                Ok(id) => (0, id, 0),
+                Err(_) => (COORDINATOR_NOT_AVAILABLE, -1, -1),
+            };
+            init_producer_id::write_response(body, correlation_id, version, error, id, epoch)
+        }
+        KafkaOpResult::Produced(topics) => {
+            produce::write_response(body, correlation_id, version, &topics)
+        }
+        KafkaOpResult::Created(topics) => {
+            create_topics::write_response(body, correlation_id, version, &topics)
+        }
+        KafkaOpResult::Deleted(results) => {
+            delete_topics::write_response(body, correlation_id, version, &results)
+        }
+        KafkaOpResult::Grown(results) => {
+            create_partitions::write_response(body, correlation_id, version, &results)
+        }
+        KafkaOpResult::RecordsDeleted(topics) => {
+            delete_records::write_response(body, correlation_id, version, &topics)
+        }
+        KafkaOpResult::Configs(results) => {
+            describe_configs::write_response(body, correlation_id, version, &results)
+        }
+        KafkaOpResult::OffsetsCommitted(topics) => {
+            offsets::write_commit_response(body, correlation_id, version, &topics)
+        }
+        KafkaOpResult::OffsetsFetched(fetched) => {
+            offsets::write_fetch_response(body, correlation_id, version, &fetched)
+        }
+        KafkaOpResult::Group(answer) => write_group_answer(body, correlation_id, version, answer),
+        KafkaOpResult::Topics(result) => {
+            // A store that cannot be read answers with no topics; the client retries.
+            let topics = result.unwrap_or_default();
+            let broker = metadata::Broker {
+                node_id: 0,
+                host: &settings.advertised_host,
+                port: settings.advertised_port,
+            };
+            metadata::write_response(body, correlation_id, version, broker, CLUSTER_ID, &topics)
+        }
+    }
+}
+
+/// Writes the coordinator's answer to a request of `version`.
+fn write_group_answer(body: &mut Vec<u8>, correlation_id: i32, version: i16, answer: GroupAnswer) {
+    match answer {
+        GroupAnswer::Joined(joined) => {
+            membership::write_join_response(body, correlation_id, version, &joined)
+        }
+        GroupAnswer::Synced(synced) => {
+            membership::write_sync_response(body, correlation_id, version, &synced)
+        }
+        GroupAnswer::Heartbeat(code) => {
+            membership::write_heartbeat_response(body, correlation_id, version, code)
+        }
+        GroupAnswer::Left(code, members) => {
+            membership::write_leave_response(body, correlation_id, version, code, &members)
+        }
+        GroupAnswer::Described(groups) => {
+            membership::write_describe_response(body, correlation_id, version, &groups)
+        }
+        GroupAnswer::Listed(code, groups) => {
+            membership::write_list_response(body, correlation_id, version, code, &groups)
+        }
+        GroupAnswer::Deleted(results) => {
+            membership::write_delete_response(body, correlation_id, version, &results)
+        }
+    }
+}
+
+/// Checks the records a Produce request carries for one partition (see [`ProduceRecords`]);
+/// a compressed batch may inflate to at most `cap` bytes.
+pub(super) fn check_produce_records(records: Option<&[u8]>, cap: usize) -> ProduceRecords {
+    use weir_kafka::record_batch;
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return ProduceRecords::Corrupt;
+    };
+    if !record_batch::is_v2(records) {
+        return ProduceRecords::Legacy(records.to_vec());
+    }
+    let batches: Result<Vec<CheckedBatch>, _> = record_batch::split(records)
+        .map(|batch| {
+            let batch = batch?;
+            match CheckedBatch::decompressing(batch.to_vec(), cap) {
+                // As Kafka does, a create-time batch is stored with its true maxTimestamp (the
+                // time index and retention rely on it) rather than refused.
+                Err(record_batch::BatchError::BadMaxTimestamp { actual, .. }) => {
+                    let mut fixed = batch.to_vec();
+                    record_batch::set_max_timestamp(&mut fixed, actual);
+                    CheckedBatch::decompressing(fixed, cap)
+                }
+                checked => checked,
+            }
+        })
+        .collect();
+    batches.map_or(ProduceRecords::Corrupt, ProduceRecords::Batches)
+}
+
+/// The answer for a topic none of whose partitions was written.
+pub fn produce_failed(topic: &ProduceTopic, error_code: i16) -> produce::TopicResponse {
+    produce::TopicResponse {
+        name: topic.name.clone(),
+        partitions: topic
+            .partitions
+            .iter()
+            .map(|(index, _)| produce::PartitionResponse {
+                index: *index,
+                error_code,
+                base_offset: -1,
+                log_start_offset: -1,
+                error_message: None,
+                record_errors: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+/// Finds each named topic's partitions, creating missing topics like Metadata does; a topic
+/// that cannot be had gets the Kafka error code that says why.
+pub fn resolve(
+    store: &dyn LogStore,
+    names: &[String],
+    create_missing: bool,
+    partitions: u32,
+    topics_max: u32,
+) -> Result<Vec<Result<Vec<PartitionId>, i16>>, StoreError> {
+    // Counting topics reads them all: only a creation needs it.
+    let mut count = None;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(topic) = store.topic(name)? {
+            out.push(Ok(topic.partitions));
+            continue;
+        }
+        let count = match count {
+            Some(ref mut count) => count,
+            None => count.insert(store.topics()?.len()),
+        };
+        if !create_missing || *count >= topics_max as usize {
+            out.push(Err(metadata::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        }
+        match store.create_topic(name, partitions, TopicConfig::default()) {
+            Ok(topic) => {
+                *count += 1;
+                out.push(Ok(topic.partitions));
+            }
+            Err(StoreError::InvalidArgument(_)) => out.push(Err(metadata::INVALID_TOPIC_EXCEPTION)),
+            Err(StoreError::Full(_)) => out.push(Err(STORAGE_ERROR)),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(out)
+}
+
+fn describe(
+    store: &dyn LogStore,
+    names: Option<Vec<String>>,
+    create_missing: bool,
+    partitions: u32,
+    topics_max: u32,
+) -> Result<Vec<metadata::Topic>, StoreError> {
+    let existing = store.topics()?;
+    let found = |name: String, count: usize| metadata::Topic {
+        error_code: 0,
+        name: Some(name),
+        topic_id: [0; 16],
+        partitions: count as u32,
+    };
+    let Some(names) = names else {
+        return Ok(existing
+            .into_iter()
+            .map(|t| found(t.name, t.partitions.len()))
+            .collect());
+    };
+    let mut count = existing.len();
+    let mut out = Vec::with_capacity(names.len().min(existing.len() + 16));
+    for name in names {
+        if let Some(topic) = existing.iter().find(|t| t.name == name) {
+            out.push(found(name, topic.partitions.len()));
+            continue;
+        }
+        let failed = |error_code| metadata::Topic {
+            error_code,
+            name: Some(name.clone()),
+            topic_id: [0; 16],
+            partitions: 0,
+        };
+        if !create_missing || count >= topics_max as usize {
+            out.push(failed(metadata::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        }
+        match store.create_topic(&name, partitions, TopicConfig::default()) {
+            Ok(topic) => {
+                count += 1;
+                out.push(found(name, topic.partitions.len()));
+            }
+            Err(StoreError::InvalidArgument(_)) => {
+                out.push(failed(metadata::INVALID_TOPIC_EXCEPTION))
+            }
+            Err(StoreError::Full(_)) => out.push(failed(metadata::KAFKA_STORAGE_ERROR)),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(out)
+}

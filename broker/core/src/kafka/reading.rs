@@ -1,0 +1,290 @@
+//! The requests a session answers by reading the log on its own shard: Fetch (answered at
+//! once, or waiting for data or its deadline), ListOffsets and OffsetForLeaderEpoch.
+
+use weir_kafka::{cluster, fetch, header, metadata};
+
+use super::session::{KafkaSession, Queued};
+use super::{KafkaError, STORAGE_ERROR, request_body};
+use crate::log_store::{LogStore, PartitionId, StoreError, partition_at};
+
+/// Room reserved in a Fetch answer beyond its record bytes, for its headers and per-partition
+/// fields (more only costs a reallocation).
+const FETCH_ANSWER_OVERHEAD_BYTES: usize = 4096;
+
+/// The longest a Fetch waits for data, whatever the client asks.
+const FETCH_WAIT_MAX_MS: u64 = 30_000;
+
+/// A Fetch answer waiting for data or its deadline.
+#[derive(Debug)]
+pub(super) struct WaitingFetch {
+    pub(super) token: u64,
+    pub(super) correlation_id: i32,
+    pub(super) version: i16,
+    pub(super) deadline_ms: u64,
+    pub(super) request: fetch::FetchRequest,
+}
+
+impl KafkaSession {
+    /// Reads what `request` asks for; returns the answer, its record bytes, and whether a
+    /// partition has an error (Kafka answers at once then). Only the first partition that has
+    /// data may go past the byte budgets (with its first batch, so a reader always makes
+    /// progress); a later batch that does not fit is left for the next fetch.
+    pub(super) fn read(
+        &self,
+        request: &fetch::FetchRequest,
+    ) -> (Vec<fetch::FetchedTopic>, usize, bool) {
+        let store = &*self.settings.store;
+        let cap = self.settings.fetch_bytes_max;
+        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0).min(cap);
+        let mut total = 0usize;
+        let mut any_error = false;
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let pids = store
+                .topic(&topic.name)
+                .ok()
+                .flatten()
+                .map(|t| t.partitions);
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for wanted in &topic.partitions {
+                let pid = pids.as_ref().and_then(|p| partition_at(p, wanted.index));
+                let limit = usize::try_from(wanted.max_bytes)
+                    .unwrap_or(0)
+                    .min(cap)
+                    .min(budget);
+                let first = total == 0;
+                let mut answer = read_partition(store, pid, wanted, limit);
+                any_error |= answer.error_code != 0;
+                if !first && answer.records.len() > limit {
+                    // Only the first partition with data may exceed the budget.
+                    answer.records.clear();
+                }
+                total += answer.records.len();
+                budget = budget.saturating_sub(answer.records.len());
+                partitions.push(answer);
+            }
+            topics.push(fetch::FetchedTopic {
+                name: topic.name.clone(),
+                partitions,
+            });
+        }
+        (topics, total, any_error)
+    }
+
+    pub(super) fn fetch(
+        &mut self,
+        frame: &[u8],
+        start: header::HeaderStart,
+        out: &mut Vec<u8>,
+        now_ms: u64,
+    ) -> Result<(), KafkaError> {
+        let body = request_body(frame, start, |_| 1)?;
+        let request = fetch::parse_fetch(body, start.api_version)?;
+        let (topics, bytes, any_error) = self.read(&request);
+        let enough = bytes >= usize::try_from(request.min_bytes).unwrap_or(0);
+        if enough || any_error || request.max_wait_ms <= 0 {
+            // The records are most of the answer: room for them at once, not by doubling.
+            if self.queued.is_empty() {
+                out.reserve(bytes + FETCH_ANSWER_OVERHEAD_BYTES);
+            }
+            self.answer_now(out, |body| {
+                fetch::write_fetch_response(body, start.correlation_id, start.api_version, &topics)
+            });
+            return Ok(());
+        }
+        // Not enough data yet: the answer waits in order, and `tick` answers it when data
+        // arrives or the client's wait is over (capped at FETCH_WAIT_MAX_MS).
+        let token = self.next_token;
+        self.next_token += 1;
+        self.queued.push_back(Queued {
+            waiting: Some(token),
+            correlation_id: start.correlation_id,
+            api_version: start.api_version,
+            frame: Vec::new(),
+        });
+        let wait = u64::try_from(request.max_wait_ms)
+            .unwrap_or(0)
+            .min(FETCH_WAIT_MAX_MS);
+        self.waiting_fetches.push(WaitingFetch {
+            token,
+            correlation_id: start.correlation_id,
+            version: start.api_version,
+            deadline_ms: now_ms + wait,
+            request,
+        });
+        Ok(())
+    }
+
+    pub(super) fn list_offsets(
+        &mut self,
+        frame: &[u8],
+        start: header::HeaderStart,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KafkaError> {
+        let body = request_body(frame, start, |_| 1)?;
+        let queries = fetch::parse_list_offsets(body, start.api_version)?;
+        let store = &*self.settings.store;
+        let answers: Vec<(String, Vec<fetch::OffsetAnswer>)> = queries
+            .into_iter()
+            .map(|(name, queries)| {
+                let pids = store.topic(&name).ok().flatten().map(|t| t.partitions);
+                let answers = queries
+                    .iter()
+                    .map(|q| {
+                        let pid = pids.as_ref().and_then(|p| partition_at(p, q.index));
+                        let Some(pid) = pid else {
+                            return (q.index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+                        };
+                        let found = match q.timestamp {
+                            -1 => store.partition(pid).map(|s| Some((-1, s.high_watermark))),
+                            -2 => store.partition(pid).map(|s| Some((-1, s.log_start_offset))),
+                            ts => store.offset_for_timestamp(pid, ts).and_then(|found| {
+                                // Refined to the first record at or after `ts`, with its own
+                                // timestamp.
+                                let cap = self.settings.batch_decompressed_bytes_max;
+                                match found {
+                                    Some(offset) => record_at_or_after(store, pid, offset, ts, cap),
+                                    None => Ok(None),
+                                }
+                            }),
+                        };
+                        match found {
+                            Ok(Some((timestamp, offset))) => (q.index, 0, timestamp, offset),
+                            Ok(None) => (q.index, 0, -1, -1),
+                            Err(_) => (q.index, STORAGE_ERROR, -1, -1),
+                        }
+                    })
+                    .collect();
+                (name, answers)
+            })
+            .collect();
+        self.answer_now(out, |body| {
+            fetch::write_list_offsets_response(
+                body,
+                start.correlation_id,
+                start.api_version,
+                &answers,
+            )
+        });
+        Ok(())
+    }
+
+    /// OffsetForLeaderEpoch: every partition has had leader epoch 0 since it was created, so
+    /// epoch 0 ends at the high watermark and no other epoch exists.
+    pub(super) fn leader_epochs(
+        &mut self,
+        frame: &[u8],
+        start: header::HeaderStart,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KafkaError> {
+        const UNKNOWN_LEADER_EPOCH: i16 = 74;
+        let body = request_body(frame, start, cluster::epoch_header_version)?;
+        let asked = cluster::parse_epochs(body, start.api_version)?;
+        let store = &*self.settings.store;
+        let answers: Vec<(String, Vec<cluster::EpochAnswer>)> = asked
+            .into_iter()
+            .map(|(name, queries)| {
+                let pids = store.topic(&name).ok().flatten().map(|t| t.partitions);
+                let answers = queries
+                    .into_iter()
+                    .map(|(index, current, epoch)| {
+                        let pid = pids.as_ref().and_then(|p| partition_at(p, index));
+                        let Some(pid) = pid else {
+                            return (index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+                        };
+                        if current > 0 {
+                            return (index, UNKNOWN_LEADER_EPOCH, -1, -1);
+                        }
+                        match (epoch, store.partition(pid)) {
+                            (_, Err(_)) => (index, STORAGE_ERROR, -1, -1),
+                            (0, Ok(state)) => (index, 0, 0, state.high_watermark),
+                            (_, Ok(_)) => (index, 0, -1, -1),
+                        }
+                    })
+                    .collect();
+                (name, answers)
+            })
+            .collect();
+        self.answer_now(out, |body| {
+            cluster::write_epochs_response(body, start.correlation_id, start.api_version, &answers)
+        });
+        Ok(())
+    }
+}
+
+/// Reads one partition of a Fetch, up to `limit` bytes (its first batch whole); the answer
+/// carries the error code when the partition is unknown (`pid` is `None`), the offset is out
+/// of range, or the store failed.
+fn read_partition(
+    store: &dyn LogStore,
+    pid: Option<PartitionId>,
+    wanted: &fetch::FetchPartition,
+    limit: usize,
+) -> fetch::FetchedPartition {
+    let mut answer = fetch::FetchedPartition {
+        index: wanted.index,
+        error_code: 0,
+        high_watermark: -1,
+        log_start_offset: -1,
+        records: Vec::new(),
+    };
+    let Some(pid) = pid else {
+        answer.error_code = metadata::UNKNOWN_TOPIC_OR_PARTITION;
+        return answer;
+    };
+    let records = &mut answer.records;
+    let outcome = store.read(pid, wanted.fetch_offset, limit, &mut |batch| {
+        records.extend_from_slice(batch)
+    });
+    match outcome {
+        Ok(summary) => {
+            answer.high_watermark = summary.state.high_watermark;
+            answer.log_start_offset = summary.state.log_start_offset;
+        }
+        Err(StoreError::OffsetOutOfRange {
+            log_start_offset,
+            high_watermark,
+            ..
+        }) => {
+            answer.error_code = fetch::OFFSET_OUT_OF_RANGE;
+            answer.high_watermark = high_watermark;
+            answer.log_start_offset = log_start_offset;
+        }
+        Err(_) => answer.error_code = STORAGE_ERROR,
+    }
+    answer
+}
+
+/// The first record at or after time `at` from the batch starting at `offset` on (the log's
+/// time index names the first batch that may hold one): its timestamp and offset.
+fn record_at_or_after(
+    store: &dyn LogStore,
+    pid: PartitionId,
+    offset: i64,
+    at: i64,
+    decompressed_bytes_max: usize,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    // A batch whose records all precede `at` may come first (its running maximum raised the
+    // index); the next ones are read until a record qualifies.
+    let mut next = offset;
+    loop {
+        let mut found = None;
+        let mut after = None;
+        let summary = store.read(pid, next, 1, &mut |batch| {
+            if found.is_some() || after.is_some() {
+                return;
+            }
+            found = weir_kafka::record_batch::first_at_or_after(batch, at, decompressed_bytes_max);
+            after = weir_kafka::record_batch::BatchHeader::parse(batch)
+                .ok()
+                .map(|h| h.next_offset());
+        })?;
+        if let Some((offset, timestamp)) = found {
+            return Ok(Some((timestamp, offset)));
+        }
+        match after {
+            Some(after) if after > next && after < summary.state.high_watermark => next = after,
+            _ => return Ok(None),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! A Kafka connection's session: its request decoder, the queue that keeps answers in request
+//! order behind pending operations, and the dispatch of each request to its API's handler.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use weir_kafka::frame::{FrameDecoder, write_frame};
+use weir_kafka::{fetch, header};
+
+use super::operations::{KafkaOp, KafkaOpResult, write_result};
+use super::reading::WaitingFetch;
+use super::{ANSWERS_QUEUED_MAX, KafkaError, KafkaSettings, REQUEST_BYTES_MIN, apis};
+
+/// An answer in request order: ready bytes, or a slot waiting for an operation.
+#[derive(Debug)]
+pub(super) struct Queued {
+    /// The operation this answer waits for, if any.
+    pub(super) waiting: Option<u64>,
+    pub(super) correlation_id: i32,
+    pub(super) api_version: i16,
+    /// The whole frame once ready.
+    pub(super) frame: Vec<u8>,
+}
+
+/// Per-connection protocol state.
+#[derive(Debug)]
+pub struct KafkaSession {
+    pub(super) settings: Arc<KafkaSettings>,
+    /// The client's address as DescribeGroups shows it (`/ip`).
+    pub(super) client_host: String,
+    /// Fetches waiting for data (`min_bytes`) or their deadline.
+    pub(super) waiting_fetches: Vec<WaitingFetch>,
+    /// Operations handed out and not completed (answered or not: acks 0 counts too).
+    pub(super) ops_in_flight: usize,
+    /// Bytes of ready answers queued behind a pending one.
+    pub(super) queued_bytes: usize,
+    pub(super) decoder: FrameDecoder,
+    pub(super) requests: u64,
+    pub(super) next_token: u64,
+    pub(super) queued: VecDeque<Queued>,
+}
+
+impl KafkaSession {
+    /// A session with the broker's Kafka settings, for a client at `client_host` (shown by
+    /// DescribeGroups).
+    pub fn new(settings: Arc<KafkaSettings>, client_host: String) -> KafkaSession {
+        KafkaSession {
+            client_host,
+            decoder: FrameDecoder::new(REQUEST_BYTES_MIN, settings.request_bytes_max),
+            settings,
+            waiting_fetches: Vec::new(),
+            ops_in_flight: 0,
+            queued_bytes: 0,
+            requests: 0,
+            next_token: 0,
+            queued: VecDeque::new(),
+        }
+    }
+
+    /// Requests answered or accepted for an answer so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// True while the session takes no more requests until operations complete: the queue
+    /// of answers behind pending operations, or the operations in flight, are at
+    /// [`ANSWERS_QUEUED_MAX`]. The connection should not be read meanwhile.
+    pub fn saturated(&self) -> bool {
+        self.queued.len() >= ANSWERS_QUEUED_MAX || self.ops_in_flight >= ANSWERS_QUEUED_MAX
+    }
+
+    /// True while an operation's result is awaited.
+    pub fn waiting(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    /// Takes complete requests at the start of `input`, appending answers to `out` (in
+    /// request order) and operations to `ops`, until `out` holds `out_limit` bytes, the
+    /// queue of answers behind a pending operation is full, or no complete request is left.
+    /// Returns the bytes consumed; the rest waits. An error means the connection must be
+    /// closed (answers already in `out` may still be sent).
+    pub fn on_bytes(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        out_limit: usize,
+        ops: &mut Vec<(u64, KafkaOp)>,
+        now_ms: u64,
+    ) -> Result<usize, KafkaError> {
+        let mut used = 0;
+        while out.len() + self.queued_bytes < out_limit
+            && self.queued.len() < ANSWERS_QUEUED_MAX
+            && self.ops_in_flight < ANSWERS_QUEUED_MAX
+            && let Some((frame, len)) = self.decoder.decode(&input[used..])?
+        {
+            self.handle(frame, out, ops, now_ms)?;
+            self.requests += 1;
+            used += len;
+        }
+        Ok(used)
+    }
+
+    /// Takes the result of operation `token`, and writes to `out` every answer that no
+    /// longer waits.
+    pub fn complete(&mut self, token: u64, result: KafkaOpResult, out: &mut Vec<u8>) {
+        self.ops_in_flight = self.ops_in_flight.saturating_sub(1);
+        let Some(slot) = self.queued.iter().find(|q| q.waiting == Some(token)) else {
+            return;
+        };
+        let (correlation_id, version) = (slot.correlation_id, slot.api_version);
+        let mut frame = Vec::new();
+        write_frame(&mut frame, |body| {
+            write_result(body, correlation_id, version, result, &self.settings)
+        });
+        self.fill(token, frame, out);
+    }
+
+    /// Answers waiting fetches that now have enough data or reached their deadline.
+    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<u8>) {
+        let mut index = 0;
+        while index < self.waiting_fetches.len() {
+            let waiting = &self.waiting_fetches[index];
+            let (topics, bytes, any_error) = self.read(&waiting.request);
+            let min = usize::try_from(waiting.request.min_bytes).unwrap_or(0);
+            if bytes >= min || any_error || now_ms >= waiting.deadline_ms {
+                let waiting = self.waiting_fetches.swap_remove(index);
+                let mut frame = Vec::new();
+                write_frame(&mut frame, |body| {
+                    fetch::write_fetch_response(
+                        body,
+                        waiting.correlation_id,
+                        waiting.version,
+                        &topics,
+                    )
+                });
+                self.fill(waiting.token, frame, out);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// True while a fetch waits for data or its deadline.
+    pub fn has_waiting_fetch(&self) -> bool {
+        !self.waiting_fetches.is_empty()
+    }
+
+    /// Puts `frame` in the slot waiting for `token` and writes out every answer no longer
+    /// waiting, in order.
+    pub(super) fn fill(&mut self, token: u64, frame: Vec<u8>, out: &mut Vec<u8>) {
+        if let Some(slot) = self.queued.iter_mut().find(|q| q.waiting == Some(token)) {
+            self.queued_bytes += frame.len();
+            slot.frame = frame;
+            slot.waiting = None;
+        }
+        while self.queued.front().is_some_and(|q| q.waiting.is_none()) {
+            if let Some(ready) = self.queued.pop_front() {
+                self.queued_bytes = self.queued_bytes.saturating_sub(ready.frame.len());
+                out.extend_from_slice(&ready.frame);
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        ops: &mut Vec<(u64, KafkaOp)>,
+        now_ms: u64,
+    ) -> Result<(), KafkaError> {
+        let start = header::peek(frame)?;
+        let Some(api) = apis::find(start.api_key) else {
+            return Err(KafkaError::NotImplemented {
+                api_key: start.api_key,
+                api_version: start.api_version,
+            });
+        };
+        let request = apis::Request {
+            frame,
+            start,
+            now_ms,
+        };
+        (api.handle)(self, &request, out, ops)
+    }
+
+    /// Queues an answer slot that waits for `op`.
+    pub(super) fn defer(
+        &mut self,
+        start: header::HeaderStart,
+        op: KafkaOp,
+        ops: &mut Vec<(u64, KafkaOp)>,
+    ) {
+        let token = self.hand_on(op, ops);
+        self.queued.push_back(Queued {
+            waiting: Some(token),
+            correlation_id: start.correlation_id,
+            api_version: start.api_version,
+            frame: Vec::new(),
+        });
+    }
+
+    /// Hands `op` on with no answer waiting for it (a Produce with acks 0); returns its token.
+    pub(super) fn hand_on(&mut self, op: KafkaOp, ops: &mut Vec<(u64, KafkaOp)>) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        ops.push((token, op));
+        self.ops_in_flight += 1;
+        token
+    }
+
+    /// Writes an answer to `out`, or queues it behind an answer that waits.
+    pub(super) fn answer_now(&mut self, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+        if self.queued.is_empty() {
+            write_frame(out, body);
+        } else {
+            let mut frame = Vec::new();
+            write_frame(&mut frame, body);
+            self.queued_bytes += frame.len();
+            self.queued.push_back(Queued {
+                waiting: None,
+                correlation_id: 0,
+                api_version: 0,
+                frame,
+            });
+        }
+    }
+}
