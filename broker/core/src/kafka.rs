@@ -31,7 +31,6 @@ use std::sync::Arc;
 
 use weir_kafka::frame::FrameError;
 use weir_kafka::header;
-use weir_kafka::metadata;
 use weir_kafka::wire::WireError;
 
 use crate::log_store::LogStore;
@@ -56,22 +55,11 @@ pub use weir_kafka::api_versions::IMPLEMENTED;
 /// request is read from the connection until the operation completes.
 pub const ANSWERS_QUEUED_MAX: usize = 64;
 
-/// Error code for a request Weir refuses as malformed or unsupported in its content.
-const INVALID_REQUEST: i16 = 42;
-
-/// Error code for acks other than -1, 0 and 1.
-const INVALID_REQUIRED_ACKS: i16 = 21;
-/// Retriable error code for a producer id that could not be allocated now.
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-
 /// The cluster id Metadata reports (Weir is a single node).
 const CLUSTER_ID: &str = "weir";
 
 /// The smallest request: a v0 header (api key, version, correlation id).
 const REQUEST_BYTES_MIN: usize = 8;
-
-/// Kafka's error code for a storage failure.
-pub const STORAGE_ERROR: i16 = metadata::KAFKA_STORAGE_ERROR;
 
 /// What every Kafka connection of the broker shares: limits, what Metadata says, and the log
 /// that Fetch and ListOffsets read (short read transactions, on the connection's shard).

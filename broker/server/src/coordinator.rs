@@ -16,9 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use weir_core::kafka::coordinator::{Action, Coordinator, GroupLimits, GroupOp, Waiter};
-use weir_core::kafka::groups::COORDINATOR_NOT_AVAILABLE;
 use weir_core::kafka::{KafkaOpResult, run_op};
 use weir_core::log_store::{LogStore, StoreError};
+use weir_kafka::error::ErrorCode;
 
 use crate::writer::WriterHandle;
 
@@ -52,7 +52,7 @@ impl CoordinatorHandle {
         if let Err(mpsc::SendError(Message::Op(op, deliver))) =
             self.tx.send(Message::Op(op, deliver))
         {
-            deliver(op.failed(COORDINATOR_NOT_AVAILABLE));
+            deliver(op.failed(ErrorCode::CoordinatorNotAvailable.code()));
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Apache Kafka does, so the client can retry with a version from it. Tagged fields are never
 //! written with default values (old librdkafka fails to parse some of them).
 
+use crate::error::ErrorCode;
 use crate::header::write_response_header;
 use crate::wire::put_uvarint;
 use crate::{
@@ -19,9 +20,6 @@ pub const API_KEY: i16 = 18;
 
 /// Highest ApiVersions version implemented.
 pub const VERSION_MAX: i16 = 4;
-
-/// Error code for a version the broker does not implement.
-pub const UNSUPPORTED_VERSION: i16 = 35;
 
 /// One implemented API and its version range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +165,7 @@ pub fn write_response(out: &mut Vec<u8>, correlation_id: i32, version: i16, apis
     let (version, error) = if (0..=VERSION_MAX).contains(&version) {
         (version, 0i16)
     } else {
-        (0, UNSUPPORTED_VERSION)
+        (0, ErrorCode::UnsupportedVersion.code())
     };
     out.extend_from_slice(&error.to_be_bytes());
     let flexible = version >= 3;
@@ -219,7 +217,10 @@ mod tests {
     fn an_unknown_version_gets_v0_with_unsupported_version() {
         let mut out = Vec::new();
         write_response(&mut out, 9, 99, &TABLE);
-        assert_eq!(&out[4..6], &UNSUPPORTED_VERSION.to_be_bytes());
+        assert_eq!(
+            &out[4..6],
+            &ErrorCode::UnsupportedVersion.code().to_be_bytes()
+        );
         assert_eq!(out.len(), 16);
     }
 }

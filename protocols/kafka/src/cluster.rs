@@ -5,6 +5,7 @@
 //! (4 flexible). Weir is one node, so the cluster is that node and every partition has
 //! leader epoch 0 for its whole life.
 
+use crate::error::ErrorCode;
 use crate::header::write_response_header;
 use crate::wire::{Reader, WireError, Writer};
 
@@ -47,9 +48,6 @@ pub struct Node<'a> {
     pub port: i32,
 }
 
-/// Error code: the endpoint type asked for is not served (only brokers are).
-pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
-
 /// Writes a DescribeCluster answer: `node` is the whole cluster and its controller.
 pub fn write_describe_response(
     out: &mut Vec<u8>,
@@ -67,7 +65,7 @@ pub fn write_describe_response(
         w.i16(0);
         w.nullable_string(None);
     } else {
-        w.i16(UNSUPPORTED_ENDPOINT_TYPE);
+        w.i16(ErrorCode::UnsupportedEndpointType.code());
         w.nullable_string(Some("only broker endpoints are served"));
     }
     if version >= 1 {

@@ -13,22 +13,6 @@ pub const API_KEY: i16 = 19;
 /// Highest version implemented.
 pub const VERSION_MAX: i16 = 7;
 
-/// Error code: the topic exists already.
-pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-/// Error code: the partition count is out of range.
-pub const INVALID_PARTITIONS: i16 = 37;
-/// Error code: the replication factor cannot be met.
-pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-/// Error code: the replica assignment is not valid here.
-pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-/// Error code: a setting is unknown, unsupported or out of range.
-pub const INVALID_CONFIG: i16 = 40;
-/// Error code: the request is malformed in a way the schema cannot express (a topic named
-/// twice).
-pub const INVALID_REQUEST: i16 = 42;
-/// Error code: a broker policy refuses the request (here: `kafka.topics_max`).
-pub const POLICY_VIOLATION: i16 = 44;
-
 /// Request header version for `version` (flexible from 5).
 pub fn request_header_version(version: i16) -> u8 {
     if version >= 5 { 2 } else { 1 }
@@ -192,6 +176,7 @@ pub fn write_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     #[test]
     fn v0_and_v5_requests() {
@@ -255,7 +240,7 @@ mod tests {
         assert_eq!(v5, expected);
         let failed = TopicResult {
             name: "t".into(),
-            error_code: TOPIC_ALREADY_EXISTS,
+            error_code: ErrorCode::TopicAlreadyExists.code(),
             error_message: Some("x".into()),
             num_partitions: 2,
             configs: vec![],

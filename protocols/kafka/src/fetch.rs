@@ -19,9 +19,6 @@ pub const LIST_OFFSETS_MIN: i16 = 1;
 /// Highest ListOffsets version implemented.
 pub const LIST_OFFSETS_MAX: i16 = 5;
 
-/// Error code: the offset is outside the partition's log.
-pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-
 /// One partition a Fetch asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchPartition {

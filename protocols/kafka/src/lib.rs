@@ -5,6 +5,7 @@
 //! - [`api_versions`]: the ApiVersions answer and the table of implemented APIs;
 //! - [`cluster`]: DescribeCluster and OffsetForLeaderEpoch;
 //! - [`compression`]: bounded decompression of a batch's records (gzip, snappy, lz4, zstd);
+//! - [`error`]: Kafka's error codes as one enum;
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] and [`delete_records`]:
 //!   the topic admin requests and answers; [`describe_configs`]: topic settings;
 //! - [`find_coordinator`] and [`offsets`]: consumer-group coordinators and committed
@@ -30,6 +31,7 @@ pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod frame;

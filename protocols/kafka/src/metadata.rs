@@ -14,15 +14,6 @@ pub const API_KEY: i16 = 3;
 /// Highest version implemented.
 pub const VERSION_MAX: i16 = 12;
 
-/// Error code: the topic does not exist.
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-/// Error code: the topic name is not a valid Kafka topic name.
-pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-/// Error code: no topic has this id.
-pub const UNKNOWN_TOPIC_ID: i16 = 100;
-/// Error code: the broker's storage cannot serve the request now.
-pub const KAFKA_STORAGE_ERROR: i16 = 56;
-
 /// Request header version for `version` (flexible from 9).
 pub fn request_header_version(version: i16) -> u8 {
     if version >= 9 { 2 } else { 1 }
@@ -190,6 +181,7 @@ pub fn write_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     #[test]
     fn requests_of_each_generation() {
@@ -245,7 +237,7 @@ mod tests {
             port: 1,
         };
         let topic = Topic {
-            error_code: UNKNOWN_TOPIC_ID,
+            error_code: ErrorCode::UnknownTopicId.code(),
             name: None,
             topic_id: [7; 16],
             partitions: 0,

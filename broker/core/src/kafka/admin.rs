@@ -8,17 +8,11 @@
 //! refused with INVALID_CONFIG rather than accepted and ignored.
 
 use weir_kafka::create_partitions;
-use weir_kafka::create_topics::{
-    self, ConfigSource, INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT,
-    INVALID_REPLICATION_FACTOR, INVALID_REQUEST, NewTopic, POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
-    TopicResult,
-};
+use weir_kafka::create_topics::{self, ConfigSource, NewTopic, TopicResult};
 use weir_kafka::delete_records::PartitionResult;
 use weir_kafka::delete_topics::Target;
 use weir_kafka::describe_configs::{self, Entry, RESOURCE_BROKER, RESOURCE_TOPIC, ResourceResult};
-use weir_kafka::metadata::{
-    INVALID_TOPIC_EXCEPTION, KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
-};
+use weir_kafka::error::ErrorCode;
 
 use std::collections::HashMap;
 
@@ -100,7 +94,7 @@ fn parse_config(configs: &[(String, Option<String>)]) -> Result<TopicConfig, Str
 fn partition_count(topic: &NewTopic, default: u32) -> Result<u32, (i16, String)> {
     if !matches!(topic.replication_factor, -1 | 1) {
         return Err((
-            INVALID_REPLICATION_FACTOR,
+            ErrorCode::InvalidReplicationFactor.code(),
             format!(
                 "replication factor {} cannot be met: Weir is a single node (use 1 or -1)",
                 topic.replication_factor
@@ -110,7 +104,7 @@ fn partition_count(topic: &NewTopic, default: u32) -> Result<u32, (i16, String)>
     if !topic.assignments.is_empty() {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             return Err((
-                INVALID_REQUEST,
+                ErrorCode::InvalidRequest.code(),
                 "with a replica assignment, partitions and replication factor must be -1".into(),
             ));
         }
@@ -121,14 +115,14 @@ fn partition_count(topic: &NewTopic, default: u32) -> Result<u32, (i16, String)>
             .all(|(i, (index, brokers))| *index as usize == i && brokers.as_slice() == [0]);
         if !in_order {
             return Err((
-                INVALID_REPLICA_ASSIGNMENT,
+                ErrorCode::InvalidReplicaAssignment.code(),
                 "partitions must be assigned in order 0, 1, ... to broker 0 only".into(),
             ));
         }
         let count = topic.assignments.len();
         if count > TOPIC_PARTITIONS_MAX as usize {
             return Err((
-                INVALID_PARTITIONS,
+                ErrorCode::InvalidPartitions.code(),
                 format!("partitions must be from 1 to {TOPIC_PARTITIONS_MAX}, not {count}"),
             ));
         }
@@ -138,7 +132,7 @@ fn partition_count(topic: &NewTopic, default: u32) -> Result<u32, (i16, String)>
         -1 => Ok(default),
         n if n >= 1 && n as u32 <= TOPIC_PARTITIONS_MAX => Ok(n as u32),
         n => Err((
-            INVALID_PARTITIONS,
+            ErrorCode::InvalidPartitions.code(),
             format!("partitions must be from 1 to {TOPIC_PARTITIONS_MAX}, not {n}"),
         )),
     }
@@ -165,7 +159,13 @@ pub fn create_topics(
     let mut count = match store.topics() {
         Ok(topics) => topics.len(),
         Err(error) => {
-            let failed = |t: &NewTopic| failure(&t.name, KAFKA_STORAGE_ERROR, error.to_string());
+            let failed = |t: &NewTopic| {
+                failure(
+                    &t.name,
+                    ErrorCode::KafkaStorageError.code(),
+                    error.to_string(),
+                )
+            };
             return request.topics.iter().map(failed).collect();
         }
     };
@@ -174,16 +174,19 @@ pub fn create_topics(
     for topic in &request.topics {
         let failed = |error_code: i16, message: String| failure(&topic.name, error_code, message);
         if names.get(topic.name.as_str()).copied().unwrap_or(0) > 1 {
-            out.push(failed(INVALID_REQUEST, "the topic is named twice".into()));
+            out.push(failed(
+                ErrorCode::InvalidRequest.code(),
+                "the topic is named twice".into(),
+            ));
             continue;
         }
         let checked = check_topic_name(&topic.name)
-            .map_err(|m| (INVALID_TOPIC_EXCEPTION, m))
+            .map_err(|m| (ErrorCode::InvalidTopicException.code(), m))
             .and_then(|()| partition_count(topic, defaults.partitions))
             .and_then(|n| {
                 parse_config(&topic.configs)
                     .map(|c| (n, c))
-                    .map_err(|m| (INVALID_CONFIG, m))
+                    .map_err(|m| (ErrorCode::InvalidConfig.code(), m))
             });
         let (partitions, config) = match checked {
             Ok(ok) => ok,
@@ -196,7 +199,7 @@ pub fn create_topics(
             Ok(Some(_)) => Err(StoreError::TopicExists(topic.name.clone())),
             Ok(None) if count >= defaults.topics_max as usize => {
                 out.push(failed(
-                    POLICY_VIOLATION,
+                    ErrorCode::PolicyViolation.code(),
                     format!("kafka.topics_max ({}) topics exist", defaults.topics_max),
                 ));
                 continue;
@@ -219,11 +222,13 @@ pub fn create_topics(
                 }
             }
             Err(StoreError::TopicExists(name)) => failed(
-                TOPIC_ALREADY_EXISTS,
+                ErrorCode::TopicAlreadyExists.code(),
                 format!("topic `{name}` already exists"),
             ),
-            Err(StoreError::InvalidArgument(message)) => failed(INVALID_REQUEST, message),
-            Err(other) => failed(KAFKA_STORAGE_ERROR, other.to_string()),
+            Err(StoreError::InvalidArgument(message)) => {
+                failed(ErrorCode::InvalidRequest.code(), message)
+            }
+            Err(other) => failed(ErrorCode::KafkaStorageError.code(), other.to_string()),
         });
     }
     out
@@ -236,11 +241,11 @@ pub fn delete_topics(store: &dyn LogStore, targets: Vec<Target>) -> Vec<(Target,
         .map(|target| {
             let code = match &target {
                 // Weir gives topics no ids, so none is known.
-                Target::Id(_) => UNKNOWN_TOPIC_ID,
+                Target::Id(_) => ErrorCode::UnknownTopicId.code(),
                 Target::Name(name) => match store.delete_topic(name) {
                     Ok(()) => 0,
-                    Err(StoreError::UnknownTopic(_)) => UNKNOWN_TOPIC_OR_PARTITION,
-                    Err(_) => KAFKA_STORAGE_ERROR,
+                    Err(StoreError::UnknownTopic(_)) => ErrorCode::UnknownTopicOrPartition.code(),
+                    Err(_) => ErrorCode::KafkaStorageError.code(),
                 },
             };
             (target, code)
@@ -257,9 +262,6 @@ fn name_counts<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usi
     counts
 }
 
-/// Kafka's error code for an offset outside the partition's log.
-const OFFSET_OUT_OF_RANGE: i16 = 1;
-
 /// Grows (or, with `validate_only`, checks growing) each topic of the request; per topic its
 /// name, error code and message, in request order.
 pub fn create_partitions(
@@ -269,20 +271,23 @@ pub fn create_partitions(
     let names = name_counts(request.topics.iter().map(|t| t.name.as_str()));
     let grow = |growth: &create_partitions::Growth| -> Result<(), (i16, String)> {
         if names.get(growth.name.as_str()).copied().unwrap_or(0) > 1 {
-            return Err((INVALID_REQUEST, "the topic is named twice".into()));
+            return Err((
+                ErrorCode::InvalidRequest.code(),
+                "the topic is named twice".into(),
+            ));
         }
         let current = match store.topic(&growth.name) {
             Ok(Some(topic)) => topic.partitions.len() as i64,
             Ok(None) => {
                 let message = format!("unknown topic `{}`", growth.name);
-                return Err((UNKNOWN_TOPIC_OR_PARTITION, message));
+                return Err((ErrorCode::UnknownTopicOrPartition.code(), message));
             }
-            Err(error) => return Err((KAFKA_STORAGE_ERROR, error.to_string())),
+            Err(error) => return Err((ErrorCode::KafkaStorageError.code(), error.to_string())),
         };
         let count = i64::from(growth.count);
         if count <= current || count > i64::from(TOPIC_PARTITIONS_MAX) {
             return Err((
-                INVALID_PARTITIONS,
+                ErrorCode::InvalidPartitions.code(),
                 format!(
                     "the topic has {current} partitions; the new count must be more, and at \
                      most {TOPIC_PARTITIONS_MAX}, not {count}"
@@ -294,7 +299,7 @@ pub fn create_partitions(
                 && assignments.iter().all(|brokers| brokers.as_slice() == [0]);
             if !ok {
                 return Err((
-                    INVALID_REPLICA_ASSIGNMENT,
+                    ErrorCode::InvalidReplicaAssignment.code(),
                     "each new partition must be assigned to broker 0 only".into(),
                 ));
             }
@@ -305,7 +310,7 @@ pub fn create_partitions(
         store
             .add_partitions(&growth.name, count as u32)
             .map(drop)
-            .map_err(|error| (KAFKA_STORAGE_ERROR, error.to_string()))
+            .map_err(|error| (ErrorCode::KafkaStorageError.code(), error.to_string()))
     };
     request
         .topics
@@ -335,14 +340,18 @@ pub fn delete_records(
                     };
                     let outcome =
                         match (&found, partition) {
-                            (Err(_), _) => Err(KAFKA_STORAGE_ERROR),
-                            (_, None) => Err(UNKNOWN_TOPIC_OR_PARTITION),
+                            (Err(_), _) => Err(ErrorCode::KafkaStorageError.code()),
+                            (_, None) => Err(ErrorCode::UnknownTopicOrPartition.code()),
                             (_, Some(partition)) => store
                                 .delete_records(partition, offset)
                                 .map_err(|e| match e {
-                                    StoreError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
-                                    StoreError::UnknownPartition(_) => UNKNOWN_TOPIC_OR_PARTITION,
-                                    _ => KAFKA_STORAGE_ERROR,
+                                    StoreError::OffsetOutOfRange { .. } => {
+                                        ErrorCode::OffsetOutOfRange.code()
+                                    }
+                                    StoreError::UnknownPartition(_) => {
+                                        ErrorCode::UnknownTopicOrPartition.code()
+                                    }
+                                    _ => ErrorCode::KafkaStorageError.code(),
                                 }),
                         };
                     PartitionResult {
@@ -400,22 +409,26 @@ pub fn describe_configs(
                         answer(0, None, entries)
                     }
                     Ok(None) => answer(
-                        UNKNOWN_TOPIC_OR_PARTITION,
+                        ErrorCode::UnknownTopicOrPartition.code(),
                         Some(format!("unknown topic `{}`", resource.name)),
                         Vec::new(),
                     ),
-                    Err(error) => answer(KAFKA_STORAGE_ERROR, Some(error.to_string()), Vec::new()),
+                    Err(error) => answer(
+                        ErrorCode::KafkaStorageError.code(),
+                        Some(error.to_string()),
+                        Vec::new(),
+                    ),
                 },
                 RESOURCE_BROKER if matches!(resource.name.as_str(), "" | "0") => {
                     answer(0, None, Vec::new())
                 }
                 RESOURCE_BROKER => answer(
-                    INVALID_REQUEST,
+                    ErrorCode::InvalidRequest.code(),
                     Some(format!("broker `{}` is not this broker (0)", resource.name)),
                     Vec::new(),
                 ),
                 other => answer(
-                    INVALID_REQUEST,
+                    ErrorCode::InvalidRequest.code(),
                     Some(format!("resource type {other} has no settings in Weir")),
                     Vec::new(),
                 ),
@@ -444,11 +457,11 @@ mod tests {
         assert_eq!(partition_count(&topic(3, 1), 4), Ok(3));
         assert_eq!(
             partition_count(&topic(0, 1), 4).unwrap_err().0,
-            INVALID_PARTITIONS
+            ErrorCode::InvalidPartitions.code()
         );
         assert_eq!(
             partition_count(&topic(3, 3), 4).unwrap_err().0,
-            INVALID_REPLICATION_FACTOR
+            ErrorCode::InvalidReplicationFactor.code()
         );
         let mut assigned = topic(-1, -1);
         assigned.assignments = vec![(0, vec![0]), (1, vec![0])];
@@ -458,12 +471,12 @@ mod tests {
         too_many.assignments = many.collect();
         assert_eq!(
             partition_count(&too_many, 4).unwrap_err().0,
-            INVALID_PARTITIONS
+            ErrorCode::InvalidPartitions.code()
         );
         assigned.assignments[1].1 = vec![0, 1];
         assert_eq!(
             partition_count(&assigned, 4).unwrap_err().0,
-            INVALID_REPLICA_ASSIGNMENT
+            ErrorCode::InvalidReplicaAssignment.code()
         );
     }
 

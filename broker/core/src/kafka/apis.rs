@@ -8,6 +8,7 @@
 //! place here, beside its codec's entry in [`IMPLEMENTED`] (and its operation, if it needs
 //! the writer thread).
 
+use weir_kafka::error::ErrorCode;
 use weir_kafka::header::{self, HeaderStart};
 use weir_kafka::wire::WireError;
 use weir_kafka::{
@@ -21,9 +22,7 @@ use super::IMPLEMENTED;
 use super::coordinator::GroupOp;
 use super::operations::{KafkaOp, ProduceTopic, check_produce_records, produce_failed};
 use super::session::KafkaSession;
-use super::{
-    CLUSTER_ID, INVALID_REQUEST, INVALID_REQUIRED_ACKS, KafkaError, admin, groups, request_body,
-};
+use super::{CLUSTER_ID, KafkaError, admin, request_body};
 
 /// One request, as its handler gets it.
 #[derive(Debug)]
@@ -181,7 +180,7 @@ fn init_producer_id(
             body,
             start.correlation_id,
             start.api_version,
-            INVALID_REQUEST,
+            ErrorCode::InvalidRequest.code(),
             -1,
             -1,
         )
@@ -210,13 +209,13 @@ fn find_coordinator(
             },
             find_coordinator::KEY_TYPE_TRANSACTION => find_coordinator::Coordinator {
                 key,
-                error_code: groups::COORDINATOR_NOT_AVAILABLE,
+                error_code: ErrorCode::CoordinatorNotAvailable.code(),
                 error_message: Some(transactions),
                 node: (-1, "", -1),
             },
             _ => find_coordinator::Coordinator {
                 key,
-                error_code: INVALID_REQUEST,
+                error_code: ErrorCode::InvalidRequest.code(),
                 error_message: Some("unknown coordinator key type"),
                 node: (-1, "", -1),
             },
@@ -312,9 +311,9 @@ fn produce(
         .collect();
     // Transactions are not supported; acks must be -1, 0 or 1.
     let refused = if asked.transactional_id.is_some() {
-        Some(INVALID_REQUEST)
+        Some(ErrorCode::InvalidRequest.code())
     } else if !matches!(asked.acks, -1..=1) {
-        Some(INVALID_REQUIRED_ACKS)
+        Some(ErrorCode::InvalidRequiredAcks.code())
     } else {
         None
     };

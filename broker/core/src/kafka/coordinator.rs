@@ -34,31 +34,16 @@
 
 use std::collections::HashMap;
 
+use weir_kafka::error::ErrorCode;
 use weir_kafka::membership::{
     DescribedGroup, DescribedMember, HeartbeatRequest, JoinRequest, JoinResponse, JoinedMember,
     LeaveRequest, ListedGroup, SyncRequest, SyncResponse,
 };
 use weir_kafka::offsets::CommitRequest;
 
-use super::groups::{COORDINATOR_NOT_AVAILABLE, ILLEGAL_GENERATION, INVALID_GROUP_ID};
-use super::groups::{UNKNOWN_MEMBER_ID, commit_refused};
+use super::groups::commit_refused;
 use super::{KafkaOp, KafkaOpResult};
 use crate::log_store::{GROUP_ID_BYTES_MAX, LogStore};
-
-/// Error code: the members support no protocol in common (or name none).
-pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-/// Error code: the session timeout is outside the broker's bounds.
-pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-/// Error code: the group is rebalancing; join again.
-pub const REBALANCE_IN_PROGRESS: i16 = 27;
-/// Error code: DeleteGroups on a group that has members.
-pub const NON_EMPTY_GROUP: i16 = 68;
-/// Error code: DeleteGroups on a group that does not exist.
-pub const GROUP_ID_NOT_FOUND: i16 = 69;
-/// Error code: the group has as many members as the broker allows.
-pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-/// Error code: another member has taken this static member's instance id.
-pub const FENCED_INSTANCE_ID: i16 = 82;
 
 /// The coordinator's bounds, from the broker's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,7 +320,10 @@ impl Group {
     fn prepare_rebalance(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         for member in &mut self.members {
             if let Some(waiter) = member.sync.take() {
-                out.push(synced(waiter, SyncResponse::failed(REBALANCE_IN_PROGRESS)));
+                out.push(synced(
+                    waiter,
+                    SyncResponse::failed(ErrorCode::RebalanceInProgress.code()),
+                ));
             }
         }
         self.state = State::PreparingRebalance;
@@ -365,7 +353,7 @@ impl Group {
         }
         // Members that did not rejoin in time leave the group.
         while let Some(index) = self.members.iter().position(|m| m.join.is_none()) {
-            self.remove(index, UNKNOWN_MEMBER_ID, out);
+            self.remove(index, ErrorCode::UnknownMemberId.code(), out);
         }
         self.generation = self.generation.wrapping_add(1).max(1);
         if self.members.is_empty() {
@@ -394,7 +382,7 @@ impl Group {
             State::PreparingRebalance => self.maybe_complete_join(now_ms, out),
             State::CompletingRebalance if now_ms >= self.deadline_ms => {
                 while let Some(index) = self.members.iter().position(|m| m.sync.is_none()) {
-                    self.remove(index, UNKNOWN_MEMBER_ID, out);
+                    self.remove(index, ErrorCode::UnknownMemberId.code(), out);
                 }
                 self.prepare_rebalance(now_ms, out);
                 self.maybe_complete_join(now_ms, out);
@@ -409,7 +397,7 @@ impl Group {
         };
         let mut changed = false;
         while let Some(index) = self.members.iter().position(expired) {
-            self.remove(index, UNKNOWN_MEMBER_ID, out);
+            self.remove(index, ErrorCode::UnknownMemberId.code(), out);
             changed = true;
         }
         if changed {
@@ -493,9 +481,9 @@ impl Coordinator {
                     .into_iter()
                     .map(|group| {
                         let refused = if group.is_empty() || group.len() > GROUP_ID_BYTES_MAX {
-                            Some(INVALID_GROUP_ID)
+                            Some(ErrorCode::InvalidGroupId.code())
                         } else if self.groups.contains_key(&group) {
-                            Some(NON_EMPTY_GROUP)
+                            Some(ErrorCode::NonEmptyGroup.code())
                         } else {
                             None
                         };
@@ -534,13 +522,13 @@ impl Coordinator {
         let session_ms = u64::try_from(request.session_timeout_ms).unwrap_or(0);
         let refused = if request.group_id.is_empty() || request.group_id.len() > GROUP_ID_BYTES_MAX
         {
-            Some(INVALID_GROUP_ID)
+            Some(ErrorCode::InvalidGroupId.code())
         } else if !(limits.session_timeout_ms_min..=limits.session_timeout_ms_max)
             .contains(&session_ms)
         {
-            Some(INVALID_SESSION_TIMEOUT)
+            Some(ErrorCode::InvalidSessionTimeout.code())
         } else if request.protocol_type.is_empty() || request.protocols.is_empty() {
-            Some(INCONSISTENT_GROUP_PROTOCOL)
+            Some(ErrorCode::InconsistentGroupProtocol.code())
         } else {
             None
         };
@@ -557,7 +545,10 @@ impl Coordinator {
         }
         // A new member.
         if !self.groups.contains_key(&request.group_id) && self.groups.len() >= limits.groups_max {
-            out.push(fail(COORDINATOR_NOT_AVAILABLE, String::new()));
+            out.push(fail(
+                ErrorCode::CoordinatorNotAvailable.code(),
+                String::new(),
+            ));
             return;
         }
         let group = self
@@ -575,7 +566,10 @@ impl Coordinator {
                 initial: true,
             });
         if !group.compatible(&request.protocol_type, &request.protocols) {
-            out.push(fail(INCONSISTENT_GROUP_PROTOCOL, String::new()));
+            out.push(fail(
+                ErrorCode::InconsistentGroupProtocol.code(),
+                String::new(),
+            ));
             self.forget_if_empty(&request.group_id);
             return;
         }
@@ -584,9 +578,9 @@ impl Coordinator {
                 (group.members.iter()).position(|m| m.instance_id.as_ref() == Some(instance))
         {
             // A static member restarted: the new one takes the instance id.
-            group.remove(index, FENCED_INSTANCE_ID, out);
+            group.remove(index, ErrorCode::FencedInstanceId.code(), out);
         } else if group.members.len() >= limits.members_max {
-            out.push(fail(GROUP_MAX_SIZE_REACHED, String::new()));
+            out.push(fail(ErrorCode::GroupMaxSizeReached.code(), String::new()));
             return;
         }
         self.next_member += 1;
@@ -629,21 +623,24 @@ impl Coordinator {
         let fail =
             |code: i16, member_id: String| joined(waiter, JoinResponse::failed(code, member_id));
         let Some(group) = self.groups.get_mut(&request.group_id) else {
-            out.push(fail(UNKNOWN_MEMBER_ID, request.member_id));
+            out.push(fail(ErrorCode::UnknownMemberId.code(), request.member_id));
             return;
         };
         if !group.compatible(&request.protocol_type, &request.protocols) {
-            out.push(fail(INCONSISTENT_GROUP_PROTOCOL, request.member_id));
+            out.push(fail(
+                ErrorCode::InconsistentGroupProtocol.code(),
+                request.member_id,
+            ));
             return;
         }
         let state = group.state;
         let leader = group.leader.clone();
         let Some(member) = group.member(&request.member_id) else {
-            out.push(fail(UNKNOWN_MEMBER_ID, request.member_id));
+            out.push(fail(ErrorCode::UnknownMemberId.code(), request.member_id));
             return;
         };
         if member.instance_id.is_some() && member.instance_id != request.group_instance_id {
-            out.push(fail(FENCED_INSTANCE_ID, request.member_id));
+            out.push(fail(ErrorCode::FencedInstanceId.code(), request.member_id));
             return;
         }
         let unchanged = member.protocols == request.protocols;
@@ -654,7 +651,10 @@ impl Coordinator {
             // The same member joined again before its first join was answered.
             out.push(joined(
                 earlier,
-                JoinResponse::failed(REBALANCE_IN_PROGRESS, request.member_id.clone()),
+                JoinResponse::failed(
+                    ErrorCode::RebalanceInProgress.code(),
+                    request.member_id.clone(),
+                ),
             ));
         }
         member.protocols = request.protocols;
@@ -690,7 +690,7 @@ impl Coordinator {
     fn sync(&mut self, waiter: Waiter, request: SyncRequest, now_ms: u64, out: &mut Vec<Action>) {
         let fail = |code| synced(waiter, SyncResponse::failed(code));
         let Some(group) = self.groups.get_mut(&request.group_id) else {
-            out.push(fail(UNKNOWN_MEMBER_ID));
+            out.push(fail(ErrorCode::UnknownMemberId.code()));
             return;
         };
         let (state, generation, leader) = (group.state, group.generation, group.leader.clone());
@@ -699,24 +699,24 @@ impl Coordinator {
         let name_differs =
             (request.protocol_name.as_ref()).is_some_and(|n| Some(n) != group.protocol.as_ref());
         let Some(member) = group.member(&request.member_id) else {
-            out.push(fail(UNKNOWN_MEMBER_ID));
+            out.push(fail(ErrorCode::UnknownMemberId.code()));
             return;
         };
         if member.instance_id.is_some() && member.instance_id != request.group_instance_id {
-            out.push(fail(FENCED_INSTANCE_ID));
+            out.push(fail(ErrorCode::FencedInstanceId.code()));
             return;
         }
         if request.generation_id != generation {
-            out.push(fail(ILLEGAL_GENERATION));
+            out.push(fail(ErrorCode::IllegalGeneration.code()));
             return;
         }
         if type_differs || name_differs {
-            out.push(fail(INCONSISTENT_GROUP_PROTOCOL));
+            out.push(fail(ErrorCode::InconsistentGroupProtocol.code()));
             return;
         }
         member.last_heard_ms = now_ms;
         match state {
-            State::PreparingRebalance => out.push(fail(REBALANCE_IN_PROGRESS)),
+            State::PreparingRebalance => out.push(fail(ErrorCode::RebalanceInProgress.code())),
             State::Stable => {
                 let assignment = member.assignment.clone();
                 let answer = SyncResponse {
@@ -729,7 +729,10 @@ impl Coordinator {
             }
             State::CompletingRebalance => {
                 if let Some(earlier) = member.sync.replace(waiter) {
-                    out.push(synced(earlier, SyncResponse::failed(REBALANCE_IN_PROGRESS)));
+                    out.push(synced(
+                        earlier,
+                        SyncResponse::failed(ErrorCode::RebalanceInProgress.code()),
+                    ));
                 }
                 if leader.as_deref() != Some(request.member_id.as_str()) {
                     return;
@@ -755,21 +758,21 @@ impl Coordinator {
 
     fn heartbeat(&mut self, request: &HeartbeatRequest, now_ms: u64) -> i16 {
         let Some(group) = self.groups.get_mut(&request.group_id) else {
-            return UNKNOWN_MEMBER_ID;
+            return ErrorCode::UnknownMemberId.code();
         };
         let (state, generation) = (group.state, group.generation);
         let Some(member) = group.member(&request.member_id) else {
-            return UNKNOWN_MEMBER_ID;
+            return ErrorCode::UnknownMemberId.code();
         };
         if member.instance_id.is_some() && member.instance_id != request.group_instance_id {
-            return FENCED_INSTANCE_ID;
+            return ErrorCode::FencedInstanceId.code();
         }
         if request.generation_id != generation {
-            return ILLEGAL_GENERATION;
+            return ErrorCode::IllegalGeneration.code();
         }
         member.last_heard_ms = now_ms;
         match state {
-            State::PreparingRebalance => REBALANCE_IN_PROGRESS,
+            State::PreparingRebalance => ErrorCode::RebalanceInProgress.code(),
             State::CompletingRebalance | State::Stable => 0,
         }
     }
@@ -794,14 +797,14 @@ impl Coordinator {
                         && !member_id.is_empty()
                         && group.members[index].instance_id != instance;
                     if fenced {
-                        FENCED_INSTANCE_ID
+                        ErrorCode::FencedInstanceId.code()
                     } else {
-                        group.remove(index, UNKNOWN_MEMBER_ID, out);
+                        group.remove(index, ErrorCode::UnknownMemberId.code(), out);
                         changed = true;
                         0
                     }
                 }
-                _ => UNKNOWN_MEMBER_ID,
+                _ => ErrorCode::UnknownMemberId.code(),
             };
             results.push((member_id, instance, code));
         }
@@ -830,7 +833,7 @@ impl Coordinator {
     /// Why a commit must be refused, if it must.
     fn check_commit(&self, request: &CommitRequest) -> Option<i16> {
         if request.group_id.len() > GROUP_ID_BYTES_MAX {
-            return Some(INVALID_GROUP_ID);
+            return Some(ErrorCode::InvalidGroupId.code());
         }
         let Some(group) = self.groups.get(&request.group_id) else {
             // An empty group takes commits from outside membership (a negative generation,
@@ -838,18 +841,18 @@ impl Coordinator {
             // unknown.
             return match (request.generation_id < 0, request.member_id.is_empty()) {
                 (true, _) => None,
-                (false, false) => Some(UNKNOWN_MEMBER_ID),
-                (false, true) => Some(ILLEGAL_GENERATION),
+                (false, false) => Some(ErrorCode::UnknownMemberId.code()),
+                (false, true) => Some(ErrorCode::IllegalGeneration.code()),
             };
         };
         if !group.members.iter().any(|m| m.id == request.member_id) {
-            return Some(UNKNOWN_MEMBER_ID);
+            return Some(ErrorCode::UnknownMemberId.code());
         }
         if request.generation_id != group.generation {
-            return Some(ILLEGAL_GENERATION);
+            return Some(ErrorCode::IllegalGeneration.code());
         }
         match group.state {
-            State::CompletingRebalance => Some(REBALANCE_IN_PROGRESS),
+            State::CompletingRebalance => Some(ErrorCode::RebalanceInProgress.code()),
             State::PreparingRebalance | State::Stable => None,
         }
     }
@@ -873,7 +876,7 @@ impl Coordinator {
                             described.state = "Empty";
                         }
                         Ok(_) => {}
-                        Err(_) => described.error_code = COORDINATOR_NOT_AVAILABLE,
+                        Err(_) => described.error_code = ErrorCode::CoordinatorNotAvailable.code(),
                     }
                     return described;
                 };
@@ -925,7 +928,7 @@ impl Coordinator {
                 }
                 0
             }
-            Err(_) => COORDINATOR_NOT_AVAILABLE,
+            Err(_) => ErrorCode::CoordinatorNotAvailable.code(),
         };
         listed.sort();
         (code, listed)
@@ -1139,8 +1142,8 @@ mod tests {
         let mut h = Harness::new();
         let (a, b) = stable_pair(&mut h);
         assert_eq!(h.heartbeat(&a, 1), 0);
-        assert_eq!(h.heartbeat(&b, 0), ILLEGAL_GENERATION);
-        assert_eq!(h.heartbeat("nobody", 1), UNKNOWN_MEMBER_ID);
+        assert_eq!(h.heartbeat(&b, 0), ErrorCode::IllegalGeneration.code());
+        assert_eq!(h.heartbeat("nobody", 1), ErrorCode::UnknownMemberId.code());
         // A follower that lost its answer joins again and gets the same generation.
         let again = h.send(join(&b, &["roundrobin", "range"]));
         assert_eq!(h.joined(again).generation_id, 1);
@@ -1148,9 +1151,12 @@ mod tests {
         assert_eq!(h.synced(resync).assignment, b"B");
         // Commits: members of this generation only.
         assert_eq!(h.commit(&a, 1), Ok(()));
-        assert_eq!(h.commit(&a, 0), Err(ILLEGAL_GENERATION));
-        assert_eq!(h.commit("nobody", 1), Err(UNKNOWN_MEMBER_ID));
-        assert_eq!(h.commit("", -1), Err(UNKNOWN_MEMBER_ID));
+        assert_eq!(h.commit(&a, 0), Err(ErrorCode::IllegalGeneration.code()));
+        assert_eq!(
+            h.commit("nobody", 1),
+            Err(ErrorCode::UnknownMemberId.code())
+        );
+        assert_eq!(h.commit("", -1), Err(ErrorCode::UnknownMemberId.code()));
     }
 
     #[test]
@@ -1158,7 +1164,7 @@ mod tests {
         let mut h = Harness::new();
         let (a, b) = stable_pair(&mut h);
         let c = h.send(join("", &["range"]));
-        assert_eq!(h.heartbeat(&a, 1), REBALANCE_IN_PROGRESS);
+        assert_eq!(h.heartbeat(&a, 1), ErrorCode::RebalanceInProgress.code());
         assert_eq!(
             h.commit(&a, 1),
             Ok(()),
@@ -1175,12 +1181,15 @@ mod tests {
         assert_eq!(ja.members.len(), 3, "the leader stays the leader");
         assert_eq!(
             h.commit(&a, 2),
-            Err(REBALANCE_IN_PROGRESS),
+            Err(ErrorCode::RebalanceInProgress.code()),
             "until the leader syncs"
         );
         // A fourth member is over the limit of 3.
         let d = h.send(join("", &["range"]));
-        assert_eq!(h.joined(d).error_code, GROUP_MAX_SIZE_REACHED);
+        assert_eq!(
+            h.joined(d).error_code,
+            ErrorCode::GroupMaxSizeReached.code()
+        );
     }
 
     #[test]
@@ -1192,7 +1201,7 @@ mod tests {
             panic!("expected a leave answer");
         };
         assert_eq!(members[0].2, 0);
-        assert_eq!(members[1].2, UNKNOWN_MEMBER_ID);
+        assert_eq!(members[1].2, ErrorCode::UnknownMemberId.code());
         // The one left rejoins alone: the join completes at once, generation 2.
         let ja = h.send(join(&a, &["range"]));
         let ja = h.joined(ja);
@@ -1204,11 +1213,11 @@ mod tests {
         assert_eq!(h.coordinator.groups(), 1);
         h.advance(1);
         assert_eq!(h.coordinator.groups(), 0);
-        assert_eq!(h.heartbeat(&a, 2), UNKNOWN_MEMBER_ID);
+        assert_eq!(h.heartbeat(&a, 2), ErrorCode::UnknownMemberId.code());
         // An empty group takes commits from outside membership only.
         assert_eq!(h.commit("", -1), Ok(()));
-        assert_eq!(h.commit(&a, 2), Err(UNKNOWN_MEMBER_ID));
-        assert_eq!(h.commit("", 2), Err(ILLEGAL_GENERATION));
+        assert_eq!(h.commit(&a, 2), Err(ErrorCode::UnknownMemberId.code()));
+        assert_eq!(h.commit("", 2), Err(ErrorCode::IllegalGeneration.code()));
     }
 
     #[test]
@@ -1216,14 +1225,14 @@ mod tests {
         let mut h = Harness::new();
         let (a, b) = stable_pair(&mut h);
         let ja = h.send(join(&a, &["range"]));
-        assert_eq!(h.heartbeat(&b, 1), REBALANCE_IN_PROGRESS);
+        assert_eq!(h.heartbeat(&b, 1), ErrorCode::RebalanceInProgress.code());
         h.advance(4_999);
         assert!(h.ready.is_empty());
         h.advance(1);
         let ja = h.joined(ja);
         assert_eq!((ja.generation_id, ja.members.len()), (2, 1));
         let late = h.send(join(&b, &["range"]));
-        assert_eq!(h.joined(late).error_code, UNKNOWN_MEMBER_ID);
+        assert_eq!(h.joined(late).error_code, ErrorCode::UnknownMemberId.code());
         // A leader that never syncs: at the deadline the group starts over without it.
         let fresh = h.send(join("", &["range"]));
         let ja = h.send(join(&a, &["range"]));
@@ -1231,8 +1240,11 @@ mod tests {
         assert_eq!(ja.generation_id, 3);
         let waiting = h.send(sync(&fresh.member_id, 3, &[]));
         h.advance(5_000);
-        assert_eq!(h.synced(waiting).error_code, REBALANCE_IN_PROGRESS);
-        assert_eq!(h.heartbeat(&a, 3), UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            h.synced(waiting).error_code,
+            ErrorCode::RebalanceInProgress.code()
+        );
+        assert_eq!(h.heartbeat(&a, 3), ErrorCode::UnknownMemberId.code());
         let rejoin = h.send(join(&fresh.member_id, &["range"]));
         let rejoin = h.joined(rejoin);
         assert_eq!((rejoin.generation_id, rejoin.leader), (4, fresh.member_id));
@@ -1242,23 +1254,35 @@ mod tests {
     fn bad_joins_get_errors_and_limits_hold() {
         let mut h = Harness::new();
         let short = h.send(join_as("g", "", 999, &["range"]));
-        assert_eq!(h.joined(short).error_code, INVALID_SESSION_TIMEOUT);
+        assert_eq!(
+            h.joined(short).error_code,
+            ErrorCode::InvalidSessionTimeout.code()
+        );
         let none = h.send(join_as("", "", 10_000, &["range"]));
-        assert_eq!(h.joined(none).error_code, INVALID_GROUP_ID);
+        assert_eq!(h.joined(none).error_code, ErrorCode::InvalidGroupId.code());
         let no_protocols = h.send(join("", &[]));
         assert_eq!(
             h.joined(no_protocols).error_code,
-            INCONSISTENT_GROUP_PROTOCOL
+            ErrorCode::InconsistentGroupProtocol.code()
         );
         let unknown = h.send(join("ghost", &["range"]));
-        assert_eq!(h.joined(unknown).error_code, UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            h.joined(unknown).error_code,
+            ErrorCode::UnknownMemberId.code()
+        );
         let first = h.send(join("", &["range"]));
         let other = h.send(join("", &["sticky"]));
-        assert_eq!(h.joined(other).error_code, INCONSISTENT_GROUP_PROTOCOL);
+        assert_eq!(
+            h.joined(other).error_code,
+            ErrorCode::InconsistentGroupProtocol.code()
+        );
         // Two groups at most have members.
         let g2 = h.send(join_as("g2", "", 10_000, &["range"]));
         let g3 = h.send(join_as("g3", "", 10_000, &["range"]));
-        assert_eq!(h.joined(g3).error_code, COORDINATOR_NOT_AVAILABLE);
+        assert_eq!(
+            h.joined(g3).error_code,
+            ErrorCode::CoordinatorNotAvailable.code()
+        );
         // A group with members cannot be deleted; the others go to the log.
         let delete = h.send(GroupOp::Delete(vec![
             "g".into(),
@@ -1269,9 +1293,9 @@ mod tests {
             panic!("deletion goes through the writer");
         };
         let expected = [
-            ("g".to_owned(), Some(NON_EMPTY_GROUP)),
+            ("g".to_owned(), Some(ErrorCode::NonEmptyGroup.code())),
             ("gone".to_owned(), None),
-            (String::new(), Some(INVALID_GROUP_ID)),
+            (String::new(), Some(ErrorCode::InvalidGroupId.code())),
         ];
         assert_eq!(targets, expected);
         h.advance(100);

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use weir_kafka::metadata::UNKNOWN_TOPIC_OR_PARTITION;
+use weir_kafka::error::ErrorCode;
 use weir_kafka::offsets::{CommitRequest, FetchGroup, FetchedGroup, FetchedOffset};
 
 use super::KafkaOpResult;
@@ -14,17 +14,6 @@ use crate::log_store::{
     CommittedOffset, GROUP_ID_BYTES_MAX, LogStore, OFFSET_METADATA_BYTES_MAX, PartitionId,
     TopicInfo, partition_at,
 };
-
-/// Error code: the offset metadata is longer than the broker keeps.
-pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-/// Error code: the coordinator cannot serve now (the store failed); clients retry.
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-/// Error code: the generation is not the group's.
-pub const ILLEGAL_GENERATION: i16 = 22;
-/// Error code: the group id is empty or too long.
-pub const INVALID_GROUP_ID: i16 = 24;
-/// Error code: the group has no such member.
-pub const UNKNOWN_MEMBER_ID: i16 = 25;
 
 /// The offset APIs accept any group id the store can key, the empty one included (as Kafka
 /// does for them).
@@ -75,7 +64,7 @@ pub fn commit_offsets(
     store: &dyn LogStore,
     request: CommitRequest,
 ) -> Vec<(String, Vec<(i32, i16)>)> {
-    let refused = (!valid_group(&request.group_id)).then_some(INVALID_GROUP_ID);
+    let refused = (!valid_group(&request.group_id)).then_some(ErrorCode::InvalidGroupId.code());
     let mut answers = Vec::with_capacity(request.topics.len());
     let mut writes: Vec<(PartitionId, CommittedOffset)> = Vec::new();
     // Where each write's answer goes: (topic, partition) positions in `answers`.
@@ -90,10 +79,10 @@ pub fn commit_offsets(
             };
             let code = match (refused, &found, pid) {
                 (Some(code), _, _) => code,
-                (None, Err(_), _) => COORDINATOR_NOT_AVAILABLE,
-                (None, Ok(_), None) => UNKNOWN_TOPIC_OR_PARTITION,
+                (None, Err(_), _) => ErrorCode::CoordinatorNotAvailable.code(),
+                (None, Ok(_), None) => ErrorCode::UnknownTopicOrPartition.code(),
                 (None, Ok(_), Some(_)) if partition.metadata.len() > OFFSET_METADATA_BYTES_MAX => {
-                    OFFSET_METADATA_TOO_LARGE
+                    ErrorCode::OffsetMetadataTooLarge.code()
                 }
                 (None, Ok(_), Some(pid)) => {
                     slots.push((answers.len(), codes.len()));
@@ -115,7 +104,7 @@ pub fn commit_offsets(
     // A failed commit (a full map, a fatal error the writer reports) is retried by clients.
     if !writes.is_empty() && store.commit_offsets(&request.group_id, &writes).is_err() {
         for (t, p) in slots {
-            answers[t].1[p].1 = COORDINATOR_NOT_AVAILABLE;
+            answers[t].1[p].1 = ErrorCode::CoordinatorNotAvailable.code();
         }
     }
     answers
@@ -124,7 +113,7 @@ pub fn commit_offsets(
 /// The committed offsets an OffsetFetch asks for, per group.
 pub fn fetch_offsets(store: &dyn LogStore, groups: Vec<FetchGroup>) -> Vec<FetchedGroup> {
     let Ok(all) = store.topics() else {
-        let failed = |group| fetch_failed(group, COORDINATOR_NOT_AVAILABLE);
+        let failed = |group| fetch_failed(group, ErrorCode::CoordinatorNotAvailable.code());
         return groups.into_iter().map(failed).collect();
     };
     let by_name: HashMap<&str, &TopicInfo> = all.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -132,11 +121,16 @@ pub fn fetch_offsets(store: &dyn LogStore, groups: Vec<FetchGroup>) -> Vec<Fetch
         .into_iter()
         .map(|(group_id, topics)| {
             if !valid_group(&group_id) {
-                return fetch_failed((group_id, topics), INVALID_GROUP_ID);
+                return fetch_failed((group_id, topics), ErrorCode::InvalidGroupId.code());
             }
             let committed = match store.committed_offsets(&group_id) {
                 Ok(committed) => committed,
-                Err(_) => return fetch_failed((group_id, topics), COORDINATOR_NOT_AVAILABLE),
+                Err(_) => {
+                    return fetch_failed(
+                        (group_id, topics),
+                        ErrorCode::CoordinatorNotAvailable.code(),
+                    );
+                }
             };
             let committed: HashMap<PartitionId, CommittedOffset> = committed.into_iter().collect();
             let answer = |index: i32, pid: Option<PartitionId>| {
@@ -191,8 +185,8 @@ pub fn delete_groups(
         .map(|(group, refused)| {
             let code = refused.unwrap_or_else(|| match store.delete_group_offsets(&group) {
                 Ok(true) => 0,
-                Ok(false) => super::coordinator::GROUP_ID_NOT_FOUND,
-                Err(_) => COORDINATOR_NOT_AVAILABLE,
+                Ok(false) => ErrorCode::GroupIdNotFound.code(),
+                Err(_) => ErrorCode::CoordinatorNotAvailable.code(),
             });
             (group, code)
         })

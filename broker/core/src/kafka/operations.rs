@@ -1,13 +1,14 @@
 //! What a Kafka session hands to the broker ([`KafkaOp`]), what the log's writer thread makes
 //! of it ([`run_op`], [`resolve`]), and the answer each result makes ([`write_result`]).
 
+use weir_kafka::error::ErrorCode;
 use weir_kafka::{
     create_partitions, create_topics, delete_records, delete_topics, describe_configs,
     init_producer_id, membership, metadata, offsets, produce,
 };
 
 use super::coordinator::{GroupAnswer, GroupOp};
-use super::{CLUSTER_ID, COORDINATOR_NOT_AVAILABLE, KafkaSettings, STORAGE_ERROR, admin, groups};
+use super::{CLUSTER_ID, KafkaSettings, admin, groups};
 use crate::log_store::{CheckedBatch, LogStore, PartitionId, StoreError, TopicConfig};
 
 /// Durable work, or work that must see the store's latest state, that a session asks the
@@ -164,24 +165,39 @@ impl KafkaOp {
             KafkaOp::Produce { topics, .. } => KafkaOpResult::Produced(
                 topics
                     .iter()
-                    .map(|t| produce_failed(t, STORAGE_ERROR))
+                    .map(|t| produce_failed(t, ErrorCode::KafkaStorageError.code()))
                     .collect(),
             ),
             KafkaOp::CreateTopics { request, .. } => KafkaOpResult::Created(
                 request
                     .topics
                     .iter()
-                    .map(|t| admin::failure(&t.name, STORAGE_ERROR, error.to_string()))
+                    .map(|t| {
+                        admin::failure(
+                            &t.name,
+                            ErrorCode::KafkaStorageError.code(),
+                            error.to_string(),
+                        )
+                    })
                     .collect(),
             ),
-            KafkaOp::DeleteTopics { targets } => {
-                KafkaOpResult::Deleted(targets.into_iter().map(|t| (t, STORAGE_ERROR)).collect())
-            }
+            KafkaOp::DeleteTopics { targets } => KafkaOpResult::Deleted(
+                targets
+                    .into_iter()
+                    .map(|t| (t, ErrorCode::KafkaStorageError.code()))
+                    .collect(),
+            ),
             KafkaOp::CreatePartitions(request) => KafkaOpResult::Grown(
                 request
                     .topics
                     .into_iter()
-                    .map(|t| (t.name, STORAGE_ERROR, Some(error.to_string())))
+                    .map(|t| {
+                        (
+                            t.name,
+                            ErrorCode::KafkaStorageError.code(),
+                            Some(error.to_string()),
+                        )
+                    })
                     .collect(),
             ),
             KafkaOp::DeleteRecords(topics) => KafkaOpResult::RecordsDeleted(
@@ -191,32 +207,34 @@ impl KafkaOp {
                         let failed = |(index, _)| delete_records::PartitionResult {
                             index,
                             low_watermark: -1,
-                            error_code: STORAGE_ERROR,
+                            error_code: ErrorCode::KafkaStorageError.code(),
                         };
                         (name, partitions.into_iter().map(failed).collect())
                     })
                     .collect(),
             ),
             KafkaOp::CommitOffsets(request) => {
-                groups::commit_refused(request, groups::COORDINATOR_NOT_AVAILABLE)
+                groups::commit_refused(request, ErrorCode::CoordinatorNotAvailable.code())
             }
             KafkaOp::DeleteGroups(targets) => KafkaOpResult::Group(GroupAnswer::Deleted(
                 (targets.into_iter())
-                    .map(|(group, _)| (group, groups::COORDINATOR_NOT_AVAILABLE))
+                    .map(|(group, _)| (group, ErrorCode::CoordinatorNotAvailable.code()))
                     .collect(),
             )),
-            KafkaOp::Group(op) => op.failed(groups::COORDINATOR_NOT_AVAILABLE),
+            KafkaOp::Group(op) => op.failed(ErrorCode::CoordinatorNotAvailable.code()),
             KafkaOp::FetchOffsets(asked) => KafkaOpResult::OffsetsFetched(
                 asked
                     .into_iter()
-                    .map(|group| groups::fetch_failed(group, groups::COORDINATOR_NOT_AVAILABLE))
+                    .map(|group| {
+                        groups::fetch_failed(group, ErrorCode::CoordinatorNotAvailable.code())
+                    })
                     .collect(),
             ),
             KafkaOp::DescribeConfigs(resources) => KafkaOpResult::Configs(
                 resources
                     .into_iter()
                     .map(|r| describe_configs::ResourceResult {
-                        error_code: STORAGE_ERROR,
+                        error_code: ErrorCode::KafkaStorageError.code(),
                         error_message: Some(error.to_string()),
                         resource_type: r.resource_type,
                         name: r.name,
@@ -243,7 +261,7 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
         } => KafkaOpResult::Topics(
             describe(store, topics, create_missing, partitions, topics_max).map(|mut found| {
                 found.extend(topic_ids.into_iter().map(|topic_id| metadata::Topic {
-                    error_code: metadata::UNKNOWN_TOPIC_ID,
+                    error_code: ErrorCode::UnknownTopicId.code(),
                     name: None,
                     topic_id,
                     partitions: 0,
@@ -275,7 +293,7 @@ pub fn run_op(op: KafkaOp, store: &dyn LogStore) -> KafkaOpResult {
         KafkaOp::DeleteGroups(targets) => {
             KafkaOpResult::Group(GroupAnswer::Deleted(groups::delete_groups(store, targets)))
         }
-        KafkaOp::Group(op) => op.failed(groups::COORDINATOR_NOT_AVAILABLE),
+        KafkaOp::Group(op) => op.failed(ErrorCode::CoordinatorNotAvailable.code()),
         produce @ KafkaOp::Produce { .. } => {
             produce.failed(StoreError::Fatal("produce runs through the writer".into()))
         }
@@ -294,7 +312,7 @@ pub(super) fn write_result(
         KafkaOpResult::ProducerId(result) => {
             let (error, id, epoch) = match result {
                 Ok(id) => (0, id, 0),
-                Err(_) => (COORDINATOR_NOT_AVAILABLE, -1, -1),
+                Err(_) => (ErrorCode::CoordinatorNotAvailable.code(), -1, -1),
             };
             init_producer_id::write_response(body, correlation_id, version, error, id, epoch)
         }
@@ -432,7 +450,7 @@ pub fn resolve(
             None => count.insert(store.topics()?.len()),
         };
         if !create_missing || *count >= topics_max as usize {
-            out.push(Err(metadata::UNKNOWN_TOPIC_OR_PARTITION));
+            out.push(Err(ErrorCode::UnknownTopicOrPartition.code()));
             continue;
         }
         match store.create_topic(name, partitions, TopicConfig::default()) {
@@ -440,8 +458,10 @@ pub fn resolve(
                 *count += 1;
                 out.push(Ok(topic.partitions));
             }
-            Err(StoreError::InvalidArgument(_)) => out.push(Err(metadata::INVALID_TOPIC_EXCEPTION)),
-            Err(StoreError::Full(_)) => out.push(Err(STORAGE_ERROR)),
+            Err(StoreError::InvalidArgument(_)) => {
+                out.push(Err(ErrorCode::InvalidTopicException.code()))
+            }
+            Err(StoreError::Full(_)) => out.push(Err(ErrorCode::KafkaStorageError.code())),
             Err(other) => return Err(other),
         }
     }
@@ -482,7 +502,7 @@ fn describe(
             partitions: 0,
         };
         if !create_missing || count >= topics_max as usize {
-            out.push(failed(metadata::UNKNOWN_TOPIC_OR_PARTITION));
+            out.push(failed(ErrorCode::UnknownTopicOrPartition.code()));
             continue;
         }
         match store.create_topic(&name, partitions, TopicConfig::default()) {
@@ -491,9 +511,9 @@ fn describe(
                 out.push(found(name, topic.partitions.len()));
             }
             Err(StoreError::InvalidArgument(_)) => {
-                out.push(failed(metadata::INVALID_TOPIC_EXCEPTION))
+                out.push(failed(ErrorCode::InvalidTopicException.code()))
             }
-            Err(StoreError::Full(_)) => out.push(failed(metadata::KAFKA_STORAGE_ERROR)),
+            Err(StoreError::Full(_)) => out.push(failed(ErrorCode::KafkaStorageError.code())),
             Err(other) => return Err(other),
         }
     }

@@ -1,10 +1,11 @@
 //! The requests a session answers by reading the log on its own shard: Fetch (answered at
 //! once, or waiting for data or its deadline), ListOffsets and OffsetForLeaderEpoch.
 
-use weir_kafka::{cluster, fetch, header, metadata};
+use weir_kafka::error::ErrorCode;
+use weir_kafka::{cluster, fetch, header};
 
 use super::session::{KafkaSession, Queued};
-use super::{KafkaError, STORAGE_ERROR, request_body};
+use super::{KafkaError, request_body};
 use crate::log_store::{LogStore, PartitionId, StoreError, partition_at};
 
 /// Room reserved in a Fetch answer beyond its record bytes, for its headers and per-partition
@@ -133,7 +134,7 @@ impl KafkaSession {
                     .map(|q| {
                         let pid = pids.as_ref().and_then(|p| partition_at(p, q.index));
                         let Some(pid) = pid else {
-                            return (q.index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+                            return (q.index, ErrorCode::UnknownTopicOrPartition.code(), -1, -1);
                         };
                         let found = match q.timestamp {
                             -1 => store.partition(pid).map(|s| Some((-1, s.high_watermark))),
@@ -151,7 +152,7 @@ impl KafkaSession {
                         match found {
                             Ok(Some((timestamp, offset))) => (q.index, 0, timestamp, offset),
                             Ok(None) => (q.index, 0, -1, -1),
-                            Err(_) => (q.index, STORAGE_ERROR, -1, -1),
+                            Err(_) => (q.index, ErrorCode::KafkaStorageError.code(), -1, -1),
                         }
                     })
                     .collect();
@@ -177,7 +178,6 @@ impl KafkaSession {
         start: header::HeaderStart,
         out: &mut Vec<u8>,
     ) -> Result<(), KafkaError> {
-        const UNKNOWN_LEADER_EPOCH: i16 = 74;
         let body = request_body(frame, start, cluster::epoch_header_version)?;
         let asked = cluster::parse_epochs(body, start.api_version)?;
         let store = &*self.settings.store;
@@ -190,13 +190,13 @@ impl KafkaSession {
                     .map(|(index, current, epoch)| {
                         let pid = pids.as_ref().and_then(|p| partition_at(p, index));
                         let Some(pid) = pid else {
-                            return (index, metadata::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+                            return (index, ErrorCode::UnknownTopicOrPartition.code(), -1, -1);
                         };
                         if current > 0 {
-                            return (index, UNKNOWN_LEADER_EPOCH, -1, -1);
+                            return (index, ErrorCode::UnknownLeaderEpoch.code(), -1, -1);
                         }
                         match (epoch, store.partition(pid)) {
-                            (_, Err(_)) => (index, STORAGE_ERROR, -1, -1),
+                            (_, Err(_)) => (index, ErrorCode::KafkaStorageError.code(), -1, -1),
                             (0, Ok(state)) => (index, 0, 0, state.high_watermark),
                             (_, Ok(_)) => (index, 0, -1, -1),
                         }
@@ -229,7 +229,7 @@ fn read_partition(
         records: Vec::new(),
     };
     let Some(pid) = pid else {
-        answer.error_code = metadata::UNKNOWN_TOPIC_OR_PARTITION;
+        answer.error_code = ErrorCode::UnknownTopicOrPartition.code();
         return answer;
     };
     let records = &mut answer.records;
@@ -246,11 +246,11 @@ fn read_partition(
             high_watermark,
             ..
         }) => {
-            answer.error_code = fetch::OFFSET_OUT_OF_RANGE;
+            answer.error_code = ErrorCode::OffsetOutOfRange.code();
             answer.high_watermark = high_watermark;
             answer.log_start_offset = log_start_offset;
         }
-        Err(_) => answer.error_code = STORAGE_ERROR,
+        Err(_) => answer.error_code = ErrorCode::KafkaStorageError.code(),
     }
     answer
 }

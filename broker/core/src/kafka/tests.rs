@@ -1,6 +1,7 @@
 use super::*;
 use crate::log_store::{EmptyStore, StoreError};
 use coordinator::{GroupAnswer, GroupOp};
+use weir_kafka::error::ErrorCode;
 use weir_kafka::frame::write_frame;
 use weir_kafka::{membership, offsets};
 
@@ -140,20 +141,23 @@ fn commits_go_to_known_partitions_of_valid_groups() {
     // partitions matter.
     let code = |request| groups::commit_offsets(&EmptyStore, request)[0].1[0].1;
     let long = "g".repeat(crate::log_store::GROUP_ID_BYTES_MAX + 1);
-    assert_eq!(code(commit(&long, -1, "")), groups::INVALID_GROUP_ID);
-    let unknown = metadata::UNKNOWN_TOPIC_OR_PARTITION;
+    assert_eq!(
+        code(commit(&long, -1, "")),
+        ErrorCode::InvalidGroupId.code()
+    );
+    let unknown = ErrorCode::UnknownTopicOrPartition.code();
     assert_eq!(code(commit("g", -1, "m")), unknown);
     assert_eq!(code(commit("", -1, "")), unknown);
     // v0/v1 answers have no group error field: it is repeated on each partition asked.
     let asked = vec![(long, Some(vec![("t".to_owned(), vec![0, 1])]))];
     let fetched = groups::fetch_offsets(&EmptyStore, asked);
-    assert_eq!(fetched[0].error_code, groups::INVALID_GROUP_ID);
+    assert_eq!(fetched[0].error_code, ErrorCode::InvalidGroupId.code());
     let codes: Vec<_> = fetched[0].topics[0]
         .1
         .iter()
         .map(|p| p.error_code)
         .collect();
-    assert_eq!(codes, [groups::INVALID_GROUP_ID; 2]);
+    assert_eq!(codes, [ErrorCode::InvalidGroupId.code(); 2]);
 }
 
 #[test]
@@ -208,7 +212,8 @@ fn group_requests_go_to_the_coordinator_with_the_client_and_come_back_answered()
         (client_id.as_str(), client_host.as_str()),
         ("test", "/10.0.0.7")
     );
-    let answer = membership::JoinResponse::failed(coordinator::REBALANCE_IN_PROGRESS, "m".into());
+    let answer =
+        membership::JoinResponse::failed(ErrorCode::RebalanceInProgress.code(), "m".into());
     session.complete(
         *second,
         KafkaOpResult::Group(GroupAnswer::Joined(answer)),
@@ -221,7 +226,7 @@ fn group_requests_go_to_the_coordinator_with_the_client_and_come_back_answered()
     let second_frame = 4 + u32::from_be_bytes(out[0..4].try_into().unwrap()) as usize;
     assert_eq!(
         &out[second_frame + 8..second_frame + 10],
-        &coordinator::REBALANCE_IN_PROGRESS.to_be_bytes()
+        &ErrorCode::RebalanceInProgress.code().to_be_bytes()
     );
 }
 
@@ -259,11 +264,11 @@ fn topics_asked_for_by_id_are_unknown_and_come_after_named_ones() {
         codes,
         [
             (
-                metadata::UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition.code(),
                 Some("missing"),
                 [0; 16]
             ),
-            (metadata::UNKNOWN_TOPIC_ID, None, [9; 16]),
+            (ErrorCode::UnknownTopicId.code(), None, [9; 16]),
         ]
     );
 }
@@ -274,12 +279,18 @@ fn transactional_ids_and_failed_allocations_get_error_codes() {
     let mut out = Vec::new();
     let ops = run(&mut session, &init_producer_id(1, true), &mut out);
     assert!(ops.is_empty());
-    assert_eq!(&out[12..14], &INVALID_REQUEST.to_be_bytes());
+    assert_eq!(
+        &out[12..14],
+        &ErrorCode::InvalidRequest.code().to_be_bytes()
+    );
     out.clear();
     let ops = run(&mut session, &init_producer_id(2, false), &mut out);
     let failed = KafkaOpResult::ProducerId(Err(StoreError::Full("disk".into())));
     session.complete(ops[0].0, failed, &mut out);
-    assert_eq!(&out[12..14], &COORDINATOR_NOT_AVAILABLE.to_be_bytes());
+    assert_eq!(
+        &out[12..14],
+        &ErrorCode::CoordinatorNotAvailable.code().to_be_bytes()
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ use weir_core::mqtt::{self as mapping, LogMessage};
 use weir_core::plugin::{
     Fate, Message, RejectKind, dead_letter, layout, put_batch_records, record_batch,
 };
+use weir_kafka::error::ErrorCode;
 use weir_kafka::record_batch;
 use weir_mqtt::ReasonCode;
 
@@ -28,10 +29,6 @@ use super::ServerConfig;
 use super::mqtt::{self, StoreDone, Stored};
 use super::routed::{Creation, OutputFailure, store_outputs};
 use crate::plugins::{Binding, RunOutcome, ShardPlugins, WhenOpen};
-
-/// Kafka error codes of plugin outcomes.
-const INVALID_RECORD: i16 = 87;
-const POLICY_VIOLATION: i16 = 44;
 
 fn topic_ok(name: &str) -> Result<(), String> {
     check_topic_name(name)
@@ -298,7 +295,7 @@ fn apply_produce_outcome(
             for (pi, (_, records)) in topic.partitions.iter_mut().enumerate() {
                 if counts[pi] > 0 {
                     *records = ProduceRecords::Refused {
-                        code: POLICY_VIOLATION,
+                        code: ErrorCode::PolicyViolation.code(),
                         message: format!(
                             "plugin binding {} is failing: its circuit is open",
                             binding.spec.name
@@ -355,7 +352,7 @@ fn apply_produce_outcome(
             .collect();
         if let Some((_, first)) = rejected.first() {
             *records = ProduceRecords::Refused {
-                code: INVALID_RECORD,
+                code: ErrorCode::InvalidRecord.code(),
                 message: format!(
                     "refused by a plugin of binding {}: {first}",
                     binding.spec.name

@@ -8,22 +8,15 @@
 use std::sync::{Arc, Mutex};
 
 use weir_core::kafka::{
-    KafkaOpResult, ProduceRecords, ProduceTopic, RoutedMessage, STORAGE_ERROR, produce_failed,
-    resolve,
+    KafkaOpResult, ProduceRecords, ProduceTopic, RoutedMessage, produce_failed, resolve,
 };
 use weir_core::log_store::{Append, AppendError, CheckedBatch, LogStore, partition_at};
+use weir_kafka::error::ErrorCode;
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
 
 use super::routed::{Creation, place};
 use crate::writer::{AppendFailure, WriterHandle};
-
-/// Kafka error codes a Produce answer can carry for a partition.
-const CORRUPT_MESSAGE: i16 = 2;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const REQUEST_TIMED_OUT: i16 = 7;
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-const INVALID_PRODUCER_EPOCH: i16 = 47;
 
 /// Where the answer goes once every append has completed.
 pub(super) type Finish = Box<dyn FnOnce(KafkaOpResult) + Send>;
@@ -94,7 +87,9 @@ pub(super) fn run(
     let resolved = match resolve(store, &names, create_missing, partitions, topics_max) {
         Ok(resolved) => resolved,
         Err(_) => {
-            let failed = topics.iter().map(|t| produce_failed(t, STORAGE_ERROR));
+            let failed = topics
+                .iter()
+                .map(|t| produce_failed(t, ErrorCode::KafkaStorageError.code()));
             finish(KafkaOpResult::Produced(failed.collect()));
             return;
         }
@@ -112,7 +107,7 @@ pub(super) fn run(
                 Ok(pids) => match partition_at(pids, index) {
                     Some(pid) => pid,
                     None => {
-                        answer.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                        answer.error_code = ErrorCode::UnknownTopicOrPartition.code();
                         continue;
                     }
                 },
@@ -154,7 +149,7 @@ pub(super) fn run(
                 ProduceRecords::Nothing => continue,
             };
             if batches.is_empty() {
-                answer.error_code = CORRUPT_MESSAGE;
+                answer.error_code = ErrorCode::CorruptMessage.code();
                 continue;
             }
             work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
@@ -202,7 +197,12 @@ pub(super) fn run(
         };
         if let Err(refused) = writer.submit_all(vec![(append, done)]) {
             for _ in refused {
-                Aggregate::record(&aggregate, origin, false, Err(REQUEST_TIMED_OUT));
+                Aggregate::record(
+                    &aggregate,
+                    origin,
+                    false,
+                    Err(ErrorCode::RequestTimedOut.code()),
+                );
             }
         }
     }
@@ -235,7 +235,12 @@ pub(super) fn run(
             .collect();
         if let Err(refused) = writer.submit_all(appends) {
             for _ in refused {
-                Aggregate::record(&aggregate, (ti, pi), true, Err(REQUEST_TIMED_OUT));
+                Aggregate::record(
+                    &aggregate,
+                    (ti, pi),
+                    true,
+                    Err(ErrorCode::RequestTimedOut.code()),
+                );
             }
         }
     }
@@ -244,14 +249,18 @@ pub(super) fn run(
 fn error_code(failure: &AppendFailure) -> i16 {
     tracing::debug!("produce refused: {failure}");
     match failure {
-        AppendFailure::Rejected(AppendError::UnknownPartition(_)) => UNKNOWN_TOPIC_OR_PARTITION,
-        AppendFailure::Rejected(AppendError::OutOfOrderSequence { .. }) => {
-            OUT_OF_ORDER_SEQUENCE_NUMBER
+        AppendFailure::Rejected(AppendError::UnknownPartition(_)) => {
+            ErrorCode::UnknownTopicOrPartition.code()
         }
-        AppendFailure::Rejected(AppendError::ProducerFenced { .. }) => INVALID_PRODUCER_EPOCH,
+        AppendFailure::Rejected(AppendError::OutOfOrderSequence { .. }) => {
+            ErrorCode::OutOfOrderSequenceNumber.code()
+        }
+        AppendFailure::Rejected(AppendError::ProducerFenced { .. }) => {
+            ErrorCode::InvalidProducerEpoch.code()
+        }
         // Kafka produces carry no dedup key.
         AppendFailure::Rejected(AppendError::DedupKeyTooLong)
         | AppendFailure::Store(_)
-        | AppendFailure::Stopped => STORAGE_ERROR,
+        | AppendFailure::Stopped => ErrorCode::KafkaStorageError.code(),
     }
 }

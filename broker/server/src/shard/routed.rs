@@ -9,6 +9,7 @@ use weir_core::kafka::resolve;
 use weir_core::log_store::{Append, CheckedBatch, DedupKey, LogStore, PartitionId, StoreError};
 use weir_core::mqtt::partition_for_key;
 use weir_core::plugin::{Message, record_batch};
+use weir_kafka::error::ErrorCode;
 
 use crate::writer::{AppendFailure, WriterHandle};
 
@@ -58,7 +59,7 @@ pub(super) fn place<K: Copy + Eq>(
         tracing::warn!("topics of routed messages not resolved: {e}");
         (
             first.expect("resolve runs only with messages"),
-            STORAGE_ERROR,
+            ErrorCode::KafkaStorageError.code(),
         )
     })?;
     let mut groups: Vec<(K, PartitionId, Vec<Message>)> = Vec::new();
@@ -74,7 +75,7 @@ pub(super) fn place<K: Copy + Eq>(
             (None, None) => position % partitions.len().max(1),
         };
         let Some(&partition) = partitions.get(index) else {
-            return Err((key, UNKNOWN_TOPIC_OR_PARTITION));
+            return Err((key, ErrorCode::UnknownTopicOrPartition.code()));
         };
         match groups
             .iter_mut()
@@ -89,7 +90,7 @@ pub(super) fn place<K: Copy + Eq>(
         .map(|(key, partition, list)| {
             let batch = CheckedBatch::new(record_batch(&list)).map_err(|e| {
                 tracing::error!("plugin messages made an invalid batch: {e}");
-                (key, CORRUPT_MESSAGE)
+                (key, ErrorCode::CorruptMessage.code())
             })?;
             Ok(Placed {
                 key,
@@ -99,11 +100,6 @@ pub(super) fn place<K: Copy + Eq>(
         })
         .collect()
 }
-
-/// Kafka error codes used here.
-pub(super) const CORRUPT_MESSAGE: i16 = 2;
-pub(super) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-pub(super) const STORAGE_ERROR: i16 = 56;
 
 /// Why messages were not stored.
 #[derive(Debug)]

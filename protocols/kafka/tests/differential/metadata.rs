@@ -18,6 +18,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use uuid::Uuid;
 use weir_kafka::api_versions::{self, ApiRange, IMPLEMENTED};
+use weir_kafka::error::ErrorCode;
 use weir_kafka::{cluster, find_coordinator, metadata};
 
 use crate::support::newest::{self as oracle, broker, os, s, topic};
@@ -371,7 +372,7 @@ fn an_api_versions_request_of_an_unknown_version_gets_a_v0_answer() {
     api_versions::write_response(&mut out, 9, api_versions::VERSION_MAX + 1, IMPLEMENTED);
     let read: ApiVersionsResponse = oracle::decode_response(&out, 0, 9);
     let expected =
-        expected_api_versions(IMPLEMENTED).with_error_code(api_versions::UNSUPPORTED_VERSION);
+        expected_api_versions(IMPLEMENTED).with_error_code(ErrorCode::UnsupportedVersion.code());
     assert_eq!(read, expected);
 }
 
@@ -450,7 +451,7 @@ pub fn describe_cluster_response(version: i16) {
                 .with_error_code(if brokers {
                     0
                 } else {
-                    cluster::UNSUPPORTED_ENDPOINT_TYPE
+                    ErrorCode::UnsupportedEndpointType.code()
                 })
                 .with_error_message(read.error_message.clone())
                 .with_cluster_id(s(&cluster_id))
