@@ -218,11 +218,16 @@ fn find_fn_keyword(line: &str) -> Option<usize> {
 fn body_end(lines: &[&str], n: usize, col: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut opened = false;
+    // Brackets and parentheses of the signature: a `;` inside them (`[u8; 12]`) does not end
+    // a declaration.
+    let mut nested = 0usize;
     for (k, line) in lines.iter().enumerate().skip(n) {
         let text = if k == n { &line[col..] } else { line };
         for c in text.chars() {
             match c {
-                ';' if !opened => return None,
+                '(' | '[' if !opened => nested += 1,
+                ')' | ']' if !opened => nested = nested.saturating_sub(1),
+                ';' if !opened && nested == 0 => return None,
                 '{' => {
                     depth += 1;
                     opened = true;
@@ -270,7 +275,7 @@ mod tests {
     #[test]
     fn functions_span_from_fn_to_their_closing_brace() {
         let code = code_only(
-            "pub(crate) fn long(\n    a: u8,\n) -> u8 {\n    if a > 1 {\n        a\n    } else { 0 }\n}\ntrait T {\n    fn declared(&self);\n    fn provided(&self) {}\n}\n",
+            "pub(crate) fn long(\n    a: [u8; 2],\n) -> u8 {\n    if a > 1 {\n        a\n    } else { 0 }\n}\ntrait T {\n    fn declared(&self);\n    fn provided(&self) {}\n}\n",
         );
         let found = functions(&code);
         let spans: Vec<(&str, usize, usize)> = found

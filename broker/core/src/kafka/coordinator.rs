@@ -265,6 +265,17 @@ impl Group {
         Some(candidates.get(index)?.to_string())
     }
 
+    /// Answers the pending join of `member_id` with the current generation.
+    fn answer_join_again(&mut self, member_id: &str, out: &mut Vec<Action>) {
+        let Some(index) = self.members.iter().position(|m| m.id == member_id) else {
+            return;
+        };
+        let answer = self.join_answer(&self.members[index]);
+        if let Some(waiter) = self.members[index].join.take() {
+            out.push(joined(waiter, answer));
+        }
+    }
+
     fn join_answer(&self, member: &Member) -> JoinResponse {
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
@@ -661,24 +672,12 @@ impl Coordinator {
         let is_leader = leader.as_deref() == Some(request.member_id.as_str());
         match state {
             State::PreparingRebalance => group.maybe_complete_join(now_ms, out),
+            // It missed its answer: give it the current generation again.
             State::CompletingRebalance if unchanged => {
-                // It missed its answer: give it the current generation again.
-                let index = group.members.iter().position(|m| m.id == request.member_id);
-                if let Some(index) = index {
-                    let answer = group.join_answer(&group.members[index]);
-                    if let Some(waiter) = group.members[index].join.take() {
-                        out.push(joined(waiter, answer));
-                    }
-                }
+                group.answer_join_again(&request.member_id, out)
             }
             State::Stable if unchanged && !is_leader => {
-                let index = group.members.iter().position(|m| m.id == request.member_id);
-                if let Some(index) = index {
-                    let answer = group.join_answer(&group.members[index]);
-                    if let Some(waiter) = group.members[index].join.take() {
-                        out.push(joined(waiter, answer));
-                    }
-                }
+                group.answer_join_again(&request.member_id, out)
             }
             State::CompletingRebalance | State::Stable => {
                 group.prepare_rebalance(now_ms, out);

@@ -155,95 +155,84 @@ pub enum KafkaOpResult {
     Group(GroupAnswer),
 }
 
+/// The error code of a part the store could not run.
+const STORAGE: i16 = ErrorCode::KafkaStorageError.code();
+/// The error code of a group request the store could not run (clients retry).
+const UNAVAILABLE: i16 = ErrorCode::CoordinatorNotAvailable.code();
+
 impl KafkaOp {
     /// The result of this operation when the store could not run it: every part fails with
-    /// a storage error.
+    /// a storage error (group requests: the coordinator is not available, so clients retry).
     pub fn failed(self, error: StoreError) -> KafkaOpResult {
         match self {
             KafkaOp::AllocateProducerId => KafkaOpResult::ProducerId(Err(error)),
             KafkaOp::Metadata { .. } => KafkaOpResult::Topics(Err(error)),
             KafkaOp::Produce { topics, .. } => KafkaOpResult::Produced(
-                topics
-                    .iter()
-                    .map(|t| produce_failed(t, ErrorCode::KafkaStorageError.code()))
+                (topics.iter())
+                    .map(|t| produce_failed(t, STORAGE))
                     .collect(),
             ),
             KafkaOp::CreateTopics { request, .. } => KafkaOpResult::Created(
-                request
-                    .topics
-                    .iter()
-                    .map(|t| {
-                        admin::failure(
-                            &t.name,
-                            ErrorCode::KafkaStorageError.code(),
-                            error.to_string(),
-                        )
-                    })
+                (request.topics.iter())
+                    .map(|t| admin::failure(&t.name, STORAGE, error.to_string()))
                     .collect(),
             ),
-            KafkaOp::DeleteTopics { targets } => KafkaOpResult::Deleted(
-                targets
-                    .into_iter()
-                    .map(|t| (t, ErrorCode::KafkaStorageError.code()))
-                    .collect(),
-            ),
-            KafkaOp::CreatePartitions(request) => KafkaOpResult::Grown(
-                request
-                    .topics
-                    .into_iter()
-                    .map(|t| {
-                        (
-                            t.name,
-                            ErrorCode::KafkaStorageError.code(),
-                            Some(error.to_string()),
-                        )
-                    })
-                    .collect(),
-            ),
-            KafkaOp::DeleteRecords(topics) => KafkaOpResult::RecordsDeleted(
-                topics
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        let failed = |(index, _)| delete_records::PartitionResult {
-                            index,
-                            low_watermark: -1,
-                            error_code: ErrorCode::KafkaStorageError.code(),
-                        };
-                        (name, partitions.into_iter().map(failed).collect())
-                    })
-                    .collect(),
-            ),
-            KafkaOp::CommitOffsets(request) => {
-                groups::commit_refused(request, ErrorCode::CoordinatorNotAvailable.code())
+            KafkaOp::DeleteTopics { targets } => {
+                KafkaOpResult::Deleted(targets.into_iter().map(|t| (t, STORAGE)).collect())
             }
+            KafkaOp::CreatePartitions(request) => KafkaOpResult::Grown(
+                (request.topics.into_iter())
+                    .map(|t| (t.name, STORAGE, Some(error.to_string())))
+                    .collect(),
+            ),
+            KafkaOp::DeleteRecords(topics) => records_not_deleted(topics),
+            KafkaOp::CommitOffsets(request) => groups::commit_refused(request, UNAVAILABLE),
             KafkaOp::DeleteGroups(targets) => KafkaOpResult::Group(GroupAnswer::Deleted(
                 (targets.into_iter())
-                    .map(|(group, _)| (group, ErrorCode::CoordinatorNotAvailable.code()))
+                    .map(|(group, _)| (group, UNAVAILABLE))
                     .collect(),
             )),
-            KafkaOp::Group(op) => op.failed(ErrorCode::CoordinatorNotAvailable.code()),
+            KafkaOp::Group(op) => op.failed(UNAVAILABLE),
             KafkaOp::FetchOffsets(asked) => KafkaOpResult::OffsetsFetched(
-                asked
-                    .into_iter()
-                    .map(|group| {
-                        groups::fetch_failed(group, ErrorCode::CoordinatorNotAvailable.code())
-                    })
+                (asked.into_iter())
+                    .map(|group| groups::fetch_failed(group, UNAVAILABLE))
                     .collect(),
             ),
-            KafkaOp::DescribeConfigs(resources) => KafkaOpResult::Configs(
-                resources
-                    .into_iter()
-                    .map(|r| describe_configs::ResourceResult {
-                        error_code: ErrorCode::KafkaStorageError.code(),
-                        error_message: Some(error.to_string()),
-                        resource_type: r.resource_type,
-                        name: r.name,
-                        entries: Vec::new(),
-                    })
-                    .collect(),
-            ),
+            KafkaOp::DescribeConfigs(resources) => configs_not_described(resources, &error),
         }
     }
+}
+
+fn records_not_deleted(topics: delete_records::Request) -> KafkaOpResult {
+    KafkaOpResult::RecordsDeleted(
+        (topics.into_iter())
+            .map(|(name, partitions)| {
+                let failed = |(index, _)| delete_records::PartitionResult {
+                    index,
+                    low_watermark: -1,
+                    error_code: STORAGE,
+                };
+                (name, partitions.into_iter().map(failed).collect())
+            })
+            .collect(),
+    )
+}
+
+fn configs_not_described(
+    resources: Vec<describe_configs::Resource>,
+    error: &StoreError,
+) -> KafkaOpResult {
+    KafkaOpResult::Configs(
+        (resources.into_iter())
+            .map(|r| describe_configs::ResourceResult {
+                error_code: STORAGE,
+                error_message: Some(error.to_string()),
+                resource_type: r.resource_type,
+                name: r.name,
+                entries: Vec::new(),
+            })
+            .collect(),
+    )
 }
 
 /// Runs an operation that needs only the store, on the log's writer thread, in order with
