@@ -6,6 +6,10 @@ use super::budgets::{LongFile, LongFunction};
 /// Files allowed past 800 lines of non-test code (never past their ceiling).
 pub(crate) const LONG_FILES: &[LongFile] = &[
     LongFile {
+        path: "broker/server/src/shard/uring_loop.rs",
+        why: "issue 17 in progress: the shard's logic it repeats moves to one shard for both loops",
+    },
+    LongFile {
         path: "broker/core/src/kafka/coordinator.rs",
         why: "the classic group membership state machine: every member and generation transition in one place",
     },
@@ -237,10 +241,6 @@ pub(crate) const SPLITTING: &[LongFile] = &[
     LongFile {
         path: "broker/server/src/shard/mqtt.rs",
         why: "issue 17: the broker side moves to core; what remains splits",
-    },
-    LongFile {
-        path: "broker/server/src/shard/uring_loop.rs",
-        why: "issue 17: one shard for both loops, the unsafe ring in a file of its own",
     },
     LongFile {
         path: "iot-sim/src/lib.rs",

@@ -34,6 +34,7 @@ mod ingest;
 mod mqtt;
 mod produce;
 mod routed;
+mod uring_buffers;
 mod uring_loop;
 
 use std::collections::HashMap;
