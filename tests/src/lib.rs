@@ -4,7 +4,7 @@
 //! Nothing here sleeps to wait for a condition: every wait is on an event (a log line, the
 //! end of the log stream, a socket read) bounded by a deadline.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -419,7 +419,7 @@ pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
     }
 }
 
-/// A minimal HTTP/1.1 GET; returns the status code and body.
+/// An HTTP/1.1 GET (see [`http_request`]); returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     http_request(addr, "GET", path, b"")
 }
@@ -437,29 +437,15 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     path
 }
 
-/// A minimal HTTP/1.1 request with a body; returns the status code and body.
+/// An HTTP/1.1 request with a body to the admin API, through the client the CLI uses;
+/// returns the status code and body.
 pub fn http_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
-    stream.set_read_timeout(Some(WAIT))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response.split(' ').nth(1).context("status code")?.parse()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    weir::admin_client::request(addr, method, path, body, WAIT)
 }
 
 /// The batches stored in `topic`'s partition 0 under `cwd`/weir-data, byte for byte (the

@@ -222,34 +222,19 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
     }
 }
 
-/// One HTTP/1.1 request to the admin API; the body of a 2xx answer, else an error with it.
+/// How long `weir plugin ...` waits for the admin API: to connect, and for each read (a
+/// deploy compiles the module before it answers, which takes seconds on a Raspberry Pi).
+const ADMIN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// One request to the admin API; the body of a 2xx answer, else an error with it.
 fn admin_request(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)
-        .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {addr}: {e}"))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let status: u16 = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no HTTP answer from {addr}"))?;
-    let text = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let (status, text) =
+        crate::admin_client::request(addr, method, path, body, ADMIN_REQUEST_TIMEOUT)?;
     if (200..300).contains(&status) {
         Ok(text)
     } else {

@@ -9,6 +9,7 @@
 //! [`writer`] (the group-commit writer thread in front of the log).
 
 pub mod admin;
+pub mod admin_client;
 pub mod cli;
 pub mod clock;
 pub mod config;

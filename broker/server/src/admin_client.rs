@@ -1,0 +1,43 @@
+//! The admin API's client: one HTTP/1.1 request with a body, its answer read whole. The CLI
+//! (`weir plugin ...`) and the integration tests' harness both use it, so the two never
+//! disagree on how the admin API is spoken to.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+
+/// Sends `method path` with `body` to the admin API at `addr` and returns the status code and
+/// the body of the answer. `timeout` bounds the connect and each read and write, so a stuck
+/// admin API fails the request rather than hanging it.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| anyhow!("cannot reach the admin API at {addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .with_context(|| format!("reading the answer of the admin API at {addr}"))?;
+    let response = String::from_utf8_lossy(&response);
+    let status: u16 = (response.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no HTTP answer from {addr}"))?;
+    let text = (response.split_once("\r\n\r\n"))
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, text))
+}
