@@ -3,7 +3,7 @@
 //! Today it holds the storage contract, [`log_store::LogStore`]: what the MQTT and Kafka
 //! fronts may ask of the partitioned log, with the errors they turn into protocol answers;
 //! [`kafka::KafkaSession`], one Kafka connection as a sans-IO state machine; and
-//! [`mqtt`], the mapping between MQTT messages and the log's records.
+//! [`mqtt_kafka`], the mapping between MQTT messages and the log's records.
 //! The LMDB implementation lives in `weir-log`, which depends on this crate; the server wires
 //! the two together. Topics, routing, the MQTT<->Kafka mapping, consumer groups and sessions
 //! join this crate with the protocol fronts.
@@ -13,5 +13,5 @@
 
 pub mod kafka;
 pub mod log_store;
-pub mod mqtt;
+pub mod mqtt_kafka;
 pub mod plugin;

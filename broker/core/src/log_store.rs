@@ -407,7 +407,7 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
 
     /// Stores the persistent MQTT session of `client_id` (opaque bytes; the MQTT front
-    /// stores a `weir_core::mqtt::SessionRecord`), or deletes it with `None`; durable when it
+    /// stores a `weir_core::mqtt_kafka::SessionRecord`), or deletes it with `None`; durable when it
     /// returns. A client id longer than [`RETAINED_TOPIC_BYTES_MAX`] is refused with
     /// `InvalidArgument`, and a new session when `sessions_max` are stored with `Full`.
     fn put_mqtt_session(

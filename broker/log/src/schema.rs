@@ -14,11 +14,11 @@
 //! | `topics` | topic name (UTF-8) | [`TopicMeta`] |
 //! | `group_offsets` | group length u16, group (UTF-8), partition id u32 | offset i64, leader epoch i32, metadata (UTF-8, the rest) |
 //! | `producers` | producer id i64, partition id u32 | epoch i16, newest timestamp i64, count u8, then per batch (up to 5) first and last sequence i32, base and last offset i64 (see [`crate::producers`]) |
-//! | `mqtt_sessions` | client id (UTF-8, at most 480 bytes) | a persistent MQTT session: expiry, subscriptions and a delivery cursor per partition (`weir_core::mqtt::SessionRecord`) |
+//! | `mqtt_sessions` | client id (UTF-8, at most 480 bytes) | a persistent MQTT session: expiry, subscriptions and a delivery cursor per partition (`weir_core::mqtt_kafka::SessionRecord`) |
 //! | `dedup` | owner length u16, owner (UTF-8: an MQTT client id), id u16 | partition id u32, base offset i64, last offset i64 of the append made with the key |
-//! | `mqtt_retained` | MQTT topic (UTF-8, at most 480 bytes) | the retained message: a one-record batch as the MQTT front stores publishes (`weir_core::mqtt::message_batch`) |
+//! | `mqtt_retained` | MQTT topic (UTF-8, at most 480 bytes) | the retained message: a one-record batch as the MQTT front stores publishes (`weir_core::mqtt_kafka::message_batch`) |
 //!
-//! The MQTT tables' values are encoded by `weir_core::mqtt`: a session record starts with its
+//! The MQTT tables' values are encoded by `weir_core::mqtt_kafka`: a session record starts with its
 //! format version; a retained message is a RecordBatch v2, versioned by its magic byte.
 //!
 //! Versioning: `meta.schema_version` is written when the environment is created. Opening an

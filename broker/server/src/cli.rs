@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::plugins::{self, Registry};
-use crate::{admin, config, coordinator, data_dir, logging, maintenance, shard, writer};
+use crate::{admin, config, data_dir, group_thread, logging, maintenance, shard, writer};
 
 /// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
 #[derive(Debug, Parser)]
@@ -403,7 +403,7 @@ fn second_signal() -> ! {
 fn start_coordinator(
     config: &Config,
     storage: &Storage,
-) -> anyhow::Result<coordinator::CoordinatorThread> {
+) -> anyhow::Result<group_thread::CoordinatorThread> {
     let limits = weir_core::kafka::coordinator::GroupLimits {
         session_timeout_ms_min: u64::from(config.kafka_group_min_session_timeout_ms.get()),
         session_timeout_ms_max: u64::from(config.kafka_group_max_session_timeout_ms.get()),
@@ -418,7 +418,7 @@ fn start_coordinator(
             limits.session_timeout_ms_max
         );
     }
-    let thread = coordinator::CoordinatorThread::start(
+    let thread = group_thread::CoordinatorThread::start(
         limits,
         storage.log.clone(),
         storage.writer.handle(),
@@ -443,7 +443,7 @@ fn start_plugins(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<
 fn start_shards(
     config: &Config,
     writer: writer::WriterHandle,
-    coordinator: coordinator::CoordinatorHandle,
+    coordinator: group_thread::CoordinatorHandle,
     store: Arc<dyn weir_core::log_store::LogStore>,
     plugins: Arc<Registry>,
 ) -> anyhow::Result<shard::Shards> {

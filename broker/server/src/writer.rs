@@ -155,7 +155,7 @@ enum Request {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: Sender<Request>,
-    shared: Arc<Shared>,
+    shared: Arc<WriterShared>,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -169,7 +169,7 @@ impl std::fmt::Debug for WriterHandle {
     }
 }
 
-struct Shared {
+struct WriterShared {
     /// Told each time appends were completed successfully (their data is readable).
     on_appended: std::sync::OnceLock<AppendListener>,
     queued_bytes: AtomicU64,
@@ -274,7 +274,7 @@ impl Writer {
         on_fatal: Box<dyn FnOnce(StoreError) + Send>,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(WriterShared {
             on_appended: std::sync::OnceLock::new(),
             queued_bytes: AtomicU64::new(0),
             queue_bytes_max: config.queue_bytes_max,
@@ -339,7 +339,7 @@ fn run(
     store: &dyn LogStore,
     config: WriterConfig,
     rx: &Receiver<Request>,
-    shared: &Shared,
+    shared: &WriterShared,
     on_fatal: &mut Option<Box<dyn FnOnce(StoreError) + Send>>,
 ) {
     let mut writer = Committer {
@@ -404,7 +404,7 @@ fn run(
 /// committed group while they wait for a sync.
 struct Committer<'a> {
     store: &'a dyn LogStore,
-    shared: &'a Shared,
+    shared: &'a WriterShared,
     config: WriterConfig,
     held: Held,
     /// How long to wait for a covering commit before syncing: a moving average of commit

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use weir_core::kafka::{KafkaOp, KafkaSession};
-use weir_core::mqtt::LogMessage;
+use weir_core::mqtt_kafka::LogMessage;
 
 use super::inbox::Outcome;
 use super::mqtt::{Ended, MqttConn, MqttWork, Offer, Shares};
-use super::{Protocol, ServerConfig, ShardMetrics, Shared};
+use super::{Protocol, ServerConfig, ShardMetrics, ShardsShared};
 use weir_core::log_store::PartitionId;
 use weir_mqtt::websocket::WsServer;
 
@@ -76,7 +76,7 @@ impl Conn {
         stream: TcpStream,
         listener: usize,
         protocol: Protocol,
-        shared: &Arc<Shared>,
+        shared: &Arc<ShardsShared>,
         seed: u64,
         now: Instant,
     ) -> Conn {

@@ -13,7 +13,7 @@ use super::inbox::{Inbox, Outcome, Owner};
 use super::mqtt::{HasConn, MqttTail};
 use super::{
     ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs,
-    ShardMetrics, Shared,
+    ShardMetrics, ShardsShared,
 };
 
 const WAKER_TOKEN: u64 = 0;
@@ -44,7 +44,7 @@ pub(super) struct EpollShard {
     listeners: Vec<Listener>,
     conns: Vec<Option<Slot>>,
     free: Vec<usize>,
-    shared: Arc<Shared>,
+    shared: Arc<ShardsShared>,
     metrics: Arc<[ShardMetrics]>,
     config: Arc<ServerConfig>,
     write_queue: u64,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 use weir_core::kafka::KafkaOpResult;
-use weir_core::mqtt::SessionRecord;
+use weir_core::mqtt_kafka::SessionRecord;
 use weir_mqtt::ReasonCode;
 
 use super::epoll::Waker;

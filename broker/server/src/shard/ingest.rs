@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use weir_core::kafka::{ProduceRecords, ProduceTopic, RoutedMessage};
 use weir_core::log_store::{CheckedBatch, DedupKey, check_topic_name};
-use weir_core::mqtt::{self as mapping, LogMessage};
+use weir_core::mqtt_kafka::{self as mapping, LogMessage};
 use weir_core::plugin::{
     Fate, Message, RejectKind, dead_letter, layout, put_batch_records, record_batch,
 };

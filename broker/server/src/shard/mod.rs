@@ -31,8 +31,8 @@ pub mod epoll;
 mod epoll_loop;
 mod inbox;
 mod ingest;
+mod kafka_produce;
 mod mqtt;
-mod produce;
 mod routed;
 mod uring_buffers;
 mod uring_loop;
@@ -49,7 +49,7 @@ use self::epoll::Waker;
 use self::inbox::{Done, Inbox, Outcome, Owner};
 pub use self::mqtt::MqttSettings;
 use self::mqtt::{AppendFeed, DelayedWills, MqttTail, MqttWork, ShareTable, TailStart};
-use crate::coordinator::CoordinatorHandle;
+use crate::group_thread::CoordinatorHandle;
 use crate::plugins::ShardPlugins;
 use crate::writer::WriterHandle;
 use weir_core::kafka::{KafkaOp, KafkaSettings};
@@ -178,7 +178,7 @@ pub struct ShardMetrics {
 
 /// State every shard shares.
 #[derive(Debug)]
-struct Shared {
+struct ShardsShared {
     /// What every Kafka session shares (the advertised address is known once bound).
     kafka: Arc<KafkaSettings>,
     /// What every MQTT session shares.
@@ -205,7 +205,7 @@ struct Shared {
     open_per_listener: Vec<AtomicU32>,
 }
 
-impl Shared {
+impl ShardsShared {
     /// Counts a new connection on `listener` against both limits; false (and nothing
     /// counted) if either is reached.
     fn admit(&self, listener: usize, config: &ServerConfig) -> bool {
@@ -239,7 +239,7 @@ impl Shared {
 pub struct Shards {
     threads: Vec<JoinHandle<()>>,
     wakers: Vec<Arc<Waker>>,
-    shared: Arc<Shared>,
+    shared: Arc<ShardsShared>,
     metrics: Arc<[ShardMetrics]>,
     bound: Vec<(Protocol, SocketAddr)>,
     config: Arc<ServerConfig>,
@@ -292,7 +292,7 @@ impl Shards {
         let wakers = (0..shards)
             .map(|_| Waker::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ShardsShared {
             kafka,
             mqtt: config.mqtt.clone(),
             feeds: (0..shards).map(|_| Arc::default()).collect(),
@@ -516,7 +516,7 @@ fn submit_ops(
                     ..
                 },
                 Some(store),
-            ) => produce::run(
+            ) => kafka_produce::run(
                 store,
                 &writer_again,
                 topics,
@@ -542,7 +542,7 @@ fn submit_ops(
 /// sessions, and keeps the shard's subscriber set.
 fn submit_mqtt(
     config: &ServerConfig,
-    shared: &Shared,
+    shared: &ShardsShared,
     (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
     me: Owner,
     work: Vec<MqttWork>,
@@ -668,7 +668,7 @@ fn submit_mqtt(
 /// is free again unless another connection has taken it over.
 fn finish_mqtt(
     config: &ServerConfig,
-    shared: &Shared,
+    shared: &ShardsShared,
     (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
     me: Owner,
     client_id: Option<String>,
@@ -688,7 +688,7 @@ fn finish_mqtt(
 /// (shard 0, every [`SESSION_EXPIRY_CHECK`]) deletes expired sessions.
 fn mqtt_upkeep(
     config: &ServerConfig,
-    (shared, plugins): (&Shared, &mut ShardPlugins),
+    (shared, plugins): (&ShardsShared, &mut ShardPlugins),
     shard: usize,
     next_check: &mut std::time::Instant,
 ) {
@@ -705,7 +705,7 @@ fn mqtt_upkeep(
 fn publish_wills(
     config: &ServerConfig,
     plugins: &mut ShardPlugins,
-    wills: Vec<weir_core::mqtt::LogMessage>,
+    wills: Vec<weir_core::mqtt_kafka::LogMessage>,
 ) {
     let mut bound = Vec::new();
     for message in wills {
@@ -723,7 +723,7 @@ fn store_or_bind(
     config: &ServerConfig,
     plugins: &mut ShardPlugins,
     bound: &mut Vec<ingest::BoundPublish>,
-    message: Box<weir_core::mqtt::LogMessage>,
+    message: Box<weir_core::mqtt_kafka::LogMessage>,
     dedup: Option<Box<weir_core::log_store::DedupKey>>,
     done: mqtt::StoreDone,
 ) {
@@ -744,7 +744,7 @@ fn store_or_bind(
 const SESSION_EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
 /// Tells connection `to` that the one it took its client id from is gone.
-fn hand_over(shared: &Shared, to: Owner) {
+fn hand_over(shared: &ShardsShared, to: Owner) {
     shared.inboxes[to.shard].push(Done {
         slot: to.slot,
         generation: to.generation,
@@ -758,7 +758,7 @@ type ShardArgs = (
     usize,
     Vec<TcpListener>,
     Arc<Waker>,
-    Arc<Shared>,
+    Arc<ShardsShared>,
     Arc<[ShardMetrics]>,
     Arc<ServerConfig>,
 );

@@ -2,7 +2,7 @@
 //! publish reaches the log, and how the log reaches subscribers.
 //!
 //! - **Publish**: every PUBLISH (QoS 0 too) and every will becomes one record batch
-//!   ([`weir_core::mqtt::message_batch`]) in the Kafka topic its first level names, created
+//!   ([`weir_core::mqtt_kafka::message_batch`]) in the Kafka topic its first level names, created
 //!   when missing (within `kafka.topics_max`, with `kafka.auto_create_partitions_count`
 //!   partitions), in the partition its MQTT topic hashes to. It goes through the writer's group
 //!   commit like a Kafka produce; PUBACK and PUBREC are written only when the append's
@@ -18,7 +18,7 @@
 //! - **Delivery follows the log**: no publish is handed from connection to connection. The
 //!   writer tells every shard which partitions grew ([`AppendFeed`]); a shard with
 //!   subscribers reads the new batches (short read transactions on the shard), turns each
-//!   record into an MQTT message ([`weir_core::mqtt::message_from_record`]), records Kafka
+//!   record into an MQTT message ([`weir_core::mqtt_kafka::message_from_record`]), records Kafka
 //!   clients produced included, and offers it to its own subscribers. So delivery needs no
 //!   shard-to-shard messages, and a message reaches subscribers only once it is durable.
 //! - **Nothing acknowledged is dropped at delivery**: a QoS 1 or 2 message a subscriber has
@@ -36,7 +36,7 @@
 //!   messages; QoS 0 ones are not kept for offline sessions). A CONNECT with a client id that
 //!   is connected takes it over: the old connection is closed (MQTT 5: DISCONNECT 0x8E) and
 //!   stores its session first, then the new one loads it.
-//! - **Shared subscriptions** `$share/{group}/{filter}`: each message goes to one member,
+//! - **ShardsShared subscriptions** `$share/{group}/{filter}`: each message goes to one member,
 //!   chosen from its partition and offset among the members every shard knows
 //!   ([`ShareTable`]).
 //! - **Wills** are published when a connection ends without a normal DISCONNECT, after their
@@ -56,7 +56,7 @@ use weir_core::log_store::{
     Append, CheckedBatch, DedupKey, LogStore, PartitionId, RETAINED_TOPIC_BYTES_MAX, StoreError,
     TopicConfig,
 };
-use weir_core::mqtt::{self as mapping, LogMessage, SessionRecord, StoredSubscription};
+use weir_core::mqtt_kafka::{self as mapping, LogMessage, SessionRecord, StoredSubscription};
 use weir_kafka::record_batch::BatchHeader;
 use weir_mqtt::{
     Action, DeliverError, Delivery, Message, Properties, ProtocolVersion, QoS, ReasonCode,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use weir_core::kafka::resolve;
 use weir_core::log_store::{Append, CheckedBatch, DedupKey, LogStore, PartitionId, StoreError};
-use weir_core::mqtt::partition_for_key;
+use weir_core::mqtt_kafka::partition_for_key;
 use weir_core::plugin::{Message, record_batch};
 use weir_kafka::error::ErrorCode;
 

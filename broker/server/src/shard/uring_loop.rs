@@ -33,7 +33,7 @@ use super::inbox::{Inbox, Outcome, Owner};
 use super::mqtt::{HasConn, MqttTail};
 use super::uring_buffers::ProvidedBuffers;
 use super::{
-    ACCEPT_BACKOFF, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics, Shared,
+    ACCEPT_BACKOFF, SLAB_KEEP, SWEEP_EVERY, ServerConfig, ShardArgs, ShardMetrics, ShardsShared,
 };
 
 /// Submission and completion queue size.
@@ -161,7 +161,7 @@ pub(super) struct UringShard {
     accept_paused_until: Vec<Option<Instant>>,
     waker: Arc<Waker>,
     id: usize,
-    shared: Arc<Shared>,
+    shared: Arc<ShardsShared>,
     metrics: Arc<[ShardMetrics]>,
     config: Arc<ServerConfig>,
     write_queue: u64,
