@@ -84,7 +84,7 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "JoinGroup's cases of the classic protocol (new member, known member, static member, rebalance in progress) in one place",
     },
     LongFunction {
-        path: "broker/core/src/mqtt.rs",
+        path: "broker/core/src/mqtt_kafka.rs",
         name: "message_from_record",
         why: "one record's headers mapped back to MQTT properties, one header each (docs/mqtt-kafka.md's table)",
     },
@@ -164,7 +164,7 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "issue 17 moves or replaces it (the redesign in progress): MQTT's broker side moves to core",
     },
     LongFunction {
-        path: "broker/server/src/shard/produce.rs",
+        path: "broker/server/src/shard/kafka_produce.rs",
         name: "run",
         why: "issue 17 moves or replaces it (the redesign in progress): typed writer work",
     },
