@@ -39,3 +39,12 @@ pub fn monotonic_ms(now: Instant) -> u64 {
     let start = *START.get_or_init(Instant::now);
     u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
 }
+
+/// The time handed to the protocol sessions for an event at `now`: monotonic milliseconds and
+/// the wall clock.
+pub fn session_time(now: Instant) -> weir_core::mqtt_connection::Now {
+    weir_core::mqtt_connection::Now {
+        monotonic_ms: monotonic_ms(now),
+        wall_ms: wall_ms(),
+    }
+}

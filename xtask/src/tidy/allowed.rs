@@ -140,16 +140,6 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
     },
     LongFunction {
         path: "broker/server/src/shard/mqtt.rs",
-        name: "handle_actions",
-        why: "issue 17 moves or replaces it (the redesign in progress): MQTT's broker side moves to core",
-    },
-    LongFunction {
-        path: "broker/server/src/shard/mqtt.rs",
-        name: "offer",
-        why: "issue 17 moves or replaces it (the redesign in progress): MQTT's broker side moves to core",
-    },
-    LongFunction {
-        path: "broker/server/src/shard/mqtt.rs",
         name: "store",
         why: "issue 17 moves or replaces it (the redesign in progress): MQTT's broker side moves to core",
     },
@@ -219,10 +209,3 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "an inbound PUBLISH's checks in the spec's order (topic, alias, QoS, receive maximum, flow)",
     },
 ];
-
-/// Files past their ceiling that issue 17 (the redesign) is splitting: tolerated only until
-/// that issue ends, which it does with this list empty.
-pub(crate) const SPLITTING: &[LongFile] = &[LongFile {
-    path: "broker/server/src/shard/mqtt.rs",
-    why: "issue 17: the broker side moves to core; what remains splits",
-}];

@@ -12,9 +12,9 @@ use weir_core::kafka::{KafkaOp, KafkaSession};
 use weir_core::mqtt_kafka::LogMessage;
 
 use super::inbox::Outcome;
-use super::mqtt::{Ended, MqttConn, MqttWork, Offer, Shares};
 use super::{Protocol, ServerConfig, ShardMetrics, ShardsShared};
 use weir_core::log_store::PartitionId;
+use weir_core::mqtt_connection::{Ended, MqttConnection, MqttWork, Offer, Shares};
 use weir_mqtt::websocket::WsServer;
 
 /// A receive buffer emptied with more capacity than this is freed.
@@ -25,7 +25,7 @@ pub(super) const WRITE_BUFFER_KEEP: usize = 4 * 1024;
 /// The protocol state of a connection.
 enum Session {
     Kafka(KafkaSession),
-    Mqtt(Box<MqttConn>),
+    Mqtt(Box<MqttConnection>),
 }
 
 /// MQTT over WebSocket: the frame layer between the socket and the MQTT session.
@@ -89,11 +89,9 @@ impl Conn {
                     .unwrap_or_default();
                 Session::Kafka(KafkaSession::new(shared.kafka.clone(), host))
             }
-            Protocol::Mqtt | Protocol::MqttWebSocket => Session::Mqtt(Box::new(MqttConn::new(
-                shared.mqtt.clone(),
-                seed,
-                crate::clock::monotonic_ms(now),
-            ))),
+            Protocol::Mqtt | Protocol::MqttWebSocket => Session::Mqtt(Box::new(
+                MqttConnection::new(shared.mqtt.clone(), seed, crate::clock::session_time(now)),
+            )),
         };
         let ws = (protocol == Protocol::MqttWebSocket).then(|| {
             let frame_max = shared.mqtt.limits.packet_size_bytes_max + WS_FRAME_SLACK_BYTES;
@@ -124,7 +122,7 @@ impl Conn {
 
     /// The MQTT session, the buffer its packets go to (for WebSocket a scratch buffer that
     /// [`Conn::frame_ws`] frames into `out`) and its work list.
-    fn mqtt_parts(&mut self) -> Option<(&mut MqttConn, &mut Vec<u8>, &mut Vec<MqttWork>)> {
+    fn mqtt_parts(&mut self) -> Option<(&mut MqttConnection, &mut Vec<u8>, &mut Vec<MqttWork>)> {
         let Conn {
             session,
             ws,
@@ -269,7 +267,7 @@ impl Conn {
     /// [`Conn::answer`] for MQTT, plain or over WebSocket (where `input` is frames, and the
     /// MQTT bytes the session has not consumed stay in the layer).
     fn answer_mqtt(&mut self, input: &[u8], metrics: &ShardMetrics) -> Option<usize> {
-        let now = crate::clock::monotonic_ms(crate::clock::now());
+        let now = crate::clock::session_time(crate::clock::now());
         let mut frames_used = None;
         if let Some(ws) = &mut self.ws {
             match ws.server.decode(input, &mut ws.data, &mut self.out) {
@@ -326,7 +324,7 @@ impl Conn {
             }
             Session::Mqtt(_) => {
                 let open = self.mqtt_parts().is_none_or(|(mqtt, out, work)| {
-                    mqtt.tick(crate::clock::monotonic_ms(now), out, work)
+                    mqtt.tick(crate::clock::session_time(now), out, work)
                 });
                 self.frame_ws();
                 if !open {
@@ -353,7 +351,10 @@ impl Conn {
         let Session::Mqtt(mqtt) = &mut self.session else {
             return (None, Vec::new());
         };
-        mqtt.finish(&mut self.mqtt_work);
+        mqtt.finish(
+            crate::clock::session_time(crate::clock::now()),
+            &mut self.mqtt_work,
+        );
         let client_id = Some(mqtt.client_id().to_owned()).filter(|id| !id.is_empty());
         (client_id, self.take_mqtt_work())
     }
@@ -363,7 +364,7 @@ impl Conn {
     /// connection is told.
     pub(super) fn take_over(&mut self) -> Vec<MqttWork> {
         if let Some((mqtt, out, work)) = self.mqtt_parts() {
-            mqtt.taken_over(out, work);
+            mqtt.taken_over(crate::clock::session_time(crate::clock::now()), out, work);
             self.frame_ws();
             self.closing = true;
         }
@@ -371,7 +372,7 @@ impl Conn {
     }
 
     /// The MQTT side of the connection, if it is one.
-    pub(super) fn mqtt(&mut self) -> Option<&mut MqttConn> {
+    pub(super) fn mqtt(&mut self) -> Option<&mut MqttConnection> {
         match &mut self.session {
             Session::Mqtt(mqtt) => Some(mqtt),
             Session::Kafka(_) => None,
@@ -419,10 +420,10 @@ impl Conn {
             tracing::error!("an operation's result reached a connection of another protocol");
             return 0;
         };
+        let now = crate::clock::session_time(crate::clock::now());
         let (open, accepted) = match result {
-            Outcome::MqttStored(stored) => (mqtt.stored(token, *stored, out, work), false),
+            Outcome::MqttStored(stored) => (mqtt.stored(token, *stored, now, out, work), false),
             Outcome::MqttSession(loaded) => {
-                let now = crate::clock::monotonic_ms(crate::clock::now());
                 let loaded = loaded.map(|r| r.map(|r| *r));
                 let open = mqtt.resume(loaded, now, out, work);
                 (open, open)
@@ -478,8 +479,12 @@ impl Conn {
             backlog,
             shares,
             out,
-            metrics,
         );
+        match offer {
+            Offer::Taken => metrics.mqtt_delivered.fetch_add(1, Ordering::Relaxed),
+            Offer::Dropped => metrics.mqtt_dropped.fetch_add(1, Ordering::Relaxed),
+            Offer::Skipped | Offer::Full => 0,
+        };
         self.frame_ws();
         (offer, (self.out.len() - before) as u64)
     }

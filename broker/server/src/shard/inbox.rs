@@ -30,7 +30,7 @@ pub(super) enum Outcome {
     Kafka(KafkaOpResult),
     /// An MQTT publish was stored (or not): the code for its PUBACK or PUBREC, and where it
     /// was stored.
-    MqttStored(Box<super::mqtt::Stored>),
+    MqttStored(Box<weir_core::mqtt_connection::Stored>),
     /// A QoS 2 exchange's duplicate-check key is forgotten: PUBCOMP.
     MqttReleased,
     /// The session a CONNECT resumes (or none), or the CONNACK code to refuse it with.

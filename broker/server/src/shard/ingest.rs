@@ -26,9 +26,10 @@ use weir_kafka::record_batch;
 use weir_mqtt::ReasonCode;
 
 use super::ServerConfig;
-use super::mqtt::{self, StoreDone, Stored};
+use super::mqtt::{self, StoreDone};
 use super::routed::{Creation, OutputFailure, store_outputs};
 use crate::plugins::{Binding, RunOutcome, ShardPlugins, WhenOpen};
+use weir_core::mqtt_connection::Stored;
 
 fn topic_ok(name: &str) -> Result<(), String> {
     check_topic_name(name)

@@ -47,13 +47,14 @@ use std::time::Duration;
 
 use self::epoll::Waker;
 use self::inbox::{Done, Inbox, Outcome, Owner};
-pub use self::mqtt::MqttSettings;
-use self::mqtt::{AppendFeed, DelayedWills, MqttTail, MqttWork, ShareTable, TailStart};
+use self::mqtt::{AppendFeed, DelayedWills, MqttTail, ShareTable, TailStart};
 use crate::group_thread::CoordinatorHandle;
 use crate::plugins::ShardPlugins;
 use crate::writer::WriterHandle;
 use weir_core::kafka::{KafkaOp, KafkaSettings};
 use weir_core::log_store::StoreError;
+pub use weir_core::mqtt_connection::MqttSettings;
+use weir_core::mqtt_connection::MqttWork;
 
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -727,7 +728,7 @@ fn store_or_bind(
     dedup: Option<Box<weir_core::log_store::DedupKey>>,
     done: mqtt::StoreDone,
 ) {
-    let kafka_topic = mqtt::kafka_topic_for(&config.mqtt, &message.topic);
+    let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
     match plugins.binding_for(&kafka_topic) {
         None => mqtt::store(&config.mqtt, &config.writer, *message, dedup, done),
         Some(binding) => bound.push(ingest::BoundPublish {

@@ -1,0 +1,242 @@
+//! The session's actions, as the broker answers them: connect, publish, subscribe,
+//! unsubscribe, release, disconnect and close.
+
+use weir_mqtt::{Action, Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe, topic};
+
+use super::subscriptions::Sub;
+use super::{MqttConnection, MqttWork, RETAINED_SENT_KEPT_MS, packet_id, payload_hash};
+use crate::log_store::{DedupKey, RETAINED_TOPIC_BYTES_MAX};
+use crate::mqtt_kafka::{self as mapping, LogMessage};
+
+impl MqttConnection {
+    /// Handles what the session asked for.
+    pub(super) fn handle_actions(&mut self, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
+        for action in std::mem::take(&mut self.actions) {
+            match action {
+                Action::Connect(request) => {
+                    self.client_id = request.client_id.clone();
+                    self.will = request.will;
+                    let asked = if request.protocol_version.is_v5() {
+                        request.session_expiry_interval_s.unwrap_or(0)
+                    } else if request.clean_start {
+                        0
+                    } else {
+                        u32::MAX
+                    };
+                    self.expiry_interval_s = asked.min(self.settings.session_expiry_max_s);
+                    self.connecting = Some((request.client_id.clone(), request.clean_start));
+                    work.push(MqttWork::Connect {
+                        client_id: request.client_id,
+                        clean_start: request.clean_start,
+                    });
+                }
+                Action::Publish(publish) => self.publish(publish, out, work),
+                Action::Subscribe(subscribe) => self.subscribe(subscribe, out, work),
+                Action::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe, out, work),
+                Action::Released { packet_id } => work.push(MqttWork::Release {
+                    client_id: self.client_id.clone(),
+                    id: Some(packet_id.get()),
+                }),
+                Action::Delivered { tag } => {
+                    self.unacked.remove(&tag);
+                    if !self.behind.is_empty() {
+                        work.push(MqttWork::Behind);
+                    }
+                }
+                Action::Disconnected {
+                    publish_will,
+                    session_expiry_interval_s,
+                } => {
+                    if let Some(expiry) = session_expiry_interval_s {
+                        self.expiry_interval_s = expiry.min(self.settings.session_expiry_max_s);
+                    }
+                    if !publish_will {
+                        self.will = None;
+                    }
+                    self.end(work);
+                }
+                Action::Close { reason, .. } => {
+                    tracing::debug!(client = %self.client_id, ?reason, "MQTT connection closed by its session");
+                    self.end(work);
+                }
+            }
+        }
+    }
+
+    /// A PUBLISH to store (QoS 0 too): its message, with the time it arrived, and for QoS 2
+    /// its duplicate-check key.
+    fn publish(&mut self, publish: Publish, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
+        let token = publish.packet_id.map_or(0, |id| u64::from(id.get()));
+        if publish.retain && publish.topic.len() > RETAINED_TOPIC_BYTES_MAX {
+            self.refuse_publish(token, ReasonCode::QUOTA_EXCEEDED, out);
+            return;
+        }
+        let mut properties = publish.properties;
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        self.stores_in_flight += 1;
+        // A QoS 2 publish is stored at most once, also when the client sends it
+        // again on a later connection (it did not see the PUBREC) or after a
+        // restart: the log keeps its key until the client's PUBREL.
+        let dedup = (publish.qos == QoS::ExactlyOnce)
+            .then_some(publish.packet_id)
+            .flatten()
+            .map(|id| {
+                Box::new(DedupKey {
+                    owner: self.client_id.clone(),
+                    id: id.get(),
+                })
+            });
+        self.used_qos2 |= dedup.is_some();
+        work.push(MqttWork::Store {
+            token,
+            dedup,
+            message: Box::new(LogMessage {
+                topic: publish.topic,
+                payload: publish.payload,
+                qos: publish.qos,
+                retain: publish.retain,
+                properties,
+                timestamp_ms: self.wall_ms,
+            }),
+        });
+    }
+
+    /// Answers a publish that will not be stored.
+    fn refuse_publish(&mut self, token: u64, reason: ReasonCode, out: &mut Vec<u8>) {
+        if let Some(id) = packet_id(token) {
+            self.session.published(id, reason, out, &mut self.actions);
+        }
+    }
+
+    fn subscribe(&mut self, subscribe: Subscribe, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
+        let had_any = !self.subs.is_empty();
+        let identifier = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
+        let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained_for = Vec::new();
+        for subscription in subscribe.subscriptions {
+            let sub = Sub::new(subscription.filter, subscription.options, identifier);
+            if self
+                .settings
+                .subscribe_deny
+                .iter()
+                .any(|deny| topic::matches(deny, &sub.filter))
+            {
+                codes.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
+            let options = sub.options;
+            if sub.group.is_some() {
+                work.push(MqttWork::ShareJoin {
+                    filter: sub.full.clone(),
+                    member: self.conn_id,
+                });
+            }
+            let existed = match self.subs.iter_mut().find(|s| s.full == sub.full) {
+                Some(old) => {
+                    *old = sub.clone();
+                    true
+                }
+                None => {
+                    self.subs.push(sub.clone());
+                    false
+                }
+            };
+            codes.push(ReasonCode(options.qos as u8));
+            // Retained messages are not sent for shared subscriptions (MQTT 5 section 4.8.2).
+            let send_retained = sub.group.is_none()
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendAtSubscribeIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                retained_for.push(sub);
+            }
+        }
+        self.session.subscribed(subscribe.packet_id, &codes, out);
+        if !had_any && !self.subs.is_empty() {
+            work.push(MqttWork::Subscribed);
+        }
+        if self.expiry_interval_s > 0 {
+            work.push(MqttWork::Save(Box::new(self.snapshot())));
+        }
+        if !retained_for.is_empty() {
+            self.send_retained(&retained_for, out);
+        }
+    }
+
+    /// Sends the retained messages `subs` match, as MQTT requires after a SUBACK.
+    fn send_retained(&mut self, subs: &[Sub], out: &mut Vec<u8>) {
+        let mut found = Vec::new();
+        let scan = self.settings.store.retained(&mut |topic, bytes| {
+            if subs.iter().any(|s| topic::matches(&s.filter, topic)) {
+                found.extend(mapping::batch_messages(
+                    &mapping::kafka_topic(topic),
+                    bytes,
+                    usize::MAX,
+                ));
+            }
+        });
+        if let Err(e) = scan {
+            tracing::warn!("cannot read retained messages: {e}");
+        }
+        let now = self.wall_ms;
+        for (_, message) in found {
+            let matching: Vec<&Sub> = subs
+                .iter()
+                .filter(|s| topic::matches(&s.filter, &message.topic))
+                .collect();
+            // Retained messages keep their retain flag whatever the subscription says. They
+            // are not tracked for redelivery (a new subscription gets them again), and one that
+            // does not fit the queue is not sent.
+            if let Ok(true) = self.deliver_to(&message, &matching, true, now, out, None) {
+                self.retained_sent.insert(
+                    message.topic.clone(),
+                    (message.timestamp_ms, payload_hash(&message.payload)),
+                );
+                self.retained_sent_until_ms = now + RETAINED_SENT_KEPT_MS;
+            }
+        }
+    }
+
+    fn unsubscribe(
+        &mut self,
+        unsubscribe: Unsubscribe,
+        out: &mut Vec<u8>,
+        work: &mut Vec<MqttWork>,
+    ) {
+        let had_any = !self.subs.is_empty();
+        let codes: Vec<ReasonCode> = unsubscribe
+            .filters
+            .iter()
+            .map(
+                |filter| match self.subs.iter().position(|s| &s.full == filter) {
+                    Some(at) => {
+                        let sub = self.subs.remove(at);
+                        if sub.group.is_some() {
+                            work.push(MqttWork::ShareLeave {
+                                filter: sub.full,
+                                member: self.conn_id,
+                            });
+                        }
+                        ReasonCode::SUCCESS
+                    }
+                    None => ReasonCode::NO_SUBSCRIPTION_EXISTED,
+                },
+            )
+            .collect();
+        self.session
+            .unsubscribed(unsubscribe.packet_id, &codes, out);
+        if had_any && self.subs.is_empty() {
+            work.push(MqttWork::Unsubscribed);
+        }
+        if self.expiry_interval_s > 0 {
+            work.push(MqttWork::Save(Box::new(self.snapshot())));
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Offering the log's messages to the connection, live or while it catches up.
+
+use std::collections::HashMap;
+
+use weir_mqtt::{DeliverError, Delivery, Message, Properties, ProtocolVersion, QoS, topic};
+
+use super::subscriptions::{Shares, Sub};
+use super::{MqttConnection, Offer, payload_hash};
+use crate::log_store::PartitionId;
+use crate::mqtt_kafka::LogMessage;
+
+impl MqttConnection {
+    /// Whether live delivery of `partition` at `offset` is this connection's: not while it
+    /// catches up on the partition, nor what it already got while catching up.
+    pub fn takes_live(&self, partition: PartitionId, offset: i64) -> bool {
+        !self.behind.contains_key(&partition)
+            && self
+                .floor
+                .get(&partition)
+                .is_none_or(|floor| offset >= *floor)
+    }
+
+    /// Offers the message at `offset` of `partition`. `room` is false when the connection's
+    /// unsent bytes are at their limit; `backlog` is true while catching up (QoS 0 messages
+    /// are not delivered from the backlog).
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer(
+        &mut self,
+        message: &LogMessage,
+        partition: PartitionId,
+        offset: i64,
+        now_wall_ms: i64,
+        room: bool,
+        backlog: bool,
+        shares: &Shares,
+        out: &mut Vec<u8>,
+    ) -> Offer {
+        if !self.session.is_connected() {
+            return Offer::Skipped;
+        }
+        if message.retain && !self.retained_sent.is_empty() {
+            if now_wall_ms > self.retained_sent_until_ms {
+                self.retained_sent = HashMap::new();
+            } else if self.retained_sent.get(&message.topic).is_some_and(|sent| {
+                message.timestamp_ms < sent.0
+                    || (message.timestamp_ms, payload_hash(&message.payload)) == *sent
+            }) {
+                // Published before the SUBSCRIBE, and sent with it as the retained message.
+                return Offer::Skipped;
+            }
+        }
+        let subs = std::mem::take(&mut self.subs);
+        let me = self.conn_id;
+        let own = match self.own.iter().position(|at| *at == (partition, offset)) {
+            Some(i) => self.own.remove(i).is_some(),
+            None => false,
+        };
+        let matching: Vec<&Sub> = subs
+            .iter()
+            .filter(|s| topic::matches(&s.filter, &message.topic))
+            .filter(|s| s.group.is_none() || shares.chosen(&s.full, partition, offset) == Some(me))
+            .filter(|s| !(own && s.options.no_local))
+            .collect();
+        let granted = matching.iter().map(|s| s.options.qos).max();
+        let offer = match granted.map(|g| g.min(message.qos)) {
+            None => Offer::Skipped,
+            Some(QoS::AtMostOnce) if backlog => Offer::Skipped,
+            Some(QoS::AtMostOnce) if !room => Offer::Dropped,
+            // A client that does not read gets no more than the write buffer: the rest waits
+            // in the log.
+            Some(_) if !room => Offer::Full,
+            Some(_) => {
+                let rap = matching.iter().any(|s| s.options.retain_as_published);
+                let retain = rap && message.retain;
+                let tag = self.next_tag;
+                match self.deliver_to(message, &matching, retain, now_wall_ms, out, Some(tag)) {
+                    Ok(true) => {
+                        if message.qos != QoS::AtMostOnce && granted != Some(QoS::AtMostOnce) {
+                            self.next_tag += 1;
+                            self.unacked.insert(tag, (partition, offset));
+                        }
+                        Offer::Taken
+                    }
+                    Ok(false) => Offer::Skipped,
+                    Err(()) => Offer::Full,
+                }
+            }
+        };
+        self.subs = subs;
+        offer
+    }
+
+    /// Delivers `message` once at the highest QoS among `matching`, with their subscription
+    /// identifiers; `tag` tracks a QoS 1 or 2 delivery. Ok(false): nothing to send (expired,
+    /// discarded); Err: the queue is full.
+    pub(super) fn deliver_to(
+        &mut self,
+        message: &LogMessage,
+        matching: &[&Sub],
+        retain: bool,
+        now_wall_ms: i64,
+        out: &mut Vec<u8>,
+        tag: Option<u64>,
+    ) -> Result<bool, ()> {
+        let Some(granted) = matching.iter().map(|s| s.options.qos).max() else {
+            return Ok(false);
+        };
+        let expiry = message.expiry_left_s(now_wall_ms);
+        if expiry == Some(0) {
+            return Ok(false);
+        }
+        let properties = if self.session.protocol_version() == ProtocolVersion::V5 {
+            let mut p = message.properties.clone();
+            p.message_expiry_interval = expiry;
+            p.subscription_identifiers = matching.iter().filter_map(|s| s.identifier).collect();
+            p
+        } else {
+            Properties::default()
+        };
+        let outgoing = Message {
+            topic: message.topic.clone(),
+            payload: message.payload.clone(),
+            qos: granted.min(message.qos),
+            retain,
+            properties,
+        };
+        match self.session.deliver_tagged(outgoing, tag.unwrap_or(0), out) {
+            Ok(Delivery::Sent(_) | Delivery::Queued) => Ok(true),
+            Ok(Delivery::Discarded) | Err(DeliverError::NotConnected) => Ok(false),
+            Err(DeliverError::QueueFull) => Err(()),
+            Err(DeliverError::Invalid(e)) => {
+                tracing::debug!(topic = %message.topic, "message not deliverable: {e}");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Partitions this connection catches up on, with the next offset to read.
+    pub fn behind(&self) -> Vec<(PartitionId, i64)> {
+        self.behind.iter().map(|(p, o)| (*p, *o)).collect()
+    }
+
+    /// Live delivery of `partition` hit the queue limit at `offset`: read it from there.
+    pub fn fall_behind(&mut self, partition: PartitionId, offset: i64) {
+        self.behind.entry(partition).or_insert(offset);
+    }
+
+    /// Catching up on `partition` reached `next`; `caught_up` when live delivery takes over.
+    pub fn advance(&mut self, partition: PartitionId, next: i64, caught_up: bool) {
+        if caught_up {
+            self.behind.remove(&partition);
+            self.floor.insert(partition, next);
+        } else {
+            self.behind.insert(partition, next);
+        }
+    }
+}
