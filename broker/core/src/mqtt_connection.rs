@@ -554,3 +554,6 @@ pub fn kafka_topic_for(settings: &MqttSettings, mqtt_topic: &str) -> String {
         .find(|(filter, _)| topic::matches(filter, mqtt_topic))
         .map_or_else(|| mapping::kafka_topic(mqtt_topic), |(_, t)| t.clone())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,601 @@
+//! The broker side of a connection driven with no socket and simulated time, quinn-proto
+//! style: a scripted client encodes packets with `weir-mqtt`'s codec, [`Pair`] feeds them to
+//! the connection at a chosen instant, plays the server's part for the work it asks for (as
+//! the shard would, minus the log), and decodes what the connection wrote.
+
+use std::sync::Arc;
+
+use weir_mqtt::{
+    Connect, Packet, PacketDecoder, PacketId, Properties, ProtocolVersion, PubResponse, Publish,
+    QoS, ReasonCode, RetainHandling, SessionLimits, Subscribe, Subscription, SubscriptionOptions,
+    Will,
+};
+
+use super::{Ended, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares, Stored};
+use crate::log_store::{EmptyStore, PartitionId};
+use crate::mqtt_kafka::{LogMessage, SessionRecord, StoredSubscription};
+
+const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+/// The wall clock at simulated time 0.
+const EPOCH_MS: i64 = 1_800_000_000_000;
+const P0: PartitionId = PartitionId(7);
+
+/// A connection, the client's view of it, and simulated time.
+struct Pair {
+    conn: MqttConnection,
+    version: ProtocolVersion,
+    /// Simulated milliseconds since the start.
+    at_ms: u64,
+    /// What the connection wrote and the client has not read yet.
+    out: Vec<u8>,
+    /// Work the connection asked for and the test has not taken yet.
+    work: Vec<MqttWork>,
+    /// Input the connection has not consumed.
+    held: Vec<u8>,
+    /// How the connection ended, once it has.
+    ended: Option<Ended>,
+}
+
+impl Pair {
+    fn new(version: ProtocolVersion, limits: SessionLimits) -> Pair {
+        let settings = Arc::new(MqttSettings {
+            limits,
+            store: Arc::new(EmptyStore),
+            auto_create_partitions: 1,
+            topics_max: 100,
+            retained_messages_max: 100,
+            sessions_max: 100,
+            session_expiry_max_s: 3600,
+            subscribe_deny: vec!["secret/#".into()],
+            kafka_topic_rules: Vec::new(),
+            batch_decompressed_bytes_max: 1 << 20,
+        });
+        Pair {
+            conn: MqttConnection::new(settings, 1, now_at(0)),
+            version,
+            at_ms: 0,
+            out: Vec::new(),
+            work: Vec::new(),
+            held: Vec::new(),
+            ended: None,
+        }
+    }
+
+    fn now(&self) -> Now {
+        now_at(self.at_ms)
+    }
+
+    /// Moves simulated time on by `ms`.
+    fn advance(&mut self, ms: u64) {
+        self.at_ms += ms;
+    }
+
+    /// The client sends `packets`; the connection reads what it can now.
+    fn send(&mut self, packets: &[Packet]) {
+        for packet in packets {
+            packet
+                .encode(self.version, &mut self.held)
+                .expect("test packets encode");
+        }
+        self.drive();
+    }
+
+    /// Feeds the connection the input it has not consumed.
+    fn drive(&mut self) {
+        let input = std::mem::take(&mut self.held);
+        let now = self.now();
+        match self
+            .conn
+            .on_bytes(&input, now, &mut self.out, &mut self.work)
+        {
+            Ok(used) => self.held = input[used..].to_vec(),
+            Err(ended) => self.ended = Some(ended),
+        }
+    }
+
+    /// Lets time-driven work run (keep alive); false once the connection is over.
+    fn tick(&mut self) -> bool {
+        let now = self.now();
+        self.conn.tick(now, &mut self.out, &mut self.work)
+    }
+
+    /// The packets the connection wrote since the last call.
+    fn received(&mut self) -> Vec<Packet> {
+        let decoder = PacketDecoder::new(1 << 20);
+        let mut packets = Vec::new();
+        let mut at = 0;
+        while at < self.out.len() {
+            let (packet, used) = decoder
+                .decode(&self.out[at..], self.version)
+                .expect("the connection writes valid packets")
+                .expect("the connection writes whole packets");
+            packets.push(packet);
+            at += used;
+        }
+        self.out.clear();
+        packets
+    }
+
+    fn take_work(&mut self) -> Vec<MqttWork> {
+        std::mem::take(&mut self.work)
+    }
+
+    /// CONNECT with `connect`, answered with `stored` as the server would after looking the
+    /// client id up (no other connection has it); returns the CONNACK.
+    fn connect(&mut self, connect: Connect, stored: Option<SessionRecord>) -> Packet {
+        self.send(&[Packet::Connect(Box::new(connect))]);
+        let work = self.take_work();
+        assert!(
+            matches!(&work[..], [MqttWork::Connect { .. }]),
+            "a CONNECT asks the server to look the client id up: {work:?}"
+        );
+        assert!(self.conn.saturated(), "not read while the CONNECT waits");
+        assert!(
+            self.received().is_empty(),
+            "no CONNACK before the server answers"
+        );
+        let now = self.now();
+        assert!(
+            self.conn
+                .resume(Ok(stored), now, &mut self.out, &mut self.work)
+        );
+        let mut packets = self.received();
+        assert_eq!(packets.len(), 1, "{packets:?}");
+        packets.remove(0)
+    }
+
+    /// The server stored the message of `token` at `offset`.
+    fn stored(&mut self, token: u64, offset: i64) {
+        let now = self.now();
+        let stored = Stored::plain(ReasonCode::SUCCESS, Some((P0, offset)));
+        assert!(
+            self.conn
+                .stored(token, stored, now, &mut self.out, &mut self.work)
+        );
+    }
+
+    /// Offers the log's message at `offset` as live delivery.
+    fn offer(&mut self, message: &LogMessage, offset: i64) -> Offer {
+        let now = self.now();
+        let shares = Shares::default();
+        (self.conn).offer(
+            message,
+            P0,
+            offset,
+            now.wall_ms,
+            true,
+            false,
+            &shares,
+            &mut self.out,
+        )
+    }
+}
+
+fn now_at(ms: u64) -> Now {
+    Now {
+        monotonic_ms: ms,
+        wall_ms: EPOCH_MS + ms as i64,
+    }
+}
+
+fn pid(n: u16) -> PacketId {
+    PacketId::new(n).expect("test packet ids are non-zero")
+}
+
+fn connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
+    Connect {
+        protocol_version: version,
+        clean_start: true,
+        keep_alive: 0,
+        client_id: client_id.to_owned(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    }
+}
+
+/// A persistent session: MQTT 5 with a session expiry interval.
+fn persistent(client_id: &str, expiry_s: u32) -> Connect {
+    let mut connect = connect_packet(V5, client_id);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(expiry_s);
+    connect
+}
+
+fn publish(qos: QoS, id: Option<u16>, topic: &str, payload: &[u8]) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.to_owned(),
+        packet_id: id.map(pid),
+        properties: Properties::default(),
+        payload: payload.to_vec(),
+    })
+}
+
+fn subscribe(id: u16, filter: &str, qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: pid(id),
+        properties: Properties::default(),
+        subscriptions: vec![Subscription {
+            filter: filter.to_owned(),
+            options: options(qos),
+        }],
+    })
+}
+
+fn options(qos: QoS) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: RetainHandling::SendAtSubscribe,
+    }
+}
+
+fn log_message(topic: &str, qos: QoS, payload: &[u8]) -> LogMessage {
+    LogMessage {
+        topic: topic.to_owned(),
+        payload: payload.to_vec(),
+        qos,
+        retain: false,
+        properties: Properties::default(),
+        timestamp_ms: EPOCH_MS,
+    }
+}
+
+fn response(packet: Packet) -> PubResponse {
+    match packet {
+        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => r,
+        other => panic!("expected an acknowledgement, got {other:?}"),
+    }
+}
+
+/// The message a Store work item carries, with its token and duplicate-check key.
+fn store_of(work: MqttWork) -> (u64, LogMessage, Option<(String, u16)>) {
+    match work {
+        MqttWork::Store {
+            token,
+            message,
+            dedup,
+        } => (token, *message, dedup.map(|d| (d.owner, d.id))),
+        other => panic!("expected a store, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_connect_is_answered_once_the_server_has_looked_the_client_up() {
+    let mut pair = Pair::new(V4, SessionLimits::default());
+    let Packet::ConnAck(ack) = pair.connect(connect_packet(V4, "c1"), None) else {
+        panic!("expected a CONNACK");
+    };
+    assert!(!ack.session_present);
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert!(pair.conn.connected());
+    assert_eq!(pair.conn.client_id(), "c1");
+    assert!(!pair.conn.saturated());
+}
+
+#[test]
+fn a_qos_1_publish_is_acknowledged_only_once_stored_with_the_time_it_arrived() {
+    let mut pair = Pair::new(V4, SessionLimits::default());
+    pair.connect(connect_packet(V4, "c1"), None);
+    pair.advance(1_500);
+    pair.send(&[publish(QoS::AtLeastOnce, Some(3), "sensors/a", b"21.5")]);
+    let mut work = pair.take_work();
+    assert_eq!(work.len(), 1, "{work:?}");
+    let (token, message, dedup) = store_of(work.remove(0));
+    assert_eq!(token, 3);
+    assert_eq!(
+        message.timestamp_ms,
+        EPOCH_MS + 1_500,
+        "the wall clock it was given"
+    );
+    assert_eq!(
+        (message.topic.as_str(), &message.payload[..]),
+        ("sensors/a", &b"21.5"[..])
+    );
+    assert_eq!(dedup, None, "QoS 1 carries no duplicate-check key");
+    assert!(
+        pair.received().is_empty(),
+        "no PUBACK before the store completes"
+    );
+    pair.advance(4);
+    pair.stored(token, 40);
+    let ack = response(pair.received().remove(0));
+    assert_eq!(ack.packet_id, pid(3));
+}
+
+#[test]
+fn a_qos_2_publish_is_stored_once_with_its_key_and_completed_after_the_release() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    pair.connect(connect_packet(V5, "c2"), None);
+    pair.send(&[publish(QoS::ExactlyOnce, Some(9), "plant/line1", b"on")]);
+    let (token, _, dedup) = store_of(pair.take_work().remove(0));
+    assert_eq!(
+        dedup,
+        Some(("c2".to_owned(), 9)),
+        "the key the log keeps until PUBREL"
+    );
+    pair.stored(token, 11);
+    let Packet::PubRec(rec) = pair.received().remove(0) else {
+        panic!("expected PUBREC");
+    };
+    assert_eq!(rec.packet_id, pid(9));
+    pair.send(&[Packet::PubRel(PubResponse::new(pid(9)))]);
+    let work = pair.take_work();
+    assert!(
+        matches!(&work[..], [MqttWork::Release { client_id, id: Some(9) }] if client_id == "c2"),
+        "{work:?}"
+    );
+    assert!(
+        pair.received().is_empty(),
+        "no PUBCOMP before the key is gone"
+    );
+    pair.conn.released(9, &mut pair.out);
+    let Packet::PubComp(comp) = pair.received().remove(0) else {
+        panic!("expected PUBCOMP");
+    };
+    assert_eq!(comp.packet_id, pid(9));
+}
+
+#[test]
+fn qos_1_and_2_deliveries_wait_for_the_clients_acknowledgements() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    pair.connect(connect_packet(V5, "sub"), None);
+    pair.send(&[subscribe(1, "sensors/#", QoS::ExactlyOnce)]);
+    assert!(matches!(pair.received()[..], [Packet::SubAck(_)]));
+    assert!(matches!(pair.take_work()[..], [MqttWork::Subscribed]));
+    let one = log_message("sensors/a", QoS::AtLeastOnce, b"1");
+    let two = log_message("sensors/b", QoS::ExactlyOnce, b"2");
+    assert_eq!(pair.offer(&one, 5), Offer::Taken);
+    assert_eq!(pair.offer(&two, 6), Offer::Taken);
+    let sent = pair.received();
+    let ids: Vec<(QoS, PacketId)> = (sent.iter())
+        .map(|p| match p {
+            Packet::Publish(p) => (p.qos, p.packet_id.expect("QoS 1 and 2 carry an id")),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        })
+        .collect();
+    assert_eq!((ids[0].0, ids[1].0), (QoS::AtLeastOnce, QoS::ExactlyOnce));
+    pair.send(&[Packet::PubAck(PubResponse::new(ids[0].1))]);
+    pair.send(&[Packet::PubRec(PubResponse::new(ids[1].1))]);
+    let Packet::PubRel(rel) = pair.received().remove(0) else {
+        panic!("expected PUBREL");
+    };
+    assert_eq!(rel.packet_id, ids[1].1);
+    pair.send(&[Packet::PubComp(PubResponse::new(ids[1].1))]);
+    assert!(pair.received().is_empty(), "the exchange is over");
+    assert!(
+        pair.take_work().is_empty(),
+        "nothing is behind, nothing to read again"
+    );
+    pair.conn.finish(pair.now(), &mut pair.work);
+    assert!(
+        pair.take_work().is_empty(),
+        "a clean session stores nothing"
+    );
+}
+
+#[test]
+fn a_persistent_session_is_saved_with_its_first_unacknowledged_offset() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    pair.connect(persistent("keeper", 600), None);
+    let work = pair.take_work();
+    assert!(
+        matches!(&work[..], [MqttWork::Save(s)] if s.client_id == "keeper"),
+        "{work:?}"
+    );
+    pair.send(&[subscribe(1, "sensors/#", QoS::AtLeastOnce)]);
+    pair.received();
+    pair.take_work();
+    assert_eq!(
+        pair.offer(&log_message("sensors/a", QoS::AtLeastOnce, b"1"), 20),
+        Offer::Taken
+    );
+    assert_eq!(
+        pair.offer(&log_message("sensors/a", QoS::AtLeastOnce, b"2"), 21),
+        Offer::Taken
+    );
+    let sent = pair.received();
+    let Packet::Publish(first) = &sent[0] else {
+        panic!("expected PUBLISH");
+    };
+    pair.send(&[Packet::PubAck(PubResponse::new(
+        first.packet_id.expect("QoS 1"),
+    ))]);
+    pair.conn.finish(pair.now(), &mut pair.work);
+    let work = pair.take_work();
+    let [MqttWork::Save(snapshot)] = &work[..] else {
+        panic!("expected the session saved: {work:?}");
+    };
+    assert_eq!(snapshot.expiry_interval_s, 600);
+    assert_eq!(
+        snapshot.pending.get(&P0),
+        Some(&21),
+        "offset 20 was acknowledged"
+    );
+    assert_eq!(snapshot.subscriptions[0].filter, "sensors/#");
+}
+
+#[test]
+fn a_resumed_session_catches_up_on_its_backlog_before_live_delivery() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    let record = SessionRecord {
+        expiry_interval_s: 600,
+        stored_at_ms: EPOCH_MS - 60_000,
+        subscriptions: vec![StoredSubscription {
+            filter: "sensors/#".into(),
+            options: options(QoS::AtLeastOnce),
+            identifier: None,
+        }],
+        cursors: vec![(P0, 42)],
+    };
+    let Packet::ConnAck(ack) = pair.connect(persistent("back", 600), Some(record)) else {
+        panic!("expected a CONNACK");
+    };
+    assert!(ack.session_present);
+    let work = pair.take_work();
+    assert!(
+        work.iter().any(|w| matches!(w, MqttWork::Subscribed)),
+        "{work:?}"
+    );
+    assert!(
+        work.iter().any(|w| matches!(w, MqttWork::Behind)),
+        "{work:?}"
+    );
+    assert_eq!(pair.conn.behind(), [(P0, 42)]);
+    // Live delivery skips the partition while the backlog is read from the log.
+    assert!(!pair.conn.takes_live(P0, 50));
+    let backlog = log_message("sensors/a", QoS::AtLeastOnce, b"old");
+    let now = pair.now();
+    let offered = (pair.conn).offer(
+        &backlog,
+        P0,
+        42,
+        now.wall_ms,
+        true,
+        true,
+        &Shares::default(),
+        &mut pair.out,
+    );
+    assert_eq!(offered, Offer::Taken);
+    pair.conn.advance(P0, 50, true);
+    assert!(pair.conn.behind().is_empty());
+    assert!(
+        !pair.conn.takes_live(P0, 49),
+        "what the backlog delivered is not sent again"
+    );
+    assert!(pair.conn.takes_live(P0, 50));
+}
+
+#[test]
+fn keep_alive_expires_after_one_and_a_half_intervals_and_the_will_is_published() {
+    let mut pair = Pair::new(V4, SessionLimits::default());
+    let mut connect = connect_packet(V4, "sleepy");
+    connect.keep_alive = 10;
+    connect.will = Some(Will {
+        topic: "status/sleepy".into(),
+        payload: b"offline".to_vec(),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Properties::default(),
+    });
+    pair.connect(connect, None);
+    assert!(pair.conn.has_timer());
+    pair.advance(14_900);
+    assert!(pair.tick(), "still within 1.5 x keep alive");
+    pair.advance(200);
+    assert!(!pair.tick(), "15.1 s without a packet ends the session");
+    let mut work = pair.take_work();
+    assert_eq!(work.len(), 1, "{work:?}");
+    let (token, will, _) = store_of(work.remove(0));
+    assert_eq!(token, 0, "a will is acknowledged to nobody");
+    assert_eq!((will.topic.as_str(), will.retain), ("status/sleepy", true));
+    assert_eq!(
+        will.timestamp_ms,
+        EPOCH_MS + 15_100,
+        "stamped when the session ended"
+    );
+}
+
+#[test]
+fn a_will_with_a_delay_waits_and_a_clean_disconnect_drops_it() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    let mut connect = persistent("delayed", 600);
+    let properties = Properties {
+        will_delay_interval: Some(30),
+        ..Properties::default()
+    };
+    connect.will = Some(Will {
+        topic: "status/delayed".into(),
+        payload: b"gone".to_vec(),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties,
+    });
+    pair.connect(connect, None);
+    pair.take_work();
+    pair.advance(2_000);
+    pair.conn.finish(pair.now(), &mut pair.work);
+    let work = pair.take_work();
+    let due = work.iter().find_map(|w| match w {
+        MqttWork::DelayWill {
+            client_id, due_ms, ..
+        } if client_id == "delayed" => Some(*due_ms),
+        _ => None,
+    });
+    assert_eq!(due, Some(EPOCH_MS + 2_000 + 30_000), "{work:?}");
+
+    let mut clean = Pair::new(V4, SessionLimits::default());
+    let mut connect = connect_packet(V4, "polite");
+    connect.will = Some(Will {
+        topic: "status/polite".into(),
+        payload: b"gone".to_vec(),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    clean.connect(connect, None);
+    clean.send(&[Packet::Disconnect(weir_mqtt::Disconnect::new(
+        ReasonCode::SUCCESS,
+    ))]);
+    assert_eq!(clean.ended, Some(Ended::Goodbye));
+    let work = clean.take_work();
+    assert!(
+        !work.iter().any(|w| matches!(w, MqttWork::Store { .. })),
+        "{work:?}"
+    );
+}
+
+#[test]
+fn a_takeover_disconnects_with_0x8e_and_saves_the_session_first() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    pair.connect(persistent("twin", 600), None);
+    pair.take_work();
+    pair.send(&[subscribe(1, "cmd/twin", QoS::AtLeastOnce)]);
+    pair.received();
+    pair.take_work();
+    pair.conn
+        .taken_over(pair.now(), &mut pair.out, &mut pair.work);
+    let sent = pair.received();
+    assert!(
+        matches!(&sent[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SESSION_TAKEN_OVER),
+        "{sent:?}"
+    );
+    let work = pair.take_work();
+    assert!(
+        matches!(&work[..], [MqttWork::Save(s)] if s.subscriptions.len() == 1),
+        "{work:?}"
+    );
+}
+
+#[test]
+fn denied_filters_are_refused_and_qos_0_without_room_is_dropped() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    pair.connect(connect_packet(V5, "nosy"), None);
+    pair.send(&[subscribe(1, "secret/keys", QoS::AtMostOnce)]);
+    let Packet::SubAck(ack) = pair.received().remove(0) else {
+        panic!("expected SUBACK");
+    };
+    assert_eq!(ack.reason_codes, [ReasonCode::NOT_AUTHORIZED]);
+    pair.send(&[subscribe(2, "news/#", QoS::AtMostOnce)]);
+    pair.received();
+    let news = log_message("news/today", QoS::AtMostOnce, b"x");
+    let now = pair.now();
+    let no_room = (pair.conn).offer(
+        &news,
+        P0,
+        1,
+        now.wall_ms,
+        false,
+        false,
+        &Shares::default(),
+        &mut pair.out,
+    );
+    assert_eq!(no_room, Offer::Dropped, "counted by the server as dropped");
+    assert_eq!(pair.offer(&news, 2), Offer::Taken);
+}
