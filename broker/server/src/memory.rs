@@ -7,7 +7,7 @@
 //! allocations below [`MMAP_THRESHOLD_BYTES`] come from one heap shared by every thread and
 //! lets it keep up to [`TRIM_THRESHOLD_BYTES`] free at its top; [`trim`], which the
 //! maintenance thread runs every [`TRIM_INTERVAL`], gives what is free back to the kernel, so
-//! memory still returns after a burst. See ARCHITECTURE.md, "Memory".
+//! memory still returns after a burst. See docs/decisions.md, "Memory".
 
 use std::time::Duration;
 
