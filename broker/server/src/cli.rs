@@ -426,7 +426,6 @@ fn start_coordinator(
     Ok(thread)
 }
 
-/// Binds the protocol listeners on every shard and starts the shard threads.
 /// Starts the plugin engine and every binding (config file, then deployed).
 fn start_plugins(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Arc<Registry>> {
     let settings = plugins::PluginSettings {
@@ -440,6 +439,7 @@ fn start_plugins(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<
     Registry::open(settings, data_dir, config.plugins_bindings.0.clone())
 }
 
+/// Binds the protocol listeners on every shard and starts the shard threads.
 fn start_shards(
     config: &Config,
     writer: writer::WriterHandle,

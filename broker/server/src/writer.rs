@@ -1,7 +1,7 @@
 //! The group-commit writer: one thread in front of the log that turns many appends into few
 //! durable commits.
 //!
-//! Callers (the shards, later) [`WriterHandle::submit`] an append with a completion callback
+//! Callers (the shards) [`WriterHandle::submit`] an append with a completion callback
 //! and go on. The writer thread takes everything pending, up to `commit_bytes_max`, waits at
 //! most `commit_window` for more, and appends the group in one store transaction. In fsync
 //! durability a group's completions run only once a sync covers it: the next commit that
@@ -331,8 +331,8 @@ impl Drop for Writer {
     }
 }
 
-/// Completions of a committed group, waiting for the sync that makes it durable.
-/// Completions waiting for a sync, with the partition each append went to.
+/// Completions of a committed group waiting for the sync that makes it durable, with the
+/// partition each append went to.
 type Held = Vec<(PartitionId, Result<Appended, AppendFailure>, Ack)>;
 
 fn run(
