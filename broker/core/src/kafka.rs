@@ -123,7 +123,7 @@ pub enum KafkaError {
 fn request_body(
     frame: &[u8],
     start: header::HeaderStart,
-    header_version: fn(i16) -> u8,
+    header_version: impl Fn(i16) -> u8,
 ) -> Result<&[u8], KafkaError> {
     let listed = IMPLEMENTED.iter().any(|range| {
         range.api_key == start.api_key && (range.min..=range.max).contains(&start.api_version)

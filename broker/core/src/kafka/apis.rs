@@ -64,23 +64,92 @@ pub(super) const APIS: &[Api] = &[
         s.list_offsets(r.frame, r.start, out)
     }),
     api(metadata::API_KEY, "Metadata", metadata),
-    api(offsets::COMMIT_KEY, "OffsetCommit", offset_commit),
-    api(offsets::FETCH_KEY, "OffsetFetch", offset_fetch),
+    api(offsets::COMMIT_KEY, "OffsetCommit", |s, r, _, ops| {
+        let parse = offsets::parse_commit;
+        store_op(s, r, ops, offsets::commit_header_version, parse, |c| {
+            KafkaOp::Group(GroupOp::Commit(c))
+        })
+    }),
+    api(offsets::FETCH_KEY, "OffsetFetch", |s, r, _, ops| {
+        let parse = offsets::parse_fetch;
+        store_op(
+            s,
+            r,
+            ops,
+            offsets::fetch_header_version,
+            parse,
+            KafkaOp::FetchOffsets,
+        )
+    }),
     api(
         find_coordinator::API_KEY,
         "FindCoordinator",
         find_coordinator,
     ),
     api(membership::JOIN_KEY, "JoinGroup", join_group),
-    api(membership::HEARTBEAT_KEY, "Heartbeat", heartbeat),
-    api(membership::LEAVE_KEY, "LeaveGroup", leave_group),
-    api(membership::SYNC_KEY, "SyncGroup", sync_group),
-    api(membership::DESCRIBE_KEY, "DescribeGroups", describe_groups),
-    api(membership::LIST_KEY, "ListGroups", list_groups),
+    api(membership::HEARTBEAT_KEY, "Heartbeat", |s, r, _, ops| {
+        let parse = membership::parse_heartbeat;
+        group_op(
+            s,
+            r,
+            ops,
+            membership::HEARTBEAT_KEY,
+            parse,
+            GroupOp::Heartbeat,
+        )
+    }),
+    api(membership::LEAVE_KEY, "LeaveGroup", |s, r, _, ops| {
+        let parse = membership::parse_leave;
+        group_op(s, r, ops, membership::LEAVE_KEY, parse, GroupOp::Leave)
+    }),
+    api(membership::SYNC_KEY, "SyncGroup", |s, r, _, ops| {
+        let parse = membership::parse_sync;
+        group_op(s, r, ops, membership::SYNC_KEY, parse, GroupOp::Sync)
+    }),
+    api(
+        membership::DESCRIBE_KEY,
+        "DescribeGroups",
+        |s, r, _, ops| {
+            let parse = membership::parse_describe;
+            // The authorized-operations flag is not answered: Weir has no ACLs to report.
+            group_op(
+                s,
+                r,
+                ops,
+                membership::DESCRIBE_KEY,
+                parse,
+                |(groups, _operations)| GroupOp::Describe(groups),
+            )
+        },
+    ),
+    api(membership::LIST_KEY, "ListGroups", |s, r, _, ops| {
+        let parse = membership::parse_list;
+        group_op(s, r, ops, membership::LIST_KEY, parse, GroupOp::List)
+    }),
     api(api_versions::API_KEY, "ApiVersions", api_versions),
     api(create_topics::API_KEY, "CreateTopics", create_topics),
-    api(delete_topics::API_KEY, "DeleteTopics", delete_topics),
-    api(delete_records::API_KEY, "DeleteRecords", delete_records),
+    api(delete_topics::API_KEY, "DeleteTopics", |s, r, _, ops| {
+        let parse = delete_topics::parse_request;
+        store_op(
+            s,
+            r,
+            ops,
+            delete_topics::request_header_version,
+            parse,
+            |targets| KafkaOp::DeleteTopics { targets },
+        )
+    }),
+    api(delete_records::API_KEY, "DeleteRecords", |s, r, _, ops| {
+        let parse = delete_records::parse_request;
+        store_op(
+            s,
+            r,
+            ops,
+            delete_records::request_header_version,
+            parse,
+            KafkaOp::DeleteRecords,
+        )
+    }),
     api(
         init_producer_id::API_KEY,
         "InitProducerId",
@@ -94,14 +163,25 @@ pub(super) const APIS: &[Api] = &[
     api(
         describe_configs::API_KEY,
         "DescribeConfigs",
-        describe_configs,
+        |s, r, _, ops| {
+            let parse = describe_configs::parse_request;
+            let header_version = describe_configs::request_header_version;
+            store_op(s, r, ops, header_version, parse, KafkaOp::DescribeConfigs)
+        },
     ),
     api(
         create_partitions::API_KEY,
         "CreatePartitions",
-        create_partitions,
+        |s, r, _, ops| {
+            let parse = create_partitions::parse_request;
+            let header_version = create_partitions::request_header_version;
+            store_op(s, r, ops, header_version, parse, KafkaOp::CreatePartitions)
+        },
     ),
-    api(membership::DELETE_KEY, "DeleteGroups", delete_groups),
+    api(membership::DELETE_KEY, "DeleteGroups", |s, r, _, ops| {
+        let parse = membership::parse_delete;
+        group_op(s, r, ops, membership::DELETE_KEY, parse, GroupOp::Delete)
+    }),
     api(cluster::DESCRIBE_KEY, "DescribeCluster", describe_cluster),
 ];
 
@@ -122,7 +202,7 @@ pub(super) fn name(key: i16) -> &'static str {
 /// The body of `request` parsed by `parse`, once its header (of `header_version`) parses.
 fn parsed<'a, T>(
     request: &Request<'a>,
-    header_version: fn(i16) -> u8,
+    header_version: impl Fn(i16) -> u8,
     parse: fn(&'a [u8], i16) -> Result<T, WireError>,
 ) -> Result<T, KafkaError> {
     let body = request_body(request.frame, request.start, header_version)?;
@@ -363,79 +443,6 @@ fn create_topics(
     defer(session, request, ops, op)
 }
 
-fn delete_topics(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = delete_topics::request_header_version;
-    let targets = parsed(request, header_version, delete_topics::parse_request)?;
-    defer(session, request, ops, KafkaOp::DeleteTopics { targets })
-}
-
-fn create_partitions(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = create_partitions::request_header_version;
-    let asked = parsed(request, header_version, create_partitions::parse_request)?;
-    defer(session, request, ops, KafkaOp::CreatePartitions(asked))
-}
-
-fn delete_records(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = delete_records::request_header_version;
-    let asked = parsed(request, header_version, delete_records::parse_request)?;
-    defer(session, request, ops, KafkaOp::DeleteRecords(asked))
-}
-
-fn describe_configs(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = describe_configs::request_header_version;
-    let asked = parsed(request, header_version, describe_configs::parse_request)?;
-    defer(session, request, ops, KafkaOp::DescribeConfigs(asked))
-}
-
-fn offset_commit(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let asked = parsed(
-        request,
-        offsets::commit_header_version,
-        offsets::parse_commit,
-    )?;
-    defer(
-        session,
-        request,
-        ops,
-        KafkaOp::Group(GroupOp::Commit(asked)),
-    )
-}
-
-fn offset_fetch(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let asked = parsed(request, offsets::fetch_header_version, offsets::parse_fetch)?;
-    defer(session, request, ops, KafkaOp::FetchOffsets(asked))
-}
-
 fn join_group(
     session: &mut KafkaSession,
     request: &Request<'_>,
@@ -454,83 +461,30 @@ fn join_group(
     defer(session, request, ops, KafkaOp::Group(op))
 }
 
-fn sync_group(
+/// A request the writer thread answers: parsed, wrapped into its operation, handed on.
+fn store_op<'a, T>(
     session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
+    request: &Request<'a>,
     ops: &mut Vec<(u64, KafkaOp)>,
+    header_version: impl Fn(i16) -> u8,
+    parse: fn(&'a [u8], i16) -> Result<T, WireError>,
+    wrap: fn(T) -> KafkaOp,
 ) -> Result<(), KafkaError> {
-    let header_version = |v| membership::request_header_version(membership::SYNC_KEY, v);
-    let asked = parsed(request, header_version, membership::parse_sync)?;
-    defer(session, request, ops, KafkaOp::Group(GroupOp::Sync(asked)))
+    let asked = parsed(request, header_version, parse)?;
+    defer(session, request, ops, wrap(asked))
 }
 
-fn heartbeat(
+/// A request of the classic group protocol with key `key`: parsed with its header version
+/// and handed to the group coordinator.
+fn group_op<'a, T>(
     session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
+    request: &Request<'a>,
     ops: &mut Vec<(u64, KafkaOp)>,
+    key: i16,
+    parse: fn(&'a [u8], i16) -> Result<T, WireError>,
+    wrap: fn(T) -> GroupOp,
 ) -> Result<(), KafkaError> {
-    let header_version = |v| membership::request_header_version(membership::HEARTBEAT_KEY, v);
-    let asked = parsed(request, header_version, membership::parse_heartbeat)?;
-    defer(
-        session,
-        request,
-        ops,
-        KafkaOp::Group(GroupOp::Heartbeat(asked)),
-    )
-}
-
-fn leave_group(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = |v| membership::request_header_version(membership::LEAVE_KEY, v);
-    let asked = parsed(request, header_version, membership::parse_leave)?;
-    defer(session, request, ops, KafkaOp::Group(GroupOp::Leave(asked)))
-}
-
-fn describe_groups(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = |v| membership::request_header_version(membership::DESCRIBE_KEY, v);
-    let (groups, _operations) = parsed(request, header_version, membership::parse_describe)?;
-    defer(
-        session,
-        request,
-        ops,
-        KafkaOp::Group(GroupOp::Describe(groups)),
-    )
-}
-
-fn list_groups(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = |v| membership::request_header_version(membership::LIST_KEY, v);
-    let asked = parsed(request, header_version, membership::parse_list)?;
-    defer(session, request, ops, KafkaOp::Group(GroupOp::List(asked)))
-}
-
-fn delete_groups(
-    session: &mut KafkaSession,
-    request: &Request<'_>,
-    _: &mut Vec<u8>,
-    ops: &mut Vec<(u64, KafkaOp)>,
-) -> Result<(), KafkaError> {
-    let header_version = |v| membership::request_header_version(membership::DELETE_KEY, v);
-    let asked = parsed(request, header_version, membership::parse_delete)?;
-    defer(
-        session,
-        request,
-        ops,
-        KafkaOp::Group(GroupOp::Delete(asked)),
-    )
+    let header_version = |v| membership::request_header_version(key, v);
+    let asked = parsed(request, header_version, parse)?;
+    defer(session, request, ops, KafkaOp::Group(wrap(asked)))
 }
