@@ -9,8 +9,9 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RwTxn, WithoutTls};
 use weir_core::log_store::{PartitionId, StoreError};
 
-use crate::partitions::{decode_meta, u32_of};
+use crate::partitions::decode_meta;
 use crate::retention::DELETE_CHUNK;
+use crate::schema::u32_of;
 use crate::schema::{self, log_key, meta_key, table};
 use crate::txn::classify;
 use crate::{Durability, LmdbLog, LogOptions};

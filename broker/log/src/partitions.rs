@@ -9,7 +9,7 @@ use weir_core::log_store::{PartitionId, PartitionState, ReadSummary, StoreError}
 use weir_kafka::record_batch::BatchHeader;
 
 use crate::LmdbLog;
-use crate::schema::{self, PartitionMeta, log_key};
+use crate::schema::{self, PartitionMeta, i64_of, log_key};
 use crate::txn::classify;
 
 impl LmdbLog {
@@ -202,20 +202,4 @@ fn belongs(key: &[u8], pid: PartitionId) -> bool {
 pub(crate) fn key_array(key: &[u8]) -> Result<[u8; 12], StoreError> {
     key.try_into()
         .map_err(|_| StoreError::Corrupt(format!("a key of {} bytes where 12 belong", key.len())))
-}
-
-/// The big-endian `u32` at the start of `bytes`, or 0 if there are fewer than 4.
-pub(crate) fn u32_of(bytes: &[u8]) -> u32 {
-    bytes
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_be_bytes)
-}
-
-/// The big-endian `i64` at the start of `bytes`, or 0 if there are fewer than 8.
-pub(crate) fn i64_of(bytes: &[u8]) -> i64 {
-    bytes
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, i64::from_be_bytes)
 }

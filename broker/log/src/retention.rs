@@ -9,7 +9,8 @@ use heed::RwTxn;
 use weir_core::log_store::{PartitionId, RetentionReport, StoreError};
 use weir_kafka::record_batch::BatchHeader;
 
-use crate::partitions::{i64_of, inclusive, key_array, stored_header};
+use crate::partitions::{inclusive, key_array, stored_header};
+use crate::schema::i64_of;
 use crate::schema::{self, log_key};
 use crate::txn::classify;
 use crate::{LmdbLog, producers};

@@ -285,6 +285,22 @@ impl TopicMeta {
     }
 }
 
+/// The big-endian `u32` at the start of `bytes`, or 0 if there are fewer than 4.
+pub(crate) fn u32_of(bytes: &[u8]) -> u32 {
+    bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+/// The big-endian `i64` at the start of `bytes`, or 0 if there are fewer than 8.
+pub(crate) fn i64_of(bytes: &[u8]) -> i64 {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, i64::from_be_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use weir_core::log_store::{
 };
 
 use crate::LmdbLog;
-use crate::partitions::i64_of;
+use crate::schema::i64_of;
 use crate::schema::{self, meta_key};
 use crate::txn::classify;
 

@@ -5,8 +5,9 @@ use heed::{RoTxn, RwTxn};
 use weir_core::log_store::{PartitionId, StoreError, TOPIC_PARTITIONS_MAX, TopicConfig, TopicInfo};
 
 use crate::LmdbLog;
-use crate::partitions::{inclusive, u32_of};
+use crate::partitions::inclusive;
 use crate::retention::DELETE_CHUNK;
+use crate::schema::u32_of;
 use crate::schema::{self, PartitionMeta, TopicMeta, meta_key};
 use crate::txn::classify;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use heed::{RoTxn, RwTxn, WithoutTls};
 use weir_core::log_store::{Append, StoreError};
 
-use crate::partitions::i64_of;
+use crate::schema::i64_of;
 use crate::schema::meta_key;
 use crate::{Durability, LmdbLog};
 

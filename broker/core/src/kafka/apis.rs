@@ -1,4 +1,6 @@
-//! The table of Kafka APIs: one entry per API key, naming the handler that answers it.
+//! The table of Kafka APIs, one entry per API key naming the handler that answers it, and the
+//! dispatch of every request a connection receives to its handler
+//! ([`KafkaSession::on_bytes`]).
 //!
 //! Which versions of each API are implemented is the codec's own table, [`IMPLEMENTED`] (what
 //! ApiVersions advertises); a test checks that it and [`APIS`] name the same keys. A handler
@@ -22,7 +24,7 @@ use super::IMPLEMENTED;
 use super::coordinator::GroupOp;
 use super::operations::{KafkaOp, ProduceTopic, check_produce_records, produce_failed};
 use super::session::KafkaSession;
-use super::{CLUSTER_ID, KafkaError, admin, request_body};
+use super::{ANSWERS_QUEUED_MAX, CLUSTER_ID, KafkaError, admin, request_body};
 
 /// One request, as its handler gets it.
 #[derive(Debug)]
@@ -487,4 +489,53 @@ fn group_op<'a, T>(
     let header_version = |v| membership::request_header_version(key, v);
     let asked = parsed(request, header_version, parse)?;
     defer(session, request, ops, KafkaOp::Group(wrap(asked)))
+}
+
+impl KafkaSession {
+    /// Takes complete requests at the start of `input`, appending answers to `out` (in
+    /// request order) and operations to `ops`, until `out` holds `out_limit` bytes, the
+    /// queue of answers behind a pending operation is full, or no complete request is left.
+    /// Returns the bytes consumed; the rest waits. An error means the connection must be
+    /// closed (answers already in `out` may still be sent).
+    pub fn on_bytes(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        out_limit: usize,
+        ops: &mut Vec<(u64, KafkaOp)>,
+        now_ms: u64,
+    ) -> Result<usize, KafkaError> {
+        let mut used = 0;
+        while out.len() + self.queued_bytes < out_limit
+            && self.queued.len() < ANSWERS_QUEUED_MAX
+            && self.ops_in_flight < ANSWERS_QUEUED_MAX
+            && let Some((frame, len)) = self.decoder.decode(&input[used..])?
+        {
+            self.handle(frame, out, ops, now_ms)?;
+            self.requests += 1;
+            used += len;
+        }
+        Ok(used)
+    }
+    fn handle(
+        &mut self,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        ops: &mut Vec<(u64, KafkaOp)>,
+        now_ms: u64,
+    ) -> Result<(), KafkaError> {
+        let start = header::peek(frame)?;
+        let Some(api) = find(start.api_key) else {
+            return Err(KafkaError::NotImplemented {
+                api_key: start.api_key,
+                api_version: start.api_version,
+            });
+        };
+        let request = Request {
+            frame,
+            start,
+            now_ms,
+        };
+        (api.handle)(self, &request, out, ops)
+    }
 }

@@ -2,9 +2,10 @@
 //! once, or waiting for data or its deadline), ListOffsets and OffsetForLeaderEpoch.
 
 use weir_kafka::error::ErrorCode;
+use weir_kafka::frame::write_frame;
 use weir_kafka::{cluster, fetch, header};
 
-use super::session::{KafkaSession, Queued};
+use super::session::{KafkaSession, Queued, WaitingFetch};
 use super::{KafkaError, request_body};
 use crate::log_store::{LogStore, PartitionId, StoreError, partition_at};
 
@@ -15,17 +16,31 @@ const FETCH_ANSWER_OVERHEAD_BYTES: usize = 4096;
 /// The longest a Fetch waits for data, whatever the client asks.
 const FETCH_WAIT_MAX_MS: u64 = 30_000;
 
-/// A Fetch answer waiting for data or its deadline.
-#[derive(Debug)]
-pub(super) struct WaitingFetch {
-    pub(super) token: u64,
-    pub(super) correlation_id: i32,
-    pub(super) version: i16,
-    pub(super) deadline_ms: u64,
-    pub(super) request: fetch::FetchRequest,
-}
-
 impl KafkaSession {
+    /// Answers waiting fetches that now have enough data or reached their deadline.
+    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<u8>) {
+        let mut index = 0;
+        while index < self.waiting_fetches.len() {
+            let waiting = &self.waiting_fetches[index];
+            let (topics, bytes, any_error) = self.read(&waiting.request);
+            let min = usize::try_from(waiting.request.min_bytes).unwrap_or(0);
+            if bytes >= min || any_error || now_ms >= waiting.deadline_ms {
+                let waiting = self.waiting_fetches.swap_remove(index);
+                let mut frame = Vec::new();
+                write_frame(&mut frame, |body| {
+                    fetch::write_fetch_response(
+                        body,
+                        waiting.correlation_id,
+                        waiting.version,
+                        &topics,
+                    )
+                });
+                self.fill(waiting.token, frame, out);
+            } else {
+                index += 1;
+            }
+        }
+    }
     /// Reads what `request` asks for; returns the answer, its record bytes, and whether a
     /// partition has an error (Kafka answers at once then). Only the first partition that has
     /// data may go past the byte budgets (with its first batch, so a reader always makes

@@ -1,5 +1,6 @@
-//! A Kafka connection's session: its request decoder, the queue that keeps answers in request
-//! order behind pending operations, and the dispatch of each request to its API's handler.
+//! A Kafka connection's session state: its request decoder, the queue that keeps answers in
+//! request order behind pending operations, and the fetches waiting for data. The requests
+//! come in through `apis.rs` (the table and the dispatch), the reads through `reading.rs`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,8 +9,7 @@ use weir_kafka::frame::{FrameDecoder, write_frame};
 use weir_kafka::{fetch, header};
 
 use super::operations::{KafkaOp, KafkaOpResult, write_result};
-use super::reading::WaitingFetch;
-use super::{ANSWERS_QUEUED_MAX, KafkaError, KafkaSettings, REQUEST_BYTES_MIN, apis};
+use super::{ANSWERS_QUEUED_MAX, KafkaSettings, REQUEST_BYTES_MIN};
 
 /// An answer in request order: ready bytes, or a slot waiting for an operation.
 #[derive(Debug)]
@@ -74,32 +74,6 @@ impl KafkaSession {
         !self.queued.is_empty()
     }
 
-    /// Takes complete requests at the start of `input`, appending answers to `out` (in
-    /// request order) and operations to `ops`, until `out` holds `out_limit` bytes, the
-    /// queue of answers behind a pending operation is full, or no complete request is left.
-    /// Returns the bytes consumed; the rest waits. An error means the connection must be
-    /// closed (answers already in `out` may still be sent).
-    pub fn on_bytes(
-        &mut self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-        out_limit: usize,
-        ops: &mut Vec<(u64, KafkaOp)>,
-        now_ms: u64,
-    ) -> Result<usize, KafkaError> {
-        let mut used = 0;
-        while out.len() + self.queued_bytes < out_limit
-            && self.queued.len() < ANSWERS_QUEUED_MAX
-            && self.ops_in_flight < ANSWERS_QUEUED_MAX
-            && let Some((frame, len)) = self.decoder.decode(&input[used..])?
-        {
-            self.handle(frame, out, ops, now_ms)?;
-            self.requests += 1;
-            used += len;
-        }
-        Ok(used)
-    }
-
     /// Takes the result of operation `token`, and writes to `out` every answer that no
     /// longer waits.
     pub fn complete(&mut self, token: u64, result: KafkaOpResult, out: &mut Vec<u8>) {
@@ -113,31 +87,6 @@ impl KafkaSession {
             write_result(body, correlation_id, version, result, &self.settings)
         });
         self.fill(token, frame, out);
-    }
-
-    /// Answers waiting fetches that now have enough data or reached their deadline.
-    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<u8>) {
-        let mut index = 0;
-        while index < self.waiting_fetches.len() {
-            let waiting = &self.waiting_fetches[index];
-            let (topics, bytes, any_error) = self.read(&waiting.request);
-            let min = usize::try_from(waiting.request.min_bytes).unwrap_or(0);
-            if bytes >= min || any_error || now_ms >= waiting.deadline_ms {
-                let waiting = self.waiting_fetches.swap_remove(index);
-                let mut frame = Vec::new();
-                write_frame(&mut frame, |body| {
-                    fetch::write_fetch_response(
-                        body,
-                        waiting.correlation_id,
-                        waiting.version,
-                        &topics,
-                    )
-                });
-                self.fill(waiting.token, frame, out);
-            } else {
-                index += 1;
-            }
-        }
     }
 
     /// True while a fetch waits for data or its deadline.
@@ -159,28 +108,6 @@ impl KafkaSession {
                 out.extend_from_slice(&ready.frame);
             }
         }
-    }
-
-    fn handle(
-        &mut self,
-        frame: &[u8],
-        out: &mut Vec<u8>,
-        ops: &mut Vec<(u64, KafkaOp)>,
-        now_ms: u64,
-    ) -> Result<(), KafkaError> {
-        let start = header::peek(frame)?;
-        let Some(api) = apis::find(start.api_key) else {
-            return Err(KafkaError::NotImplemented {
-                api_key: start.api_key,
-                api_version: start.api_version,
-            });
-        };
-        let request = apis::Request {
-            frame,
-            start,
-            now_ms,
-        };
-        (api.handle)(self, &request, out, ops)
     }
 
     /// Queues an answer slot that waits for `op`.
@@ -224,4 +151,14 @@ impl KafkaSession {
             });
         }
     }
+}
+
+/// A Fetch answer waiting for data or its deadline.
+#[derive(Debug)]
+pub(super) struct WaitingFetch {
+    pub(super) token: u64,
+    pub(super) correlation_id: i32,
+    pub(super) version: i16,
+    pub(super) deadline_ms: u64,
+    pub(super) request: fetch::FetchRequest,
 }
