@@ -1,7 +1,20 @@
 //! What may exceed the length budgets of `budgets.rs`, each with its reason. A listed item
 //! that no longer exceeds its budget fails the check, so these lists only shrink.
 
-use super::budgets::{LongFile, LongFunction};
+/// A file allowed past the file budget (never past its ceiling), and why.
+#[derive(Debug)]
+pub(crate) struct LongFile {
+    pub(crate) path: &'static str,
+    pub(crate) why: &'static str,
+}
+
+/// A function allowed past the function budget, and why.
+#[derive(Debug)]
+pub(crate) struct LongFunction {
+    pub(crate) path: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) why: &'static str,
+}
 
 /// Files allowed past 800 lines of non-test code (never past their ceiling).
 pub(crate) const LONG_FILES: &[LongFile] = &[

@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::allowed::{LongFile, LongFunction};
 use super::source::{Function, code_only, functions, test_lines};
 
 /// Lines of non-test code a file may hold without a listed reason.
@@ -39,21 +40,6 @@ pub(crate) fn file_lines_ceiling(path: &str) -> usize {
     } else {
         1000
     }
-}
-
-/// A file allowed past [`FILE_LINES_MAX`] (never past its ceiling), and why.
-#[derive(Debug)]
-pub(crate) struct LongFile {
-    pub(crate) path: &'static str,
-    pub(crate) why: &'static str,
-}
-
-/// A function allowed past [`FUNCTION_LINES_MAX`], and why.
-#[derive(Debug)]
-pub(crate) struct LongFunction {
-    pub(crate) path: &'static str,
-    pub(crate) name: &'static str,
-    pub(crate) why: &'static str,
 }
 
 /// What may exceed a budget, and why.
