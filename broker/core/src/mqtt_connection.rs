@@ -67,6 +67,9 @@ const OWN_MESSAGES_MAX: usize = 1024;
 /// still on their way through the shard's delivery (which runs milliseconds behind the
 /// commit), are not delivered again.
 const RETAINED_SENT_KEPT_MS: i64 = 10_000;
+
+/// A payload's hash, to recognise a retained message already sent on SUBSCRIBE (the same
+/// hash in every process: `DefaultHasher::new` has fixed keys).
 fn payload_hash(payload: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -276,3 +276,23 @@ fn every_registered_npm_lock_pins_its_package() {
         }
     }
 }
+
+#[test]
+fn doctor_fails_when_anything_is_missing() {
+    let missing = Requirement {
+        source: Source::Debian {
+            packages: &["weir-no-such-package"],
+            probe: None,
+        },
+        ..KCAT
+    };
+    let present = Requirement {
+        source: Source::Debian {
+            packages: &["dpkg"],
+            probe: None,
+        },
+        ..KCAT
+    };
+    assert!(doctor(&[present]));
+    assert!(!doctor(&[present, missing]));
+}
