@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 use weir_tests::Weir;
 
+/// Allow-listed tests whose outcome depends on timing, each explained in FINDINGS.md: one
+/// failure is run again; a second failure fails the suite.
+const FLAKY: &[&str] = &["0118"];
+
 /// Longest one test program may run.
 const TEST_TIME_LIMIT: Duration = Duration::from_secs(60);
 
@@ -181,7 +185,13 @@ fn librdkafka_allow_listed_tests_pass() {
     let mut failures = Vec::new();
     let mut passed = 0;
     for number in &chosen {
-        let (verdict, output) = run_one(&tests, number);
+        let (mut verdict, mut output) = run_one(&tests, number);
+        if verdict != "passed" && !every && FLAKY.contains(&number.as_str()) {
+            // A test known to depend on timing (FINDINGS.md) gets one more run; it is reported
+            // either way, and two failures in a row fail the suite.
+            println!("librdkafka test {number}: {verdict} once, run again (known flaky)");
+            (verdict, output) = run_one(&tests, number);
+        }
         println!("librdkafka test {number}: {verdict}");
         match verdict {
             "passed" => passed += 1,
