@@ -41,3 +41,37 @@ pub fn request(
         .unwrap_or_default();
     Ok((status, text))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    #[test]
+    fn an_admin_api_that_never_answers_fails_the_request_at_its_timeout() {
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let timeout = Duration::from_millis(200);
+        let error = super::request(addr, "GET", "/plugins", b"", timeout).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("reading the answer of the admin API"),
+            "{error:#}"
+        );
+        drop(silent);
+    }
+
+    #[test]
+    fn an_unreachable_admin_api_says_where_it_was_looked_for() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let error = super::request(addr, "GET", "/health", b"", Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("cannot reach the admin API at {addr}")),
+            "{error}"
+        );
+    }
+}
