@@ -35,6 +35,16 @@ impl LmdbLog {
             config,
             partitions: ids,
         };
+        self.save_topic(txn, name, topic)
+    }
+
+    /// Writes `topic` under `name` in `txn`, commits it durably, and describes it.
+    fn save_topic(
+        &self,
+        mut txn: RwTxn,
+        name: &str,
+        topic: TopicMeta,
+    ) -> Result<TopicInfo, StoreError> {
         self.topics
             .put(&mut txn, name.as_bytes(), &topic.encode())
             .map_err(classify)?;
@@ -43,7 +53,7 @@ impl LmdbLog {
         Ok(TopicInfo {
             name: name.to_owned(),
             partitions: topic.partitions,
-            config,
+            config: topic.config,
         })
     }
 
@@ -63,16 +73,7 @@ impl LmdbLog {
         }
         let ids = self.allocate_partitions(&mut txn, total - current)?;
         topic.partitions.extend(ids);
-        self.topics
-            .put(&mut txn, name.as_bytes(), &topic.encode())
-            .map_err(classify)?;
-        self.commit(txn)?;
-        self.make_durable()?;
-        Ok(TopicInfo {
-            name: name.to_owned(),
-            partitions: topic.partitions,
-            config: topic.config,
-        })
+        self.save_topic(txn, name, topic)
     }
 
     /// Implements `LogStore::set_topic_config`.
