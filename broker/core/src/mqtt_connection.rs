@@ -215,6 +215,8 @@ pub struct MqttConnection {
     /// The wall-clock time of the event being handled (every entry point takes [`Now`]):
     /// the timestamp of the records it makes.
     wall_ms: i64,
+    /// Where the shard's delivery stands, for new subscriptions.
+    edge: Arc<dyn DeliveryEdge>,
 }
 
 impl std::fmt::Debug for MqttConnection {
@@ -225,6 +227,14 @@ impl std::fmt::Debug for MqttConnection {
             .field("subscriptions", &self.subs.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Where the shard's delivery stands against the log, for a new subscription: it takes the
+/// records stored after it was made, and the shard may not have offered its connections
+/// every record stored (and acknowledged) before.
+pub trait DeliveryEdge: Send + Sync {
+    /// Per partition with records stored but not offered yet: the offset after the last.
+    fn not_offered(&self) -> Vec<(PartitionId, i64)>;
 }
 
 /// The result of offering one message to a connection.
@@ -241,7 +251,12 @@ pub enum Offer {
 }
 
 impl MqttConnection {
-    pub fn new(settings: Arc<MqttSettings>, seed: u64, now: Now) -> MqttConnection {
+    pub fn new(
+        settings: Arc<MqttSettings>,
+        edge: Arc<dyn DeliveryEdge>,
+        seed: u64,
+        now: Now,
+    ) -> MqttConnection {
         MqttConnection {
             session: ServerSession::new(settings.limits.clone(), seed, now.monotonic_ms),
             conn_id: seed,
@@ -264,6 +279,7 @@ impl MqttConnection {
             finished: false,
             connecting: None,
             wall_ms: now.wall_ms,
+            edge,
         }
     }
 

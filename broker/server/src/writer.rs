@@ -123,8 +123,17 @@ impl Drop for Ack {
 pub type AdminOp = Box<dyn FnOnce(Option<&dyn LogStore>) + Send>;
 
 /// Told, on the writer thread, the partition, base offset and last offset of every append a
-/// commit (and its sync) made durable.
-pub type AppendListener = Box<dyn Fn(&[(PartitionId, i64, i64)]) + Send + Sync>;
+/// commit (and its sync) made durable: once before their submitters are answered, once after.
+pub type AppendListener = Box<dyn Fn(AppendPhase, &[(PartitionId, i64, i64)]) + Send + Sync>;
+
+/// Where the writer is with appends it made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendPhase {
+    /// Durable; their submitters are not answered yet.
+    Stored,
+    /// Their submitters have their answers.
+    Answered,
+}
 
 /// An [`AdminOp`] that runs exactly once: dropped unrun, it runs with `None`.
 struct Admin(Option<AdminOp>);
@@ -593,7 +602,9 @@ impl Committer<'_> {
         Ok(())
     }
 
-    /// Completes `held` and tells the listener if any of it was stored.
+    /// Completes `held`, telling the listener what of it was stored before (so a subscription
+    /// made after a producer's acknowledgement knows the record came before it) and after (so
+    /// a producer learns where its record went before the record is delivered).
     fn release(&self, held: Held) {
         let stored: Vec<(PartitionId, i64, i64)> = held
             .iter()
@@ -604,11 +615,13 @@ impl Committer<'_> {
                     .map(|a| (*partition, a.base_offset, a.last_offset))
             })
             .collect();
+        let listener = self.shared.on_appended.get().filter(|_| !stored.is_empty());
+        if let Some(listener) = listener {
+            listener(AppendPhase::Stored, &stored);
+        }
         release(held);
-        if !stored.is_empty()
-            && let Some(listener) = self.shared.on_appended.get()
-        {
-            listener(&stored);
+        if let Some(listener) = listener {
+            listener(AppendPhase::Answered, &stored);
         }
     }
 

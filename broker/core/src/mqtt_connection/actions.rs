@@ -118,8 +118,10 @@ impl MqttConnection {
             .copied();
         let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_for = Vec::new();
+        // Asked once per SUBSCRIBE, and only when it makes a new subscription.
+        let mut not_offered = None;
         for subscription in subscribe.subscriptions {
-            let sub = Sub::new(subscription.filter, subscription.options, identifier);
+            let mut sub = Sub::new(subscription.filter, subscription.options, identifier);
             if self
                 .settings
                 .subscribe_deny
@@ -136,12 +138,18 @@ impl MqttConnection {
                     member: self.conn_id,
                 });
             }
+            // A replaced subscription goes on where it was; a new one takes what is stored
+            // from now on, not what was stored before and not offered yet.
             let existed = match self.subs.iter_mut().find(|s| s.full == sub.full) {
                 Some(old) => {
+                    sub.starts_at = std::mem::take(&mut old.starts_at);
                     *old = sub.clone();
                     true
                 }
                 None => {
+                    sub.starts_at = not_offered
+                        .get_or_insert_with(|| self.edge.not_offered())
+                        .clone();
                     self.subs.push(sub.clone());
                     false
                 }

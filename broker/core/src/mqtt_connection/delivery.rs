@@ -57,7 +57,7 @@ impl MqttConnection {
         };
         let matching: Vec<&Sub> = subs
             .iter()
-            .filter(|s| topic::matches(&s.filter, &message.topic))
+            .filter(|s| topic::matches(&s.filter, &message.topic) && s.covers(partition, offset))
             .filter(|s| s.group.is_none() || shares.chosen(&s.full, partition, offset) == Some(me))
             .filter(|s| !(own && s.options.no_local))
             .collect();

@@ -18,6 +18,9 @@ pub(super) struct Sub {
     pub(super) group: Option<String>,
     pub(super) options: SubscriptionOptions,
     pub(super) identifier: Option<u32>,
+    /// Per partition, the offset the subscription starts at: records below it were stored
+    /// before it was made (the shard had not offered them yet) and are not for it.
+    pub(super) starts_at: Vec<(PartitionId, i64)>,
 }
 
 impl Sub {
@@ -32,7 +35,16 @@ impl Sub {
             group,
             options,
             identifier,
+            starts_at: Vec::new(),
         }
+    }
+
+    /// Whether the record at `offset` of `partition` was stored after the subscription was
+    /// made (or while it existed).
+    pub(super) fn covers(&self, partition: PartitionId, offset: i64) -> bool {
+        self.starts_at
+            .iter()
+            .all(|&(p, start)| p != partition || offset >= start)
     }
 
     pub(super) fn stored(&self) -> StoredSubscription {

@@ -3,7 +3,7 @@
 //! the connection at a chosen instant, plays the server's part for the work it asks for (as
 //! the shard would, minus the log), and decodes what the connection wrote.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use weir_mqtt::{
     Connect, Packet, PacketDecoder, PacketId, Properties, ProtocolVersion, PubResponse, Publish,
@@ -11,7 +11,9 @@ use weir_mqtt::{
     Will,
 };
 
-use super::{Ended, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares, Stored};
+use super::{
+    DeliveryEdge, Ended, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares, Stored,
+};
 use crate::log_store::{EmptyStore, PartitionId};
 use crate::mqtt_kafka::{LogMessage, SessionRecord, StoredSubscription};
 
@@ -35,6 +37,18 @@ struct Pair {
     held: Vec<u8>,
     /// How the connection ended, once it has.
     ended: Option<Ended>,
+    /// What the simulated shard has stored and not offered yet.
+    edge: Arc<TestEdge>,
+}
+
+/// The shard's delivery edge as a test sets it.
+#[derive(Default)]
+struct TestEdge(Mutex<Vec<(PartitionId, i64)>>);
+
+impl DeliveryEdge for TestEdge {
+    fn not_offered(&self) -> Vec<(PartitionId, i64)> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 impl Pair {
@@ -51,8 +65,10 @@ impl Pair {
             kafka_topic_rules: Vec::new(),
             batch_decompressed_bytes_max: 1 << 20,
         });
+        let edge = Arc::new(TestEdge::default());
         Pair {
-            conn: MqttConnection::new(settings, 1, now_at(0)),
+            conn: MqttConnection::new(settings, edge.clone(), 1, now_at(0)),
+            edge,
             version,
             at_ms: 0,
             out: Vec::new(),
@@ -340,6 +356,32 @@ fn a_qos_2_publish_is_stored_once_with_its_key_and_completed_after_the_release()
         panic!("expected PUBCOMP");
     };
     assert_eq!(comp.packet_id, pid(9));
+}
+
+/// A record stored (and acknowledged to its producer) while the connection was not
+/// subscribed is not delivered to a subscription made afterwards, even when the shard offers
+/// it only then; a subscription replaced by a new SUBSCRIBE keeps getting what it would have.
+#[test]
+fn a_new_subscription_takes_only_records_stored_after_it() {
+    let mut pair = Pair::new(V5, SessionLimits::default());
+    pair.connect(connect_packet(V5, "sub"), None);
+    let before = log_message("un/t", QoS::AtLeastOnce, b"while-unsubscribed");
+    let after = log_message("un/t", QoS::AtLeastOnce, b"after");
+    *pair.edge.0.lock().unwrap() = vec![(P0, 6), (PartitionId(99), 3)];
+    pair.send(&[subscribe(1, "un/t", QoS::AtLeastOnce)]);
+    pair.received();
+    assert_eq!(pair.offer(&before, 5), Offer::Skipped);
+    assert_eq!(pair.offer(&after, 6), Offer::Taken);
+    pair.received();
+
+    *pair.edge.0.lock().unwrap() = vec![(P0, 9)];
+    pair.send(&[subscribe(2, "un/t", QoS::AtLeastOnce)]);
+    pair.received();
+    assert_eq!(
+        pair.offer(&before, 7),
+        Offer::Taken,
+        "a replaced subscription goes on"
+    );
 }
 
 #[test]

@@ -76,7 +76,7 @@ impl Conn {
         stream: TcpStream,
         listener: usize,
         protocol: Protocol,
-        shared: &Arc<ShardsShared>,
+        (shared, shard): (&Arc<ShardsShared>, usize),
         seed: u64,
         now: Instant,
     ) -> Conn {
@@ -89,9 +89,14 @@ impl Conn {
                     .unwrap_or_default();
                 Session::Kafka(KafkaSession::new(shared.kafka.clone(), host))
             }
-            Protocol::Mqtt | Protocol::MqttWebSocket => Session::Mqtt(Box::new(
-                MqttConnection::new(shared.mqtt.clone(), seed, crate::clock::session_time(now)),
-            )),
+            Protocol::Mqtt | Protocol::MqttWebSocket => {
+                Session::Mqtt(Box::new(MqttConnection::new(
+                    shared.mqtt.clone(),
+                    shared.feeds[shard].clone(),
+                    seed,
+                    crate::clock::session_time(now),
+                )))
+            }
         };
         let ws = (protocol == Protocol::MqttWebSocket).then(|| {
             let frame_max = shared.mqtt.limits.packet_size_bytes_max + WS_FRAME_SLACK_BYTES;

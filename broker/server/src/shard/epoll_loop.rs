@@ -209,7 +209,7 @@ impl EpollShard {
             stream,
             listener,
             config.listeners[listener].protocol,
-            &self.shared,
+            (&self.shared, self.id),
             self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
             crate::clock::now(),
         );

@@ -50,7 +50,7 @@ use self::inbox::{Done, Inbox, Outcome, Owner};
 use self::mqtt::{AppendFeed, DelayedWills, MqttTail, ShareTable, TailStart};
 use crate::group_thread::CoordinatorHandle;
 use crate::plugins::ShardPlugins;
-use crate::writer::WriterHandle;
+use crate::writer::{AppendPhase, WriterHandle};
 use weir_core::kafka::{KafkaOp, KafkaSettings};
 use weir_core::log_store::StoreError;
 pub use weir_core::mqtt_connection::MqttSettings;
@@ -377,10 +377,15 @@ impl Shards {
         // shards with MQTT subscribers learn which partitions grew.
         let wakers = started.wakers.clone();
         let feeds = shared.feeds.clone();
-        config.writer.on_appended(Box::new(move |appended| {
+        config.writer.on_appended(Box::new(move |phase, appended| {
             for (waker, feed) in wakers.iter().zip(&feeds) {
-                feed.push(appended);
-                waker.notify_data();
+                match phase {
+                    AppendPhase::Stored => feed.hold(appended),
+                    AppendPhase::Answered => {
+                        feed.push(appended);
+                        waker.notify_data();
+                    }
+                }
             }
         }));
         Ok(started)
@@ -579,13 +584,15 @@ fn submit_mqtt(
                 message,
             } => {
                 // Taken over by a new connection: the session goes on there, and a delayed
-                // will is not published.
+                // will is not published. Held under the clients' lock, as a CONNECT cancels
+                // wills: a reconnection either finds the will and cancels it, or comes first
+                // and is seen here.
                 let clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
                 let taken_over = clients.get(&client_id).is_some_and(|owner| *owner != me);
-                drop(clients);
                 if !taken_over {
                     shared.wills.hold(client_id, due_ms, message);
                 }
+                drop(clients);
             }
             MqttWork::Release { client_id, id } => {
                 let reply = answer(inbox, id.map_or(0, u64::from));
@@ -609,12 +616,10 @@ fn submit_mqtt(
                 client_id,
                 clean_start,
             } => {
+                let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
                 shared.wills.cancel(&client_id);
-                let previous = shared
-                    .clients
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(client_id.clone(), me);
+                let previous = clients.insert(client_id.clone(), me);
+                drop(clients);
                 match previous {
                     Some(previous) if previous != me => {
                         shared.inboxes[previous.shard].push(Done {

@@ -35,7 +35,7 @@ use weir_core::log_store::{
     Append, CheckedBatch, DedupKey, LogStore, PartitionId, StoreError, TopicConfig,
 };
 use weir_core::mqtt_connection::{
-    MqttSettings, MqttWork, Offer, SessionSnapshot, Shares, Stored, kafka_topic_for,
+    DeliveryEdge, MqttSettings, MqttWork, Offer, SessionSnapshot, Shares, Stored, kafka_topic_for,
 };
 use weir_core::mqtt_kafka::{self as mapping, LogMessage, SessionRecord};
 use weir_kafka::record_batch::BatchHeader;
@@ -237,26 +237,65 @@ fn store_error_code(error: &StoreError) -> ReasonCode {
 
 /// What the writer tells a shard: partitions that grew, with the first and last offset
 /// made durable since the shard last looked. Its size is bounded by the number of partitions;
-/// the lock is taken once per commit by the writer and once per delivery pass by the shard,
+/// the lock is taken twice per commit by the writer and once per delivery pass by the shard,
 /// never per message.
 #[derive(Debug, Default)]
 pub(super) struct AppendFeed {
-    grown: Mutex<HashMap<PartitionId, (i64, i64)>>,
+    state: Mutex<FeedState>,
+}
+
+#[derive(Debug, Default)]
+struct FeedState {
+    /// Durable, their producers not answered yet: the last offset per partition. The shard
+    /// does not deliver them yet (a producer with a No Local subscription learns where its
+    /// record went first), but a new subscription knows they came before it.
+    held: HashMap<PartitionId, i64>,
+    /// Durable and answered, not taken by the shard yet: first and last offset.
+    grown: HashMap<PartitionId, (i64, i64)>,
 }
 
 impl AppendFeed {
-    /// Records appends `(partition, base offset, last offset)`.
+    /// Records appends `(partition, base offset, last offset)` made durable, before their
+    /// producers are answered.
+    pub(super) fn hold(&self, appended: &[(PartitionId, i64, i64)]) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for &(partition, _, last) in appended {
+            let held = state.held.entry(partition).or_insert(last);
+            *held = (*held).max(last);
+        }
+    }
+
+    /// Records appends `(partition, base offset, last offset)` whose producers are answered:
+    /// the shard delivers them.
     pub(super) fn push(&self, appended: &[(PartitionId, i64, i64)]) {
-        let mut grown = self.grown.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for &(partition, first, last) in appended {
-            let entry = grown.entry(partition).or_insert((first, last));
+            if state.held.get(&partition).is_some_and(|held| *held <= last) {
+                state.held.remove(&partition);
+            }
+            let entry = state.grown.entry(partition).or_insert((first, last));
             entry.0 = entry.0.min(first);
             entry.1 = entry.1.max(last);
         }
     }
 
     fn take(&self) -> HashMap<PartitionId, (i64, i64)> {
-        std::mem::take(&mut *self.grown.lock().unwrap_or_else(|e| e.into_inner()))
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut state.grown)
+    }
+}
+
+/// What the writer reported and the shard has not taken yet is exactly what is stored and
+/// not offered (the shard offers everything it takes in the same pass).
+impl DeliveryEdge for AppendFeed {
+    fn not_offered(&self) -> Vec<(PartitionId, i64)> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ends: HashMap<PartitionId, i64> = state.held.clone();
+        for (&partition, &(_, last)) in &state.grown {
+            let end = ends.entry(partition).or_insert(last);
+            *end = (*end).max(last);
+        }
+        ends.into_iter().map(|(p, last)| (p, last + 1)).collect()
     }
 }
 

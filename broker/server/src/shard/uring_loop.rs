@@ -407,7 +407,7 @@ impl UringShard {
             stream,
             listener,
             self.config.listeners[listener].protocol,
-            &self.shared,
+            (&self.shared, self.id),
             self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
             crate::clock::now(),
         );
