@@ -185,7 +185,7 @@ impl Conn {
         if bytes.is_empty() {
             // End of input: answer what is complete, then close once it is sent.
             self.closing = true;
-            return self.process(out_limit, metrics);
+            return self.process(out_limit, metrics, now);
         }
         self.last_active = now;
         metrics
@@ -200,10 +200,10 @@ impl Conn {
                 self.read_pos = 0;
             }
             self.read_buf.extend_from_slice(bytes);
-            return self.process(out_limit, metrics);
+            return self.process(out_limit, metrics, now);
         }
         let before = self.out.len();
-        let used = self.answer(bytes, out_limit, metrics);
+        let used = self.answer(bytes, out_limit, metrics, now);
         if let Some(rest) = used.and_then(|used| bytes.get(used..)) {
             self.read_buf.clear();
             self.read_pos = 0;
@@ -214,13 +214,18 @@ impl Conn {
 
     /// Lets the session answer complete requests held in the connection's buffer until
     /// `out` holds `out_limit` bytes. Returns the bytes of answers added.
-    pub(super) fn process(&mut self, out_limit: usize, metrics: &ShardMetrics) -> u64 {
+    pub(super) fn process(
+        &mut self,
+        out_limit: usize,
+        metrics: &ShardMetrics,
+        now: Instant,
+    ) -> u64 {
         if !self.has_input() {
             return 0;
         }
         let before = self.out.len();
         let input = std::mem::take(&mut self.read_buf);
-        match self.answer(&input[self.read_pos..], out_limit, metrics) {
+        match self.answer(&input[self.read_pos..], out_limit, metrics, now) {
             Some(used) => {
                 self.read_pos += used;
                 self.read_buf = input;
@@ -240,10 +245,16 @@ impl Conn {
 
     /// Runs the session over `input`; returns the bytes consumed, or `None` after a protocol
     /// error (the connection is then closing).
-    fn answer(&mut self, input: &[u8], out_limit: usize, metrics: &ShardMetrics) -> Option<usize> {
+    fn answer(
+        &mut self,
+        input: &[u8],
+        out_limit: usize,
+        metrics: &ShardMetrics,
+        now: Instant,
+    ) -> Option<usize> {
         let session = match &mut self.session {
             Session::Kafka(session) => session,
-            Session::Mqtt(_) => return self.answer_mqtt(input, metrics),
+            Session::Mqtt(_) => return self.answer_mqtt(input, metrics, now),
         };
         let answered_before = session.requests();
         let result = session.on_bytes(
@@ -251,7 +262,7 @@ impl Conn {
             &mut self.out,
             out_limit,
             &mut self.ops,
-            crate::clock::monotonic_ms(crate::clock::now()),
+            crate::clock::monotonic_ms(now),
         );
         let answered = session.requests() - answered_before;
         if answered > 0 {
@@ -271,8 +282,8 @@ impl Conn {
 
     /// [`Conn::answer`] for MQTT, plain or over WebSocket (where `input` is frames, and the
     /// MQTT bytes the session has not consumed stay in the layer).
-    fn answer_mqtt(&mut self, input: &[u8], metrics: &ShardMetrics) -> Option<usize> {
-        let now = crate::clock::session_time(crate::clock::now());
+    fn answer_mqtt(&mut self, input: &[u8], metrics: &ShardMetrics, now: Instant) -> Option<usize> {
+        let now = crate::clock::session_time(now);
         let mut frames_used = None;
         if let Some(ws) = &mut self.ws {
             match ws.server.decode(input, &mut ws.data, &mut self.out) {
@@ -352,14 +363,11 @@ impl Conn {
 
     /// The connection is being closed: its MQTT client id, and what its session leaves to
     /// do (its will, storing the session).
-    pub(super) fn finish(&mut self) -> (Option<String>, Vec<MqttWork>) {
+    pub(super) fn finish(&mut self, now: Instant) -> (Option<String>, Vec<MqttWork>) {
         let Session::Mqtt(mqtt) = &mut self.session else {
             return (None, Vec::new());
         };
-        mqtt.finish(
-            crate::clock::session_time(crate::clock::now()),
-            &mut self.mqtt_work,
-        );
+        mqtt.finish(crate::clock::session_time(now), &mut self.mqtt_work);
         let client_id = Some(mqtt.client_id().to_owned()).filter(|id| !id.is_empty());
         (client_id, self.take_mqtt_work())
     }
@@ -367,9 +375,9 @@ impl Conn {
     /// Another connection takes this one's MQTT client id: it closes (MQTT 5: DISCONNECT
     /// 0x8E); returns what its session leaves to do, which must be submitted before the other
     /// connection is told.
-    pub(super) fn take_over(&mut self) -> Vec<MqttWork> {
+    pub(super) fn take_over(&mut self, now: Instant) -> Vec<MqttWork> {
         if let Some((mqtt, out, work)) = self.mqtt_parts() {
-            mqtt.taken_over(crate::clock::session_time(crate::clock::now()), out, work);
+            mqtt.taken_over(crate::clock::session_time(now), out, work);
             self.frame_ws();
             self.closing = true;
         }
@@ -412,7 +420,7 @@ impl Conn {
     }
 
     /// Takes an operation's result; returns the bytes of answers it released.
-    pub(super) fn complete(&mut self, token: u64, result: Outcome) -> u64 {
+    pub(super) fn complete(&mut self, token: u64, result: Outcome, now: Instant) -> u64 {
         let before = self.out.len();
         let result = match (&mut self.session, result) {
             (Session::Kafka(session), Outcome::Kafka(result)) => {
@@ -425,7 +433,7 @@ impl Conn {
             tracing::error!("an operation's result reached a connection of another protocol");
             return 0;
         };
-        let now = crate::clock::session_time(crate::clock::now());
+        let now = crate::clock::session_time(now);
         let (open, accepted) = match result {
             Outcome::MqttStored(stored) => (mqtt.stored(token, *stored, now, out, work), false),
             Outcome::MqttSession(loaded) => {

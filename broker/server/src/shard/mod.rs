@@ -22,18 +22,22 @@
 //! - `server.handshake_timeout_ms`: a connection that has not sent one complete request by
 //!   then is closed; `<protocol>.idle_timeout_ms`: a connection silent that long is closed.
 //!
-//! Backends: epoll (`epoll.rs`, `epoll_loop.rs`) and io_uring (`uring_loop.rs`).
+//! One shard's state and loop logic: `event_loop.rs`; what it hands to other threads:
+//! `submit.rs`. Backends, which only move bytes: epoll (`epoll.rs`, `epoll_loop.rs`) and
+//! io_uring (`uring_loop.rs`, its buffer ring in `uring_buffers.rs`).
 //! `server.io = "auto"` uses io_uring where the kernel offers what it needs
 //! ([`uring_available`]) and epoll otherwise; the choice is logged.
 
 mod conn;
 pub mod epoll;
 mod epoll_loop;
+mod event_loop;
 mod inbox;
 mod ingest;
 mod kafka_produce;
 mod mqtt;
 mod routed;
+mod submit;
 mod uring_buffers;
 mod uring_loop;
 
@@ -46,13 +50,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use self::epoll::Waker;
-use self::inbox::{Done, Inbox, Outcome, Owner};
-use self::mqtt::{AppendFeed, DelayedWills, MqttTail, ShareTable, TailStart};
+use self::inbox::{Inbox, Owner};
+use self::mqtt::{AppendFeed, DelayedWills, ShareTable, TailStart};
 use crate::group_thread::CoordinatorHandle;
 use crate::plugins::ShardPlugins;
 use crate::writer::{AppendPhase, WriterHandle};
-use weir_core::kafka::{KafkaOp, KafkaSettings};
-use weir_core::log_store::StoreError;
+use weir_core::kafka::KafkaSettings;
 pub use weir_core::mqtt_connection::MqttSettings;
 use weir_core::mqtt_connection::MqttWork;
 
@@ -420,7 +423,7 @@ impl Shards {
         // Wills still waiting for their delay are published rather than forgotten.
         let mut plugins = ShardPlugins::new(self.config.plugins.clone());
         let wills = self.shared.wills.due(i64::MAX);
-        publish_wills(&self.config, &mut plugins, wills);
+        submit::publish_wills(&self.config, &mut plugins, wills);
     }
 }
 
@@ -474,289 +477,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// `kernel.io_uring_disabled`, a seccomp profile that blocks it).
 pub fn uring_available() -> Result<(), String> {
     uring_loop::probe()
-}
-
-/// Hands a connection's operations to the writer thread, or group requests to the group
-/// coordinator; each result comes back through the shard's inbox, addressed to the
-/// connection by slot and generation.
-fn submit_ops(
-    config: &ServerConfig,
-    plugins: &mut ShardPlugins,
-    inbox: &Arc<Inbox>,
-    slot: usize,
-    generation: u32,
-    ops: Vec<(u64, KafkaOp)>,
-) {
-    for (token, mut op) in ops {
-        if let KafkaOp::Produce { topics, routed, .. } = &mut op {
-            ingest::produce(
-                plugins,
-                topics,
-                routed,
-                config.kafka_batch_decompressed_bytes_max,
-            );
-        }
-        let inbox = inbox.clone();
-        let deliver = move |result| {
-            inbox.push(Done {
-                slot,
-                generation,
-                token,
-                result: Outcome::Kafka(result),
-            })
-        };
-        if let KafkaOp::Group(op) = op {
-            config.coordinator.submit(op, Box::new(deliver));
-            continue;
-        }
-        let writer = &config.writer;
-        let writer_again = writer.clone();
-        writer.run(Box::new(move |store| match (op, store) {
-            (
-                KafkaOp::Produce {
-                    topics,
-                    create_missing,
-                    partitions,
-                    topics_max,
-                    routed,
-                    ..
-                },
-                Some(store),
-            ) => kafka_produce::run(
-                store,
-                &writer_again,
-                topics,
-                routed,
-                routed::Creation {
-                    create_missing,
-                    partitions,
-                    topics_max,
-                },
-                Box::new(deliver),
-            ),
-            (op, Some(store)) => deliver(weir_core::kafka::run_op(op, store)),
-            (op, None) => {
-                deliver(op.failed(StoreError::Fatal("the log writer has stopped".into())))
-            }
-        }));
-    }
-}
-
-/// Carries out what the MQTT session of connection `me` asked for: stores publishes through
-/// the writer (their outcome comes back through the inbox), answers CONNECTs (taking the
-/// client id over from another connection first, then loading its session), stores
-/// sessions, and keeps the shard's subscriber set.
-fn submit_mqtt(
-    config: &ServerConfig,
-    shared: &ShardsShared,
-    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
-    me: Owner,
-    work: Vec<MqttWork>,
-) {
-    let mut bound = Vec::new();
-    let inbox = &shared.inboxes[me.shard];
-    let answer = move |inbox: &Arc<Inbox>, token: u64| {
-        let inbox = inbox.clone();
-        move |result: Outcome| {
-            inbox.push(Done {
-                slot: me.slot,
-                generation: me.generation,
-                token,
-                result,
-            })
-        }
-    };
-    for item in work {
-        match item {
-            MqttWork::Store {
-                token,
-                message,
-                dedup,
-            } => {
-                let reply = answer(inbox, token);
-                let done: mqtt::StoreDone =
-                    Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
-                store_or_bind(config, plugins, &mut bound, message, dedup, done);
-            }
-            MqttWork::DelayWill {
-                client_id,
-                due_ms,
-                message,
-            } => {
-                // Taken over by a new connection: the session goes on there, and a delayed
-                // will is not published. Held under the clients' lock, as a CONNECT cancels
-                // wills: a reconnection either finds the will and cancels it, or comes first
-                // and is seen here.
-                let clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-                let taken_over = clients.get(&client_id).is_some_and(|owner| *owner != me);
-                if !taken_over {
-                    shared.wills.hold(client_id, due_ms, message);
-                }
-                drop(clients);
-            }
-            MqttWork::Release { client_id, id } => {
-                let reply = answer(inbox, id.map_or(0, u64::from));
-                config.writer.run(Box::new(move |store| {
-                    let released = match store {
-                        Some(store) => store.release_dedup(&client_id, id),
-                        None => Err(StoreError::Fatal("the log writer has stopped".into())),
-                    };
-                    match released {
-                        // PUBCOMP only once the key is durably gone: the client may reuse
-                        // the identifier after it.
-                        Ok(()) if id.is_some() => reply(Outcome::MqttReleased),
-                        Ok(()) => {}
-                        Err(e) => {
-                            tracing::warn!(client = %client_id, "QoS 2 state not released: {e}")
-                        }
-                    }
-                }));
-            }
-            MqttWork::Connect {
-                client_id,
-                clean_start,
-            } => {
-                let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-                shared.wills.cancel(&client_id);
-                let previous = clients.insert(client_id.clone(), me);
-                drop(clients);
-                match previous {
-                    Some(previous) if previous != me => {
-                        shared.inboxes[previous.shard].push(Done {
-                            slot: previous.slot,
-                            generation: previous.generation,
-                            token: 0,
-                            result: Outcome::TakeOver(me),
-                        });
-                    }
-                    _ => {
-                        let reply = answer(inbox, 0);
-                        let done = Box::new(move |loaded: Result<Option<_>, _>| {
-                            reply(Outcome::MqttSession(loaded.map(|r| r.map(Box::new))))
-                        });
-                        mqtt::load_session(&config.writer, client_id, clean_start, done);
-                    }
-                }
-            }
-            MqttWork::Load {
-                client_id,
-                clean_start,
-            } => {
-                let reply = answer(inbox, 0);
-                let done = Box::new(move |loaded: Result<Option<_>, _>| {
-                    reply(Outcome::MqttSession(loaded.map(|r| r.map(Box::new))))
-                });
-                mqtt::load_session(&config.writer, client_id, clean_start, done);
-            }
-            MqttWork::Save(snapshot) => {
-                let record = tail.record(&snapshot, crate::clock::wall_ms());
-                mqtt::save_session(&config.mqtt, &config.writer, snapshot.client_id, record);
-            }
-            MqttWork::Behind => {
-                tail.note(me.slot, &MqttWork::Behind);
-                inbox.notify_data();
-            }
-            MqttWork::ShareJoin { filter, member } => {
-                shared.shares.update(|shares| shares.join(&filter, member));
-            }
-            MqttWork::ShareLeave { filter, member } => {
-                shared.shares.update(|shares| shares.leave(&filter, member));
-            }
-            other => tail.note(me.slot, &other),
-        }
-    }
-    if !bound.is_empty() {
-        ingest::mqtt_publishes(config, plugins, bound);
-    }
-}
-
-/// What a closing MQTT connection leaves: its will and session are stored, and its client id
-/// is free again unless another connection has taken it over.
-fn finish_mqtt(
-    config: &ServerConfig,
-    shared: &ShardsShared,
-    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
-    me: Owner,
-    client_id: Option<String>,
-    work: Vec<MqttWork>,
-) {
-    tail.remove(me.slot);
-    submit_mqtt(config, shared, (tail, plugins), me, work);
-    if let Some(client_id) = client_id {
-        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if clients.get(&client_id) == Some(&me) {
-            clients.remove(&client_id);
-        }
-    }
-}
-
-/// MQTT upkeep from a shard's timeout sweep: publishes the wills whose delay is over, and
-/// (shard 0, every [`SESSION_EXPIRY_CHECK`]) deletes expired sessions.
-fn mqtt_upkeep(
-    config: &ServerConfig,
-    (shared, plugins): (&ShardsShared, &mut ShardPlugins),
-    shard: usize,
-    next_check: &mut std::time::Instant,
-) {
-    let wills = shared.wills.due(crate::clock::wall_ms());
-    publish_wills(config, plugins, wills);
-    let now = crate::clock::now();
-    if shard == 0 && now >= *next_check {
-        *next_check = now + SESSION_EXPIRY_CHECK;
-        mqtt::expire_sessions(&config.writer);
-    }
-}
-
-/// Publishes wills whose delay is over, through the plugins of their topics like any publish.
-fn publish_wills(
-    config: &ServerConfig,
-    plugins: &mut ShardPlugins,
-    wills: Vec<weir_core::mqtt_kafka::LogMessage>,
-) {
-    let mut bound = Vec::new();
-    for message in wills {
-        let done: mqtt::StoreDone = Box::new(|_| {});
-        store_or_bind(config, plugins, &mut bound, Box::new(message), None, done);
-    }
-    if !bound.is_empty() {
-        ingest::mqtt_publishes(config, plugins, bound);
-    }
-}
-
-/// Stores an MQTT message, or, if its Kafka topic has a plugin binding, adds it to `bound`
-/// (run through the plugins together afterwards).
-fn store_or_bind(
-    config: &ServerConfig,
-    plugins: &mut ShardPlugins,
-    bound: &mut Vec<ingest::BoundPublish>,
-    message: Box<weir_core::mqtt_kafka::LogMessage>,
-    dedup: Option<Box<weir_core::log_store::DedupKey>>,
-    done: mqtt::StoreDone,
-) {
-    let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
-    match plugins.binding_for(&kafka_topic) {
-        None => mqtt::store(&config.mqtt, &config.writer, *message, dedup, done),
-        Some(binding) => bound.push(ingest::BoundPublish {
-            binding,
-            kafka_topic,
-            message,
-            dedup,
-            done,
-        }),
-    }
-}
-
-/// How often expired MQTT sessions are looked for.
-const SESSION_EXPIRY_CHECK: Duration = Duration::from_secs(60);
-
-/// Tells connection `to` that the one it took its client id from is gone.
-fn hand_over(shared: &ShardsShared, to: Owner) {
-    shared.inboxes[to.shard].push(Done {
-        slot: to.slot,
-        generation: to.generation,
-        token: 0,
-        result: Outcome::TakenOver,
-    });
 }
 
 /// The shard-creation arguments both loops take.

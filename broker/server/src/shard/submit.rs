@@ -1,0 +1,331 @@
+//! What a shard hands to other threads for its connections: Kafka operations to the log's
+//! writer or the group coordinator, and what MQTT sessions ask for (stores through the
+//! plugins, sessions, wills, client-id takeovers). Every result comes back through the
+//! shard's inbox, addressed to the connection by slot and generation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_core::kafka::KafkaOp;
+use weir_core::log_store::StoreError;
+use weir_core::mqtt_connection::MqttWork;
+
+use super::inbox::{Done, Inbox, Outcome, Owner};
+use super::mqtt::{self, MqttTail};
+use super::{ServerConfig, ShardsShared, ingest, kafka_produce, routed};
+use crate::plugins::ShardPlugins;
+
+/// Hands a connection's operations to the writer thread, or group requests to the group
+/// coordinator; each result comes back through the shard's inbox, addressed to the
+/// connection by slot and generation.
+pub(super) fn kafka_ops(
+    config: &ServerConfig,
+    plugins: &mut ShardPlugins,
+    inbox: &Arc<Inbox>,
+    me: Owner,
+    ops: Vec<(u64, KafkaOp)>,
+) {
+    for (token, mut op) in ops {
+        if let KafkaOp::Produce { topics, routed, .. } = &mut op {
+            ingest::produce(
+                plugins,
+                topics,
+                routed,
+                config.kafka_batch_decompressed_bytes_max,
+            );
+        }
+        let inbox = inbox.clone();
+        let deliver = move |result| {
+            inbox.push(Done {
+                slot: me.slot,
+                generation: me.generation,
+                token,
+                result: Outcome::Kafka(result),
+            })
+        };
+        if let KafkaOp::Group(op) = op {
+            config.coordinator.submit(op, Box::new(deliver));
+            continue;
+        }
+        let writer = &config.writer;
+        let writer_again = writer.clone();
+        writer.run(Box::new(move |store| match (op, store) {
+            (
+                KafkaOp::Produce {
+                    topics,
+                    create_missing,
+                    partitions,
+                    topics_max,
+                    routed,
+                    ..
+                },
+                Some(store),
+            ) => kafka_produce::run(
+                store,
+                &writer_again,
+                topics,
+                routed,
+                routed::Creation {
+                    create_missing,
+                    partitions,
+                    topics_max,
+                },
+                Box::new(deliver),
+            ),
+            (op, Some(store)) => deliver(weir_core::kafka::run_op(op, store)),
+            (op, None) => {
+                deliver(op.failed(StoreError::Fatal("the log writer has stopped".into())))
+            }
+        }));
+    }
+}
+
+/// Carries out what the MQTT session of connection `me` asked for: stores publishes through
+/// the writer (their outcome comes back through the inbox), answers CONNECTs (taking the
+/// client id over from another connection first, then loading its session), stores
+/// sessions, and keeps the shard's subscriber set.
+pub(super) fn mqtt_work(
+    config: &ServerConfig,
+    shared: &ShardsShared,
+    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
+    me: Owner,
+    work: Vec<MqttWork>,
+) {
+    let mut bound = Vec::new();
+    for item in work {
+        match item {
+            MqttWork::Store {
+                token,
+                message,
+                dedup,
+            } => {
+                let reply = reply_to(shared, me, token);
+                let done: mqtt::StoreDone =
+                    Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
+                store_or_bind(config, plugins, &mut bound, message, dedup, done);
+            }
+            MqttWork::DelayWill {
+                client_id,
+                due_ms,
+                message,
+            } => hold_will(shared, me, client_id, due_ms, message),
+            MqttWork::Release { client_id, id } => release_qos2(
+                config,
+                reply_to(shared, me, id.map_or(0, u64::from)),
+                client_id,
+                id,
+            ),
+            MqttWork::Connect {
+                client_id,
+                clean_start,
+            } => connect(config, shared, me, client_id, clean_start),
+            MqttWork::Load {
+                client_id,
+                clean_start,
+            } => load_session(config, shared, me, client_id, clean_start),
+            MqttWork::Save(snapshot) => {
+                let record = tail.record(&snapshot, crate::clock::wall_ms());
+                mqtt::save_session(&config.mqtt, &config.writer, snapshot.client_id, record);
+            }
+            MqttWork::Behind => {
+                tail.note(me.slot, &MqttWork::Behind);
+                shared.inboxes[me.shard].notify_data();
+            }
+            MqttWork::ShareJoin { filter, member } => {
+                shared.shares.update(|shares| shares.join(&filter, member));
+            }
+            MqttWork::ShareLeave { filter, member } => {
+                shared.shares.update(|shares| shares.leave(&filter, member));
+            }
+            other => tail.note(me.slot, &other),
+        }
+    }
+    if !bound.is_empty() {
+        ingest::mqtt_publishes(config, plugins, bound);
+    }
+}
+
+/// Where the result for `token` of connection `me` goes: its shard's inbox.
+fn reply_to(shared: &ShardsShared, me: Owner, token: u64) -> impl FnOnce(Outcome) + Send + use<> {
+    let inbox = shared.inboxes[me.shard].clone();
+    move |result| {
+        inbox.push(Done {
+            slot: me.slot,
+            generation: me.generation,
+            token,
+            result,
+        })
+    }
+}
+
+/// Holds the will of connection `me` for its delay, unless a new connection has taken its
+/// client id over (the session goes on there, and a delayed will is not published). Held
+/// under the clients' lock, as a CONNECT cancels wills: a reconnection either finds the will
+/// and cancels it, or comes first and is seen here.
+fn hold_will(
+    shared: &ShardsShared,
+    me: Owner,
+    client_id: String,
+    due_ms: i64,
+    message: Box<weir_core::mqtt_kafka::LogMessage>,
+) {
+    let clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+    let taken_over = clients.get(&client_id).is_some_and(|owner| *owner != me);
+    if !taken_over {
+        shared.wills.hold(client_id, due_ms, message);
+    }
+    drop(clients);
+}
+
+/// Deletes the QoS 2 duplicate-check key of packet `id` (all of the client's with `None`);
+/// answers (PUBCOMP) only once the key is durably gone: the client may reuse the identifier
+/// after it.
+fn release_qos2(
+    config: &ServerConfig,
+    reply: impl FnOnce(Outcome) + Send + 'static,
+    client_id: String,
+    id: Option<u16>,
+) {
+    config.writer.run(Box::new(move |store| {
+        let released = match store {
+            Some(store) => store.release_dedup(&client_id, id),
+            None => Err(StoreError::Fatal("the log writer has stopped".into())),
+        };
+        match released {
+            Ok(()) if id.is_some() => reply(Outcome::MqttReleased),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(client = %client_id, "QoS 2 state not released: {e}"),
+        }
+    }));
+}
+
+/// A CONNECT of connection `me`: cancels a delayed will of its client id, and either asks
+/// the connection holding the id to hand it over or loads the session.
+fn connect(
+    config: &ServerConfig,
+    shared: &ShardsShared,
+    me: Owner,
+    client_id: String,
+    clean_start: bool,
+) {
+    let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+    shared.wills.cancel(&client_id);
+    let previous = clients.insert(client_id.clone(), me);
+    drop(clients);
+    match previous {
+        Some(previous) if previous != me => {
+            shared.inboxes[previous.shard].push(Done {
+                slot: previous.slot,
+                generation: previous.generation,
+                token: 0,
+                result: Outcome::TakeOver(me),
+            });
+        }
+        _ => load_session(config, shared, me, client_id, clean_start),
+    }
+}
+
+/// Loads the stored session of `client_id` for connection `me` (with clean start: deletes
+/// it).
+fn load_session(
+    config: &ServerConfig,
+    shared: &ShardsShared,
+    me: Owner,
+    client_id: String,
+    clean_start: bool,
+) {
+    let reply = reply_to(shared, me, 0);
+    let done = Box::new(move |loaded: Result<Option<_>, _>| {
+        reply(Outcome::MqttSession(loaded.map(|r| r.map(Box::new))))
+    });
+    mqtt::load_session(&config.writer, client_id, clean_start, done);
+}
+
+/// What a closing MQTT connection leaves: its will and session are stored, and its client id
+/// is free again unless another connection has taken it over.
+pub(super) fn finish_mqtt(
+    config: &ServerConfig,
+    shared: &ShardsShared,
+    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
+    me: Owner,
+    client_id: Option<String>,
+    work: Vec<MqttWork>,
+) {
+    tail.remove(me.slot);
+    mqtt_work(config, shared, (tail, plugins), me, work);
+    if let Some(client_id) = client_id {
+        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.get(&client_id) == Some(&me) {
+            clients.remove(&client_id);
+        }
+    }
+}
+
+/// MQTT upkeep from a shard's timeout sweep: publishes the wills whose delay is over, and
+/// (shard 0, every [`SESSION_EXPIRY_CHECK`]) deletes expired sessions.
+pub(super) fn mqtt_upkeep(
+    config: &ServerConfig,
+    (shared, plugins): (&ShardsShared, &mut ShardPlugins),
+    shard: usize,
+    next_check: &mut std::time::Instant,
+) {
+    let wills = shared.wills.due(crate::clock::wall_ms());
+    publish_wills(config, plugins, wills);
+    let now = crate::clock::now();
+    if shard == 0 && now >= *next_check {
+        *next_check = now + SESSION_EXPIRY_CHECK;
+        mqtt::expire_sessions(&config.writer);
+    }
+}
+
+/// Publishes wills whose delay is over, through the plugins of their topics like any publish.
+pub(super) fn publish_wills(
+    config: &ServerConfig,
+    plugins: &mut ShardPlugins,
+    wills: Vec<weir_core::mqtt_kafka::LogMessage>,
+) {
+    let mut bound = Vec::new();
+    for message in wills {
+        let done: mqtt::StoreDone = Box::new(|_| {});
+        store_or_bind(config, plugins, &mut bound, Box::new(message), None, done);
+    }
+    if !bound.is_empty() {
+        ingest::mqtt_publishes(config, plugins, bound);
+    }
+}
+
+/// Stores an MQTT message, or, if its Kafka topic has a plugin binding, adds it to `bound`
+/// (run through the plugins together afterwards).
+fn store_or_bind(
+    config: &ServerConfig,
+    plugins: &mut ShardPlugins,
+    bound: &mut Vec<ingest::BoundPublish>,
+    message: Box<weir_core::mqtt_kafka::LogMessage>,
+    dedup: Option<Box<weir_core::log_store::DedupKey>>,
+    done: mqtt::StoreDone,
+) {
+    let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
+    match plugins.binding_for(&kafka_topic) {
+        None => mqtt::store(&config.mqtt, &config.writer, *message, dedup, done),
+        Some(binding) => bound.push(ingest::BoundPublish {
+            binding,
+            kafka_topic,
+            message,
+            dedup,
+            done,
+        }),
+    }
+}
+
+/// How often expired MQTT sessions are looked for.
+const SESSION_EXPIRY_CHECK: Duration = Duration::from_secs(60);
+
+/// Tells connection `to` that the one it took its client id from is gone.
+pub(super) fn hand_over(shared: &ShardsShared, to: Owner) {
+    shared.inboxes[to.shard].push(Done {
+        slot: to.slot,
+        generation: to.generation,
+        token: 0,
+        result: Outcome::TakenOver,
+    });
+}
