@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod data_dir;
 pub mod group_thread;
+pub mod histogram;
 pub mod logging;
 pub mod maintenance;
 pub mod memory;

@@ -94,7 +94,7 @@ pub struct WriterStats {
     /// Appends failed (any reason).
     pub failures: AtomicU64,
     /// Time of each store commit.
-    pub commit_latency: crate::metrics::Histogram,
+    pub commit_latency: crate::histogram::Histogram,
 }
 
 /// A completion that runs exactly once: if it is dropped unrun (a request left in the

@@ -8,7 +8,39 @@
 
 use std::io::Read;
 
-use crate::record_batch::{BatchError, Compression};
+/// Compression codec in the low three bits of `attributes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Records stored as they are.
+    None = 0,
+    /// gzip.
+    Gzip = 1,
+    /// snappy (raw, or in xerial framing as the Java client writes it).
+    Snappy = 2,
+    /// lz4 frame.
+    Lz4 = 3,
+    /// zstd.
+    Zstd = 4,
+}
+
+/// Why a compressed batch's records were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecompressError {
+    /// A compressed batch inflates past the limit.
+    #[error("compressed records inflate past {max_bytes} bytes")]
+    InflatesTooMuch {
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// A compressed batch's records cannot be decompressed.
+    #[error("{codec} records cannot be decompressed: {reason}")]
+    Decompress {
+        /// The codec.
+        codec: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+}
 
 /// The xerial snappy stream header: magic, then version and compatible version (i32 each).
 const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
@@ -46,7 +78,7 @@ pub fn decompress(
     codec: Compression,
     data: &[u8],
     max_bytes: usize,
-) -> Result<Vec<u8>, BatchError> {
+) -> Result<Vec<u8>, DecompressError> {
     match codec {
         Compression::None => bounded(data, max_bytes, "none"),
         Compression::Gzip => bounded(flate2::read::MultiGzDecoder::new(data), max_bytes, "gzip"),
@@ -54,7 +86,7 @@ pub fn decompress(
         Compression::Lz4 => bounded(lz4_flex::frame::FrameDecoder::new(data), max_bytes, "lz4"),
         Compression::Zstd => {
             let decoder = ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| {
-                BatchError::Decompress {
+                DecompressError::Decompress {
                     codec: "zstd",
                     reason: e.to_string(),
                 }
@@ -69,17 +101,17 @@ fn bounded(
     reader: impl Read,
     max_bytes: usize,
     codec: &'static str,
-) -> Result<Vec<u8>, BatchError> {
+) -> Result<Vec<u8>, DecompressError> {
     let mut out = Vec::new();
     reader
         .take(max_bytes as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| BatchError::Decompress {
+        .map_err(|e| DecompressError::Decompress {
             codec,
             reason: e.to_string(),
         })?;
     if out.len() > max_bytes {
-        return Err(BatchError::InflatesTooMuch { max_bytes });
+        return Err(DecompressError::InflatesTooMuch { max_bytes });
     }
     Ok(out)
 }
@@ -87,16 +119,16 @@ fn bounded(
 /// Raw snappy, or xerial-framed blocks (each a big-endian length and a raw snappy block).
 /// The size a block declares is checked against what is left of the limit before its
 /// buffer is allocated.
-fn snappy(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, BatchError> {
-    let fail = |reason: String| BatchError::Decompress {
+fn snappy(data: &[u8], max_bytes: usize) -> Result<Vec<u8>, DecompressError> {
+    let fail = |reason: String| DecompressError::Decompress {
         codec: "snappy",
         reason,
     };
     let mut out = Vec::new();
-    let block = |raw: &[u8], out: &mut Vec<u8>| -> Result<(), BatchError> {
+    let block = |raw: &[u8], out: &mut Vec<u8>| -> Result<(), DecompressError> {
         let len = snap::raw::decompress_len(raw).map_err(|e| fail(e.to_string()))?;
         if len > max_bytes - out.len() {
-            return Err(BatchError::InflatesTooMuch { max_bytes });
+            return Err(DecompressError::InflatesTooMuch { max_bytes });
         }
         let start = out.len();
         out.resize(start + len, 0);
@@ -175,7 +207,7 @@ mod tests {
             );
             assert_eq!(
                 decompress(*codec, compressed, data.len() - 1),
-                Err(BatchError::InflatesTooMuch {
+                Err(DecompressError::InflatesTooMuch {
                     max_bytes: data.len() - 1
                 }),
                 "{codec:?}"
@@ -215,7 +247,9 @@ mod tests {
             );
             assert!(matches!(
                 validate_all(&batch, 100),
-                Err(BatchError::InflatesTooMuch { max_bytes: 100 })
+                Err(crate::record_batch::BatchError::Decompression(
+                    DecompressError::InflatesTooMuch { max_bytes: 100 }
+                ))
             ));
         }
     }
@@ -257,13 +291,13 @@ mod tests {
         assert!(bomb.len() < 1 << 17);
         assert_eq!(
             decompress(Compression::Gzip, &bomb, 1 << 20),
-            Err(BatchError::InflatesTooMuch { max_bytes: 1 << 20 })
+            Err(DecompressError::InflatesTooMuch { max_bytes: 1 << 20 })
         );
         // A raw snappy block that claims 4 GiB is refused from its header alone.
         let claim = [0xff, 0xff, 0xff, 0xff, 0x0f];
         assert_eq!(
             decompress(Compression::Snappy, &claim, 1 << 20),
-            Err(BatchError::InflatesTooMuch { max_bytes: 1 << 20 })
+            Err(DecompressError::InflatesTooMuch { max_bytes: 1 << 20 })
         );
     }
 }

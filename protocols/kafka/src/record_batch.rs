@@ -32,20 +32,7 @@ const CRC_START: usize = 21;
 /// The only record batch format Weir accepts.
 pub const MAGIC: i8 = 2;
 
-/// Compression codec in the low three bits of `attributes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Records stored as they are.
-    None = 0,
-    /// gzip.
-    Gzip = 1,
-    /// snappy (raw, or in xerial framing as the Java client writes it).
-    Snappy = 2,
-    /// lz4 frame.
-    Lz4 = 3,
-    /// zstd.
-    Zstd = 4,
-}
+pub use crate::compression::{Compression, DecompressError};
 
 /// Why a batch was refused. Each variant maps to Kafka's `CORRUPT_MESSAGE` (2) or
 /// `INVALID_RECORD` (87) at the protocol edge.
@@ -106,20 +93,9 @@ pub enum BatchError {
         /// The largest record timestamp.
         actual: i64,
     },
-    /// A compressed batch inflates past the limit.
-    #[error("compressed records inflate past {max_bytes} bytes")]
-    InflatesTooMuch {
-        /// The limit.
-        max_bytes: usize,
-    },
-    /// A compressed batch's records cannot be decompressed.
-    #[error("{codec} records cannot be decompressed: {reason}")]
-    Decompress {
-        /// The codec.
-        codec: &'static str,
-        /// The decoder's complaint.
-        reason: String,
-    },
+    /// A compressed batch inflates past the limit, or cannot be decompressed.
+    #[error(transparent)]
+    Decompression(#[from] DecompressError),
     /// The records do not fill the batch exactly as declared.
     #[error("batch declares {declared} records but holds {found}")]
     CountMismatch {
@@ -339,8 +315,11 @@ pub fn record_bytes(
     let body = batch.get(HEADER_LEN..).unwrap_or(&[]);
     match header.compression()? {
         Compression::None => Ok(std::borrow::Cow::Borrowed(body)),
-        codec => crate::compression::decompress(codec, body, decompressed_bytes_max)
-            .map(std::borrow::Cow::Owned),
+        codec => Ok(std::borrow::Cow::Owned(crate::compression::decompress(
+            codec,
+            body,
+            decompressed_bytes_max,
+        )?)),
     }
 }
 

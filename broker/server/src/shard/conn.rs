@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use weir_core::kafka::{KafkaOp, KafkaSession};
+use weir_core::kafka::{KafkaOp, KafkaSession, KafkaSettings};
 use weir_core::mqtt_kafka::LogMessage;
 
 use super::inbox::Outcome;
-use super::{Protocol, ServerConfig, ShardMetrics, ShardsShared};
+use super::settings::{Protocol, ServerConfig, ShardMetrics};
 use weir_core::log_store::PartitionId;
-use weir_core::mqtt_connection::{Ended, MqttConnection, MqttWork, Offer, Shares};
+use weir_core::mqtt_connection::{
+    DeliveryEdge, Ended, MqttConnection, MqttSettings, MqttWork, Offer, Shares,
+};
 use weir_mqtt::websocket::WsServer;
 
 /// A receive buffer emptied with more capacity than this is freed.
@@ -40,6 +42,14 @@ struct WsLayer {
 /// Bytes a WebSocket frame may carry beyond one MQTT packet of the largest size (clients may
 /// put several packets in one frame).
 const WS_FRAME_SLACK_BYTES: usize = 64 * 1024;
+
+/// What the sessions of a shard's connections share.
+pub(super) struct SessionSettings {
+    pub(super) kafka: Arc<KafkaSettings>,
+    pub(super) mqtt: Arc<MqttSettings>,
+    /// Where the shard's MQTT delivery stands, for new subscriptions.
+    pub(super) edge: Arc<dyn DeliveryEdge>,
+}
 
 /// A connection's state, shared by both backends.
 pub(super) struct Conn {
@@ -76,7 +86,7 @@ impl Conn {
         stream: TcpStream,
         listener: usize,
         protocol: Protocol,
-        (shared, shard): (&Arc<ShardsShared>, usize),
+        sessions: &SessionSettings,
         seed: u64,
         now: Instant,
     ) -> Conn {
@@ -87,19 +97,19 @@ impl Conn {
                     .peer_addr()
                     .map(|addr| format!("/{}", addr.ip()))
                     .unwrap_or_default();
-                Session::Kafka(KafkaSession::new(shared.kafka.clone(), host))
+                Session::Kafka(KafkaSession::new(sessions.kafka.clone(), host))
             }
             Protocol::Mqtt | Protocol::MqttWebSocket => {
                 Session::Mqtt(Box::new(MqttConnection::new(
-                    shared.mqtt.clone(),
-                    shared.feeds[shard].clone(),
+                    sessions.mqtt.clone(),
+                    sessions.edge.clone(),
                     seed,
                     crate::clock::session_time(now),
                 )))
             }
         };
         let ws = (protocol == Protocol::MqttWebSocket).then(|| {
-            let frame_max = shared.mqtt.limits.packet_size_bytes_max + WS_FRAME_SLACK_BYTES;
+            let frame_max = sessions.mqtt.limits.packet_size_bytes_max + WS_FRAME_SLACK_BYTES;
             Box::new(WsLayer {
                 server: WsServer::new(frame_max),
                 data: Vec::new(),

@@ -8,8 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::epoll::{Epoll, Event, Interest};
+use super::event_loop::{ACCEPT_BACKOFF, SWEEP_EVERY};
 use super::event_loop::{IoBackend, Shard};
-use super::{ACCEPT_BACKOFF, EVENT_BATCH, READ_CHUNK, SWEEP_EVERY, ShardArgs};
+use super::shared::ShardArgs;
+
+/// Bytes read from a connection per readiness event.
+const READ_CHUNK: usize = 64 * 1024;
+/// Events handled per wait.
+const EVENT_BATCH: usize = 256;
 
 const WAKER_TOKEN: u64 = 0;
 const LISTENER_TOKEN_BASE: u64 = 1;

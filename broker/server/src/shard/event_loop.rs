@@ -7,13 +7,23 @@
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::conn::Conn;
+use super::conn::{Conn, SessionSettings};
 use super::epoll::Waker;
 use super::inbox::{Inbox, Outcome, Owner};
 use super::mqtt::{HasConn, MqttTail};
-use super::{SLAB_KEEP, ServerConfig, ShardArgs, ShardMetrics, ShardsShared, submit};
+use super::settings::{ServerConfig, ShardMetrics};
+use super::shared::{ShardArgs, ShardsShared};
+use super::submit;
+
+/// Connection-table entries kept when every connection has closed; a larger table left by a
+/// crowd is freed.
+const SLAB_KEEP: usize = 1024;
+/// How often timeouts are checked.
+pub(super) const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// How long a listener stays unwatched after the process ran out of file descriptors.
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 use crate::plugins::ShardPlugins;
 
 /// Generations are kept to 24 bits: io_uring's completions carry them in their user data.
@@ -82,6 +92,8 @@ pub(super) struct Shard<B: IoBackend> {
     pub(super) write_queue: u64,
     /// Results of operations run elsewhere.
     inbox: Arc<Inbox>,
+    /// What the sessions of its connections share.
+    sessions: SessionSettings,
     /// The shard's MQTT subscribers and how far they have been served from the log.
     tail: MqttTail,
     plugins: ShardPlugins,
@@ -108,6 +120,11 @@ impl<B: IoBackend> Shard<B> {
             id,
             waker,
             inbox: shared.inboxes[id].clone(),
+            sessions: SessionSettings {
+                kafka: shared.kafka.clone(),
+                mqtt: shared.mqtt.clone(),
+                edge: shared.feeds[id].clone(),
+            },
             plugins: ShardPlugins::new(config.plugins.clone()),
             shared,
             metrics,
@@ -173,7 +190,7 @@ impl<B: IoBackend> Shard<B> {
             stream,
             listener,
             self.config.listeners[listener].protocol,
-            (&self.shared, self.id),
+            &self.sessions,
             self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
             now,
         );
@@ -328,7 +345,7 @@ impl<B: IoBackend> Shard<B> {
         }
     }
 
-    fn mqtt_work(&mut self, me: Owner, work: Vec<super::MqttWork>) {
+    fn mqtt_work(&mut self, me: Owner, work: Vec<weir_core::mqtt_connection::MqttWork>) {
         let parts = (&mut self.tail, &mut self.plugins);
         submit::mqtt_work(&self.config, &self.shared, parts, me, work);
     }

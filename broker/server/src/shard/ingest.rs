@@ -25,9 +25,9 @@ use weir_kafka::error::ErrorCode;
 use weir_kafka::record_batch;
 use weir_mqtt::ReasonCode;
 
-use super::ServerConfig;
 use super::mqtt::{self, StoreDone};
 use super::routed::{Creation, OutputFailure, store_outputs};
+use super::settings::ServerConfig;
 use crate::plugins::{Binding, RunOutcome, ShardPlugins, WhenOpen};
 use weir_core::mqtt_connection::Stored;
 

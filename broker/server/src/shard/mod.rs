@@ -37,6 +37,8 @@ mod ingest;
 mod kafka_produce;
 mod mqtt;
 mod routed;
+mod settings;
+mod shared;
 mod submit;
 mod uring_buffers;
 mod uring_loop;
@@ -44,199 +46,19 @@ mod uring_loop;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use self::epoll::Waker;
-use self::inbox::{Inbox, Owner};
-use self::mqtt::{AppendFeed, DelayedWills, ShareTable, TailStart};
-use crate::group_thread::CoordinatorHandle;
+use self::inbox::Inbox;
+use self::mqtt::{DelayedWills, TailStart};
+pub use self::settings::{Backend, ListenerConfig, Protocol, ServerConfig, ShardMetrics};
+use self::shared::ShardsShared;
 use crate::plugins::ShardPlugins;
-use crate::writer::{AppendPhase, WriterHandle};
+use crate::writer::AppendPhase;
 use weir_core::kafka::KafkaSettings;
 pub use weir_core::mqtt_connection::MqttSettings;
-use weir_core::mqtt_connection::MqttWork;
-
-/// Which protocol a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// The Kafka wire protocol.
-    Kafka,
-    /// MQTT 3.1, 3.1.1 and 5.0.
-    Mqtt,
-    /// MQTT over WebSocket (subprotocol `mqtt`).
-    MqttWebSocket,
-}
-
-impl Protocol {
-    /// Name for logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Kafka => "kafka",
-            Protocol::Mqtt => "mqtt",
-            Protocol::MqttWebSocket => "mqtt websocket",
-        }
-    }
-}
-
-/// One protocol's listener settings.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerConfig {
-    /// The protocol.
-    pub protocol: Protocol,
-    /// Where to listen.
-    pub addr: SocketAddr,
-    /// Connections open at once on this listener, all shards together.
-    pub connections_max: u32,
-    /// A connection silent this long is closed.
-    pub idle_timeout: Duration,
-}
-
-/// Which event loop the shards run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// epoll readiness with non-blocking calls.
-    Epoll,
-    /// io_uring completions: multishot accept and receive with provided buffers.
-    Uring,
-}
-
-/// Settings of the shard set.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Number of shard threads.
-    pub shards: usize,
-    /// The event loop.
-    pub backend: Backend,
-    /// Pin shard `i` to CPU `i % cpus`.
-    pub pin_threads: bool,
-    /// The listeners.
-    pub listeners: Vec<ListenerConfig>,
-    /// Connections open at once, all listeners together.
-    pub connections_max: u32,
-    /// Unsent bytes per connection before it stops being read.
-    pub write_buffer_bytes_max: usize,
-    /// Time to the first complete request.
-    pub handshake_timeout: Duration,
-    /// Largest Kafka request.
-    pub kafka_request_bytes_max: usize,
-    /// Host Metadata advertises; empty: the Kafka listen address, or `localhost` when that
-    /// is a wildcard address.
-    pub kafka_advertised_host: String,
-    /// Create topics clients name in Metadata.
-    pub kafka_auto_create_topics: bool,
-    /// Partitions of an auto-created topic.
-    pub kafka_auto_create_partitions: u32,
-    /// Auto-creation stops at this many topics.
-    pub kafka_topics_max: u32,
-    /// Most record bytes in one Fetch answer.
-    pub kafka_fetch_bytes_max: usize,
-    /// Most bytes a compressed batch may inflate to.
-    pub kafka_batch_decompressed_bytes_max: usize,
-    /// Time to flush responses at shutdown.
-    pub drain_timeout: Duration,
-    /// Where operations sessions ask for run (the log's writer thread).
-    pub writer: WriterHandle,
-    /// Where group requests go (the group coordinator's thread).
-    pub coordinator: CoordinatorHandle,
-    /// The log, for reads on the shards (Fetch, ListOffsets).
-    pub store: Arc<dyn weir_core::log_store::LogStore>,
-    /// What MQTT connections share.
-    pub mqtt: Arc<MqttSettings>,
-    /// Ingest plugins; `None`: off.
-    pub plugins: Option<Arc<crate::plugins::Registry>>,
-}
-
-/// Counters of one shard, read by `/metrics`.
-#[derive(Debug, Default)]
-pub struct ShardMetrics {
-    /// Connections accepted and kept.
-    pub accepted: AtomicU64,
-    /// Connections closed at accept because a limit was reached.
-    pub refused: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicU64,
-    /// Connections closed by a timeout.
-    pub timed_out: AtomicU64,
-    /// Connections closed for a protocol error.
-    pub protocol_errors: AtomicU64,
-    /// Bytes received.
-    pub bytes_in: AtomicU64,
-    /// Bytes sent.
-    pub bytes_out: AtomicU64,
-    /// Requests answered.
-    pub requests: AtomicU64,
-    /// Bytes waiting to be sent, all connections of the shard.
-    pub write_queue_bytes: AtomicU64,
-    /// Connections not being read because their client does not read.
-    pub read_paused: AtomicU64,
-    /// Event-loop iterations.
-    pub loop_iterations: AtomicU64,
-    /// MQTT messages written or queued to subscribers.
-    pub mqtt_delivered: AtomicU64,
-    /// MQTT messages not delivered to a subscriber at a limit (they stay in the log).
-    pub mqtt_dropped: AtomicU64,
-}
-
-/// State every shard shares.
-#[derive(Debug)]
-struct ShardsShared {
-    /// What every Kafka session shares (the advertised address is known once bound).
-    kafka: Arc<KafkaSettings>,
-    /// What every MQTT session shares.
-    mqtt: Arc<MqttSettings>,
-    /// Per shard: the partitions that grew, for delivery to its MQTT subscribers.
-    feeds: Vec<Arc<AppendFeed>>,
-    /// Per shard: results and messages for it.
-    inboxes: Vec<Arc<Inbox>>,
-    /// The connection each connected MQTT client id is on. Taken on CONNECT and close
-    /// only, never per message.
-    clients: Mutex<HashMap<String, Owner>>,
-    /// The members of every MQTT shared subscription.
-    shares: Arc<ShareTable>,
-    /// MQTT wills waiting for their delay.
-    wills: DelayedWills,
-    /// Where each shard's MQTT delivery starts.
-    tail_start: TailStart,
-    /// Random per process, mixed into each connection's seed, so client ids MQTT assigns
-    /// differ from those of earlier runs (whose sessions may still be stored).
-    seed_base: u64,
-    stop: AtomicBool,
-    open_total: AtomicU32,
-    /// Open connections per listener, indexed like `ServerConfig::listeners`.
-    open_per_listener: Vec<AtomicU32>,
-}
-
-impl ShardsShared {
-    /// Counts a new connection on `listener` against both limits; false (and nothing
-    /// counted) if either is reached.
-    fn admit(&self, listener: usize, config: &ServerConfig) -> bool {
-        let take = |counter: &AtomicU32, max: u32| {
-            counter
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < max).then_some(n + 1)
-                })
-                .is_ok()
-        };
-        if !take(&self.open_total, config.connections_max) {
-            return false;
-        }
-        let limit = config.listeners[listener].connections_max;
-        if !take(&self.open_per_listener[listener], limit) {
-            self.open_total.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
-    }
-
-    /// Uncounts a closed connection.
-    fn release(&self, listener: usize) {
-        self.open_total.fetch_sub(1, Ordering::AcqRel);
-        self.open_per_listener[listener].fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// The running shards.
 #[derive(Debug)]
@@ -459,35 +281,14 @@ fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>
     Ok(sockets)
 }
 
-/// Connection-table entries kept when every connection has closed; a larger table left by a
-/// crowd is freed.
-const SLAB_KEEP: usize = 1024;
 /// Pending connections the kernel queues per listening socket.
 const LISTEN_BACKLOG: i32 = 1024;
-/// Bytes read from a connection per readiness event.
-const READ_CHUNK: usize = 64 * 1024;
-/// Events handled per wait.
-const EVENT_BATCH: usize = 256;
-/// How often timeouts are checked.
-const SWEEP_EVERY: Duration = Duration::from_millis(250);
-/// How long a listener stays unwatched after the process ran out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Whether the io_uring backend can run here; the reason when it cannot (an old kernel,
 /// `kernel.io_uring_disabled`, a seccomp profile that blocks it).
 pub fn uring_available() -> Result<(), String> {
     uring_loop::probe()
 }
-
-/// The shard-creation arguments both loops take.
-type ShardArgs = (
-    usize,
-    Vec<TcpListener>,
-    Arc<Waker>,
-    Arc<ShardsShared>,
-    Arc<[ShardMetrics]>,
-    Arc<ServerConfig>,
-);
 
 /// The CPUs this process may run on, in order (a container or `taskset` may allow only some).
 fn allowed_cpus() -> Vec<usize> {

@@ -41,7 +41,7 @@ use weir_core::mqtt_kafka::{self as mapping, LogMessage, SessionRecord};
 use weir_kafka::record_batch::BatchHeader;
 use weir_mqtt::ReasonCode;
 
-use super::ShardMetrics;
+use super::settings::ShardMetrics;
 use crate::writer::{AppendFailure, WriterHandle};
 
 /// Bytes of batches read per partition in one delivery pass; more is read in the next pass.

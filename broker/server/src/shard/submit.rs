@@ -12,7 +12,9 @@ use weir_core::mqtt_connection::MqttWork;
 
 use super::inbox::{Done, Inbox, Outcome, Owner};
 use super::mqtt::{self, MqttTail};
-use super::{ServerConfig, ShardsShared, ingest, kafka_produce, routed};
+use super::settings::ServerConfig;
+use super::shared::ShardsShared;
+use super::{ingest, kafka_produce, routed};
 use crate::plugins::ShardPlugins;
 
 /// Hands a connection's operations to the writer thread, or group requests to the group

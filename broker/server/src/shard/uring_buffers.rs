@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::IoUring;
 use io_uring::types::BufRingEntry;
 
-use super::uring_loop::BGID;
+/// Buffer group id of the shard's buffer ring.
+pub(super) const BGID: u16 = 0;
 
 /// A registered buffer ring and the memory behind it.
 pub(super) struct ProvidedBuffers {

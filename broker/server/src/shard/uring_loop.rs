@@ -27,17 +27,16 @@ use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::conn::WRITE_BUFFER_KEEP;
+use super::event_loop::{ACCEPT_BACKOFF, SWEEP_EVERY};
 use super::event_loop::{GENERATION_MASK, IoBackend, Shard};
-use super::uring_buffers::ProvidedBuffers;
-use super::{ACCEPT_BACKOFF, SWEEP_EVERY, ShardArgs};
+use super::shared::ShardArgs;
+use super::uring_buffers::{BGID, ProvidedBuffers};
 
 /// Submission and completion queue size.
 const RING_ENTRIES: u32 = 4096;
 /// Provided receive buffers per shard, and their size.
 const BUFFERS: u16 = 128;
 const BUFFER_BYTES: usize = 16 * 1024;
-/// Buffer group id of the shard's buffer ring.
-pub(super) const BGID: u16 = 0;
 
 const KIND_WAKER: u64 = 1;
 const KIND_ACCEPT: u64 = 2;
