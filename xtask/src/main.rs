@@ -264,7 +264,7 @@ fn tidy_all(root: &Path) -> anyhow::Result<()> {
         ],
         ci().then_some("--locked"),
     )?;
-    step("tidy: dependency direction and clock rule");
+    step("tidy: dependency direction, clock rule, length budgets and import circles");
     let problems = tidy::check_workspace(root)?;
     if !problems.is_empty() {
         for problem in &problems {

@@ -10,9 +10,13 @@
 //!    line budgets or listed with a reason; the clock read only in the server's `clock.rs`
 //!    and in tooling. Everything else gets time as an argument, so it can be tested with
 //!    simulated time.
+//! 3. **No import circles** ([`layers`]): within a crate, the files form layers; no file
+//!    imports (by `use` or by a `crate::`, `super::` or `self::` path) one that imports it
+//!    back, directly or around a longer circle.
 
 mod allowed;
 mod budgets;
+mod layers;
 mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -128,10 +132,9 @@ pub(crate) fn check_workspace(root: &Path) -> anyhow::Result<Vec<String>> {
     }
     let metadata: Value = serde_json::from_slice(&output.stdout)?;
     let mut problems = check_dependencies(&metadata)?;
-    problems.extend(budgets::check(
-        &budgets::rust_files(root)?,
-        &budgets::ALLOWED,
-    ));
+    let files = budgets::rust_files(root)?;
+    problems.extend(budgets::check(&files, &budgets::ALLOWED));
+    problems.extend(layers::check(&files));
     Ok(problems)
 }
 
@@ -403,5 +406,145 @@ mod tests {
             problems[3].starts_with("broker/core/src/f.rs:1: fn long is 71 lines"),
             "{problems:#?}"
         );
+    }
+
+    /// The shard's `mod.rs` imports a child that imports `mod.rs` back through `super`.
+    #[test]
+    fn a_child_importing_its_importing_parent_is_a_circle() {
+        let files = [
+            file("broker/server/src/lib.rs", "mod shard;\n"),
+            file(
+                "broker/server/src/shard/mod.rs",
+                "mod conn;\nuse conn::Conn;\nuse self::conn::expired;\npub(crate) struct MqttWork;\n",
+            ),
+            file(
+                "broker/server/src/shard/conn.rs",
+                "use super::MqttWork;\npub(crate) struct Conn;\npub(crate) fn expired() {}\n",
+            ),
+        ];
+        assert_eq!(
+            layers::check(&files),
+            [
+                "import circle in broker/server/src: broker/server/src/shard/conn.rs -> \
+                 broker/server/src/shard/mod.rs (MqttWork), broker/server/src/shard/mod.rs -> \
+                 broker/server/src/shard/conn.rs (expired): make the lower file not import the \
+                 upper one"
+            ]
+        );
+    }
+
+    /// Nested brace groups, `self` inside a group, renames and `pub use` all lead somewhere.
+    #[test]
+    fn nested_use_groups_are_expanded() {
+        let files = [
+            file(
+                "a/src/lib.rs",
+                "pub use crate::top::{x::{self as y, Y}, z::*};\nmod top;\n",
+            ),
+            file("a/src/top/mod.rs", "mod x;\nmod z;\n"),
+            file(
+                "a/src/top/x.rs",
+                "use super::{\n    w::W,\n    z::{inner::{Deep, Deeper}, Z},\n};\npub struct Y;\n",
+            ),
+            file("a/src/top/z.rs", "use crate::Top;\n"),
+            file("a/src/top/w.rs", "use super::super::top::x::Y;\n"),
+        ];
+        assert_eq!(
+            layers::check(&files),
+            [
+                "import circle in a/src: a/src/lib.rs -> a/src/top/x.rs (x), a/src/lib.rs -> \
+                 a/src/top/z.rs (*), a/src/top/w.rs -> a/src/top/x.rs (Y), a/src/top/x.rs -> \
+                 a/src/top/w.rs (W), a/src/top/x.rs -> a/src/top/z.rs (Deep), a/src/top/z.rs -> \
+                 a/src/lib.rs (Top): make the lower file not import the upper one"
+            ]
+        );
+    }
+
+    /// Paths in code (`super::x::f()`, `crate::clock::now()`, `super::super::`) are arrows.
+    #[test]
+    fn inline_paths_are_arrows() {
+        let files = [
+            file(
+                "s/src/lib.rs",
+                "mod clock;\nmod shard;\nfn f() { shard::conn::run(); }\n",
+            ),
+            file(
+                "s/src/clock.rs",
+                "pub fn now() -> u64 { crate::shard::conn::ZERO }\n",
+            ),
+            file("s/src/shard/mod.rs", "pub mod conn;\npub mod inbox;\n"),
+            file(
+                "s/src/shard/inbox.rs",
+                "pub fn take() -> u64 {\n    super::conn::expired(crate::clock::now())\n}\n",
+            ),
+            file(
+                "s/src/shard/conn.rs",
+                "pub const ZERO: u64 = 0;\npub fn run() {\n    let x = super::super::clock::now();\n}\n",
+            ),
+        ];
+        let problems = layers::check(&files);
+        assert_eq!(
+            problems,
+            [
+                "import circle in s/src: s/src/clock.rs -> s/src/shard/conn.rs (ZERO), \
+                 s/src/shard/conn.rs -> s/src/clock.rs (now): make the lower file not import \
+                 the upper one"
+            ]
+        );
+    }
+
+    /// Comments, strings, `#[cfg(test)]` items and test files name nothing.
+    #[test]
+    fn comments_strings_and_tests_are_not_arrows() {
+        let files = [
+            file("c/src/lib.rs", "mod a;\nmod b;\n"),
+            file("c/src/a.rs", "use crate::b::B;\npub struct A;\n"),
+            file(
+                "c/src/b.rs",
+                "// use crate::a::A;\n/// [`crate::a::A`]\nconst S: &str = \"super::a::A\";\npub struct B;\n#[cfg(test)]\nmod tests {\n    use crate::a::A;\n    fn t() { let _ = crate::a::A; }\n}\n#[cfg(test)]\nuse super::a;\n",
+            ),
+            file("c/src/b/tests.rs", "use crate::a::A;\n"),
+        ];
+        assert!(layers::check(&files).is_empty());
+    }
+
+    /// Crates are separate graphs: `one`'s `a.rs` and `two`'s `b.rs` name each other's module
+    /// paths, which would close a circle if crates were mixed. A `main.rs` beside a `lib.rs`
+    /// and a binary under `src/bin/` are crates of their own.
+    #[test]
+    fn files_of_different_crates_never_form_a_circle() {
+        let files = [
+            file("one/src/lib.rs", "mod a;\nmod b;\n"),
+            file("one/src/a.rs", "use crate::b::B;\n"),
+            file("two/src/lib.rs", "mod a;\nmod b;\n"),
+            file("two/src/b.rs", "use crate::a::A;\n"),
+            file("two/src/main.rs", "use crate::a::A;\n"),
+            file("two/src/bin/tool.rs", "use crate::b::B;\n"),
+        ];
+        assert!(layers::check(&files).is_empty());
+    }
+
+    /// A layered crate passes: the root and upper files import lower ones, never back.
+    #[test]
+    fn a_layered_crate_passes() {
+        let files = [
+            file(
+                "l/src/main.rs",
+                "mod shard;\nmod clock;\nuse crate::shard::{Shard, conn::Conn};\n",
+            ),
+            file(
+                "l/src/clock.rs",
+                "pub fn now() -> u64 { 0 }\nfn f() { self::now(); }\n",
+            ),
+            file(
+                "l/src/shard/mod.rs",
+                "pub mod conn;\npub use conn::Conn;\nuse self::conn::new;\n",
+            ),
+            file(
+                "l/src/shard/conn.rs",
+                "use crate::clock;\nuse std::io;\npub fn new() { crate::clock::now(); }\n",
+            ),
+        ];
+        assert!(layers::check(&files).is_empty());
     }
 }

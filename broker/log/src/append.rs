@@ -9,10 +9,11 @@ use weir_core::log_store::{
 };
 use weir_kafka::record_batch::BatchHeader;
 
+use crate::lmdb_log::LmdbLog;
 use crate::partitions::key_array;
+use crate::producers;
 use crate::schema::{self, PartitionMeta, log_key};
 use crate::txn::classify;
-use crate::{LmdbLog, producers};
 
 /// What the appends of one group have touched so far, written back once before the commit.
 struct Group {

@@ -31,6 +31,8 @@
 //!
 //! The implementation is split by what it does, and this file's `impl LogStore for LmdbLog`
 //! hands each method to the module that holds it:
+//! - `lmdb_log.rs`: the log's handle (the environment and its tables) and how it is opened
+//!   ([`LogOptions`], [`Durability`]); every other module builds on it.
 //! - `open.rs`: opening the environment, the schema version check, and the repair at open
 //!   (partition metadata from the stored batches, batches no topic owns).
 //! - `append.rs`: a group of appends in one transaction: offsets, idempotent producers'
@@ -52,6 +54,7 @@ pub mod producers;
 pub mod schema;
 
 mod append;
+mod lmdb_log;
 mod open;
 mod partitions;
 mod retention;
@@ -59,73 +62,14 @@ mod side_tables;
 mod topics;
 mod txn;
 
-use std::sync::atomic::AtomicBool;
-
-use heed::types::Bytes;
-use heed::{Database, Env, WithoutTls};
 use weir_core::log_store::{
     Append, AppendError, Appended, CommittedOffset, LogStore, PartitionId, PartitionState,
     ReadSummary, RetentionReport, StoreError, TopicConfig, TopicInfo,
 };
 
+pub use crate::lmdb_log::{Durability, LmdbLog, LogOptions};
 pub use crate::open::{OpenError, Repair};
 pub use weir_core::log_store::TOPIC_PARTITIONS_MAX;
-
-/// When appends are durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Sync every commit's data; its meta page is durable after the next commit or a sync.
-    Fsync,
-    /// No sync on commit; only [`LogStore::sync`] makes committed data durable.
-    Relaxed,
-}
-
-/// How to open the log.
-#[derive(Debug, Clone, Copy)]
-pub struct LogOptions {
-    /// LMDB map size: the most the environment may hold, in bytes.
-    pub map_size_bytes: usize,
-    /// Sync policy.
-    pub durability: Durability,
-    /// Concurrent read transactions allowed.
-    pub readers_max: u32,
-    /// Appends are refused as `Full` while the file system has less free space than this, so
-    /// deletions (which also need a few pages) can still run on a nearly full disk.
-    pub disk_reserve_bytes: u64,
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        LogOptions {
-            map_size_bytes: 1 << 30,
-            durability: Durability::Fsync,
-            readers_max: 512,
-            disk_reserve_bytes: 64 << 20,
-        }
-    }
-}
-
-/// The log on LMDB. Cheap to share behind an `Arc`; every method takes `&self`.
-#[derive(Debug)]
-pub struct LmdbLog {
-    env: Env<WithoutTls>,
-    meta: Database<Bytes, Bytes>,
-    log: Database<Bytes, Bytes>,
-    partitions: Database<Bytes, Bytes>,
-    time_index: Database<Bytes, Bytes>,
-    topics: Database<Bytes, Bytes>,
-    group_offsets: Database<Bytes, Bytes>,
-    producers: Database<Bytes, Bytes>,
-    mqtt_sessions: Database<Bytes, Bytes>,
-    mqtt_retained: Database<Bytes, Bytes>,
-    dedup: Database<Bytes, Bytes>,
-    /// Every table, for the free-space estimate.
-    tables: Vec<Database<Bytes, Bytes>>,
-    disk_reserve_bytes: u64,
-    durability: Durability,
-    /// Set by a failed commit or sync; from then on every write and sync fails.
-    poisoned: AtomicBool,
-}
 
 impl LogStore for LmdbLog {
     fn append(

@@ -9,12 +9,12 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RwTxn, WithoutTls};
 use weir_core::log_store::{PartitionId, StoreError};
 
+use crate::lmdb_log::{Durability, LmdbLog, LogOptions};
 use crate::partitions::decode_meta;
 use crate::retention::DELETE_CHUNK;
 use crate::schema::u32_of;
 use crate::schema::{self, log_key, meta_key, table};
 use crate::txn::classify;
-use crate::{Durability, LmdbLog, LogOptions};
 
 /// A mismatch found at open and what was done about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

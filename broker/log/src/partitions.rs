@@ -8,7 +8,7 @@ use heed::{RoTxn, RwTxn};
 use weir_core::log_store::{PartitionId, PartitionState, ReadSummary, StoreError};
 use weir_kafka::record_batch::BatchHeader;
 
-use crate::LmdbLog;
+use crate::lmdb_log::LmdbLog;
 use crate::schema::{self, PartitionMeta, i64_of, log_key};
 use crate::txn::classify;
 

@@ -9,11 +9,12 @@ use heed::RwTxn;
 use weir_core::log_store::{PartitionId, RetentionReport, StoreError};
 use weir_kafka::record_batch::BatchHeader;
 
+use crate::lmdb_log::LmdbLog;
 use crate::partitions::{inclusive, key_array, stored_header};
+use crate::producers;
 use crate::schema::i64_of;
 use crate::schema::{self, log_key};
 use crate::txn::classify;
-use crate::{LmdbLog, producers};
 
 /// Batches deleted per write transaction when deleting a topic or applying retention, so a
 /// large deletion never builds one huge transaction.

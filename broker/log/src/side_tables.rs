@@ -11,7 +11,7 @@ use weir_core::log_store::{
     RETAINED_TOPIC_BYTES_MAX, StoreError,
 };
 
-use crate::LmdbLog;
+use crate::lmdb_log::LmdbLog;
 use crate::schema::i64_of;
 use crate::schema::{self, meta_key};
 use crate::txn::classify;

@@ -4,7 +4,7 @@
 use heed::{RoTxn, RwTxn};
 use weir_core::log_store::{PartitionId, StoreError, TOPIC_PARTITIONS_MAX, TopicConfig, TopicInfo};
 
-use crate::LmdbLog;
+use crate::lmdb_log::LmdbLog;
 use crate::partitions::inclusive;
 use crate::retention::DELETE_CHUNK;
 use crate::schema::u32_of;

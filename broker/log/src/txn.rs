@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use heed::{RoTxn, RwTxn, WithoutTls};
 use weir_core::log_store::{Append, StoreError};
 
+use crate::lmdb_log::{Durability, LmdbLog};
 use crate::schema::i64_of;
 use crate::schema::meta_key;
-use crate::{Durability, LmdbLog};
 
 /// Free pages inside the LMDB file that the reserve check does not count on: every commit
 /// frees the old copies of the pages it changed, and LMDB reuses them only two commits later,

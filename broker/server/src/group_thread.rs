@@ -15,12 +15,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use weir_core::kafka::KafkaOpResult;
 use weir_core::kafka::coordinator::{Action, Coordinator, GroupLimits, GroupOp, Waiter};
-use weir_core::kafka::{KafkaOpResult, run_op};
-use weir_core::log_store::{LogStore, StoreError};
+use weir_core::log_store::LogStore;
 use weir_kafka::error::ErrorCode;
 
-use crate::writer::WriterHandle;
+use crate::writer::{Work, WriterHandle};
 
 /// Where an answer goes.
 pub type Deliver = Box<dyn FnOnce(KafkaOpResult) + Send>;
@@ -149,14 +149,7 @@ fn run(
                     let Some(deliver) = waiting.remove(&waiter) else {
                         continue;
                     };
-                    writer.run(Box::new(move |store| {
-                        deliver(match store {
-                            Some(store) => run_op(op, store),
-                            None => {
-                                op.failed(StoreError::Fatal("the log writer has stopped".into()))
-                            }
-                        })
-                    }));
+                    writer.work(Work::Kafka { op, done: deliver });
                 }
             }
         }

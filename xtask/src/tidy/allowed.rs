@@ -144,11 +144,6 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
     },
     LongFunction {
         path: "broker/server/src/shard/mqtt.rs",
-        name: "store",
-        why: "issue 17 in progress: typed writer work: the batch built and the topic resolved on the shard, the writer only stores",
-    },
-    LongFunction {
-        path: "broker/server/src/shard/mqtt.rs",
         name: "deliver",
         why: "issue 17 in progress: delivery from the log moves with one shard for both event loops",
     },
@@ -158,19 +153,14 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "issue 17 in progress: delivery from the log moves with one shard for both event loops",
     },
     LongFunction {
-        path: "broker/server/src/shard/kafka_produce.rs",
+        path: "broker/server/src/writer/produce.rs",
         name: "run",
-        why: "issue 17 in progress: typed writer work",
+        why: "Produce's answer is assembled per topic and partition from resolution, plugins' routing and every append's completion; split with the per-shard topic table (issue 17)",
     },
     LongFunction {
-        path: "broker/server/src/shard/routed.rs",
-        name: "submit_placed",
-        why: "issue 17 in progress: typed writer work",
-    },
-    LongFunction {
-        path: "broker/server/src/writer.rs",
+        path: "broker/server/src/writer/group_commit.rs",
         name: "commit",
-        why: "issue 17 in progress: typed writer work",
+        why: "one group commit: its appends in one transaction, each outcome counted, the held group released; the steps share the group and its counters",
     },
     LongFunction {
         path: "protocols/kafka/src/produce.rs",

@@ -102,7 +102,7 @@ fn relative(root: &Path, path: &Path) -> String {
 }
 
 /// Whether the whole file is test code.
-fn is_test_file(path: &str) -> bool {
+pub(crate) fn is_test_file(path: &str) -> bool {
     path.starts_with("tests/") || path.contains("/tests/") || path.ends_with("/tests.rs")
 }
 

@@ -25,10 +25,10 @@ use weir_kafka::error::ErrorCode;
 use weir_kafka::record_batch;
 use weir_mqtt::ReasonCode;
 
-use super::mqtt::{self, StoreDone};
-use super::routed::{Creation, OutputFailure, store_outputs};
+use super::mqtt;
 use super::settings::ServerConfig;
 use crate::plugins::{Binding, RunOutcome, ShardPlugins, WhenOpen};
+use crate::writer::{Creation, OutputFailure, StoreDone, Work};
 use weir_core::mqtt_connection::Stored;
 
 fn topic_ok(name: &str) -> Result<(), String> {
@@ -102,7 +102,7 @@ pub(super) fn mqtt_publishes(
             }
             RunOutcome::Open(WhenOpen::Pass) => {
                 for p in group {
-                    mqtt::store(&config.mqtt, &config.writer, *p.message, p.dedup, p.done);
+                    mqtt::publish(&config.mqtt, &config.writer, *p.message, p.dedup, p.done);
                 }
             }
             RunOutcome::Open(WhenOpen::Reject) => {
@@ -122,7 +122,7 @@ pub(super) fn mqtt_publishes(
 
 fn mqtt_fate(config: &ServerConfig, p: BoundPublish, fate: Fate) {
     match fate {
-        Fate::Keep => mqtt::store(&config.mqtt, &config.writer, *p.message, p.dedup, p.done),
+        Fate::Keep => mqtt::publish(&config.mqtt, &config.writer, *p.message, p.dedup, p.done),
         Fate::Drop => (p.done)(Stored::plain(ReasonCode::SUCCESS, None)),
         Fate::Reject(rejection) => (p.done)(refused(reject_code(rejection.kind), rejection.reason)),
         Fate::Store(messages) => {
@@ -146,13 +146,12 @@ fn store_mqtt_outputs(
         topics_max: settings.topics_max,
     };
     let retained = retained.map(|topic| (topic, settings.retained_messages_max));
-    store_outputs(
-        &config.writer,
-        creation,
+    config.writer.work(Work::Outputs {
         messages,
+        creation,
         dedup,
         retained,
-        Box::new(move |result| {
+        done: Box::new(move |result| {
             done(match result {
                 Ok(at) => Stored {
                     reason: ReasonCode::SUCCESS,
@@ -166,7 +165,7 @@ fn store_mqtt_outputs(
                 }
             })
         }),
-    );
+    });
 }
 
 fn output_reason(failure: &OutputFailure) -> ReasonCode {

@@ -31,9 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use weir_core::log_store::{
-    Append, CheckedBatch, DedupKey, LogStore, PartitionId, StoreError, TopicConfig,
-};
+use weir_core::log_store::{CheckedBatch, DedupKey, LogStore, PartitionId};
 use weir_core::mqtt_connection::{
     DeliveryEdge, MqttSettings, MqttWork, Offer, SessionSnapshot, Shares, Stored, kafka_topic_for,
 };
@@ -42,197 +40,52 @@ use weir_kafka::record_batch::BatchHeader;
 use weir_mqtt::ReasonCode;
 
 use super::settings::ShardMetrics;
-use crate::writer::{AppendFailure, WriterHandle};
+use crate::writer::{Creation, MqttPublish, Retained, StoreDone, Work, WriterHandle};
 
 /// Bytes of batches read per partition in one delivery pass; more is read in the next pass.
 const DELIVERY_READ_BYTES: usize = 1024 * 1024;
 
-/// Told the outcome of storing a message.
-pub(super) type StoreDone = Box<dyn FnOnce(Stored) + Send>;
-
-/// Stores `message` on the writer thread: the retained message first (if it has the retain
-/// flag), then its record through group commit; `done` gets the reason code for its
+/// Stores `message`: its record batch is built here, on the shard, and the writer stores it
+/// (the retained message first, if it has the retain flag, then the record through group
+/// commit, in the partition its MQTT topic hashes to); `done` gets the reason code for its
 /// acknowledgement once the record is durable (or failed).
-pub(super) fn store(
-    settings: &Arc<MqttSettings>,
+pub(super) fn publish(
+    settings: &MqttSettings,
     writer: &WriterHandle,
     message: LogMessage,
     dedup: Option<Box<DedupKey>>,
     done: StoreDone,
 ) {
-    let settings = settings.clone();
-    let writer_again = writer.clone();
-    writer.run(Box::new(move |store| {
-        let Some(store) = store else {
-            done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None));
+    let batch = match CheckedBatch::new(mapping::message_batch(&message)) {
+        Ok(batch) => batch,
+        Err(e) => {
+            tracing::error!("an MQTT message made an invalid batch: {e}");
+            done(Stored::plain(
+                ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR,
+                None,
+            ));
             return;
-        };
-        let batch = mapping::message_batch(&message);
-        if message.retain {
-            let retained = (!message.payload.is_empty()).then_some(batch.as_slice());
-            if let Err(e) =
-                store.set_retained(&message.topic, retained, settings.retained_messages_max)
-            {
-                tracing::debug!(topic = %message.topic, "retained message not stored: {e}");
-                done(Stored::plain(store_error_code(&e), None));
-                return;
-            }
         }
-        let name = kafka_topic_for(&settings, &message.topic);
-        let partitions = match topic_partitions(store, &settings, &name) {
-            Ok(partitions) => partitions,
-            Err(code) => {
-                done(Stored::plain(code, None));
-                return;
-            }
-        };
-        let index = mapping::partition_for_key(message.topic.as_bytes(), partitions.len());
-        let Some(&partition) = partitions.get(index) else {
-            done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None));
-            return;
-        };
-        let batch = match CheckedBatch::new(batch) {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!("an MQTT message made an invalid batch: {e}");
-                done(Stored::plain(
-                    ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR,
-                    None,
-                ));
-                return;
-            }
-        };
-        let completion: crate::writer::Completion = Box::new(move |result| match result {
-            Ok(appended) => done(Stored::plain(
-                ReasonCode::SUCCESS,
-                Some((partition, appended.base_offset)),
-            )),
-            Err(AppendFailure::Store(e)) => done(Stored::plain(store_error_code(&e), None)),
-            Err(e) => {
-                tracing::debug!("MQTT publish not stored: {e}");
-                done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None))
-            }
-        });
-        if let Err(busy) = writer_again.submit(
-            Append {
-                partition,
-                batch,
-                dedup,
-            },
-            completion,
-        ) {
-            (busy.done)(Err(AppendFailure::Store(StoreError::Full(
-                "the append queue is full (storage.append_queue_bytes_max)".into(),
-            ))));
-        }
-    }));
-}
-
-/// Loads (or, with `clean_start`, deletes) the stored session of `client_id` on the writer
-/// thread, after any store of it submitted before; `done` gets the session to resume, with a
-/// cursor for every partition (partitions created after it was stored start at their
-/// beginning), or the CONNACK code to refuse with.
-pub(super) fn load_session(
-    writer: &WriterHandle,
-    client_id: String,
-    clean_start: bool,
-    done: Box<dyn FnOnce(Result<Option<SessionRecord>, ReasonCode>) + Send>,
-) {
-    writer.run(Box::new(move |store| {
-        let Some(store) = store else {
-            done(Err(ReasonCode::SERVER_UNAVAILABLE));
-            return;
-        };
-        let result = (|| -> Result<Option<SessionRecord>, StoreError> {
-            if clean_start {
-                store.put_mqtt_session(&client_id, None, 0)?;
-                store.release_dedup(&client_id, None)?;
-                return Ok(None);
-            }
-            let Some(bytes) = store.mqtt_session(&client_id)? else {
-                return Ok(None);
-            };
-            let record = SessionRecord::decode(&bytes);
-            let now = crate::clock::wall_ms();
-            let Some(mut record) = record.filter(|r| !r.expired(now)) else {
-                store.put_mqtt_session(&client_id, None, 0)?;
-                store.release_dedup(&client_id, None)?;
-                return Ok(None);
-            };
-            let known: HashMap<PartitionId, i64> = record.cursors.iter().copied().collect();
-            record.cursors = store
-                .topics()?
-                .iter()
-                .flat_map(|t| t.partitions.iter().copied())
-                .map(|p| (p, known.get(&p).copied().unwrap_or(0)))
-                .collect();
-            Ok(Some(record))
-        })();
-        done(result.map_err(|e| {
-            tracing::warn!(client = %client_id, "cannot load the MQTT session: {e}");
-            ReasonCode::SERVER_UNAVAILABLE
-        }));
-    }));
-}
-
-/// Stores `record` as the session of `client_id` on the writer thread.
-pub(super) fn save_session(
-    settings: &MqttSettings,
-    writer: &WriterHandle,
-    client_id: String,
-    record: SessionRecord,
-) {
-    let sessions_max = settings.sessions_max;
-    writer.run(Box::new(move |store| {
-        let Some(store) = store else {
-            tracing::warn!(client = %client_id, "MQTT session not stored: the log writer has stopped");
-            return;
-        };
-        if let Err(e) = store.put_mqtt_session(&client_id, Some(&record.encode()), sessions_max) {
-            tracing::warn!(client = %client_id, "MQTT session not stored: {e}");
-        }
-    }));
-}
-
-/// The partitions of Kafka topic `name`, created if missing.
-fn topic_partitions(
-    store: &dyn LogStore,
-    settings: &MqttSettings,
-    name: &str,
-) -> Result<Vec<PartitionId>, ReasonCode> {
-    match store.topic(name) {
-        Ok(Some(topic)) => return Ok(topic.partitions),
-        Ok(None) => {}
-        Err(e) => return Err(store_error_code(&e)),
-    }
-    let count = store.topics().map_err(|e| store_error_code(&e))?.len();
-    if count >= settings.topics_max as usize {
-        tracing::debug!(
-            topic = name,
-            "MQTT publish refused: kafka.topics_max reached"
-        );
-        return Err(ReasonCode::QUOTA_EXCEEDED);
-    }
-    match store.create_topic(
-        name,
-        settings.auto_create_partitions,
-        TopicConfig::default(),
-    ) {
-        Ok(topic) => Ok(topic.partitions),
-        Err(StoreError::InvalidArgument(why)) => {
-            tracing::debug!(topic = name, "MQTT publish refused: {why}");
-            Err(ReasonCode::TOPIC_NAME_INVALID)
-        }
-        Err(e) => Err(store_error_code(&e)),
-    }
-}
-
-fn store_error_code(error: &StoreError) -> ReasonCode {
-    match error {
-        StoreError::Full(_) => ReasonCode::QUOTA_EXCEEDED,
-        StoreError::InvalidArgument(_) => ReasonCode::TOPIC_NAME_INVALID,
-        _ => ReasonCode::UNSPECIFIED_ERROR,
-    }
+    };
+    let retained = match (message.retain, message.payload.is_empty()) {
+        (false, _) => Retained::Unchanged,
+        (true, false) => Retained::Replace,
+        (true, true) => Retained::Clear,
+    };
+    let publish = MqttPublish {
+        kafka_topic: kafka_topic_for(settings, &message.topic),
+        topic: message.topic,
+        retained,
+        batch,
+        dedup,
+        creation: Creation {
+            create_missing: true,
+            partitions: settings.auto_create_partitions,
+            topics_max: settings.topics_max,
+        },
+        retained_messages_max: settings.retained_messages_max,
+    };
+    writer.work(Work::MqttPublish(Box::new(publish), done));
 }
 
 /// What the writer tells a shard: partitions that grew, with the first and last offset
@@ -371,37 +224,6 @@ impl DelayedWills {
         self.waiting.store(wills.len(), Ordering::Release);
         out
     }
-}
-
-/// Deletes stored sessions that have expired, with their QoS 2 state, on the writer thread.
-pub(super) fn expire_sessions(writer: &WriterHandle) {
-    writer.run(Box::new(|store| {
-        let Some(store) = store else {
-            return;
-        };
-        let now = crate::clock::wall_ms();
-        let mut expired = Vec::new();
-        let visited = store.mqtt_sessions(&mut |client_id, bytes| {
-            if SessionRecord::decode(bytes).is_none_or(|r| r.expired(now)) {
-                expired.push(client_id.to_owned());
-            }
-        });
-        if let Err(e) = visited {
-            tracing::warn!("cannot list MQTT sessions: {e}");
-            return;
-        }
-        for client_id in expired {
-            let deleted = store
-                .put_mqtt_session(&client_id, None, 0)
-                .and_then(|()| store.release_dedup(&client_id, None));
-            match deleted {
-                Ok(()) => tracing::debug!(client = %client_id, "MQTT session expired"),
-                Err(e) => {
-                    tracing::warn!(client = %client_id, "expired MQTT session not deleted: {e}")
-                }
-            }
-        }
-    }));
 }
 
 /// Where every shard's tail starts: each partition's Kafka topic and its end, read once

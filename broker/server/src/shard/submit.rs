@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::kafka::KafkaOp;
-use weir_core::log_store::StoreError;
 use weir_core::mqtt_connection::MqttWork;
 
 use super::inbox::{Done, Inbox, Outcome, Owner};
+use super::ingest;
 use super::mqtt::{self, MqttTail};
 use super::settings::ServerConfig;
 use super::shared::ShardsShared;
-use super::{ingest, kafka_produce, routed};
 use crate::plugins::ShardPlugins;
+use crate::writer::{StoreDone, Work};
 
 /// Hands a connection's operations to the writer thread, or group requests to the group
 /// coordinator; each result comes back through the shard's inbox, addressed to the
@@ -49,36 +49,10 @@ pub(super) fn kafka_ops(
             config.coordinator.submit(op, Box::new(deliver));
             continue;
         }
-        let writer = &config.writer;
-        let writer_again = writer.clone();
-        writer.run(Box::new(move |store| match (op, store) {
-            (
-                KafkaOp::Produce {
-                    topics,
-                    create_missing,
-                    partitions,
-                    topics_max,
-                    routed,
-                    ..
-                },
-                Some(store),
-            ) => kafka_produce::run(
-                store,
-                &writer_again,
-                topics,
-                routed,
-                routed::Creation {
-                    create_missing,
-                    partitions,
-                    topics_max,
-                },
-                Box::new(deliver),
-            ),
-            (op, Some(store)) => deliver(weir_core::kafka::run_op(op, store)),
-            (op, None) => {
-                deliver(op.failed(StoreError::Fatal("the log writer has stopped".into())))
-            }
-        }));
+        config.writer.work(Work::Kafka {
+            op,
+            done: Box::new(deliver),
+        });
     }
 }
 
@@ -102,7 +76,7 @@ pub(super) fn mqtt_work(
                 dedup,
             } => {
                 let reply = reply_to(shared, me, token);
-                let done: mqtt::StoreDone =
+                let done: StoreDone =
                     Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
                 store_or_bind(config, plugins, &mut bound, message, dedup, done);
             }
@@ -127,7 +101,11 @@ pub(super) fn mqtt_work(
             } => load_session(config, shared, me, client_id, clean_start),
             MqttWork::Save(snapshot) => {
                 let record = tail.record(&snapshot, crate::clock::wall_ms());
-                mqtt::save_session(&config.mqtt, &config.writer, snapshot.client_id, record);
+                config.writer.work(Work::SaveSession {
+                    client_id: snapshot.client_id,
+                    record,
+                    sessions_max: config.mqtt.sessions_max,
+                });
             }
             MqttWork::Behind => {
                 tail.note(me.slot, &MqttWork::Behind);
@@ -188,17 +166,16 @@ fn release_qos2(
     client_id: String,
     id: Option<u16>,
 ) {
-    config.writer.run(Box::new(move |store| {
-        let released = match store {
-            Some(store) => store.release_dedup(&client_id, id),
-            None => Err(StoreError::Fatal("the log writer has stopped".into())),
-        };
-        match released {
-            Ok(()) if id.is_some() => reply(Outcome::MqttReleased),
-            Ok(()) => {}
-            Err(e) => tracing::warn!(client = %client_id, "QoS 2 state not released: {e}"),
+    let done = Box::new(move || {
+        if id.is_some() {
+            reply(Outcome::MqttReleased);
         }
-    }));
+    });
+    config.writer.work(Work::ReleaseQos2 {
+        client_id,
+        id,
+        done,
+    });
 }
 
 /// A CONNECT of connection `me`: cancels a delayed will of its client id, and either asks
@@ -240,7 +217,11 @@ fn load_session(
     let done = Box::new(move |loaded: Result<Option<_>, _>| {
         reply(Outcome::MqttSession(loaded.map(|r| r.map(Box::new))))
     });
-    mqtt::load_session(&config.writer, client_id, clean_start, done);
+    config.writer.work(Work::LoadSession {
+        client_id,
+        clean_start,
+        done,
+    });
 }
 
 /// What a closing MQTT connection leaves: its will and session are stored, and its client id
@@ -276,7 +257,7 @@ pub(super) fn mqtt_upkeep(
     let now = crate::clock::now();
     if shard == 0 && now >= *next_check {
         *next_check = now + SESSION_EXPIRY_CHECK;
-        mqtt::expire_sessions(&config.writer);
+        config.writer.work(Work::ExpireSessions);
     }
 }
 
@@ -288,7 +269,7 @@ pub(super) fn publish_wills(
 ) {
     let mut bound = Vec::new();
     for message in wills {
-        let done: mqtt::StoreDone = Box::new(|_| {});
+        let done: StoreDone = Box::new(|_| {});
         store_or_bind(config, plugins, &mut bound, Box::new(message), None, done);
     }
     if !bound.is_empty() {
@@ -304,11 +285,11 @@ fn store_or_bind(
     bound: &mut Vec<ingest::BoundPublish>,
     message: Box<weir_core::mqtt_kafka::LogMessage>,
     dedup: Option<Box<weir_core::log_store::DedupKey>>,
-    done: mqtt::StoreDone,
+    done: StoreDone,
 ) {
     let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
     match plugins.binding_for(&kafka_topic) {
-        None => mqtt::store(&config.mqtt, &config.writer, *message, dedup, done),
+        None => mqtt::publish(&config.mqtt, &config.writer, *message, dedup, done),
         Some(binding) => bound.push(ingest::BoundPublish {
             binding,
             kafka_topic,

@@ -15,16 +15,14 @@ use weir_kafka::error::ErrorCode;
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
 
-use super::routed::{Creation, place};
-use crate::writer::{AppendFailure, WriterHandle};
-
-/// Where the answer goes once every append has completed.
-pub(super) type Finish = Box<dyn FnOnce(KafkaOpResult) + Send>;
+use super::group_commit::{AppendFailure, Completion, WriterHandle};
+use super::outputs::place;
+use super::work::{Creation, KafkaDone};
 
 struct Aggregate {
     responses: Vec<TopicResponse>,
     pending: usize,
-    finish: Option<Finish>,
+    finish: Option<KafkaDone>,
 }
 
 impl Aggregate {
@@ -73,10 +71,9 @@ impl Aggregate {
 pub(super) fn run(
     store: &dyn LogStore,
     writer: &WriterHandle,
-    topics: Vec<ProduceTopic>,
-    routed: Vec<RoutedMessage>,
+    (topics, routed): (Vec<ProduceTopic>, Vec<RoutedMessage>),
     creation: Creation,
-    finish: Finish,
+    finish: KafkaDone,
 ) {
     let Creation {
         create_missing,
@@ -182,7 +179,7 @@ pub(super) fn run(
     for placed in elsewhere {
         let done_aggregate = aggregate.clone();
         let origin = placed.key;
-        let done: crate::writer::Completion = Box::new(move |result: Result<_, AppendFailure>| {
+        let done: Completion = Box::new(move |result: Result<_, AppendFailure>| {
             Aggregate::record(
                 &done_aggregate,
                 origin,
@@ -218,11 +215,10 @@ pub(super) fn run(
             .into_iter()
             .map(|(ti, pi, partition, batch)| {
                 let done_aggregate = aggregate.clone();
-                let done: crate::writer::Completion =
-                    Box::new(move |result: Result<_, AppendFailure>| {
-                        let outcome = result.map_err(|e| error_code(&e));
-                        Aggregate::record(&done_aggregate, (ti, pi), true, outcome);
-                    });
+                let done: Completion = Box::new(move |result: Result<_, AppendFailure>| {
+                    let outcome = result.map_err(|e| error_code(&e));
+                    Aggregate::record(&done_aggregate, (ti, pi), true, outcome);
+                });
                 (
                     Append {
                         partition,

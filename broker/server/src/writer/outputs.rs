@@ -11,18 +11,8 @@ use weir_core::mqtt_kafka::partition_for_key;
 use weir_core::plugin::{Message, record_batch};
 use weir_kafka::error::ErrorCode;
 
-use crate::writer::{AppendFailure, WriterHandle};
-
-/// How topics that do not exist are handled.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Creation {
-    /// Create them (else: UNKNOWN_TOPIC_OR_PARTITION).
-    pub create_missing: bool,
-    /// Partitions of a created topic.
-    pub partitions: u32,
-    /// Creation stops at this many topics.
-    pub topics_max: u32,
-}
+use super::group_commit::{AppendFailure, Completion, WriterHandle};
+use super::work::{Creation, OutputFailure, OutputsDone};
 
 /// One batch to append: whose it is, where, and the batch.
 pub(super) struct Placed<K> {
@@ -101,62 +91,39 @@ pub(super) fn place<K: Copy + Eq>(
         .collect()
 }
 
-/// Why messages were not stored.
-#[derive(Debug)]
-pub(super) enum OutputFailure {
-    /// A topic could not be had: its Kafka error code.
-    Topic(i16),
-    /// The retained message could not be stored.
-    Retained(StoreError),
-    /// An append failed.
-    Append(AppendFailure),
-}
-
-/// Told where the messages were stored, or why not.
-pub(super) type OutputsDone =
-    Box<dyn FnOnce(Result<Vec<(PartitionId, i64)>, OutputFailure>) + Send>;
-
 /// Stores `messages` (each in its topic, by key) through group commit; `done` runs once every
 /// append is durable or one failed. `dedup` goes with the first append (an MQTT QoS 2
 /// publish); `retained`: the MQTT topic whose retained message the first message becomes
 /// (cleared if its value is empty), and the retained-message limit.
-pub(super) fn store_outputs(
+pub(super) fn store(
+    store: &dyn LogStore,
     writer: &WriterHandle,
-    creation: Creation,
-    messages: Vec<Message>,
-    dedup: Option<Box<DedupKey>>,
-    retained: Option<(String, u64)>,
+    (messages, creation): (Vec<Message>, Creation),
+    (dedup, retained): (Option<Box<DedupKey>>, Option<(String, u64)>),
     done: OutputsDone,
 ) {
-    let writer_again = writer.clone();
-    writer.run(Box::new(move |store| {
-        let Some(store) = store else {
-            done(Err(OutputFailure::Append(AppendFailure::Stopped)));
-            return;
-        };
-        if let (Some((topic, max)), Some(first)) = (&retained, messages.first()) {
-            let batch = record_batch([first]);
-            let value = first.value.as_deref().unwrap_or_default();
-            let kept = (!value.is_empty()).then_some(batch.as_slice());
-            if let Err(e) = store.set_retained(topic, kept, *max) {
-                done(Err(OutputFailure::Retained(e)));
-                return;
-            }
-        }
-        let keyed = messages.into_iter().map(|m| ((), m, None)).collect();
-        let placed = match place(store, keyed, creation) {
-            Ok(placed) => placed,
-            Err(((), code)) => {
-                done(Err(OutputFailure::Topic(code)));
-                return;
-            }
-        };
-        if placed.is_empty() {
-            done(Ok(Vec::new()));
+    if let (Some((topic, max)), Some(first)) = (&retained, messages.first()) {
+        let batch = record_batch([first]);
+        let value = first.value.as_deref().unwrap_or_default();
+        let kept = (!value.is_empty()).then_some(batch.as_slice());
+        if let Err(e) = store.set_retained(topic, kept, *max) {
+            done(Err(OutputFailure::Retained(e)));
             return;
         }
-        submit_placed(&writer_again, placed, dedup, done);
-    }));
+    }
+    let keyed = messages.into_iter().map(|m| ((), m, None)).collect();
+    let placed = match place(store, keyed, creation) {
+        Ok(placed) => placed,
+        Err(((), code)) => {
+            done(Err(OutputFailure::Topic(code)));
+            return;
+        }
+    };
+    if placed.is_empty() {
+        done(Ok(Vec::new()));
+        return;
+    }
+    submit_placed(writer, placed, dedup, done);
 }
 
 struct Gathered {
@@ -206,7 +173,7 @@ fn submit_placed(
         .map(|p| {
             let gathered = gathered.clone();
             let partition = p.partition;
-            let completion: crate::writer::Completion = Box::new(move |result| {
+            let completion: Completion = Box::new(move |result| {
                 finish(
                     &gathered,
                     result
@@ -225,15 +192,10 @@ fn submit_placed(
         })
         .collect();
     if let Err(refused) = writer.submit_all(appends) {
+        let full = "the append queue is full (storage.append_queue_bytes_max)";
         for _ in refused {
-            finish(
-                &gathered,
-                Err(OutputFailure::Append(AppendFailure::Store(
-                    StoreError::Full(
-                        "the append queue is full (storage.append_queue_bytes_max)".into(),
-                    ),
-                ))),
-            );
+            let failure = AppendFailure::Store(StoreError::Full(full.into()));
+            finish(&gathered, Err(OutputFailure::Append(failure)));
         }
     }
 }

@@ -1,0 +1,84 @@
+//! Which handler carries out each [`Work`]: the writer thread runs it through the
+//! [`CarryOut`] seam of group commit.
+
+use weir_core::kafka::{KafkaOp, run_op};
+use weir_core::log_store::{LogStore, StoreError};
+use weir_core::mqtt_connection::Stored;
+use weir_mqtt::ReasonCode;
+
+use super::group_commit::{AppendFailure, CarryOut, WriterHandle};
+use super::work::{Creation, OutputFailure, Work};
+use super::{mqtt_state, outputs, produce};
+
+impl CarryOut for Work {
+    /// Carries the work out on the writer thread; `writer` takes the appends it makes.
+    fn run(self: Box<Self>, store: &dyn LogStore, writer: &WriterHandle) {
+        match *self {
+            Work::Kafka {
+                op:
+                    KafkaOp::Produce {
+                        topics,
+                        create_missing,
+                        partitions,
+                        topics_max,
+                        routed,
+                        ..
+                    },
+                done,
+            } => {
+                let creation = Creation {
+                    create_missing,
+                    partitions,
+                    topics_max,
+                };
+                produce::run(store, writer, (topics, routed), creation, done);
+            }
+            Work::Kafka { op, done } => done(run_op(op, store)),
+            Work::Outputs {
+                messages,
+                creation,
+                dedup,
+                retained,
+                done,
+            } => outputs::store(store, writer, (messages, creation), (dedup, retained), done),
+            Work::MqttPublish(publish, done) => mqtt_state::publish(store, writer, *publish, done),
+            Work::LoadSession {
+                client_id,
+                clean_start,
+                done,
+            } => {
+                let now = crate::clock::wall_ms();
+                mqtt_state::load_session(store, (client_id, clean_start), now, done);
+            }
+            Work::SaveSession {
+                client_id,
+                record,
+                sessions_max,
+            } => mqtt_state::save_session(store, &client_id, &record, sessions_max),
+            Work::ExpireSessions => mqtt_state::expire_sessions(store, crate::clock::wall_ms()),
+            Work::ReleaseQos2 {
+                client_id,
+                id,
+                done,
+            } => mqtt_state::release_qos2(store, &client_id, id, done),
+        }
+    }
+
+    /// The writer stopped before it could run: every waiter is told it failed.
+    fn fail(self: Box<Self>) {
+        let stopped = || StoreError::Fatal("the log writer has stopped".into());
+        match *self {
+            Work::Kafka { op, done } => done(op.failed(stopped())),
+            Work::Outputs { done, .. } => done(Err(OutputFailure::Append(AppendFailure::Stopped))),
+            Work::MqttPublish(_, done) => done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None)),
+            Work::LoadSession { done, .. } => done(Err(ReasonCode::SERVER_UNAVAILABLE)),
+            Work::SaveSession { client_id, .. } => {
+                tracing::warn!(client = %client_id, "MQTT session not stored: the log writer has stopped");
+            }
+            Work::ReleaseQos2 { client_id, .. } => {
+                tracing::warn!(client = %client_id, "QoS 2 state not released: the log writer has stopped");
+            }
+            Work::ExpireSessions => {}
+        }
+    }
+}
