@@ -1,12 +1,13 @@
 //! Weir's black-box integration tests: one binary, the real `weir` process, real sockets.
-//! Modules follow the issues that built what they test.
+//! One module per feature.
 
-mod foundation;
+mod connections;
 mod iot_sim;
 mod kafka_clients;
+mod kafka_wire;
 mod librdkafka;
 mod mqtt;
 mod mqtt_clients;
 mod plugins;
-mod server;
+mod process;
 mod storage;

@@ -2,8 +2,8 @@
 //!
 //! - `cargo xtask test`: the README's test command and what CI runs. Checks (and, when it
 //!   may, installs) what the tests need, runs the tidy checks, builds once, runs every test.
-//! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction and
-//!   the clock rule (see `tidy.rs`).
+//! - `cargo xtask tidy`: formatting, clippy with warnings denied, the dependency direction, the
+//!   clock rule, the length budgets and no import circles (see `tidy.rs`).
 //! - `cargo xtask doctor`: every prerequisite of the tests, where it comes from, and whether it
 //!   is present; fails when one is missing. Installs nothing.
 //! - `cargo xtask prereqs`: the same check, then installs what is missing (as root or under CI).
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test [-- <cargo test args>]  install what tests need, tidy, build, run all tests\n  \
-                 tidy                         fmt, clippy -D warnings, dependency direction, clock rule\n  \
+                 tidy                         fmt, clippy -D warnings, dependencies, clock, lengths, circles\n  \
                  doctor                       list test prerequisites, where each comes from, what is missing\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
                  plugins                      build every plugin in plugins/ to plugins/target/wasm\n  \
