@@ -1209,6 +1209,61 @@ fn kafka_topic_rules_choose_where_mqtt_topics_are_stored() {
     }
 }
 
+/// A Kafka topic deleted (DeleteTopics) while MQTT publishes go to it is created again by the
+/// next publish: each shard's table of topics follows the log's topics, so the publish after
+/// the deletion is stored in the new topic, not sent to a partition that is gone.
+#[test]
+fn a_kafka_topic_deleted_under_mqtt_publishes_is_created_again() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let publisher = Client::connect(addr, "p", |_| {});
+    let publish = |topic: &str| {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, topic)
+            .unwrap();
+        publisher.wait_for("PUBACK", |p| matches!(p, Packet::PubAck(_)));
+    };
+    // The first publish creates the topic; the second finds it in its shard's table.
+    publish("gone/created");
+    publish("gone/known");
+    // DeleteTopics v1: topics ["gone"], timeout 5000 ms.
+    let mut body = Vec::new();
+    body.extend_from_slice(&20i16.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&7i32.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"test");
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&4i16.to_be_bytes());
+    body.extend_from_slice(b"gone");
+    body.extend_from_slice(&5000i32.to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let mut kafka = TcpStream::connect(weir.kafka_addr().unwrap()).unwrap();
+    kafka.set_read_timeout(Some(WAIT)).unwrap();
+    kafka.write_all(&frame).unwrap();
+    let answer = weir_tests::read_frame(&mut kafka).unwrap();
+    // correlation id, throttle time, one result: "gone" and error code 0.
+    let mut expected = 7i32.to_be_bytes().to_vec();
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 4]);
+    expected.extend_from_slice(b"gone");
+    expected.extend_from_slice(&[0, 0]);
+    assert_eq!(answer, expected);
+    publish("gone/after");
+    weir.signal(libc::SIGTERM).unwrap();
+    weir.wait_exit().unwrap();
+    let keys: Vec<Vec<u8>> = weir_tests::stored_batches(weir.cwd(), "gone")
+        .iter()
+        .flat_map(|b| {
+            weir_kafka::record_batch::records(b)
+                .map(|r| r.key.unwrap().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(keys, [b"gone/after".to_vec()]);
+}
+
 /// rumqttc publishing 300 QoS 2 messages over a persistent session while the broker is
 /// killed (SIGKILL) and restarted on the same port: rumqttc reconnects, the session is
 /// present, it sends again what was not complete (PUBLISH with DUP, or PUBREL), and the log

@@ -341,6 +341,11 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// Every topic, by name.
     fn topics(&self) -> Result<Vec<TopicInfo>, StoreError>;
 
+    /// A number that changes each time a topic is created, given partitions or deleted, once
+    /// the change is committed: a reader holding a table of topics' partitions knows from it
+    /// when the table may be stale.
+    fn topics_version(&self) -> u64;
+
     /// Moves the log start to `offset` (Kafka's DeleteRecords), deleting whole batches that
     /// end before it. `offset` may be inside a batch; `-1` means the high watermark. Returns
     /// the new log start.
@@ -471,6 +476,9 @@ impl LogStore for EmptyStore {
     }
     fn topics(&self) -> Result<Vec<TopicInfo>, StoreError> {
         Ok(Vec::new())
+    }
+    fn topics_version(&self) -> u64 {
+        0
     }
     fn delete_records(&self, p: PartitionId, _: i64) -> Result<i64, StoreError> {
         Err(StoreError::UnknownPartition(p))

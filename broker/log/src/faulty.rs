@@ -174,6 +174,10 @@ impl<S: LogStore> LogStore for FailAfter<S> {
         self.inner.topics()
     }
 
+    fn topics_version(&self) -> u64 {
+        self.inner.topics_version()
+    }
+
     fn delete_records(&self, partition: PartitionId, offset: i64) -> Result<i64, StoreError> {
         self.tick()?;
         self.inner.delete_records(partition, offset)

@@ -122,6 +122,11 @@ impl LogStore for LmdbLog {
         self.list_topics()
     }
 
+    fn topics_version(&self) -> u64 {
+        self.topics_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn delete_records(&self, partition: PartitionId, offset: i64) -> Result<i64, StoreError> {
         self.delete_records_before(partition, offset)
     }

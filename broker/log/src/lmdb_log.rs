@@ -1,7 +1,7 @@
 //! The log's handle: one LMDB environment and its tables, and how it is opened. The other
 //! modules of the crate each implement a part of the log on it.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use heed::types::Bytes;
 use heed::{Database, Env, WithoutTls};
@@ -62,4 +62,6 @@ pub struct LmdbLog {
     pub(crate) durability: Durability,
     /// Set by a failed commit or sync; from then on every write and sync fails.
     pub(crate) poisoned: AtomicBool,
+    /// Bumped after each committed change of the topics (`LogStore::topics_version`).
+    pub(crate) topics_version: AtomicU64,
 }

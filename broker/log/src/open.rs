@@ -3,7 +3,7 @@
 //! the deletion of batches no topic owns (also part of every retention pass).
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RwTxn, WithoutTls};
@@ -121,6 +121,7 @@ impl LmdbLog {
             disk_reserve_bytes: options.disk_reserve_bytes,
             durability: options.durability,
             poisoned: AtomicBool::new(false),
+            topics_version: AtomicU64::new(0),
         };
         let repairs = store.check_and_repair()?;
         Ok((store, repairs))

@@ -1,6 +1,8 @@
 //! Topics: creating one, adding partitions, changing its configuration, deleting it with its
 //! data, and listing them; and the allocation of partition ids, which are never reused.
 
+use std::sync::atomic::Ordering;
+
 use heed::{RoTxn, RwTxn};
 use weir_core::log_store::{PartitionId, StoreError, TOPIC_PARTITIONS_MAX, TopicConfig, TopicInfo};
 
@@ -49,6 +51,7 @@ impl LmdbLog {
             .put(&mut txn, name.as_bytes(), &topic.encode())
             .map_err(classify)?;
         self.commit(txn)?;
+        self.topics_version.fetch_add(1, Ordering::AcqRel);
         self.make_durable()?;
         Ok(TopicInfo {
             name: name.to_owned(),
@@ -119,6 +122,7 @@ impl LmdbLog {
                 .map_err(classify)?;
         }
         self.commit(txn)?;
+        self.topics_version.fetch_add(1, Ordering::AcqRel);
         self.make_durable()?;
         for &pid in &topic.partitions {
             loop {

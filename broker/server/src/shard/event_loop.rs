@@ -16,6 +16,7 @@ use super::mqtt::{HasConn, MqttTail};
 use super::settings::{ServerConfig, ShardMetrics};
 use super::shared::{ShardArgs, ShardsShared};
 use super::submit;
+use super::topic_table::TopicTable;
 
 /// Connection-table entries kept when every connection has closed; a larger table left by a
 /// crowd is freed.
@@ -97,6 +98,8 @@ pub(super) struct Shard<B: IoBackend> {
     /// The shard's MQTT subscribers and how far they have been served from the log.
     tail: MqttTail,
     plugins: ShardPlugins,
+    /// Topics' partitions as this shard last read them.
+    topics: TopicTable,
     /// Connections accepted, for MQTT's assigned client identifiers.
     accepted: u64,
     /// When to look for expired MQTT sessions next (shard 0).
@@ -126,6 +129,7 @@ impl<B: IoBackend> Shard<B> {
                 edge: shared.feeds[id].clone(),
             },
             plugins: ShardPlugins::new(config.plugins.clone()),
+            topics: TopicTable::default(),
             shared,
             metrics,
             config,
@@ -338,7 +342,8 @@ impl<B: IoBackend> Shard<B> {
         let (ops, work) = (live.conn.take_ops(), live.conn.take_mqtt_work());
         let me = self.owner(slot);
         if !ops.is_empty() {
-            submit::kafka_ops(&self.config, &mut self.plugins, &self.inbox, me, ops);
+            let ingest = (&mut self.plugins, &mut self.topics);
+            submit::kafka_ops(&self.config, ingest, &self.inbox, me, ops);
         }
         if !work.is_empty() {
             self.mqtt_work(me, work);
@@ -346,7 +351,7 @@ impl<B: IoBackend> Shard<B> {
     }
 
     fn mqtt_work(&mut self, me: Owner, work: Vec<weir_core::mqtt_connection::MqttWork>) {
-        let parts = (&mut self.tail, &mut self.plugins);
+        let parts = (&mut self.tail, &mut self.plugins, &mut self.topics);
         submit::mqtt_work(&self.config, &self.shared, parts, me, work);
     }
 
@@ -375,7 +380,7 @@ impl<B: IoBackend> Shard<B> {
         }
         submit::mqtt_upkeep(
             &self.config,
-            (&self.shared, &mut self.plugins),
+            (&self.shared, &mut self.plugins, &mut self.topics),
             self.id,
             &mut self.next_expiry_check,
         );
@@ -405,7 +410,7 @@ impl<B: IoBackend> Shard<B> {
         live.shut = true;
         let (client_id, work) = live.conn.finish(now);
         let me = self.owner(slot);
-        let parts = (&mut self.tail, &mut self.plugins);
+        let parts = (&mut self.tail, &mut self.plugins, &mut self.topics);
         submit::finish_mqtt(&self.config, &self.shared, parts, me, client_id, work);
         true
     }

@@ -27,6 +27,7 @@ use weir_mqtt::ReasonCode;
 
 use super::mqtt;
 use super::settings::ServerConfig;
+use super::topic_table::TopicTable;
 use crate::plugins::{Binding, RunOutcome, ShardPlugins, WhenOpen};
 use crate::writer::{Creation, OutputFailure, StoreDone, Work};
 use weir_core::mqtt_connection::Stored;
@@ -65,7 +66,7 @@ fn refused(reason: ReasonCode, why: String) -> Stored {
 /// answers each as its fate says.
 pub(super) fn mqtt_publishes(
     config: &ServerConfig,
-    plugins: &mut ShardPlugins,
+    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
     publishes: Vec<BoundPublish>,
 ) {
     let mut rest = publishes;
@@ -85,7 +86,7 @@ pub(super) fn mqtt_publishes(
         match plugins.run(&binding, batch.finish(), count, &topic_ok) {
             RunOutcome::Ran(fates) => {
                 for (p, fate) in group.into_iter().zip(fates) {
-                    mqtt_fate(config, p, fate);
+                    mqtt_fate(config, topics, p, fate);
                 }
             }
             RunOutcome::Failed {
@@ -102,7 +103,7 @@ pub(super) fn mqtt_publishes(
             }
             RunOutcome::Open(WhenOpen::Pass) => {
                 for p in group {
-                    mqtt::publish(&config.mqtt, &config.writer, *p.message, p.dedup, p.done);
+                    mqtt::publish(config, topics, *p.message, p.dedup, p.done);
                 }
             }
             RunOutcome::Open(WhenOpen::Reject) => {
@@ -120,9 +121,9 @@ pub(super) fn mqtt_publishes(
     }
 }
 
-fn mqtt_fate(config: &ServerConfig, p: BoundPublish, fate: Fate) {
+fn mqtt_fate(config: &ServerConfig, topics: &mut TopicTable, p: BoundPublish, fate: Fate) {
     match fate {
-        Fate::Keep => mqtt::publish(&config.mqtt, &config.writer, *p.message, p.dedup, p.done),
+        Fate::Keep => mqtt::publish(config, topics, *p.message, p.dedup, p.done),
         Fate::Drop => (p.done)(Stored::plain(ReasonCode::SUCCESS, None)),
         Fate::Reject(rejection) => (p.done)(refused(reject_code(rejection.kind), rejection.reason)),
         Fate::Store(messages) => {

@@ -38,6 +38,7 @@ mod mqtt;
 mod settings;
 mod shared;
 mod submit;
+mod topic_table;
 mod uring_buffers;
 mod uring_loop;
 
@@ -243,7 +244,8 @@ impl Shards {
         // Wills still waiting for their delay are published rather than forgotten.
         let mut plugins = ShardPlugins::new(self.config.plugins.clone());
         let wills = self.shared.wills.due(i64::MAX);
-        submit::publish_wills(&self.config, &mut plugins, wills);
+        let mut topics = topic_table::TopicTable::default();
+        submit::publish_wills(&self.config, (&mut plugins, &mut topics), wills);
     }
 }
 

@@ -33,14 +33,15 @@ use std::sync::{Arc, Mutex};
 
 use weir_core::log_store::{CheckedBatch, DedupKey, LogStore, PartitionId};
 use weir_core::mqtt_connection::{
-    DeliveryEdge, MqttSettings, MqttWork, Offer, SessionSnapshot, Shares, Stored, kafka_topic_for,
+    DeliveryEdge, MqttWork, Offer, SessionSnapshot, Shares, Stored, kafka_topic_for,
 };
 use weir_core::mqtt_kafka::{self as mapping, LogMessage, SessionRecord};
 use weir_kafka::record_batch::BatchHeader;
 use weir_mqtt::ReasonCode;
 
-use super::settings::ShardMetrics;
-use crate::writer::{Creation, MqttPublish, Retained, StoreDone, Work, WriterHandle};
+use super::settings::{ServerConfig, ShardMetrics};
+use super::topic_table::TopicTable;
+use crate::writer::{Creation, MqttPublish, Retained, StoreDone, Work};
 
 /// Bytes of batches read per partition in one delivery pass; more is read in the next pass.
 const DELIVERY_READ_BYTES: usize = 1024 * 1024;
@@ -50,12 +51,13 @@ const DELIVERY_READ_BYTES: usize = 1024 * 1024;
 /// commit, in the partition its MQTT topic hashes to); `done` gets the reason code for its
 /// acknowledgement once the record is durable (or failed).
 pub(super) fn publish(
-    settings: &MqttSettings,
-    writer: &WriterHandle,
+    config: &ServerConfig,
+    topics: &mut TopicTable,
     message: LogMessage,
     dedup: Option<Box<DedupKey>>,
     done: StoreDone,
 ) {
+    let settings = &config.mqtt;
     let batch = match CheckedBatch::new(mapping::message_batch(&message)) {
         Ok(batch) => batch,
         Err(e) => {
@@ -72,8 +74,21 @@ pub(super) fn publish(
         (true, false) => Retained::Replace,
         (true, true) => Retained::Clear,
     };
+    let kafka_topic = kafka_topic_for(settings, &message.topic);
+    // The partition the MQTT topic hashes to, when the Kafka topic exists: the writer then
+    // only stores; otherwise it creates the topic first.
+    let partition = topics
+        .partitions(&*config.store, &kafka_topic)
+        .and_then(|p| {
+            p.get(mapping::partition_for_key(
+                message.topic.as_bytes(),
+                p.len(),
+            ))
+        })
+        .copied();
     let publish = MqttPublish {
-        kafka_topic: kafka_topic_for(settings, &message.topic),
+        kafka_topic,
+        partition,
         topic: message.topic,
         retained,
         batch,
@@ -85,7 +100,9 @@ pub(super) fn publish(
         },
         retained_messages_max: settings.retained_messages_max,
     };
-    writer.work(Work::MqttPublish(Box::new(publish), done));
+    config
+        .writer
+        .work(Work::MqttPublish(Box::new(publish), done));
 }
 
 /// What the writer tells a shard: partitions that grew, with the first and last offset

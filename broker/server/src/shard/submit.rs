@@ -14,6 +14,7 @@ use super::ingest;
 use super::mqtt::{self, MqttTail};
 use super::settings::ServerConfig;
 use super::shared::ShardsShared;
+use super::topic_table::TopicTable;
 use crate::plugins::ShardPlugins;
 use crate::writer::{StoreDone, Work};
 
@@ -22,7 +23,7 @@ use crate::writer::{StoreDone, Work};
 /// connection by slot and generation.
 pub(super) fn kafka_ops(
     config: &ServerConfig,
-    plugins: &mut ShardPlugins,
+    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
     inbox: &Arc<Inbox>,
     me: Owner,
     ops: Vec<(u64, KafkaOp)>,
@@ -45,14 +46,22 @@ pub(super) fn kafka_ops(
                 result: Outcome::Kafka(result),
             })
         };
-        if let KafkaOp::Group(op) = op {
-            config.coordinator.submit(op, Box::new(deliver));
-            continue;
+        let done = Box::new(deliver);
+        match op {
+            KafkaOp::Group(op) => config.coordinator.submit(op, done),
+            KafkaOp::Produce {
+                topics: ref named, ..
+            } => {
+                // The partitions of the topics that exist, found here: the writer only
+                // stores, and creates the others.
+                let store = &*config.store;
+                let known = (named.iter())
+                    .map(|t| topics.partitions(store, &t.name).map(<[_]>::to_vec))
+                    .collect();
+                config.writer.work(Work::Produce { op, known, done });
+            }
+            op => config.writer.work(Work::Kafka { op, done }),
         }
-        config.writer.work(Work::Kafka {
-            op,
-            done: Box::new(deliver),
-        });
     }
 }
 
@@ -63,7 +72,7 @@ pub(super) fn kafka_ops(
 pub(super) fn mqtt_work(
     config: &ServerConfig,
     shared: &ShardsShared,
-    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
+    (tail, plugins, topics): (&mut MqttTail, &mut ShardPlugins, &mut TopicTable),
     me: Owner,
     work: Vec<MqttWork>,
 ) {
@@ -78,7 +87,7 @@ pub(super) fn mqtt_work(
                 let reply = reply_to(shared, me, token);
                 let done: StoreDone =
                     Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
-                store_or_bind(config, plugins, &mut bound, message, dedup, done);
+                store_or_bind(config, (plugins, topics), &mut bound, message, dedup, done);
             }
             MqttWork::DelayWill {
                 client_id,
@@ -121,7 +130,7 @@ pub(super) fn mqtt_work(
         }
     }
     if !bound.is_empty() {
-        ingest::mqtt_publishes(config, plugins, bound);
+        ingest::mqtt_publishes(config, (plugins, topics), bound);
     }
 }
 
@@ -229,13 +238,13 @@ fn load_session(
 pub(super) fn finish_mqtt(
     config: &ServerConfig,
     shared: &ShardsShared,
-    (tail, plugins): (&mut MqttTail, &mut ShardPlugins),
+    (tail, plugins, topics): (&mut MqttTail, &mut ShardPlugins, &mut TopicTable),
     me: Owner,
     client_id: Option<String>,
     work: Vec<MqttWork>,
 ) {
     tail.remove(me.slot);
-    mqtt_work(config, shared, (tail, plugins), me, work);
+    mqtt_work(config, shared, (tail, plugins, topics), me, work);
     if let Some(client_id) = client_id {
         let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
         if clients.get(&client_id) == Some(&me) {
@@ -248,12 +257,12 @@ pub(super) fn finish_mqtt(
 /// (shard 0, every [`SESSION_EXPIRY_CHECK`]) deletes expired sessions.
 pub(super) fn mqtt_upkeep(
     config: &ServerConfig,
-    (shared, plugins): (&ShardsShared, &mut ShardPlugins),
+    (shared, plugins, topics): (&ShardsShared, &mut ShardPlugins, &mut TopicTable),
     shard: usize,
     next_check: &mut std::time::Instant,
 ) {
     let wills = shared.wills.due(crate::clock::wall_ms());
-    publish_wills(config, plugins, wills);
+    publish_wills(config, (plugins, topics), wills);
     let now = crate::clock::now();
     if shard == 0 && now >= *next_check {
         *next_check = now + SESSION_EXPIRY_CHECK;
@@ -264,16 +273,23 @@ pub(super) fn mqtt_upkeep(
 /// Publishes wills whose delay is over, through the plugins of their topics like any publish.
 pub(super) fn publish_wills(
     config: &ServerConfig,
-    plugins: &mut ShardPlugins,
+    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
     wills: Vec<weir_core::mqtt_kafka::LogMessage>,
 ) {
     let mut bound = Vec::new();
     for message in wills {
         let done: StoreDone = Box::new(|_| {});
-        store_or_bind(config, plugins, &mut bound, Box::new(message), None, done);
+        store_or_bind(
+            config,
+            (plugins, topics),
+            &mut bound,
+            Box::new(message),
+            None,
+            done,
+        );
     }
     if !bound.is_empty() {
-        ingest::mqtt_publishes(config, plugins, bound);
+        ingest::mqtt_publishes(config, (plugins, topics), bound);
     }
 }
 
@@ -281,7 +297,7 @@ pub(super) fn publish_wills(
 /// (run through the plugins together afterwards).
 fn store_or_bind(
     config: &ServerConfig,
-    plugins: &mut ShardPlugins,
+    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
     bound: &mut Vec<ingest::BoundPublish>,
     message: Box<weir_core::mqtt_kafka::LogMessage>,
     dedup: Option<Box<weir_core::log_store::DedupKey>>,
@@ -289,7 +305,7 @@ fn store_or_bind(
 ) {
     let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
     match plugins.binding_for(&kafka_topic) {
-        None => mqtt::publish(&config.mqtt, &config.writer, *message, dedup, done),
+        None => mqtt::publish(config, topics, *message, dedup, done),
         Some(binding) => bound.push(ingest::BoundPublish {
             binding,
             kafka_topic,

@@ -2,37 +2,23 @@
 //! [`CarryOut`] seam of group commit.
 
 use weir_core::kafka::{KafkaOp, run_op};
-use weir_core::log_store::{LogStore, StoreError};
+use weir_core::log_store::{LogStore, PartitionId, StoreError};
 use weir_core::mqtt_connection::Stored;
 use weir_mqtt::ReasonCode;
 
 use super::group_commit::{AppendFailure, CarryOut, WriterHandle};
-use super::work::{Creation, OutputFailure, Work};
+use super::work::{Creation, KafkaDone, OutputFailure, Work};
 use super::{mqtt_state, outputs, produce};
 
 impl CarryOut for Work {
     /// Carries the work out on the writer thread; `writer` takes the appends it makes.
     fn run(self: Box<Self>, store: &dyn LogStore, writer: &WriterHandle) {
         match *self {
+            Work::Produce { op, known, done } => produce_with(store, writer, op, known, done),
             Work::Kafka {
-                op:
-                    KafkaOp::Produce {
-                        topics,
-                        create_missing,
-                        partitions,
-                        topics_max,
-                        routed,
-                        ..
-                    },
+                op: op @ KafkaOp::Produce { .. },
                 done,
-            } => {
-                let creation = Creation {
-                    create_missing,
-                    partitions,
-                    topics_max,
-                };
-                produce::run(store, writer, (topics, routed), creation, done);
-            }
+            } => produce_with(store, writer, op, Vec::new(), done),
             Work::Kafka { op, done } => done(run_op(op, store)),
             Work::Outputs {
                 messages,
@@ -68,7 +54,7 @@ impl CarryOut for Work {
     fn fail(self: Box<Self>) {
         let stopped = || StoreError::Fatal("the log writer has stopped".into());
         match *self {
-            Work::Kafka { op, done } => done(op.failed(stopped())),
+            Work::Kafka { op, done } | Work::Produce { op, done, .. } => done(op.failed(stopped())),
             Work::Outputs { done, .. } => done(Err(OutputFailure::Append(AppendFailure::Stopped))),
             Work::MqttPublish(_, done) => done(Stored::plain(ReasonCode::UNSPECIFIED_ERROR, None)),
             Work::LoadSession { done, .. } => done(Err(ReasonCode::SERVER_UNAVAILABLE)),
@@ -81,4 +67,32 @@ impl CarryOut for Work {
             Work::ExpireSessions => {}
         }
     }
+}
+
+/// A Produce, its topics' partitions `known` from the shard where it found them.
+fn produce_with(
+    store: &dyn LogStore,
+    writer: &WriterHandle,
+    op: KafkaOp,
+    known: Vec<Option<Vec<PartitionId>>>,
+    done: KafkaDone,
+) {
+    let KafkaOp::Produce {
+        topics,
+        create_missing,
+        partitions,
+        topics_max,
+        routed,
+        ..
+    } = op
+    else {
+        done(run_op(op, store));
+        return;
+    };
+    let creation = Creation {
+        create_missing,
+        partitions,
+        topics_max,
+    };
+    produce::run(store, writer, (topics, routed), (creation, known), done);
 }

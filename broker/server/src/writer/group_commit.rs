@@ -1025,7 +1025,8 @@ mod tests {
     }
 
     /// Work runs in order with the appends submitted before it (an MQTT publish after five
-    /// appends gets offset 5), and fails once the writer has stopped.
+    /// appends gets offset 5, whether the writer finds its partition or is given it), and
+    /// fails once the writer has stopped.
     #[test]
     fn work_runs_in_order_with_appends() {
         let dir = tempfile::tempdir().unwrap();
@@ -1038,10 +1039,11 @@ mod tests {
             let append = append(pid, b"before");
             handle.submit(append, recorder(&outcomes, i, &tx)).unwrap();
         }
-        let publish = || MqttPublish {
+        let publish = |partition| MqttPublish {
             topic: "sensors/1".into(),
             retained: Retained::Unchanged,
             kafka_topic: "t".into(),
+            partition,
             batch: checked(b"published"),
             dedup: None,
             creation: Creation {
@@ -1054,16 +1056,22 @@ mod tests {
         let (seen_tx, seen_rx) = channel();
         let seen = seen_tx.clone();
         let done: StoreDone = Box::new(move |stored| seen.send(stored).unwrap());
-        handle.work(Work::MqttPublish(Box::new(publish()), done));
+        handle.work(Work::MqttPublish(Box::new(publish(None)), done));
         let stored = seen_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(
             (stored.reason, stored.at),
             (ReasonCode::SUCCESS, vec![(pid, 5)])
         );
+        // With the partition found on the shard, the writer only stores.
+        let seen = seen_tx.clone();
+        let done: StoreDone = Box::new(move |stored| seen.send(stored).unwrap());
+        handle.work(Work::MqttPublish(Box::new(publish(Some(pid))), done));
+        let stored = seen_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(stored.at, vec![(pid, 6)]);
         writer.shutdown();
         assert_eq!(rx.try_iter().count(), 5);
         let done: StoreDone = Box::new(move |stored| seen_tx.send(stored).unwrap());
-        handle.work(Work::MqttPublish(Box::new(publish()), done));
+        handle.work(Work::MqttPublish(Box::new(publish(Some(pid))), done));
         let late = seen_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(late.reason, ReasonCode::UNSPECIFIED_ERROR);
     }

@@ -27,6 +27,7 @@ pub(super) fn publish(
         topic,
         retained,
         kafka_topic,
+        partition,
         batch,
         dedup,
         creation,
@@ -44,7 +45,8 @@ pub(super) fn publish(
         done(Stored::plain(store_error_code(&e), None));
         return;
     }
-    let partition = match partition_of(store, kafka_topic, creation, &topic) {
+    let found = partition.map_or_else(|| partition_of(store, kafka_topic, creation, &topic), Ok);
+    let partition = match found {
         Ok(partition) => partition,
         Err(code) => {
             done(Stored::plain(code, None));

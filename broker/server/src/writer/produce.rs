@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use weir_core::kafka::{
     KafkaOpResult, ProduceRecords, ProduceTopic, RoutedMessage, produce_failed, resolve,
 };
-use weir_core::log_store::{Append, AppendError, CheckedBatch, LogStore, partition_at};
+use weir_core::log_store::{
+    Append, AppendError, CheckedBatch, LogStore, PartitionId, StoreError, partition_at,
+};
 use weir_kafka::error::ErrorCode;
 use weir_kafka::produce::TopicResponse;
 use weir_kafka::record_batch;
@@ -72,16 +74,10 @@ pub(super) fn run(
     store: &dyn LogStore,
     writer: &WriterHandle,
     (topics, routed): (Vec<ProduceTopic>, Vec<RoutedMessage>),
-    creation: Creation,
+    (creation, known): (Creation, Vec<Option<Vec<PartitionId>>>),
     finish: KafkaDone,
 ) {
-    let Creation {
-        create_missing,
-        partitions,
-        topics_max,
-    } = creation;
-    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    let resolved = match resolve(store, &names, create_missing, partitions, topics_max) {
+    let resolved = match resolve_unknown(store, &topics, known, creation) {
         Ok(resolved) => resolved,
         Err(_) => {
             let failed = topics
@@ -240,6 +236,35 @@ pub(super) fn run(
             }
         }
     }
+}
+
+/// Each topic's partitions: as the shard found them, or else found (or created) here.
+fn resolve_unknown(
+    store: &dyn LogStore,
+    topics: &[ProduceTopic],
+    mut known: Vec<Option<Vec<PartitionId>>>,
+    creation: Creation,
+) -> Result<Vec<Result<Vec<PartitionId>, i16>>, StoreError> {
+    known.resize(topics.len(), None);
+    let unknown: Vec<String> = (topics.iter().zip(&known))
+        .filter(|(_, found)| found.is_none())
+        .map(|(topic, _)| topic.name.clone())
+        .collect();
+    let Creation {
+        create_missing,
+        partitions,
+        topics_max,
+    } = creation;
+    let mut found = resolve(store, &unknown, create_missing, partitions, topics_max)?.into_iter();
+    Ok(known
+        .into_iter()
+        .map(|known| match known {
+            Some(partitions) => Ok(partitions),
+            None => found
+                .next()
+                .unwrap_or(Err(ErrorCode::UnknownTopicOrPartition.code())),
+        })
+        .collect())
 }
 
 fn error_code(failure: &AppendFailure) -> i16 {

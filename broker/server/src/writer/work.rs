@@ -76,6 +76,9 @@ pub struct MqttPublish {
     pub retained: Retained,
     /// The Kafka topic its record goes to.
     pub kafka_topic: String,
+    /// The topic's partition the MQTT topic hashes to, as the shard found it; `None`: the
+    /// topic is not in the log yet, the writer finds or creates it.
+    pub partition: Option<PartitionId>,
     /// Its record.
     pub batch: CheckedBatch,
     /// The QoS 2 duplicate-check key stored with it.
@@ -90,6 +93,13 @@ pub struct MqttPublish {
 pub enum Work {
     /// A Kafka operation for the log (not a group coordinator's).
     Kafka { op: KafkaOp, done: KafkaDone },
+    /// A Kafka Produce (`op`), with the partitions of its topics as the shard found them,
+    /// in the order of its topics (`None`: the writer finds or creates the topic).
+    Produce {
+        op: KafkaOp,
+        known: Vec<Option<Vec<PartitionId>>>,
+        done: KafkaDone,
+    },
     /// Messages an ingest plugin made: each stored in its topic by key, `dedup` with the
     /// first; `retained`: the MQTT topic whose retained message the first becomes, and the
     /// limit of retained messages.
@@ -128,6 +138,7 @@ impl std::fmt::Debug for Work {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self {
             Work::Kafka { .. } => "Kafka",
+            Work::Produce { .. } => "Produce",
             Work::Outputs { .. } => "Outputs",
             Work::MqttPublish(..) => "MqttPublish",
             Work::LoadSession { .. } => "LoadSession",
