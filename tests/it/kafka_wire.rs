@@ -219,10 +219,8 @@ fn kcat_lists_the_broker_and_its_topics() {
 /// The records of every batch stored in `topic`'s partition 0 under `cwd`/weir-data (the
 /// broker must be stopped: the data directory is locked while it runs).
 fn stored_values(cwd: &std::path::Path, topic: &str) -> Vec<String> {
-    let batches = weir_tests::stored_batches(cwd, topic);
-    (batches.iter())
-        .flat_map(|batch| weir_kafka::record_batch::records(batch))
-        .map(|record| String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned())
+    (weir_tests::stored_values(cwd, topic).iter())
+        .map(|value| String::from_utf8_lossy(value).into_owned())
         .collect()
 }
 

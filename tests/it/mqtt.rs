@@ -983,14 +983,7 @@ fn qos2_is_stored_exactly_once_across_a_dropped_connection_and_a_broker_kill() {
     drop(s);
     weir.signal(libc::SIGTERM).unwrap();
     weir.wait_exit().unwrap();
-    let payloads: Vec<Vec<u8>> = weir_tests::stored_batches(weir.cwd(), "meters")
-        .iter()
-        .flat_map(|batch| {
-            weir_kafka::record_batch::records(batch)
-                .map(|r| r.value.unwrap().to_vec())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let payloads: Vec<Vec<u8>> = weir_tests::stored_values(weir.cwd(), "meters");
     assert_eq!(
         payloads,
         [&b"reading-1"[..], b"reading-2", b"reading-3"].map(<[u8]>::to_vec)
@@ -1196,15 +1189,7 @@ fn kafka_topic_rules_choose_where_mqtt_topics_are_stored() {
         ("plant-other", "plant/l1/speed"),
         ("yard", "yard/gate"),
     ] {
-        let batches = weir_tests::stored_batches(weir.cwd(), kafka_topic);
-        let keys: Vec<Vec<u8>> = batches
-            .iter()
-            .flat_map(|b| {
-                weir_kafka::record_batch::records(b)
-                    .map(|r| r.key.unwrap().to_vec())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let keys = weir_tests::stored_keys(weir.cwd(), kafka_topic);
         assert_eq!(keys, [key.as_bytes().to_vec()], "{kafka_topic}");
     }
 }
@@ -1253,14 +1238,7 @@ fn a_kafka_topic_deleted_under_mqtt_publishes_is_created_again() {
     publish("gone/after");
     weir.signal(libc::SIGTERM).unwrap();
     weir.wait_exit().unwrap();
-    let keys: Vec<Vec<u8>> = weir_tests::stored_batches(weir.cwd(), "gone")
-        .iter()
-        .flat_map(|b| {
-            weir_kafka::record_batch::records(b)
-                .map(|r| r.key.unwrap().to_vec())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let keys: Vec<Vec<u8>> = weir_tests::stored_keys(weir.cwd(), "gone");
     assert_eq!(keys, [b"gone/after".to_vec()]);
 }
 
@@ -1336,13 +1314,9 @@ fn rumqttc_qos2_across_a_broker_kill_is_stored_exactly_once() {
     drop(client);
     weir.signal(libc::SIGTERM).unwrap();
     weir.wait_exit().unwrap();
-    let stored: Vec<String> = weir_tests::stored_batches(weir.cwd(), "q2")
-        .iter()
-        .flat_map(|batch| {
-            weir_kafka::record_batch::records(batch)
-                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
-                .collect::<Vec<_>>()
-        })
+    let stored: Vec<String> = weir_tests::stored_values(weir.cwd(), "q2")
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap())
         .collect();
     let expected: Vec<String> = (0..total).map(|i| format!("{i:04}")).collect();
     if let Some(at) = (0..stored.len().max(total)).find(|&i| stored.get(i) != expected.get(i)) {

@@ -448,6 +448,30 @@ pub fn http_request(
     weir::admin_client::request(addr, method, path, body, WAIT)
 }
 
+/// The keys of the records stored in `topic`'s partition 0 under `cwd`/weir-data, in order
+/// (a null key as empty; the broker must be stopped).
+pub fn stored_keys(cwd: &Path, topic: &str) -> Vec<Vec<u8>> {
+    stored_fields(cwd, topic, |r| r.key)
+}
+
+/// The values of the records stored in `topic`'s partition 0 under `cwd`/weir-data, in order
+/// (a null value as empty; the broker must be stopped).
+pub fn stored_values(cwd: &Path, topic: &str) -> Vec<Vec<u8>> {
+    stored_fields(cwd, topic, |r| r.value)
+}
+
+fn stored_fields(
+    cwd: &Path,
+    topic: &str,
+    field: impl for<'a> Fn(weir_kafka::record_batch::RecordRef<'a>) -> Option<&'a [u8]>,
+) -> Vec<Vec<u8>> {
+    let batches = stored_batches(cwd, topic);
+    (batches.iter())
+        .flat_map(|batch| weir_kafka::record_batch::records(batch))
+        .map(|record| field(record).unwrap_or_default().to_vec())
+        .collect()
+}
+
 /// The batches stored in `topic`'s partition 0 under `cwd`/weir-data, byte for byte (the
 /// broker must be stopped: the data directory is locked while it runs).
 pub fn stored_batches(cwd: &Path, topic: &str) -> Vec<Vec<u8>> {

@@ -220,12 +220,13 @@ impl<B: IoBackend> Shard<B> {
 
     /// Delivers operation results to their connections and sends the answers they release.
     pub(super) fn drain_inbox(&mut self) {
+        // One reading of the clock for the results drained together.
+        let now = crate::clock::now();
         while let Some(done) = self.inbox.pop() {
             if let Outcome::TakeOver(to) = done.result {
-                self.take_over(done.slot, done.generation, to);
+                self.take_over(done.slot, done.generation, to, now);
                 continue;
             }
-            let now = crate::clock::now();
             let Some(slot) = self.live(done.slot, done.generation) else {
                 continue;
             };
@@ -242,8 +243,7 @@ impl<B: IoBackend> Shard<B> {
 
     /// Another connection takes over the MQTT client id of the one in `slot`: that one
     /// closes and stores its session first, then the new one is told.
-    fn take_over(&mut self, slot: usize, generation: u32, to: Owner) {
-        let now = crate::clock::now();
+    fn take_over(&mut self, slot: usize, generation: u32, to: Owner, now: Instant) {
         if let Some(live) = self.live(slot, generation)
             && !live.shut
         {
@@ -283,15 +283,10 @@ impl<B: IoBackend> Shard<B> {
         now: Instant,
         bytes: impl for<'a> FnOnce(&'a B) -> &'a [u8],
     ) {
-        let write_max = self.config.write_buffer_bytes_max;
         let metrics = &self.metrics[self.id];
-        let Some(live) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some((live, limit)) = Self::taking_input(&mut self.conns, slot, &self.config) else {
             return;
         };
-        if live.shut {
-            return;
-        }
-        let limit = (live.conn.written + write_max).saturating_sub(B::in_flight(&live.io));
         let input = bytes(&self.backend);
         self.write_queue += live.conn.receive(input, now, limit, metrics);
         self.after_input(slot);
@@ -302,18 +297,30 @@ impl<B: IoBackend> Shard<B> {
     /// Feeds held input to the session within the send-buffer limit, then applies
     /// back-pressure and submits what it asked for.
     pub(super) fn process(&mut self, slot: usize, now: Instant) {
-        let write_max = self.config.write_buffer_bytes_max;
         let metrics = &self.metrics[self.id];
-        let Some(live) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some((live, limit)) = Self::taking_input(&mut self.conns, slot, &self.config) else {
             return;
         };
-        if live.shut {
-            return;
-        }
-        let limit = (live.conn.written + write_max).saturating_sub(B::in_flight(&live.io));
         self.write_queue += live.conn.process(limit, metrics, now);
         self.after_input(slot);
         self.submit_ops(slot);
+    }
+
+    /// The connection in `slot` if it is open to input, with the bytes of answers its `out`
+    /// may hold once it has answered (`server.write_buffer_bytes_max` past what it has
+    /// written, less what the kernel is sending for it).
+    fn taking_input<'a>(
+        conns: &'a mut [Option<Slot<B::Io>>],
+        slot: usize,
+        config: &ServerConfig,
+    ) -> Option<(&'a mut Slot<B::Io>, usize)> {
+        let live = conns.get_mut(slot).and_then(Option::as_mut)?;
+        if live.shut {
+            return None;
+        }
+        let room = live.conn.written + config.write_buffer_bytes_max;
+        let limit = room.saturating_sub(B::in_flight(&live.io));
+        Some((live, limit))
     }
 
     /// Pauses reading when answers pile up or the session takes no more requests; resumes it

@@ -29,7 +29,7 @@ use super::mqtt;
 use super::settings::ServerConfig;
 use super::topic_table::TopicTable;
 use crate::plugins::{Binding, RunOutcome, ShardPlugins, WhenOpen};
-use crate::writer::{Creation, OutputFailure, StoreDone, Work};
+use crate::writer::{OutputFailure, StoreDone, Work};
 use weir_core::mqtt_connection::Stored;
 
 fn topic_ok(name: &str) -> Result<(), String> {
@@ -103,7 +103,7 @@ pub(super) fn mqtt_publishes(
             }
             RunOutcome::Open(WhenOpen::Pass) => {
                 for p in group {
-                    mqtt::publish(config, topics, *p.message, p.dedup, p.done);
+                    mqtt::publish(config, (topics, p.kafka_topic), *p.message, p.dedup, p.done);
                 }
             }
             RunOutcome::Open(WhenOpen::Reject) => {
@@ -123,7 +123,7 @@ pub(super) fn mqtt_publishes(
 
 fn mqtt_fate(config: &ServerConfig, topics: &mut TopicTable, p: BoundPublish, fate: Fate) {
     match fate {
-        Fate::Keep => mqtt::publish(config, topics, *p.message, p.dedup, p.done),
+        Fate::Keep => mqtt::publish(config, (topics, p.kafka_topic), *p.message, p.dedup, p.done),
         Fate::Drop => (p.done)(Stored::plain(ReasonCode::SUCCESS, None)),
         Fate::Reject(rejection) => (p.done)(refused(reject_code(rejection.kind), rejection.reason)),
         Fate::Store(messages) => {
@@ -141,11 +141,7 @@ fn store_mqtt_outputs(
     done: StoreDone,
 ) {
     let settings = &config.mqtt;
-    let creation = Creation {
-        create_missing: true,
-        partitions: settings.auto_create_partitions,
-        topics_max: settings.topics_max,
-    };
+    let creation = mqtt::creation(settings);
     let retained = retained.map(|topic| (topic, settings.retained_messages_max));
     config.writer.work(Work::Outputs {
         messages,

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use weir_core::log_store::{CheckedBatch, DedupKey, LogStore, PartitionId};
 use weir_core::mqtt_connection::{
-    DeliveryEdge, MqttWork, Offer, SessionSnapshot, Shares, Stored, kafka_topic_for,
+    DeliveryEdge, MqttSettings, MqttWork, Offer, SessionSnapshot, Shares, Stored,
 };
 use weir_core::mqtt_kafka::{self as mapping, LogMessage, SessionRecord};
 use weir_kafka::record_batch::BatchHeader;
@@ -52,7 +52,7 @@ const DELIVERY_READ_BYTES: usize = 1024 * 1024;
 /// acknowledgement once the record is durable (or failed).
 pub(super) fn publish(
     config: &ServerConfig,
-    topics: &mut TopicTable,
+    (topics, kafka_topic): (&mut TopicTable, String),
     message: LogMessage,
     dedup: Option<Box<DedupKey>>,
     done: StoreDone,
@@ -74,7 +74,6 @@ pub(super) fn publish(
         (true, false) => Retained::Replace,
         (true, true) => Retained::Clear,
     };
-    let kafka_topic = kafka_topic_for(settings, &message.topic);
     // The partition the MQTT topic hashes to, when the Kafka topic exists: the writer then
     // only stores; otherwise it creates the topic first.
     let partition = topics
@@ -93,16 +92,22 @@ pub(super) fn publish(
         retained,
         batch,
         dedup,
-        creation: Creation {
-            create_missing: true,
-            partitions: settings.auto_create_partitions,
-            topics_max: settings.topics_max,
-        },
+        creation: creation(settings),
         retained_messages_max: settings.retained_messages_max,
     };
     config
         .writer
         .work(Work::MqttPublish(Box::new(publish), done));
+}
+
+/// How a Kafka topic an MQTT message names is created when missing: with
+/// `kafka.auto_create_partitions_count` partitions, while fewer than `kafka.topics_max` exist.
+pub(super) fn creation(settings: &MqttSettings) -> Creation {
+    Creation {
+        create_missing: true,
+        partitions: settings.auto_create_partitions,
+        topics_max: settings.topics_max,
+    }
 }
 
 /// What the writer tells a shard: partitions that grew, with the first and last offset

@@ -305,7 +305,7 @@ fn store_or_bind(
 ) {
     let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
     match plugins.binding_for(&kafka_topic) {
-        None => mqtt::publish(config, topics, *message, dedup, done),
+        None => mqtt::publish(config, (topics, kafka_topic), *message, dedup, done),
         Some(binding) => bound.push(ingest::BoundPublish {
             binding,
             kafka_topic,

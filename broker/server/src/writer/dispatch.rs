@@ -14,12 +14,8 @@ impl CarryOut for Work {
     /// Carries the work out on the writer thread; `writer` takes the appends it makes.
     fn run(self: Box<Self>, store: &dyn LogStore, writer: &WriterHandle) {
         match *self {
-            Work::Produce { op, known, done } => produce_with(store, writer, op, known, done),
-            Work::Kafka {
-                op: op @ KafkaOp::Produce { .. },
-                done,
-            } => produce_with(store, writer, op, Vec::new(), done),
-            Work::Kafka { op, done } => done(run_op(op, store)),
+            Work::Produce { op, known, done } => kafka(store, writer, op, known, done),
+            Work::Kafka { op, done } => kafka(store, writer, op, Vec::new(), done),
             Work::Outputs {
                 messages,
                 creation,
@@ -69,8 +65,9 @@ impl CarryOut for Work {
     }
 }
 
-/// A Produce, its topics' partitions `known` from the shard where it found them.
-fn produce_with(
+/// A Kafka operation; a Produce with its topics' partitions `known` from the shard where it
+/// found them (the rest are found or created here).
+fn kafka(
     store: &dyn LogStore,
     writer: &WriterHandle,
     op: KafkaOp,

@@ -29,6 +29,16 @@ pub enum AppendFailure {
     Stopped,
 }
 
+impl AppendFailure {
+    /// An append refused because the queue is full ([`Busy`]), as its waiter is told: the
+    /// store is full for now, retry later.
+    pub fn queue_full() -> AppendFailure {
+        AppendFailure::Store(StoreError::Full(
+            "the append queue is full (storage.append_queue_bytes_max)".into(),
+        ))
+    }
+}
+
 /// A submit refused because `storage.append_queue_bytes_max` bytes are already queued; the
 /// append and its completion come back untouched.
 pub struct Busy {

@@ -70,9 +70,7 @@ pub(super) fn publish(
         dedup,
     };
     if let Err(busy) = writer.submit(append, completion) {
-        (busy.done)(Err(AppendFailure::Store(StoreError::Full(
-            "the append queue is full (storage.append_queue_bytes_max)".into(),
-        ))));
+        (busy.done)(Err(AppendFailure::queue_full()));
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use weir_core::kafka::resolve;
-use weir_core::log_store::{Append, CheckedBatch, DedupKey, LogStore, PartitionId, StoreError};
+use weir_core::log_store::{Append, CheckedBatch, DedupKey, LogStore, PartitionId};
 use weir_core::mqtt_kafka::partition_for_key;
 use weir_core::plugin::{Message, record_batch};
 use weir_kafka::error::ErrorCode;
@@ -192,9 +192,8 @@ fn submit_placed(
         })
         .collect();
     if let Err(refused) = writer.submit_all(appends) {
-        let full = "the append queue is full (storage.append_queue_bytes_max)";
         for _ in refused {
-            let failure = AppendFailure::Store(StoreError::Full(full.into()));
+            let failure = AppendFailure::queue_full();
             finish(&gathered, Err(OutputFailure::Append(failure)));
         }
     }
