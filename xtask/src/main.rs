@@ -15,12 +15,15 @@
 
 mod plugins;
 mod prereqs;
+mod shell;
 mod tidy;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+use shell::{cargo, ci, run, step, workspace_root};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -288,45 +291,4 @@ fn uring_available(root: &Path) -> Result<(), String> {
     } else {
         Err(text)
     }
-}
-
-/// True under CI (`CI=true`), where the run may install packages and must use the lock file.
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Runs `cargo <args>`, with `flag` (e.g. `--locked`) placed right after the subcommand so
-/// it never lands behind a `--`.
-fn cargo(args: &[&str], flag: Option<&str>) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(&cargo);
-    if let Some((subcommand, rest)) = args.split_first() {
-        command.arg(subcommand);
-        command.args(flag);
-        command.args(rest);
-    }
-    run(&mut command)
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let shown = format!("{command:?}");
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {shown}"))?;
-    if !status.success() {
-        bail!("{shown} failed with {status}");
-    }
-    Ok(())
-}
-
-fn step(name: &str) {
-    eprintln!("\n==> xtask: {name}");
-}
-
-fn workspace_root() -> PathBuf {
-    // xtask/ lives one level under the root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| PathBuf::from("."))
 }

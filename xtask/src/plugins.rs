@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::{run, step};
+use crate::shell::{run, step};
 
 /// Where every built component lands.
 pub(crate) const OUT_DIR: &str = "plugins/target/wasm";
@@ -30,7 +30,7 @@ pub(crate) fn build(root: &Path) -> anyhow::Result<()> {
     // From plugins/, so its .cargo/config.toml applies.
     test.args(["test", "--quiet"])
         .current_dir(root.join("plugins"));
-    if crate::ci() {
+    if crate::shell::ci() {
         test.arg("--locked");
     }
     run(&mut test)?;
@@ -39,7 +39,7 @@ pub(crate) fn build(root: &Path) -> anyhow::Result<()> {
     build
         .args(["build", "--release", "--target", "wasm32-wasip2"])
         .current_dir(root.join("plugins"));
-    if crate::ci() {
+    if crate::shell::ci() {
         build.arg("--locked");
     }
     run(&mut build)?;

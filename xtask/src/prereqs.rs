@@ -773,7 +773,7 @@ fn output(command: &[&str]) -> Option<String> {
 
 /// Installing is allowed as root or under CI.
 fn may_install() -> bool {
-    crate::ci() || effective_uid() == Some(0)
+    crate::shell::ci() || effective_uid() == Some(0)
 }
 
 fn effective_uid() -> Option<u32> {

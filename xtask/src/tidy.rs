@@ -427,8 +427,45 @@ mod tests {
             [
                 "import circle in broker/server/src: broker/server/src/shard/conn.rs -> \
                  broker/server/src/shard/mod.rs (MqttWork), broker/server/src/shard/mod.rs -> \
-                 broker/server/src/shard/conn.rs (expired): make the lower file not import the \
+                 broker/server/src/shard/conn.rs (Conn): make the lower file not import the \
                  upper one"
+            ]
+        );
+    }
+
+    /// A parent naming a child module by its bare name (`use decoder::X`, `error::f()` in
+    /// code) points at the child's file, like `self::decoder::X`; a bare name that is no child
+    /// module with a file (another crate, a type, an inline module) points nowhere.
+    #[test]
+    fn bare_child_paths_are_arrows() {
+        let files = [
+            file(
+                "m/src/lib.rs",
+                "mod decoder;
+mod error;
+mod inline { pub fn g() {} }
+pub use decoder::Decoder;
+pub struct Packet;
+fn f() { error::fail(); inline::g(); std::mem::drop(Packet::default()); }
+",
+            ),
+            file(
+                "m/src/decoder.rs",
+                "pub struct Decoder;
+",
+            ),
+            file(
+                "m/src/error.rs",
+                "use crate::Packet;
+pub fn fail() {}
+",
+            ),
+        ];
+        assert_eq!(
+            layers::check(&files),
+            [
+                "import circle in m/src: m/src/error.rs -> m/src/lib.rs (Packet), m/src/lib.rs \
+                 -> m/src/error.rs (fail): make the lower file not import the upper one"
             ]
         );
     }

@@ -24,119 +24,28 @@
 //! The parts: `session.rs` (the connection's request and answer queue), `apis.rs` (the table
 //! of APIs and the handlers of the requests answered at once or handed on), `reading.rs`
 //! (Fetch, ListOffsets and OffsetForLeaderEpoch, answered by reading the log on the shard),
-//! `operations.rs` ([`KafkaOp`], what the writer thread runs, and the answers its results
-//! make).
-
-use std::sync::Arc;
-
-use weir_kafka::frame::FrameError;
-use weir_kafka::header;
-use weir_kafka::wire::WireError;
-
-use crate::log_store::LogStore;
+//! `op.rs` ([`KafkaOp`] and [`KafkaOpResult`], what a session hands on and gets back),
+//! `operations.rs` (what the writer thread makes of an operation, and the answers its results
+//! make), `settings.rs` ([`KafkaSettings`]). The files form layers: this one only declares and
+//! re-exports; `op.rs` and `settings.rs` import no file of the front.
 
 pub mod admin;
 mod apis;
 pub mod coordinator;
 pub mod groups;
+mod op;
 mod operations;
 mod reading;
 mod session;
+mod settings;
 
-pub use operations::{
-    KafkaOp, KafkaOpResult, ProduceRecords, ProduceTopic, RoutedMessage, produce_failed, resolve,
-    run_op,
-};
+pub use apis::KafkaError;
+pub use op::{KafkaOp, KafkaOpResult, ProduceRecords, ProduceTopic, RoutedMessage};
+pub use operations::{produce_failed, resolve, run_op};
 pub use session::KafkaSession;
+pub use settings::{ANSWERS_QUEUED_MAX, KafkaSettings};
 /// The APIs and versions this broker implements (what ApiVersions advertises).
 pub use weir_kafka::api_versions::IMPLEMENTED;
-
-/// Answers a connection may have waiting behind a pending operation. Past it, no further
-/// request is read from the connection until the operation completes.
-pub const ANSWERS_QUEUED_MAX: usize = 64;
-
-/// The cluster id Metadata reports (Weir is a single node).
-const CLUSTER_ID: &str = "weir";
-
-/// The smallest request: a v0 header (api key, version, correlation id).
-const REQUEST_BYTES_MIN: usize = 8;
-
-/// What every Kafka connection of the broker shares: limits, what Metadata says, and the log
-/// that Fetch and ListOffsets read (short read transactions, on the connection's shard).
-#[derive(Clone)]
-pub struct KafkaSettings {
-    /// The log.
-    pub store: Arc<dyn LogStore>,
-    /// Largest request.
-    pub request_bytes_max: usize,
-    /// Host clients are told to connect to.
-    pub advertised_host: String,
-    /// Port clients are told to connect to.
-    pub advertised_port: i32,
-    /// Create a topic a client names in Metadata if it does not exist.
-    pub auto_create_topics: bool,
-    /// Partitions of an auto-created topic.
-    pub auto_create_partitions: u32,
-    /// Auto-creation stops once this many topics exist.
-    pub topics_max: u32,
-    /// Most record bytes in one Fetch answer, whatever the client asks (Kafka's
-    /// `fetch.max.bytes`); the first batch of the first partition with data is sent whole.
-    pub fetch_bytes_max: usize,
-    /// Most bytes the records of one compressed batch may inflate to.
-    pub batch_decompressed_bytes_max: usize,
-}
-
-impl std::fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSettings")
-            .field("advertised_host", &self.advertised_host)
-            .field("advertised_port", &self.advertised_port)
-            .field("auto_create_topics", &self.auto_create_topics)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a connection must close. Each names what the client sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KafkaError {
-    /// The size prefix is invalid or over the limit.
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// The request header or body is malformed.
-    #[error("malformed request: {0}")]
-    Malformed(#[from] WireError),
-    /// An API this broker does not implement, or a version outside its range.
-    #[error(
-        "API key {api_key} ({}) version {api_version} is not implemented by this broker",
-        apis::name(*api_key)
-    )]
-    NotImplemented {
-        /// The API key.
-        api_key: i16,
-        /// The version asked for.
-        api_version: i16,
-    },
-}
-
-/// The body of a request whose API and version [`IMPLEMENTED`] lists, once its header (of
-/// version `header_version(api_version)`) parses; any other version closes the connection.
-fn request_body(
-    frame: &[u8],
-    start: header::HeaderStart,
-    header_version: impl Fn(i16) -> u8,
-) -> Result<&[u8], KafkaError> {
-    let listed = IMPLEMENTED.iter().any(|range| {
-        range.api_key == start.api_key && (range.min..=range.max).contains(&start.api_version)
-    });
-    if !listed {
-        return Err(KafkaError::NotImplemented {
-            api_key: start.api_key,
-            api_version: start.api_version,
-        });
-    }
-    let (_, body) = header::RequestHeader::parse(frame, header_version(start.api_version))?;
-    Ok(body)
-}
 
 #[cfg(test)]
 mod tests;

@@ -297,7 +297,6 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     );
 
     let admin_listener = admin::bind(config.admin_listen)?;
-    let admin_addr = admin_listener.local_addr()?;
 
     let storage = Storage::open(&config, data_dir.path())?;
     raise_open_files_limit();
@@ -323,17 +322,61 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         .enable_time()
         .thread_name("weir-control")
         .build()?;
-    let code = runtime.block_on(async move {
-        let mut fatal = storage.fatal_rx;
+    let state = Arc::new(admin::AdminState::new(metrics, Some(plugins)));
+    let control = Control {
+        admin_listener,
+        state,
+        fatal: storage.fatal_rx,
+        shards,
+    };
+    let code = runtime.block_on(control.serve(&config));
+    // Connections are closed: no group request can come any more, no plugin call.
+    groups.shutdown();
+    plugins_registry.stop();
+    let _ = ticker.join();
+    // Finish in-flight writes, stop the upkeep, close the log.
+    // The writer first: the maintenance thread's last sync then covers what it committed
+    // (relaxed durability).
+    storage.writer.shutdown();
+    storage.maintenance.shutdown();
+    drop(storage.log);
+    drop(data_dir);
+    if matches!(code, Ok(ExitCode::SUCCESS)) {
+        tracing::info!("shutdown complete");
+    }
+    code
+}
+
+/// What the control thread serves until a signal (or a storage failure) stops the process:
+/// the admin API; then it drains the shards.
+struct Control {
+    admin_listener: std::net::TcpListener,
+    state: Arc<admin::AdminState>,
+    /// Receives the first fatal storage error.
+    fatal: tokio::sync::mpsc::UnboundedReceiver<weir_core::log_store::StoreError>,
+    shards: shard::Shards,
+}
+
+impl Control {
+    /// Serves the admin API until SIGINT or SIGTERM, then stops accepting and drains the
+    /// shards and the admin listener (a second signal exits at once). Fails when storage
+    /// fails, so nothing more is acknowledged.
+    async fn serve(self, config: &Config) -> anyhow::Result<ExitCode> {
+        let Control {
+            admin_listener,
+            state,
+            mut fatal,
+            shards,
+        } = self;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let state = Arc::new(admin::AdminState::new(metrics, Some(plugins)));
         let drain = Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms));
         let limits = admin::AdminLimits {
             connections_max: config.admin_connections_max.get(),
             header_timeout: Duration::from_millis(u64::from(config.admin_header_timeout_ms.get())),
         };
+        let admin_addr = admin_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(admin_listener)?;
         let mut admin_task = tokio::spawn(admin::serve(
             listener,
@@ -376,22 +419,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
             _ = sigint.recv() => second_signal(),
             _ = sigterm.recv() => second_signal(),
         }
-    });
-    // Connections are closed: no group request can come any more, no plugin call.
-    groups.shutdown();
-    plugins_registry.stop();
-    let _ = ticker.join();
-    // Finish in-flight writes, stop the upkeep, close the log.
-    // The writer first: the maintenance thread's last sync then covers what it committed
-    // (relaxed durability).
-    storage.writer.shutdown();
-    storage.maintenance.shutdown();
-    drop(storage.log);
-    drop(data_dir);
-    if matches!(code, Ok(ExitCode::SUCCESS)) {
-        tracing::info!("shutdown complete");
     }
-    code
 }
 
 fn second_signal() -> ! {
@@ -452,31 +480,12 @@ fn start_shards(
         n => n as usize,
     };
     let ms = |n: std::num::NonZeroU32| Duration::from_millis(u64::from(n.get()));
+    let (backend, why) = io_backend(config)?;
     let server = shard::ServerConfig {
         shards,
-        backend: shard::Backend::Epoll,
+        backend,
         pin_threads: config.server_pin_threads,
-        listeners: vec![
-            shard::ListenerConfig {
-                protocol: shard::Protocol::Kafka,
-                addr: config.kafka_listen,
-                connections_max: config.kafka_connections_max.get(),
-                idle_timeout: ms(config.kafka_idle_timeout_ms),
-            },
-            shard::ListenerConfig {
-                protocol: shard::Protocol::Mqtt,
-                addr: config.mqtt_listen,
-                connections_max: config.mqtt_connections_max.get(),
-                // MQTT's own keep alive decides (a keep alive of 0 means none).
-                idle_timeout: Duration::MAX,
-            },
-            shard::ListenerConfig {
-                protocol: shard::Protocol::MqttWebSocket,
-                addr: config.mqtt_websocket_listen,
-                connections_max: config.mqtt_connections_max.get(),
-                idle_timeout: Duration::MAX,
-            },
-        ],
+        listeners: listeners(config),
         connections_max: config.server_connections_max.get(),
         write_buffer_bytes_max: config.server_write_buffer_bytes_max.get() as usize,
         handshake_timeout: ms(config.server_handshake_timeout_ms),
@@ -495,6 +504,42 @@ fn start_shards(
         coordinator,
         store,
     };
+    let started = shard::Shards::start(server)?;
+    tracing::info!("{shards} shards, I/O backend {why}");
+    for (protocol, addr) in started.bound() {
+        tracing::info!("{} listening on {addr}", protocol.name());
+    }
+    Ok(started)
+}
+
+/// The protocol listeners every shard binds: Kafka, MQTT and MQTT over WebSocket.
+fn listeners(config: &Config) -> Vec<shard::ListenerConfig> {
+    let ms = |n: std::num::NonZeroU32| Duration::from_millis(u64::from(n.get()));
+    vec![
+        shard::ListenerConfig {
+            protocol: shard::Protocol::Kafka,
+            addr: config.kafka_listen,
+            connections_max: config.kafka_connections_max.get(),
+            idle_timeout: ms(config.kafka_idle_timeout_ms),
+        },
+        shard::ListenerConfig {
+            protocol: shard::Protocol::Mqtt,
+            addr: config.mqtt_listen,
+            connections_max: config.mqtt_connections_max.get(),
+            // MQTT's own keep alive decides (a keep alive of 0 means none).
+            idle_timeout: Duration::MAX,
+        },
+        shard::ListenerConfig {
+            protocol: shard::Protocol::MqttWebSocket,
+            addr: config.mqtt_websocket_listen,
+            connections_max: config.mqtt_connections_max.get(),
+            idle_timeout: Duration::MAX,
+        },
+    ]
+}
+
+/// The I/O backend `server.io` asks for, and why, as the log says it.
+fn io_backend(config: &Config) -> anyhow::Result<(shard::Backend, String)> {
     let (backend, why) = match (config.server_io, shard::uring_available()) {
         (config::IoBackend::Epoll, _) => (shard::Backend::Epoll, "server.io = epoll".to_owned()),
         (config::IoBackend::Uring, Ok(())) => {
@@ -512,18 +557,11 @@ fn start_shards(
             format!("auto: io_uring unavailable ({reason})"),
         ),
     };
-    let server = shard::ServerConfig { backend, ..server };
     let name = match backend {
         shard::Backend::Epoll => "epoll",
         shard::Backend::Uring => "io_uring",
     };
-    let backend = format!("{name} ({why})");
-    let started = shard::Shards::start(server)?;
-    tracing::info!("{shards} shards, I/O backend {backend}");
-    for (protocol, addr) in started.bound() {
-        tracing::info!("{} listening on {addr}", protocol.name());
-    }
-    Ok(started)
+    Ok((backend, format!("{name} ({why})")))
 }
 
 /// What MQTT connections share, from the `mqtt.*` keys (and the `kafka.*` keys for topics

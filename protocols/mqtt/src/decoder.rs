@@ -3,8 +3,9 @@
 //! maximum before waiting for the body, so a hostile remaining length costs at most five bytes
 //! of buffering, never the size it declares.
 
-use crate::DecodeError;
-use crate::packet::{Packet, PacketType, ProtocolVersion};
+use crate::error::DecodeError;
+use crate::kind::{PacketType, ProtocolVersion, QoS};
+use crate::packet::Packet;
 use crate::wire::{self, read_variable_byte_integer};
 
 /// The largest packet MQTT can express: a one-byte type, a four-byte remaining length and
@@ -94,5 +95,48 @@ impl PacketDecoder {
             });
         }
         Ok(Some((packet_type, header_len, total)))
+    }
+}
+
+impl PacketType {
+    /// Reads the first byte of a fixed header and checks its flags (section 2.1.3); AUTH is
+    /// a reserved type before MQTT 5.
+    pub(crate) fn from_first_byte(
+        byte: u8,
+        version: ProtocolVersion,
+    ) -> Result<PacketType, DecodeError> {
+        use PacketType::*;
+        let packet = match byte >> 4 {
+            1 => Connect,
+            2 => ConnAck,
+            3 => Publish,
+            4 => PubAck,
+            5 => PubRec,
+            6 => PubRel,
+            7 => PubComp,
+            8 => Subscribe,
+            9 => SubAck,
+            10 => Unsubscribe,
+            11 => UnsubAck,
+            12 => PingReq,
+            13 => PingResp,
+            14 => Disconnect,
+            15 if version.is_v5() => Auth,
+            t => return Err(DecodeError::ReservedPacketType(t)),
+        };
+        let flags = byte & 0x0F;
+        let valid = match packet {
+            Publish => {
+                QoS::try_from((flags >> 1) & 0x03)?;
+                // DUP must be 0 for QoS 0 (section 3.3.1.1).
+                !(flags & 0x08 != 0 && flags & 0x06 == 0)
+            }
+            PubRel | Subscribe | Unsubscribe => flags == 0b0010,
+            _ => flags == 0,
+        };
+        if !valid {
+            return Err(DecodeError::InvalidFixedHeaderFlags { packet, flags });
+        }
+        Ok(packet)
     }
 }

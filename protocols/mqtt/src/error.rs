@@ -6,7 +6,8 @@
 //! protocol version in CONNECT is answered with CONNACK return code 1
 //! ([`ReasonCode::to_v4_connack`]).
 
-use crate::{PacketType, ReasonCode};
+use crate::kind::{PacketType, QoS};
+use crate::reason::ReasonCode;
 
 /// A packet from the peer is broken; the connection must be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,4 +210,17 @@ pub enum EncodeError {
     /// SUBSCRIBE or UNSUBSCRIBE without filters, SUBACK or UNSUBACK (MQTT 5) without codes.
     #[error("{0:?} needs at least one entry")]
     Empty(PacketType),
+}
+
+impl TryFrom<u8> for QoS {
+    type Error = DecodeError;
+
+    fn try_from(value: u8) -> Result<QoS, DecodeError> {
+        match value {
+            0 => Ok(QoS::AtMostOnce),
+            1 => Ok(QoS::AtLeastOnce),
+            2 => Ok(QoS::ExactlyOnce),
+            _ => Err(DecodeError::InvalidQoS),
+        }
+    }
 }

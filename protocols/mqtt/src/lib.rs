@@ -47,6 +47,7 @@
 
 mod decoder;
 mod error;
+mod kind;
 mod packet;
 pub mod properties;
 mod reason;
@@ -57,10 +58,10 @@ mod wire;
 
 pub use decoder::{PACKET_SIZE_BYTES_LIMIT, PacketDecoder};
 pub use error::{DecodeError, EncodeError};
+pub use kind::{PacketType, ProtocolVersion, QoS};
 pub use packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, PubResponse,
-    Publish, QoS, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
-    Unsubscribe, Will,
+    Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PubResponse, Publish, RetainHandling,
+    SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 pub use properties::Properties;
 pub use reason::ReasonCode;

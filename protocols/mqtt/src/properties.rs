@@ -7,8 +7,9 @@
 //! PUBLISH only. Encoding writes properties in identifier order, which is the canonical form:
 //! the relative order of user properties is kept, as the specification requires.
 
+use crate::error::{DecodeError, EncodeError};
+use crate::kind::{PacketType, QoS};
 use crate::wire::{self, Counter, Reader, Sink};
-use crate::{DecodeError, EncodeError, PacketType, QoS};
 
 /// Property identifiers (section 2.2.2.2, table 2-4).
 pub mod id {

@@ -4,7 +4,7 @@
 //! different names in different packets (0x00 is Success, Normal Disconnection and Granted
 //! QoS 0), and because MQTT 3.1.1 CONNACK and SUBACK use their own small sets of codes.
 
-use crate::PacketType;
+use crate::kind::PacketType;
 
 /// A reason code byte (MQTT 5 section 2.4); values of 0x80 and above are failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -37,13 +37,17 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::decoder::PacketDecoder;
+use crate::error::{DecodeError, EncodeError};
+use crate::kind::{PacketType, ProtocolVersion, QoS};
+use crate::packet::{
+    ConnAck, Connect, Disconnect, Packet, PacketId, PubResponse, Publish, SubAck, Subscribe,
+    UnsubAck, Unsubscribe, Will,
+};
+use crate::properties::Properties;
 use crate::properties::id::TOPIC_ALIAS;
 use crate::reason;
-use crate::{
-    ConnAck, Connect, DecodeError, Disconnect, EncodeError, Packet, PacketDecoder, PacketId,
-    PacketType, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck,
-    Subscribe, UnsubAck, Unsubscribe, Will,
-};
+use crate::reason::ReasonCode;
 
 /// The limits of one session. Each has a default and a documented outcome when reached.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! present before using it; writers go through [`Sink`] so that one function both measures and
 //! writes a field.
 
-use crate::{DecodeError, EncodeError};
+use crate::error::{DecodeError, EncodeError};
 
 /// The largest value a variable byte integer holds (4 bytes of 7 bits).
 pub const VARIABLE_BYTE_INTEGER_MAX: u32 = 268_435_455;

@@ -108,16 +108,6 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "the `weir plugin` subcommands, one arm each",
     },
     LongFunction {
-        path: "broker/server/src/cli.rs",
-        name: "serve",
-        why: "issue 17 in progress: start-up order of the process's threads",
-    },
-    LongFunction {
-        path: "broker/server/src/cli.rs",
-        name: "start_shards",
-        why: "issue 17 in progress: the shard's start moves with the one-shard redesign",
-    },
-    LongFunction {
         path: "broker/server/src/metrics.rs",
         name: "render",
         why: "the Prometheus exposition: one block per metric family",
@@ -131,31 +121,6 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         path: "broker/server/src/plugins/shard_plugins.rs",
         name: "run",
         why: "one call of a chain in its order: the breaker, the instances taken, the call, its cost shared, the failure or the verdicts",
-    },
-    LongFunction {
-        path: "broker/server/src/shard/ingest.rs",
-        name: "apply_produce_outcome",
-        why: "issue 17 in progress: typed writer work",
-    },
-    LongFunction {
-        path: "broker/server/src/shard/mod.rs",
-        name: "start",
-        why: "issue 17 in progress: one shard for both event loops",
-    },
-    LongFunction {
-        path: "broker/server/src/shard/mqtt.rs",
-        name: "deliver",
-        why: "issue 17 in progress: delivery from the log moves with one shard for both event loops",
-    },
-    LongFunction {
-        path: "broker/server/src/shard/mqtt.rs",
-        name: "catch_up",
-        why: "issue 17 in progress: delivery from the log moves with one shard for both event loops",
-    },
-    LongFunction {
-        path: "broker/server/src/writer/produce.rs",
-        name: "run",
-        why: "Produce's answer is assembled per topic and partition from resolution, plugins' routing and every append's completion; split with the per-shard topic table (issue 17)",
     },
     LongFunction {
         path: "broker/server/src/writer/group_commit.rs",

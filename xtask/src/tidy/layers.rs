@@ -4,7 +4,8 @@
 //! Each crate's files form a graph. An arrow goes from a file to every other file of the same
 //! crate that its non-test code names: through a `use` (brace groups expanded, nested ones
 //! too; `pub use` re-exports count like any `use`), or through a path in code starting with
-//! `crate::`, `super::` (`super::super::` too) or `self::`. A path leads to the file of its
+//! `crate::`, `super::` (`super::super::` too), `self::`, or the name of a child module with a
+//! file of its own (`use conn::Conn` in `shard/mod.rs`). A path leads to the file of its
 //! longest prefix that is a module with a file of its own: `super::MqttWork` from
 //! `shard/event_loop.rs` leads to `shard/mod.rs`, `super::settings::ServerConfig` to
 //! `shard/settings.rs`. External crates, `mod` declarations and references to the file itself
@@ -130,12 +131,17 @@ fn arrows_of(
 /// prefix that is a module of the crate. `None` for a path outside the crate.
 fn resolve(place: &Place, path: &[String], index: &ModuleIndex) -> Option<usize> {
     let first = path.first()?.as_str();
-    let mut module = match first {
-        "crate" | "$crate" => Vec::new(),
-        "self" | "super" => place.module.clone(),
+    let child = || [&place.module[..], &[first.to_owned()]].concat();
+    let (mut module, skip) = match first {
+        "crate" | "$crate" => (Vec::new(), 1),
+        "self" => (place.module.clone(), 1),
+        "super" => (place.module.clone(), 0),
+        // A bare name is a path relative to this module when a child module with a file of
+        // its own has that name (`use child::X` in the parent); otherwise it is another crate
+        // or something of this file.
+        _ if index.contains_key(&(place.krate.as_str(), &child()[..])) => (place.module.clone(), 0),
         _ => return None,
     };
-    let skip = usize::from(first != "super");
     for segment in &path[skip..] {
         match segment.as_str() {
             "super" => {
@@ -151,8 +157,7 @@ fn resolve(place: &Place, path: &[String], index: &ModuleIndex) -> Option<usize>
 }
 
 /// The paths the non-test code of `text` names, in the order they appear: every path of
-/// every `use` (brace groups expanded), and every path in code starting with `crate::`,
-/// `super::` or `self::`.
+/// every `use` (brace groups expanded), and every path of two or more names in code.
 fn references(text: &str) -> Vec<Vec<String>> {
     let code = non_test_code(text);
     let mut rest = code.clone();
@@ -299,8 +304,9 @@ fn use_group(tokens: &[Token], at: &mut usize, prefix: &[String], out: &mut Vec<
     }
 }
 
-/// Every path in `code` starting with `crate::`, `$crate::`, `super::` or `self::`, with the
-/// byte where it starts. It ends before a `::` not followed by a name (`::<`, `::{`).
+/// Every path of two or more names in `code` (`crate::x`, `super::x`, `child::x`, but also
+/// `std::x` or `Type::x`, which lead to no file), with the byte where it starts. It ends
+/// before a `::` not followed by a name (`::<`, `::{`).
 fn inline_paths(code: &str) -> Vec<(usize, Vec<String>)> {
     let bytes = code.as_bytes();
     let name_end = |from: usize| (from..bytes.len()).find(|&e| !is_ident_byte(bytes[e]));
@@ -314,7 +320,8 @@ fn inline_paths(code: &str) -> Vec<(usize, Vec<String>)> {
         }
         let end = name_end(k).unwrap_or(bytes.len());
         let first = &code[k..end];
-        if !["crate", "super", "self"].contains(&first) || !code[end..].starts_with("::") {
+        let after_colons = bytes.get(end + 2).is_some_and(|&b| is_ident_byte(b));
+        if !code[end..].starts_with("::") || !after_colons {
             k = end;
             continue;
         }

@@ -19,12 +19,14 @@ use weir_kafka::{
     produce,
 };
 
-#[cfg(doc)]
-use super::IMPLEMENTED;
-use super::coordinator::GroupOp;
-use super::operations::{KafkaOp, ProduceTopic, check_produce_records, produce_failed};
+use weir_kafka::api_versions::IMPLEMENTED;
+use weir_kafka::frame::FrameError;
+
+use super::admin;
+use super::op::{GroupOp, KafkaOp, ProduceTopic};
+use super::operations::{check_produce_records, produce_failed};
 use super::session::KafkaSession;
-use super::{ANSWERS_QUEUED_MAX, CLUSTER_ID, KafkaError, admin, request_body};
+use super::settings::{ANSWERS_QUEUED_MAX, CLUSTER_ID};
 
 /// One request, as its handler gets it.
 #[derive(Debug)]
@@ -538,4 +540,46 @@ impl KafkaSession {
         };
         (api.handle)(self, &request, out, ops)
     }
+}
+
+/// Why a connection must close. Each names what the client sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KafkaError {
+    /// The size prefix is invalid or over the limit.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The request header or body is malformed.
+    #[error("malformed request: {0}")]
+    Malformed(#[from] WireError),
+    /// An API this broker does not implement, or a version outside its range.
+    #[error(
+        "API key {api_key} ({}) version {api_version} is not implemented by this broker",
+        name(*api_key)
+    )]
+    NotImplemented {
+        /// The API key.
+        api_key: i16,
+        /// The version asked for.
+        api_version: i16,
+    },
+}
+
+/// The body of a request whose API and version [`IMPLEMENTED`] lists, once its header (of
+/// version `header_version(api_version)`) parses; any other version closes the connection.
+pub(super) fn request_body(
+    frame: &[u8],
+    start: header::HeaderStart,
+    header_version: impl Fn(i16) -> u8,
+) -> Result<&[u8], KafkaError> {
+    let listed = IMPLEMENTED.iter().any(|range| {
+        range.api_key == start.api_key && (range.min..=range.max).contains(&start.api_version)
+    });
+    if !listed {
+        return Err(KafkaError::NotImplemented {
+            api_key: start.api_key,
+            api_version: start.api_version,
+        });
+    }
+    let (_, body) = header::RequestHeader::parse(frame, header_version(start.api_version))?;
+    Ok(body)
 }

@@ -41,8 +41,8 @@ use weir_kafka::membership::{
 };
 use weir_kafka::offsets::CommitRequest;
 
-use super::groups::commit_refused;
-use super::{KafkaOp, KafkaOpResult};
+pub use super::op::{GroupAnswer, GroupOp};
+use super::op::{KafkaOp, KafkaOpResult, commit_refused};
 use crate::log_store::{GROUP_ID_BYTES_MAX, LogStore};
 
 /// The coordinator's bounds, from the broker's configuration.
@@ -63,91 +63,6 @@ pub struct GroupLimits {
 
 /// Names a request waiting for its answer; chosen by the caller.
 pub type Waiter = u64;
-
-/// A group request from a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupOp {
-    /// JoinGroup, with the client id and address DescribeGroups reports.
-    Join {
-        /// The request.
-        request: JoinRequest,
-        /// The client's id (request header).
-        client_id: String,
-        /// The client's address.
-        client_host: String,
-    },
-    /// SyncGroup.
-    Sync(SyncRequest),
-    /// Heartbeat.
-    Heartbeat(HeartbeatRequest),
-    /// LeaveGroup.
-    Leave(LeaveRequest),
-    /// DescribeGroups: the groups.
-    Describe(Vec<String>),
-    /// ListGroups: the states asked for (empty: all).
-    List(Vec<String>),
-    /// DeleteGroups: the groups.
-    Delete(Vec<String>),
-    /// OffsetCommit: checked against membership here, stored by the log's writer.
-    Commit(CommitRequest),
-}
-
-/// The answer to a [`GroupOp`] other than a commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupAnswer {
-    /// JoinGroup.
-    Joined(JoinResponse),
-    /// SyncGroup.
-    Synced(SyncResponse),
-    /// Heartbeat: the error code.
-    Heartbeat(i16),
-    /// LeaveGroup: the top-level error and each member's (id, instance id, error).
-    Left(i16, Vec<(String, Option<String>, i16)>),
-    /// DescribeGroups.
-    Described(Vec<DescribedGroup>),
-    /// ListGroups: the error and the groups.
-    Listed(i16, Vec<ListedGroup>),
-    /// DeleteGroups: each group's error code.
-    Deleted(Vec<(String, i16)>),
-}
-
-impl GroupOp {
-    /// The answer when the coordinator cannot serve the request at all.
-    pub fn failed(self, error_code: i16) -> KafkaOpResult {
-        let answer = match self {
-            GroupOp::Join { request, .. } => {
-                GroupAnswer::Joined(JoinResponse::failed(error_code, request.member_id))
-            }
-            GroupOp::Sync(_) => GroupAnswer::Synced(SyncResponse::failed(error_code)),
-            GroupOp::Heartbeat(_) => GroupAnswer::Heartbeat(error_code),
-            GroupOp::Leave(request) => GroupAnswer::Left(
-                error_code,
-                (request.members.into_iter())
-                    .map(|(member, instance)| (member, instance, error_code))
-                    .collect(),
-            ),
-            GroupOp::Describe(groups) => GroupAnswer::Described(
-                groups
-                    .into_iter()
-                    .map(|group_id| DescribedGroup {
-                        error_code,
-                        group_id,
-                        state: "",
-                        protocol_type: String::new(),
-                        protocol: String::new(),
-                        members: Vec::new(),
-                    })
-                    .collect(),
-            ),
-            GroupOp::List(_) => GroupAnswer::Listed(error_code, Vec::new()),
-            GroupOp::Delete(groups) => {
-                GroupAnswer::Deleted(groups.into_iter().map(|g| (g, error_code)).collect())
-            }
-            GroupOp::Commit(request) => return commit_refused(request, error_code),
-        };
-        KafkaOpResult::Group(answer)
-    }
-}
 
 /// What the caller must do after [`Coordinator::handle`] or [`Coordinator::tick`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use weir_kafka::error::ErrorCode;
 use weir_kafka::offsets::{CommitRequest, FetchGroup, FetchedGroup, FetchedOffset};
 
-use super::KafkaOpResult;
+pub use super::op::commit_refused;
 use crate::log_store::{
     CommittedOffset, GROUP_ID_BYTES_MAX, LogStore, OFFSET_METADATA_BYTES_MAX, PartitionId,
     TopicInfo, partition_at,
@@ -44,18 +44,6 @@ pub fn fetch_failed(group: FetchGroup, error_code: i16) -> FetchedGroup {
         topics,
         error_code,
     }
-}
-
-/// The answer to an OffsetCommit refused as a whole: `error_code` on every partition.
-pub fn commit_refused(request: CommitRequest, error_code: i16) -> KafkaOpResult {
-    KafkaOpResult::OffsetsCommitted(
-        (request.topics.into_iter())
-            .map(|(topic, partitions)| {
-                let codes = partitions.iter().map(|p| (p.index, error_code)).collect();
-                (topic, codes)
-            })
-            .collect(),
-    )
 }
 
 /// Stores the offsets of an OffsetCommit the coordinator has let through; per topic,

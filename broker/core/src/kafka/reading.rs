@@ -5,8 +5,8 @@ use weir_kafka::error::ErrorCode;
 use weir_kafka::frame::write_frame;
 use weir_kafka::{cluster, fetch, header};
 
+use super::apis::{KafkaError, request_body};
 use super::session::{KafkaSession, Queued, WaitingFetch};
-use super::{KafkaError, request_body};
 use crate::log_store::{LogStore, PartitionId, StoreError, partition_at};
 
 /// Room reserved in a Fetch answer beyond its record bytes, for its headers and per-partition

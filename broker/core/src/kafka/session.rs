@@ -8,8 +8,9 @@ use std::sync::Arc;
 use weir_kafka::frame::{FrameDecoder, write_frame};
 use weir_kafka::{fetch, header};
 
-use super::operations::{KafkaOp, KafkaOpResult, write_result};
-use super::{ANSWERS_QUEUED_MAX, KafkaSettings, REQUEST_BYTES_MIN};
+use super::op::{KafkaOp, KafkaOpResult};
+use super::operations::write_result;
+use super::settings::{ANSWERS_QUEUED_MAX, KafkaSettings, REQUEST_BYTES_MIN};
 
 /// An answer in request order: ready bytes, or a slot waiting for an operation.
 #[derive(Debug)]

@@ -1,8 +1,10 @@
+use std::sync::Arc;
+
 use super::*;
 use crate::log_store::{EmptyStore, StoreError};
 use coordinator::{GroupAnswer, GroupOp};
 use weir_kafka::error::ErrorCode;
-use weir_kafka::frame::write_frame;
+use weir_kafka::frame::{FrameError, write_frame};
 use weir_kafka::{membership, offsets};
 
 fn settings() -> Arc<KafkaSettings> {

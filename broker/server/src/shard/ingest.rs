@@ -284,19 +284,19 @@ fn apply_produce_outcome(
     routed: &mut Vec<RoutedMessage>,
     decompressed_max: usize,
 ) {
-    let name = topic.name.clone();
     let mut fates = match outcome {
         RunOutcome::Ran(fates) => fates.into_iter(),
         RunOutcome::Open(WhenOpen::Pass) => return,
         RunOutcome::Open(WhenOpen::Reject) => {
+            let message = format!(
+                "plugin binding {} is failing: its circuit is open",
+                binding.spec.name
+            );
             for (pi, (_, records)) in topic.partitions.iter_mut().enumerate() {
                 if counts[pi] > 0 {
                     *records = ProduceRecords::Refused {
                         code: ErrorCode::PolicyViolation.code(),
-                        message: format!(
-                            "plugin binding {} is failing: its circuit is open",
-                            binding.spec.name
-                        ),
+                        message: message.clone(),
                         record_errors: Vec::new(),
                     };
                 }
@@ -308,28 +308,13 @@ fn apply_produce_outcome(
             version,
             error,
         } => {
-            let dlq = binding.dead_letter_topic(&name);
-            for (pi, (_, records)) in topic.partitions.iter_mut().enumerate() {
-                if counts[pi] == 0 {
-                    continue;
-                }
-                let ProduceRecords::Batches(batches) = records else {
-                    continue;
-                };
-                for original in
-                    partition_messages(&name, batches, decompressed_max).unwrap_or_default()
-                {
-                    routed.push(RoutedMessage {
-                        topic: ti,
-                        partition: pi,
-                        message: dead_letter(original, &dlq, &plugin, &version, &error),
-                    });
-                }
-                *records = ProduceRecords::Nothing;
-            }
-            return;
+            let dlq = binding.dead_letter_topic(&topic.name);
+            let failure = (&dlq[..], &plugin[..], &version[..], &error[..]);
+            let to = (ti, routed, decompressed_max);
+            return dead_letter_partitions(topic, counts, failure, to);
         }
     };
+    let name = topic.name.clone();
     for (pi, (_, records)) in topic.partitions.iter_mut().enumerate() {
         let n = counts[pi];
         if n == 0 {
@@ -339,59 +324,98 @@ fn apply_produce_outcome(
         if mine.iter().all(|f| *f == Fate::Keep) {
             continue;
         }
-        let rejected: Vec<(i32, String)> = mine
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| match f {
-                Fate::Reject(r) => Some((i32::try_from(i).unwrap_or(i32::MAX), r.reason.clone())),
-                _ => None,
-            })
-            .collect();
-        if let Some((_, first)) = rejected.first() {
-            *records = ProduceRecords::Refused {
-                code: ErrorCode::InvalidRecord.code(),
-                message: format!(
-                    "refused by a plugin of binding {}: {first}",
-                    binding.spec.name
-                ),
-                record_errors: rejected,
-            };
+        let routed_from = |message| RoutedMessage {
+            topic: ti,
+            partition: pi,
+            message,
+        };
+        let kept = apply_fates(binding, (&name, records), mine, decompressed_max);
+        routed.extend(kept.into_iter().map(routed_from));
+    }
+}
+
+/// A failed plugin call: the records of every partition the call covered go to the
+/// dead-letter topic (`failure`: the topic, the plugin, its version, the error), routed from
+/// their partition; nothing of them is stored where they were produced.
+fn dead_letter_partitions(
+    topic: &mut ProduceTopic,
+    counts: &[usize],
+    (dlq, plugin, version, error): (&str, &str, &str, &str),
+    (ti, routed, decompressed_max): (usize, &mut Vec<RoutedMessage>, usize),
+) {
+    for (pi, (_, records)) in topic.partitions.iter_mut().enumerate() {
+        if counts[pi] == 0 {
             continue;
         }
         let ProduceRecords::Batches(batches) = records else {
             continue;
         };
-        let originals = partition_messages(&name, batches, decompressed_max).unwrap_or_default();
-        let mut here = Vec::new();
-        for (original, fate) in originals.into_iter().zip(mine) {
-            match fate {
-                Fate::Keep => here.push(original),
-                Fate::Drop | Fate::Reject(_) => {}
-                Fate::Store(messages) => {
-                    for m in messages {
-                        if m.topic == name {
-                            here.push(m);
-                        } else {
-                            routed.push(RoutedMessage {
-                                topic: ti,
-                                partition: pi,
-                                message: m,
-                            });
-                        }
-                    }
-                }
+        for original in
+            partition_messages(&topic.name, batches, decompressed_max).unwrap_or_default()
+        {
+            routed.push(RoutedMessage {
+                topic: ti,
+                partition: pi,
+                message: dead_letter(original, dlq, plugin, version, error),
+            });
+        }
+        *records = ProduceRecords::Nothing;
+    }
+}
+
+/// Applies one partition's verdicts (`fates`, one per record) to its `records` of topic
+/// `name`: refused as a whole if a plugin rejected a record, else rebuilt from what is kept
+/// in the topic. Returns the messages routed to other topics.
+fn apply_fates(
+    binding: &Binding,
+    (name, records): (&str, &mut ProduceRecords),
+    fates: Vec<Fate>,
+    decompressed_max: usize,
+) -> Vec<Message> {
+    let rejected: Vec<(i32, String)> = (fates.iter().enumerate())
+        .filter_map(|(i, f)| match f {
+            Fate::Reject(r) => Some((i32::try_from(i).unwrap_or(i32::MAX), r.reason.clone())),
+            _ => None,
+        })
+        .collect();
+    if let Some((_, first)) = rejected.first() {
+        *records = ProduceRecords::Refused {
+            code: ErrorCode::InvalidRecord.code(),
+            message: format!(
+                "refused by a plugin of binding {}: {first}",
+                binding.spec.name
+            ),
+            record_errors: rejected,
+        };
+        return Vec::new();
+    }
+    let ProduceRecords::Batches(batches) = records else {
+        return Vec::new();
+    };
+    let originals = partition_messages(name, batches, decompressed_max).unwrap_or_default();
+    let (mut here, mut elsewhere) = (Vec::new(), Vec::new());
+    for (original, fate) in originals.into_iter().zip(fates) {
+        match fate {
+            Fate::Keep => here.push(original),
+            Fate::Drop | Fate::Reject(_) => {}
+            Fate::Store(messages) => {
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    messages.into_iter().partition(|m| m.topic == name);
+                here.extend(mine);
+                elsewhere.extend(others);
             }
         }
-        *records = if here.is_empty() {
-            ProduceRecords::Nothing
-        } else {
-            match CheckedBatch::new(record_batch(&here)) {
-                Ok(batch) => ProduceRecords::Batches(vec![batch]),
-                Err(e) => {
-                    tracing::error!("plugin messages made an invalid batch: {e}");
-                    ProduceRecords::Corrupt
-                }
-            }
-        };
     }
+    *records = if here.is_empty() {
+        ProduceRecords::Nothing
+    } else {
+        match CheckedBatch::new(record_batch(&here)) {
+            Ok(batch) => ProduceRecords::Batches(vec![batch]),
+            Err(e) => {
+                tracing::error!("plugin messages made an invalid batch: {e}");
+                ProduceRecords::Corrupt
+            }
+        }
+    };
+    elsewhere
 }

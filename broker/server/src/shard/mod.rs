@@ -51,11 +51,11 @@ use std::thread::JoinHandle;
 
 use self::epoll::Waker;
 use self::inbox::Inbox;
-use self::mqtt::{DelayedWills, TailStart};
+use self::mqtt::{AppendFeed, DelayedWills, TailStart};
 pub use self::settings::{Backend, ListenerConfig, Protocol, ServerConfig, ShardMetrics};
-use self::shared::ShardsShared;
+use self::shared::{ShardArgs, ShardsShared};
 use crate::plugins::ShardPlugins;
-use crate::writer::AppendPhase;
+use crate::writer::{AppendPhase, WriterHandle};
 use weir_core::kafka::KafkaSettings;
 pub use weir_core::mqtt_connection::MqttSettings;
 
@@ -75,50 +75,12 @@ impl Shards {
     /// runs), then starts the shard threads.
     pub fn start(config: ServerConfig) -> io::Result<Shards> {
         let shards = config.shards.max(1);
-        let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
-        let mut bound = Vec::new();
-        for listener in &config.listeners {
-            let sockets = bind_reuseport(listener.addr, shards).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "cannot listen on {} for {} ({}.listen): {e}",
-                        listener.addr,
-                        listener.protocol.name(),
-                        listener.protocol.name()
-                    ),
-                )
-            })?;
-            bound.push((listener.protocol, sockets[0].local_addr()?));
-            for (shard, socket) in sockets.into_iter().enumerate() {
-                per_shard[shard].push(socket);
-            }
-        }
-        let kafka_addr = bound
-            .iter()
-            .find(|(protocol, _)| *protocol == Protocol::Kafka)
-            .map(|(_, addr)| *addr);
-        let advertised_host = match (&config.kafka_advertised_host, kafka_addr) {
-            (host, _) if !host.is_empty() => host.clone(),
-            (_, Some(addr)) if !addr.ip().is_unspecified() => addr.ip().to_string(),
-            _ => "localhost".to_owned(),
-        };
-        let kafka = Arc::new(KafkaSettings {
-            store: config.store.clone(),
-            request_bytes_max: config.kafka_request_bytes_max,
-            advertised_host,
-            advertised_port: kafka_addr.map_or(0, |addr| i32::from(addr.port())),
-            auto_create_topics: config.kafka_auto_create_topics,
-            auto_create_partitions: config.kafka_auto_create_partitions,
-            topics_max: config.kafka_topics_max,
-            fetch_bytes_max: config.kafka_fetch_bytes_max,
-            batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
-        });
+        let (per_shard, bound) = bind_listeners(&config, shards)?;
         let wakers = (0..shards)
             .map(|_| Waker::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(ShardsShared {
-            kafka,
+            kafka: Arc::new(kafka_settings(&config, &bound)),
             mqtt: config.mqtt.clone(),
             feeds: (0..shards).map(|_| Arc::default()).collect(),
             inboxes: wakers
@@ -153,65 +115,23 @@ impl Shards {
         };
         for (id, listeners) in per_shard.into_iter().enumerate() {
             let waker = wakers[id].clone();
-            let (shared, metrics, config) = (shared.clone(), metrics.clone(), config.clone());
             let pin = config
                 .pin_threads
                 .then(|| cpus.get(id % cpus.len().max(1)).copied())
                 .flatten();
-            let thread_waker = waker.clone();
-            // The loop is built on its own thread: an io_uring ring set up for a single
-            // issuer belongs to the thread that creates it. Set-up errors come back here, and
-            // dropping `started` on the way out stops the shards already running.
-            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-            let thread = std::thread::Builder::new()
-                .name(format!("weir-shard-{id}"))
-                .spawn(move || {
-                    if let Some(cpu) = pin {
-                        pin_to_cpu(cpu);
-                    }
-                    let args = (id, listeners, thread_waker, shared, metrics, config);
-                    match args.5.backend {
-                        Backend::Epoll => match epoll_loop::EpollShard::new(args) {
-                            Ok(mut shard) => {
-                                let _ = ready_tx.send(Ok(()));
-                                shard.run();
-                            }
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                            }
-                        },
-                        Backend::Uring => match uring_loop::UringShard::new(args) {
-                            Ok(mut shard) => {
-                                let _ = ready_tx.send(Ok(()));
-                                shard.run();
-                            }
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                            }
-                        },
-                    }
-                })?;
-            started.threads.push(thread);
+            let args = (
+                id,
+                listeners,
+                waker.clone(),
+                shared.clone(),
+                metrics.clone(),
+                config.clone(),
+            );
+            // Dropping `started` on a set-up error stops the shards already running.
+            started.threads.push(spawn_shard(args, pin)?);
             started.wakers.push(waker);
-            ready_rx
-                .recv()
-                .map_err(|_| io::Error::other(format!("shard {id} ended during set-up")))??;
         }
-        // Fetches waiting for data are looked at again as soon as appends complete, and
-        // shards with MQTT subscribers learn which partitions grew.
-        let wakers = started.wakers.clone();
-        let feeds = shared.feeds.clone();
-        config.writer.on_appended(Box::new(move |phase, appended| {
-            for (waker, feed) in wakers.iter().zip(&feeds) {
-                match phase {
-                    AppendPhase::Stored => feed.hold(appended),
-                    AppendPhase::Answered => {
-                        feed.push(appended);
-                        waker.notify_data();
-                    }
-                }
-            }
-        }));
+        follow_appends(&config.writer, started.wakers.clone(), shared.feeds.clone());
         Ok(started)
     }
 
@@ -247,6 +167,117 @@ impl Shards {
         let mut topics = topic_table::TopicTable::default();
         submit::publish_wills(&self.config, (&mut plugins, &mut topics), wills);
     }
+}
+
+/// The address each protocol's listener is bound to (port 0 resolved).
+type Bound = Vec<(Protocol, SocketAddr)>;
+
+/// Binds every listener once per shard (`SO_REUSEPORT`): each shard's sockets, and the address
+/// each protocol is bound to (port 0 resolved).
+fn bind_listeners(
+    config: &ServerConfig,
+    shards: usize,
+) -> io::Result<(Vec<Vec<TcpListener>>, Bound)> {
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for listener in &config.listeners {
+        let sockets = bind_reuseport(listener.addr, shards).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {} for {} ({}.listen): {e}",
+                    listener.addr,
+                    listener.protocol.name(),
+                    listener.protocol.name()
+                ),
+            )
+        })?;
+        bound.push((listener.protocol, sockets[0].local_addr()?));
+        for (shard, socket) in sockets.into_iter().enumerate() {
+            per_shard[shard].push(socket);
+        }
+    }
+    Ok((per_shard, bound))
+}
+
+/// What Kafka connections share; Metadata advertises the Kafka listener's address (or
+/// `kafka.advertised_host`).
+fn kafka_settings(config: &ServerConfig, bound: &[(Protocol, SocketAddr)]) -> KafkaSettings {
+    let kafka_addr = bound
+        .iter()
+        .find(|(protocol, _)| *protocol == Protocol::Kafka)
+        .map(|(_, addr)| *addr);
+    let advertised_host = match (&config.kafka_advertised_host, kafka_addr) {
+        (host, _) if !host.is_empty() => host.clone(),
+        (_, Some(addr)) if !addr.ip().is_unspecified() => addr.ip().to_string(),
+        _ => "localhost".to_owned(),
+    };
+    KafkaSettings {
+        store: config.store.clone(),
+        request_bytes_max: config.kafka_request_bytes_max,
+        advertised_host,
+        advertised_port: kafka_addr.map_or(0, |addr| i32::from(addr.port())),
+        auto_create_topics: config.kafka_auto_create_topics,
+        auto_create_partitions: config.kafka_auto_create_partitions,
+        topics_max: config.kafka_topics_max,
+        fetch_bytes_max: config.kafka_fetch_bytes_max,
+        batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
+    }
+}
+
+/// Starts one shard's thread (pinned to `pin`) and waits until its loop is set up. The loop
+/// is built on its own thread: an io_uring ring set up for a single issuer belongs to the
+/// thread that creates it. Set-up errors come back here.
+fn spawn_shard(args: ShardArgs, pin: Option<usize>) -> io::Result<JoinHandle<()>> {
+    let id = args.0;
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name(format!("weir-shard-{id}"))
+        .spawn(move || {
+            if let Some(cpu) = pin {
+                pin_to_cpu(cpu);
+            }
+            let ready = |result: io::Result<()>| {
+                let _ = ready_tx.send(result);
+            };
+            match args.5.backend {
+                Backend::Epoll => match epoll_loop::EpollShard::new(args) {
+                    Ok(mut shard) => {
+                        ready(Ok(()));
+                        shard.run();
+                    }
+                    Err(e) => ready(Err(e)),
+                },
+                Backend::Uring => match uring_loop::UringShard::new(args) {
+                    Ok(mut shard) => {
+                        ready(Ok(()));
+                        shard.run();
+                    }
+                    Err(e) => ready(Err(e)),
+                },
+            }
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| io::Error::other(format!("shard {id} ended during set-up")))??;
+    Ok(thread)
+}
+
+/// Tells the shards what the writer made durable: fetches waiting for data are looked at
+/// again as soon as appends complete, and shards with MQTT subscribers learn which partitions
+/// grew.
+fn follow_appends(writer: &WriterHandle, wakers: Vec<Arc<Waker>>, feeds: Vec<Arc<AppendFeed>>) {
+    writer.on_appended(Box::new(move |phase, appended| {
+        for (waker, feed) in wakers.iter().zip(&feeds) {
+            match phase {
+                AppendPhase::Stored => feed.hold(appended),
+                AppendPhase::Answered => {
+                    feed.push(appended);
+                    waker.notify_data();
+                }
+            }
+        }
+    }));
 }
 
 impl Drop for Shards {

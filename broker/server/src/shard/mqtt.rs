@@ -401,7 +401,6 @@ impl MqttTail {
     ) -> (Vec<(usize, u64)>, bool) {
         let (decompressed_bytes_max, write_buffer_bytes_max) = limits;
         let mut touched: HashMap<usize, u64> = HashMap::new();
-        let mut more = false;
         let now = crate::clock::wall_ms();
         self.share_table.refresh(&mut self.shares);
         let grown = self.feed.take();
@@ -422,39 +421,67 @@ impl MqttTail {
                 // Batches committed after `last` may not be durable yet: they come with
                 // their own report.
                 for (offset, message) in messages.iter().filter(|(o, _)| *o <= last) {
-                    for &slot in &self.subscribers {
-                        let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
-                            continue;
-                        };
-                        let conn = conn.conn_mut();
-                        let Some(mqtt) = conn.mqtt() else { continue };
-                        if !mqtt.takes_live(partition, *offset) {
-                            continue;
-                        }
-                        let (offer, added) = conn.offer_mqtt(
-                            message,
-                            (partition, *offset),
-                            now,
-                            write_buffer_bytes_max,
-                            false,
-                            &self.shares.1,
-                            metrics,
-                        );
-                        if added > 0 {
-                            *touched.entry(slot).or_default() += added;
-                        }
-                        if offer == Offer::Full
-                            && let Some(mqtt) = conn.mqtt()
-                        {
-                            mqtt.fall_behind(partition, *offset);
-                            self.lagging.insert(slot);
-                        }
-                    }
+                    let at = (partition, *offset);
+                    let offered = (now, write_buffer_bytes_max, metrics);
+                    self.offer_live(conns, (at, message), offered, &mut touched);
                 }
                 at = next.min(last + 1);
             }
             self.cursors.insert(partition, at.max(cursor));
         }
+        let more = self.serve_lagging(store, conns, (limits, now, metrics), &mut touched);
+        (touched.into_iter().collect(), more)
+    }
+
+    /// Offers the message at `at` to every subscriber that takes it live; one that is full
+    /// falls behind and reads the log itself from there. Counts the bytes added per slot in
+    /// `touched`.
+    fn offer_live<S: HasConn>(
+        &mut self,
+        conns: &mut [Option<S>],
+        (at, message): ((PartitionId, i64), &LogMessage),
+        (now, write_buffer_bytes_max, metrics): (i64, usize, &ShardMetrics),
+        touched: &mut HashMap<usize, u64>,
+    ) {
+        for &slot in &self.subscribers {
+            let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let conn = conn.conn_mut();
+            let Some(mqtt) = conn.mqtt() else { continue };
+            if !mqtt.takes_live(at.0, at.1) {
+                continue;
+            }
+            let (offer, added) = conn.offer_mqtt(
+                message,
+                at,
+                now,
+                write_buffer_bytes_max,
+                false,
+                &self.shares.1,
+                metrics,
+            );
+            if added > 0 {
+                *touched.entry(slot).or_default() += added;
+            }
+            if offer == Offer::Full
+                && let Some(mqtt) = conn.mqtt()
+            {
+                mqtt.fall_behind(at.0, at.1);
+                self.lagging.insert(slot);
+            }
+        }
+    }
+
+    /// Lets each lagging connection catch up one step; true if any has more to read.
+    fn serve_lagging<S: HasConn>(
+        &mut self,
+        store: &dyn LogStore,
+        conns: &mut [Option<S>],
+        (limits, now, metrics): ((usize, usize), i64, &ShardMetrics),
+        touched: &mut HashMap<usize, u64>,
+    ) -> bool {
+        let mut more = false;
         for slot in self.lagging.clone() {
             let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
                 self.lagging.remove(&slot);
@@ -473,7 +500,7 @@ impl MqttTail {
                 CatchUp::Full => {}
             }
         }
-        (touched.into_iter().collect(), more)
+        more
     }
 
     /// Reads one budget of batches of `partition` from `at`: the offset after them and
@@ -548,23 +575,10 @@ impl MqttTail {
                 }
                 continue;
             };
-            let mut full_at = None;
-            for (offset, message) in messages.iter().filter(|(o, _)| *o < target) {
-                let (offer, added) = conn.offer_mqtt(
-                    message,
-                    (partition, *offset),
-                    now,
-                    write_buffer_bytes_max,
-                    true,
-                    &self.shares.1,
-                    metrics,
-                );
-                added_total += added;
-                if offer == Offer::Full {
-                    full_at = Some(*offset);
-                    break;
-                }
-            }
+            let backlog = messages.iter().filter(|(o, _)| *o < target);
+            let offered = (now, write_buffer_bytes_max, metrics);
+            let (added, full_at) = self.offer_backlog(conn, partition, backlog, offered);
+            added_total += added;
             let Some(mqtt) = conn.mqtt() else {
                 break;
             };
@@ -584,6 +598,34 @@ impl MqttTail {
             }
         }
         (added_total, state)
+    }
+
+    /// Offers `backlog` (messages of `partition`) to a connection catching up, until it is
+    /// full: the bytes added, and the offset it was full at.
+    fn offer_backlog<'m>(
+        &self,
+        conn: &mut super::conn::Conn,
+        partition: PartitionId,
+        backlog: impl Iterator<Item = &'m (i64, LogMessage)>,
+        (now, write_buffer_bytes_max, metrics): (i64, usize, &ShardMetrics),
+    ) -> (u64, Option<i64>) {
+        let mut added_total = 0;
+        for (offset, message) in backlog {
+            let (offer, added) = conn.offer_mqtt(
+                message,
+                (partition, *offset),
+                now,
+                write_buffer_bytes_max,
+                true,
+                &self.shares.1,
+                metrics,
+            );
+            added_total += added;
+            if offer == Offer::Full {
+                return (added_total, Some(*offset));
+            }
+        }
+        (added_total, None)
     }
 }
 

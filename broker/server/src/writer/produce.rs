@@ -14,11 +14,11 @@ use weir_core::log_store::{
     Append, AppendError, CheckedBatch, LogStore, PartitionId, StoreError, partition_at,
 };
 use weir_kafka::error::ErrorCode;
-use weir_kafka::produce::TopicResponse;
+use weir_kafka::produce::{PartitionResponse, TopicResponse};
 use weir_kafka::record_batch;
 
 use super::group_commit::{AppendFailure, Completion, WriterHandle};
-use super::outputs::place;
+use super::outputs::{Placed, place};
 use super::work::{Creation, KafkaDone};
 
 struct Aggregate {
@@ -105,46 +105,9 @@ pub(super) fn run(
                     }
                 },
             };
-            // Batches were checked on the connection's shard. Older clients (and librdkafka
-            // until it sees Fetch v4 advertised) send the legacy message format: it is
-            // converted to one v2 batch here, as Kafka does.
-            let batches = match records {
-                ProduceRecords::Batches(batches) => batches,
-                ProduceRecords::Legacy(set) => {
-                    match record_batch::upconvert_legacy(&set, crate::clock::wall_ms()) {
-                        Ok(batch) => CheckedBatch::new(batch).map_or_else(
-                            |e| {
-                                tracing::debug!("produce refused: {e}");
-                                Vec::new()
-                            },
-                            |batch| vec![batch],
-                        ),
-                        Err(e) => {
-                            tracing::debug!("produce refused: {e}");
-                            Vec::new()
-                        }
-                    }
-                }
-                ProduceRecords::Corrupt => Vec::new(),
-                ProduceRecords::Refused {
-                    code,
-                    message,
-                    record_errors,
-                } => {
-                    answer.error_code = code;
-                    answer.error_message = Some(message);
-                    answer.record_errors = record_errors
-                        .into_iter()
-                        .map(|(index, why)| (index, Some(why)))
-                        .collect();
-                    continue;
-                }
-                ProduceRecords::Nothing => continue,
-            };
-            if batches.is_empty() {
-                answer.error_code = ErrorCode::CorruptMessage.code();
+            let Some(batches) = partition_batches(records, answer) else {
                 continue;
-            }
+            };
             work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
         }
     }
@@ -172,6 +135,65 @@ pub(super) fn run(
         pending: work.len() + elsewhere.len(),
         finish: Some(finish),
     }));
+    submit_routed(writer, &aggregate, elsewhere);
+    submit_partitions(writer, &aggregate, work);
+}
+
+/// The batches to append for one partition's `records`, or `None` with its `answer` filled
+/// in when nothing is appended. Batches were checked on the connection's shard. Older clients
+/// (and librdkafka until it sees Fetch v4 advertised) send the legacy message format: it is
+/// converted to one v2 batch here, as Kafka does.
+fn partition_batches(
+    records: ProduceRecords,
+    answer: &mut PartitionResponse,
+) -> Option<Vec<CheckedBatch>> {
+    let batches = match records {
+        ProduceRecords::Batches(batches) => batches,
+        ProduceRecords::Legacy(set) => {
+            match record_batch::upconvert_legacy(&set, crate::clock::wall_ms()) {
+                Ok(batch) => CheckedBatch::new(batch).map_or_else(
+                    |e| {
+                        tracing::debug!("produce refused: {e}");
+                        Vec::new()
+                    },
+                    |batch| vec![batch],
+                ),
+                Err(e) => {
+                    tracing::debug!("produce refused: {e}");
+                    Vec::new()
+                }
+            }
+        }
+        ProduceRecords::Corrupt => Vec::new(),
+        ProduceRecords::Refused {
+            code,
+            message,
+            record_errors,
+        } => {
+            answer.error_code = code;
+            answer.error_message = Some(message);
+            answer.record_errors = record_errors
+                .into_iter()
+                .map(|(index, why)| (index, Some(why)))
+                .collect();
+            return None;
+        }
+        ProduceRecords::Nothing => return None,
+    };
+    if batches.is_empty() {
+        answer.error_code = ErrorCode::CorruptMessage.code();
+        return None;
+    }
+    Some(batches)
+}
+
+/// Submits the messages plugins routed to other topics; each counts in the answer of the
+/// partition it came from.
+fn submit_routed(
+    writer: &WriterHandle,
+    aggregate: &Arc<Mutex<Aggregate>>,
+    elsewhere: Vec<Placed<(usize, usize)>>,
+) {
     for placed in elsewhere {
         let done_aggregate = aggregate.clone();
         let origin = placed.key;
@@ -191,7 +213,7 @@ pub(super) fn run(
         if let Err(refused) = writer.submit_all(vec![(append, done)]) {
             for _ in refused {
                 Aggregate::record(
-                    &aggregate,
+                    aggregate,
                     origin,
                     false,
                     Err(ErrorCode::RequestTimedOut.code()),
@@ -199,8 +221,16 @@ pub(super) fn run(
             }
         }
     }
-    // A partition's batches are queued together or refused together, so a full queue never
-    // leaves a partition half written.
+}
+
+/// Submits the batches of each partition (`work`: topic index, partition index, partition,
+/// batch, in request order). A partition's batches are queued together or refused together,
+/// so a full queue never leaves a partition half written.
+fn submit_partitions(
+    writer: &WriterHandle,
+    aggregate: &Arc<Mutex<Aggregate>>,
+    work: Vec<(usize, usize, PartitionId, CheckedBatch)>,
+) {
     let mut work = work.into_iter().peekable();
     while let Some((ti, pi, partition, batch)) = work.next() {
         let mut appends = vec![(ti, pi, partition, batch)];
@@ -228,7 +258,7 @@ pub(super) fn run(
         if let Err(refused) = writer.submit_all(appends) {
             for _ in refused {
                 Aggregate::record(
-                    &aggregate,
+                    aggregate,
                     (ti, pi),
                     true,
                     Err(ErrorCode::RequestTimedOut.code()),
