@@ -10,4 +10,5 @@ mod mqtt;
 mod mqtt_clients;
 mod plugins;
 mod process;
+mod security;
 mod storage;

@@ -32,13 +32,13 @@ fn sigterm_stops_cleanly_with_exit_0() {
 }
 
 /// The README's run command uses no configuration at all: the embedded defaults put MQTT on
-/// 1883 (and over WebSocket on 9001), Kafka on 9092, admin HTTP on 8080 and data under
-/// ./weir-data.
+/// 1883 (and over WebSocket on 9001), Kafka on 9092, admin HTTP on loopback's 8080 and data
+/// under ./weir-data.
 #[test]
 fn embedded_defaults_need_no_config() {
     let mut weir = Weir::builder().defaults_only().start().unwrap();
     let admin = weir.admin_addr().unwrap();
-    assert_eq!(admin.to_string(), "0.0.0.0:8080");
+    assert_eq!(admin.to_string(), "127.0.0.1:8080");
     assert_eq!(weir.mqtt_addr().unwrap().to_string(), "0.0.0.0:1883");
     assert_eq!(
         weir.mqtt_websocket_addr().unwrap().to_string(),

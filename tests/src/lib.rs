@@ -445,7 +445,22 @@ pub fn http_request(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
-    weir::admin_client::request(addr, method, path, body, WAIT)
+    http_request_with_token(addr, None, (method, path, body))
+}
+
+/// [`http_request`] with `token` as the bearer token (none without it).
+pub fn http_request_with_token(
+    addr: SocketAddr,
+    token: Option<&str>,
+    (method, path, body): (&str, &str, &[u8]),
+) -> anyhow::Result<(u16, String)> {
+    let request = weir::admin_client::AdminRequest {
+        method,
+        path,
+        body,
+        token,
+    };
+    weir::admin_client::request(addr, &request, WAIT)
 }
 
 /// The keys of the records stored in `topic`'s partition 0 under `cwd`/weir-data, in order

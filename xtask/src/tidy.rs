@@ -11,8 +11,8 @@
 //!    and in tooling. Everything else gets time as an argument, so it can be tested with
 //!    simulated time.
 //! 3. **No import circles** ([`layers`]): within a crate, the files form layers; no file
-//!    imports (by `use` or by a `crate::`, `super::` or `self::` path) one that imports it
-//!    back, directly or around a longer circle.
+//!    imports (by `use` or by a `crate::`, `super::`, `self::` or bare child-module path) one
+//!    that imports it back, directly or around a longer circle.
 
 mod allowed;
 mod budgets;

@@ -12,7 +12,10 @@
 //!
 //! It runs on the control-plane runtime (tokio), never on a shard thread. Every connection is
 //! bounded: a count limit (a connection over it is closed as soon as it is accepted), a header
-//! timeout, and a header size cap (hyper answers 431 beyond it).
+//! timeout, and a header size cap (hyper answers 431 beyond it). Who may call what is
+//! [`AdminAccess`] (`access.rs`): with `admin.token_file`, everything but `GET /health` (and
+//! `GET /metrics`, unless `admin.metrics_require_token`) needs the bearer token, and a request
+//! without it gets 401 before it is routed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +30,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+
+mod access;
+
+pub use access::{AdminAccess, TOKEN_CHARS_MIN, check_listen, read_token};
 
 /// Bytes of request head hyper buffers before it answers 431.
 const HEADER_BYTES_MAX: usize = 16 * 1024;
@@ -49,18 +56,22 @@ pub struct AdminState {
     ready: AtomicBool,
     metrics: crate::metrics::Metrics,
     plugins: Option<Arc<crate::plugins::Registry>>,
+    access: AdminAccess,
 }
 
 impl AdminState {
-    /// Not ready yet; `/metrics` reads `metrics`, `/plugins` manages `plugins`.
+    /// Not ready yet; `/metrics` reads `metrics`, `/plugins` manages `plugins`; `access`
+    /// says who may call what.
     pub fn new(
         metrics: crate::metrics::Metrics,
         plugins: Option<Arc<crate::plugins::Registry>>,
+        access: AdminAccess,
     ) -> AdminState {
         AdminState {
             ready: AtomicBool::new(false),
             metrics,
             plugins,
+            access,
         }
     }
 
@@ -110,7 +121,10 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |req| {
             let state = state.clone();
             async move {
-                let response = if req.uri().path().starts_with("/plugins") {
+                let response = if !state.access.allows(&req) {
+                    tracing::debug!(%peer, path = req.uri().path(), "admin request refused: no valid token");
+                    unauthorized()
+                } else if req.uri().path().starts_with("/plugins") {
                     plugins_route(state, req).await
                 } else {
                     route(&state, &req)
@@ -231,6 +245,19 @@ async fn plugins_route(state: Arc<AdminState>, req: Request<Incoming>) -> Respon
             "try GET /plugins, PUT /plugins/modules/<name>, PUT or DELETE /plugins/bindings/<name>\n",
         ),
     }
+}
+
+/// 401: the request needs the admin token.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::UNAUTHORIZED,
+        "this request needs the admin token: Authorization: Bearer <the token in admin.token_file>\n",
+    );
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer realm=\"weir admin\""),
+    );
+    response
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {

@@ -8,23 +8,42 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 
-/// Sends `method path` with `body` to the admin API at `addr` and returns the status code and
-/// the body of the answer. `timeout` bounds the connect and each read and write, so a stuck
-/// admin API fails the request rather than hanging it.
+/// One request to the admin API.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRequest<'a> {
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The path.
+    pub path: &'a str,
+    /// The body (empty for none).
+    pub body: &'a [u8],
+    /// The admin token, sent as `Authorization: Bearer <token>`.
+    pub token: Option<&'a str>,
+}
+
+/// Sends `request` to the admin API at `addr` and returns the status code and the body of the
+/// answer. `timeout` bounds the connect and each read and write, so a stuck admin API fails
+/// the request rather than hanging it.
 pub fn request(
     addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &[u8],
+    request: &AdminRequest<'_>,
     timeout: Duration,
 ) -> anyhow::Result<(u16, String)> {
+    let AdminRequest {
+        method,
+        path,
+        body,
+        token,
+    } = *request;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| anyhow!("cannot reach the admin API at {addr}: {e}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let authorization =
+        token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     stream.write_all(body)?;
@@ -52,7 +71,13 @@ mod tests {
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = silent.local_addr().unwrap();
         let timeout = Duration::from_millis(200);
-        let error = super::request(addr, "GET", "/plugins", b"", timeout).unwrap_err();
+        let get = super::AdminRequest {
+            method: "GET",
+            path: "/plugins",
+            body: b"",
+            token: None,
+        };
+        let error = super::request(addr, &get, timeout).unwrap_err();
         assert!(
             format!("{error:#}").contains("reading the answer of the admin API"),
             "{error:#}"
@@ -66,7 +91,13 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let error = super::request(addr, "GET", "/health", b"", Duration::from_secs(5))
+        let get = super::AdminRequest {
+            method: "GET",
+            path: "/health",
+            body: b"",
+            token: None,
+        };
+        let error = super::request(addr, &get, Duration::from_secs(5))
             .unwrap_err()
             .to_string();
         assert!(

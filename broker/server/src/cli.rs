@@ -189,8 +189,13 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
                     .ok_or_else(|| anyhow::anyhow!("--set {pair:?}: use KEY=VALUE"))?;
                 plugin_config.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
             }
-            let uploaded =
-                admin_request(addr, "PUT", &format!("/plugins/modules/{module}"), &bytes)?;
+            let uploaded = admin_request(
+                config,
+                addr,
+                "PUT",
+                &format!("/plugins/modules/{module}"),
+                &bytes,
+            )?;
             let mut spec = serde_json::json!({
                 "topics": topics,
                 "plugins": [{ "module": module, "config": plugin_config }],
@@ -200,6 +205,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
                 spec["dead_letter_topic"] = serde_json::Value::String(topic);
             }
             let bound = admin_request(
+                config,
                 addr,
                 "PUT",
                 &format!("/plugins/bindings/{binding}"),
@@ -208,12 +214,13 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
             Ok(format!("{uploaded}{bound}"))
         }
         PluginCommand::List { admin: given } => {
-            admin_request(admin(given)?, "GET", "/plugins", b"")
+            admin_request(config, admin(given)?, "GET", "/plugins", b"")
         }
         PluginCommand::Remove {
             binding,
             admin: given,
         } => admin_request(
+            config,
             admin(given)?,
             "DELETE",
             &format!("/plugins/bindings/{binding}"),
@@ -226,15 +233,24 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
 /// deploy compiles the module before it answers, which takes seconds on a Raspberry Pi).
 const ADMIN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// One request to the admin API; the body of a 2xx answer, else an error with it.
+/// One request to the admin API, with the token of `admin.token_file` if set; the body of a
+/// 2xx answer, else an error with it.
 fn admin_request(
+    config: &Config,
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<String> {
-    let (status, text) =
-        crate::admin_client::request(addr, method, path, body, ADMIN_REQUEST_TIMEOUT)?;
+    let token = config.admin_token_file.as_deref().map(admin::read_token);
+    let token = token.transpose()?;
+    let request = crate::admin_client::AdminRequest {
+        method,
+        path,
+        body,
+        token: token.as_deref(),
+    };
+    let (status, text) = crate::admin_client::request(addr, &request, ADMIN_REQUEST_TIMEOUT)?;
     if (200..300).contains(&status) {
         Ok(text)
     } else {
@@ -296,6 +312,8 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         data_dir.path().display()
     );
 
+    let admin_access = admin_access(&config)?;
+    admin::check_listen(config.admin_listen, &admin_access)?;
     let admin_listener = admin::bind(config.admin_listen)?;
 
     let storage = Storage::open(&config, data_dir.path())?;
@@ -322,7 +340,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         .enable_time()
         .thread_name("weir-control")
         .build()?;
-    let state = Arc::new(admin::AdminState::new(metrics, Some(plugins)));
+    let state = Arc::new(admin::AdminState::new(metrics, Some(plugins), admin_access));
     let control = Control {
         admin_listener,
         state,
@@ -420,6 +438,17 @@ impl Control {
             _ = sigterm.recv() => second_signal(),
         }
     }
+}
+
+/// Who may use the admin API: the token of `admin.token_file`, if set.
+fn admin_access(config: &Config) -> anyhow::Result<admin::AdminAccess> {
+    Ok(match &config.admin_token_file {
+        Some(path) => admin::AdminAccess::with_token(
+            &admin::read_token(path)?,
+            config.admin_metrics_require_token,
+        ),
+        None => admin::AdminAccess::open(),
+    })
 }
 
 fn second_signal() -> ! {

@@ -62,6 +62,13 @@ impl ConfigValue for PathBuf {
     }
 }
 
+impl ConfigValue for Option<PathBuf> {
+    const KIND: &'static str = "path, or empty for none";
+    fn from_text(text: &str) -> Result<Self, String> {
+        Ok((!text.is_empty()).then(|| PathBuf::from(text)))
+    }
+}
+
 impl ConfigValue for SocketAddr {
     const KIND: &'static str = "socket address, ip:port";
     fn from_text(text: &str) -> Result<Self, String> {
@@ -629,9 +636,21 @@ config_keys! {
     /// is closed.
     server_handshake_timeout_ms: NonZeroU32 = "10000", key = "server.handshake_timeout_ms";
 
-    /// Address of the HTTP admin listener (`GET /health`, `GET /metrics`). Port 0 picks a free port; the
-    /// address actually bound is logged at start.
-    admin_listen: SocketAddr = "0.0.0.0:8080", key = "admin.listen";
+    /// Address of the HTTP admin listener (`GET /health`, `GET /metrics`, plugin management).
+    /// Port 0 picks a free port; the address actually bound is logged at start. Loopback by
+    /// default: an address other machines can reach needs `admin.token_file`, or Weir refuses
+    /// to start.
+    admin_listen: SocketAddr = "127.0.0.1:8080", key = "admin.listen";
+
+    /// File holding the admin API's bearer token on its first line (at least 16 characters,
+    /// no whitespace; `openssl rand -hex 32 > file`). Set, every admin request but
+    /// `GET /health` (and `GET /metrics`, unless `admin.metrics_require_token`) needs
+    /// `Authorization: Bearer <token>` and gets 401 without it; `weir plugin ...` sends it.
+    /// Empty: no token, and the admin API must listen on loopback. Read at start.
+    admin_token_file: Option<PathBuf> = "", key = "admin.token_file";
+
+    /// With `admin.token_file` set, `GET /metrics` needs the token too.
+    admin_metrics_require_token: bool = "false", key = "admin.metrics_require_token";
 
     /// Admin HTTP connections open at once. A connection beyond the limit is closed as soon as
     /// it is accepted.
@@ -923,13 +942,16 @@ fn reference_markdown() -> String {
     out.push_str("| --- | --- | --- | --- | --- |\n");
     for spec in KEYS {
         let doc = spec.doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let default = match spec.default {
+            "" => "empty".to_owned(),
+            text => format!("`{text}`"),
+        };
         let _ = writeln!(
             out,
-            "| `{}` | `{}` | {} | `{}` | {} |",
+            "| `{}` | `{}` | {} | {default} | {} |",
             spec.key,
             spec.env_var(),
             spec.kind.replace('|', "\\|"),
-            spec.default,
             doc.replace('|', "\\|"),
         );
     }
@@ -950,7 +972,11 @@ pub fn reference_help() -> String {
             spec.key,
             spec.env_var(),
             spec.kind,
-            spec.default,
+            if spec.default.is_empty() {
+                "empty"
+            } else {
+                spec.default
+            },
             doc
         );
     }
@@ -973,7 +999,9 @@ mod tests {
         let config = Config::defaults();
         assert_eq!(config.mqtt_listen, "0.0.0.0:1883".parse().unwrap());
         assert_eq!(config.kafka_listen, "0.0.0.0:9092".parse().unwrap());
-        assert_eq!(config.admin_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.admin_token_file, None);
+        assert!(!config.admin_metrics_require_token);
         assert_eq!(config.data_dir, PathBuf::from("./weir-data"));
         assert_eq!(config.log_format, LogFormat::Text);
     }
