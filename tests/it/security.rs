@@ -1,9 +1,13 @@
-//! Locking the doors: the admin API's token (`admin.token_file`) and its loopback default.
+//! Locking the doors: the admin API's token (`admin.token_file`) and its loopback default;
+//! MQTT clients' user names and passwords (`weir user`, a Mosquitto password file).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
-use weir_tests::{Weir, http_get, http_request_with_token, plugin_wasm, run_weir};
+use weir_tests::{
+    WAIT, Weir, http_get, http_request_with_token, plugin_wasm, run_weir, run_weir_with_input,
+};
 
 const TOKEN: &str = "5f0c2a9e6b7d4e1f8a3c0b2d9e7f6a1c";
 
@@ -106,4 +110,159 @@ fn an_unguarded_admin_listener_off_loopback_refuses_to_start() {
         .unwrap();
     assert_eq!(weir.wait_exit().unwrap().code(), Some(1));
     weir.wait_for_log("it needs at least 16").unwrap();
+}
+
+/// Publishes `message` to `topic` with mosquitto_pub (MQTT `version`: "mqttv311" or
+/// "mqttv5") as `user` (with `password`, if given); its exit status and what it printed.
+fn mosquitto_pub(
+    addr: std::net::SocketAddr,
+    version: &str,
+    credentials: Option<(&str, &str)>,
+    (topic, message): (&str, &str),
+) -> (bool, String) {
+    let mut command = Command::new("mosquitto_pub");
+    command
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-V", version, "-q", "1", "-t", topic, "-m", message])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((user, password)) = credentials {
+        command.args(["-u", user, "-P", password]);
+    }
+    let mut child = command
+        .spawn()
+        .expect("mosquitto_pub is installed by `cargo xtask test` (mosquitto-clients)");
+    let mut status = None;
+    weir_tests::wait_until("mosquitto_pub to end", WAIT, || {
+        status = child.try_wait().expect("mosquitto_pub's status");
+        status.is_some()
+    });
+    let output = child.wait_with_output().expect("mosquitto_pub's output");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (status.is_some_and(|s| s.success()), text)
+}
+
+/// Adds `user` with `password` to the users file at `file` through `weir user add`, the
+/// password on standard input.
+fn add_user(file: &str, user: &str, password: &str) {
+    let args = [
+        "user",
+        "add",
+        user,
+        "--users-file",
+        file,
+        "--iterations",
+        "1000",
+    ];
+    let input = format!("{password}\n");
+    let (code, output) =
+        run_weir_with_input(&args, &[], Path::new("."), input.as_bytes()).expect("weir runs");
+    assert_eq!(code, 0, "{output}");
+}
+
+/// With a users file and anonymous access off, mosquitto_pub (MQTT 3.1.1 and 5) gets in only
+/// with a known user's password: a wrong password or an unknown user gets "bad user name or
+/// password", no credentials "not authorised", and only the accepted publishes are stored.
+/// `weir user list` shows the user and the SASL mechanisms its keys allow.
+#[test]
+fn mqtt_clients_need_a_known_user_and_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users").display().to_string();
+    add_user(&users, "alice", "correct horse");
+    let list = ["user", "list", "--users-file", &users];
+    let (code, listed) = run_weir(&list, &[], dir.path()).unwrap();
+    assert_eq!(code, 0, "{listed}");
+    assert_eq!(listed, "alice\tPLAIN SCRAM-SHA-256 SCRAM-SHA-512\n");
+    let mut weir = Weir::builder()
+        .env("WEIR_AUTH_USERS_FILE", &users)
+        .env("WEIR_AUTH_ALLOW_ANONYMOUS", "false")
+        .env("WEIR_AUTH_REFUSED_CONNECT_DELAY_MS", "100")
+        .start()
+        .unwrap();
+    weir.wait_for_log("1 users loaded").unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    for version in ["mqttv311", "mqttv5"] {
+        let (ok, text) = mosquitto_pub(
+            addr,
+            version,
+            Some(("alice", "correct horse")),
+            ("auth/t", "in"),
+        );
+        assert!(ok, "{version}: {text}");
+        for credentials in [Some(("alice", "wrong")), Some(("mallory", "correct horse"))] {
+            let (ok, text) = mosquitto_pub(addr, version, credentials, ("auth/t", "guess"));
+            assert!(!ok, "{version} {credentials:?}: {text}");
+            assert!(
+                text.to_lowercase().contains("bad user name or password"),
+                "{version}: {text}"
+            );
+        }
+        let (ok, text) = mosquitto_pub(addr, version, None, ("auth/t", "anonymous"));
+        assert!(!ok, "{version}: {text}");
+        assert!(
+            text.to_lowercase().contains("not authori"),
+            "{version}: {text}"
+        );
+    }
+    weir.wait_for_log("MQTT connection refused: bad user name or password")
+        .unwrap();
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    let stored = weir_tests::stored_values(weir.cwd(), "auth");
+    assert_eq!(
+        stored,
+        [b"in".to_vec(), b"in".to_vec()],
+        "only the accepted publishes"
+    );
+}
+
+/// A password file written by Mosquitto 2.0's own `mosquitto_passwd` works unchanged
+/// (`auth.mosquitto_password_file`); a user added later to it, or a password changed in
+/// Weir's users file, is taken without a restart (the files are watched, and SIGHUP reloads).
+#[test]
+fn a_mosquitto_passwd_file_works_unchanged_and_changes_are_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = weir_tests::unpacked_tool("mosquitto", "usr/bin/mosquitto_passwd");
+    let file = dir.path().join("mosquitto.passwd");
+    let run = |args: &[&str]| {
+        let status = Command::new(&passwd)
+            .args(args)
+            .status()
+            .expect("mosquitto_passwd runs");
+        assert!(status.success(), "mosquitto_passwd {args:?}");
+    };
+    let file_text = file.display().to_string();
+    run(&["-c", "-b", &file_text, "bob", "bobs password"]);
+    let users = dir.path().join("users").display().to_string();
+    let mut weir = Weir::builder()
+        .env("WEIR_AUTH_MOSQUITTO_PASSWORD_FILE", &file_text)
+        .env("WEIR_AUTH_USERS_FILE", &users)
+        .env("WEIR_AUTH_ALLOW_ANONYMOUS", "false")
+        .env("WEIR_AUTH_REFUSED_CONNECT_DELAY_MS", "100")
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let (ok, text) = mosquitto_pub(
+        addr,
+        "mqttv311",
+        Some(("bob", "bobs password")),
+        ("m/t", "1"),
+    );
+    assert!(ok, "{text}");
+    let (ok, _) = mosquitto_pub(addr, "mqttv311", Some(("carol", "carols")), ("m/t", "2"));
+    assert!(!ok, "carol is not known yet");
+    run(&["-b", &file_text, "carol", "carols"]);
+    weir.wait_for_log("credentials reloaded after a change: 2 users")
+        .unwrap();
+    let (ok, text) = mosquitto_pub(addr, "mqttv311", Some(("carol", "carols")), ("m/t", "3"));
+    assert!(ok, "{text}");
+    // Weir's own file, changed and announced with SIGHUP.
+    add_user(&users, "dave", "first");
+    weir.signal(libc::SIGHUP).unwrap();
+    weir.wait_for_log("credentials reloaded after SIGHUP: 3 users")
+        .unwrap();
+    let (ok, text) = mosquitto_pub(addr, "mqttv5", Some(("dave", "first")), ("m/t", "4"));
+    assert!(ok, "{text}");
 }

@@ -4,7 +4,7 @@
 //! Nothing here sleeps to wait for a condition: every wait is on an event (a log line, the
 //! end of the log stream, a socket read) bounded by a deadline.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -370,6 +370,51 @@ pub fn run_weir(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> anyhow::Resu
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     Ok((output.status.code().unwrap_or(-1), text))
+}
+
+/// [`run_weir`] with `input` on standard input (a pipe, not a terminal).
+pub fn run_weir_with_input(
+    args: &[&str],
+    env: &[(&str, &str)],
+    cwd: &Path,
+    input: &[u8],
+) -> anyhow::Result<(i32, String)> {
+    let mut command = Command::new(weir_bin());
+    command
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WEIR_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input)?;
+    }
+    let output = child.wait_with_output()?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status.code().unwrap_or(-1), text))
+}
+
+/// A tool `cargo xtask prereqs` unpacks from a Debian package into `target/tools` (not
+/// installed system-wide), e.g. `("mosquitto", "usr/bin/mosquitto_passwd")`.
+pub fn unpacked_tool(package: &str, path: &str) -> PathBuf {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/tools")
+        .join(package)
+        .join(path);
+    assert!(
+        tool.exists(),
+        "{} is missing: `cargo xtask prereqs` unpacks it",
+        tool.display()
+    );
+    tool
 }
 
 /// An ApiVersions request frame (v0-v2 header with a client id; v3+ flexible).

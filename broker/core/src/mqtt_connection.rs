@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use weir_mqtt::{Action, ReasonCode, ServerSession, SessionLimits, Will, topic};
 
+use crate::auth::Authenticator;
 use crate::log_store::{DedupKey, LogStore, PartitionId};
 use crate::mqtt_kafka::{self as mapping, LogMessage, SessionRecord, StoredSubscription};
 
@@ -101,6 +102,11 @@ pub struct MqttSettings {
     pub kafka_topic_rules: Vec<(String, String)>,
     /// Most bytes a stored compressed batch may inflate to when read for delivery.
     pub batch_decompressed_bytes_max: usize,
+    /// Checks the user name and password of every CONNECT.
+    pub auth: Arc<dyn Authenticator>,
+    /// How long a refused CONNECT waits for its CONNACK, milliseconds: a client guessing
+    /// passwords pays for each guess, the broker holds only the connection meanwhile.
+    pub refused_connect_delay_ms: u64,
 }
 
 /// A persistent session's state as its connection knows it; the shard adds its delivery
@@ -217,6 +223,12 @@ pub struct MqttConnection {
     wall_ms: i64,
     /// Where the shard's delivery stands, for new subscriptions.
     edge: Arc<dyn DeliveryEdge>,
+    /// The user its CONNECT authenticated as (`None`: anonymous).
+    user: Option<String>,
+    /// A refused CONNECT: its CONNACK code, written at this monotonic time (ms).
+    refusal: Option<(ReasonCode, u64)>,
+    /// The monotonic time of the event being handled, milliseconds.
+    monotonic_ms: u64,
 }
 
 impl std::fmt::Debug for MqttConnection {
@@ -280,6 +292,9 @@ impl MqttConnection {
             connecting: None,
             wall_ms: now.wall_ms,
             edge,
+            user: None,
+            refusal: None,
+            monotonic_ms: now.monotonic_ms,
         }
     }
 
@@ -300,12 +315,18 @@ impl MqttConnection {
     pub fn saturated(&self) -> bool {
         let receive_maximum = usize::from(self.settings.limits.receive_maximum);
         self.connecting.is_some()
+            || self.refusal.is_some()
             || self.stores_in_flight >= STORES_IN_FLIGHT_MAX.min(receive_maximum)
     }
 
-    /// The keep-alive or connect deadline, if any.
+    /// The keep-alive or connect deadline, or a refused CONNECT waiting for its answer.
     pub fn has_timer(&self) -> bool {
-        self.session.next_timeout_ms().is_some()
+        self.refusal.is_some() || self.session.next_timeout_ms().is_some()
+    }
+
+    /// The user the CONNECT authenticated as; `None` before, or for an anonymous client.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// Runs the session over `input`; returns the bytes consumed, or how the session ended
@@ -318,6 +339,7 @@ impl MqttConnection {
         work: &mut Vec<MqttWork>,
     ) -> Result<usize, Ended> {
         self.wall_ms = now.wall_ms;
+        self.monotonic_ms = now.monotonic_ms;
         let result = (self.session).on_bytes(input, now.monotonic_ms, out, &mut self.actions);
         if let Err(e) = &result {
             tracing::debug!(client = %self.client_id, "closing an MQTT connection: {e}");
@@ -330,9 +352,18 @@ impl MqttConnection {
         }
     }
 
-    /// Checks keep alive; false once the session is over.
+    /// Checks keep alive, and answers a refused CONNECT once its delay is over; false once
+    /// the session is over.
     pub fn tick(&mut self, now: Now, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) -> bool {
         self.wall_ms = now.wall_ms;
+        self.monotonic_ms = now.monotonic_ms;
+        if let Some((reason, at)) = self.refusal
+            && now.monotonic_ms >= at
+        {
+            self.refusal = None;
+            self.session.refuse(reason, out);
+            return false;
+        }
         self.session.tick(now.monotonic_ms, &mut self.actions);
         self.handle_actions(out, work);
         !self.session.is_closed()

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::plugins::{self, Registry};
-use crate::{admin, config, data_dir, group_thread, logging, maintenance, shard, writer};
+use crate::{admin, config, control, data_dir, group_thread, logging, maintenance, shard, writer};
 
 /// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
 #[derive(Debug, Parser)]
@@ -46,6 +45,9 @@ enum Command {
     /// Manage the plugins of a running broker through its admin API.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage the users file (MQTT user names and passwords, Kafka SASL users).
+    #[command(subcommand)]
+    User(crate::user_cli::UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +111,25 @@ pub fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match cli.command.take() {
         Some(Command::IoProbe) => io_probe(),
+        Some(Command::User(command)) => {
+            let config = match load_config(&cli) {
+                Ok(loaded) => loaded.config,
+                Err(e) => {
+                    eprintln!("weir: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match crate::user_cli::run(&config, command) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("weir user: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Plugin(command)) => {
             let config = match load_config(&cli) {
                 Ok(loaded) => loaded.config,
@@ -312,10 +333,11 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         data_dir.path().display()
     );
 
-    let admin_access = admin_access(&config)?;
+    let admin_access = control::admin_access(&config)?;
     admin::check_listen(config.admin_listen, &admin_access)?;
     let admin_listener = admin::bind(config.admin_listen)?;
 
+    let credentials = control::load_credentials(&config)?;
     let storage = Storage::open(&config, data_dir.path())?;
     raise_open_files_limit();
     let groups = start_coordinator(&config, &storage)?;
@@ -326,7 +348,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         storage.writer.handle(),
         groups.handle(),
         storage.log.clone(),
-        plugins.clone(),
+        (plugins.clone(), credentials.clone()),
     )?;
     let metrics = crate::metrics::Metrics {
         shards: shards.metrics(),
@@ -335,17 +357,14 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     };
     let plugins_registry = plugins.clone();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .thread_name("weir-control")
-        .build()?;
+    let runtime = control::runtime()?;
     let state = Arc::new(admin::AdminState::new(metrics, Some(plugins), admin_access));
-    let control = Control {
+    let control = control::Control {
         admin_listener,
         state,
         fatal: storage.fatal_rx,
         shards,
+        credentials,
     };
     let code = runtime.block_on(control.serve(&config));
     // Connections are closed: no group request can come any more, no plugin call.
@@ -363,97 +382,6 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         tracing::info!("shutdown complete");
     }
     code
-}
-
-/// What the control thread serves until a signal (or a storage failure) stops the process:
-/// the admin API; then it drains the shards.
-struct Control {
-    admin_listener: std::net::TcpListener,
-    state: Arc<admin::AdminState>,
-    /// Receives the first fatal storage error.
-    fatal: tokio::sync::mpsc::UnboundedReceiver<weir_core::log_store::StoreError>,
-    shards: shard::Shards,
-}
-
-impl Control {
-    /// Serves the admin API until SIGINT or SIGTERM, then stops accepting and drains the
-    /// shards and the admin listener (a second signal exits at once). Fails when storage
-    /// fails, so nothing more is acknowledged.
-    async fn serve(self, config: &Config) -> anyhow::Result<ExitCode> {
-        let Control {
-            admin_listener,
-            state,
-            mut fatal,
-            shards,
-        } = self;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let drain = Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms));
-        let limits = admin::AdminLimits {
-            connections_max: config.admin_connections_max.get(),
-            header_timeout: Duration::from_millis(u64::from(config.admin_header_timeout_ms.get())),
-        };
-        let admin_addr = admin_listener.local_addr()?;
-        let listener = tokio::net::TcpListener::from_std(admin_listener)?;
-        let mut admin_task = tokio::spawn(admin::serve(
-            listener,
-            limits,
-            state.clone(),
-            stop_rx,
-            drain,
-        ));
-
-        tracing::info!("admin HTTP listening on {admin_addr}");
-        state.set_ready(true);
-        tracing::info!("weir ready");
-
-        let name = tokio::select! {
-            _ = sigint.recv() => "SIGINT",
-            _ = sigterm.recv() => "SIGTERM",
-            joined = &mut admin_task => {
-                anyhow::bail!("admin listener stopped unexpectedly: {joined:?}");
-            }
-            error = fatal.recv() => {
-                state.set_ready(false);
-                anyhow::bail!("storage failed, stopping so that nothing more is acknowledged: {error:?}");
-            }
-        };
-        tracing::info!("{name} received: shutting down (a second signal exits at once)");
-        state.set_ready(false);
-        // The receiver lives in the admin task until it finishes, so this cannot fail while
-        // there is anything to stop.
-        let _ = stop_tx.send(true);
-        // The shards and the admin listener stop accepting and flush their answers at the same
-        // time, each within the drain timeout; the writer then commits what was submitted. A
-        // second signal cuts this short.
-        let shards_done = tokio::task::spawn_blocking(move || shards.shutdown());
-        let draining = async move {
-            let _ = admin_task.await;
-            shards_done.await
-        };
-        tokio::select! {
-            _ = draining => Ok(ExitCode::SUCCESS),
-            _ = sigint.recv() => second_signal(),
-            _ = sigterm.recv() => second_signal(),
-        }
-    }
-}
-
-/// Who may use the admin API: the token of `admin.token_file`, if set.
-fn admin_access(config: &Config) -> anyhow::Result<admin::AdminAccess> {
-    Ok(match &config.admin_token_file {
-        Some(path) => admin::AdminAccess::with_token(
-            &admin::read_token(path)?,
-            config.admin_metrics_require_token,
-        ),
-        None => admin::AdminAccess::open(),
-    })
-}
-
-fn second_signal() -> ! {
-    tracing::warn!("second signal: exiting without draining");
-    std::process::exit(1);
 }
 
 /// Starts the consumer-group coordinator's thread.
@@ -502,7 +430,7 @@ fn start_shards(
     writer: writer::WriterHandle,
     coordinator: group_thread::CoordinatorHandle,
     store: Arc<dyn weir_core::log_store::LogStore>,
-    plugins: Arc<Registry>,
+    (plugins, auth): (Arc<Registry>, Arc<dyn weir_core::auth::Authenticator>),
 ) -> anyhow::Result<shard::Shards> {
     let shards = match config.server_shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -527,7 +455,7 @@ fn start_shards(
         kafka_batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get()
             as usize,
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
-        mqtt: Arc::new(mqtt_settings(config, store.clone())?),
+        mqtt: Arc::new(mqtt_settings(config, store.clone(), auth)?),
         plugins: Some(plugins),
         writer,
         coordinator,
@@ -598,6 +526,7 @@ fn io_backend(config: &Config) -> anyhow::Result<(shard::Backend, String)> {
 fn mqtt_settings(
     config: &Config,
     store: Arc<dyn weir_core::log_store::LogStore>,
+    auth: Arc<dyn weir_core::auth::Authenticator>,
 ) -> anyhow::Result<shard::MqttSettings> {
     let u16_key = |value: u32, key: &str| {
         u16::try_from(value).map_err(|_| anyhow::anyhow!("{key} is at most 65535, not {value}"))
@@ -635,6 +564,8 @@ fn mqtt_settings(
         subscribe_deny: config.mqtt_subscribe_deny.0.clone(),
         kafka_topic_rules: config.mqtt_kafka_topic_rules.0.clone(),
         batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get() as usize,
+        auth,
+        refused_connect_delay_ms: u64::from(config.auth_refused_connect_delay_ms),
     })
 }
 

@@ -652,6 +652,28 @@ config_keys! {
     /// With `admin.token_file` set, `GET /metrics` needs the token too.
     admin_metrics_require_token: bool = "false", key = "admin.metrics_require_token";
 
+    /// Weir's users file, written by `weir user add|remove` (salted password hashes and
+    /// SCRAM keys, never a password). Empty: `<data_dir>/users`. Read at start, on SIGHUP and
+    /// when it changes; a file that does not parse stops the start, or keeps the users loaded
+    /// before a reload.
+    auth_users_file: Option<PathBuf> = "", key = "auth.users_file";
+
+    /// A password file written by `mosquitto_passwd` (`$7$`, `$6$` and `$argon2id$` lines),
+    /// read as well: Mosquitto's users keep their passwords. A user in both files is the users
+    /// file's. Reloaded like it.
+    auth_mosquitto_password_file: Option<PathBuf> = "", key = "auth.mosquitto_password_file";
+
+    /// Whether an MQTT client without a user name may connect. Off: it gets CONNACK 0x87
+    /// (3.1.x: return code 5). With no user configured at all, user names are not checked and
+    /// every client is anonymous. On by default for the zero-configuration start; Weir warns
+    /// when it listens beyond loopback with it on.
+    auth_allow_anonymous: bool = "true", key = "auth.allow_anonymous";
+
+    /// How long a refused MQTT CONNECT (bad user name or password, or anonymous when that is
+    /// off) waits for its CONNACK, milliseconds: each guess costs the client this long; the
+    /// broker holds only the connection meanwhile.
+    auth_refused_connect_delay_ms: u32 = "1000", key = "auth.refused_connect_delay_ms";
+
     /// Admin HTTP connections open at once. A connection beyond the limit is closed as soon as
     /// it is accepted.
     admin_connections_max: NonZeroU32 = "64", key = "admin.connections_max";

@@ -10,9 +10,11 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod data_dir;
 pub mod group_thread;
 pub mod histogram;
@@ -22,4 +24,5 @@ pub mod memory;
 pub mod metrics;
 pub mod plugins;
 pub mod shard;
+pub mod user_cli;
 pub mod writer;

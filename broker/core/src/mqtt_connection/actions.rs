@@ -1,10 +1,13 @@
 //! The session's actions, as the broker answers them: connect, publish, subscribe,
 //! unsubscribe, release, disconnect and close.
 
-use weir_mqtt::{Action, Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe, topic};
+use weir_mqtt::{
+    Action, ConnectRequest, Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe, topic,
+};
 
 use super::subscriptions::Sub;
 use super::{MqttConnection, MqttWork, RETAINED_SENT_KEPT_MS, packet_id, payload_hash};
+use crate::auth::Verdict;
 use crate::log_store::{DedupKey, RETAINED_TOPIC_BYTES_MAX};
 use crate::mqtt_kafka::{self as mapping, LogMessage};
 
@@ -14,6 +17,9 @@ impl MqttConnection {
         for action in std::mem::take(&mut self.actions) {
             match action {
                 Action::Connect(request) => {
+                    if !self.authenticate(&request) {
+                        continue;
+                    }
                     self.client_id = request.client_id.clone();
                     self.will = request.will;
                     let asked = if request.protocol_version.is_v5() {
@@ -61,6 +67,35 @@ impl MqttConnection {
                 }
             }
         }
+    }
+
+    /// Checks the CONNECT's credentials; a refused one is answered (CONNACK 0x86 or 0x87,
+    /// 3.1.x: 4 or 5) after `mqtt.refused_connect_delay_ms`, and nothing of it is kept.
+    fn authenticate(&mut self, request: &ConnectRequest) -> bool {
+        let username = request.username.as_deref();
+        let verdict = (self.settings.auth).authenticate(username, request.password.as_deref());
+        let reason = match verdict {
+            Verdict::User(user) => {
+                self.user = Some(user);
+                return true;
+            }
+            Verdict::Anonymous => return true,
+            Verdict::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            Verdict::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+        };
+        tracing::info!(
+            client = %request.client_id,
+            user = username.unwrap_or(""),
+            "MQTT connection refused: {}",
+            if reason == ReasonCode::NOT_AUTHORIZED {
+                "anonymous clients are not allowed"
+            } else {
+                "bad user name or password"
+            }
+        );
+        let at = self.monotonic_ms + self.settings.refused_connect_delay_ms;
+        self.refusal = Some((reason, at));
+        false
     }
 
     /// A PUBLISH to store (QoS 0 too): its message, with the time it arrived, and for QoS 2

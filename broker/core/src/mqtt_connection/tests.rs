@@ -14,6 +14,7 @@ use weir_mqtt::{
 use super::{
     DeliveryEdge, Ended, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares, Stored,
 };
+use crate::auth::{AllowAll, Authenticator, Verdict};
 use crate::log_store::{EmptyStore, PartitionId};
 use crate::mqtt_kafka::{LogMessage, SessionRecord, StoredSubscription};
 
@@ -22,6 +23,22 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 /// The wall clock at simulated time 0.
 const EPOCH_MS: i64 = 1_800_000_000_000;
 const P0: PartitionId = PartitionId(7);
+/// How long a refused CONNECT waits for its CONNACK.
+const REFUSAL_DELAY_MS: u64 = 1000;
+
+/// Knows one user, `alice` with password `secret`; anonymous clients are not allowed.
+#[derive(Debug)]
+struct OneUser;
+
+impl Authenticator for OneUser {
+    fn authenticate(&self, username: Option<&str>, password: Option<&[u8]>) -> Verdict {
+        match (username, password) {
+            (None, _) => Verdict::NotAuthorized,
+            (Some("alice"), Some(b"secret")) => Verdict::User("alice".into()),
+            _ => Verdict::BadCredentials,
+        }
+    }
+}
 
 /// A connection, the client's view of it, and simulated time.
 struct Pair {
@@ -53,6 +70,14 @@ impl DeliveryEdge for TestEdge {
 
 impl Pair {
     fn new(version: ProtocolVersion, limits: SessionLimits) -> Pair {
+        Pair::with_auth(version, limits, Arc::new(AllowAll))
+    }
+
+    fn with_auth(
+        version: ProtocolVersion,
+        limits: SessionLimits,
+        auth: Arc<dyn Authenticator>,
+    ) -> Pair {
         let settings = Arc::new(MqttSettings {
             limits,
             store: Arc::new(EmptyStore),
@@ -64,6 +89,8 @@ impl Pair {
             subscribe_deny: vec!["secret/#".into()],
             kafka_topic_rules: Vec::new(),
             batch_decompressed_bytes_max: 1 << 20,
+            auth,
+            refused_connect_delay_ms: REFUSAL_DELAY_MS,
         });
         let edge = Arc::new(TestEdge::default());
         Pair {
@@ -640,4 +667,61 @@ fn denied_filters_are_refused_and_qos_0_without_room_is_dropped() {
     );
     assert_eq!(no_room, Offer::Dropped, "counted by the server as dropped");
     assert_eq!(pair.offer(&news, 2), Offer::Taken);
+}
+
+/// A CONNECT with a wrong password, an unknown user or no credentials (anonymous clients not
+/// allowed) gets its CONNACK failure code only after the delay, reads nothing meanwhile, asks
+/// the server for nothing (no takeover, no session), and the connection ends; the right
+/// password connects as that user.
+#[test]
+fn a_refused_connect_is_answered_after_the_delay_and_asks_for_nothing() {
+    /// Version, user name, password, the CONNACK code expected.
+    type Case = (
+        ProtocolVersion,
+        Option<&'static str>,
+        Option<&'static [u8]>,
+        u8,
+    );
+    let cases: [Case; 5] = [
+        (V5, Some("alice"), Some(b"wrong"), 0x86),
+        (V4, Some("bob"), Some(b"secret"), 4),
+        (V4, Some("alice"), None, 4),
+        (V5, None, None, 0x87),
+        (V4, None, None, 5),
+    ];
+    for (version, username, password, code) in cases {
+        let mut pair = Pair::with_auth(version, SessionLimits::default(), Arc::new(OneUser));
+        let mut connect = connect_packet(version, "guesser");
+        connect.username = username.map(str::to_owned);
+        connect.password = password.map(<[u8]>::to_vec);
+        pair.send(&[Packet::Connect(Box::new(connect))]);
+        assert!(
+            pair.take_work().is_empty(),
+            "{username:?}: no work for a refused CONNECT"
+        );
+        assert!(pair.received().is_empty(), "no answer before the delay");
+        assert!(pair.conn.saturated(), "nothing more is read meanwhile");
+        assert!(pair.conn.has_timer());
+        pair.advance(REFUSAL_DELAY_MS - 1);
+        assert!(pair.tick(), "still waiting");
+        assert!(pair.received().is_empty());
+        pair.advance(1);
+        assert!(!pair.tick(), "the connection ends with its answer");
+        match &pair.received()[..] {
+            [Packet::ConnAck(ack)] => assert_eq!(ack.reason_code, ReasonCode(code), "{username:?}"),
+            other => panic!("{username:?}: {other:?}"),
+        }
+        assert!(!pair.conn.connected());
+        assert_eq!(pair.conn.user(), None);
+        assert!(pair.take_work().is_empty());
+    }
+    let mut pair = Pair::with_auth(V5, SessionLimits::default(), Arc::new(OneUser));
+    let mut connect = connect_packet(V5, "alice-device");
+    connect.username = Some("alice".into());
+    connect.password = Some(b"secret".to_vec());
+    match pair.connect(connect, None) {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pair.conn.user(), Some("alice"));
 }

@@ -1,0 +1,35 @@
+//! Who a client is: the contract between the fronts, which ask, and the credentials the server
+//! loads (its users file, a Mosquitto password file), which answer. The fronts never see a
+//! password hash; the server never sees a packet.
+
+/// What the credentials a client presents come to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A known user whose password matched.
+    User(String),
+    /// No credentials, or none are checked (no user is configured), and anonymous clients are
+    /// allowed.
+    Anonymous,
+    /// An unknown user, a wrong password, or a user name without a password.
+    BadCredentials,
+    /// No credentials, and anonymous clients are not allowed.
+    NotAuthorized,
+}
+
+/// Checks the user name and password a client presents (an MQTT CONNECT's fields).
+pub trait Authenticator: Send + Sync + std::fmt::Debug {
+    /// The verdict on `username` with `password`. Runs on the connection's thread: it must not
+    /// block on I/O (the server checks against credentials it has already loaded).
+    fn authenticate(&self, username: Option<&str>, password: Option<&[u8]>) -> Verdict;
+}
+
+/// Lets everyone in as anonymous, whatever they present: a broker with no credentials
+/// configured and anonymous access on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Authenticator for AllowAll {
+    fn authenticate(&self, _: Option<&str>, _: Option<&[u8]>) -> Verdict {
+        Verdict::Anonymous
+    }
+}
