@@ -1,6 +1,11 @@
 //! Who a client is: the contract between the fronts, which ask, and the credentials the server
 //! loads (its users file, a Mosquitto password file), which answer. The fronts never see a
-//! password hash; the server never sees a packet.
+//! password hash; the server never sees a packet. `scram.rs` is SCRAM's server side, for
+//! Kafka's SASL.
+
+pub mod scram;
+
+use scram::{ScramCredential, ScramMechanism};
 
 /// What the credentials a client presents come to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,11 +21,18 @@ pub enum Verdict {
     NotAuthorized,
 }
 
-/// Checks the user name and password a client presents (an MQTT CONNECT's fields).
+/// Checks the credentials a client presents: an MQTT CONNECT's user name and password, a
+/// Kafka client's SASL PLAIN or SCRAM exchange. Runs on the connection's thread: it must not
+/// block on I/O (the server checks against credentials it has already loaded).
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
-    /// The verdict on `username` with `password`. Runs on the connection's thread: it must not
-    /// block on I/O (the server checks against credentials it has already loaded).
+    /// The verdict on `username` with `password`.
     fn authenticate(&self, username: Option<&str>, password: Option<&[u8]>) -> Verdict;
+
+    /// The SCRAM keys of `user` for `mechanism`, if the user has them.
+    fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential>;
+
+    /// A fresh random nonce for a SCRAM exchange: printable ASCII without `,`.
+    fn nonce(&self) -> String;
 }
 
 /// Lets everyone in as anonymous, whatever they present: a broker with no credentials
@@ -31,5 +43,14 @@ pub struct AllowAll;
 impl Authenticator for AllowAll {
     fn authenticate(&self, _: Option<&str>, _: Option<&[u8]>) -> Verdict {
         Verdict::Anonymous
+    }
+
+    fn scram_credential(&self, _: &str, _: ScramMechanism) -> Option<ScramCredential> {
+        None
+    }
+
+    fn nonce(&self) -> String {
+        // No user has SCRAM keys here: every exchange fails, whatever the nonce.
+        "no-users".to_owned()
     }
 }

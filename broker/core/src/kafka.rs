@@ -36,12 +36,14 @@ pub mod groups;
 mod op;
 mod operations;
 mod reading;
+mod sasl;
 mod session;
 mod settings;
 
 pub use apis::KafkaError;
 pub use op::{KafkaOp, KafkaOpResult, ProduceRecords, ProduceTopic, RoutedMessage};
 pub use operations::{produce_failed, resolve, run_op};
+pub use sasl::MECHANISMS;
 pub use session::KafkaSession;
 pub use settings::{ANSWERS_QUEUED_MAX, KafkaSettings};
 /// The APIs and versions this broker implements (what ApiVersions advertises).

@@ -1,6 +1,6 @@
 //! Client credentials: the users file (`auth.users_file`, written by `weir user`) and a
 //! Mosquitto password file (`auth.mosquitto_password_file`), loaded into memory and checked
-//! for every MQTT CONNECT through core's [`Authenticator`]. Both files are read again on
+//! for every MQTT CONNECT and Kafka SASL exchange through core's [`Authenticator`]. Both files are read again on
 //! SIGHUP and when they change ([`Credentials::reload_if_changed`]); a file that no longer
 //! parses keeps the users loaded before, and the log says why.
 //!
@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use weir_core::auth::scram::{ScramCredential, ScramMechanism};
 use weir_core::auth::{Authenticator, Verdict};
 
 pub mod hash;
@@ -138,6 +139,31 @@ impl Credentials {
 }
 
 impl Authenticator for Credentials {
+    fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
+        let users = self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .users
+            .clone();
+        let user = users.get(user)?;
+        user.scram
+            .iter()
+            .find(|c| c.mechanism == mechanism)
+            .cloned()
+    }
+
+    fn nonce(&self) -> String {
+        // Hexadecimal: librdkafka 2.0 mangles a nonce holding base64's `+`, `/` or `=`.
+        let mut bytes = [0u8; 24];
+        if let Err(e) = getrandom::fill(&mut bytes) {
+            // An empty nonce is refused by the exchange: no SCRAM without randomness.
+            tracing::error!("no randomness for a SCRAM nonce: {e}");
+            return String::new();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn authenticate(&self, username: Option<&str>, password: Option<&[u8]>) -> Verdict {
         let users = self
             .state

@@ -130,8 +130,10 @@ pub(crate) fn load_credentials(config: &Config) -> anyhow::Result<Arc<auth::Cred
             "anonymous MQTT clients are accepted beyond loopback (auth.allow_anonymous = true)"
         );
     }
-    if open(config.kafka_listen) {
-        tracing::warn!("Kafka clients are not authenticated (SASL is not built yet)");
+    if config.auth_allow_anonymous && open(config.kafka_listen) {
+        tracing::warn!(
+            "anonymous Kafka clients (no SASL) are accepted beyond loopback (auth.allow_anonymous = true)"
+        );
     }
     Ok(Arc::new(credentials))
 }

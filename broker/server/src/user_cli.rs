@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::auth::hash::{PBKDF2_ITERATIONS_DEFAULT, PasswordHash, Scram, ScramKeys};
+use weir_core::auth::scram::ScramMechanism;
+
+use crate::auth::hash::{PBKDF2_ITERATIONS_DEFAULT, PasswordHash, new_scram_credential};
 use crate::auth::users_file::{self, User};
 use crate::config::Config;
 
@@ -68,8 +70,8 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<String> {
             let user = User {
                 password: PasswordHash::new(&password, iterations)?,
                 scram: vec![
-                    ScramKeys::new(Scram::Sha256, &password)?,
-                    ScramKeys::new(Scram::Sha512, &password)?,
+                    new_scram_credential(ScramMechanism::Sha256, &password)?,
+                    new_scram_credential(ScramMechanism::Sha512, &password)?,
                 ],
             };
             let verb = if users.insert(name.clone(), user).is_some() {

@@ -12,7 +12,7 @@ use crate::header::write_response_header;
 use crate::wire::put_uvarint;
 use crate::{
     cluster, create_partitions, create_topics, delete_records, delete_topics, describe_configs,
-    fetch, find_coordinator, init_producer_id, membership, metadata, offsets, produce,
+    fetch, find_coordinator, init_producer_id, membership, metadata, offsets, produce, sasl,
 };
 
 /// API key of ApiVersions.
@@ -101,6 +101,11 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         max: membership::LIST_MAX,
     },
     ApiRange {
+        api_key: sasl::HANDSHAKE_KEY,
+        min: sasl::HANDSHAKE_MIN,
+        max: sasl::HANDSHAKE_MAX,
+    },
+    ApiRange {
         api_key: API_KEY,
         min: 0,
         max: VERSION_MAX,
@@ -134,6 +139,11 @@ pub const IMPLEMENTED: &[ApiRange] = &[
         api_key: describe_configs::API_KEY,
         min: 0,
         max: describe_configs::VERSION_MAX,
+    },
+    ApiRange {
+        api_key: sasl::AUTHENTICATE_KEY,
+        min: 0,
+        max: sasl::AUTHENTICATE_MAX,
     },
     ApiRange {
         api_key: create_partitions::API_KEY,

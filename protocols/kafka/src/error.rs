@@ -36,6 +36,10 @@ pub enum ErrorCode {
     InvalidSessionTimeout = 26,
     /// The group is rebalancing: the member must join again.
     RebalanceInProgress = 27,
+    /// The SASL mechanism asked for is not offered.
+    UnsupportedSaslMechanism = 33,
+    /// A SASL request out of order (authenticate before a handshake, a second handshake).
+    IllegalSaslState = 34,
     /// The API version is not implemented.
     UnsupportedVersion = 35,
     /// The topic exists already.
@@ -58,6 +62,8 @@ pub enum ErrorCode {
     InvalidProducerEpoch = 47,
     /// The log cannot store or read now (a full disk, a failed read).
     KafkaStorageError = 56,
+    /// SASL authentication failed: unknown user or wrong password.
+    SaslAuthenticationFailed = 58,
     /// The group has members and cannot be deleted.
     NonEmptyGroup = 68,
     /// No such group.

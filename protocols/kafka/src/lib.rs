@@ -42,4 +42,5 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod record_batch;
+pub mod sasl;
 pub mod wire;

@@ -229,6 +229,11 @@ impl<'a> Writer<'a> {
         self.out.extend_from_slice(&v.to_be_bytes());
     }
 
+    /// An int64.
+    pub fn i64(&mut self, v: i64) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+
     /// An array length (compact in flexible versions).
     pub fn array_len(&mut self, n: usize) {
         if self.flexible {

@@ -35,6 +35,8 @@ mod listing;
 mod metadata;
 #[path = "differential/offsets.rs"]
 mod offsets;
+#[path = "differential/sasl.rs"]
+mod sasl;
 #[path = "differential/support.rs"]
 mod support;
 
@@ -93,6 +95,7 @@ const CASES: &[Case] = &[
     case(14, "SyncGroup", 0..=5, NEWEST, groups::sync_request, groups::sync_response),
     case(15, "DescribeGroups", 0..=5, NEWEST, listing::describe_groups_request, listing::describe_groups_response),
     case(16, "ListGroups", 0..=4, NEWEST, listing::list_groups_request, listing::list_groups_response),
+    case(17, "SaslHandshake", 0..=1, NEWEST, sasl::handshake_request, sasl::handshake_response),
     case(18, "ApiVersions", 0..=4, NEWEST, metadata::api_versions_request, metadata::api_versions_response),
     case(19, "CreateTopics", 0..=1, LEGACY, dual::legacy::create_topics::request, dual::legacy::create_topics::response),
     case(19, "CreateTopics", 2..=7, NEWEST, dual::newest::create_topics::request, dual::newest::create_topics::response),
@@ -104,6 +107,7 @@ const CASES: &[Case] = &[
     case(23, "OffsetForLeaderEpoch", 2..=4, NEWEST, dual::newest::epochs::request, dual::newest::epochs::response),
     case(32, "DescribeConfigs", 0..=0, LEGACY, dual::legacy::describe_configs::request, dual::legacy::describe_configs::response),
     case(32, "DescribeConfigs", 1..=4, NEWEST, dual::newest::describe_configs::request, dual::newest::describe_configs::response),
+    case(36, "SaslAuthenticate", 0..=2, NEWEST, sasl::authenticate_request, sasl::authenticate_response),
     case(37, "CreatePartitions", 0..=3, NEWEST, admin::create_partitions_request, admin::create_partitions_response),
     case(42, "DeleteGroups", 0..=2, NEWEST, listing::delete_groups_request, listing::delete_groups_response),
     case(60, "DescribeCluster", 0..=1, NEWEST, metadata::describe_cluster_request, metadata::describe_cluster_response),

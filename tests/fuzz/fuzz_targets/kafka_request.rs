@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         topics_max: 10,
         fetch_bytes_max: 1 << 20,
         batch_decompressed_bytes_max: 1 << 20,
+        auth: Arc::new(weir_core::auth::AllowAll),
     });
     let limits = GroupLimits {
         session_timeout_ms_min: 1,

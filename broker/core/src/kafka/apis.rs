@@ -16,11 +16,11 @@ use weir_kafka::wire::WireError;
 use weir_kafka::{
     api_versions, cluster, create_partitions, create_topics, delete_records, delete_topics,
     describe_configs, fetch, find_coordinator, init_producer_id, membership, metadata, offsets,
-    produce,
+    produce, sasl,
 };
 
 use weir_kafka::api_versions::IMPLEMENTED;
-use weir_kafka::frame::FrameError;
+use weir_kafka::frame::{FrameDecoder, FrameError};
 
 use super::admin;
 use super::op::{GroupOp, KafkaOp, ProduceTopic};
@@ -130,6 +130,9 @@ pub(super) const APIS: &[Api] = &[
         let parse = membership::parse_list;
         group_op(s, r, ops, membership::LIST_KEY, parse, GroupOp::List)
     }),
+    api(sasl::HANDSHAKE_KEY, "SaslHandshake", |s, r, out, _| {
+        s.sasl_handshake(r.frame, r.start, out)
+    }),
     api(api_versions::API_KEY, "ApiVersions", api_versions),
     api(create_topics::API_KEY, "CreateTopics", create_topics),
     api(delete_topics::API_KEY, "DeleteTopics", |s, r, _, ops| {
@@ -172,6 +175,11 @@ pub(super) const APIS: &[Api] = &[
             let header_version = describe_configs::request_header_version;
             store_op(s, r, ops, header_version, parse, KafkaOp::DescribeConfigs)
         },
+    ),
+    api(
+        sasl::AUTHENTICATE_KEY,
+        "SaslAuthenticate",
+        |s, r, out, _| s.sasl_authenticate(r.frame, r.start, out),
     ),
     api(
         create_partitions::API_KEY,
@@ -511,14 +519,28 @@ impl KafkaSession {
         while out.len() + self.queued_bytes < out_limit
             && self.queued.len() < ANSWERS_QUEUED_MAX
             && self.ops_in_flight < ANSWERS_QUEUED_MAX
-            && let Some((frame, len)) = self.decoder.decode(&input[used..])?
+            && let Some((frame, len)) = self.next_frame(&input[used..])?
         {
-            self.handle(frame, out, ops, now_ms)?;
+            if self.sasl_raw {
+                self.sasl_raw_token(frame, out)?;
+            } else {
+                self.handle(frame, out, ops, now_ms)?;
+            }
             self.requests += 1;
             used += len;
         }
         Ok(used)
     }
+    /// The next complete frame: a request, or a raw SASL token (which may be shorter than any
+    /// request) after a version 0 SaslHandshake.
+    fn next_frame<'a>(&self, input: &'a [u8]) -> Result<Option<(&'a [u8], usize)>, KafkaError> {
+        if self.sasl_raw {
+            let raw = FrameDecoder::new(0, self.settings.request_bytes_max);
+            return Ok(raw.decode(input)?);
+        }
+        Ok(self.decoder.decode(input)?)
+    }
+
     fn handle(
         &mut self,
         frame: &[u8],
@@ -533,6 +555,11 @@ impl KafkaSession {
                 api_version: start.api_version,
             });
         };
+        if !self.may_call(start.api_key) {
+            return Err(KafkaError::Unauthenticated {
+                api_key: start.api_key,
+            });
+        }
         let request = Request {
             frame,
             start,
@@ -551,6 +578,16 @@ pub enum KafkaError {
     /// The request header or body is malformed.
     #[error("malformed request: {0}")]
     Malformed(#[from] WireError),
+    /// A request other than ApiVersions and SASL's before the client authenticated (or, with
+    /// anonymous clients refused, without SASL).
+    #[error("API key {api_key} ({}) before SASL authentication", name(*api_key))]
+    Unauthenticated {
+        /// The API key.
+        api_key: i16,
+    },
+    /// SASL failed or was used out of order (the answer says so to the client).
+    #[error("SASL: {0}")]
+    Sasl(String),
     /// An API this broker does not implement, or a version outside its range.
     #[error(
         "API key {api_key} ({}) version {api_version} is not implemented by this broker",

@@ -11,6 +11,7 @@ use weir_kafka::{fetch, header};
 use super::op::{KafkaOp, KafkaOpResult};
 use super::operations::write_result;
 use super::settings::{ANSWERS_QUEUED_MAX, KafkaSettings, REQUEST_BYTES_MIN};
+use crate::auth::scram::{ScramMechanism, ScramServer};
 
 /// An answer in request order: ready bytes, or a slot waiting for an operation.
 #[derive(Debug)]
@@ -39,6 +40,33 @@ pub struct KafkaSession {
     pub(super) requests: u64,
     pub(super) next_token: u64,
     pub(super) queued: VecDeque<Queued>,
+    /// Where the connection is with SASL.
+    pub(super) sasl: Sasl,
+    /// A version 0 SaslHandshake was answered: the exchange's tokens come as raw frames.
+    pub(super) sasl_raw: bool,
+}
+
+/// A SASL mechanism a Kafka client may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mechanism {
+    /// PLAIN: the user name and password in one token.
+    Plain,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512.
+    Scram(ScramMechanism),
+}
+
+/// Where a connection is with SASL.
+#[derive(Debug, Default)]
+pub(super) enum Sasl {
+    /// No handshake: the client is anonymous, let in only if anonymous clients are.
+    #[default]
+    None,
+    /// Handshake answered: the first token is due.
+    Started(Mechanism),
+    /// SCRAM's server-first message went out: the client's final message is due.
+    Scram(Box<ScramServer>),
+    /// Authenticated as this user; no second authentication on the connection.
+    Done(String),
 }
 
 impl KafkaSession {
@@ -55,6 +83,8 @@ impl KafkaSession {
             requests: 0,
             next_token: 0,
             queued: VecDeque::new(),
+            sasl: Sasl::None,
+            sasl_raw: false,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::Authenticator;
 use crate::log_store::LogStore;
 
 /// Answers a connection may have waiting behind a pending operation. Past it, no further
@@ -37,6 +38,8 @@ pub struct KafkaSettings {
     pub fetch_bytes_max: usize,
     /// Most bytes the records of one compressed batch may inflate to.
     pub batch_decompressed_bytes_max: usize,
+    /// Checks SASL credentials; says whether a client without SASL is let in.
+    pub auth: Arc<dyn Authenticator>,
 }
 
 impl std::fmt::Debug for KafkaSettings {

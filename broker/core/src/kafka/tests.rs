@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::log_store::{EmptyStore, StoreError};
+
+mod sasl;
 use coordinator::{GroupAnswer, GroupOp};
 use weir_kafka::error::ErrorCode;
 use weir_kafka::frame::{FrameError, write_frame};
@@ -18,6 +20,7 @@ fn settings() -> Arc<KafkaSettings> {
         topics_max: 10,
         fetch_bytes_max: 1 << 20,
         batch_decompressed_bytes_max: 1 << 20,
+        auth: Arc::new(crate::auth::AllowAll),
     })
 }
 

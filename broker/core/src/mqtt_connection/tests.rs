@@ -38,6 +38,18 @@ impl Authenticator for OneUser {
             _ => Verdict::BadCredentials,
         }
     }
+
+    fn scram_credential(
+        &self,
+        _: &str,
+        _: crate::auth::scram::ScramMechanism,
+    ) -> Option<crate::auth::scram::ScramCredential> {
+        None
+    }
+
+    fn nonce(&self) -> String {
+        "nonce".into()
+    }
 }
 
 /// A connection, the client's view of it, and simulated time.

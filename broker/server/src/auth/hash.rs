@@ -6,9 +6,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
+use weir_core::auth::scram::{ScramCredential, ScramMechanism};
 
 /// PBKDF2 iterations `weir user add` uses by default: each CONNECT with a password pays for
 /// them once, on the connection's shard (about 5 ms on a Raspberry Pi 4).
@@ -150,135 +150,76 @@ impl std::fmt::Display for PasswordHash {
     }
 }
 
-/// A SCRAM mechanism Kafka clients use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scram {
-    /// SCRAM-SHA-256.
-    Sha256,
-    /// SCRAM-SHA-512.
-    Sha512,
-}
-
-impl Scram {
-    /// The mechanism's name, as SASL and the users file write it (lower case in the file).
-    pub fn name(self) -> &'static str {
-        match self {
-            Scram::Sha256 => "SCRAM-SHA-256",
-            Scram::Sha512 => "SCRAM-SHA-512",
+/// SCRAM keys of `password` (RFC 5802's StoredKey and ServerKey): what the users file keeps
+/// for Kafka's SCRAM-SHA-256 and SCRAM-SHA-512, never the password.
+pub fn scram_credential(
+    mechanism: ScramMechanism,
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> ScramCredential {
+    let mut salted = vec![0u8; mechanism.hash(b"").len()];
+    match mechanism {
+        ScramMechanism::Sha256 => {
+            pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut salted)
+        }
+        ScramMechanism::Sha512 => {
+            pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut salted)
         }
     }
-}
-
-/// What a server keeps for one user and SCRAM mechanism (RFC 5802): never the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ScramKeys {
-    pub mechanism: Scram,
-    pub iterations: u32,
-    pub salt: Vec<u8>,
-    /// H(ClientKey).
-    pub stored_key: Vec<u8>,
-    /// HMAC(SaltedPassword, "Server Key").
-    pub server_key: Vec<u8>,
-}
-
-impl std::fmt::Debug for ScramKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ScramKeys({}, {})",
-            self.mechanism.name(),
-            self.iterations
-        )
+    ScramCredential {
+        mechanism,
+        iterations,
+        salt: salt.to_vec(),
+        stored_key: mechanism.hash(&mechanism.hmac(&salted, b"Client Key")),
+        server_key: mechanism.hmac(&salted, b"Server Key"),
     }
 }
 
-impl ScramKeys {
-    /// The keys of `password` with `salt` and `iterations`.
-    pub fn derive(mechanism: Scram, password: &[u8], salt: &[u8], iterations: u32) -> ScramKeys {
-        let (stored_key, server_key) = match mechanism {
-            Scram::Sha256 => keys_sha256(password, salt, iterations),
-            Scram::Sha512 => keys_sha512(password, salt, iterations),
-        };
-        ScramKeys {
-            mechanism,
-            iterations,
-            salt: salt.to_vec(),
-            stored_key,
-            server_key,
-        }
-    }
-
-    /// The keys of `password` with a random salt and [`SCRAM_ITERATIONS`].
-    pub fn new(mechanism: Scram, password: &[u8]) -> anyhow::Result<ScramKeys> {
-        Ok(ScramKeys::derive(
-            mechanism,
-            password,
-            &random_salt()?,
-            SCRAM_ITERATIONS,
-        ))
-    }
-
-    /// `iterations,salt,stored_key,server_key` (base64), as the users file holds them.
-    pub fn to_field(&self) -> String {
-        format!(
-            "{},{},{},{}",
-            self.iterations,
-            B64.encode(&self.salt),
-            B64.encode(&self.stored_key),
-            B64.encode(&self.server_key)
-        )
-    }
-
-    /// Parses [`ScramKeys::to_field`]'s text.
-    pub fn from_field(mechanism: Scram, text: &str) -> Result<ScramKeys, String> {
-        let parts: Vec<&str> = text.split(',').collect();
-        let [iterations, salt, stored, server] = parts[..] else {
-            return Err(format!(
-                "{}: expected iterations,salt,stored,server",
-                mechanism.name()
-            ));
-        };
-        let b64 = |s: &str| {
-            B64.decode(s)
-                .map_err(|e| format!("{}: {e}", mechanism.name()))
-        };
-        let iterations = parse_iterations(iterations)?;
-        if iterations < SCRAM_ITERATIONS {
-            return Err(format!(
-                "{}: at least {SCRAM_ITERATIONS} iterations",
-                mechanism.name()
-            ));
-        }
-        Ok(ScramKeys {
-            mechanism,
-            iterations,
-            salt: b64(salt)?,
-            stored_key: b64(stored)?,
-            server_key: b64(server)?,
-        })
-    }
+/// [`scram_credential`] with a random salt and [`SCRAM_ITERATIONS`].
+pub fn new_scram_credential(
+    mechanism: ScramMechanism,
+    password: &[u8],
+) -> anyhow::Result<ScramCredential> {
+    Ok(scram_credential(
+        mechanism,
+        password,
+        &random_salt()?,
+        SCRAM_ITERATIONS,
+    ))
 }
 
-/// StoredKey and ServerKey (RFC 5802) with hash `$digest`: one function per hash.
-macro_rules! scram_keys {
-    ($name:ident, $digest:ty) => {
-        fn $name(password: &[u8], salt: &[u8], iterations: u32) -> (Vec<u8>, Vec<u8>) {
-            let mut salted = vec![0u8; <$digest as Digest>::output_size()];
-            pbkdf2::pbkdf2_hmac::<$digest>(password, salt, iterations, &mut salted);
-            let mac = |text: &[u8]| {
-                let mut mac = <Hmac<$digest> as Mac>::new_from_slice(&salted)
-                    .expect("HMAC takes a key of any length");
-                mac.update(text);
-                mac.finalize().into_bytes().to_vec()
-            };
-            let stored_key = <$digest>::digest(mac(b"Client Key")).to_vec();
-            (stored_key, mac(b"Server Key"))
-        }
+/// `iterations,salt,stored_key,server_key` (base64), as the users file holds a credential.
+pub fn scram_field(credential: &ScramCredential) -> String {
+    format!(
+        "{},{},{},{}",
+        credential.iterations,
+        B64.encode(&credential.salt),
+        B64.encode(&credential.stored_key),
+        B64.encode(&credential.server_key)
+    )
+}
+
+/// Parses [`scram_field`]'s text.
+pub fn parse_scram_field(mechanism: ScramMechanism, text: &str) -> Result<ScramCredential, String> {
+    let name = mechanism.name();
+    let parts: Vec<&str> = text.split(',').collect();
+    let [iterations, salt, stored, server] = parts[..] else {
+        return Err(format!("{name}: expected iterations,salt,stored,server"));
     };
+    let b64 = |s: &str| B64.decode(s).map_err(|e| format!("{name}: {e}"));
+    let iterations = parse_iterations(iterations)?;
+    if iterations < SCRAM_ITERATIONS {
+        return Err(format!("{name}: at least {SCRAM_ITERATIONS} iterations"));
+    }
+    Ok(ScramCredential {
+        mechanism,
+        iterations,
+        salt: b64(salt)?,
+        stored_key: b64(stored)?,
+        server_key: b64(server)?,
+    })
 }
-
-scram_keys!(keys_sha256, Sha256);
-scram_keys!(keys_sha512, Sha512);
 
 fn parse_iterations(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
@@ -358,7 +299,7 @@ mod tests {
     #[test]
     fn scram_keys_match_an_independent_computation() {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let sha256 = ScramKeys::derive(Scram::Sha256, b"pencil", &salt, 4096);
+        let sha256 = scram_credential(ScramMechanism::Sha256, b"pencil", &salt, 4096);
         assert_eq!(
             B64.encode(&sha256.stored_key),
             "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
@@ -367,7 +308,7 @@ mod tests {
             B64.encode(&sha256.server_key),
             "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
         );
-        let sha512 = ScramKeys::derive(Scram::Sha512, b"pencil", &salt, 4096);
+        let sha512 = scram_credential(ScramMechanism::Sha512, b"pencil", &salt, 4096);
         assert_eq!(
             B64.encode(&sha512.stored_key),
             "6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmBqzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg=="
@@ -376,11 +317,11 @@ mod tests {
             B64.encode(&sha512.server_key),
             "jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA=="
         );
-        let field = sha512.to_field();
+        let field = scram_field(&sha512);
         assert_eq!(
-            ScramKeys::from_field(Scram::Sha512, &field).unwrap(),
+            parse_scram_field(ScramMechanism::Sha512, &field).unwrap(),
             sha512
         );
-        assert!(ScramKeys::from_field(Scram::Sha512, "100,AA==,AA==,AA==").is_err());
+        assert!(parse_scram_field(ScramMechanism::Sha512, "100,AA==,AA==,AA==").is_err());
     }
 }

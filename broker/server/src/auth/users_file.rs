@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use super::hash::{PasswordHash, Scram, ScramKeys};
+use weir_core::auth::scram::{ScramCredential, ScramMechanism};
+
+use super::hash::{PasswordHash, parse_scram_field, scram_field};
 
 /// Longest user name, bytes (MQTT's user name field allows 65,535).
 pub const USER_NAME_BYTES_MAX: usize = 256;
@@ -25,7 +27,7 @@ const FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub struct User {
     pub password: PasswordHash,
     /// SCRAM keys, per mechanism (none for users of a Mosquitto file).
-    pub scram: Vec<ScramKeys>,
+    pub scram: Vec<ScramCredential>,
 }
 
 /// Users by name.
@@ -106,11 +108,11 @@ fn parse_line(line: &str, mosquitto: bool) -> Result<(String, User), String> {
     for field in fields {
         let (tag, value) = field.split_once('=').ok_or("expected scram-sha-…=keys")?;
         let mechanism = match tag {
-            "scram-sha-256" => Scram::Sha256,
-            "scram-sha-512" => Scram::Sha512,
+            "scram-sha-256" => ScramMechanism::Sha256,
+            "scram-sha-512" => ScramMechanism::Sha512,
             _ => return Err(format!("unknown field {tag:?}")),
         };
-        scram.push(ScramKeys::from_field(mechanism, value)?);
+        scram.push(parse_scram_field(mechanism, value)?);
     }
     Ok((name.to_owned(), User { password, scram }))
 }
@@ -128,7 +130,7 @@ pub fn render(users: &Users) -> String {
             text.push_str(&format!(
                 ":{}={}",
                 keys.mechanism.name().to_lowercase(),
-                keys.to_field()
+                scram_field(keys)
             ));
         }
         text.push('\n');
@@ -170,6 +172,7 @@ pub fn write(path: &Path, users: &Users) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::hash::new_scram_credential;
 
     const SEVEN: &str = "$7$101$MDEyMzQ1Njc4OWFi$EO/lLlkeUgIiBaS8G8UK0ZMP1u508TA7Tl+AdJ1cEsmlbGyEPAERErpfq84j1kepISs0UzmcdL4ucgZ2uodxfQ==";
 
@@ -178,8 +181,8 @@ mod tests {
         let mut users = Users::new();
         let password = PasswordHash::new(b"pw", 1000).unwrap();
         let scram = vec![
-            ScramKeys::new(Scram::Sha256, b"pw").unwrap(),
-            ScramKeys::new(Scram::Sha512, b"pw").unwrap(),
+            new_scram_credential(ScramMechanism::Sha256, b"pw").unwrap(),
+            new_scram_credential(ScramMechanism::Sha512, b"pw").unwrap(),
         ];
         users.insert("alice".into(), User { password, scram });
         let text = render(&users);

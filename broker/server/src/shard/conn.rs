@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use weir_core::kafka::{KafkaOp, KafkaSession, KafkaSettings};
+use weir_core::kafka::{KafkaError, KafkaOp, KafkaSession, KafkaSettings};
 use weir_core::mqtt_kafka::LogMessage;
 
 use super::inbox::Outcome;
@@ -282,7 +282,15 @@ impl Conn {
         match result {
             Ok(used) => Some(used),
             Err(e) => {
-                tracing::debug!("closing a kafka connection: {e}");
+                // Refused authentication is worth an operator's eye; a malformed request is not.
+                let security =
+                    matches!(e, KafkaError::Sasl(_) | KafkaError::Unauthenticated { .. });
+                if security {
+                    let peer = self.stream.peer_addr().ok();
+                    tracing::info!(?peer, "closing a kafka connection: {e}");
+                } else {
+                    tracing::debug!("closing a kafka connection: {e}");
+                }
                 metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 self.closing = true;
                 None

@@ -222,6 +222,8 @@ fn kafka_settings(config: &ServerConfig, bound: &[(Protocol, SocketAddr)]) -> Ka
         topics_max: config.kafka_topics_max,
         fetch_bytes_max: config.kafka_fetch_bytes_max,
         batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
+        // One set of credentials for both fronts.
+        auth: config.mqtt.auth.clone(),
     }
 }
 
