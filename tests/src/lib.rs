@@ -358,21 +358,11 @@ impl Drop for Weir {
 /// Runs `weir` with `args` to completion (for commands that exit on their own) and returns
 /// its exit code and everything it printed.
 pub fn run_weir(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> anyhow::Result<(i32, String)> {
-    let mut command = Command::new(weir_bin());
-    command.args(args).current_dir(cwd).stdin(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WEIR_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(env.iter().copied());
-    let output = command.output()?;
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    Ok((output.status.code().unwrap_or(-1), text))
+    run_weir_with_input(args, env, cwd, b"")
 }
 
-/// [`run_weir`] with `input` on standard input (a pipe, not a terminal).
+/// `weir` with `args` and `env` in `cwd`, `input` on standard input (a pipe, not a terminal);
+/// its exit code and its stdout followed by its stderr.
 pub fn run_weir_with_input(
     args: &[&str],
     env: &[(&str, &str)],

@@ -58,42 +58,50 @@ impl Credentials {
             allow_anonymous,
             state: RwLock::new(Loaded::default()),
         };
-        let loaded = credentials.read().map_err(|e| anyhow::anyhow!(e))?;
-        *credentials.state.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        let loaded = credentials.read(credentials.signatures());
+        credentials.store(loaded.map_err(|e| anyhow::anyhow!(e))?);
         Ok(credentials)
     }
 
     /// Users loaded now.
     pub fn users(&self) -> usize {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .users
-            .len()
+        self.loaded_users().len()
+    }
+
+    /// The users loaded now (a cheap handle: a reload swaps in a new table).
+    fn loaded_users(&self) -> Arc<Users> {
+        self.loaded().users.clone()
+    }
+
+    fn loaded(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store(&self, loaded: Loaded) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = loaded;
     }
 
     /// Reads both files again, keeping what was loaded if one does not parse. Returns the
     /// number of users, or why the files were not taken.
     pub fn reload(&self) -> Result<usize, String> {
-        let loaded = self.read()?;
+        self.reload_at(self.signatures())
+    }
+
+    /// [`Credentials::reload`] of the files as `seen` describes them.
+    fn reload_at(&self, seen: Vec<Option<FileSignature>>) -> Result<usize, String> {
+        let loaded = self.read(seen)?;
         let users = loaded.users.len();
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        self.store(loaded);
         Ok(users)
     }
 
     /// Reloads when either file changed since it was read (`None` when neither did).
     pub fn reload_if_changed(&self) -> Option<Result<usize, String>> {
         let now = self.signatures();
-        let seen = self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .seen
-            .clone();
-        if now == seen {
+        if now == self.loaded().seen {
             return None;
         }
-        let result = self.reload();
+        let result = self.reload_at(now.clone());
         if result.is_err() {
             // Not retried until the files change again.
             self.state.write().unwrap_or_else(|e| e.into_inner()).seen = now;
@@ -119,8 +127,8 @@ impl Credentials {
             .collect()
     }
 
-    fn read(&self) -> Result<Loaded, String> {
-        let seen = self.signatures();
+    /// Reads both files, which `seen` describes as they were just before.
+    fn read(&self, seen: Vec<Option<FileSignature>>) -> Result<Loaded, String> {
         let mut users = Users::new();
         for (path, mosquitto) in self.paths() {
             for (name, user) in users_file::read(path, mosquitto)?.unwrap_or_default() {
@@ -140,12 +148,7 @@ impl Credentials {
 
 impl Authenticator for Credentials {
     fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
-        let users = self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .users
-            .clone();
+        let users = self.loaded_users();
         let user = users.get(user)?;
         user.scram
             .iter()
@@ -154,7 +157,7 @@ impl Authenticator for Credentials {
     }
 
     fn nonce(&self) -> String {
-        // Hexadecimal: librdkafka 2.0 mangles a nonce holding base64's `+`, `/` or `=`.
+        // 24 random bytes as hexadecimal: printable, without `,`, as SCRAM wants.
         let mut bytes = [0u8; 24];
         if let Err(e) = getrandom::fill(&mut bytes) {
             // An empty nonce is refused by the exchange: no SCRAM without randomness.
@@ -165,22 +168,14 @@ impl Authenticator for Credentials {
     }
 
     fn authenticate(&self, username: Option<&str>, password: Option<&[u8]>) -> Verdict {
-        let users = self
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .users
-            .clone();
-        let anonymous = || {
-            if self.allow_anonymous {
+        let Some(name) = username else {
+            return if self.allow_anonymous {
                 Verdict::Anonymous
             } else {
                 Verdict::NotAuthorized
-            }
+            };
         };
-        let Some(name) = username else {
-            return anonymous();
-        };
+        let users = self.loaded_users();
         if users.is_empty() && self.allow_anonymous {
             return Verdict::Anonymous;
         }
@@ -202,7 +197,7 @@ mod tests {
     fn one_user(dir: &std::path::Path, name: &str, password: &[u8]) -> PathBuf {
         let path = dir.join("users");
         let mut users = Users::new();
-        let hash = PasswordHash::new(password, 100).unwrap();
+        let hash = PasswordHash::new(password, 1000).unwrap();
         users.insert(
             name.into(),
             User {

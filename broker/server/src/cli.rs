@@ -111,44 +111,12 @@ pub fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match cli.command.take() {
         Some(Command::IoProbe) => io_probe(),
-        Some(Command::User(command)) => {
-            let config = match load_config(&cli) {
-                Ok(loaded) => loaded.config,
-                Err(e) => {
-                    eprintln!("weir: configuration error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match crate::user_cli::run(&config, command) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("weir user: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some(Command::Plugin(command)) => {
-            let config = match load_config(&cli) {
-                Ok(loaded) => loaded.config,
-                Err(e) => {
-                    eprintln!("weir: configuration error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match plugin_command(&config, command) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("weir plugin: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some(Command::User(command)) => tool(&cli, "weir user", |config| {
+            crate::user_cli::run(config, command)
+        }),
+        Some(Command::Plugin(command)) => tool(&cli, "weir plugin", |config| {
+            plugin_command(config, command)
+        }),
         Some(Command::Serve) | None => {
             let config = match load_config(&cli) {
                 Ok(config) => config,
@@ -170,8 +138,34 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Runs a command that needs the configuration (`weir user`, `weir plugin`): prints what it
+/// returns; exit code 2 for a bad configuration, 1 when the command fails (`name` says which).
+fn tool(cli: &Cli, name: &str, run: impl FnOnce(&Config) -> anyhow::Result<String>) -> ExitCode {
+    let config = match load_config(cli) {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("weir: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&config) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a `weir plugin` command against the admin API.
 fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<String> {
+    // The token of `admin.token_file`, if set, read once for the command's requests.
+    let token = config.admin_token_file.as_deref().map(admin::read_token);
+    let token = token.transpose()?;
+    let token = token.as_deref();
     let admin = |given: Option<String>| -> anyhow::Result<std::net::SocketAddr> {
         let text = match given {
             Some(text) => text,
@@ -211,7 +205,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
                 plugin_config.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
             }
             let uploaded = admin_request(
-                config,
+                token,
                 addr,
                 "PUT",
                 &format!("/plugins/modules/{module}"),
@@ -226,7 +220,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
                 spec["dead_letter_topic"] = serde_json::Value::String(topic);
             }
             let bound = admin_request(
-                config,
+                token,
                 addr,
                 "PUT",
                 &format!("/plugins/bindings/{binding}"),
@@ -235,13 +229,13 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
             Ok(format!("{uploaded}{bound}"))
         }
         PluginCommand::List { admin: given } => {
-            admin_request(config, admin(given)?, "GET", "/plugins", b"")
+            admin_request(token, admin(given)?, "GET", "/plugins", b"")
         }
         PluginCommand::Remove {
             binding,
             admin: given,
         } => admin_request(
-            config,
+            token,
             admin(given)?,
             "DELETE",
             &format!("/plugins/bindings/{binding}"),
@@ -254,22 +248,20 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<Str
 /// deploy compiles the module before it answers, which takes seconds on a Raspberry Pi).
 const ADMIN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// One request to the admin API, with the token of `admin.token_file` if set; the body of a
-/// 2xx answer, else an error with it.
+/// One request to the admin API, with the admin `token` if there is one; the body of a 2xx
+/// answer, else an error with it.
 fn admin_request(
-    config: &Config,
+    token: Option<&str>,
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<String> {
-    let token = config.admin_token_file.as_deref().map(admin::read_token);
-    let token = token.transpose()?;
     let request = crate::admin_client::AdminRequest {
         method,
         path,
         body,
-        token: token.as_deref(),
+        token,
     };
     let (status, text) = crate::admin_client::request(addr, &request, ADMIN_REQUEST_TIMEOUT)?;
     if (200..300).contains(&status) {

@@ -404,6 +404,11 @@ macro_rules! config_keys {
         ];
 
         impl Config {
+    /// The users file `auth.users_file` names (empty: `<data_dir>/users`).
+    pub fn users_file(&self) -> PathBuf {
+        (self.auth_users_file.clone()).unwrap_or_else(|| self.data_dir.join("users"))
+    }
+
             /// The embedded defaults.
             pub fn defaults() -> Config {
                 Config {

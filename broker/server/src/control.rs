@@ -109,7 +109,7 @@ const CREDENTIALS_CHECK: Duration = Duration::from_secs(2);
 
 /// Loads the users file and the Mosquitto password file, and warns about what stays open.
 pub(crate) fn load_credentials(config: &Config) -> anyhow::Result<Arc<auth::Credentials>> {
-    let users_file = crate::user_cli::users_file_of(config);
+    let users_file = config.users_file();
     let credentials = auth::Credentials::load(
         users_file.clone(),
         config.auth_mosquitto_password_file.clone(),

@@ -9,7 +9,9 @@ use clap::Subcommand;
 
 use weir_core::auth::scram::ScramMechanism;
 
-use crate::auth::hash::{PBKDF2_ITERATIONS_DEFAULT, PasswordHash, new_scram_credential};
+use crate::auth::hash::{
+    PBKDF2_ITERATIONS_DEFAULT, PasswordHash, check_iterations, new_scram_credential,
+};
 use crate::auth::users_file::{self, User};
 use crate::config::Config;
 
@@ -46,14 +48,9 @@ pub enum UserCommand {
     },
 }
 
-/// The users file `auth.users_file` names (empty: `<data_dir>/users`).
-pub fn users_file_of(config: &Config) -> PathBuf {
-    (config.auth_users_file.clone()).unwrap_or_else(|| config.data_dir.join("users"))
-}
-
 /// Runs a `weir user` command; returns what to print.
 pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<String> {
-    let file = |given: Option<PathBuf>| given.unwrap_or_else(|| users_file_of(config));
+    let file = |given: Option<PathBuf>| given.unwrap_or_else(|| config.users_file());
     match command {
         UserCommand::Add {
             name,
@@ -61,9 +58,7 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<String> {
             iterations,
         } => {
             users_file::check_name(&name).map_err(|e| anyhow::anyhow!(e))?;
-            if !(1_000..=10_000_000).contains(&iterations) {
-                anyhow::bail!("--iterations is 1000 to 10000000, not {iterations}");
-            }
+            check_iterations(iterations)?;
             let path = file(users_file);
             let mut users = read(&path)?;
             let password = read_password(&name)?;
@@ -112,17 +107,8 @@ fn read(path: &std::path::Path) -> anyhow::Result<users_file::Users> {
 /// The password: asked twice on the terminal without echo, or standard input's first line
 /// (without its line ending) when standard input is not a terminal.
 fn read_password(name: &str) -> anyhow::Result<Vec<u8>> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        let mut line = Vec::new();
-        let read = stdin
-            .lock()
-            .take(PASSWORD_BYTES_MAX as u64 + 1)
-            .read_until(b'\n', &mut line)?;
-        if read == 0 {
-            anyhow::bail!("no password on standard input");
-        }
-        strip_line_end(&mut line);
+    if !std::io::stdin().is_terminal() {
+        let line = read_line()?.ok_or_else(|| anyhow::anyhow!("no password on standard input"))?;
         return check_password(line);
     }
     let first = prompt(&format!("password for {name}: "))?;
@@ -143,13 +129,24 @@ fn check_password(password: Vec<u8>) -> anyhow::Result<Vec<u8>> {
     Ok(password)
 }
 
-fn strip_line_end(line: &mut Vec<u8>) {
+/// Standard input's next line without its line ending, read up to one byte past
+/// [`PASSWORD_BYTES_MAX`] (so an overlong one is seen as such); `None` at its end.
+fn read_line() -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let read = std::io::stdin()
+        .lock()
+        .take(PASSWORD_BYTES_MAX as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if read == 0 {
+        return Ok(None);
+    }
     if line.last() == Some(&b'\n') {
         line.pop();
         if line.last() == Some(&b'\r') {
             line.pop();
         }
     }
+    Ok(Some(line))
 }
 
 /// Asks on the terminal with echo off, restoring it afterwards.
@@ -167,16 +164,12 @@ fn prompt(text: &str) -> anyhow::Result<Vec<u8>> {
     let mut quiet = saved;
     quiet.c_lflag &= !libc::ECHO;
     // SAFETY: as above; `quiet` is a copy of valid settings with echo off.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    let mut line = Vec::new();
-    let read = std::io::stdin()
-        .lock()
-        .take(PASSWORD_BYTES_MAX as u64 + 1)
-        .read_until(b'\n', &mut line);
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+        anyhow::bail!("cannot turn the terminal's echo off");
+    }
+    let line = read_line();
     // SAFETY: restores the settings read above.
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
     eprintln!();
-    read?;
-    strip_line_end(&mut line);
-    Ok(line)
+    Ok(line?.unwrap_or_default())
 }

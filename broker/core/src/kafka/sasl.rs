@@ -47,7 +47,7 @@ impl KafkaSession {
         }
         match self.sasl {
             Sasl::Done(_) => true,
-            Sasl::None => self.settings.auth.authenticate(None, None) == Verdict::Anonymous,
+            Sasl::None => self.anonymous_allowed,
             Sasl::Started(_) | Sasl::Scram(_) => false,
         }
     }
@@ -98,8 +98,7 @@ impl KafkaSession {
     ) -> Result<(), KafkaError> {
         let body = request_body(frame, start, sasl::authenticate_header_version)?;
         let token = sasl::parse_authenticate(body, start.api_version)?;
-        let (step, state) = self.step(token);
-        self.sasl = state;
+        let step = self.step(token);
         let (code, message, reply) = match &step {
             Ok(reply) => (0, None, &reply[..]),
             Err((code, why)) => {
@@ -135,8 +134,7 @@ impl KafkaSession {
         token: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), KafkaError> {
-        let (step, state) = self.step(token);
-        self.sasl = state;
+        let step = self.step(token);
         self.sasl_raw = matches!(self.sasl, Sasl::Started(_) | Sasl::Scram(_));
         match step {
             Ok(reply) => {
@@ -148,9 +146,16 @@ impl KafkaSession {
         }
     }
 
-    /// The exchange's next step: the token to send back, or the error code and why; and the
-    /// state after it.
-    fn step(&mut self, token: &[u8]) -> (Result<Vec<u8>, (i16, String)>, Sasl) {
+    /// The exchange's next step: the token to send back, or the error code and why. Moves
+    /// the connection's SASL state on.
+    fn step(&mut self, token: &[u8]) -> Result<Vec<u8>, (i16, String)> {
+        let (result, state) = self.next_state(token);
+        self.sasl = state;
+        result
+    }
+
+    /// The next step's result and the state after it.
+    fn next_state(&mut self, token: &[u8]) -> (Result<Vec<u8>, (i16, String)>, Sasl) {
         let failed = |why: String| Err((ErrorCode::SaslAuthenticationFailed.code(), why));
         match std::mem::take(&mut self.sasl) {
             Sasl::Started(Mechanism::Plain) => match plain(token) {

@@ -11,6 +11,7 @@ use weir_kafka::{fetch, header};
 use super::op::{KafkaOp, KafkaOpResult};
 use super::operations::write_result;
 use super::settings::{ANSWERS_QUEUED_MAX, KafkaSettings, REQUEST_BYTES_MIN};
+use crate::auth::Verdict;
 use crate::auth::scram::{ScramMechanism, ScramServer};
 
 /// An answer in request order: ready bytes, or a slot waiting for an operation.
@@ -44,6 +45,9 @@ pub struct KafkaSession {
     pub(super) sasl: Sasl,
     /// A version 0 SaslHandshake was answered: the exchange's tokens come as raw frames.
     pub(super) sasl_raw: bool,
+    /// Whether a client without SASL is let in (asked of the credentials once, here, not
+    /// per request).
+    pub(super) anonymous_allowed: bool,
 }
 
 /// A SASL mechanism a Kafka client may choose.
@@ -73,6 +77,7 @@ impl KafkaSession {
     /// A session with the broker's Kafka settings, for a client at `client_host` (shown by
     /// DescribeGroups).
     pub fn new(settings: Arc<KafkaSettings>, client_host: String) -> KafkaSession {
+        let anonymous_allowed = settings.auth.authenticate(None, None) == Verdict::Anonymous;
         KafkaSession {
             client_host,
             decoder: FrameDecoder::new(REQUEST_BYTES_MIN, settings.request_bytes_max),
@@ -85,6 +90,7 @@ impl KafkaSession {
             queued: VecDeque::new(),
             sasl: Sasl::None,
             sasl_raw: false,
+            anonymous_allowed,
         }
     }
 

@@ -24,7 +24,19 @@ fn settings() -> Arc<KafkaSettings> {
     })
 }
 
+/// A request of `api_key` with no body but an ApiVersions v3+ one (its client software
+/// name and version).
 fn request(api_key: i16, version: i16, correlation: i32) -> Vec<u8> {
+    let body: &[u8] = if version >= 3 {
+        &[0, 5, b'w', b'e', b'i', b'r', 4, b'0', b'.', b'0', 0]
+    } else {
+        &[]
+    };
+    frame(api_key, version, correlation, body)
+}
+
+/// A request frame of `api_key` with a v1 header (client id `test`), then `body`.
+fn frame(api_key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     write_frame(&mut out, |b| {
         b.extend_from_slice(&api_key.to_be_bytes());
@@ -32,9 +44,7 @@ fn request(api_key: i16, version: i16, correlation: i32) -> Vec<u8> {
         b.extend_from_slice(&correlation.to_be_bytes());
         b.extend_from_slice(&[0, 4]);
         b.extend_from_slice(b"test");
-        if version >= 3 {
-            b.extend_from_slice(&[0, 5, b'w', b'e', b'i', b'r', 4, b'0', b'.', b'0', 0]);
-        }
+        b.extend_from_slice(body);
     });
     out
 }

@@ -74,25 +74,23 @@ impl MqttConnection {
     fn authenticate(&mut self, request: &ConnectRequest) -> bool {
         let username = request.username.as_deref();
         let verdict = (self.settings.auth).authenticate(username, request.password.as_deref());
-        let reason = match verdict {
+        let (reason, why) = match verdict {
             Verdict::User(user) => {
                 self.user = Some(user);
                 return true;
             }
             Verdict::Anonymous => return true,
-            Verdict::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-            Verdict::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+            Verdict::BadCredentials => (
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                "bad user name or password",
+            ),
+            Verdict::NotAuthorized => (
+                ReasonCode::NOT_AUTHORIZED,
+                "anonymous clients are not allowed",
+            ),
         };
-        tracing::info!(
-            client = %request.client_id,
-            user = username.unwrap_or(""),
-            "MQTT connection refused: {}",
-            if reason == ReasonCode::NOT_AUTHORIZED {
-                "anonymous clients are not allowed"
-            } else {
-                "bad user name or password"
-            }
-        );
+        let (client, user) = (&request.client_id, username.unwrap_or(""));
+        tracing::info!(%client, user, "MQTT connection refused: {why}");
         let at = self.monotonic_ms + self.settings.refused_connect_delay_ms;
         self.refusal = Some((reason, at));
         false

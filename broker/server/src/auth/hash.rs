@@ -11,13 +11,15 @@ use subtle::ConstantTimeEq;
 use weir_core::auth::scram::{ScramCredential, ScramMechanism};
 
 /// PBKDF2 iterations `weir user add` uses by default: each CONNECT with a password pays for
-/// them once, on the connection's shard (about 5 ms on a Raspberry Pi 4).
+/// them once, on the connection's shard (docs/security.md gives a measured scale).
 pub const PBKDF2_ITERATIONS_DEFAULT: u32 = 10_000;
+/// Fewest PBKDF2 iterations `weir user add` writes.
+pub const PBKDF2_ITERATIONS_MIN: u32 = 1_000;
 /// SCRAM iterations: RFC 7677's minimum, what Kafka clients expect.
 pub const SCRAM_ITERATIONS: u32 = 4096;
 /// Most PBKDF2 or SCRAM iterations a file may ask for: a hostile file cannot make one check
 /// run for minutes.
-const ITERATIONS_MAX: u32 = 10_000_000;
+pub const ITERATIONS_MAX: u32 = 10_000_000;
 /// Salt bytes of new hashes.
 const SALT_BYTES: usize = 16;
 
@@ -47,8 +49,10 @@ impl std::fmt::Debug for PasswordHash {
 }
 
 impl PasswordHash {
-    /// A new `$7$` hash of `password` with a random salt.
+    /// A new `$7$` hash of `password` with a random salt and [`PBKDF2_ITERATIONS_MIN`] to
+    /// [`ITERATIONS_MAX`] iterations.
     pub fn new(password: &[u8], iterations: u32) -> anyhow::Result<PasswordHash> {
+        check_iterations(iterations)?;
         let salt = random_salt()?;
         let mut hash = vec![0u8; 64];
         pbkdf2::pbkdf2_hmac::<Sha512>(password, &salt, iterations, &mut hash);
@@ -221,6 +225,16 @@ pub fn parse_scram_field(mechanism: ScramMechanism, text: &str) -> Result<ScramC
     })
 }
 
+/// Whether a new hash may have `iterations`: [`PBKDF2_ITERATIONS_MIN`] to [`ITERATIONS_MAX`].
+pub fn check_iterations(iterations: u32) -> anyhow::Result<()> {
+    if !(PBKDF2_ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
+        anyhow::bail!(
+            "iterations are {PBKDF2_ITERATIONS_MIN} to {ITERATIONS_MAX}, not {iterations}"
+        );
+    }
+    Ok(())
+}
+
 fn parse_iterations(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(n) if (1..=ITERATIONS_MAX).contains(&n) => Ok(n),
@@ -275,6 +289,13 @@ mod tests {
         let parsed = PasswordHash::parse(&a.to_string()).unwrap();
         assert!(parsed.verify(b"pw"));
         assert!(!parsed.verify(b"pW"));
+    }
+
+    #[test]
+    fn new_hashes_need_iterations_within_the_range() {
+        assert!(PasswordHash::new(b"pw", PBKDF2_ITERATIONS_MIN - 1).is_err());
+        assert!(PasswordHash::new(b"pw", ITERATIONS_MAX + 1).is_err());
+        assert!(PasswordHash::new(b"pw", PBKDF2_ITERATIONS_MIN).is_ok());
     }
 
     #[test]

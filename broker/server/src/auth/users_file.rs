@@ -197,6 +197,20 @@ mod tests {
         assert_eq!(read(&dir.path().join("none"), false).unwrap(), None);
     }
 
+    /// A file over the size limit is refused before it is read (a sparse file: no disk used).
+    #[test]
+    fn an_oversized_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(FILE_BYTES_MAX + 1).unwrap();
+        let error = read(&path, true).unwrap_err();
+        assert!(
+            error.contains(&format!("over {FILE_BYTES_MAX} bytes")),
+            "{error}"
+        );
+    }
+
     /// Blank lines and comments are skipped; an empty name, a line without a hash, a broken
     /// hash or a user listed twice refuse the file with the line's number.
     #[test]

@@ -1,5 +1,3 @@
-use sha2::Sha256;
-
 use super::*;
 
 /// RFC 7677's example user: password "pencil", this salt, 4096 iterations; its SHA-256 keys
@@ -119,17 +117,8 @@ fn bad_first_messages_are_refused() {
 #[test]
 fn a_sha512_exchange_with_an_escaped_user_name() {
     let mechanism = ScramMechanism::Sha512;
-    let salt = b"0123456789abcdef".to_vec();
-    let mut salted = vec![0u8; 64];
-    pbkdf2::pbkdf2_hmac::<Sha512>(b"pass word", &salt, 4096, &mut salted);
-    let client_key = mechanism.hmac(&salted, b"Client Key");
-    let credential = ScramCredential {
-        mechanism,
-        iterations: 4096,
-        salt,
-        stored_key: mechanism.hash(&client_key),
-        server_key: mechanism.hmac(&salted, b"Server Key"),
-    };
+    let client = TestClient::new(mechanism, b"pass word", b"0123456789abcdef");
+    let credential = client.credential.clone();
     let mut server = ScramServer::new(mechanism);
     let client_first_bare = "n=a=2Cb=3Dc,r=clientnonce";
     let lookup = |user: &str| (user == "a,b=c").then(|| credential.clone());
@@ -143,12 +132,7 @@ fn a_sha512_exchange_with_an_escaped_user_name() {
     let server_first = String::from_utf8(first).unwrap();
     let without_proof = "c=biws,r=clientnonceservernonce";
     let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-    let signature = mechanism.hmac(&credential.stored_key, auth_message.as_bytes());
-    let proof: Vec<u8> = client_key
-        .iter()
-        .zip(&signature)
-        .map(|(a, b)| a ^ b)
-        .collect();
+    let proof = client.proof(&auth_message);
     let last = format!("{without_proof},p={}", B64.encode(proof));
     let (user, server_final) = server.finish(last.as_bytes()).unwrap();
     assert_eq!(user, "a,b=c");
@@ -164,20 +148,8 @@ fn a_sha512_exchange_with_an_escaped_user_name() {
 #[test]
 fn librdkafkas_doubled_client_nonce_is_taken() {
     let mechanism = ScramMechanism::Sha256;
-    let (credential, client_key) = {
-        let salt = b"salt".to_vec();
-        let mut salted = vec![0u8; 32];
-        pbkdf2::pbkdf2_hmac::<Sha256>(b"pw", &salt, 4096, &mut salted);
-        let client_key = mechanism.hmac(&salted, b"Client Key");
-        let credential = ScramCredential {
-            mechanism,
-            iterations: 4096,
-            salt,
-            stored_key: mechanism.hash(&client_key),
-            server_key: mechanism.hmac(&salted, b"Server Key"),
-        };
-        (credential, client_key)
-    };
+    let client = TestClient::new(mechanism, b"pw", b"salt");
+    let credential = client.credential.clone();
     for (nonce, accepted) in [("cnoncecnoncesnonce", true), ("xcnoncesnonce", false)] {
         let mut server = ScramServer::new(mechanism);
         let lookup = |_: &str| Some(credential.clone());
@@ -185,12 +157,7 @@ fn librdkafkas_doubled_client_nonce_is_taken() {
         let server_first = String::from_utf8(first).unwrap();
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("n=u,r=cnonce,{server_first},{without_proof}");
-        let signature = mechanism.hmac(&credential.stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
+        let proof = client.proof(&auth_message);
         let last = format!("{without_proof},p={}", B64.encode(proof));
         assert_eq!(server.finish(last.as_bytes()).is_ok(), accepted, "{nonce}");
     }

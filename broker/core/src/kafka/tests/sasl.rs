@@ -1,30 +1,17 @@
 //! SASL on a Kafka session: PLAIN and SCRAM with a test user, the requests refused before
 //! authentication, and the out-of-order cases that close the connection.
 
-use sha2::Sha256;
-
 use super::*;
-use crate::auth::scram::{ScramCredential, ScramMechanism};
+use crate::auth::scram::{ScramCredential, ScramMechanism, TestClient};
 use crate::auth::{Authenticator, Verdict};
 
 /// Knows `alice` (password `secret`, SCRAM-SHA-256 keys too); anonymous clients refused.
 #[derive(Debug)]
 struct Alice;
 
-fn alice_scram() -> (ScramCredential, Vec<u8>) {
-    let mechanism = ScramMechanism::Sha256;
-    let salt = b"alice-salt".to_vec();
-    let mut salted = vec![0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(b"secret", &salt, 4096, &mut salted);
-    let client_key = mechanism.hmac(&salted, b"Client Key");
-    let credential = ScramCredential {
-        mechanism,
-        iterations: 4096,
-        salt,
-        stored_key: mechanism.hash(&client_key),
-        server_key: mechanism.hmac(&salted, b"Server Key"),
-    };
-    (credential, client_key)
+/// Alice's SCRAM-SHA-256 client.
+fn alice_scram() -> TestClient {
+    TestClient::new(ScramMechanism::Sha256, b"secret", b"alice-salt")
 }
 
 impl Authenticator for Alice {
@@ -37,7 +24,7 @@ impl Authenticator for Alice {
     }
 
     fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
-        (user == "alice" && mechanism == ScramMechanism::Sha256).then(|| alice_scram().0)
+        (user == "alice" && mechanism == ScramMechanism::Sha256).then(|| alice_scram().credential)
     }
 
     fn nonce(&self) -> String {
@@ -49,20 +36,6 @@ fn session() -> KafkaSession {
     let mut settings = (*settings()).clone();
     settings.auth = Arc::new(Alice);
     KafkaSession::new(Arc::new(settings), "/127.0.0.1".into())
-}
-
-/// A v1-header request frame of `api_key` with `body`.
-fn frame(api_key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_frame(&mut out, |b| {
-        b.extend_from_slice(&api_key.to_be_bytes());
-        b.extend_from_slice(&version.to_be_bytes());
-        b.extend_from_slice(&correlation.to_be_bytes());
-        b.extend_from_slice(&[0, 4]);
-        b.extend_from_slice(b"test");
-        b.extend_from_slice(body);
-    });
-    out
 }
 
 fn handshake(mechanism: &str) -> Vec<u8> {
@@ -182,16 +155,9 @@ fn scram_sha_256_lets_alice_in_with_the_right_proof_only() {
             server_first.starts_with("r=client-nonceserver-nonce,s="),
             "{server_first}"
         );
-        let (credential, client_key) = alice_scram();
         let without_proof = "c=biws,r=client-nonceserver-nonce";
         let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let mechanism = ScramMechanism::Sha256;
-        let signature = mechanism.hmac(&credential.stored_key, auth_message.as_bytes());
-        let mut proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
+        let mut proof = alice_scram().proof(&auth_message);
         if !right {
             proof[0] ^= 1;
         }
