@@ -166,19 +166,25 @@ class Member(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self):
-        while not self.stopping.is_set():
-            batches = self.consumer.poll(timeout_ms=200)
-            with self.lock:
-                for records in batches.values():
-                    for r in records:
-                        self.seen.append([r.partition, r.offset, r.value.decode()])
-                self.assigned = sorted(tp.partition for tp in self.consumer.assignment())
-            try:
-                self.consumer.commit()
-            except KafkaError:
-                pass  # a rebalance is under way: the next poll rejoins, the next commit counts
-        self.consumer.commit()
-        self.consumer.close()
+        try:
+            while not self.stopping.is_set():
+                batches = self.consumer.poll(timeout_ms=200)
+                with self.lock:
+                    for records in batches.values():
+                        for r in records:
+                            self.seen.append([r.partition, r.offset, r.value.decode()])
+                    self.assigned = sorted(tp.partition for tp in self.consumer.assignment())
+                self.commit()
+        finally:
+            # Leaving sends LeaveGroup even when the last commit met a rebalance: a member
+            # that died here would stay in the group until its session timed out.
+            self.consumer.close()
+
+    def commit(self):
+        try:
+            self.consumer.commit()
+        except KafkaError:
+            pass  # a rebalance is under way: the next poll rejoins, the next commit counts
 
     def stop(self):
         self.stopping.set()

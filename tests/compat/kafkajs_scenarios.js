@@ -1,6 +1,7 @@
 // Scenarios run with kafkajs (npm, installed into tests/compat/node_modules by `cargo xtask
-// test`) against a Weir broker by the integration tests (tests/it/kafka_clients.rs).
-// Usage: node kafkajs_scenarios.js <scenario> <bootstrap host:port>.
+// test`) against a Weir broker by the integration tests (tests/it/kafka_clients.rs,
+// tests/it/tls.rs).
+// Usage: node kafkajs_scenarios.js <scenario> <bootstrap host:port> [arguments].
 // Each step prints one JSON line; the Rust test checks them.
 
 const { Kafka, CompressionTypes, logLevel } = require("kafkajs");
@@ -73,8 +74,35 @@ async function group(bootstrap) {
   await admin.disconnect();
 }
 
-const scenarios = { group };
-scenarios[process.argv[2]](process.argv[3]).then(
+// SASL over TLS (SASL_SSL): the server's certificate verified against the PEM CA file
+// `cafile` (Node checks the name too), SASL `mechanism` ("plain", "scram-sha-256", ...) as
+// `user`; produces one record to `topic`, then reads it back with a consumer group.
+async function saslTls(bootstrap, cafile, mechanism, user, password, topic) {
+  const kafka = new Kafka({
+    clientId: "weir-js-tls",
+    brokers: [bootstrap],
+    logLevel: logLevel.NOTHING,
+    ssl: { ca: [require("fs").readFileSync(cafile, "utf8")] },
+    sasl: { mechanism, username: user, password },
+    connectionTimeout: 10000,
+  });
+  const producer = kafka.producer();
+  await producer.connect();
+  const [sent] = await producer.send({ topic, acks: -1, messages: [{ value: "over tls" }] });
+  await producer.disconnect();
+  say("produce", { delivered: sent.errorCode === 0 });
+  const values = [];
+  const consumer = kafka.consumer({ groupId: "js-tls-readers" });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ message }) => values.push(message.value.toString()) });
+  await until("the record read back", () => values.length > 0);
+  await consumer.disconnect();
+  say("consume", { values });
+}
+
+const scenarios = { group, sasl_tls: saslTls };
+scenarios[process.argv[2]](...process.argv.slice(3)).then(
   () => process.exit(0),
   (e) => {
     console.error(e);

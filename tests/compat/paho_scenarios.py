@@ -1,5 +1,5 @@
 """Scenarios run with paho-mqtt 2.1 (Python, MQTT 3.1.1 and 5) against a Weir broker by the
-integration tests (tests/it/mqtt_clients.rs).
+integration tests (tests/it/mqtt_clients.rs; `tls` by tests/it/tls.rs).
 
 Usage: paho_scenarios.py <scenario> <mqtt host:port> [more arguments: a Kafka address, a
 phase, ...]. A scenario's name ends with the protocol it speaks (`_v311` or `_v5`). Each step
@@ -79,11 +79,20 @@ class Peer:
     one condition variable, every wait bounded by WAIT."""
 
     def __init__(
-        self, name, addr, version, client_id=None, clean=True, transport="tcp", cond=None
+        self,
+        name,
+        addr,
+        version,
+        client_id=None,
+        clean=True,
+        transport="tcp",
+        cond=None,
+        cafile=None,
     ):
         """`clean` is 3.1.1's Clean Session (MQTT 5's clean start is a `connect` argument);
         `transport="websockets"` speaks MQTT over WebSocket (path `/mqtt`); peers given one
-        `cond` share it, so one wait can look at all of them."""
+        `cond` share it, so one wait can look at all of them; with `cafile`, the connection is
+        TLS (paho's `tls_set`), the server's certificate and name checked against that CA."""
         self.name = name
         self.version = version
         self.host, port = addr.rsplit(":", 1)
@@ -99,6 +108,8 @@ class Peer:
         )
         if transport == "websockets":
             self.client.ws_set_options(path="/mqtt")
+        if cafile is not None:
+            self.client.tls_set(ca_certs=cafile)
         self.client.max_inflight_messages_set(20)
         self.cond = threading.Condition() if cond is None else cond
         self.connack = None
@@ -1369,23 +1380,16 @@ def no_local(addr, version):
         peer.close()
 
 
-def websocket(addr, version, ws_addr):
-    """MQTT over WebSocket (paho's `websockets` transport, path `/mqtt`): a WebSocket client
-    gets what a TCP client publishes at QoS 0, 1 and 2 and the TCP client what it publishes,
-    payloads exact and in order, a 200,000-byte one too."""
-    v = tag(version)
-    ws = Peer(f"ws-{v}", ws_addr, version, transport="websockets")
-    ws_ack = ws.connect()
-    ws_granted = ws.subscribe(f"ws/{v}/down/#", 2)
-    tcp = Peer(f"ws-tcp-{v}", addr, version)
-    tcp.connect()
-    tcp_granted = tcp.subscribe(f"ws/{v}/up/#", 2)
+def both_ways(prefix, a, b):
+    """`a` publishes to `b` (under `<prefix>/down/`), then `b` to `a` (`<prefix>/up/`): 20
+    messages and a 200,000-byte one at each QoS. Per direction and QoS: whether the payloads
+    arrived exact and in order, how many, and at which QoS."""
     big = bytes(i % 253 for i in range(200_000))
     results = {}
-    for direction, sender, receiver in (("down", tcp, ws), ("up", ws, tcp)):
+    for direction, sender, receiver in (("down", a, b), ("up", b, a)):
         sent = {}
         for q in (0, 1, 2):
-            t = f"ws/{v}/{direction}/q{q}"
+            t = f"{prefix}/{direction}/q{q}"
             sent[t] = [b"%s-%d-%d" % (direction.encode(), q, i) for i in range(20)] + [big]
             sender.done([sender.send(t, p, q) for p in sent[t]])
         out = {}
@@ -1397,6 +1401,21 @@ def websocket(addr, version, ws_addr):
                 "qos": sorted({m["qos"] for m in got}),
             }
         results[direction] = out
+    return results
+
+
+def websocket(addr, version, ws_addr):
+    """MQTT over WebSocket (paho's `websockets` transport, path `/mqtt`): a WebSocket client
+    gets what a TCP client publishes at QoS 0, 1 and 2 and the TCP client what it publishes,
+    payloads exact and in order, a 200,000-byte one too."""
+    v = tag(version)
+    ws = Peer(f"ws-{v}", ws_addr, version, transport="websockets")
+    ws_ack = ws.connect()
+    ws_granted = ws.subscribe(f"ws/{v}/down/#", 2)
+    tcp = Peer(f"ws-tcp-{v}", addr, version)
+    tcp.connect()
+    tcp_granted = tcp.subscribe(f"ws/{v}/up/#", 2)
+    results = both_ways(f"ws/{v}", tcp, ws)
     say(
         "websocket",
         connack=ws_ack["reason_code"],
@@ -1405,6 +1424,31 @@ def websocket(addr, version, ws_addr):
     )
     ws.close()
     tcp.close()
+
+
+def tls(addr, version, wss_addr, cafile):
+    """MQTT over TLS and over secure WebSocket (paho's `tls_set` with the test CA, which
+    checks the server's certificate and its name, 127.0.0.1): the secure WebSocket client gets
+    what the TLS client publishes at QoS 0, 1 and 2 and the TLS client what it publishes,
+    payloads exact and in order, a 200,000-byte one too (many TLS records)."""
+    v = tag(version)
+    secure = Peer(f"tls-{v}", addr, version, cafile=cafile)
+    secure_ack = secure.connect()
+    secure_granted = secure.subscribe(f"tls/{v}/up/#", 2)
+    wss = Peer(f"wss-{v}", wss_addr, version, transport="websockets", cafile=cafile)
+    wss_ack = wss.connect()
+    wss_granted = wss.subscribe(f"tls/{v}/down/#", 2)
+    protocol = secure.client.socket().version()
+    results = both_ways(f"tls/{v}", secure, wss)
+    say(
+        "tls",
+        connack=[secure_ack["reason_code"], wss_ack["reason_code"]],
+        granted=[secure_granted, wss_granted],
+        protocol=protocol,
+        results=results,
+    )
+    secure.close()
+    wss.close()
 
 
 def server_aliases(addr, version):
@@ -1471,6 +1515,7 @@ SCENARIOS = {
     "will_delay": will_delay,
     "no_local": no_local,
     "websocket": websocket,
+    "tls": tls,
     "server_aliases": server_aliases,
 }
 

@@ -1,12 +1,18 @@
-"""SASL scenarios run against a Weir broker by the integration tests (tests/it/security.rs).
-Usage: sasl_scenarios.py <client> <bootstrap host:port> <mechanism> <user> <password> <topic>,
-where <client> is `confluent` (librdkafka through confluent-kafka) or `kafka-python`.
+"""SASL scenarios run against a Weir broker by the integration tests (tests/it/security.rs,
+tests/it/tls.rs).
+Usage: sasl_scenarios.py [--tls CAFILE] <client> <bootstrap host:port> <mechanism> <user>
+<password> <topic>, where <client> is `confluent` (librdkafka through confluent-kafka) or
+`kafka-python`. With `--tls`, SASL runs over TLS (SASL_SSL), the server's certificate verified
+against CAFILE (its name too: both clients check it by default).
 Each prints one JSON line per step: `produce` (delivered, or the error) and, when it was
 delivered, `consume` (the values read back from the start of partition 0)."""
 
 import json
 import sys
 import time
+
+# The CA file of `--tls`; None: SASL_PLAINTEXT.
+CAFILE = None
 
 
 def say(step, **fields):
@@ -23,6 +29,8 @@ def confluent(bootstrap, mechanism, user, password, topic):
         "sasl.username": user,
         "sasl.password": password,
     }
+    if CAFILE is not None:
+        sasl.update({"security.protocol": "SASL_SSL", "ssl.ca.location": CAFILE})
     errors = []
     producer = Producer(
         {**sasl, "message.timeout.ms": 8000, "error_cb": lambda e: errors.append(e.name())}
@@ -56,6 +64,8 @@ def kafka_python(bootstrap, mechanism, user, password, topic):
         sasl_plain_username=user,
         sasl_plain_password=password,
     )
+    if CAFILE is not None:
+        sasl.update(security_protocol="SASL_SSL", ssl_cafile=CAFILE)
     try:
         producer = KafkaProducer(**sasl, request_timeout_ms=10000, max_block_ms=10000)
         producer.send(topic, b"over sasl").get(timeout=30)
@@ -74,4 +84,7 @@ def kafka_python(bootstrap, mechanism, user, password, topic):
 
 
 if __name__ == "__main__":
-    {"confluent": confluent, "kafka-python": kafka_python}[sys.argv[1]](*sys.argv[2:])
+    args = sys.argv[1:]
+    if args[:1] == ["--tls"]:
+        CAFILE, args = args[1], args[2:]
+    {"confluent": confluent, "kafka-python": kafka_python}[args[0]](*args[1:])

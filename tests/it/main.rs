@@ -12,3 +12,4 @@ mod plugins;
 mod process;
 mod security;
 mod storage;
+mod tls;

@@ -1195,7 +1195,7 @@ fn assert_mqttjs_common(steps: &HashMap<String, Value>) {
 }
 
 /// A running mosquitto_sub: its stdout lines arrive on a channel.
-struct MosquittoSub {
+pub(crate) struct MosquittoSub {
     child: Child,
     lines: Receiver<String>,
 }
@@ -1205,7 +1205,7 @@ impl MosquittoSub {
     /// (its debug output says `Subscribed`). It gives up by itself after 30 s (`-W`). Its
     /// output goes through `stdbuf -oL` (coreutils): into a pipe, mosquitto_sub's debug
     /// lines would otherwise wait in its stdio buffer until it exits.
-    fn start(addr: SocketAddr, args: &[&str]) -> MosquittoSub {
+    pub(crate) fn start(addr: SocketAddr, args: &[&str]) -> MosquittoSub {
         let mut child = Command::new("stdbuf")
             .args(["-oL", "mosquitto_sub"])
             .args(["-d", "-W", "30", "-h", &addr.ip().to_string()])
@@ -1263,7 +1263,7 @@ impl MosquittoSub {
 
     /// Waits for the process to end (after its `-C` count, or `-W`); the messages it printed
     /// since [`MosquittoSub::start`], without its debug lines.
-    fn messages(mut self) -> Vec<String> {
+    pub(crate) fn messages(mut self) -> Vec<String> {
         let deadline = Instant::now() + WAIT + Duration::from_secs(30);
         let mut lines = Vec::new();
         loop {

@@ -146,7 +146,7 @@ fn mosquitto_pub(
 
 /// Adds `user` with `password` to the users file at `file` through `weir user add`, the
 /// password on standard input.
-fn add_user(file: &str, user: &str, password: &str) {
+pub(crate) fn add_user(file: &str, user: &str, password: &str) {
     let args = [
         "user",
         "add",

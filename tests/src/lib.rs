@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod pki;
+
 /// Names the event-loop backend (`uring`, `epoll`) every broker in the run uses.
 pub const IO_BACKEND_VAR: &str = "TEST_IO_BACKEND";
 
@@ -219,6 +221,11 @@ impl Weir {
         self.logged_addr("admin HTTP listening on ")
     }
 
+    /// The admin HTTPS address the broker logged (`admin.tls`).
+    pub fn admin_https_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        self.logged_addr("admin HTTPS listening on ")
+    }
+
     /// The Kafka address the broker logged.
     pub fn kafka_addr(&mut self) -> anyhow::Result<SocketAddr> {
         self.logged_addr("kafka listening on ")
@@ -232,6 +239,31 @@ impl Weir {
     /// The MQTT over WebSocket address the broker logged.
     pub fn mqtt_websocket_addr(&mut self) -> anyhow::Result<SocketAddr> {
         self.logged_addr("mqtt websocket listening on ")
+    }
+
+    /// The MQTT over TLS address the broker logged (`mqtt.tls_listen`).
+    pub fn mqtt_tls_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        self.logged_addr("mqtt tls listening on ")
+    }
+
+    /// The MQTT over secure WebSocket address the broker logged
+    /// (`mqtt.websocket_tls_listen`).
+    pub fn mqtt_websocket_tls_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        self.logged_addr("mqtt websocket tls listening on ")
+    }
+
+    /// The Kafka over TLS address the broker logged (`kafka.tls_listen`).
+    pub fn kafka_tls_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        self.logged_addr("kafka tls listening on ")
+    }
+
+    /// How many log lines so far contain `needle`, the lines the broker has written by now
+    /// included (without waiting for more).
+    pub fn count_in_log(&mut self, needle: &str) -> usize {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        self.log.iter().filter(|line| line.contains(needle)).count()
     }
 
     fn logged_addr(&mut self, marker: &str) -> anyhow::Result<SocketAddr> {
@@ -425,7 +457,7 @@ pub fn api_versions_request(version: i16, correlation_id: i32) -> Vec<u8> {
 }
 
 /// Reads one size-prefixed response frame.
-pub fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
+pub fn read_frame(stream: &mut impl Read) -> anyhow::Result<Vec<u8>> {
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix)?;
     let len = u32::from_be_bytes(prefix) as usize;
@@ -438,7 +470,13 @@ pub fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
 /// True once the peer has closed `stream` (a read returns 0 or fails) within the deadline.
 pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
     let _ = stream.set_read_timeout(Some(WAIT));
-    let mut buf = [0u8; 256];
+    read_to_close(stream)
+}
+
+/// Reads and drops what `stream` brings until the peer ends it (a read returns 0 or fails:
+/// true) or a read times out (false). The caller sets the read timeout.
+pub fn read_to_close(stream: &mut impl Read) -> bool {
+    let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return true,
@@ -560,6 +598,49 @@ pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool)
     }
 }
 
+/// How long a compatibility scenario may run in all before it is killed.
+pub const COMPAT_SCRIPT_WAIT: Duration = Duration::from_secs(600);
+
+/// Runs `command` to completion with `input` on its standard input (none: /dev/null),
+/// collecting its stdout and stderr; kills it and fails if it has not ended `within`.
+pub fn output_within(
+    command: &mut Command,
+    input: Option<&[u8]>,
+    within: Duration,
+) -> anyhow::Result<std::process::Output> {
+    command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("spawn {command:?}"))?;
+    let pid = i32::try_from(child.id())?;
+    let mut stdin = child.stdin.take();
+    let input = input.unwrap_or_default().to_vec();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        if let Some(mut pipe) = stdin.take() {
+            let _ = pipe.write_all(&input);
+        }
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(within) {
+        Ok(output) => Ok(output?),
+        Err(_) => {
+            // SAFETY: kill(2) on our child's PID; the thread waiting for it has not reaped it
+            // (it has not sent its output).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+            bail!("{command:?} did not end within {within:?}")
+        }
+    }
+}
+
 /// Runs `program` (python3, node) on `tests/compat/<script>` with `args` and returns the JSON
 /// objects it printed, one per line, by their `"step"`; `package` names the client in the
 /// failure message (`cargo xtask test` installs it).
@@ -572,12 +653,14 @@ pub fn run_compat_script(
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("compat")
         .join(script);
-    let output = Command::new(program)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    // The scenarios bound their own waits; this bound only keeps a hung one from hanging the
+    // suite.
+    let output = output_within(
+        Command::new(program).arg(script).args(args),
+        None,
+        COMPAT_SCRIPT_WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{program} {args:?}: {e:#}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

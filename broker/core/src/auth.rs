@@ -21,6 +21,18 @@ pub enum Verdict {
     NotAuthorized,
 }
 
+/// Who a verified TLS client certificate says an MQTT client is, when the server lets the
+/// certificate's identity stand as the user name (`tls.identity_as_username`): the CONNECT's
+/// user name and password are then not looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateIdentity {
+    /// The user the certificate names.
+    User(String),
+    /// No usable identity (no certificate, no common name, one that is not UTF-8): the
+    /// CONNECT is refused as not authorized, for this reason.
+    Refused(String),
+}
+
 /// Checks the credentials a client presents: an MQTT CONNECT's user name and password, a
 /// Kafka client's SASL PLAIN or SCRAM exchange. Runs on the connection's thread: it must not
 /// block on I/O (the server checks against credentials it has already loaded).

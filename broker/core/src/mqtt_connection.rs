@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use weir_mqtt::{Action, ReasonCode, ServerSession, SessionLimits, Will, topic};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, CertificateIdentity};
 use crate::log_store::{DedupKey, LogStore, PartitionId};
 use crate::mqtt_kafka::{self as mapping, LogMessage, SessionRecord, StoredSubscription};
 
@@ -225,6 +225,8 @@ pub struct MqttConnection {
     edge: Arc<dyn DeliveryEdge>,
     /// The user its CONNECT authenticated as (`None`: anonymous).
     user: Option<String>,
+    /// What the client's TLS certificate says it is, when that stands for its credentials.
+    certificate: Option<CertificateIdentity>,
     /// A refused CONNECT: its CONNACK code, written at this monotonic time (ms).
     refusal: Option<(ReasonCode, u64)>,
     /// The monotonic time of the event being handled, milliseconds.
@@ -293,6 +295,7 @@ impl MqttConnection {
             wall_ms: now.wall_ms,
             edge,
             user: None,
+            certificate: None,
             refusal: None,
             monotonic_ms: now.monotonic_ms,
         }
@@ -322,6 +325,12 @@ impl MqttConnection {
     /// The keep-alive or connect deadline, or a refused CONNECT waiting for its answer.
     pub fn has_timer(&self) -> bool {
         self.refusal.is_some() || self.session.next_timeout_ms().is_some()
+    }
+
+    /// Lets the identity of the client's TLS certificate stand for the CONNECT's credentials
+    /// (told once the TLS handshake is done, before the CONNECT is read).
+    pub fn set_certificate_identity(&mut self, identity: CertificateIdentity) {
+        self.certificate = Some(identity);
     }
 
     /// The user the CONNECT authenticated as; `None` before, or for an anonymous client.

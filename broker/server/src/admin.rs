@@ -15,7 +15,8 @@
 //! timeout, and a header size cap (hyper answers 431 beyond it). Who may call what is
 //! [`AdminAccess`] (`access.rs`): with `admin.token_file`, everything but `GET /health` (and
 //! `GET /metrics`, unless `admin.metrics_require_token`) needs the bearer token, and a request
-//! without it gets 401 before it is routed.
+//! without it gets 401 before it is routed. With `admin.tls` it speaks HTTPS with the TLS
+//! listeners' certificate (reloaded with it), the handshake bounded by the header timeout.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,13 +42,15 @@ const HEADER_BYTES_MAX: usize = 16 * 1024;
 /// Pause after a failed accept (out of file descriptors) before trying again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// Limits of the admin listener, from the configuration.
-#[derive(Debug, Clone, Copy)]
+/// Limits of the admin listener, from the configuration, and its TLS.
+#[derive(Debug, Clone)]
 pub struct AdminLimits {
     /// Connections open at once.
     pub connections_max: u32,
-    /// Time to receive request headers.
+    /// Time to receive request headers (and, with TLS, to finish the handshake before).
     pub header_timeout: Duration,
+    /// HTTPS with this certificate (`admin.tls`); `None`: plain HTTP.
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
 }
 
 /// What the admin endpoints report; shared with the startup and shutdown sequence.
@@ -117,25 +120,25 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move {
-                let response = if !state.access.allows(&req) {
-                    tracing::debug!(%peer, path = req.uri().path(), "admin request refused: no valid token");
-                    unauthorized()
-                } else if req.uri().path().starts_with("/plugins") {
-                    plugins_route(state, req).await
-                } else {
-                    route(&state, &req)
-                };
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let service = service(state.clone(), peer);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (tls, handshake_timeout) = (limits.tls.clone(), limits.header_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+                Some(tls) => {
+                    let Some(stream) = handshake(&tls, stream, handshake_timeout, peer).await
+                    else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, "admin connection ended: {e}");
             }
             drop(permit);
@@ -147,6 +150,56 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("admin connections still open after the drain timeout; closing them");
+    }
+}
+
+/// What answers the requests of one admin connection from `peer`: the token first, then the
+/// route.
+fn service(
+    state: Arc<AdminState>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Send
++ 'static {
+    hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move {
+            let response = if !state.access.allows(&req) {
+                tracing::debug!(%peer, path = req.uri().path(), "admin request refused: no valid token");
+                unauthorized()
+            } else if req.uri().path().starts_with("/plugins") {
+                plugins_route(state, req).await
+            } else {
+                route(&state, &req)
+            };
+            Ok::<_, Infallible>(response)
+        }
+    })
+}
+
+/// The TLS handshake of an admin connection (`admin.tls`), within `timeout`; `None` (logged)
+/// when it fails.
+async fn handshake(
+    tls: &crate::tls::TlsContext,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.admin_config());
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "admin TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "admin TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -9,11 +9,12 @@
 //! holds a user), credentials are not checked: every client is anonymous, as with Mosquitto
 //! without a password file.
 
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
 
 use weir_core::auth::scram::{ScramCredential, ScramMechanism};
 use weir_core::auth::{Authenticator, Verdict};
+
+use crate::file_watch::Watched;
 
 pub mod hash;
 pub mod users_file;
@@ -26,23 +27,7 @@ pub struct Credentials {
     users_file: PathBuf,
     mosquitto_file: Option<PathBuf>,
     allow_anonymous: bool,
-    state: RwLock<Loaded>,
-}
-
-/// What was loaded, and the files' signatures then.
-#[derive(Debug, Default)]
-struct Loaded {
-    users: Arc<Users>,
-    seen: Vec<Option<FileSignature>>,
-}
-
-/// What tells a file changed: its inode, size and modification time (a symlink swapped or a
-/// file replaced by rename changes the inode).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileSignature {
-    inode: u64,
-    len: u64,
-    modified: Option<std::time::SystemTime>,
+    users: Watched<Users>,
 }
 
 impl Credentials {
@@ -52,103 +37,61 @@ impl Credentials {
         mosquitto_file: Option<PathBuf>,
         allow_anonymous: bool,
     ) -> anyhow::Result<Credentials> {
-        let credentials = Credentials {
+        let paths = std::iter::once(users_file.clone()).chain(mosquitto_file.clone());
+        let users = Watched::load(paths.collect(), || {
+            read_users(&users_file, mosquitto_file.as_ref())
+        })
+        .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Credentials {
             users_file,
             mosquitto_file,
             allow_anonymous,
-            state: RwLock::new(Loaded::default()),
-        };
-        let loaded = credentials.read(credentials.signatures());
-        credentials.store(loaded.map_err(|e| anyhow::anyhow!(e))?);
-        Ok(credentials)
+            users,
+        })
     }
 
     /// Users loaded now.
     pub fn users(&self) -> usize {
-        self.loaded_users().len()
-    }
-
-    /// The users loaded now (a cheap handle: a reload swaps in a new table).
-    fn loaded_users(&self) -> Arc<Users> {
-        self.loaded().users.clone()
-    }
-
-    fn loaded(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
-        self.state.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn store(&self, loaded: Loaded) {
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        self.users.current().len()
     }
 
     /// Reads both files again, keeping what was loaded if one does not parse. Returns the
     /// number of users, or why the files were not taken.
     pub fn reload(&self) -> Result<usize, String> {
-        self.reload_at(self.signatures())
-    }
-
-    /// [`Credentials::reload`] of the files as `seen` describes them.
-    fn reload_at(&self, seen: Vec<Option<FileSignature>>) -> Result<usize, String> {
-        let loaded = self.read(seen)?;
-        let users = loaded.users.len();
-        self.store(loaded);
-        Ok(users)
+        (self.users.reload(|| self.read())).map(|users| users.len())
     }
 
     /// Reloads when either file changed since it was read (`None` when neither did).
     pub fn reload_if_changed(&self) -> Option<Result<usize, String>> {
-        let now = self.signatures();
-        if now == self.loaded().seen {
-            return None;
-        }
-        let result = self.reload_at(now.clone());
-        if result.is_err() {
-            // Not retried until the files change again.
-            self.state.write().unwrap_or_else(|e| e.into_inner()).seen = now;
-        }
-        Some(result)
+        let result = self.users.reload_if_changed(|| self.read())?;
+        Some(result.map(|users| users.len()))
     }
 
-    fn paths(&self) -> impl Iterator<Item = (&PathBuf, bool)> {
-        std::iter::once((&self.users_file, false))
-            .chain(self.mosquitto_file.iter().map(|path| (path, true)))
+    fn read(&self) -> Result<Users, String> {
+        read_users(&self.users_file, self.mosquitto_file.as_ref())
     }
+}
 
-    fn signatures(&self) -> Vec<Option<FileSignature>> {
-        use std::os::unix::fs::MetadataExt;
-        self.paths()
-            .map(|(path, _)| {
-                std::fs::metadata(path).ok().map(|meta| FileSignature {
-                    inode: meta.ino(),
-                    len: meta.len(),
-                    modified: meta.modified().ok(),
-                })
-            })
-            .collect()
-    }
-
-    /// Reads both files, which `seen` describes as they were just before.
-    fn read(&self, seen: Vec<Option<FileSignature>>) -> Result<Loaded, String> {
-        let mut users = Users::new();
-        for (path, mosquitto) in self.paths() {
-            for (name, user) in users_file::read(path, mosquitto)?.unwrap_or_default() {
-                if users.contains_key(&name) {
-                    tracing::warn!(user = %name, file = %path.display(), "user also in the users file, which wins");
-                    continue;
-                }
-                users.insert(name, user);
+/// Reads the users file and the Mosquitto password file; a user in both is the users file's.
+fn read_users(users_file: &Path, mosquitto_file: Option<&PathBuf>) -> Result<Users, String> {
+    let mut users = Users::new();
+    let paths =
+        std::iter::once((users_file, false)).chain(mosquitto_file.map(|p| (p.as_path(), true)));
+    for (path, mosquitto) in paths {
+        for (name, user) in users_file::read(path, mosquitto)?.unwrap_or_default() {
+            if users.contains_key(&name) {
+                tracing::warn!(user = %name, file = %path.display(), "user also in the users file, which wins");
+                continue;
             }
+            users.insert(name, user);
         }
-        Ok(Loaded {
-            users: Arc::new(users),
-            seen,
-        })
     }
+    Ok(users)
 }
 
 impl Authenticator for Credentials {
     fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
-        let users = self.loaded_users();
+        let users = self.users.current();
         let user = users.get(user)?;
         user.scram
             .iter()
@@ -175,7 +118,7 @@ impl Authenticator for Credentials {
                 Verdict::NotAuthorized
             };
         };
-        let users = self.loaded_users();
+        let users = self.users.current();
         if users.is_empty() && self.allow_anonymous {
             return Verdict::Anonymous;
         }

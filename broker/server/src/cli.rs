@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 use crate::plugins::{self, Registry};
-use crate::{admin, config, control, data_dir, group_thread, logging, maintenance, shard, writer};
+use crate::{
+    admin, config, control, data_dir, group_thread, logging, maintenance, shard, tls, writer,
+};
 
 /// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
 #[derive(Debug, Parser)]
@@ -162,6 +164,12 @@ fn tool(cli: &Cli, name: &str, run: impl FnOnce(&Config) -> anyhow::Result<Strin
 
 /// Runs a `weir plugin` command against the admin API.
 fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<String> {
+    if config.admin_tls {
+        anyhow::bail!(
+            "admin.tls is on, and weir plugin does not speak HTTPS yet: call the admin API with \
+             curl --cacert (docs/security.md)"
+        );
+    }
     // The token of `admin.token_file`, if set, read once for the command's requests.
     let token = config.admin_token_file.as_deref().map(admin::read_token);
     let token = token.transpose()?;
@@ -330,6 +338,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     let admin_listener = admin::bind(config.admin_listen)?;
 
     let credentials = control::load_credentials(&config)?;
+    let tls = load_tls(&config)?;
     let storage = Storage::open(&config, data_dir.path())?;
     raise_open_files_limit();
     let groups = start_coordinator(&config, &storage)?;
@@ -341,6 +350,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         groups.handle(),
         storage.log.clone(),
         (plugins.clone(), credentials.clone()),
+        tls.clone(),
     )?;
     let metrics = crate::metrics::Metrics {
         shards: shards.metrics(),
@@ -357,6 +367,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         fatal: storage.fatal_rx,
         shards,
         credentials,
+        tls,
     };
     let code = runtime.block_on(control.serve(&config));
     // Connections are closed: no group request can come any more, no plugin call.
@@ -423,6 +434,7 @@ fn start_shards(
     coordinator: group_thread::CoordinatorHandle,
     store: Arc<dyn weir_core::log_store::LogStore>,
     (plugins, auth): (Arc<Registry>, Arc<dyn weir_core::auth::Authenticator>),
+    tls: Option<Arc<tls::TlsContext>>,
 ) -> anyhow::Result<shard::Shards> {
     let shards = match config.server_shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -449,42 +461,97 @@ fn start_shards(
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
         mqtt: Arc::new(mqtt_settings(config, store.clone(), auth)?),
         plugins: Some(plugins),
+        tls,
+        tls_identity_as_username: config.tls_identity_as_username,
         writer,
         coordinator,
         store,
     };
     let started = shard::Shards::start(server)?;
     tracing::info!("{shards} shards, I/O backend {why}");
-    for (protocol, addr) in started.bound() {
-        tracing::info!("{} listening on {addr}", protocol.name());
+    for (listener, addr) in started.bound() {
+        tracing::info!("{} listening on {addr}", listener.name());
     }
     Ok(started)
 }
 
-/// The protocol listeners every shard binds: Kafka, MQTT and MQTT over WebSocket.
+/// The protocol listeners every shard binds: Kafka, MQTT and MQTT over WebSocket, and those
+/// of them over TLS that are configured.
 fn listeners(config: &Config) -> Vec<shard::ListenerConfig> {
-    let ms = |n: std::num::NonZeroU32| Duration::from_millis(u64::from(n.get()));
-    vec![
-        shard::ListenerConfig {
-            protocol: shard::Protocol::Kafka,
-            addr: config.kafka_listen,
-            connections_max: config.kafka_connections_max.get(),
-            idle_timeout: ms(config.kafka_idle_timeout_ms),
-        },
-        shard::ListenerConfig {
-            protocol: shard::Protocol::Mqtt,
-            addr: config.mqtt_listen,
-            connections_max: config.mqtt_connections_max.get(),
-            // MQTT's own keep alive decides (a keep alive of 0 means none).
-            idle_timeout: Duration::MAX,
-        },
-        shard::ListenerConfig {
-            protocol: shard::Protocol::MqttWebSocket,
-            addr: config.mqtt_websocket_listen,
-            connections_max: config.mqtt_connections_max.get(),
-            idle_timeout: Duration::MAX,
-        },
-    ]
+    use shard::Protocol::{Kafka, Mqtt, MqttWebSocket};
+    let kafka_idle = Duration::from_millis(u64::from(config.kafka_idle_timeout_ms.get()));
+    let plain = [
+        (Kafka, Some(config.kafka_listen), false),
+        (Mqtt, Some(config.mqtt_listen), false),
+        (MqttWebSocket, Some(config.mqtt_websocket_listen), false),
+    ];
+    let tls = [
+        (Kafka, config.kafka_tls_listen, true),
+        (Mqtt, config.mqtt_tls_listen, true),
+        (MqttWebSocket, config.mqtt_websocket_tls_listen, true),
+    ];
+    (plain.into_iter().chain(tls))
+        .filter_map(|(protocol, addr, tls)| {
+            Some(shard::ListenerConfig {
+                protocol,
+                tls,
+                addr: addr?,
+                connections_max: match protocol {
+                    Kafka => config.kafka_connections_max.get(),
+                    Mqtt | MqttWebSocket => config.mqtt_connections_max.get(),
+                },
+                idle_timeout: match protocol {
+                    Kafka => kafka_idle,
+                    // MQTT's own keep alive decides (a keep alive of 0 means none).
+                    Mqtt | MqttWebSocket => Duration::MAX,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The certificate of the TLS listeners (`tls.*`), when one is configured.
+pub(crate) fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<tls::TlsContext>>> {
+    let listening = [
+        config.mqtt_tls_listen,
+        config.mqtt_websocket_tls_listen,
+        config.kafka_tls_listen,
+    ];
+    if listening.iter().all(Option::is_none) && !config.admin_tls {
+        if config.tls_cert_file.is_some() {
+            tracing::warn!(
+                "tls.cert_file is set, but no TLS listener is (mqtt.tls_listen, mqtt.websocket_tls_listen, kafka.tls_listen)"
+            );
+        }
+        return Ok(None);
+    }
+    let (Some(cert_file), Some(key_file)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        anyhow::bail!(
+            "a TLS listener (or admin.tls) is set: it needs tls.cert_file and tls.key_file"
+        );
+    };
+    if config.tls_identity_as_username && !config.tls_require_client_cert {
+        anyhow::bail!("tls.identity_as_username needs tls.require_client_cert = true");
+    }
+    let context = tls::TlsContext::load(tls::TlsFiles {
+        cert_file: cert_file.clone(),
+        key_file: key_file.clone(),
+        client_ca_file: config.tls_client_ca_file.clone(),
+        require_client_cert: config.tls_require_client_cert,
+    })?;
+    tracing::info!(
+        "TLS certificate {} loaded{}",
+        cert_file.display(),
+        match (&config.tls_client_ca_file, config.tls_require_client_cert) {
+            (None, _) => String::new(),
+            (Some(ca), required) => format!(
+                ", client certificates verified against {} ({})",
+                ca.display(),
+                if required { "required" } else { "optional" }
+            ),
+        }
+    );
+    Ok(Some(Arc::new(context)))
 }
 
 /// The I/O backend `server.io` asks for, and why, as the log says it.

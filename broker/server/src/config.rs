@@ -15,358 +15,13 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-/// Where a raw value came from, for error messages.
-#[derive(Debug, Clone, Copy)]
-pub enum Raw<'a> {
-    /// A value from the TOML file.
-    Toml(&'a toml_edit::Value),
-    /// A value given as text: an environment variable, a flag, or an embedded default.
-    Text(&'a str),
-}
+mod values;
 
-/// A type a config key can hold.
-pub trait ConfigValue: Sized {
-    /// What the documentation calls this type.
-    const KIND: &'static str;
-    /// Parses text (environment, flags, defaults).
-    fn from_text(text: &str) -> Result<Self, String>;
-    /// Parses a TOML value; the default accepts a TOML string and parses its text.
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        match value.as_str() {
-            Some(text) => Self::from_text(text),
-            None => Err(format!(
-                "expected a string ({}), found {}",
-                Self::KIND,
-                value.type_name()
-            )),
-        }
-    }
-    /// Parses either kind of raw value.
-    fn parse(raw: Raw<'_>) -> Result<Self, String> {
-        match raw {
-            Raw::Toml(value) => Self::from_toml(value),
-            Raw::Text(text) => Self::from_text(text),
-        }
-    }
-}
-
-impl ConfigValue for PathBuf {
-    const KIND: &'static str = "path";
-    fn from_text(text: &str) -> Result<Self, String> {
-        if text.is_empty() {
-            return Err("a path must not be empty".into());
-        }
-        Ok(PathBuf::from(text))
-    }
-}
-
-impl ConfigValue for Option<PathBuf> {
-    const KIND: &'static str = "path, or empty for none";
-    fn from_text(text: &str) -> Result<Self, String> {
-        Ok((!text.is_empty()).then(|| PathBuf::from(text)))
-    }
-}
-
-impl ConfigValue for SocketAddr {
-    const KIND: &'static str = "socket address, ip:port";
-    fn from_text(text: &str) -> Result<Self, String> {
-        SocketAddr::from_str(text).map_err(|e| {
-            format!("`{text}` is not a socket address like 0.0.0.0:1883 or [::1]:9092 ({e})")
-        })
-    }
-}
-
-impl ConfigValue for u32 {
-    const KIND: &'static str = "integer";
-    fn from_text(text: &str) -> Result<Self, String> {
-        text.trim()
-            .parse()
-            .map_err(|_| format!("`{text}` is not an integer from 0 to {}", u32::MAX))
-    }
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        match value.as_integer() {
-            Some(n) => u32::try_from(n).map_err(|_| format!("{n} is outside 0..={}", u32::MAX)),
-            None => Err(format!("expected an integer, found {}", value.type_name())),
-        }
-    }
-}
-
-impl ConfigValue for NonZeroU32 {
-    const KIND: &'static str = "integer, at least 1";
-    fn from_text(text: &str) -> Result<Self, String> {
-        let n = u32::from_text(text)?;
-        NonZeroU32::new(n).ok_or_else(|| "must be at least 1".to_owned())
-    }
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        let n = u32::from_toml(value)?;
-        NonZeroU32::new(n).ok_or_else(|| "must be at least 1".to_owned())
-    }
-}
-
-impl ConfigValue for u64 {
-    const KIND: &'static str = "integer";
-    fn from_text(text: &str) -> Result<Self, String> {
-        text.trim()
-            .parse()
-            .map_err(|_| format!("`{text}` is not an integer from 0 to {}", u64::MAX))
-    }
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        match value.as_integer() {
-            Some(n) => u64::try_from(n).map_err(|_| format!("{n} is negative")),
-            None => Err(format!("expected an integer, found {}", value.type_name())),
-        }
-    }
-}
-
-/// When an append counts as durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Acknowledge after a synced commit.
-    Fsync,
-    /// Acknowledge after commit; sync every `storage.relaxed_sync_interval_ms`.
-    Relaxed,
-}
-
-impl ConfigValue for Durability {
-    const KIND: &'static str = "`fsync` or `relaxed`";
-    fn from_text(text: &str) -> Result<Self, String> {
-        match text {
-            "fsync" => Ok(Durability::Fsync),
-            "relaxed" => Ok(Durability::Relaxed),
-            other => Err(format!(
-                "`{other}` is not a durability mode: use `fsync` or `relaxed`"
-            )),
-        }
-    }
-}
-
-impl ConfigValue for bool {
-    const KIND: &'static str = "`true` or `false`";
-    fn from_text(text: &str) -> Result<Self, String> {
-        match text {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            other => Err(format!("`{other}` is not `true` or `false`")),
-        }
-    }
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        value
-            .as_bool()
-            .ok_or_else(|| format!("expected true or false, found {}", value.type_name()))
-    }
-}
-
-impl ConfigValue for String {
-    const KIND: &'static str = "string";
-    fn from_text(text: &str) -> Result<Self, String> {
-        Ok(text.to_owned())
-    }
-}
-
-/// A list of MQTT topic filters.
-/// Plugin bindings: `[[plugins.bindings]]` tables in the file, or the same as a TOML inline
-/// array in the environment or a flag.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PluginBindings(pub Vec<crate::plugins::BindingSpec>);
-
-impl ConfigValue for PluginBindings {
-    const KIND: &'static str = "array of tables";
-    fn from_text(text: &str) -> Result<Self, String> {
-        let doc = format!("v = {text}");
-        let parsed = toml_edit::Document::parse(doc)
-            .map_err(|e| format!("not a TOML array of inline tables: {}", e.message()))?;
-        let value = parsed
-            .get("v")
-            .and_then(toml_edit::Item::as_value)
-            .ok_or("not a TOML array of inline tables")?;
-        Self::from_toml(value)
-    }
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        crate::plugins::parse_bindings(toml_to_json(value)).map(PluginBindings)
-    }
-}
-
-/// A TOML value as JSON (dates become strings).
-fn toml_to_json(value: &toml_edit::Value) -> serde_json::Value {
-    use toml_edit::Value as T;
-    match value {
-        T::String(s) => serde_json::Value::String(s.value().clone()),
-        T::Integer(i) => serde_json::Value::from(*i.value()),
-        T::Float(f) => serde_json::Value::from(*f.value()),
-        T::Boolean(b) => serde_json::Value::Bool(*b.value()),
-        T::Datetime(d) => serde_json::Value::String(d.value().to_string()),
-        T::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
-        T::InlineTable(t) => serde_json::Value::Object(
-            t.iter()
-                .map(|(k, v)| (k.to_owned(), toml_to_json(v)))
-                .collect(),
-        ),
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TopicFilters(pub Vec<String>);
-
-impl ConfigValue for TopicFilters {
-    const KIND: &'static str =
-        "list of MQTT topic filters (TOML array; comma-separated in the environment)";
-    fn from_text(text: &str) -> Result<Self, String> {
-        let filters = text
-            .split(',')
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-            .map(str::to_owned);
-        Self::checked(filters.collect())
-    }
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        let Some(array) = value.as_array() else {
-            return match value.as_str() {
-                Some(text) => Self::from_text(text),
-                None => Err(format!(
-                    "expected an array of strings, found {}",
-                    value.type_name()
-                )),
-            };
-        };
-        let mut filters = Vec::new();
-        for item in array {
-            match item.as_str() {
-                Some(filter) => filters.push(filter.to_owned()),
-                None => return Err(format!("expected a string, found {}", item.type_name())),
-            }
-        }
-        Self::checked(filters)
-    }
-}
-
-impl TopicFilters {
-    fn checked(filters: Vec<String>) -> Result<Self, String> {
-        for filter in &filters {
-            if !weir_mqtt::topic::is_valid_topic_filter(filter)
-                || weir_mqtt::topic::is_shared_filter(filter)
-            {
-                return Err(format!("`{filter}` is not a valid MQTT topic filter"));
-            }
-        }
-        Ok(TopicFilters(filters))
-    }
-}
-
-/// Rules naming the Kafka topic of MQTT topics: `filter=kafka_topic`, the first matching
-/// filter wins.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TopicRules(pub Vec<(String, String)>);
-
-impl ConfigValue for TopicRules {
-    const KIND: &'static str =
-        "list of `mqtt/filter=kafka_topic` rules (TOML array; comma-separated in the environment)";
-    fn from_text(text: &str) -> Result<Self, String> {
-        let rules = text.split(',').map(str::trim).filter(|r| !r.is_empty());
-        Self::checked(rules.map(str::to_owned).collect())
-    }
-    fn from_toml(value: &toml_edit::Value) -> Result<Self, String> {
-        match value.as_array() {
-            Some(array) => {
-                let mut rules = Vec::new();
-                for item in array {
-                    match item.as_str() {
-                        Some(rule) => rules.push(rule.to_owned()),
-                        None => {
-                            return Err(format!("expected a string, found {}", item.type_name()));
-                        }
-                    }
-                }
-                Self::checked(rules)
-            }
-            None => match value.as_str() {
-                Some(text) => Self::from_text(text),
-                None => Err(format!(
-                    "expected an array of strings, found {}",
-                    value.type_name()
-                )),
-            },
-        }
-    }
-}
-
-impl TopicRules {
-    fn checked(rules: Vec<String>) -> Result<Self, String> {
-        let mut out = Vec::with_capacity(rules.len());
-        for rule in rules {
-            // Kafka topic names cannot hold `=`; filters can.
-            let Some((filter, topic)) = rule.rsplit_once('=') else {
-                return Err(format!("rule `{rule}` is not `mqtt/filter=kafka_topic`"));
-            };
-            TopicFilters::checked(vec![filter.to_owned()])?;
-            weir_core::log_store::check_topic_name(topic)?;
-            out.push((filter.to_owned(), topic.to_owned()));
-        }
-        Ok(TopicRules(out))
-    }
-}
-
-/// Which event-loop backend the shards run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoBackend {
-    /// io_uring where it works here, else epoll.
-    Auto,
-    /// io_uring, or fail at start.
-    Uring,
-    /// epoll.
-    Epoll,
-}
-
-impl ConfigValue for IoBackend {
-    const KIND: &'static str = "`auto`, `uring` or `epoll`";
-    fn from_text(text: &str) -> Result<Self, String> {
-        match text {
-            "auto" => Ok(IoBackend::Auto),
-            "uring" => Ok(IoBackend::Uring),
-            "epoll" => Ok(IoBackend::Epoll),
-            other => Err(format!(
-                "`{other}` is not an I/O backend: use `auto`, `uring` or `epoll`"
-            )),
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-impl ConfigValue for LogFormat {
-    const KIND: &'static str = "`text` or `json`";
-    fn from_text(text: &str) -> Result<Self, String> {
-        match text {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "`{other}` is not a log format: use `text` or `json`"
-            )),
-        }
-    }
-}
-
-/// A `tracing` filter directive such as `info` or `info,weir=debug`, checked at load time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogFilter(pub String);
-
-impl ConfigValue for LogFilter {
-    const KIND: &'static str = "log filter, e.g. `info` or `warn,weir=debug`";
-    fn from_text(text: &str) -> Result<Self, String> {
-        tracing_subscriber::EnvFilter::builder()
-            .parse(text)
-            .map(|_| LogFilter(text.to_owned()))
-            .map_err(|e| format!("`{text}` is not a log filter ({e})"))
-    }
-}
+pub use values::{
+    ConfigValue, Durability, IoBackend, LogFilter, LogFormat, PluginBindings, Raw, TopicFilters,
+    TopicRules,
+};
 
 /// One documented key.
 #[derive(Debug)]
@@ -444,6 +99,14 @@ config_keys! {
     /// Address of the MQTT over WebSocket listener (HTTP upgrade on any path, subprotocol
     /// `mqtt`; MQTT 3.1.1 and 5.0), on every shard. Port 0 picks a free port.
     mqtt_websocket_listen: SocketAddr = "0.0.0.0:9001", key = "mqtt.websocket_listen";
+
+    /// Address of the MQTT over TLS listener (customary port 8883), on every shard, with the
+    /// certificate of `tls.cert_file`. Empty: off.
+    mqtt_tls_listen: Option<SocketAddr> = "", key = "mqtt.tls_listen";
+
+    /// Address of the MQTT over secure WebSocket (`wss://`) listener, with the certificate of
+    /// `tls.cert_file`. Empty: off.
+    mqtt_websocket_tls_listen: Option<SocketAddr> = "", key = "mqtt.websocket_tls_listen";
 
     /// MQTT connections open at once, on each of the TCP and WebSocket listeners. A connection
     /// over the limit is closed as soon as it is accepted.
@@ -543,9 +206,14 @@ config_keys! {
     /// port; the address bound is logged. The Kafka front answers ApiVersions, Metadata,
     /// Produce, Fetch, ListOffsets, InitProducerId, FindCoordinator, OffsetCommit,
     /// OffsetFetch, CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords and
-    /// DescribeConfigs today and closes the connection on any other request (group
-    /// membership is being built).
+    /// DescribeConfigs, the group APIs and SASL (docs/kafka.md) and closes the connection on
+    /// any other request.
     kafka_listen: SocketAddr = "0.0.0.0:9092", key = "kafka.listen";
+
+    /// Address of the Kafka over TLS listener (clients' `security.protocol` `SSL`, or
+    /// `SASL_SSL` with SASL), with the certificate of `tls.cert_file`. Metadata on it
+    /// advertises its own port. Empty: off.
+    kafka_tls_listen: Option<SocketAddr> = "", key = "kafka.tls_listen";
 
     /// Kafka connections open at once. A connection over the limit is closed as soon as it
     /// is accepted.
@@ -654,6 +322,12 @@ config_keys! {
     /// Empty: no token, and the admin API must listen on loopback. Read at start.
     admin_token_file: Option<PathBuf> = "", key = "admin.token_file";
 
+    /// The admin listener speaks HTTPS with the certificate of `tls.cert_file` (reloaded with
+    /// it; no client certificate is asked for; the handshake must finish within
+    /// `admin.header_timeout_ms`). `weir plugin ...` does not speak HTTPS yet and says so:
+    /// call the API with `curl --cacert` meanwhile.
+    admin_tls: bool = "false", key = "admin.tls";
+
     /// With `admin.token_file` set, `GET /metrics` needs the token too.
     admin_metrics_require_token: bool = "false", key = "admin.metrics_require_token";
 
@@ -678,6 +352,30 @@ config_keys! {
     /// off) waits for its CONNACK, milliseconds: each guess costs the client this long; the
     /// broker holds only the connection meanwhile.
     auth_refused_connect_delay_ms: u32 = "1000", key = "auth.refused_connect_delay_ms";
+
+    /// PEM certificate chain (the server's certificate first) the TLS listeners present.
+    /// Needed when one is set. Read at start, on SIGHUP and when it changes (also through a
+    /// symlink swapped to another file); a file that does not parse keeps the certificate in
+    /// use, and the log says why. Connections open at a change keep theirs.
+    tls_cert_file: Option<PathBuf> = "", key = "tls.cert_file";
+
+    /// PEM private key of `tls.cert_file` (PKCS#8, PKCS#1 or SEC1). Reloaded with it.
+    tls_key_file: Option<PathBuf> = "", key = "tls.key_file";
+
+    /// PEM certificates of the CAs client certificates are verified against. Set, a TLS
+    /// client may present a certificate (one that does not verify fails the handshake).
+    /// Empty: client certificates are not asked for. Reloaded with `tls.cert_file`.
+    tls_client_ca_file: Option<PathBuf> = "", key = "tls.client_ca_file";
+
+    /// A TLS client without a valid certificate fails the handshake. Needs
+    /// `tls.client_ca_file`.
+    tls_require_client_cert: bool = "false", key = "tls.require_client_cert";
+
+    /// MQTT over TLS: the common name (CN) of the client's certificate is its user name, and
+    /// the CONNECT's user name and password are not looked at (Mosquitto's
+    /// `use_identity_as_username`). A CN that is missing or not UTF-8 text is refused (CONNACK
+    /// 0x87, 3.1.x: 5). Needs `tls.require_client_cert`.
+    tls_identity_as_username: bool = "false", key = "tls.identity_as_username";
 
     /// Admin HTTP connections open at once. A connection beyond the limit is closed as soon as
     /// it is accepted.

@@ -1,5 +1,5 @@
 //! The control thread: the admin API, signals (SIGINT and SIGTERM stop, SIGHUP reloads the
-//! credentials), credential files watched for changes, and the drain at shutdown. It runs on
+//! credentials and the TLS certificate), their files watched for changes, and the drain at shutdown. It runs on
 //! a tokio current-thread runtime, never on a shard.
 
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
-use crate::{admin, auth, shard};
+use crate::{admin, auth, shard, tls};
 
 /// The control thread's runtime: tokio, one thread, I/O and timers.
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -30,6 +30,8 @@ pub(crate) struct Control {
     pub(crate) shards: shard::Shards,
     /// Reloaded on SIGHUP and when its files change.
     pub(crate) credentials: Arc<auth::Credentials>,
+    /// The TLS listeners' certificate, reloaded like the credentials.
+    pub(crate) tls: Option<Arc<tls::TlsContext>>,
 }
 
 impl Control {
@@ -43,6 +45,7 @@ impl Control {
             mut fatal,
             shards,
             credentials,
+            tls,
         } = self;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
@@ -51,6 +54,7 @@ impl Control {
         let limits = admin::AdminLimits {
             connections_max: config.admin_connections_max.get(),
             header_timeout: Duration::from_millis(u64::from(config.admin_header_timeout_ms.get())),
+            tls: tls.clone().filter(|_| config.admin_tls),
         };
         let admin_addr = admin_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(admin_listener)?;
@@ -62,7 +66,8 @@ impl Control {
             drain,
         ));
 
-        tracing::info!("admin HTTP listening on {admin_addr}");
+        let scheme = if config.admin_tls { "HTTPS" } else { "HTTP" };
+        tracing::info!("admin {scheme} listening on {admin_addr}");
         state.set_ready(true);
         tracing::info!("weir ready");
 
@@ -72,8 +77,8 @@ impl Control {
             tokio::select! {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
-                _ = sighup.recv() => reloaded(&credentials, "SIGHUP", Some(credentials.reload())),
-                _ = check.tick() => reloaded(&credentials, "a change", credentials.reload_if_changed()),
+                _ = sighup.recv() => reload(&credentials, tls.as_deref(), false),
+                _ = check.tick() => reload(&credentials, tls.as_deref(), true),
                 joined = &mut admin_task => {
                     anyhow::bail!("admin listener stopped unexpectedly: {joined:?}");
                 }
@@ -146,6 +151,33 @@ fn reloaded(credentials: &auth::Credentials, why: &str, result: Option<Result<us
             "credentials not reloaded after {why}, keeping the {} users loaded before: {e}",
             credentials.users()
         ),
+        None => {}
+    }
+}
+
+/// Reloads the credentials and the TLS certificate: on SIGHUP, or (`changed_only`) those
+/// whose files changed.
+fn reload(credentials: &auth::Credentials, tls: Option<&tls::TlsContext>, changed_only: bool) {
+    let why = if changed_only { "a change" } else { "SIGHUP" };
+    let users = match changed_only {
+        true => credentials.reload_if_changed(),
+        false => Some(credentials.reload()),
+    };
+    reloaded(credentials, why, users);
+    let certificate = tls.and_then(|tls| match changed_only {
+        true => tls.reload_if_changed(),
+        false => Some(tls.reload()),
+    });
+    tls_reloaded(why, certificate);
+}
+
+/// Logs a reload of the TLS certificate, after `why`.
+fn tls_reloaded(why: &str, result: Option<Result<(), String>>) {
+    match result {
+        Some(Ok(())) => tracing::info!("tls certificate reloaded after {why}"),
+        Some(Err(e)) => {
+            tracing::warn!("keeping the previous TLS certificate after {why}: {e}")
+        }
         None => {}
     }
 }

@@ -316,6 +316,14 @@ fn system_tools() -> Vec<Requirement> {
             needed_by: "the MQTT compatibility tests (mosquitto_sub's output, line by line into a pipe)",
         },
         Requirement {
+            what: "openssl",
+            source: Source::Debian {
+                packages: &["openssl"],
+                probe: Some(&["openssl", "version"]),
+            },
+            needed_by: "the TLS tests (openssl s_client)",
+        },
+        Requirement {
             what: "unshare",
             source: Source::Debian {
                 packages: &["util-linux"],

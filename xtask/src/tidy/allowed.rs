@@ -23,10 +23,6 @@ pub(crate) const LONG_FILES: &[LongFile] = &[
         why: "the classic group membership state machine: every member and generation transition in one place",
     },
     LongFile {
-        path: "broker/server/src/config.rs",
-        why: "every configuration key declared once, with its default, unit, check and the text docs/config.md is made from",
-    },
-    LongFile {
         path: "protocols/kafka/src/record_batch.rs",
         why: "RecordBatch v2, one format: validation, offset assignment, encoding, record iteration",
     },

@@ -7,7 +7,7 @@ use weir_mqtt::{
 
 use super::subscriptions::Sub;
 use super::{MqttConnection, MqttWork, RETAINED_SENT_KEPT_MS, packet_id, payload_hash};
-use crate::auth::Verdict;
+use crate::auth::{CertificateIdentity, Verdict};
 use crate::log_store::{DedupKey, RETAINED_TOPIC_BYTES_MAX};
 use crate::mqtt_kafka::{self as mapping, LogMessage};
 
@@ -73,7 +73,14 @@ impl MqttConnection {
     /// 3.1.x: 4 or 5) after `mqtt.refused_connect_delay_ms`, and nothing of it is kept.
     fn authenticate(&mut self, request: &ConnectRequest) -> bool {
         let username = request.username.as_deref();
-        let verdict = (self.settings.auth).authenticate(username, request.password.as_deref());
+        let verdict = match &self.certificate {
+            Some(CertificateIdentity::User(user)) => Verdict::User(user.clone()),
+            Some(CertificateIdentity::Refused(why)) => {
+                let why = format!("its TLS certificate names no user: {why}");
+                return self.refuse(request, ReasonCode::NOT_AUTHORIZED, &why);
+            }
+            None => (self.settings.auth).authenticate(username, request.password.as_deref()),
+        };
         let (reason, why) = match verdict {
             Verdict::User(user) => {
                 self.user = Some(user);
@@ -89,7 +96,15 @@ impl MqttConnection {
                 "anonymous clients are not allowed",
             ),
         };
-        let (client, user) = (&request.client_id, username.unwrap_or(""));
+        self.refuse(request, reason, why)
+    }
+
+    /// Refuses a CONNECT: answered with `reason` after `mqtt.refused_connect_delay_ms`.
+    fn refuse(&mut self, request: &ConnectRequest, reason: ReasonCode, why: &str) -> bool {
+        let (client, user) = (
+            &request.client_id,
+            request.username.as_deref().unwrap_or(""),
+        );
         tracing::info!(%client, user, "MQTT connection refused: {why}");
         let at = self.monotonic_ms + self.settings.refused_connect_delay_ms;
         self.refusal = Some((reason, at));

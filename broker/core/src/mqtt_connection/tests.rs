@@ -14,7 +14,7 @@ use weir_mqtt::{
 use super::{
     DeliveryEdge, Ended, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares, Stored,
 };
-use crate::auth::{AllowAll, Authenticator, Verdict};
+use crate::auth::{AllowAll, Authenticator, CertificateIdentity, Verdict};
 use crate::log_store::{EmptyStore, PartitionId};
 use crate::mqtt_kafka::{LogMessage, SessionRecord, StoredSubscription};
 
@@ -736,4 +736,40 @@ fn a_refused_connect_is_answered_after_the_delay_and_asks_for_nothing() {
         other => panic!("{other:?}"),
     }
     assert_eq!(pair.conn.user(), Some("alice"));
+}
+
+/// With the TLS certificate's identity standing as the user name, the CONNECT's user name and
+/// password are not looked at; a certificate that names no user is refused (0x87, 3.1.1: 5)
+/// after the delay.
+#[test]
+fn a_certificate_identity_stands_for_the_credentials() {
+    let mut pair = Pair::with_auth(V4, SessionLimits::default(), Arc::new(OneUser));
+    pair.conn
+        .set_certificate_identity(CertificateIdentity::User("sensor-7".into()));
+    let mut connect = connect_packet(V4, "sensor-7");
+    connect.username = Some("alice".into());
+    connect.password = Some(b"wrong".to_vec());
+    match pair.connect(connect, None) {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pair.conn.user(), Some("sensor-7"));
+    for (version, code) in [(V5, 0x87), (V4, 5)] {
+        let mut pair = Pair::with_auth(version, SessionLimits::default(), Arc::new(OneUser));
+        let refused = CertificateIdentity::Refused("the CN is not UTF-8".into());
+        pair.conn.set_certificate_identity(refused);
+        let mut connect = connect_packet(version, "guesser");
+        connect.username = Some("alice".into());
+        connect.password = Some(b"secret".to_vec());
+        pair.send(&[Packet::Connect(Box::new(connect))]);
+        assert!(pair.take_work().is_empty());
+        assert!(pair.received().is_empty(), "no answer before the delay");
+        pair.advance(REFUSAL_DELAY_MS);
+        assert!(!pair.tick(), "the connection ends with its answer");
+        match &pair.received()[..] {
+            [Packet::ConnAck(ack)] => assert_eq!(ack.reason_code, ReasonCode(code)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pair.conn.user(), None);
+    }
 }

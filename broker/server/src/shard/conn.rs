@@ -12,7 +12,10 @@ use weir_core::kafka::{KafkaError, KafkaOp, KafkaSession, KafkaSettings};
 use weir_core::mqtt_kafka::LogMessage;
 
 use super::inbox::Outcome;
-use super::settings::{Protocol, ServerConfig, ShardMetrics};
+use super::settings::{ListenerConfig, Protocol, ServerConfig, ShardMetrics};
+use super::tls_layer::TlsLayer;
+use crate::tls::TlsContext;
+use weir_core::auth::CertificateIdentity;
 use weir_core::log_store::PartitionId;
 use weir_core::mqtt_connection::{
     DeliveryEdge, Ended, MqttConnection, MqttSettings, MqttWork, Offer, Shares,
@@ -45,10 +48,15 @@ const WS_FRAME_SLACK_BYTES: usize = 64 * 1024;
 
 /// What the sessions of a shard's connections share.
 pub(super) struct SessionSettings {
-    pub(super) kafka: Arc<KafkaSettings>,
+    /// Per listener: what its Kafka sessions share (Metadata advertises that listener).
+    pub(super) kafka: Vec<Arc<KafkaSettings>>,
     pub(super) mqtt: Arc<MqttSettings>,
     /// Where the shard's MQTT delivery stands, for new subscriptions.
     pub(super) edge: Arc<dyn DeliveryEdge>,
+    /// The certificate of the TLS listeners.
+    pub(super) tls: Option<Arc<TlsContext>>,
+    /// MQTT over TLS: the client certificate's common name is the user name.
+    pub(super) identity_as_username: bool,
 }
 
 /// A connection's state, shared by both backends.
@@ -77,6 +85,10 @@ pub(super) struct Conn {
     mqtt_work: Vec<MqttWork>,
     /// The WebSocket layer of MQTT over WebSocket.
     ws: Option<Box<WsLayer>>,
+    /// TLS, below the WebSocket layer, on a TLS listener.
+    tls: Option<Box<TlsLayer>>,
+    /// The TLS client certificate's common name stands as the MQTT user name.
+    identity_as_username: bool,
 }
 
 impl Conn {
@@ -84,12 +96,12 @@ impl Conn {
     /// client identifiers MQTT assigns).
     pub(super) fn new(
         stream: TcpStream,
-        listener: usize,
-        protocol: Protocol,
+        (listener, config): (usize, &ListenerConfig),
         sessions: &SessionSettings,
         seed: u64,
         now: Instant,
     ) -> Conn {
+        let protocol = config.protocol;
         let session = match protocol {
             Protocol::Kafka => {
                 // Kafka shows a member's address as `/ip`.
@@ -97,7 +109,7 @@ impl Conn {
                     .peer_addr()
                     .map(|addr| format!("/{}", addr.ip()))
                     .unwrap_or_default();
-                Session::Kafka(KafkaSession::new(sessions.kafka.clone(), host))
+                Session::Kafka(KafkaSession::new(sessions.kafka[listener].clone(), host))
             }
             Protocol::Mqtt | Protocol::MqttWebSocket => {
                 Session::Mqtt(Box::new(MqttConnection::new(
@@ -116,6 +128,21 @@ impl Conn {
                 scratch: Vec::new(),
             })
         });
+        let (tls, closing) = match config.tls.then_some(sessions.tls.as_ref()) {
+            None => (None, false),
+            Some(context) => match context.map(|c| TlsLayer::new(c.server_config())) {
+                Some(Ok(layer)) => (Some(Box::new(layer)), false),
+                // Closed at once, nothing sent.
+                Some(Err(e)) => {
+                    tracing::error!("a TLS connection could not be set up: {e}");
+                    (None, true)
+                }
+                None => {
+                    tracing::error!("a TLS listener without a certificate");
+                    (None, true)
+                }
+            },
+        };
         Conn {
             stream,
             listener,
@@ -125,13 +152,15 @@ impl Conn {
             out: Vec::new(),
             written: 0,
             read_paused: false,
-            closing: false,
+            closing,
             accepted_at: now,
             last_active: now,
             answered_any: false,
             ops: Vec::new(),
             mqtt_work: Vec::new(),
             ws,
+            identity_as_username: sessions.identity_as_username && tls.is_some(),
+            tls,
         }
     }
 
@@ -141,6 +170,7 @@ impl Conn {
         let Conn {
             session,
             ws,
+            tls,
             out,
             mqtt_work,
             ..
@@ -150,18 +180,23 @@ impl Conn {
         };
         let out = match ws {
             Some(ws) => &mut ws.scratch,
-            None => out,
+            None => plaintext(tls, out),
         };
         Some((mqtt, out, mqtt_work))
     }
 
-    /// Frames what the MQTT session wrote into `out` (MQTT over WebSocket).
-    fn frame_ws(&mut self) {
-        if let Some(ws) = &mut self.ws
+    /// Moves what the session wrote through the layers below it into `out`: into WebSocket
+    /// frames (MQTT over WebSocket), then into TLS records (on a TLS listener).
+    fn seal(&mut self) {
+        let Conn { ws, tls, out, .. } = self;
+        if let Some(ws) = ws
             && !ws.scratch.is_empty()
         {
-            weir_mqtt::websocket::encode_binary(&ws.scratch, &mut self.out);
+            weir_mqtt::websocket::encode_binary(&ws.scratch, plaintext(tls, out));
             ws.scratch.clear();
+        }
+        if let Some(tls) = tls {
+            tls.seal(out);
         }
     }
 
@@ -192,15 +227,91 @@ impl Conn {
             // After a protocol error or end of input nothing more is read.
             return 0;
         }
+        metrics
+            .bytes_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        match self.tls.is_some() && !bytes.is_empty() {
+            true => self.receive_tls(bytes, now, out_limit, metrics),
+            false => self.receive_plain(bytes, now, out_limit, metrics),
+        }
+    }
+
+    /// [`Conn::receive`] on a TLS listener: the records are opened, and what they held goes
+    /// to the session.
+    fn receive_tls(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        out_limit: usize,
+        metrics: &ShardMetrics,
+    ) -> u64 {
+        let Some(tls) = &mut self.tls else {
+            return 0;
+        };
+        let before = self.out.len();
+        self.last_active = now;
+        let opened = tls.open(bytes, &mut self.out);
+        let mut plain = std::mem::take(&mut tls.plain_in);
+        match opened {
+            Ok(opened) => {
+                if opened.handshake_done {
+                    self.identify();
+                }
+                if !plain.is_empty() {
+                    self.receive_plain(&plain, now, out_limit, metrics);
+                }
+                if opened.closed {
+                    self.receive_plain(&[], now, out_limit, metrics);
+                }
+            }
+            Err(e) => {
+                let peer = self.stream.peer_addr().ok();
+                tracing::info!(?peer, "closing a TLS connection: {e}");
+                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                self.closing = true;
+            }
+        }
+        if let Some(tls) = &mut self.tls
+            && plain.capacity() <= READ_BUFFER_KEEP
+        {
+            plain.clear();
+            tls.plain_in = plain;
+        }
+        (self.out.len() - before) as u64
+    }
+
+    /// The TLS handshake is done: with `tls.identity_as_username`, the MQTT session is told
+    /// who the client certificate names.
+    fn identify(&mut self) {
+        if !self.identity_as_username {
+            return;
+        }
+        let identity = match self.tls.as_ref().and_then(|tls| tls.peer_certificate()) {
+            Some(der) => match crate::tls::common_name(der) {
+                Ok(name) => CertificateIdentity::User(name),
+                Err(why) => CertificateIdentity::Refused(why),
+            },
+            None => CertificateIdentity::Refused("no client certificate".to_owned()),
+        };
+        if let Some(mqtt) = self.mqtt() {
+            mqtt.set_certificate_identity(identity);
+        }
+    }
+
+    /// [`Conn::receive`] of plaintext: the client's bytes, or what its TLS records held.
+    fn receive_plain(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        out_limit: usize,
+        metrics: &ShardMetrics,
+    ) -> u64 {
         if bytes.is_empty() {
             // End of input: answer what is complete, then close once it is sent.
             self.closing = true;
             return self.process(out_limit, metrics, now);
         }
         self.last_active = now;
-        metrics
-            .bytes_in
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if self.has_input() {
             // Consumed bytes are dropped from the front only once they are at least as many as
             // those kept, so each received byte is moved at most a bounded number of times.
@@ -262,6 +373,11 @@ impl Conn {
         metrics: &ShardMetrics,
         now: Instant,
     ) -> Option<usize> {
+        // Under TLS the session writes plaintext, sealed after each call.
+        let out_limit = match self.tls {
+            Some(_) => out_limit.saturating_sub(self.out.len()),
+            None => out_limit,
+        };
         let session = match &mut self.session {
             Session::Kafka(session) => session,
             Session::Mqtt(_) => return self.answer_mqtt(input, metrics, now),
@@ -269,12 +385,13 @@ impl Conn {
         let answered_before = session.requests();
         let result = session.on_bytes(
             input,
-            &mut self.out,
+            plaintext(&mut self.tls, &mut self.out),
             out_limit,
             &mut self.ops,
             crate::clock::monotonic_ms(now),
         );
         let answered = session.requests() - answered_before;
+        self.seal();
         if answered > 0 {
             self.answered_any = true;
             metrics.requests.fetch_add(answered, Ordering::Relaxed);
@@ -304,13 +421,17 @@ impl Conn {
         let now = crate::clock::session_time(now);
         let mut frames_used = None;
         if let Some(ws) = &mut self.ws {
-            match ws.server.decode(input, &mut ws.data, &mut self.out) {
+            match ws
+                .server
+                .decode(input, &mut ws.data, plaintext(&mut self.tls, &mut self.out))
+            {
                 Ok(used) => frames_used = Some(used),
                 Err(e) => {
                     tracing::debug!("closing an MQTT WebSocket: {e}");
                     if e != weir_mqtt::websocket::WsError::Closed {
                         metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     }
+                    self.seal();
                     self.closing = true;
                     return None;
                 }
@@ -318,7 +439,8 @@ impl Conn {
         }
         let result = match (&mut self.session, &mut self.ws) {
             (Session::Mqtt(mqtt), None) => {
-                mqtt.on_bytes(input, now, &mut self.out, &mut self.mqtt_work)
+                let out = plaintext(&mut self.tls, &mut self.out);
+                mqtt.on_bytes(input, now, out, &mut self.mqtt_work)
             }
             (Session::Mqtt(mqtt), Some(ws)) => {
                 let result = mqtt.on_bytes(&ws.data, now, &mut ws.scratch, &mut self.mqtt_work);
@@ -329,7 +451,7 @@ impl Conn {
             }
             (Session::Kafka(_), _) => return None,
         };
-        self.frame_ws();
+        self.seal();
         if self.mqtt().is_some_and(|m| m.connected()) {
             self.answered_any = true;
         }
@@ -354,13 +476,17 @@ impl Conn {
                 if !session.has_waiting_fetch() {
                     return 0;
                 }
-                session.tick(crate::clock::monotonic_ms(now), &mut self.out);
+                session.tick(
+                    crate::clock::monotonic_ms(now),
+                    plaintext(&mut self.tls, &mut self.out),
+                );
+                self.seal();
             }
             Session::Mqtt(_) => {
                 let open = self.mqtt_parts().is_none_or(|(mqtt, out, work)| {
                     mqtt.tick(crate::clock::session_time(now), out, work)
                 });
-                self.frame_ws();
+                self.seal();
                 if !open {
                     self.closing = true;
                 }
@@ -396,7 +522,7 @@ impl Conn {
     pub(super) fn take_over(&mut self, now: Instant) -> Vec<MqttWork> {
         if let Some((mqtt, out, work)) = self.mqtt_parts() {
             mqtt.taken_over(crate::clock::session_time(now), out, work);
-            self.frame_ws();
+            self.seal();
             self.closing = true;
         }
         self.take_mqtt_work()
@@ -442,7 +568,8 @@ impl Conn {
         let before = self.out.len();
         let result = match (&mut self.session, result) {
             (Session::Kafka(session), Outcome::Kafka(result)) => {
-                session.complete(token, result, &mut self.out);
+                session.complete(token, result, plaintext(&mut self.tls, &mut self.out));
+                self.seal();
                 return (self.out.len() - before) as u64;
             }
             (_, result) => result,
@@ -472,7 +599,7 @@ impl Conn {
                 (true, false)
             }
         };
-        self.frame_ws();
+        self.seal();
         self.answered_any |= accepted;
         if !open {
             self.closing = true;
@@ -516,7 +643,7 @@ impl Conn {
             Offer::Dropped => metrics.mqtt_dropped.fetch_add(1, Ordering::Relaxed),
             Offer::Skipped | Offer::Full => 0,
         };
-        self.frame_ws();
+        self.seal();
         (offer, (self.out.len() - before) as u64)
     }
 
@@ -566,6 +693,15 @@ impl Conn {
         let never_asked =
             !self.answered_any && now.saturating_duration_since(self.accepted_at) > handshake;
         never_asked || silent > idle
+    }
+}
+
+/// Where a session writes: `out`, or on a TLS listener the plaintext [`Conn::seal`] encrypts
+/// into `out`.
+fn plaintext<'a>(tls: &'a mut Option<Box<TlsLayer>>, out: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
+    match tls {
+        Some(tls) => &mut tls.plain_out,
+        None => out,
     }
 }
 

@@ -127,6 +127,8 @@ impl<B: IoBackend> Shard<B> {
                 kafka: shared.kafka.clone(),
                 mqtt: shared.mqtt.clone(),
                 edge: shared.feeds[id].clone(),
+                tls: config.tls.clone(),
+                identity_as_username: config.tls_identity_as_username,
             },
             plugins: ShardPlugins::new(config.plugins.clone()),
             topics: TopicTable::default(),
@@ -192,8 +194,7 @@ impl<B: IoBackend> Shard<B> {
         self.accepted += 1;
         let conn = Conn::new(
             stream,
-            listener,
-            self.config.listeners[listener].protocol,
+            (listener, &self.config.listeners[listener]),
             &self.sessions,
             self.shared.seed_base ^ ((self.id as u64) << 48) ^ self.accepted,
             now,

@@ -38,6 +38,7 @@ mod mqtt;
 mod settings;
 mod shared;
 mod submit;
+mod tls_layer;
 mod topic_table;
 mod uring_buffers;
 mod uring_loop;
@@ -66,7 +67,7 @@ pub struct Shards {
     wakers: Vec<Arc<Waker>>,
     shared: Arc<ShardsShared>,
     metrics: Arc<[ShardMetrics]>,
-    bound: Vec<(Protocol, SocketAddr)>,
+    bound: Bound,
     config: Arc<ServerConfig>,
 }
 
@@ -80,7 +81,7 @@ impl Shards {
             .map(|_| Waker::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(ShardsShared {
-            kafka: Arc::new(kafka_settings(&config, &bound)),
+            kafka: kafka_settings(&config, &bound),
             mqtt: config.mqtt.clone(),
             feeds: (0..shards).map(|_| Arc::default()).collect(),
             inboxes: wakers
@@ -135,8 +136,8 @@ impl Shards {
         Ok(started)
     }
 
-    /// The addresses actually bound, per protocol (port 0 resolved).
-    pub fn bound(&self) -> &[(Protocol, SocketAddr)] {
+    /// The addresses actually bound, per listener (port 0 resolved).
+    pub fn bound(&self) -> &[(ListenerConfig, SocketAddr)] {
         &self.bound
     }
 
@@ -169,8 +170,9 @@ impl Shards {
     }
 }
 
-/// The address each protocol's listener is bound to (port 0 resolved).
-type Bound = Vec<(Protocol, SocketAddr)>;
+/// The address each listener is bound to (port 0 resolved), in the order of
+/// [`ServerConfig::listeners`].
+type Bound = Vec<(ListenerConfig, SocketAddr)>;
 
 /// Binds every listener once per shard (`SO_REUSEPORT`): each shard's sockets, and the address
 /// each protocol is bound to (port 0 resolved).
@@ -185,14 +187,13 @@ fn bind_listeners(
             io::Error::new(
                 e.kind(),
                 format!(
-                    "cannot listen on {} for {} ({}.listen): {e}",
+                    "cannot listen on {} for {}: {e}",
                     listener.addr,
-                    listener.protocol.name(),
-                    listener.protocol.name()
+                    listener.name(),
                 ),
             )
         })?;
-        bound.push((listener.protocol, sockets[0].local_addr()?));
+        bound.push((*listener, sockets[0].local_addr()?));
         for (shard, socket) in sockets.into_iter().enumerate() {
             per_shard[shard].push(socket);
         }
@@ -200,31 +201,31 @@ fn bind_listeners(
     Ok((per_shard, bound))
 }
 
-/// What Kafka connections share; Metadata advertises the Kafka listener's address (or
-/// `kafka.advertised_host`).
-fn kafka_settings(config: &ServerConfig, bound: &[(Protocol, SocketAddr)]) -> KafkaSettings {
-    let kafka_addr = bound
-        .iter()
-        .find(|(protocol, _)| *protocol == Protocol::Kafka)
-        .map(|(_, addr)| *addr);
-    let advertised_host = match (&config.kafka_advertised_host, kafka_addr) {
-        (host, _) if !host.is_empty() => host.clone(),
-        (_, Some(addr)) if !addr.ip().is_unspecified() => addr.ip().to_string(),
-        _ => "localhost".to_owned(),
+/// What Kafka connections share, per listener (used on the Kafka listeners): Metadata
+/// advertises the address of the listener the client came in on (or `kafka.advertised_host`
+/// with that listener's port), so a client that bootstrapped over TLS stays on TLS.
+fn kafka_settings(config: &ServerConfig, bound: &Bound) -> Vec<Arc<KafkaSettings>> {
+    let settings = |addr: SocketAddr| {
+        let advertised_host = match &config.kafka_advertised_host {
+            host if !host.is_empty() => host.clone(),
+            _ if !addr.ip().is_unspecified() => addr.ip().to_string(),
+            _ => "localhost".to_owned(),
+        };
+        Arc::new(KafkaSettings {
+            store: config.store.clone(),
+            request_bytes_max: config.kafka_request_bytes_max,
+            advertised_host,
+            advertised_port: i32::from(addr.port()),
+            auto_create_topics: config.kafka_auto_create_topics,
+            auto_create_partitions: config.kafka_auto_create_partitions,
+            topics_max: config.kafka_topics_max,
+            fetch_bytes_max: config.kafka_fetch_bytes_max,
+            batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
+            // One set of credentials for both fronts.
+            auth: config.mqtt.auth.clone(),
+        })
     };
-    KafkaSettings {
-        store: config.store.clone(),
-        request_bytes_max: config.kafka_request_bytes_max,
-        advertised_host,
-        advertised_port: kafka_addr.map_or(0, |addr| i32::from(addr.port())),
-        auto_create_topics: config.kafka_auto_create_topics,
-        auto_create_partitions: config.kafka_auto_create_partitions,
-        topics_max: config.kafka_topics_max,
-        fetch_bytes_max: config.kafka_fetch_bytes_max,
-        batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
-        // One set of credentials for both fronts.
-        auth: config.mqtt.auth.clone(),
-    }
+    bound.iter().map(|(_, addr)| settings(*addr)).collect()
 }
 
 /// Starts one shard's thread (pinned to `pin`) and waits until its loop is set up. The loop

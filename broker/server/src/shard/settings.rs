@@ -38,12 +38,24 @@ impl Protocol {
 pub struct ListenerConfig {
     /// The protocol.
     pub protocol: Protocol,
+    /// Whether it speaks TLS (with [`ServerConfig::tls`]).
+    pub tls: bool,
     /// Where to listen.
     pub addr: SocketAddr,
     /// Connections open at once on this listener, all shards together.
     pub connections_max: u32,
     /// A connection silent this long is closed.
     pub idle_timeout: Duration,
+}
+
+impl ListenerConfig {
+    /// Name for logs: the protocol's, with ` tls` after it on a TLS listener.
+    pub fn name(&self) -> String {
+        match self.tls {
+            true => format!("{} tls", self.protocol.name()),
+            false => self.protocol.name().to_owned(),
+        }
+    }
 }
 
 /// Which event loop the shards run.
@@ -99,6 +111,11 @@ pub struct ServerConfig {
     pub mqtt: Arc<MqttSettings>,
     /// Ingest plugins; `None`: off.
     pub plugins: Option<Arc<crate::plugins::Registry>>,
+    /// The certificate TLS listeners present; needed when one is configured.
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
+    /// MQTT over TLS: a verified client certificate's common name is the user name
+    /// (`tls.identity_as_username`).
+    pub tls_identity_as_username: bool,
 }
 
 /// Counters of one shard, read by `/metrics`.

@@ -18,8 +18,9 @@ use super::settings::{ServerConfig, ShardMetrics};
 /// State every shard shares.
 #[derive(Debug)]
 pub(super) struct ShardsShared {
-    /// What every Kafka session shares (the advertised address is known once bound).
-    pub(super) kafka: Arc<KafkaSettings>,
+    /// What the Kafka sessions of each listener share (the advertised address is known once
+    /// bound).
+    pub(super) kafka: Vec<Arc<KafkaSettings>>,
     /// What every MQTT session shares.
     pub(super) mqtt: Arc<MqttSettings>,
     /// Per shard: the partitions that grew, for delivery to its MQTT subscribers.
