@@ -4,7 +4,7 @@
 //! is not UTF-8) or by another CA. Every key is ECDSA P-256 (rcgen's default), every
 //! private key PKCS#8.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
