@@ -11,6 +11,7 @@ mod mqtt;
 mod plugins;
 mod server;
 mod suite;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,6 +93,28 @@ enum Workload {
         /// Rounds, alternating the brokers.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+    },
+    /// What TLS costs: MQTT QoS 0 over TCP and over TLS, TLS handshakes per second on one
+    /// core and memory per idle TLS connection, Weir and Mosquitto side by side.
+    Tls {
+        /// QoS 0 messages per throughput run, all publishers together.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// Publisher connections.
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 100)]
+        payload_bytes: usize,
+        /// Rounds, alternating brokers and transports.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Idle connections opened for the memory figure.
+        #[arg(long, default_value_t = 1000)]
+        idle_connections: usize,
+        /// Seconds of connecting for the handshake rate.
+        #[arg(long, default_value_t = 5.0)]
+        handshake_seconds: f64,
     },
     /// Every workload whose Weir side exists, against Weir and the peers found here
     /// (Mosquitto), alternating, several rounds: a table of medians and ratios with CPU per
@@ -185,6 +208,21 @@ fn main() -> anyhow::Result<()> {
             seconds,
             messages,
             rounds: rounds.max(1),
+        }),
+        Workload::Tls {
+            messages,
+            publishers,
+            payload_bytes,
+            rounds,
+            idle_connections,
+            handshake_seconds,
+        } => tls::run(&tls::TlsBench {
+            messages,
+            publishers: publishers.max(1),
+            payload_bytes,
+            rounds: rounds.max(1),
+            idle_connections,
+            handshake_s: handshake_seconds,
         }),
         Workload::Mqtt {
             messages,

@@ -12,10 +12,11 @@
 //! publish to the last message received; QoS 1: every publish acknowledged and every message
 //! received), messages lost (QoS 0 may drop; QoS 1 must not), and broker CPU time per message.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -174,15 +175,20 @@ pub(crate) fn start_with(
             mosquitto: None,
         });
     }
-    let path = mosquitto.context("mosquitto")?;
+    start_mosquitto(mosquitto.context("mosquitto")?, dir, "")
+}
+
+/// Starts Mosquitto from `path` on CPU 0 in `dir`, in memory, with `more` added to its
+/// configuration (more listeners); the address of its first listener.
+pub(crate) fn start_mosquitto(path: &str, dir: &Path, more: &str) -> anyhow::Result<Target> {
     let port = free_port()?;
     let config = dir.join("mosquitto.conf");
     std::fs::write(
         &config,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
              set_tcp_nodelay true\nmax_queued_messages 0\nmax_queued_bytes 0\n\
-             max_inflight_messages 0\nlog_dest none\n"
+             max_inflight_messages 0\nlog_dest none\nlistener {port} 127.0.0.1\n{more}"
         ),
     )?;
     let child = Command::new(path)
@@ -210,6 +216,21 @@ pub(crate) fn start_with(
     })
 }
 
+/// A client transport: a TCP socket, or TLS over one.
+pub(crate) trait Socket: Read + Write + Send + 'static {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// Opens an MQTT connection as the given client id over one transport.
+pub(crate) type Connector<S> = Arc<dyn Fn(&str) -> anyhow::Result<Conn<S>> + Send + Sync>;
+
 /// Publishers send `payload` on `bench/<n>` to the broker at `addr` (process `pid`), one
 /// subscriber reads `bench/#`.
 pub(crate) fn measure(
@@ -219,15 +240,28 @@ pub(crate) fn measure(
     bench: &MqttBench,
     payload: &[u8],
 ) -> anyhow::Result<Run> {
+    let connect: Connector<TcpStream> = Arc::new(move |id| Conn::connect(addr, id));
+    measure_over(&connect, pid, qos, bench, payload)
+}
+
+/// [`measure`] with the clients `connect` opens.
+pub(crate) fn measure_over<S: Socket>(
+    connect: &Connector<S>,
+    pid: u32,
+    qos: QoS,
+    bench: &MqttBench,
+    payload: &[u8],
+) -> anyhow::Result<Run> {
     let per_publisher = bench.messages / bench.publishers.max(1);
     let total = per_publisher * bench.publishers.max(1);
-    let mut subscriber = Conn::connect(addr, "bench-sub")?;
+    let mut subscriber = connect("bench-sub")?;
     subscriber.subscribe("bench/#", qos)?;
     let receiver = std::thread::spawn(move || -> anyhow::Result<(usize, Instant)> {
         let mut received = 0;
         let mut last = Instant::now();
         subscriber
             .stream
+            .tcp()
             .set_read_timeout(Some(Duration::from_secs(2)))?;
         while received < total {
             let Some(packet) = subscriber.next_packet()? else {
@@ -250,8 +284,9 @@ pub(crate) fn measure(
         .map(|p| {
             let payload = payload.clone();
             let window = bench.window.max(1);
+            let connect = connect.clone();
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let mut conn = Conn::connect(addr, &format!("bench-pub-{p}"))?;
+                let mut conn = connect(&format!("bench-pub-{p}"))?;
                 let topic = format!("bench/{p}");
                 let mut buffer = Vec::new();
                 let mut in_flight = 0;

@@ -121,6 +121,8 @@ pub(crate) struct Broker {
     pub(crate) admin: SocketAddr,
     /// Its MQTT address.
     pub(crate) mqtt: SocketAddr,
+    /// Its MQTT over TLS address, when `mqtt.tls_listen` is set.
+    pub(crate) mqtt_tls: Option<SocketAddr>,
     /// Milliseconds from spawn to "weir ready".
     pub(crate) ready_ms: f64,
 }
@@ -147,6 +149,7 @@ impl Broker {
             kafka: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mqtt_tls: None,
             ready_ms: 0.0,
         };
         let (tx, rx) = channel();
@@ -170,6 +173,9 @@ impl Broker {
             }
             if let Some(addr) = line.split("mqtt listening on ").nth(1) {
                 mqtt = Some(addr.trim().parse()?);
+            }
+            if let Some(addr) = line.split("mqtt tls listening on ").nth(1) {
+                broker.mqtt_tls = Some(addr.trim().parse()?);
             }
             if line.contains("weir ready") {
                 break started.elapsed().as_secs_f64() * 1e3;

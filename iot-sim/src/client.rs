@@ -14,11 +14,12 @@ use weir_mqtt::{
 /// The protocol version the client speaks.
 pub const V: ProtocolVersion = ProtocolVersion::V3_1_1;
 
-/// One connection: a clean session with keep alive off.
+/// One connection: a clean session with keep alive off, over a TCP socket or another
+/// transport (TLS over one, for the benchmarks).
 #[derive(Debug)]
-pub struct Conn {
+pub struct Conn<S = TcpStream> {
     /// The socket (the caller may make it non-blocking or give it a read timeout).
-    pub stream: TcpStream,
+    pub stream: S,
     /// The CONNACK said the broker had a session for this client id.
     pub session_present: bool,
     buffer: Vec<u8>,
@@ -43,6 +44,19 @@ impl Conn {
         let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Conn::over(stream, client_id, clean_start, will)
+    }
+}
+
+impl<S: Read + Write> Conn<S> {
+    /// Speaks MQTT over `stream`, connected and given its read timeout: connects as
+    /// `client_id` with `clean_start` and `will`, and waits for a successful CONNACK.
+    pub fn over(
+        stream: S,
+        client_id: &str,
+        clean_start: bool,
+        will: Option<Will>,
+    ) -> anyhow::Result<Conn<S>> {
         let mut conn = Conn {
             stream,
             session_present: false,

@@ -1,6 +1,7 @@
 //! Weir's black-box integration tests: one binary, the real `weir` process, real sockets.
 //! One module per feature.
 
+mod acl;
 mod connections;
 mod iot_sim;
 mod kafka_clients;

@@ -120,25 +120,36 @@ fn mosquitto_pub(
     credentials: Option<(&str, &str)>,
     (topic, message): (&str, &str),
 ) -> (bool, String) {
-    let mut command = Command::new("mosquitto_pub");
+    let mut args = vec!["-V", version, "-q", "1", "-t", topic, "-m", message];
+    if let Some((user, password)) = credentials {
+        args.extend(["-u", user, "-P", password]);
+    }
+    mosquitto_client("mosquitto_pub", addr, &args)
+}
+
+/// Runs `program` (mosquitto_pub or mosquitto_sub) against `addr` with `args`, for at most
+/// [`WAIT`]; its exit status and what it printed.
+pub(crate) fn mosquitto_client(
+    program: &str,
+    addr: std::net::SocketAddr,
+    args: &[&str],
+) -> (bool, String) {
+    let mut command = Command::new(program);
     command
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-        .args(["-V", version, "-q", "1", "-t", topic, "-m", message])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some((user, password)) = credentials {
-        command.args(["-u", user, "-P", password]);
-    }
     let mut child = command
         .spawn()
-        .expect("mosquitto_pub is installed by `cargo xtask test` (mosquitto-clients)");
+        .expect("mosquitto-clients is installed by `cargo xtask test`");
     let mut status = None;
-    weir_tests::wait_until("mosquitto_pub to end", WAIT, || {
-        status = child.try_wait().expect("mosquitto_pub's status");
+    weir_tests::wait_until("the mosquitto client to end", WAIT, || {
+        status = child.try_wait().expect("its status");
         status.is_some()
     });
-    let output = child.wait_with_output().expect("mosquitto_pub's output");
+    let output = child.wait_with_output().expect("its output");
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     (status.is_some_and(|s| s.success()), text)

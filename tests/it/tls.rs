@@ -706,8 +706,9 @@ fn https_request(stream: &mut TlsStream, request: &str, token: Option<&str>) -> 
 }
 
 /// `admin.tls`: the admin API speaks HTTPS with the listeners' certificate (the token still
-/// guards it); plain HTTP gets no answer from it; `weir plugin` refuses to run rather than
-/// send the token in clear text.
+/// guards it); plain HTTP gets no answer from it. `weir plugin` speaks HTTPS to it, trusting
+/// exactly the certificate of `tls.cert_file`, or the CA of `--cacert`; a `tls.cert_file`
+/// that is not the broker's certificate fails the handshake, and nothing is sent.
 #[test]
 fn the_admin_api_speaks_https_with_admin_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -740,12 +741,25 @@ fn the_admin_api_speaks_https_with_admin_tls() {
         Ok((status, body)) => panic!("plain HTTP answered {status}: {body}"),
         Err(e) => assert!(!format!("{e:#}").is_empty()),
     }
-    let env = [
-        ("WEIR_ADMIN_TLS", "true"),
-        ("WEIR_ADMIN_TOKEN_FILE", token_file.as_str()),
-        ("WEIR_ADMIN_LISTEN", &addr.to_string()),
-    ];
-    let (code, output) = weir_tests::run_weir(&["plugin", "list"], &env, dir.path()).unwrap();
-    assert_ne!(code, 0, "{output}");
-    assert!(output.contains("does not speak HTTPS yet"), "{output}");
+    let listen = addr.to_string();
+    let cli = |cert_file: &str, args: &[&str]| {
+        let env = [
+            ("WEIR_ADMIN_TLS", "true"),
+            ("WEIR_ADMIN_TOKEN_FILE", token_file.as_str()),
+            ("WEIR_ADMIN_LISTEN", listen.as_str()),
+            ("WEIR_TLS_CERT_FILE", cert_file),
+        ];
+        weir_tests::run_weir(args, &env, dir.path()).unwrap()
+    };
+    let own = pki.server.cert_path();
+    let (code, listed) = cli(&own, &["plugin", "list"]);
+    assert_eq!(code, 0, "pinned to tls.cert_file: {listed}");
+    assert!(listed.contains("bindings"), "{listed}");
+    let ca = pki.ca_path();
+    let (code, listed) = cli(&own, &["plugin", "list", "--cacert", &ca]);
+    assert_eq!(code, 0, "--cacert: {listed}");
+    let other = pki.server_cert("other").unwrap().cert_path();
+    let (code, refused) = cli(&other, &["plugin", "list"]);
+    assert_ne!(code, 0, "another certificate pinned: {refused}");
+    assert!(refused.contains("admin API"), "{refused}");
 }

@@ -532,6 +532,7 @@ pub fn http_request_with_token(
         path,
         body,
         token,
+        tls: None,
     };
     weir::admin_client::request(addr, &request, WAIT)
 }

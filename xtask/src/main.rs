@@ -9,7 +9,7 @@
 //! - `cargo xtask prereqs`: the same check, then installs what is missing (as root or under CI).
 //! - `cargo xtask plugins`: builds the plugins in `plugins/` (Rust, C, JavaScript) to
 //!   components in `plugins/target/wasm`, which the tests load.
-//! - `cargo xtask bench [log|server|mqtt|kafka|plugins|suite]`: the benchmarks (release builds), never part of `test`.
+//! - `cargo xtask bench [log|server|mqtt|kafka|plugins|tls|suite]`: the benchmarks (release builds), never part of `test`.
 //! - `cargo xtask fuzz [target] [-- seconds]`: the `cargo fuzz` targets in `tests/fuzz`
 //!   (nightly), each for a time, allocations capped; `test` only checks that they build.
 
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
                  doctor                       list test prerequisites, where each comes from, what is missing\n  \
                  prereqs                      check (and when allowed, install) test prerequisites\n  \
                  plugins                      build every plugin in plugins/ to plugins/target/wasm\n  \
-                 bench [log|server|mqtt|kafka|plugins|suite] [-- <args>] benchmarks with same-run baselines (release build)\n  \
+                 bench [log|server|mqtt|kafka|plugins|tls|suite] [-- <args>] benchmarks with same-run baselines (release build)\n  \
                  fuzz [target] [-- <seconds>] cargo fuzz targets in tests/fuzz (nightly; 600 s each)"
             );
             std::process::exit(2);
@@ -230,6 +230,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         (
             "plugins",
             "plugin call cost, start-up, and MQTT with a plugin against none",
+        ),
+        (
+            "tls",
+            "MQTT over TLS beside plaintext, handshakes, memory per idle TLS connection",
         ),
     ];
     for (name, what) in process_benches {

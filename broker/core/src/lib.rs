@@ -11,6 +11,7 @@
 //! Invariant: this crate does no I/O and reads no clock; time comes in as arguments
 //! (`now_ms`, [`mqtt_connection::Now`]).
 
+pub mod acl;
 pub mod auth;
 pub mod kafka;
 pub mod log_store;

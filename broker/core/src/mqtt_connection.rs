@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use weir_mqtt::{Action, ReasonCode, ServerSession, SessionLimits, Will, topic};
 
+use crate::acl::{Access, AclSource, Client as AclClient};
 use crate::auth::{Authenticator, CertificateIdentity};
 use crate::log_store::{DedupKey, LogStore, PartitionId};
 use crate::mqtt_kafka::{self as mapping, LogMessage, SessionRecord, StoredSubscription};
@@ -107,6 +108,8 @@ pub struct MqttSettings {
     /// How long a refused CONNECT waits for its CONNACK, milliseconds: a client guessing
     /// passwords pays for each guess, the broker holds only the connection meanwhile.
     pub refused_connect_delay_ms: u64,
+    /// Who may publish and subscribe to what (`auth.acl_file`), read anew for every check.
+    pub acl: Arc<dyn AclSource>,
 }
 
 /// A persistent session's state as its connection knows it; the shard adds its delivery
@@ -227,6 +230,8 @@ pub struct MqttConnection {
     user: Option<String>,
     /// What the client's TLS certificate says it is, when that stands for its credentials.
     certificate: Option<CertificateIdentity>,
+    /// Publishes the ACL refused since [`MqttConnection::take_denied`] was last called.
+    denied: u64,
     /// A refused CONNECT: its CONNACK code, written at this monotonic time (ms).
     refusal: Option<(ReasonCode, u64)>,
     /// The monotonic time of the event being handled, milliseconds.
@@ -296,6 +301,7 @@ impl MqttConnection {
             edge,
             user: None,
             certificate: None,
+            denied: 0,
             refusal: None,
             monotonic_ms: now.monotonic_ms,
         }
@@ -331,6 +337,37 @@ impl MqttConnection {
     /// (told once the TLS handshake is done, before the CONNECT is read).
     pub fn set_certificate_identity(&mut self, identity: CertificateIdentity) {
         self.certificate = Some(identity);
+    }
+
+    /// Publishes the ACL refused since the last call (the server counts them).
+    pub fn take_denied(&mut self) -> u64 {
+        std::mem::take(&mut self.denied)
+    }
+
+    /// Whether the ACL lets this client `access` the topic named `name` (always, without
+    /// an ACL).
+    pub(crate) fn may(&self, access: Access, name: &str) -> bool {
+        let Some(acl) = self.settings.acl.current() else {
+            return true;
+        };
+        acl.allows(self.acl_client(), access, name)
+    }
+
+    /// Whether the ACL lets this client subscribe to `filter` (a shared subscription's inner
+    /// filter).
+    pub(crate) fn may_subscribe(&self, filter: &str) -> bool {
+        let Some(acl) = self.settings.acl.current() else {
+            return true;
+        };
+        acl.allows_subscription(self.acl_client(), filter)
+    }
+
+    /// Who this client is to the ACL.
+    fn acl_client(&self) -> AclClient<'_> {
+        AclClient {
+            user: self.user.as_deref(),
+            client_id: &self.client_id,
+        }
     }
 
     /// The user the CONNECT authenticated as; `None` before, or for an anonymous client.

@@ -16,6 +16,7 @@ use weir_core::auth::{Authenticator, Verdict};
 
 use crate::file_watch::Watched;
 
+pub mod acl_file;
 pub mod hash;
 pub mod users_file;
 

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::plugins::{self, Registry};
 use crate::{
-    admin, config, control, data_dir, group_thread, logging, maintenance, shard, tls, writer,
+    admin, auth, config, control, data_dir, group_thread, logging, maintenance, shard, tls, writer,
 };
 
 /// Weir: an edge message broker speaking MQTT and the Kafka protocol over one durable log.
@@ -45,61 +45,10 @@ enum Command {
     /// Say whether the io_uring backend can run on this machine (exit 0) or why not (exit 1).
     IoProbe,
     /// Manage the plugins of a running broker through its admin API.
-    #[command(subcommand)]
-    Plugin(PluginCommand),
+    Plugin(crate::plugin_cli::PluginArgs),
     /// Manage the users file (MQTT user names and passwords, Kafka SASL users).
     #[command(subcommand)]
     User(crate::user_cli::UserCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Upload a plugin component and bind it to topics (replacing a binding of that name,
-    /// without dropping connections). The broker validates the module and runs its `init`
-    /// first; a refusal changes nothing and prints why.
-    Deploy {
-        /// The component (.wasm).
-        file: PathBuf,
-        /// The binding's name (also the module's name unless --module is given).
-        #[arg(long)]
-        binding: String,
-        /// A Kafka topic the plugin applies to; a trailing `*` matches any suffix. Repeat
-        /// for several.
-        #[arg(long = "topic", required = true)]
-        topics: Vec<String>,
-        /// The module's name (default: the binding's).
-        #[arg(long)]
-        module: Option<String>,
-        /// A `key=value` pair of the plugin's configuration (its `init` gets them). Repeat
-        /// for several.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Where messages go when the plugin fails (default `<topic>.dlq`).
-        #[arg(long)]
-        dead_letter_topic: Option<String>,
-        /// While the circuit is open: `reject` (clients get an error) or `pass` (stored
-        /// without the plugin).
-        #[arg(long, default_value = "reject")]
-        when_open: String,
-        /// The broker's admin address (default: `admin.listen` of the configuration, with a
-        /// wildcard address read as 127.0.0.1).
-        #[arg(long)]
-        admin: Option<String>,
-    },
-    /// List modules and bindings with their counters (JSON).
-    List {
-        /// The broker's admin address.
-        #[arg(long)]
-        admin: Option<String>,
-    },
-    /// Remove a deployed binding.
-    Remove {
-        /// The binding's name.
-        binding: String,
-        /// The broker's admin address.
-        #[arg(long)]
-        admin: Option<String>,
-    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -117,7 +66,7 @@ pub fn main() -> ExitCode {
             crate::user_cli::run(config, command)
         }),
         Some(Command::Plugin(command)) => tool(&cli, "weir plugin", |config| {
-            plugin_command(config, command)
+            crate::plugin_cli::run(config, command)
         }),
         Some(Command::Serve) | None => {
             let config = match load_config(&cli) {
@@ -159,123 +108,6 @@ fn tool(cli: &Cli, name: &str, run: impl FnOnce(&Config) -> anyhow::Result<Strin
             eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Runs a `weir plugin` command against the admin API.
-fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<String> {
-    if config.admin_tls {
-        anyhow::bail!(
-            "admin.tls is on, and weir plugin does not speak HTTPS yet: call the admin API with \
-             curl --cacert (docs/security.md)"
-        );
-    }
-    // The token of `admin.token_file`, if set, read once for the command's requests.
-    let token = config.admin_token_file.as_deref().map(admin::read_token);
-    let token = token.transpose()?;
-    let token = token.as_deref();
-    let admin = |given: Option<String>| -> anyhow::Result<std::net::SocketAddr> {
-        let text = match given {
-            Some(text) => text,
-            None => {
-                let mut addr = config.admin_listen;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                return Ok(addr);
-            }
-        };
-        use std::net::ToSocketAddrs;
-        text.to_socket_addrs()?
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{text} names no address"))
-    };
-    match command {
-        PluginCommand::Deploy {
-            file,
-            binding,
-            topics,
-            module,
-            set: pairs,
-            dead_letter_topic,
-            when_open,
-            admin: given,
-        } => {
-            let addr = admin(given)?;
-            let module = module.unwrap_or_else(|| binding.clone());
-            let bytes =
-                std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let mut plugin_config = serde_json::Map::new();
-            for pair in pairs {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--set {pair:?}: use KEY=VALUE"))?;
-                plugin_config.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
-            }
-            let uploaded = admin_request(
-                token,
-                addr,
-                "PUT",
-                &format!("/plugins/modules/{module}"),
-                &bytes,
-            )?;
-            let mut spec = serde_json::json!({
-                "topics": topics,
-                "plugins": [{ "module": module, "config": plugin_config }],
-                "when_open": when_open,
-            });
-            if let Some(topic) = dead_letter_topic {
-                spec["dead_letter_topic"] = serde_json::Value::String(topic);
-            }
-            let bound = admin_request(
-                token,
-                addr,
-                "PUT",
-                &format!("/plugins/bindings/{binding}"),
-                spec.to_string().as_bytes(),
-            )?;
-            Ok(format!("{uploaded}{bound}"))
-        }
-        PluginCommand::List { admin: given } => {
-            admin_request(token, admin(given)?, "GET", "/plugins", b"")
-        }
-        PluginCommand::Remove {
-            binding,
-            admin: given,
-        } => admin_request(
-            token,
-            admin(given)?,
-            "DELETE",
-            &format!("/plugins/bindings/{binding}"),
-            b"",
-        ),
-    }
-}
-
-/// How long `weir plugin ...` waits for the admin API: to connect, and for each read (a
-/// deploy compiles the module before it answers, which takes seconds on a Raspberry Pi).
-const ADMIN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// One request to the admin API, with the admin `token` if there is one; the body of a 2xx
-/// answer, else an error with it.
-fn admin_request(
-    token: Option<&str>,
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> anyhow::Result<String> {
-    let request = crate::admin_client::AdminRequest {
-        method,
-        path,
-        body,
-        token,
-    };
-    let (status, text) = crate::admin_client::request(addr, &request, ADMIN_REQUEST_TIMEOUT)?;
-    if (200..300).contains(&status) {
-        Ok(text)
-    } else {
-        anyhow::bail!("{method} {path}: {status}: {}", text.trim())
     }
 }
 
@@ -337,19 +169,22 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     admin::check_listen(config.admin_listen, &admin_access)?;
     let admin_listener = admin::bind(config.admin_listen)?;
 
-    let credentials = control::load_credentials(&config)?;
-    let tls = load_tls(&config)?;
+    let (credentials, tls, acl) = (
+        control::load_credentials(&config)?,
+        load_tls(&config)?,
+        load_acl(&config)?,
+    );
     let storage = Storage::open(&config, data_dir.path())?;
     raise_open_files_limit();
     let groups = start_coordinator(&config, &storage)?;
     let plugins = start_plugins(&config, data_dir.path())?;
     let ticker = plugins.start_ticker()?;
+    let clients: Clients = (credentials.clone(), acl_source(acl.as_ref()));
     let shards = start_shards(
         &config,
-        storage.writer.handle(),
+        &storage,
         groups.handle(),
-        storage.log.clone(),
-        (plugins.clone(), credentials.clone()),
+        (plugins.clone(), clients),
         tls.clone(),
     )?;
     let metrics = crate::metrics::Metrics {
@@ -368,23 +203,40 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         shards,
         credentials,
         tls,
+        acl,
     };
     let code = runtime.block_on(control.serve(&config));
-    // Connections are closed: no group request can come any more, no plugin call.
-    groups.shutdown();
-    plugins_registry.stop();
-    let _ = ticker.join();
-    // Finish in-flight writes, stop the upkeep, close the log.
-    // The writer first: the maintenance thread's last sync then covers what it committed
-    // (relaxed durability).
-    storage.writer.shutdown();
-    storage.maintenance.shutdown();
-    drop(storage.log);
+    let running = (groups, plugins_registry, ticker);
+    stop(running, (storage.writer, storage.maintenance, storage.log));
     drop(data_dir);
     if matches!(code, Ok(ExitCode::SUCCESS)) {
         tracing::info!("shutdown complete");
     }
     code
+}
+
+/// Stops, once the connections are closed, the group coordinator and the plugins (no group
+/// request or plugin call can come any more); then finishes in-flight writes, stops the
+/// upkeep and closes the log. The writer first: the maintenance thread's last sync then
+/// covers what it committed (relaxed durability).
+fn stop(
+    (groups, plugins, ticker): (
+        group_thread::CoordinatorThread,
+        Arc<Registry>,
+        std::thread::JoinHandle<()>,
+    ),
+    (writer, maintenance, log): (
+        writer::Writer,
+        maintenance::Maintenance,
+        Arc<weir_log::LmdbLog>,
+    ),
+) {
+    groups.shutdown();
+    plugins.stop();
+    let _ = ticker.join();
+    writer.shutdown();
+    maintenance.shutdown();
+    drop(log);
 }
 
 /// Starts the consumer-group coordinator's thread.
@@ -430,10 +282,9 @@ fn start_plugins(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<
 /// Binds the protocol listeners on every shard and starts the shard threads.
 fn start_shards(
     config: &Config,
-    writer: writer::WriterHandle,
+    storage: &Storage,
     coordinator: group_thread::CoordinatorHandle,
-    store: Arc<dyn weir_core::log_store::LogStore>,
-    (plugins, auth): (Arc<Registry>, Arc<dyn weir_core::auth::Authenticator>),
+    (plugins, clients): (Arc<Registry>, Clients),
     tls: Option<Arc<tls::TlsContext>>,
 ) -> anyhow::Result<shard::Shards> {
     let shards = match config.server_shards {
@@ -459,13 +310,13 @@ fn start_shards(
         kafka_batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get()
             as usize,
         drain_timeout: Duration::from_millis(u64::from(config.shutdown_drain_timeout_ms)),
-        mqtt: Arc::new(mqtt_settings(config, store.clone(), auth)?),
+        mqtt: Arc::new(mqtt_settings(config, storage.log.clone(), clients)?),
         plugins: Some(plugins),
         tls,
         tls_identity_as_username: config.tls_identity_as_username,
-        writer,
+        writer: storage.writer.handle(),
         coordinator,
-        store,
+        store: storage.log.clone(),
     };
     let started = shard::Shards::start(server)?;
     tracing::info!("{shards} shards, I/O backend {why}");
@@ -508,6 +359,34 @@ fn listeners(config: &Config) -> Vec<shard::ListenerConfig> {
             })
         })
         .collect()
+}
+
+/// Who a client is and what it may do: the credentials, and the access-control list.
+type Clients = (
+    Arc<dyn weir_core::auth::Authenticator>,
+    Arc<dyn weir_core::acl::AclSource>,
+);
+
+/// The access-control list of `auth.acl_file`, when set.
+fn load_acl(config: &Config) -> anyhow::Result<Option<Arc<auth::acl_file::AclFile>>> {
+    let Some(path) = &config.auth_acl_file else {
+        return Ok(None);
+    };
+    let acl = auth::acl_file::AclFile::load(path.clone())?;
+    tracing::info!(
+        "access-control list {} loaded: what it does not grant is denied (Kafka clients get \
+         only ApiVersions and SASL: Kafka's ACL checks are not built yet)",
+        path.display()
+    );
+    Ok(Some(Arc::new(acl)))
+}
+
+/// What the fronts ask about access: the list, or none (everything allowed).
+fn acl_source(acl: Option<&Arc<auth::acl_file::AclFile>>) -> Arc<dyn weir_core::acl::AclSource> {
+    match acl {
+        Some(acl) => acl.clone(),
+        None => Arc::new(weir_core::acl::NoAcl),
+    }
 }
 
 /// The certificate of the TLS listeners (`tls.*`), when one is configured.
@@ -585,7 +464,7 @@ fn io_backend(config: &Config) -> anyhow::Result<(shard::Backend, String)> {
 fn mqtt_settings(
     config: &Config,
     store: Arc<dyn weir_core::log_store::LogStore>,
-    auth: Arc<dyn weir_core::auth::Authenticator>,
+    (auth, acl): Clients,
 ) -> anyhow::Result<shard::MqttSettings> {
     let u16_key = |value: u32, key: &str| {
         u16::try_from(value).map_err(|_| anyhow::anyhow!("{key} is at most 65535, not {value}"))
@@ -625,6 +504,7 @@ fn mqtt_settings(
         batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max.get() as usize,
         auth,
         refused_connect_delay_ms: u64::from(config.auth_refused_connect_delay_ms),
+        acl,
     })
 }
 

@@ -324,8 +324,8 @@ config_keys! {
 
     /// The admin listener speaks HTTPS with the certificate of `tls.cert_file` (reloaded with
     /// it; no client certificate is asked for; the handshake must finish within
-    /// `admin.header_timeout_ms`). `weir plugin ...` does not speak HTTPS yet and says so:
-    /// call the API with `curl --cacert` meanwhile.
+    /// `admin.header_timeout_ms`). `weir plugin ...` then speaks HTTPS, trusting exactly the
+    /// certificate of `tls.cert_file`, or the CAs of its `--cacert` file.
     admin_tls: bool = "false", key = "admin.tls";
 
     /// With `admin.token_file` set, `GET /metrics` needs the token too.
@@ -347,6 +347,18 @@ config_keys! {
     /// every client is anonymous. On by default for the zero-configuration start; Weir warns
     /// when it listens beyond loopback with it on.
     auth_allow_anonymous: bool = "true", key = "auth.allow_anonymous";
+
+    /// An access-control list in Mosquitto's format (`user`, `topic [read|write|readwrite|deny]
+    /// <filter>`, `pattern` with `%c` and `%u`; Weir adds `kafka-group <id>`): once set, what
+    /// it does not grant is denied. MQTT publishes (retained ones too) need write (MQTT 5:
+    /// PUBACK/PUBREC 0x87; 3.1.x: acknowledged and dropped, counted in
+    /// `weir_mqtt_publishes_denied_total`), a will too (else CONNACK 0x87, 3.1.x: 5),
+    /// subscriptions need read on all they can match (SUBACK 0x87, 3.1.x: 0x80), and every
+    /// message is checked at delivery against the list in force. Kafka's checks are not built
+    /// yet: while a list is set, Kafka clients get only ApiVersions and SASL answered. Read
+    /// at start (a missing or broken file stops it), on SIGHUP and when it changes (a broken
+    /// file then keeps the list in force). Empty: no list, everything allowed.
+    auth_acl_file: Option<PathBuf> = "", key = "auth.acl_file";
 
     /// How long a refused MQTT CONNECT (bad user name or password, or anonymous when that is
     /// off) waits for its CONNACK, milliseconds: each guess costs the client this long; the

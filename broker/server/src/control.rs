@@ -32,6 +32,8 @@ pub(crate) struct Control {
     pub(crate) credentials: Arc<auth::Credentials>,
     /// The TLS listeners' certificate, reloaded like the credentials.
     pub(crate) tls: Option<Arc<tls::TlsContext>>,
+    /// The access-control list, reloaded like the credentials.
+    pub(crate) acl: Option<Arc<auth::acl_file::AclFile>>,
 }
 
 impl Control {
@@ -46,6 +48,7 @@ impl Control {
             shards,
             credentials,
             tls,
+            acl,
         } = self;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
@@ -77,8 +80,8 @@ impl Control {
             tokio::select! {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
-                _ = sighup.recv() => reload(&credentials, tls.as_deref(), false),
-                _ = check.tick() => reload(&credentials, tls.as_deref(), true),
+                _ = sighup.recv() => reload(&credentials, (tls.as_deref(), acl.as_deref()), false),
+                _ = check.tick() => reload(&credentials, (tls.as_deref(), acl.as_deref()), true),
                 joined = &mut admin_task => {
                     anyhow::bail!("admin listener stopped unexpectedly: {joined:?}");
                 }
@@ -155,9 +158,13 @@ fn reloaded(credentials: &auth::Credentials, why: &str, result: Option<Result<us
     }
 }
 
-/// Reloads the credentials and the TLS certificate: on SIGHUP, or (`changed_only`) those
-/// whose files changed.
-fn reload(credentials: &auth::Credentials, tls: Option<&tls::TlsContext>, changed_only: bool) {
+/// Reloads the credentials, the TLS certificate and the access-control list: on SIGHUP, or
+/// (`changed_only`) those whose files changed.
+fn reload(
+    credentials: &auth::Credentials,
+    (tls, acl): (Option<&tls::TlsContext>, Option<&auth::acl_file::AclFile>),
+    changed_only: bool,
+) {
     let why = if changed_only { "a change" } else { "SIGHUP" };
     let users = match changed_only {
         true => credentials.reload_if_changed(),
@@ -169,6 +176,15 @@ fn reload(credentials: &auth::Credentials, tls: Option<&tls::TlsContext>, change
         false => Some(tls.reload()),
     });
     tls_reloaded(why, certificate);
+    let rules = acl.and_then(|acl| match changed_only {
+        true => acl.reload_if_changed(),
+        false => Some(acl.reload()),
+    });
+    match rules {
+        Some(Ok(())) => tracing::info!("access-control list reloaded after {why}"),
+        Some(Err(e)) => tracing::warn!("keeping the access-control list in force after {why}: {e}"),
+        None => {}
+    }
 }
 
 /// Logs a reload of the TLS certificate, after `why`.

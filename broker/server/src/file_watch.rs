@@ -3,7 +3,7 @@
 //! was read from. A read that fails keeps the value in use; it is not retried until the files
 //! change again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 /// What tells a file changed: its inode, size and modification time, read through symlinks
@@ -76,6 +76,22 @@ impl<T> Watched<T> {
         state.1 = seen;
         result
     }
+}
+
+/// The text of the file at `path` (`what` names it in errors), `None` if it does not exist;
+/// a file over `bytes_max` is refused unread.
+pub fn read_text(path: &Path, what: &str, bytes_max: u64) -> Result<Option<String>, String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{what} {}: {e}", path.display())),
+    };
+    if meta.len() > bytes_max {
+        return Err(format!("{what} {}: over {bytes_max} bytes", path.display()));
+    }
+    let text = std::fs::read_to_string(path);
+    text.map(Some)
+        .map_err(|e| format!("{what} {}: {e}", path.display()))
 }
 
 fn signatures(paths: &[PathBuf]) -> Vec<Option<FileSignature>> {

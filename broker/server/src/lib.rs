@@ -23,6 +23,7 @@ pub mod logging;
 pub mod maintenance;
 pub mod memory;
 pub mod metrics;
+pub mod plugin_cli;
 pub mod plugins;
 pub mod shard;
 pub mod tls;

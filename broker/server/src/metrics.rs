@@ -24,7 +24,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         type Field = fn(&ShardMetrics) -> &AtomicU64;
-        let per_shard: [(&str, &str, &str, Field); 13] = [
+        let per_shard: [(&str, &str, &str, Field); 14] = [
             (
                 "weir_connections_accepted_total",
                 "counter",
@@ -100,6 +100,13 @@ impl Metrics {
                 "MQTT QoS 0 messages not delivered to a subscriber whose write buffer was full \
                  (they stay in the log).",
                 |m| &m.mqtt_dropped,
+            ),
+            (
+                "weir_mqtt_publishes_denied_total",
+                "counter",
+                "MQTT publishes the access-control list (auth.acl_file) refused; nothing of them \
+                 is stored.",
+                |m| &m.mqtt_denied,
             ),
         ];
         for (name, kind, help, field) in per_shard {

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         fetch_bytes_max: 1 << 20,
         batch_decompressed_bytes_max: 1 << 20,
         auth: Arc::new(weir_core::auth::AllowAll),
+        acl: Arc::new(weir_core::acl::NoAcl),
     });
     let limits = GroupLimits {
         session_timeout_ms_min: 1,

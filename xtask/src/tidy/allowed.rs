@@ -65,7 +65,7 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
     },
     LongFunction {
         path: "benches/src/mqtt.rs",
-        name: "measure",
+        name: "measure_over",
         why: "one benchmark's setup, measured rounds and report, in the order they run",
     },
     LongFunction {
@@ -99,8 +99,8 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "one chain's verdicts (keep, change, drop, reject, route) applied in order over the batch",
     },
     LongFunction {
-        path: "broker/server/src/cli.rs",
-        name: "plugin_command",
+        path: "broker/server/src/plugin_cli.rs",
+        name: "run",
         why: "the `weir plugin` subcommands, one arm each",
     },
     LongFunction {

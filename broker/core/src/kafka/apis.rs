@@ -560,6 +560,11 @@ impl KafkaSession {
                 api_key: start.api_key,
             });
         }
+        if !self.may_call_under_acl(start.api_key) {
+            return Err(KafkaError::NoKafkaAcl {
+                api_key: start.api_key,
+            });
+        }
         let request = Request {
             frame,
             start,
@@ -582,6 +587,16 @@ pub enum KafkaError {
     /// anonymous clients refused, without SASL).
     #[error("API key {api_key} ({}) before SASL authentication", name(*api_key))]
     Unauthenticated {
+        /// The API key.
+        api_key: i16,
+    },
+    /// A request beyond ApiVersions and SASL while an access-control list is set, whose Kafka
+    /// checks are not built yet.
+    #[error(
+        "API key {api_key} ({}) refused: auth.acl_file is set, and Kafka's ACL checks are not built yet",
+        name(*api_key)
+    )]
+    NoKafkaAcl {
         /// The API key.
         api_key: i16,
     },

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::acl::AclSource;
 use crate::auth::Authenticator;
 use crate::log_store::LogStore;
 
@@ -40,6 +41,9 @@ pub struct KafkaSettings {
     pub batch_decompressed_bytes_max: usize,
     /// Checks SASL credentials; says whether a client without SASL is let in.
     pub auth: Arc<dyn Authenticator>,
+    /// The access-control list (`auth.acl_file`). Kafka's checks against it are not built
+    /// yet: while one is set, Kafka clients get nothing but ApiVersions and SASL answered.
+    pub acl: Arc<dyn AclSource>,
 }
 
 impl std::fmt::Debug for KafkaSettings {

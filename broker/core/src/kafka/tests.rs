@@ -21,6 +21,7 @@ fn settings() -> Arc<KafkaSettings> {
         fetch_bytes_max: 1 << 20,
         batch_decompressed_bytes_max: 1 << 20,
         auth: Arc::new(crate::auth::AllowAll),
+        acl: Arc::new(crate::acl::NoAcl),
     })
 }
 

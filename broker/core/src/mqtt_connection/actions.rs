@@ -7,6 +7,7 @@ use weir_mqtt::{
 
 use super::subscriptions::Sub;
 use super::{MqttConnection, MqttWork, RETAINED_SENT_KEPT_MS, packet_id, payload_hash};
+use crate::acl::{Access, Client as AclClient};
 use crate::auth::{CertificateIdentity, Verdict};
 use crate::log_store::{DedupKey, RETAINED_TOPIC_BYTES_MAX};
 use crate::mqtt_kafka::{self as mapping, LogMessage};
@@ -17,7 +18,7 @@ impl MqttConnection {
         for action in std::mem::take(&mut self.actions) {
             match action {
                 Action::Connect(request) => {
-                    if !self.authenticate(&request) {
+                    if !self.authenticate(&request) || !self.will_allowed(&request) {
                         continue;
                     }
                     self.client_id = request.client_id.clone();
@@ -99,6 +100,24 @@ impl MqttConnection {
         self.refuse(request, reason, why)
     }
 
+    /// Whether the ACL lets the client publish its will; if not, the CONNECT is refused
+    /// (0x87, 3.1.x: 5), so a will it may not publish is never taken.
+    fn will_allowed(&mut self, request: &ConnectRequest) -> bool {
+        let (Some(will), Some(acl)) = (&request.will, self.settings.acl.current()) else {
+            return true;
+        };
+        let client = AclClient {
+            user: self.user.as_deref(),
+            client_id: &request.client_id,
+        };
+        if acl.allows(client, Access::Write, &will.topic) {
+            return true;
+        }
+        self.user = None;
+        let why = format!("the ACL does not let it publish its will to {}", will.topic);
+        self.refuse(request, ReasonCode::NOT_AUTHORIZED, &why)
+    }
+
     /// Refuses a CONNECT: answered with `reason` after `mqtt.refused_connect_delay_ms`.
     fn refuse(&mut self, request: &ConnectRequest, reason: ReasonCode, why: &str) -> bool {
         let (client, user) = (
@@ -115,6 +134,20 @@ impl MqttConnection {
     /// its duplicate-check key.
     fn publish(&mut self, publish: Publish, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
         let token = publish.packet_id.map_or(0, |id| u64::from(id.get()));
+        if !self.may(Access::Write, &publish.topic) {
+            // Nothing is stored. MQTT 5 is told (PUBACK/PUBREC 0x87); 3.1.x has no negative
+            // acknowledgement, so the publish is acknowledged and dropped, as it allows.
+            self.denied += 1;
+            tracing::debug!(client = %self.client_id, topic = %publish.topic, "publish denied by the ACL");
+            let v5 = self.session.protocol_version().is_v5();
+            let reason = if v5 {
+                ReasonCode::NOT_AUTHORIZED
+            } else {
+                ReasonCode::SUCCESS
+            };
+            self.refuse_publish(token, reason, out);
+            return;
+        }
         if publish.retain && publish.topic.len() > RETAINED_TOPIC_BYTES_MAX {
             self.refuse_publish(token, ReasonCode::QUOTA_EXCEEDED, out);
             return;
@@ -170,12 +203,9 @@ impl MqttConnection {
         let mut not_offered = None;
         for subscription in subscribe.subscriptions {
             let mut sub = Sub::new(subscription.filter, subscription.options, identifier);
-            if self
-                .settings
-                .subscribe_deny
-                .iter()
-                .any(|deny| topic::matches(deny, &sub.filter))
-            {
+            let denied =
+                (self.settings.subscribe_deny.iter()).any(|deny| topic::matches(deny, &sub.filter));
+            if denied || !self.may_subscribe(&sub.filter) {
                 codes.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
@@ -243,6 +273,9 @@ impl MqttConnection {
         }
         let now = self.wall_ms;
         for (_, message) in found {
+            if !self.may(Access::Read, &message.topic) {
+                continue;
+            }
             let matching: Vec<&Sub> = subs
                 .iter()
                 .filter(|s| topic::matches(&s.filter, &message.topic))

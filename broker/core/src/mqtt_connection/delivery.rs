@@ -6,6 +6,7 @@ use weir_mqtt::{DeliverError, Delivery, Message, Properties, ProtocolVersion, Qo
 
 use super::subscriptions::{Shares, Sub};
 use super::{MqttConnection, Offer, payload_hash};
+use crate::acl::Access;
 use crate::log_store::PartitionId;
 use crate::mqtt_kafka::LogMessage;
 
@@ -35,7 +36,9 @@ impl MqttConnection {
         shares: &Shares,
         out: &mut Vec<u8>,
     ) -> Offer {
-        if !self.session.is_connected() {
+        // The ACL in force now decides, also for subscriptions made before it changed and
+        // sessions stored before (Mosquitto's CVE-2021-34434 kept a revoked one delivering).
+        if !self.session.is_connected() || !self.may(Access::Read, &message.topic) {
             return Offer::Skipped;
         }
         if message.retain && !self.retained_sent.is_empty() {

@@ -99,6 +99,7 @@ impl Pair {
             sessions_max: 100,
             session_expiry_max_s: 3600,
             subscribe_deny: vec!["secret/#".into()],
+            acl: Arc::new(crate::acl::NoAcl),
             kafka_topic_rules: Vec::new(),
             batch_decompressed_bytes_max: 1 << 20,
             auth,

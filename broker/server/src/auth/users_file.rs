@@ -55,19 +55,9 @@ pub fn read(path: &Path, mosquitto: bool) -> Result<Option<Users>, String> {
     } else {
         "auth.users_file"
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{what} {}: {e}", path.display())),
+    let Some(text) = crate::file_watch::read_text(path, what, FILE_BYTES_MAX)? else {
+        return Ok(None);
     };
-    if meta.len() > FILE_BYTES_MAX {
-        return Err(format!(
-            "{what} {}: over {FILE_BYTES_MAX} bytes",
-            path.display()
-        ));
-    }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
     parse(&text, mosquitto)
         .map(Some)
         .map_err(|e| format!("{what} {}:{e}", path.display()))

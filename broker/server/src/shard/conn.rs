@@ -400,8 +400,12 @@ impl Conn {
             Ok(used) => Some(used),
             Err(e) => {
                 // Refused authentication is worth an operator's eye; a malformed request is not.
-                let security =
-                    matches!(e, KafkaError::Sasl(_) | KafkaError::Unauthenticated { .. });
+                let security = matches!(
+                    e,
+                    KafkaError::Sasl(_)
+                        | KafkaError::Unauthenticated { .. }
+                        | KafkaError::NoKafkaAcl { .. }
+                );
                 if security {
                     let peer = self.stream.peer_addr().ok();
                     tracing::info!(?peer, "closing a kafka connection: {e}");
@@ -452,8 +456,12 @@ impl Conn {
             (Session::Kafka(_), _) => return None,
         };
         self.seal();
-        if self.mqtt().is_some_and(|m| m.connected()) {
-            self.answered_any = true;
+        if let Some(mqtt) = self.mqtt() {
+            let denied = mqtt.take_denied();
+            if denied > 0 {
+                metrics.mqtt_denied.fetch_add(denied, Ordering::Relaxed);
+            }
+            self.answered_any |= mqtt.connected();
         }
         match result {
             Ok(used) => Some(frames_used.unwrap_or(used)),

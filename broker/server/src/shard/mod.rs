@@ -221,8 +221,9 @@ fn kafka_settings(config: &ServerConfig, bound: &Bound) -> Vec<Arc<KafkaSettings
             topics_max: config.kafka_topics_max,
             fetch_bytes_max: config.kafka_fetch_bytes_max,
             batch_decompressed_bytes_max: config.kafka_batch_decompressed_bytes_max,
-            // One set of credentials for both fronts.
+            // One set of credentials and one access-control list for both fronts.
             auth: config.mqtt.auth.clone(),
+            acl: config.mqtt.acl.clone(),
         })
     };
     bound.iter().map(|(_, addr)| settings(*addr)).collect()

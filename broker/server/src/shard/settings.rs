@@ -147,4 +147,6 @@ pub struct ShardMetrics {
     pub mqtt_delivered: AtomicU64,
     /// MQTT messages not delivered to a subscriber at a limit (they stay in the log).
     pub mqtt_dropped: AtomicU64,
+    /// MQTT publishes the access-control list refused (nothing stored).
+    pub mqtt_denied: AtomicU64,
 }
