@@ -763,6 +763,39 @@ fn read_packet(stream: &mut TcpStream) -> Vec<u8> {
     packet
 }
 
+/// Hostile input from past broker CVEs: one QoS 2 packet id published 5,000 times without a
+/// PUBREL. Each gets its PUBREC and the message is stored once (MQTT 4.3.3: no duplicate
+/// onward until the PUBREL); the PUBREL completes it and the connection goes on.
+#[test]
+fn one_qos2_id_repeated_without_pubrel_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::builder().cwd(dir.path()).start().unwrap();
+    let mut stream = TcpStream::connect(weir.mqtt_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(&connect_packet_v4("repeater", None, 0))
+        .unwrap();
+    assert_eq!(read_packet(&mut stream), [0x20, 2, 0, 0]);
+    let topic = b"hostile/qos2";
+    let mut publish = vec![0x34, (2 + topic.len() + 2 + 4) as u8, 0, topic.len() as u8];
+    publish.extend_from_slice(topic);
+    publish.extend_from_slice(&[0, 7]);
+    publish.extend_from_slice(b"once");
+    let burst: Vec<u8> = publish.repeat(5000);
+    stream.write_all(&burst).unwrap();
+    for n in 0..5000 {
+        assert_eq!(read_packet(&mut stream), [0x50, 2, 0, 7], "PUBREC {n}");
+    }
+    stream.write_all(&[0x62, 2, 0, 7]).unwrap();
+    assert_eq!(read_packet(&mut stream), [0x70, 2, 0, 7], "PUBCOMP");
+    weir.signal(libc::SIGTERM).unwrap();
+    assert_eq!(weir.wait_exit().unwrap().code(), Some(0));
+    assert_eq!(
+        weir_tests::stored_values(dir.path(), "hostile"),
+        [b"once".to_vec()]
+    );
+}
+
 /// A QoS 1 subscriber that stops reading its socket costs the broker at most its write
 /// buffer: the messages it has no room for wait in the log, and once it reads again it gets
 /// every one of them, in order (none dropped), acknowledging as it goes.

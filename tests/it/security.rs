@@ -19,6 +19,49 @@ fn token_file(dir: &Path, token: &str) -> String {
     path.display().to_string()
 }
 
+/// The admin token is read again when its file changes and on SIGHUP: the new token opens
+/// the API at once and the old one no longer does; a file whose token is refused (too short)
+/// keeps the token in force.
+#[test]
+fn the_admin_token_is_reloaded_when_its_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = token_file(dir.path(), TOKEN);
+    let mut weir = Weir::builder()
+        .env("WEIR_ADMIN_TOKEN_FILE", &file)
+        .start()
+        .unwrap();
+    let addr = weir.admin_addr().unwrap();
+    let status = |token: &str| {
+        let get = ("GET", "/plugins", &b""[..]);
+        http_request_with_token(addr, Some(token), get).unwrap().0
+    };
+    assert_eq!(status(TOKEN), 200);
+    let rotated = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let replace = |token: &str| {
+        let new = dir.path().join("admin-token.new");
+        std::fs::write(&new, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&new, &file).unwrap();
+    };
+    replace(rotated);
+    weir.wait_for_log("admin token reloaded after a change")
+        .unwrap();
+    assert_eq!(status(rotated), 200);
+    assert_eq!(status(TOKEN), 401);
+    replace("short");
+    weir.wait_for_log("keeping the admin token in force")
+        .unwrap();
+    assert_eq!(
+        status(rotated),
+        200,
+        "a refused token keeps the one in force"
+    );
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    weir.signal(libc::SIGHUP).unwrap();
+    weir_tests::wait_until("the first token back", WAIT, || status(TOKEN) == 200);
+    assert_eq!(status(rotated), 401);
+}
+
 /// With `admin.token_file`, plugin management without the token (or with a wrong one, or
 /// without the `Bearer` scheme) gets 401 and deploys nothing; `/health` and `/metrics` stay
 /// open; the same requests with the token work, and `weir plugin` sends the token from the

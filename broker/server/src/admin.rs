@@ -34,7 +34,7 @@ use tokio::sync::{Semaphore, watch};
 
 mod access;
 
-pub use access::{AdminAccess, TOKEN_CHARS_MIN, check_listen, read_token};
+pub use access::{AccessPolicy, AdminAccess, TOKEN_CHARS_MIN, TokenFile, check_listen, read_token};
 
 /// Bytes of request head hyper buffers before it answers 431.
 const HEADER_BYTES_MAX: usize = 16 * 1024;
@@ -59,7 +59,7 @@ pub struct AdminState {
     ready: AtomicBool,
     metrics: crate::metrics::Metrics,
     plugins: Option<Arc<crate::plugins::Registry>>,
-    access: AdminAccess,
+    access: AccessPolicy,
 }
 
 impl AdminState {
@@ -68,7 +68,7 @@ impl AdminState {
     pub fn new(
         metrics: crate::metrics::Metrics,
         plugins: Option<Arc<crate::plugins::Registry>>,
-        access: AdminAccess,
+        access: AccessPolicy,
     ) -> AdminState {
         AdminState {
             ready: AtomicBool::new(false),
@@ -76,6 +76,12 @@ impl AdminState {
             plugins,
             access,
         }
+    }
+
+    /// Reads the admin token file again (`changed_only`: if it changed); `None` when there is
+    /// none or it did not change.
+    pub fn reload_token(&self, changed_only: bool) -> Option<Result<(), String>> {
+        self.access.reload(changed_only)
     }
 
     /// Marks the broker ready (true) or not (false) for `/health`.
@@ -168,7 +174,7 @@ fn service(
     hyper::service::service_fn(move |req| {
         let state = state.clone();
         async move {
-            let response = if !state.access.allows(&req) {
+            let response = if !state.access.current().allows(&req) {
                 tracing::debug!(%peer, path = req.uri().path(), "admin request refused: no valid token");
                 unauthorized()
             } else if req.uri().path().starts_with("/plugins") {

@@ -166,7 +166,7 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
     );
 
     let admin_access = control::admin_access(&config)?;
-    admin::check_listen(config.admin_listen, &admin_access)?;
+    admin::check_listen(config.admin_listen, &admin_access.current())?;
     let admin_listener = admin::bind(config.admin_listen)?;
 
     let (credentials, tls, acl) = (

@@ -319,7 +319,8 @@ config_keys! {
     /// no whitespace; `openssl rand -hex 32 > file`). Set, every admin request but
     /// `GET /health` (and `GET /metrics`, unless `admin.metrics_require_token`) needs
     /// `Authorization: Bearer <token>` and gets 401 without it; `weir plugin ...` sends it.
-    /// Empty: no token, and the admin API must listen on loopback. Read at start.
+    /// Empty: no token, and the admin API must listen on loopback. Read at start, on SIGHUP
+    /// and when it changes (a token refused then keeps the one in force).
     admin_token_file: Option<PathBuf> = "", key = "admin.token_file";
 
     /// The admin listener speaks HTTPS with the certificate of `tls.cert_file` (reloaded with

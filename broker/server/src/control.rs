@@ -80,8 +80,8 @@ impl Control {
             tokio::select! {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
-                _ = sighup.recv() => reload(&credentials, (tls.as_deref(), acl.as_deref()), false),
-                _ = check.tick() => reload(&credentials, (tls.as_deref(), acl.as_deref()), true),
+                _ = sighup.recv() => reload(&credentials, (tls.as_deref(), acl.as_deref()), &state, false),
+                _ = check.tick() => reload(&credentials, (tls.as_deref(), acl.as_deref()), &state, true),
                 joined = &mut admin_task => {
                     anyhow::bail!("admin listener stopped unexpectedly: {joined:?}");
                 }
@@ -158,11 +158,12 @@ fn reloaded(credentials: &auth::Credentials, why: &str, result: Option<Result<us
     }
 }
 
-/// Reloads the credentials, the TLS certificate and the access-control list: on SIGHUP, or
-/// (`changed_only`) those whose files changed.
+/// Reloads the credentials, the TLS certificate, the access-control list and the admin
+/// token: on SIGHUP, or (`changed_only`) those whose files changed.
 fn reload(
     credentials: &auth::Credentials,
     (tls, acl): (Option<&tls::TlsContext>, Option<&auth::acl_file::AclFile>),
+    admin: &admin::AdminState,
     changed_only: bool,
 ) {
     let why = if changed_only { "a change" } else { "SIGHUP" };
@@ -185,6 +186,16 @@ fn reload(
         Some(Err(e)) => tracing::warn!("keeping the access-control list in force after {why}: {e}"),
         None => {}
     }
+    token_reloaded(why, admin.reload_token(changed_only));
+}
+
+/// Logs a reload of the admin token, after `why`.
+fn token_reloaded(why: &str, result: Option<Result<(), String>>) {
+    match result {
+        Some(Ok(())) => tracing::info!("admin token reloaded after {why}"),
+        Some(Err(e)) => tracing::warn!("keeping the admin token in force after {why}: {e}"),
+        None => {}
+    }
 }
 
 /// Logs a reload of the TLS certificate, after `why`.
@@ -199,13 +210,13 @@ fn tls_reloaded(why: &str, result: Option<Result<(), String>>) {
 }
 
 /// Who may use the admin API: the token of `admin.token_file`, if set.
-pub(crate) fn admin_access(config: &Config) -> anyhow::Result<admin::AdminAccess> {
+pub(crate) fn admin_access(config: &Config) -> anyhow::Result<admin::AccessPolicy> {
     Ok(match &config.admin_token_file {
-        Some(path) => admin::AdminAccess::with_token(
-            &admin::read_token(path)?,
+        Some(path) => admin::AccessPolicy::Token(admin::TokenFile::load(
+            path.clone(),
             config.admin_metrics_require_token,
-        ),
-        None => admin::AdminAccess::open(),
+        )?),
+        None => admin::AccessPolicy::Fixed(Arc::new(admin::AdminAccess::open())),
     })
 }
 

@@ -263,6 +263,9 @@ pub struct ServerSession {
     client_packet_size_max: usize,
     /// Inbound QoS 1 and 2 packet identifiers not yet released.
     inbound: BTreeMap<u16, Inbound>,
+    /// Copies of a publish that came again while the broker stored the first: each is owed
+    /// its own acknowledgement once the first is stored (a count, so a flood costs nothing).
+    copies: BTreeMap<u16, u32>,
     /// Topic alias `n` is at index `n - 1`; grows up to `topic_alias_max`.
     aliases: Vec<Option<String>>,
     /// The client's Topic Alias Maximum (MQTT 5), for the messages the server sends.
@@ -346,6 +349,7 @@ impl ServerSession {
             client_receive_maximum: u16::MAX,
             client_packet_size_max: usize::MAX,
             inbound: BTreeMap::new(),
+            copies: BTreeMap::new(),
             aliases: Vec::new(),
             outbound: BTreeMap::new(),
             next_packet_id: 1,
@@ -555,9 +559,10 @@ impl ServerSession {
             },
             properties,
         };
-        if state == Some(Inbound::Qos1Storing) {
+        let copies = 1 + self.copies.remove(&id).unwrap_or(0);
+        let packet = if state == Some(Inbound::Qos1Storing) {
             self.inbound.remove(&id);
-            self.send(&Packet::PubAck(response), out);
+            Packet::PubAck(response)
         } else {
             // A failed PUBREC ends the exchange (MQTT 5 section 4.3.3); success waits for PUBREL.
             if reason.is_error() {
@@ -565,7 +570,10 @@ impl ServerSession {
             } else {
                 self.inbound.insert(id, Inbound::Qos2Stored);
             }
-            self.send(&Packet::PubRec(response), out);
+            Packet::PubRec(response)
+        };
+        for _ in 0..copies {
+            self.send(&packet, out);
         }
     }
 
@@ -1036,9 +1044,13 @@ impl ServerSession {
         let id = packet_id.get();
         let qos2 = publish.qos == QoS::ExactlyOnce;
         match (self.inbound.get(&id), qos2) {
-            // A retransmission while the broker stores the first copy: its acknowledgement
-            // answers both.
-            (Some(Inbound::Qos1Storing), false) | (Some(Inbound::Qos2Storing), true) => Ok(()),
+            // A copy while the broker stores the first: acknowledged with it (each copy gets
+            // its PUBACK or PUBREC, MQTT 4.3.3; nothing is stored twice).
+            (Some(Inbound::Qos1Storing), false) | (Some(Inbound::Qos2Storing), true) => {
+                let copies = self.copies.entry(id).or_insert(0);
+                *copies = copies.saturating_add(1);
+                Ok(())
+            }
             (Some(Inbound::Qos2Stored), true) => {
                 self.send(&Packet::PubRec(PubResponse::new(packet_id)), out);
                 Ok(())

@@ -14,6 +14,7 @@ use weir_mqtt::{
 use super::{
     DeliveryEdge, Ended, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares, Stored,
 };
+use crate::acl::{AclRules, AclSource};
 use crate::auth::{AllowAll, Authenticator, CertificateIdentity, Verdict};
 use crate::log_store::{EmptyStore, PartitionId};
 use crate::mqtt_kafka::{LogMessage, SessionRecord, StoredSubscription};
@@ -90,6 +91,22 @@ impl Pair {
         limits: SessionLimits,
         auth: Arc<dyn Authenticator>,
     ) -> Pair {
+        Pair::with_access(version, limits, auth, Arc::new(crate::acl::NoAcl))
+    }
+
+    /// A connection under the access-control list `rules`, anonymous clients let in.
+    fn with_acl(version: ProtocolVersion, rules: &str) -> Pair {
+        let rules = Arc::new(AclRules::parse(rules).expect("test rules parse"));
+        let acl = Arc::new(FixedAcl(rules));
+        Pair::with_access(version, SessionLimits::default(), Arc::new(AllowAll), acl)
+    }
+
+    fn with_access(
+        version: ProtocolVersion,
+        limits: SessionLimits,
+        auth: Arc<dyn Authenticator>,
+        acl: Arc<dyn AclSource>,
+    ) -> Pair {
         let settings = Arc::new(MqttSettings {
             limits,
             store: Arc::new(EmptyStore),
@@ -99,7 +116,7 @@ impl Pair {
             sessions_max: 100,
             session_expiry_max_s: 3600,
             subscribe_deny: vec!["secret/#".into()],
-            acl: Arc::new(crate::acl::NoAcl),
+            acl,
             kafka_topic_rules: Vec::new(),
             batch_decompressed_bytes_max: 1 << 20,
             auth,
@@ -772,5 +789,85 @@ fn a_certificate_identity_stands_for_the_credentials() {
             other => panic!("{other:?}"),
         }
         assert_eq!(pair.conn.user(), None);
+    }
+}
+
+/// An access-control list that never changes.
+#[derive(Debug)]
+struct FixedAcl(Arc<AclRules>);
+
+impl AclSource for FixedAcl {
+    fn current(&self) -> Option<Arc<AclRules>> {
+        Some(self.0.clone())
+    }
+}
+
+const ACL: &str = "topic readwrite open/#\ntopic read feed/#\ntopic deny feed/private/#\n";
+
+/// Under an ACL: a denied publish is not stored (MQTT 5: 0x87; 3.1.1: acknowledged and
+/// dropped) and counted; a subscription beyond what the list grants is refused; a message of
+/// a denied topic inside a granted filter is not delivered.
+#[test]
+fn the_acl_decides_publishes_subscriptions_and_deliveries() {
+    for (version, acknowledged) in [(V5, ReasonCode::NOT_AUTHORIZED), (V4, ReasonCode::SUCCESS)] {
+        let mut pair = Pair::with_acl(version, ACL);
+        pair.connect(connect_packet(version, "reader"), None);
+        pair.send(&[publish(QoS::AtLeastOnce, Some(1), "feed/a", b"no")]);
+        assert!(pair.take_work().is_empty(), "{version:?}: nothing stored");
+        assert_eq!(
+            response(pair.received().remove(0)).reason_code,
+            acknowledged
+        );
+        assert_eq!(pair.conn.take_denied(), 1);
+        pair.send(&[publish(QoS::AtLeastOnce, Some(2), "open/a", b"yes")]);
+        let work = pair.take_work();
+        assert!(
+            matches!(&work[..], [MqttWork::Store { token: 2, .. }]),
+            "{work:?}"
+        );
+        for (id, filter, granted) in [(3, "feed/#", true), (4, "#", false), (5, "open/+", true)] {
+            pair.send(&[subscribe(id, filter, QoS::AtMostOnce)]);
+            let Packet::SubAck(ack) = pair.received().remove(0) else {
+                panic!("expected SUBACK");
+            };
+            assert_eq!(
+                ack.reason_codes[0].is_error(),
+                !granted,
+                "{version:?} {filter}"
+            );
+        }
+        let private = log_message("feed/private/x", QoS::AtMostOnce, b"p");
+        assert_eq!(
+            pair.offer(&private, 1),
+            Offer::Skipped,
+            "denied inside feed/#"
+        );
+        let public = log_message("feed/x", QoS::AtMostOnce, b"f");
+        assert_eq!(pair.offer(&public, 2), Offer::Taken);
+    }
+}
+
+/// A will to a topic the list does not let the client write refuses the CONNECT (0x87,
+/// 3.1.1: 5), after the delay; nothing is asked of the server.
+#[test]
+fn a_will_the_acl_refuses_refuses_the_connect() {
+    for (version, code) in [(V5, 0x87), (V4, 5)] {
+        let mut pair = Pair::with_acl(version, ACL);
+        let mut connect = connect_packet(version, "dying");
+        connect.will = Some(Will {
+            topic: "feed/last".into(),
+            payload: b"gone".to_vec(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+        });
+        pair.send(&[Packet::Connect(Box::new(connect))]);
+        assert!(pair.take_work().is_empty());
+        pair.advance(REFUSAL_DELAY_MS);
+        assert!(!pair.tick());
+        match &pair.received()[..] {
+            [Packet::ConnAck(ack)] => assert_eq!(ack.reason_code, ReasonCode(code)),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -82,6 +82,78 @@ impl AdminAccess {
     }
 }
 
+/// Who may use the admin API as configured: fixed (no token), or the token of a file, which
+/// SIGHUP and a change of the file reload.
+#[derive(Debug)]
+pub enum AccessPolicy {
+    /// No `admin.token_file`.
+    Fixed(std::sync::Arc<AdminAccess>),
+    /// `admin.token_file`.
+    Token(TokenFile),
+}
+
+impl AccessPolicy {
+    /// Who may call what now.
+    pub fn current(&self) -> std::sync::Arc<AdminAccess> {
+        match self {
+            AccessPolicy::Fixed(access) => access.clone(),
+            AccessPolicy::Token(file) => file.access(),
+        }
+    }
+
+    /// Reads the token file again (`changed_only`: if it changed); `None` when there is
+    /// none, or it did not change.
+    pub fn reload(&self, changed_only: bool) -> Option<Result<(), String>> {
+        match self {
+            AccessPolicy::Fixed(_) => None,
+            AccessPolicy::Token(file) => file.reload(changed_only),
+        }
+    }
+}
+
+/// The token of `admin.token_file`, reloaded on SIGHUP and when the file changes (a file whose
+/// token is refused keeps the token in force).
+#[derive(Debug)]
+pub struct TokenFile {
+    path: std::path::PathBuf,
+    metrics_require_token: bool,
+    access: crate::file_watch::Watched<AdminAccess>,
+}
+
+impl TokenFile {
+    /// Reads the token; fails as [`read_token`] does.
+    pub fn load(path: std::path::PathBuf, metrics_require_token: bool) -> anyhow::Result<Self> {
+        let read = || read_access(&path, metrics_require_token);
+        let access = crate::file_watch::Watched::load(vec![path.clone()], read)
+            .map_err(anyhow::Error::msg)?;
+        Ok(TokenFile {
+            path,
+            metrics_require_token,
+            access,
+        })
+    }
+
+    /// Who may call what now.
+    pub fn access(&self) -> std::sync::Arc<AdminAccess> {
+        self.access.current()
+    }
+
+    /// Reads the file again (`changed_only`: only if it changed; `None` then when it did not).
+    pub fn reload(&self, changed_only: bool) -> Option<Result<(), String>> {
+        let read = || read_access(&self.path, self.metrics_require_token);
+        let result = match changed_only {
+            true => self.access.reload_if_changed(read)?,
+            false => self.access.reload(read),
+        };
+        Some(result.map(drop))
+    }
+}
+
+fn read_access(path: &Path, metrics_require_token: bool) -> Result<AdminAccess, String> {
+    let token = read_token(path).map_err(|e| format!("{e:#}"))?;
+    Ok(AdminAccess::with_token(&token, metrics_require_token))
+}
+
 /// Reads the admin token from `path`: its first line, surrounding whitespace removed. Refuses
 /// a missing, empty or short (under [`TOKEN_CHARS_MIN`] characters) token; warns when other
 /// users may read the file.
