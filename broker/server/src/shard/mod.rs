@@ -187,9 +187,10 @@ fn bind_listeners(
             io::Error::new(
                 e.kind(),
                 format!(
-                    "cannot listen on {} for {}: {e}",
+                    "cannot listen on {} for {} ({}): {e}",
                     listener.addr,
                     listener.name(),
+                    listener.key(),
                 ),
             )
         })?;

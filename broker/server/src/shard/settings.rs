@@ -49,6 +49,18 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
+    /// The configuration key of its address.
+    pub fn key(&self) -> &'static str {
+        match (self.protocol, self.tls) {
+            (Protocol::Kafka, false) => "kafka.listen",
+            (Protocol::Kafka, true) => "kafka.tls_listen",
+            (Protocol::Mqtt, false) => "mqtt.listen",
+            (Protocol::Mqtt, true) => "mqtt.tls_listen",
+            (Protocol::MqttWebSocket, false) => "mqtt.websocket_listen",
+            (Protocol::MqttWebSocket, true) => "mqtt.websocket_tls_listen",
+        }
+    }
+
     /// Name for logs: the protocol's, with ` tls` after it on a TLS listener.
     pub fn name(&self) -> String {
         match self.tls {
