@@ -257,13 +257,11 @@ fn connections_per_s<S: Socket>(
 /// The broker's resident memory per idle connection (bytes): `n` connections opened (each
 /// CONNECTed), the resident set read before and after (once it settles).
 fn idle_bytes<S: Socket>(connect: &Connector<S>, pid: u32, n: usize) -> anyhow::Result<f64> {
-    std::thread::sleep(Duration::from_millis(500));
-    let before = status_kib(pid, "VmRSS")?;
+    let before = settled_rss_kib(pid)?;
     let conns = (0..n)
         .map(|i| connect(&format!("idle-{i}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    std::thread::sleep(Duration::from_millis(500));
-    let after = status_kib(pid, "VmRSS")?;
+    let after = settled_rss_kib(pid)?;
     drop(conns);
     Ok(after.saturating_sub(before) as f64 * 1024.0 / n.max(1) as f64)
 }
@@ -271,6 +269,20 @@ fn idle_bytes<S: Socket>(connect: &Connector<S>, pid: u32, n: usize) -> anyhow::
 /// Medians of one broker and transport: QoS 0 msg/s, CPU us per message, connections per
 /// second, CPU us per connection, bytes per idle connection.
 type Medians = (f64, f64, f64, f64, f64);
+
+/// The resident set of `pid` (KiB) once two reads 100 ms apart agree, or after 5 s.
+fn settled_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = status_kib(pid, "VmRSS")?;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = status_kib(pid, "VmRSS")?;
+        if now == last || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
 
 /// The table of medians, and the ratios TLS / TCP and Weir / Mosquitto over TLS.
 fn report(brokers: &[&str], figures: &[[Figures; 2]], rounds: usize) {

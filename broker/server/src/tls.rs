@@ -138,7 +138,7 @@ fn server_config(files: &TlsFiles, client_certs: bool) -> Result<rustls::ServerC
         }
         None => WebPkiClientVerifier::no_client_auth(),
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS versions: {e}"))?
         .with_client_cert_verifier(verifier)
@@ -150,8 +150,5 @@ fn server_config(files: &TlsFiles, client_certs: bool) -> Result<rustls::ServerC
                 shown(&files.key_file)
             )
         })?;
-    // WebSocket clients (browsers) ask for HTTP/1.1 by ALPN; MQTT and Kafka clients ask for
-    // nothing. Offering none accepts both.
-    config.alpn_protocols = Vec::new();
     Ok(config)
 }
