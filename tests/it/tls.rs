@@ -586,14 +586,20 @@ fn certificate_rotation_reaches_new_handshakes_and_keeps_1000_connections() {
 /// with a user name and password nobody knows, which are ignored) publishes to a subscriber
 /// holding another certificate. A certificate whose common name is not UTF-8, or that has
 /// none, gets CONNACK "not authorized" (MQTT 3.1.1 return code 5, MQTT 5 reason code 0x87)
-/// and the connection ends. In clear, a client still needs a password.
+/// and the connection ends. In clear, a client still needs a password. The same certificate
+/// is a Kafka client's user (kcat over SSL): the access-control list lets "sensor-7" produce
+/// to `sensors` and refuses it `other`.
 #[test]
 fn the_client_certificates_common_name_is_the_mqtt_user_name() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path()).unwrap();
     let users = dir.path().join("users").display().to_string();
     add_user(&users, "alice", "alices password");
+    let acl = dir.path().join("acl");
+    let rules = "user sensor-7\ntopic readwrite sensors/#\nuser reader\ntopic read sensors/#\n";
+    std::fs::write(&acl, rules).unwrap();
     let mut weir = mutual_tls_broker(&pki)
+        .env("WEIR_AUTH_ACL_FILE", acl.display().to_string())
         .env("WEIR_TLS_IDENTITY_AS_USERNAME", "true")
         .env("WEIR_AUTH_USERS_FILE", &users)
         .env("WEIR_AUTH_ALLOW_ANONYMOUS", "false")
@@ -645,6 +651,42 @@ fn the_client_certificates_common_name_is_the_mqtt_user_name() {
     let (ok, text) = mosquitto_pub(plain, &["-t", "x", "-m", "y"].map(str::to_owned));
     assert!(!ok, "{text}");
     assert!(text.to_lowercase().contains("not authori"), "{text}");
+
+    let kafka = weir.kafka_tls_addr().unwrap().to_string();
+    let ssl = [
+        "security.protocol=SSL".to_owned(),
+        format!("ssl.ca.location={}", pki.ca_path()),
+        format!("ssl.certificate.location={}", sensor.cert_path()),
+        format!("ssl.key.location={}", sensor.key_path()),
+    ];
+    let ssl: Vec<&str> = ssl.iter().flat_map(|x| ["-X", x.as_str()]).collect();
+    let produce = |topic: &str| {
+        let args = [&["-b", kafka.as_str(), "-P", "-t", topic][..], &ssl].concat();
+        kcat(&args, Some(b"from a certificate\n"))
+    };
+    let sent = produce("sensors");
+    assert!(sent.status.success(), "kcat -P sensors: {sent:?}");
+    let refused = produce("other");
+    assert!(!refused.status.success(), "kcat -P other: {refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("authorization failed"), "{said}");
+    let consume = [
+        "-b",
+        kafka.as_str(),
+        "-C",
+        "-t",
+        "sensors",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ];
+    let read = kcat(&[&consume[..], &ssl].concat(), None);
+    // The MQTT publishes to sensors/7 are in the Kafka topic `sensors` too.
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        "21.5\n21.6\nfrom a certificate"
+    );
 }
 
 /// Hostile lengths after the TLS handshake: an MQTT CONNECT, and a PUBLISH after a good

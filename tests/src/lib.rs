@@ -561,6 +561,19 @@ fn stored_fields(
         .collect()
 }
 
+/// The names of the topics stored under `cwd`/weir-data, sorted (the broker must be stopped).
+pub fn stored_topic_names(cwd: &Path) -> Vec<String> {
+    use weir_core::log_store::LogStore;
+    let (log, _) =
+        weir_log::LmdbLog::open(&cwd.join("weir-data/log"), weir_log::LogOptions::default())
+            .expect("the log opens");
+    let mut names: Vec<String> = (log.topics().expect("topics readable").into_iter())
+        .map(|topic| topic.name)
+        .collect();
+    names.sort();
+    names
+}
+
 /// The batches stored in `topic`'s partition 0 under `cwd`/weir-data, byte for byte (the
 /// broker must be stopped: the data directory is locked while it runs).
 pub fn stored_batches(cwd: &Path, topic: &str) -> Vec<Vec<u8>> {

@@ -190,6 +190,25 @@ impl AclRules {
         granted
     }
 
+    /// Whether `client` has read and write on every topic (`topic readwrite #`, no `deny`):
+    /// what acting on the whole broker needs.
+    pub fn allows_everything(&self, client: Client<'_>) -> bool {
+        let mut granted = false;
+        for (grant, own) in self.rules_of(client) {
+            if grant == Grant::Deny {
+                return false;
+            }
+            granted |= grant == Grant::ReadWrite && own == "#";
+        }
+        granted
+    }
+
+    /// Whether some line grants `client` write on some topic.
+    pub fn grants_some_write(&self, client: Client<'_>) -> bool {
+        self.rules_of(client)
+            .any(|(grant, _)| grant.gives(Access::Write))
+    }
+
     /// Whether `client` may use the Kafka consumer group `group`.
     pub fn allows_group(&self, client: Client<'_>, group: &str) -> bool {
         let Some(patterns) = self.groups.get(&client.user.map(str::to_owned)) else {

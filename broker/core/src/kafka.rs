@@ -31,6 +31,7 @@
 
 pub mod admin;
 mod apis;
+mod authorize;
 pub mod coordinator;
 pub mod groups;
 mod op;

@@ -374,8 +374,7 @@ fn load_acl(config: &Config) -> anyhow::Result<Option<Arc<auth::acl_file::AclFil
     };
     let acl = auth::acl_file::AclFile::load(path.clone())?;
     tracing::info!(
-        "access-control list {} loaded: what it does not grant is denied (Kafka clients get \
-         only ApiVersions and SASL: Kafka's ACL checks are not built yet)",
+        "access-control list {} loaded: what it does not grant is denied",
         path.display()
     );
     Ok(Some(Arc::new(acl)))

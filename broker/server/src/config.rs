@@ -355,15 +355,17 @@ config_keys! {
     /// PUBACK/PUBREC 0x87; 3.1.x: acknowledged and dropped, counted in
     /// `weir_mqtt_publishes_denied_total`), a will too (else CONNACK 0x87, 3.1.x: 5),
     /// subscriptions need read on all they can match (SUBACK 0x87, 3.1.x: 0x80), and every
-    /// message is checked at delivery against the list in force. Kafka's checks are not built
-    /// yet: while a list is set, Kafka clients get only ApiVersions and SASL answered. Read
-    /// at start (a missing or broken file stops it), on SIGHUP and when it changes (a broken
+    /// message is checked at delivery against the list in force. Kafka topics are checked as
+    /// the MQTT filter `<topic>/#` (produce needs write, fetch read; refused with
+    /// TOPIC_AUTHORIZATION_FAILED), consumer groups against `kafka-group` lines
+    /// (GROUP_AUTHORIZATION_FAILED); docs/security.md has the table. Read at start (a missing or broken file stops it), on SIGHUP and when it changes (a broken
     /// file then keeps the list in force). Empty: no list, everything allowed.
     auth_acl_file: Option<PathBuf> = "", key = "auth.acl_file";
 
     /// How long a refused MQTT CONNECT (bad user name or password, or anonymous when that is
-    /// off) waits for its CONNACK, milliseconds: each guess costs the client this long; the
-    /// broker holds only the connection meanwhile.
+    /// off) waits for its CONNACK, and a failed Kafka SASL authentication for its answer and
+    /// close, milliseconds: each guess costs the client this long; the broker holds only the
+    /// connection meanwhile.
     auth_refused_connect_delay_ms: u32 = "1000", key = "auth.refused_connect_delay_ms";
 
     /// PEM certificate chain (the server's certificate first) the TLS listeners present.
@@ -387,7 +389,8 @@ config_keys! {
     /// MQTT over TLS: the common name (CN) of the client's certificate is its user name, and
     /// the CONNECT's user name and password are not looked at (Mosquitto's
     /// `use_identity_as_username`). A CN that is missing or not UTF-8 text is refused (CONNACK
-    /// 0x87, 3.1.x: 5). Needs `tls.require_client_cert`.
+    /// 0x87, 3.1.x: 5). Kafka over TLS: the CN is the client's user (no SASL then); without a
+    /// usable one the client must use SASL. Needs `tls.require_client_cert`.
     tls_identity_as_username: bool = "false", key = "tls.identity_as_username";
 
     /// Admin HTTP connections open at once. A connection beyond the limit is closed as soon as

@@ -36,6 +36,12 @@ pub enum ErrorCode {
     InvalidSessionTimeout = 26,
     /// The group is rebalancing: the member must join again.
     RebalanceInProgress = 27,
+    /// The access-control list does not let the client use the topic.
+    TopicAuthorizationFailed = 29,
+    /// The access-control list does not let the client use the consumer group.
+    GroupAuthorizationFailed = 30,
+    /// The access-control list does not let the client do what acts on the whole broker.
+    ClusterAuthorizationFailed = 31,
     /// The SASL mechanism asked for is not offered.
     UnsupportedSaslMechanism = 33,
     /// A SASL request out of order (authenticate before a handshake, a second handshake).

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         batch_decompressed_bytes_max: 1 << 20,
         auth: Arc::new(weir_core::auth::AllowAll),
         acl: Arc::new(weir_core::acl::NoAcl),
+        refused_auth_delay_ms: 0,
     });
     let limits = GroupLimits {
         session_timeout_ms_min: 1,
@@ -62,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        session.tick(60_000, &mut out);
+        if session.tick(60_000, &mut out).is_err() {
+            // A refused authentication closes the connection.
+            break;
+        }
         out.clear();
     }
 });

@@ -141,6 +141,24 @@ fn groups_are_granted_by_name_or_prefix() {
 }
 
 #[test]
+fn the_whole_broker_needs_readwrite_on_everything() {
+    let admin =
+        AclRules::parse("user alice\ntopic readwrite #\nuser bob\ntopic write a/#").unwrap();
+    assert!(admin.allows_everything(alice()));
+    assert!(!admin.allows_everything(bob()));
+    assert!(admin.grants_some_write(bob()));
+    assert!(!admin.grants_some_write(anonymous()));
+    let denied = AclRules::parse("user alice\ntopic readwrite #\ntopic deny a/#").unwrap();
+    assert!(
+        !denied.allows_everything(alice()),
+        "a deny anywhere takes it away"
+    );
+    let read = AclRules::parse("user alice\ntopic read #").unwrap();
+    assert!(!read.allows_everything(alice()));
+    assert!(!read.grants_some_write(alice()));
+}
+
+#[test]
 fn an_empty_file_grants_nothing() {
     let acl = AclRules::parse("# nothing\n\n").unwrap();
     assert!(!acl.allows(anonymous(), Access::Read, "a"));

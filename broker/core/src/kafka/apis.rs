@@ -23,10 +23,11 @@ use weir_kafka::api_versions::IMPLEMENTED;
 use weir_kafka::frame::{FrameDecoder, FrameError};
 
 use super::admin;
+use super::authorize::Authorized;
 use super::op::{GroupOp, KafkaOp, ProduceTopic};
 use super::operations::{check_produce_records, produce_failed};
 use super::session::KafkaSession;
-use super::settings::{ANSWERS_QUEUED_MAX, CLUSTER_ID};
+use super::settings::CLUSTER_ID;
 
 /// One request, as its handler gets it.
 #[derive(Debug)]
@@ -68,17 +69,18 @@ pub(super) const APIS: &[Api] = &[
         s.list_offsets(r.frame, r.start, out)
     }),
     api(metadata::API_KEY, "Metadata", metadata),
-    api(offsets::COMMIT_KEY, "OffsetCommit", |s, r, _, ops| {
+    api(offsets::COMMIT_KEY, "OffsetCommit", |s, r, out, ops| {
         let parse = offsets::parse_commit;
-        store_op(s, r, ops, offsets::commit_header_version, parse, |c| {
+        store_op(s, r, out, ops, offsets::commit_header_version, parse, |c| {
             KafkaOp::Group(GroupOp::Commit(c))
         })
     }),
-    api(offsets::FETCH_KEY, "OffsetFetch", |s, r, _, ops| {
+    api(offsets::FETCH_KEY, "OffsetFetch", |s, r, out, ops| {
         let parse = offsets::parse_fetch;
         store_op(
             s,
             r,
+            out,
             ops,
             offsets::fetch_header_version,
             parse,
@@ -91,34 +93,36 @@ pub(super) const APIS: &[Api] = &[
         find_coordinator,
     ),
     api(membership::JOIN_KEY, "JoinGroup", join_group),
-    api(membership::HEARTBEAT_KEY, "Heartbeat", |s, r, _, ops| {
+    api(membership::HEARTBEAT_KEY, "Heartbeat", |s, r, out, ops| {
         let parse = membership::parse_heartbeat;
         group_op(
             s,
             r,
+            out,
             ops,
             membership::HEARTBEAT_KEY,
             parse,
             GroupOp::Heartbeat,
         )
     }),
-    api(membership::LEAVE_KEY, "LeaveGroup", |s, r, _, ops| {
+    api(membership::LEAVE_KEY, "LeaveGroup", |s, r, out, ops| {
         let parse = membership::parse_leave;
-        group_op(s, r, ops, membership::LEAVE_KEY, parse, GroupOp::Leave)
+        group_op(s, r, out, ops, membership::LEAVE_KEY, parse, GroupOp::Leave)
     }),
-    api(membership::SYNC_KEY, "SyncGroup", |s, r, _, ops| {
+    api(membership::SYNC_KEY, "SyncGroup", |s, r, out, ops| {
         let parse = membership::parse_sync;
-        group_op(s, r, ops, membership::SYNC_KEY, parse, GroupOp::Sync)
+        group_op(s, r, out, ops, membership::SYNC_KEY, parse, GroupOp::Sync)
     }),
     api(
         membership::DESCRIBE_KEY,
         "DescribeGroups",
-        |s, r, _, ops| {
+        |s, r, out, ops| {
             let parse = membership::parse_describe;
-            // The authorized-operations flag is not answered: Weir has no ACLs to report.
+            // Authorized operations are not reported (Kafka's "not provided").
             group_op(
                 s,
                 r,
+                out,
                 ops,
                 membership::DESCRIBE_KEY,
                 parse,
@@ -126,37 +130,43 @@ pub(super) const APIS: &[Api] = &[
             )
         },
     ),
-    api(membership::LIST_KEY, "ListGroups", |s, r, _, ops| {
+    api(membership::LIST_KEY, "ListGroups", |s, r, out, ops| {
         let parse = membership::parse_list;
-        group_op(s, r, ops, membership::LIST_KEY, parse, GroupOp::List)
+        group_op(s, r, out, ops, membership::LIST_KEY, parse, GroupOp::List)
     }),
     api(sasl::HANDSHAKE_KEY, "SaslHandshake", |s, r, out, _| {
         s.sasl_handshake(r.frame, r.start, out)
     }),
     api(api_versions::API_KEY, "ApiVersions", api_versions),
     api(create_topics::API_KEY, "CreateTopics", create_topics),
-    api(delete_topics::API_KEY, "DeleteTopics", |s, r, _, ops| {
+    api(delete_topics::API_KEY, "DeleteTopics", |s, r, out, ops| {
         let parse = delete_topics::parse_request;
         store_op(
             s,
             r,
+            out,
             ops,
             delete_topics::request_header_version,
             parse,
             |targets| KafkaOp::DeleteTopics { targets },
         )
     }),
-    api(delete_records::API_KEY, "DeleteRecords", |s, r, _, ops| {
-        let parse = delete_records::parse_request;
-        store_op(
-            s,
-            r,
-            ops,
-            delete_records::request_header_version,
-            parse,
-            KafkaOp::DeleteRecords,
-        )
-    }),
+    api(
+        delete_records::API_KEY,
+        "DeleteRecords",
+        |s, r, out, ops| {
+            let parse = delete_records::parse_request;
+            store_op(
+                s,
+                r,
+                out,
+                ops,
+                delete_records::request_header_version,
+                parse,
+                KafkaOp::DeleteRecords,
+            )
+        },
+    ),
     api(
         init_producer_id::API_KEY,
         "InitProducerId",
@@ -170,29 +180,53 @@ pub(super) const APIS: &[Api] = &[
     api(
         describe_configs::API_KEY,
         "DescribeConfigs",
-        |s, r, _, ops| {
+        |s, r, out, ops| {
             let parse = describe_configs::parse_request;
             let header_version = describe_configs::request_header_version;
-            store_op(s, r, ops, header_version, parse, KafkaOp::DescribeConfigs)
+            store_op(
+                s,
+                r,
+                out,
+                ops,
+                header_version,
+                parse,
+                KafkaOp::DescribeConfigs,
+            )
         },
     ),
     api(
         sasl::AUTHENTICATE_KEY,
         "SaslAuthenticate",
-        |s, r, out, _| s.sasl_authenticate(r.frame, r.start, out),
+        |s, r, out, _| s.sasl_authenticate(r, out),
     ),
     api(
         create_partitions::API_KEY,
         "CreatePartitions",
-        |s, r, _, ops| {
+        |s, r, out, ops| {
             let parse = create_partitions::parse_request;
             let header_version = create_partitions::request_header_version;
-            store_op(s, r, ops, header_version, parse, KafkaOp::CreatePartitions)
+            store_op(
+                s,
+                r,
+                out,
+                ops,
+                header_version,
+                parse,
+                KafkaOp::CreatePartitions,
+            )
         },
     ),
-    api(membership::DELETE_KEY, "DeleteGroups", |s, r, _, ops| {
+    api(membership::DELETE_KEY, "DeleteGroups", |s, r, out, ops| {
         let parse = membership::parse_delete;
-        group_op(s, r, ops, membership::DELETE_KEY, parse, GroupOp::Delete)
+        group_op(
+            s,
+            r,
+            out,
+            ops,
+            membership::DELETE_KEY,
+            parse,
+            GroupOp::Delete,
+        )
     }),
     api(cluster::DESCRIBE_KEY, "DescribeCluster", describe_cluster),
 ];
@@ -221,14 +255,19 @@ fn parsed<'a, T>(
     Ok(parse(body, request.start.api_version)?)
 }
 
-/// Hands `op` on; the answer waits in order for its result.
+/// Hands `op` on, once the access-control list lets the client ask for it
+/// ([`KafkaSession::authorize`]); the answer waits in order for its result. What the list
+/// refuses outright is answered at once, in order.
 fn defer(
     session: &mut KafkaSession,
     request: &Request<'_>,
-    ops: &mut Vec<(u64, KafkaOp)>,
+    (out, ops): (&mut Vec<u8>, &mut Vec<(u64, KafkaOp)>),
     op: KafkaOp,
 ) -> Result<(), KafkaError> {
-    session.defer(request.start, op, ops);
+    match session.authorize(op) {
+        Authorized::Run(op, amend) => session.defer(request.start, (op, amend), ops),
+        Authorized::Refused(result) => session.answer_result(request.start, result, out),
+    }
     Ok(())
 }
 
@@ -263,16 +302,21 @@ fn init_producer_id(
 ) -> Result<(), KafkaError> {
     let header_version = init_producer_id::request_header_version;
     let parsed = parsed(request, header_version, init_producer_id::parse_request)?;
-    if parsed.transactional_id.is_none() {
-        return defer(session, request, ops, KafkaOp::AllocateProducerId);
-    }
+    // An idempotent producer needs write on some topic (Kafka's rule since 3.0).
+    let refused = if parsed.transactional_id.is_some() {
+        ErrorCode::InvalidRequest
+    } else if !session.caller().writes_somewhere() {
+        ErrorCode::ClusterAuthorizationFailed
+    } else {
+        return defer(session, request, (out, ops), KafkaOp::AllocateProducerId);
+    };
     let start = request.start;
     session.answer_now(out, |body| {
         init_producer_id::write_response(
             body,
             start.correlation_id,
             start.api_version,
-            ErrorCode::InvalidRequest.code(),
+            refused.code(),
             -1,
             -1,
         )
@@ -291,8 +335,17 @@ fn find_coordinator(
     let host = session.settings.advertised_host.clone();
     let port = session.settings.advertised_port;
     let transactions = "transactions are not supported";
+    let caller = session.caller();
     let coordinators: Vec<_> = (asked.keys.iter())
         .map(|key| match asked.key_type {
+            find_coordinator::KEY_TYPE_GROUP if !caller.group(key) => {
+                find_coordinator::Coordinator {
+                    key,
+                    error_code: ErrorCode::GroupAuthorizationFailed.code(),
+                    error_message: Some("not authorized to use the group (auth.acl_file)"),
+                    node: (-1, "", -1),
+                }
+            }
             find_coordinator::KEY_TYPE_GROUP => find_coordinator::Coordinator {
                 key,
                 error_code: 0,
@@ -359,7 +412,7 @@ fn describe_cluster(
 fn metadata(
     session: &mut KafkaSession,
     request: &Request<'_>,
-    _: &mut Vec<u8>,
+    out: &mut Vec<u8>,
     ops: &mut Vec<(u64, KafkaOp)>,
 ) -> Result<(), KafkaError> {
     let asked = parsed(
@@ -375,7 +428,7 @@ fn metadata(
         partitions: settings.auto_create_partitions,
         topics_max: settings.topics_max,
     };
-    defer(session, request, ops, op)
+    defer(session, request, (out, ops), op)
 }
 
 fn produce(
@@ -432,16 +485,18 @@ fn produce(
     };
     if asked.acks == 0 {
         // No answer: the operation runs and its result goes nowhere.
-        session.hand_on(op, ops);
+        if let Authorized::Run(op, _) = session.authorize(op) {
+            session.hand_on(op, ops);
+        }
         return Ok(());
     }
-    defer(session, request, ops, op)
+    defer(session, request, (out, ops), op)
 }
 
 fn create_topics(
     session: &mut KafkaSession,
     request: &Request<'_>,
-    _: &mut Vec<u8>,
+    out: &mut Vec<u8>,
     ops: &mut Vec<(u64, KafkaOp)>,
 ) -> Result<(), KafkaError> {
     let header_version = create_topics::request_header_version;
@@ -452,13 +507,13 @@ fn create_topics(
             topics_max: session.settings.topics_max,
         },
     };
-    defer(session, request, ops, op)
+    defer(session, request, (out, ops), op)
 }
 
 fn join_group(
     session: &mut KafkaSession,
     request: &Request<'_>,
-    _: &mut Vec<u8>,
+    out: &mut Vec<u8>,
     ops: &mut Vec<(u64, KafkaOp)>,
 ) -> Result<(), KafkaError> {
     let header_version = |v| membership::request_header_version(membership::JOIN_KEY, v);
@@ -470,20 +525,21 @@ fn join_group(
         client_id: header.client_id.unwrap_or_default().to_owned(),
         client_host: session.client_host.clone(),
     };
-    defer(session, request, ops, KafkaOp::Group(op))
+    defer(session, request, (out, ops), KafkaOp::Group(op))
 }
 
 /// A request the writer thread answers: parsed, wrapped into its operation, handed on.
 fn store_op<'a, T>(
     session: &mut KafkaSession,
     request: &Request<'a>,
+    out: &mut Vec<u8>,
     ops: &mut Vec<(u64, KafkaOp)>,
     header_version: impl Fn(i16) -> u8,
     parse: fn(&'a [u8], i16) -> Result<T, WireError>,
     wrap: fn(T) -> KafkaOp,
 ) -> Result<(), KafkaError> {
     let asked = parsed(request, header_version, parse)?;
-    defer(session, request, ops, wrap(asked))
+    defer(session, request, (out, ops), wrap(asked))
 }
 
 /// A request of the classic group protocol with key `key`: parsed with its header version
@@ -491,6 +547,7 @@ fn store_op<'a, T>(
 fn group_op<'a, T>(
     session: &mut KafkaSession,
     request: &Request<'a>,
+    out: &mut Vec<u8>,
     ops: &mut Vec<(u64, KafkaOp)>,
     key: i16,
     parse: fn(&'a [u8], i16) -> Result<T, WireError>,
@@ -498,7 +555,7 @@ fn group_op<'a, T>(
 ) -> Result<(), KafkaError> {
     let header_version = |v| membership::request_header_version(key, v);
     let asked = parsed(request, header_version, parse)?;
-    defer(session, request, ops, KafkaOp::Group(wrap(asked)))
+    defer(session, request, (out, ops), KafkaOp::Group(wrap(asked)))
 }
 
 impl KafkaSession {
@@ -517,12 +574,11 @@ impl KafkaSession {
     ) -> Result<usize, KafkaError> {
         let mut used = 0;
         while out.len() + self.queued_bytes < out_limit
-            && self.queued.len() < ANSWERS_QUEUED_MAX
-            && self.ops_in_flight < ANSWERS_QUEUED_MAX
+            && !self.saturated()
             && let Some((frame, len)) = self.next_frame(&input[used..])?
         {
             if self.sasl_raw {
-                self.sasl_raw_token(frame, out)?;
+                self.sasl_raw_token(frame, out, now_ms)?;
             } else {
                 self.handle(frame, out, ops, now_ms)?;
             }
@@ -560,11 +616,7 @@ impl KafkaSession {
                 api_key: start.api_key,
             });
         }
-        if !self.may_call_under_acl(start.api_key) {
-            return Err(KafkaError::NoKafkaAcl {
-                api_key: start.api_key,
-            });
-        }
+        self.note_client_id(frame);
         let request = Request {
             frame,
             start,
@@ -587,16 +639,6 @@ pub enum KafkaError {
     /// anonymous clients refused, without SASL).
     #[error("API key {api_key} ({}) before SASL authentication", name(*api_key))]
     Unauthenticated {
-        /// The API key.
-        api_key: i16,
-    },
-    /// A request beyond ApiVersions and SASL while an access-control list is set, whose Kafka
-    /// checks are not built yet.
-    #[error(
-        "API key {api_key} ({}) refused: auth.acl_file is set, and Kafka's ACL checks are not built yet",
-        name(*api_key)
-    )]
-    NoKafkaAcl {
         /// The API key.
         api_key: i16,
     },

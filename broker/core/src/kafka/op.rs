@@ -82,6 +82,27 @@ pub enum KafkaOp {
     },
 }
 
+/// Changes a deferred operation's result before it is answered: adds the refused items
+/// back, or leaves out what the client may not see.
+pub(super) struct Amend(Box<dyn FnOnce(&mut KafkaOpResult) + Send>);
+
+impl Amend {
+    pub(super) fn new(amend: impl FnOnce(&mut KafkaOpResult) + Send + 'static) -> Option<Amend> {
+        Some(Amend(Box::new(amend)))
+    }
+
+    /// Applies the change to `result`.
+    pub(super) fn apply(self, result: &mut KafkaOpResult) {
+        (self.0)(result);
+    }
+}
+
+impl std::fmt::Debug for Amend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Amend")
+    }
+}
+
 /// The data of a Produce request for one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProduceTopic {

@@ -7,6 +7,7 @@ use weir_kafka::{cluster, fetch, header};
 
 use super::apis::{KafkaError, request_body};
 use super::session::{KafkaSession, Queued, WaitingFetch};
+use crate::acl::Access;
 use crate::log_store::{LogStore, PartitionId, StoreError, partition_at};
 
 /// Room reserved in a Fetch answer beyond its record bytes, for its headers and per-partition
@@ -17,8 +18,11 @@ const FETCH_ANSWER_OVERHEAD_BYTES: usize = 4096;
 const FETCH_WAIT_MAX_MS: u64 = 30_000;
 
 impl KafkaSession {
-    /// Answers waiting fetches that now have enough data or reached their deadline.
-    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<u8>) {
+    /// Answers waiting fetches that now have enough data or reached their deadline, and a
+    /// failed authentication whose delay is over: the connection must then close (the error
+    /// says why).
+    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<u8>) -> Result<(), KafkaError> {
+        self.release_refusal(now_ms, out)?;
         let mut index = 0;
         while index < self.waiting_fetches.len() {
             let waiting = &self.waiting_fetches[index];
@@ -40,6 +44,7 @@ impl KafkaSession {
                 index += 1;
             }
         }
+        Ok(())
     }
     /// Reads what `request` asks for; returns the answer, its record bytes, and whether a
     /// partition has an error (Kafka answers at once then). Only the first partition that has
@@ -55,7 +60,13 @@ impl KafkaSession {
         let mut total = 0usize;
         let mut any_error = false;
         let mut topics = Vec::with_capacity(request.topics.len());
+        let caller = self.caller();
         for topic in &request.topics {
+            if !caller.topic(Access::Read, &topic.name) {
+                any_error = true;
+                topics.push(refused_fetch(topic));
+                continue;
+            }
             let pids = store
                 .topic(&topic.name)
                 .ok()
@@ -117,6 +128,7 @@ impl KafkaSession {
             correlation_id: start.correlation_id,
             api_version: start.api_version,
             frame: Vec::new(),
+            amend: None,
         });
         let wait = u64::try_from(request.max_wait_ms)
             .unwrap_or(0)
@@ -140,9 +152,17 @@ impl KafkaSession {
         let body = request_body(frame, start, |_| 1)?;
         let queries = fetch::parse_list_offsets(body, start.api_version)?;
         let store = &*self.settings.store;
+        let caller = self.caller();
         let answers: Vec<(String, Vec<fetch::OffsetAnswer>)> = queries
             .into_iter()
             .map(|(name, queries)| {
+                if !caller.describe(&name) {
+                    let refused = ErrorCode::TopicAuthorizationFailed.code();
+                    return (
+                        name,
+                        queries.iter().map(|q| (q.index, refused, -1, -1)).collect(),
+                    );
+                }
                 let pids = store.topic(&name).ok().flatten().map(|t| t.partitions);
                 let answers = queries
                     .iter()
@@ -196,9 +216,15 @@ impl KafkaSession {
         let body = request_body(frame, start, cluster::epoch_header_version)?;
         let asked = cluster::parse_epochs(body, start.api_version)?;
         let store = &*self.settings.store;
+        let caller = self.caller();
         let answers: Vec<(String, Vec<cluster::EpochAnswer>)> = asked
             .into_iter()
             .map(|(name, queries)| {
+                if !caller.describe(&name) {
+                    let refused = ErrorCode::TopicAuthorizationFailed.code();
+                    let answers = queries.iter().map(|q| (q.0, refused, -1, -1)).collect();
+                    return (name, answers);
+                }
                 let pids = store.topic(&name).ok().flatten().map(|t| t.partitions);
                 let answers = queries
                     .into_iter()
@@ -224,6 +250,24 @@ impl KafkaSession {
             cluster::write_epochs_response(body, start.correlation_id, start.api_version, &answers)
         });
         Ok(())
+    }
+}
+
+/// A Fetch's answer for a topic the client may not read: TOPIC_AUTHORIZATION_FAILED in every
+/// partition, no records.
+fn refused_fetch(topic: &fetch::FetchTopic) -> fetch::FetchedTopic {
+    let partitions = (topic.partitions.iter())
+        .map(|wanted| fetch::FetchedPartition {
+            index: wanted.index,
+            error_code: ErrorCode::TopicAuthorizationFailed.code(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        })
+        .collect();
+    fetch::FetchedTopic {
+        name: topic.name.clone(),
+        partitions,
     }
 }
 

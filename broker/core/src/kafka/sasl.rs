@@ -6,7 +6,8 @@
 //! SaslAuthenticate are answered; any other request closes the connection. A client that
 //! never starts SASL is anonymous, let in only when anonymous clients are
 //! ([`KafkaSession::may_call`]). A failed authentication is answered with
-//! SASL_AUTHENTICATION_FAILED and the connection closes, as Kafka does; so do a second
+//! SASL_AUTHENTICATION_FAILED and the connection closes, as Kafka does, both after
+//! `refused_auth_delay_ms` (nothing more is read meanwhile); so do a second
 //! handshake after success (no re-authentication) and a SaslAuthenticate before a handshake
 //! (ILLEGAL_SASL_STATE).
 
@@ -14,10 +15,10 @@ use weir_kafka::error::ErrorCode;
 use weir_kafka::header::HeaderStart;
 use weir_kafka::{api_versions, sasl};
 
-use super::apis::{KafkaError, request_body};
-use super::session::{KafkaSession, Mechanism, Sasl};
-use crate::auth::Verdict;
+use super::apis::{KafkaError, Request, request_body};
+use super::session::{KafkaSession, Mechanism, Refusal, Sasl};
 use crate::auth::scram::{ScramMechanism, ScramServer};
+use crate::auth::{CertificateIdentity, Verdict};
 
 /// The mechanisms offered, in the order the handshake lists them.
 pub const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
@@ -31,6 +32,23 @@ impl KafkaSession {
         match &self.sasl {
             Sasl::Done(user) => Some(user),
             _ => None,
+        }
+    }
+
+    /// The TLS handshake is done and `tls.identity_as_username` is on: a certificate that
+    /// names a user authenticates the connection as that user (as Kafka's SSL principal; a
+    /// SASL handshake after it is refused, as any second authentication is); without one the
+    /// client must authenticate with SASL, anonymous access or not.
+    pub fn set_certificate_identity(&mut self, identity: CertificateIdentity) {
+        match identity {
+            CertificateIdentity::User(user) if matches!(self.sasl, Sasl::None) => {
+                self.sasl = Sasl::Done(user);
+            }
+            CertificateIdentity::User(_) => {}
+            CertificateIdentity::Refused(why) => {
+                tracing::debug!(client = %self.client_host, "no user from the TLS certificate: {why}");
+                self.anonymous_allowed = false;
+            }
         }
     }
 
@@ -50,19 +68,6 @@ impl KafkaSession {
             Sasl::None => self.anonymous_allowed,
             Sasl::Started(_) | Sasl::Scram(_) => false,
         }
-    }
-
-    /// Whether a request of API `api_key` may be answered under the access-control list: with
-    /// one set, only ApiVersions and SASL (Kafka's checks against it are not built yet, and
-    /// what a list does not grant is denied).
-    pub(super) fn may_call_under_acl(&self, api_key: i16) -> bool {
-        [
-            api_versions::API_KEY,
-            sasl::HANDSHAKE_KEY,
-            sasl::AUTHENTICATE_KEY,
-        ]
-        .contains(&api_key)
-            || self.settings.acl.current().is_none()
     }
 
     /// SaslHandshake: the mechanism, if offered, is the connection's.
@@ -105,11 +110,11 @@ impl KafkaSession {
     /// SaslAuthenticate: one token of the exchange the handshake started.
     pub(super) fn sasl_authenticate(
         &mut self,
-        frame: &[u8],
-        start: HeaderStart,
+        request: &Request<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), KafkaError> {
-        let body = request_body(frame, start, sasl::authenticate_header_version)?;
+        let start = request.start;
+        let body = request_body(request.frame, start, sasl::authenticate_header_version)?;
         let token = sasl::parse_authenticate(body, start.api_version)?;
         let step = self.step(token);
         let (code, message, reply) = match &step {
@@ -129,13 +134,68 @@ impl KafkaSession {
             token: reply,
             session_lifetime_ms: 0,
         };
-        let (correlation_id, version) = (start.correlation_id, start.api_version);
-        self.answer_now(out, |body| {
-            sasl::write_authenticate_response(body, correlation_id, version, &answer)
-        });
+        let mut answer_body = Vec::new();
+        sasl::write_authenticate_response(
+            &mut answer_body,
+            start.correlation_id,
+            start.api_version,
+            &answer,
+        );
         match step {
-            Ok(_) => Ok(()),
-            Err((_, why)) => Err(KafkaError::Sasl(why)),
+            Ok(_) => {
+                self.answer_now(out, |body| body.extend_from_slice(&answer_body));
+                Ok(())
+            }
+            Err((code, why)) if code == ErrorCode::SaslAuthenticationFailed.code() => {
+                self.refuse(Some(answer_body), why, request.now_ms, out)
+            }
+            Err((_, why)) => {
+                self.answer_now(out, |body| body.extend_from_slice(&answer_body));
+                Err(KafkaError::Sasl(why))
+            }
+        }
+    }
+
+    /// A failed authentication: its answer (if any) and the close after it wait
+    /// `refused_auth_delay_ms`, so each guess costs the client that long and the broker only
+    /// the open connection; with no delay, both happen now.
+    fn refuse(
+        &mut self,
+        answer: Option<Vec<u8>>,
+        why: String,
+        now_ms: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KafkaError> {
+        let delay = self.settings.refused_auth_delay_ms;
+        if delay > 0 {
+            let at_ms = now_ms.saturating_add(delay);
+            self.refusal = Some(Refusal { at_ms, answer, why });
+            return Ok(());
+        }
+        if let Some(answer) = answer {
+            self.answer_now(out, |body| body.extend_from_slice(&answer));
+        }
+        Err(KafkaError::Sasl(why))
+    }
+
+    /// Sends a held refusal once its time has come: the connection must then close (the
+    /// error says why).
+    pub(super) fn release_refusal(
+        &mut self,
+        now_ms: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KafkaError> {
+        match self.refusal.take() {
+            Some(refusal) if now_ms >= refusal.at_ms => {
+                if let Some(answer) = refusal.answer {
+                    self.answer_now(out, |body| body.extend_from_slice(&answer));
+                }
+                Err(KafkaError::Sasl(refusal.why))
+            }
+            waiting => {
+                self.refusal = waiting;
+                Ok(())
+            }
         }
     }
 
@@ -146,6 +206,7 @@ impl KafkaSession {
         &mut self,
         token: &[u8],
         out: &mut Vec<u8>,
+        now_ms: u64,
     ) -> Result<(), KafkaError> {
         let step = self.step(token);
         self.sasl_raw = matches!(self.sasl, Sasl::Started(_) | Sasl::Scram(_));
@@ -155,7 +216,7 @@ impl KafkaSession {
                 self.answer_now(out, |body| body.extend_from_slice(&reply));
                 Ok(())
             }
-            Err((_, why)) => Err(KafkaError::Sasl(why)),
+            Err((_, why)) => self.refuse(None, why, now_ms, out),
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use weir_kafka::frame::{FrameDecoder, write_frame};
 use weir_kafka::{fetch, header};
 
-use super::op::{KafkaOp, KafkaOpResult};
+use super::op::{Amend, KafkaOp, KafkaOpResult};
 use super::operations::write_result;
 use super::settings::{ANSWERS_QUEUED_MAX, KafkaSettings, REQUEST_BYTES_MIN};
 use crate::auth::Verdict;
@@ -23,6 +23,8 @@ pub(super) struct Queued {
     pub(super) api_version: i16,
     /// The whole frame once ready.
     pub(super) frame: Vec<u8>,
+    /// What the access-control list changes in the operation's result.
+    pub(super) amend: Option<Amend>,
 }
 
 /// Per-connection protocol state.
@@ -48,6 +50,21 @@ pub struct KafkaSession {
     /// Whether a client without SASL is let in (asked of the credentials once, here, not
     /// per request).
     pub(super) anonymous_allowed: bool,
+    /// The client id of the latest request, kept while an access-control list is in force
+    /// (what its patterns' `%c` stands for).
+    pub(super) client_id: String,
+    /// A failed authentication waiting out `refused_auth_delay_ms`: nothing more is read.
+    pub(super) refusal: Option<Refusal>,
+}
+
+/// A failed SASL authentication's answer, held until `at_ms`; the connection closes after it.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) at_ms: u64,
+    /// The answer's body (none after a version 0 handshake: the connection just closes).
+    pub(super) answer: Option<Vec<u8>>,
+    /// Why, for the log.
+    pub(super) why: String,
 }
 
 /// A SASL mechanism a Kafka client may choose.
@@ -91,6 +108,8 @@ impl KafkaSession {
             sasl: Sasl::None,
             sasl_raw: false,
             anonymous_allowed,
+            client_id: String::new(),
+            refusal: None,
         }
     }
 
@@ -103,7 +122,9 @@ impl KafkaSession {
     /// of answers behind pending operations, or the operations in flight, are at
     /// [`ANSWERS_QUEUED_MAX`]. The connection should not be read meanwhile.
     pub fn saturated(&self) -> bool {
-        self.queued.len() >= ANSWERS_QUEUED_MAX || self.ops_in_flight >= ANSWERS_QUEUED_MAX
+        self.queued.len() >= ANSWERS_QUEUED_MAX
+            || self.ops_in_flight >= ANSWERS_QUEUED_MAX
+            || self.refusal.is_some()
     }
 
     /// True while an operation's result is awaited.
@@ -113,11 +134,14 @@ impl KafkaSession {
 
     /// Takes the result of operation `token`, and writes to `out` every answer that no
     /// longer waits.
-    pub fn complete(&mut self, token: u64, result: KafkaOpResult, out: &mut Vec<u8>) {
+    pub fn complete(&mut self, token: u64, mut result: KafkaOpResult, out: &mut Vec<u8>) {
         self.ops_in_flight = self.ops_in_flight.saturating_sub(1);
-        let Some(slot) = self.queued.iter().find(|q| q.waiting == Some(token)) else {
+        let Some(slot) = self.queued.iter_mut().find(|q| q.waiting == Some(token)) else {
             return;
         };
+        if let Some(amend) = slot.amend.take() {
+            amend.apply(&mut result);
+        }
         let (correlation_id, version) = (slot.correlation_id, slot.api_version);
         let mut frame = Vec::new();
         write_frame(&mut frame, |body| {
@@ -129,6 +153,11 @@ impl KafkaSession {
     /// True while a fetch waits for data or its deadline.
     pub fn has_waiting_fetch(&self) -> bool {
         !self.waiting_fetches.is_empty()
+    }
+
+    /// True while a failed authentication waits to be answered ([`KafkaSession::tick`]).
+    pub fn refusing(&self) -> bool {
+        self.refusal.is_some()
     }
 
     /// Puts `frame` in the slot waiting for `token` and writes out every answer no longer
@@ -147,11 +176,11 @@ impl KafkaSession {
         }
     }
 
-    /// Queues an answer slot that waits for `op`.
+    /// Queues an answer slot that waits for `op`; `amend` changes its result first.
     pub(super) fn defer(
         &mut self,
         start: header::HeaderStart,
-        op: KafkaOp,
+        (op, amend): (KafkaOp, Option<Amend>),
         ops: &mut Vec<(u64, KafkaOp)>,
     ) {
         let token = self.hand_on(op, ops);
@@ -160,6 +189,7 @@ impl KafkaSession {
             correlation_id: start.correlation_id,
             api_version: start.api_version,
             frame: Vec::new(),
+            amend,
         });
     }
 
@@ -170,6 +200,20 @@ impl KafkaSession {
         ops.push((token, op));
         self.ops_in_flight += 1;
         token
+    }
+
+    /// Answers the request `start` with `result` (of no operation), in order.
+    pub(super) fn answer_result(
+        &mut self,
+        start: header::HeaderStart,
+        result: KafkaOpResult,
+        out: &mut Vec<u8>,
+    ) {
+        let settings = self.settings.clone();
+        self.answer_now(out, |body| {
+            let (correlation_id, version) = (start.correlation_id, start.api_version);
+            write_result(body, correlation_id, version, result, &settings)
+        });
     }
 
     /// Writes an answer to `out`, or queues it behind an answer that waits.
@@ -185,6 +229,7 @@ impl KafkaSession {
                 correlation_id: 0,
                 api_version: 0,
                 frame,
+                amend: None,
             });
         }
     }

@@ -41,9 +41,11 @@ pub struct KafkaSettings {
     pub batch_decompressed_bytes_max: usize,
     /// Checks SASL credentials; says whether a client without SASL is let in.
     pub auth: Arc<dyn Authenticator>,
-    /// The access-control list (`auth.acl_file`). Kafka's checks against it are not built
-    /// yet: while one is set, Kafka clients get nothing but ApiVersions and SASL answered.
+    /// The access-control list (`auth.acl_file`), read anew for every request.
     pub acl: Arc<dyn AclSource>,
+    /// How long a failed SASL authentication waits for its answer (and the close after it),
+    /// milliseconds (`auth.refused_connect_delay_ms`): each guess costs the client this long.
+    pub refused_auth_delay_ms: u64,
 }
 
 impl std::fmt::Debug for KafkaSettings {

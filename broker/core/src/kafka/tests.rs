@@ -3,6 +3,7 @@ use std::sync::Arc;
 use super::*;
 use crate::log_store::{EmptyStore, StoreError};
 
+mod acl;
 mod sasl;
 use coordinator::{GroupAnswer, GroupOp};
 use weir_kafka::error::ErrorCode;
@@ -22,6 +23,7 @@ fn settings() -> Arc<KafkaSettings> {
         batch_decompressed_bytes_max: 1 << 20,
         auth: Arc::new(crate::auth::AllowAll),
         acl: Arc::new(crate::acl::NoAcl),
+        refused_auth_delay_ms: 0,
     })
 }
 

@@ -29,7 +29,7 @@ pub(super) const WRITE_BUFFER_KEEP: usize = 4 * 1024;
 
 /// The protocol state of a connection.
 enum Session {
-    Kafka(KafkaSession),
+    Kafka(Box<KafkaSession>),
     Mqtt(Box<MqttConnection>),
 }
 
@@ -105,11 +105,10 @@ impl Conn {
         let session = match protocol {
             Protocol::Kafka => {
                 // Kafka shows a member's address as `/ip`.
-                let host = stream
-                    .peer_addr()
-                    .map(|addr| format!("/{}", addr.ip()))
-                    .unwrap_or_default();
-                Session::Kafka(KafkaSession::new(sessions.kafka[listener].clone(), host))
+                let host =
+                    (stream.peer_addr().map(|addr| format!("/{}", addr.ip()))).unwrap_or_default();
+                let settings = sessions.kafka[listener].clone();
+                Session::Kafka(Box::new(KafkaSession::new(settings, host)))
             }
             Protocol::Mqtt | Protocol::MqttWebSocket => {
                 Session::Mqtt(Box::new(MqttConnection::new(
@@ -280,8 +279,8 @@ impl Conn {
         (self.out.len() - before) as u64
     }
 
-    /// The TLS handshake is done: with `tls.identity_as_username`, the MQTT session is told
-    /// who the client certificate names.
+    /// The TLS handshake is done: with `tls.identity_as_username`, the session (MQTT or
+    /// Kafka) is told who the client certificate names.
     fn identify(&mut self) {
         if !self.identity_as_username {
             return;
@@ -293,8 +292,9 @@ impl Conn {
             },
             None => CertificateIdentity::Refused("no client certificate".to_owned()),
         };
-        if let Some(mqtt) = self.mqtt() {
-            mqtt.set_certificate_identity(identity);
+        match &mut self.session {
+            Session::Mqtt(mqtt) => mqtt.set_certificate_identity(identity),
+            Session::Kafka(kafka) => kafka.set_certificate_identity(identity),
         }
     }
 
@@ -400,12 +400,8 @@ impl Conn {
             Ok(used) => Some(used),
             Err(e) => {
                 // Refused authentication is worth an operator's eye; a malformed request is not.
-                let security = matches!(
-                    e,
-                    KafkaError::Sasl(_)
-                        | KafkaError::Unauthenticated { .. }
-                        | KafkaError::NoKafkaAcl { .. }
-                );
+                let security =
+                    matches!(e, KafkaError::Sasl(_) | KafkaError::Unauthenticated { .. });
                 if security {
                     let peer = self.stream.peer_addr().ok();
                     tracing::info!(?peer, "closing a kafka connection: {e}");
@@ -481,14 +477,19 @@ impl Conn {
         let before = self.out.len();
         match &mut self.session {
             Session::Kafka(session) => {
-                if !session.has_waiting_fetch() {
+                if !session.has_waiting_fetch() && !session.refusing() {
                     return 0;
                 }
-                session.tick(
+                let result = session.tick(
                     crate::clock::monotonic_ms(now),
                     plaintext(&mut self.tls, &mut self.out),
                 );
                 self.seal();
+                if let Err(e) = result {
+                    let peer = self.stream.peer_addr().ok();
+                    tracing::info!(?peer, "closing a kafka connection: {e}");
+                    self.closing = true;
+                }
             }
             Session::Mqtt(_) => {
                 let open = self.mqtt_parts().is_none_or(|(mqtt, out, work)| {
@@ -562,11 +563,11 @@ impl Conn {
         }
     }
 
-    /// True while the session has a deadline (MQTT keep alive, connect timeout): looked at in
-    /// every timeout sweep.
+    /// True while the session has a deadline (MQTT keep alive, connect timeout, a refused
+    /// authentication's delay): looked at in every timeout sweep.
     pub(super) fn has_deadline(&self) -> bool {
         match &self.session {
-            Session::Kafka(_) => false,
+            Session::Kafka(session) => session.refusing(),
             Session::Mqtt(mqtt) => mqtt.has_timer(),
         }
     }

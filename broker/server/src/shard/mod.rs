@@ -225,6 +225,7 @@ fn kafka_settings(config: &ServerConfig, bound: &Bound) -> Vec<Arc<KafkaSettings
             // One set of credentials and one access-control list for both fronts.
             auth: config.mqtt.auth.clone(),
             acl: config.mqtt.acl.clone(),
+            refused_auth_delay_ms: config.mqtt.refused_connect_delay_ms,
         })
     };
     bound.iter().map(|(_, addr)| settings(*addr)).collect()

@@ -92,23 +92,9 @@ pub(super) fn run(
     for (ti, (topic, found)) in topics.into_iter().zip(resolved).enumerate() {
         for (pi, (index, records)) in topic.partitions.into_iter().enumerate() {
             let answer = &mut responses[ti].partitions[pi];
-            let pid = match &found {
-                Err(code) => {
-                    answer.error_code = *code;
-                    continue;
-                }
-                Ok(pids) => match partition_at(pids, index) {
-                    Some(pid) => pid,
-                    None => {
-                        answer.error_code = ErrorCode::UnknownTopicOrPartition.code();
-                        continue;
-                    }
-                },
-            };
-            let Some(batches) = partition_batches(records, answer) else {
-                continue;
-            };
-            work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
+            if let Some((pid, batches)) = partition_work(&found, index, records, answer) {
+                work.extend(batches.into_iter().map(|batch| (ti, pi, pid, batch)));
+            }
         }
     }
     let mut elsewhere = Vec::new();
@@ -137,6 +123,36 @@ pub(super) fn run(
     }));
     submit_routed(writer, &aggregate, elsewhere);
     submit_partitions(writer, &aggregate, work);
+}
+
+/// Where one partition's `records` go (partition `index` of a topic `found` or not) and the
+/// batches to append there, or `None` with its `answer` filled in when nothing is appended.
+fn partition_work(
+    found: &Result<Vec<PartitionId>, i16>,
+    index: i32,
+    records: ProduceRecords,
+    answer: &mut PartitionResponse,
+) -> Option<(PartitionId, Vec<CheckedBatch>)> {
+    if let ProduceRecords::Refused { .. } = records {
+        // Refused on the shard (a plugin, the access-control list): answered as such
+        // whether or not the topic exists.
+        partition_batches(records, answer);
+        return None;
+    }
+    let pid = match found {
+        Err(code) => {
+            answer.error_code = *code;
+            return None;
+        }
+        Ok(pids) => match partition_at(pids, index) {
+            Some(pid) => pid,
+            None => {
+                answer.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                return None;
+            }
+        },
+    };
+    Some((pid, partition_batches(records, answer)?))
 }
 
 /// The batches to append for one partition's `records`, or `None` with its `answer` filled
@@ -276,6 +292,15 @@ fn resolve_unknown(
     creation: Creation,
 ) -> Result<Vec<Result<Vec<PartitionId>, i16>>, StoreError> {
     known.resize(topics.len(), None);
+    // A topic every partition of which was refused is not created.
+    let wanted = |topic: &ProduceTopic| {
+        (topic.partitions.iter()).any(|(_, r)| !matches!(r, ProduceRecords::Refused { .. }))
+    };
+    for (topic, found) in topics.iter().zip(known.iter_mut()) {
+        if found.is_none() && !wanted(topic) {
+            *found = Some(Vec::new());
+        }
+    }
     let unknown: Vec<String> = (topics.iter().zip(&known))
         .filter(|(_, found)| found.is_none())
         .map(|(topic, _)| topic.name.clone())

@@ -239,3 +239,32 @@ fn a_version_0_handshake_takes_raw_tokens() {
     );
     assert_eq!(ops.len(), 1);
 }
+
+/// A failed authentication is answered, and the connection closed, only once
+/// `refused_auth_delay_ms` has passed; meanwhile nothing more is read.
+#[test]
+fn a_failed_authentication_waits_out_the_refusal_delay() {
+    let mut settings = (*settings()).clone();
+    settings.auth = Arc::new(Alice);
+    settings.refused_auth_delay_ms = 1000;
+    let mut s = KafkaSession::new(Arc::new(settings), "/127.0.0.1".into());
+    feed(&mut s, &handshake("PLAIN")).1.unwrap();
+    let input = [authenticate(b"\0alice\0wrong"), request(18, 0, 3)].concat();
+    let (out, result) = feed(&mut s, &input);
+    assert!(out.is_empty(), "no answer yet");
+    assert_eq!(
+        result,
+        Ok(authenticate(b"\0alice\0wrong").len()),
+        "the request after it waits"
+    );
+    assert!(s.refusing() && s.saturated());
+    let mut out = Vec::new();
+    assert_eq!(s.tick(999, &mut out), Ok(()));
+    assert!(out.is_empty());
+    assert!(matches!(s.tick(1000, &mut out), Err(KafkaError::Sasl(_))));
+    assert_eq!(
+        authenticated(&out).0,
+        ErrorCode::SaslAuthenticationFailed.code()
+    );
+    assert!(!s.refusing());
+}
