@@ -164,13 +164,26 @@ impl ProducerContext for Deliveries {
 /// Produces the round's records; returns MB/s, the broker's CPU seconds and this process's
 /// (the client's).
 pub(crate) fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f64, f64, f64)> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", broker.kafka.to_string());
+    produce_with(config, broker.pid(), TOPIC, bench)
+}
+
+/// Produces the round's records to `topic` with a client of `config` (its bootstrap servers,
+/// and TLS settings if any) to the broker `pid`; returns MB/s, the broker's CPU seconds and
+/// this process's (the client's).
+pub(crate) fn produce_with(
+    mut config: ClientConfig,
+    pid: u32,
+    topic: &str,
+    bench: &KafkaBench,
+) -> anyhow::Result<(f64, f64, f64)> {
     use std::sync::atomic::Ordering;
     let context = Deliveries {
         delivered: 0.into(),
         failed: 0.into(),
     };
-    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", broker.kafka.to_string())
+    let producer: ThreadedProducer<Deliveries> = config
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
@@ -182,17 +195,17 @@ pub(crate) fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f6
     // Create the topic and warm the connection outside the measurement.
     producer
         .send(
-            BaseRecord::<(), [u8]>::to(TOPIC)
+            BaseRecord::<(), [u8]>::to(topic)
                 .payload(&value[..])
                 .partition(0),
         )
         .map_err(|(e, _)| e)?;
     producer.flush(Duration::from_secs(30))?;
-    let cpu_before = cpu_ticks(broker.pid())?;
+    let cpu_before = cpu_ticks(pid)?;
     let client_before = cpu_ticks(std::process::id())?;
     let started = Instant::now();
     for _ in 0..count {
-        let mut record = BaseRecord::<(), [u8]>::to(TOPIC)
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
             .payload(&value[..])
             .partition(0);
         loop {
@@ -213,7 +226,7 @@ pub(crate) fn produce(broker: &Broker, bench: &KafkaBench) -> anyhow::Result<(f6
     }
     producer.flush(Duration::from_secs(600))?;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = (cpu_ticks(broker.pid())? - cpu_before) as f64 / clock_ticks_per_s();
+    let cpu = (cpu_ticks(pid)? - cpu_before) as f64 / clock_ticks_per_s();
     let client = (cpu_ticks(std::process::id())? - client_before) as f64 / clock_ticks_per_s();
     let context = producer.context();
     let failed = context.failed.load(Ordering::Relaxed);

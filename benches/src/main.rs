@@ -95,7 +95,8 @@ enum Workload {
         rounds: usize,
     },
     /// What TLS costs: MQTT QoS 0 over TCP and over TLS, TLS handshakes per second on one
-    /// core and memory per idle TLS connection, Weir and Mosquitto side by side.
+    /// core and memory per idle TLS connection, Weir and Mosquitto side by side; Kafka 1 KiB
+    /// produce over TCP and TLS.
     Tls {
         /// QoS 0 messages per throughput run, all publishers together.
         #[arg(long, default_value_t = 200_000)]
@@ -115,6 +116,9 @@ enum Workload {
         /// Seconds of connecting for the handshake rate.
         #[arg(long, default_value_t = 5.0)]
         handshake_seconds: f64,
+        /// MiB of 1 KiB Kafka records produced per transport and round (0: none).
+        #[arg(long, default_value_t = 128)]
+        kafka_mib: u64,
     },
     /// Every workload whose Weir side exists, against Weir and the peers found here
     /// (Mosquitto), alternating, several rounds: a table of medians and ratios with CPU per
@@ -216,6 +220,7 @@ fn main() -> anyhow::Result<()> {
             rounds,
             idle_connections,
             handshake_seconds,
+            kafka_mib,
         } => tls::run(&tls::TlsBench {
             messages,
             publishers: publishers.max(1),
@@ -223,6 +228,7 @@ fn main() -> anyhow::Result<()> {
             rounds: rounds.max(1),
             idle_connections,
             handshake_s: handshake_seconds,
+            kafka_mib,
         }),
         Workload::Mqtt {
             messages,

@@ -123,6 +123,8 @@ pub(crate) struct Broker {
     pub(crate) mqtt: SocketAddr,
     /// Its MQTT over TLS address, when `mqtt.tls_listen` is set.
     pub(crate) mqtt_tls: Option<SocketAddr>,
+    /// Its Kafka over TLS address, when `kafka.tls_listen` is set.
+    pub(crate) kafka_tls: Option<SocketAddr>,
     /// Milliseconds from spawn to "weir ready".
     pub(crate) ready_ms: f64,
 }
@@ -150,6 +152,7 @@ impl Broker {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt_tls: None,
+            kafka_tls: None,
             ready_ms: 0.0,
         };
         let (tx, rx) = channel();
@@ -176,6 +179,9 @@ impl Broker {
             }
             if let Some(addr) = line.split("mqtt tls listening on ").nth(1) {
                 broker.mqtt_tls = Some(addr.trim().parse()?);
+            }
+            if let Some(addr) = line.split("kafka tls listening on ").nth(1) {
+                broker.kafka_tls = Some(addr.trim().parse()?);
             }
             if line.contains("weir ready") {
                 break started.elapsed().as_secs_f64() * 1e3;

@@ -8,7 +8,11 @@
 //!   handshake (ECDSA P-256 certificate), an MQTT CONNECT and its CONNACK, then close; beside
 //!   the same over plain TCP;
 //! - the memory an idle connection holds: the broker's resident set before and after opening
-//!   many connections that CONNECT and then stay silent, per connection, over TCP and TLS.
+//!   many connections that CONNECT and then stay silent, per connection, over TCP and TLS;
+//! - Kafka produce of 1 KiB records with librdkafka (acks=all, so each batch waits for its
+//!   fsync) over TCP and over TLS (`security.protocol=ssl`) to one Weir per round, the order
+//!   of the two alternating: MB/s and CPU per MB of the broker and of the client. Mosquitto
+//!   has no Kafka side.
 //!
 //! The clients are rustls (ring), the same stack on both brokers' side of the comparison.
 
@@ -21,6 +25,7 @@ use iot_sim::client::Conn;
 use weir_mqtt::QoS;
 use weir_tests::pki::{Pki, TlsStream, client_config, tls_connect};
 
+use crate::kafka::{KafkaBench, produce_with};
 use crate::mqtt::{Connector, MqttBench, Run, Socket, start_mosquitto, which};
 use crate::server::{Broker, clock_ticks_per_s, cpu_ticks, median, status_kib, weir_binary};
 
@@ -39,6 +44,8 @@ pub struct TlsBench {
     pub idle_connections: usize,
     /// Seconds of connecting for the handshake rate.
     pub handshake_s: f64,
+    /// MiB of 1 KiB Kafka records produced per transport and round (0: no Kafka figures).
+    pub kafka_mib: u64,
 }
 
 impl Socket for TlsStream {
@@ -118,7 +125,90 @@ pub fn run(bench: &TlsBench) -> anyhow::Result<()> {
         }
     }
     report(&brokers, &figures, bench.rounds);
+    kafka_rounds(&weir, &pki, bench)
+}
+
+/// Kafka produce over TCP and TLS, one Weir (one shard) per round, and the table of medians.
+fn kafka_rounds(weir: &std::path::Path, pki: &Pki, bench: &TlsBench) -> anyhow::Result<()> {
+    if bench.kafka_mib == 0 {
+        return Ok(());
+    }
+    let kafka = KafkaBench {
+        total_bytes: bench.kafka_mib << 20,
+        record_bytes: 1024,
+        rounds: 1,
+    };
+    println!(
+        "\nkafka: {} MiB of 1 KiB records per transport and round, acks=all (fsync), librdkafka {}",
+        bench.kafka_mib,
+        rdkafka::util::get_rdkafka_version().1
+    );
+    let (cert, key, ca) = (pki.server.cert_path(), pki.server.key_path(), pki.ca_path());
+    // figures[0: tcp, 1: tls]: MB/s, broker and client CPU ms per MB.
+    let mut figures: [Vec<[f64; 3]>; 2] = Default::default();
+    for round in 0..bench.rounds {
+        let dir = tempfile::tempdir()?;
+        let env = [
+            ("WEIR_SERVER_SHARDS", "1"),
+            ("WEIR_KAFKA_TLS_LISTEN", "127.0.0.1:0"),
+            ("WEIR_TLS_CERT_FILE", cert.as_str()),
+            ("WEIR_TLS_KEY_FILE", key.as_str()),
+            ("WEIR_KAFKA_AUTO_CREATE_PARTITIONS_COUNT", "1"),
+        ];
+        let broker = Broker::start(weir, dir.path(), &env)?;
+        let tls = (broker.kafka_tls).ok_or_else(|| anyhow::anyhow!("no kafka tls address"))?;
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for t in order {
+            let mut config = rdkafka::ClientConfig::new();
+            if t == 1 {
+                config
+                    .set("bootstrap.servers", tls.to_string())
+                    .set("security.protocol", "ssl")
+                    .set("ssl.ca.location", &ca);
+            } else {
+                config.set("bootstrap.servers", broker.kafka.to_string());
+            }
+            let topic = ["over-tcp", "over-tls"][t];
+            let (mb_s, cpu_s, client_s) = produce_with(config, broker.pid(), topic, &kafka)?;
+            let mb = kafka.total_bytes as f64 / 1e6;
+            let figure = [mb_s, cpu_s * 1e3 / mb, client_s * 1e3 / mb];
+            println!(
+                "round {}: kafka produce over {}: {:.1} MB/s, broker {:.2} / client {:.2} ms CPU/MB",
+                round + 1,
+                ["tcp", "tls"][t],
+                figure[0],
+                figure[1],
+                figure[2]
+            );
+            figures[t].push(figure);
+        }
+    }
+    kafka_report(&figures, bench.rounds);
     Ok(())
+}
+
+/// The table of Kafka medians (per transport: MB/s, broker and client CPU ms per MB), and
+/// the ratios TLS / TCP.
+fn kafka_report(figures: &[Vec<[f64; 3]>; 2], rounds: usize) {
+    let med = |t: usize, i: usize| median(figures[t].iter().map(|f| f[i]).collect());
+    println!(
+        "\n| weir, Kafka 1 KiB produce (medians of {} rounds) | MB/s | broker CPU per MB | client CPU per MB |",
+        rounds
+    );
+    println!("| --- | --- | --- | --- |");
+    for (t, transport) in ["tcp", "tls"].iter().enumerate() {
+        println!(
+            "| {transport} | {:.1} | {:.2} ms | {:.2} ms |",
+            med(t, 0),
+            med(t, 1),
+            med(t, 2)
+        );
+    }
+    println!(
+        "weir: Kafka produce TLS / TCP: {:.2}x MB/s, {:.2}x broker CPU per MB",
+        med(1, 0) / med(0, 0),
+        med(1, 1) / med(0, 1)
+    );
 }
 
 /// Weir with one shard, plaintext and TLS MQTT listeners.

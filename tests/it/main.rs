@@ -2,6 +2,7 @@
 //! One module per feature.
 
 mod acl;
+mod auth_abuse;
 mod connections;
 mod iot_sim;
 mod kafka_clients;

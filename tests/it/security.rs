@@ -11,12 +11,25 @@ use weir_tests::{
 
 const TOKEN: &str = "5f0c2a9e6b7d4e1f8a3c0b2d9e7f6a1c";
 
-/// Writes `token` to a file only its owner may read, in `dir`; returns its path.
+/// Writes `token` to `dir`/admin-token, a file only its owner may read (a new file renamed
+/// over the old one, as a rotation does); returns its path.
 fn token_file(dir: &Path, token: &str) -> String {
-    let path = dir.join("admin-token");
-    std::fs::write(&path, format!("{token}\n")).expect("write the token file");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let (path, new) = (dir.join("admin-token"), dir.join("admin-token.new"));
+    std::fs::write(&new, format!("{token}\n")).expect("write the token file");
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    std::fs::rename(&new, &path).expect("rename the token file");
     path.display().to_string()
+}
+
+/// A broker whose admin API wants the token of `dir`/admin-token ([`TOKEN`]), with `env`;
+/// the token file's path.
+fn guarded_broker(dir: &Path, env: &[(&str, &str)]) -> (Weir, String) {
+    let file = token_file(dir, TOKEN);
+    let mut builder = Weir::builder().env("WEIR_ADMIN_TOKEN_FILE", &file);
+    for &(key, value) in env {
+        builder = builder.env(key, value);
+    }
+    (builder.start().expect("the broker starts"), file)
 }
 
 /// The admin token is read again when its file changes and on SIGHUP: the new token opens
@@ -25,11 +38,7 @@ fn token_file(dir: &Path, token: &str) -> String {
 #[test]
 fn the_admin_token_is_reloaded_when_its_file_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let file = token_file(dir.path(), TOKEN);
-    let mut weir = Weir::builder()
-        .env("WEIR_ADMIN_TOKEN_FILE", &file)
-        .start()
-        .unwrap();
+    let (mut weir, file) = guarded_broker(dir.path(), &[]);
     let addr = weir.admin_addr().unwrap();
     let status = |token: &str| {
         let get = ("GET", "/plugins", &b""[..]);
@@ -37,12 +46,7 @@ fn the_admin_token_is_reloaded_when_its_file_changes() {
     };
     assert_eq!(status(TOKEN), 200);
     let rotated = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
-    let replace = |token: &str| {
-        let new = dir.path().join("admin-token.new");
-        std::fs::write(&new, format!("{token}\n")).unwrap();
-        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::rename(&new, &file).unwrap();
-    };
+    let replace = |token: &str| drop(token_file(dir.path(), token));
     replace(rotated);
     weir.wait_for_log("admin token reloaded after a change")
         .unwrap();
@@ -69,11 +73,7 @@ fn the_admin_token_is_reloaded_when_its_file_changes() {
 #[test]
 fn admin_requests_without_the_token_get_401_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let file = token_file(dir.path(), TOKEN);
-    let mut weir = Weir::builder()
-        .env("WEIR_ADMIN_TOKEN_FILE", &file)
-        .start()
-        .unwrap();
+    let (mut weir, file) = guarded_broker(dir.path(), &[]);
     let addr = weir.admin_addr().unwrap();
     assert_eq!(http_get(addr, "/health").unwrap().0, 200);
     assert_eq!(http_get(addr, "/metrics").unwrap().0, 200);
@@ -118,12 +118,8 @@ fn admin_requests_without_the_token_get_401_and_change_nothing() {
 #[test]
 fn metrics_can_require_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let file = token_file(dir.path(), TOKEN);
-    let mut weir = Weir::builder()
-        .env("WEIR_ADMIN_TOKEN_FILE", &file)
-        .env("WEIR_ADMIN_METRICS_REQUIRE_TOKEN", "true")
-        .start()
-        .unwrap();
+    let env = [("WEIR_ADMIN_METRICS_REQUIRE_TOKEN", "true")];
+    let (mut weir, _) = guarded_broker(dir.path(), &env);
     let addr = weir.admin_addr().unwrap();
     assert_eq!(http_get(addr, "/health").unwrap().0, 200);
     assert_eq!(http_get(addr, "/metrics").unwrap().0, 401);

@@ -233,7 +233,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         ),
         (
             "tls",
-            "MQTT over TLS beside plaintext, handshakes, memory per idle TLS connection",
+            "MQTT and Kafka over TLS beside plaintext, handshakes, memory per idle TLS connection",
         ),
     ];
     for (name, what) in process_benches {

@@ -78,10 +78,11 @@ impl TlsContext {
     }
 }
 
-/// Builds both server configurations from the files.
+/// Builds both server configurations from one reading of the files.
 fn configs(files: &TlsFiles) -> Result<Configs, String> {
-    let listeners = server_config(files, true)?;
-    let mut admin = server_config(files, false)?;
+    let (certs, key) = certificate_and_key(files)?;
+    let listeners = server_config(files, (certs.clone(), key.clone_key()), true)?;
+    let mut admin = server_config(files, (certs, key), false)?;
     admin.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Configs {
         listeners: Arc::new(listeners),
@@ -89,14 +90,10 @@ fn configs(files: &TlsFiles) -> Result<Configs, String> {
     })
 }
 
-/// A server configuration from the files; `client_certs`: as the `tls.*` keys say, else none
-/// asked for.
-fn server_config(files: &TlsFiles, client_certs: bool) -> Result<rustls::ServerConfig, String> {
-    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange
-    // (X25519MLKEM768, which only aws-lc-rs offers); ring is what builds on a Raspberry Pi
-    // with nothing but a C compiler, so Weir keeps it (X25519, P-256, P-384): docs/security.md.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// The certificate chain and private key the files hold.
+fn certificate_and_key(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let shown = |path: &PathBuf| path.display().to_string();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
         .and_then(|certs| certs.collect::<Result<_, _>>())
@@ -109,6 +106,22 @@ fn server_config(files: &TlsFiles, client_certs: bool) -> Result<rustls::ServerC
     }
     let key = PrivateKeyDer::from_pem_file(&files.key_file)
         .map_err(|e| format!("tls.key_file {}: {e}", shown(&files.key_file)))?;
+    Ok((certs, key))
+}
+
+/// A server configuration presenting `certs` with `key`; `client_certs`: as the `tls.*` keys
+/// say, else none asked for.
+fn server_config(
+    files: &TlsFiles,
+    (certs, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    client_certs: bool,
+) -> Result<rustls::ServerConfig, String> {
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange
+    // (X25519MLKEM768, which only aws-lc-rs offers); ring is what builds on a Raspberry Pi
+    // with nothing but a C compiler, so Weir keeps it (X25519, P-256, P-384): docs/security.md.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let shown = |path: &PathBuf| path.display().to_string();
     let verifier = match files.client_ca_file.as_ref().filter(|_| client_certs) {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();

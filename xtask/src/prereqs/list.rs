@@ -112,6 +112,14 @@ fn machine_and_build() -> Vec<Requirement> {
             needed_by: "building librdkafka (rdkafka-sys) and LMDB, and librdkafka's own test programs",
         },
         Requirement {
+            what: "OpenSSL's headers and pkg-config",
+            source: Source::Debian {
+                packages: &["libssl-dev", "pkg-config"],
+                probe: None,
+            },
+            needed_by: "building librdkafka with TLS and SCRAM (rdkafka-sys's ssl feature: the TLS benchmark's Kafka client)",
+        },
+        Requirement {
             what: "Python",
             source: Source::Machine {
                 version: &["python3", "--version"],

@@ -27,6 +27,10 @@ const READ_BUFFER_KEEP: usize = 4 * 1024;
 /// A send buffer emptied with more capacity than this is freed.
 pub(super) const WRITE_BUFFER_KEEP: usize = 4 * 1024;
 
+/// Delivered bytes waiting unsealed before they are sealed into a TLS record (the largest
+/// TLS record's plaintext) or WebSocket frame.
+const SEAL_BYTES: usize = 16 * 1024;
+
 /// The protocol state of a connection.
 enum Session {
     Kafka(Box<KafkaSession>),
@@ -202,6 +206,23 @@ impl Conn {
     /// Answer bytes in `out` not yet written.
     pub(super) fn pending(&self) -> usize {
         self.out.len() - self.written
+    }
+
+    /// Bytes the session wrote that are not yet sealed into WebSocket frames and TLS records
+    /// (deliveries are sealed together: see [`Conn::offer_mqtt`]).
+    fn unsealed(&self) -> usize {
+        self.ws.as_ref().map_or(0, |ws| ws.scratch.len())
+            + self.tls.as_ref().map_or(0, |tls| tls.plain_out.len())
+    }
+
+    /// Seals what deliveries left unsealed; returns the bytes added to `out`.
+    pub(super) fn seal_deliveries(&mut self) -> u64 {
+        if self.unsealed() == 0 {
+            return 0;
+        }
+        let before = self.out.len();
+        self.seal();
+        (self.out.len() - before) as u64
     }
 
     /// True while input waits to be processed.
@@ -617,7 +638,10 @@ impl Conn {
     }
 
     /// Offers the message at `offset` of `partition` to an MQTT subscriber (`backlog`: read
-    /// while catching up); returns what became of it and the bytes written.
+    /// while catching up); returns what became of it and the bytes written. Over TLS (and
+    /// WebSocket) the messages are sealed together once a record's worth is waiting, and the
+    /// rest when the delivery pass ends ([`Conn::seal_deliveries`]): one TLS record and one
+    /// WebSocket frame per 16 KiB rather than per message.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn offer_mqtt(
         &mut self,
@@ -632,7 +656,7 @@ impl Conn {
         if self.closing {
             return (Offer::Skipped, 0);
         }
-        let room = self.out.len() - self.written < write_max;
+        let room = self.pending() + self.unsealed() < write_max;
         let before = self.out.len();
         let Some((mqtt, out, _)) = self.mqtt_parts() else {
             return (Offer::Skipped, 0);
@@ -652,7 +676,9 @@ impl Conn {
             Offer::Dropped => metrics.mqtt_dropped.fetch_add(1, Ordering::Relaxed),
             Offer::Skipped | Offer::Full => 0,
         };
-        self.seal();
+        if self.unsealed() >= SEAL_BYTES {
+            self.seal();
+        }
         (offer, (self.out.len() - before) as u64)
     }
 

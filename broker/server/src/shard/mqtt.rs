@@ -430,6 +430,15 @@ impl MqttTail {
             self.cursors.insert(partition, at.max(cursor));
         }
         let more = self.serve_lagging(store, conns, (limits, now, metrics), &mut touched);
+        // What the offers left unsealed (over TLS or WebSocket) is sealed once, here.
+        for &slot in self.subscribers.iter().chain(&self.lagging) {
+            if let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) {
+                let added = conn.conn_mut().seal_deliveries();
+                if added > 0 {
+                    *touched.entry(slot).or_default() += added;
+                }
+            }
+        }
         (touched.into_iter().collect(), more)
     }
 
