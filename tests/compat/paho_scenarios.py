@@ -392,6 +392,20 @@ def connect(addr, version):
     say("persistent", reason_code=ack["reason_code"], session_present=ack["session_present"])
 
 
+def keep_alive_cap(addr, version):
+    """Run against a broker with `mqtt.keep_alive_max_s = 60` (the Paho interoperability
+    suite's test_server_keep_alive): a client asking for 120 s. MQTT 5: CONNACK success with
+    Server Keep Alive 60; 3.1.1: refused (return code 2, identifier rejected)."""
+    peer = Peer("keep-alive-" + tag(version), addr, version)
+    ack = peer.connect(keepalive=120)
+    server_keep_alive = getattr(ack["properties"], "ServerKeepAlive", None) if version == V5 else None
+    say("asked_120", reason_code=ack["reason_code"], server_keep_alive=server_keep_alive)
+    if ack["reason_code"] == 0:
+        peer.close()
+    else:
+        peer.silence()
+
+
 def assigned_ids(addr, version, count="8"):
     """The client identifiers CONNACK assigns to `count` MQTT 5 clients with empty ones (clean
     start, no session)."""
@@ -1496,6 +1510,7 @@ def server_aliases(addr, version):
 SCENARIOS = {
     "connect": connect,
     "assigned_ids": assigned_ids,
+    "keep_alive_cap": keep_alive_cap,
     "qos": qos,
     "pipelined": pipelined,
     "wildcards": wildcards,

@@ -10,6 +10,7 @@ mod kafka_wire;
 mod librdkafka;
 mod mqtt;
 mod mqtt_clients;
+mod mqtt_rules;
 mod plugins;
 mod process;
 mod security;

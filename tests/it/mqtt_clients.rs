@@ -468,6 +468,25 @@ fn paho_retained_messages_are_replaced_cleared_and_flagged_on_delivery() {
     );
 }
 
+/// `mqtt.keep_alive_max_s = 60` (the Paho interoperability suite's test_server_keep_alive):
+/// paho asking for a keep alive of 120 s gets CONNACK with Server Keep Alive 60 in MQTT 5; an
+/// MQTT 3.1.1 client, which cannot be told, is refused with return code 2.
+#[test]
+fn paho_asking_for_a_longer_keep_alive_than_the_cap_is_held_to_it() {
+    let mut weir = Weir::builder()
+        .env("WEIR_MQTT_KEEP_ALIVE_MAX_S", "60")
+        .start()
+        .unwrap();
+    let steps = paho(&mut weir, "keep_alive_cap_v5");
+    assert_eq!(
+        steps["asked_120"],
+        json!({"step": "asked_120", "reason_code": 0, "server_keep_alive": 60})
+    );
+    let steps = paho(&mut weir, "keep_alive_cap_v311");
+    // paho reports 3.1.1's return code 2 as its MQTT 5 equivalent, 0x85.
+    assert_eq!(steps["asked_120"]["reason_code"], 0x85, "{steps:?}");
+}
+
 /// paho (3.1.1 and 5): after a normal DISCONNECT the will is not published; when a client's
 /// socket is closed without one, its will is (the first message on the will topic is the
 /// second client's, so the first client's never was); a client silent past 1.5 times its

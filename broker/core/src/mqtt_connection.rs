@@ -122,6 +122,10 @@ pub struct SessionSnapshot {
     /// Per partition, the first offset the client has not acknowledged (or not been sent,
     /// while catching up).
     pub pending: HashMap<PartitionId, i64>,
+    /// Per partition, the offset below which QoS 1 and 2 messages were sent.
+    pub sent: HashMap<PartitionId, i64>,
+    /// Outbound QoS 2 exchanges waiting for the client's PUBCOMP (packet identifiers).
+    pub released: Vec<u16>,
 }
 
 /// Work for the shard that a connection's session asked for.
@@ -193,8 +197,16 @@ pub struct MqttConnection {
     will: Option<Will>,
     /// Publishes handed to the log whose outcome has not come back.
     pub stores_in_flight: usize,
+    /// Publishes handed to the log, and outcomes come back, since the connection began (the
+    /// log answers a connection's publishes in order): a subscription made while some were
+    /// in flight leaves those out ([`Sub::skip`]).
+    publishes_handed: u64,
+    publishes_answered: u64,
     /// Where each unacknowledged QoS 1 or 2 delivery came from, by tag.
     unacked: BTreeMap<u64, (PartitionId, i64)>,
+    /// Per partition, the offset below which QoS 1 and 2 messages went to a connection of
+    /// this session (this one or, resumed, earlier ones): sent again, they carry DUP=1.
+    sent: HashMap<PartitionId, i64>,
     next_tag: u64,
     /// Partitions whose messages this connection reads from the log itself (resumed
     /// backlog, or live messages that did not fit its queue): the next offset to read. Live
@@ -218,6 +230,9 @@ pub struct MqttConnection {
     accepted: bool,
     /// The connection ended and its will and session were handed over.
     finished: bool,
+    /// A record of this session may be in the store (it was loaded or saved): when the
+    /// session ends with the connection it must be overwritten as expired.
+    stored: bool,
     /// A CONNECT waiting for another connection with its client id to go: the id and its
     /// clean start flag.
     connecting: Option<(String, bool)>,
@@ -286,6 +301,9 @@ impl MqttConnection {
             subs: Vec::new(),
             will: None,
             stores_in_flight: 0,
+            publishes_handed: 0,
+            publishes_answered: 0,
+            sent: HashMap::new(),
             unacked: BTreeMap::new(),
             next_tag: 1,
             behind: BTreeMap::new(),
@@ -296,6 +314,7 @@ impl MqttConnection {
             used_qos2: false,
             accepted: false,
             finished: false,
+            stored: false,
             connecting: None,
             wall_ms: now.wall_ms,
             edge,
@@ -427,6 +446,13 @@ impl MqttConnection {
     ) -> bool {
         self.wall_ms = now.wall_ms;
         self.stores_in_flight = self.stores_in_flight.saturating_sub(1);
+        self.publishes_answered += 1;
+        // A subscription made after this publish was read leaves it out, wherever it landed.
+        for sub in &mut self.subs {
+            if self.publishes_answered <= sub.own_before {
+                sub.skip.extend(stored.at.iter().copied());
+            }
+        }
         // For No Local subscriptions: this connection's own messages, until they come by.
         if self.subs.iter().any(|s| s.options.no_local) {
             for at in stored.at {
@@ -474,7 +500,10 @@ impl MqttConnection {
             }
         };
         self.session.accept(record.is_some(), now.monotonic_ms, out);
+        self.stored = record.is_some();
         if let Some(record) = record {
+            // QoS 2 exchanges an earlier connection left at PUBREL go on (MQTT 4.4).
+            self.session.resend_releases(&record.released, out);
             self.subs = record
                 .subscriptions
                 .into_iter()
@@ -486,6 +515,7 @@ impl MqttConnection {
                     member: self.conn_id,
                 });
             }
+            self.sent = record.sent.into_iter().collect();
             if !self.subs.is_empty() {
                 self.behind = record.cursors.into_iter().collect();
                 work.push(MqttWork::Subscribed);
@@ -496,7 +526,7 @@ impl MqttConnection {
         // A session that outlives its connection is stored from its start, so that it is
         // there (session present) also after a crash of the broker.
         if self.expiry_interval_s > 0 {
-            work.push(MqttWork::Save(Box::new(self.snapshot())));
+            self.save(work);
         }
         true
     }
@@ -564,8 +594,10 @@ impl MqttConnection {
                 now => work.push(now),
             }
         }
-        if self.expiry_interval_s > 0 && !self.client_id.is_empty() {
-            work.push(MqttWork::Save(Box::new(self.snapshot())));
+        if (self.expiry_interval_s > 0 || self.stored) && !self.client_id.is_empty() {
+            // A session whose expiry is now 0 (a DISCONNECT said so, or it was resumed with
+            // none) is saved expired: the next CONNECT finds none, and its QoS 2 state goes.
+            self.save(work);
         } else if self.used_qos2 {
             // The session ends with the connection: so do its QoS 2 exchanges.
             work.push(MqttWork::Release {
@@ -573,6 +605,12 @@ impl MqttConnection {
                 id: None,
             });
         }
+    }
+
+    /// Stores the session as it is now.
+    fn save(&mut self, work: &mut Vec<MqttWork>) {
+        self.stored = true;
+        work.push(MqttWork::Save(Box::new(self.snapshot())));
     }
 
     fn snapshot(&self) -> SessionSnapshot {
@@ -587,6 +625,8 @@ impl MqttConnection {
             expiry_interval_s: self.expiry_interval_s,
             subscriptions: self.subs.iter().map(Sub::stored).collect(),
             pending,
+            sent: self.sent.clone(),
+            released: self.session.awaiting_pubcomp(),
         }
     }
 }

@@ -351,10 +351,32 @@ pub struct SessionRecord {
     /// Per partition, the first offset to deliver to the next connection. A partition not
     /// listed was created after the session was stored: it is delivered from its start.
     pub cursors: Vec<(PartitionId, i64)>,
+    /// Per partition, the offset below which QoS 1 and 2 messages were sent to a connection of
+    /// the session: sent again from the cursor, they carry DUP=1 (version 2 on; version 1
+    /// records have none).
+    pub sent: Vec<(PartitionId, i64)>,
+    /// Packet identifiers of QoS 2 messages sent to the client whose PUBREL went and whose
+    /// PUBCOMP did not come: the next connection sends the PUBREL again (version 2 on).
+    pub released: Vec<u16>,
 }
 
-/// Format version of an encoded [`SessionRecord`], its first byte.
-const SESSION_RECORD_VERSION: u8 = 1;
+/// Format version of an encoded [`SessionRecord`], its first byte (version 1, without
+/// [`SessionRecord::sent`], is read too).
+const SESSION_RECORD_VERSION: u8 = 2;
+
+/// A list of (partition, offset) of an encoded [`SessionRecord`], read with `take`.
+fn positions<'a>(
+    take: &mut impl FnMut(usize) -> Option<&'a [u8]>,
+) -> Option<Vec<(PartitionId, i64)>> {
+    let count = u32::from_be_bytes(take(4)?.try_into().ok()?);
+    let mut list = Vec::new();
+    for _ in 0..count {
+        let partition = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let offset = i64::from_be_bytes(take(8)?.try_into().ok()?);
+        list.push((PartitionId(partition), offset));
+    }
+    Some(list)
+}
 
 impl SessionRecord {
     /// Whether the session has expired at `now_ms` (wall clock).
@@ -383,10 +405,16 @@ impl SessionRecord {
             );
             out.extend_from_slice(&sub.identifier.unwrap_or(0).to_be_bytes());
         }
-        out.extend_from_slice(&(self.cursors.len() as u32).to_be_bytes());
-        for (partition, offset) in &self.cursors {
-            out.extend_from_slice(&partition.0.to_be_bytes());
-            out.extend_from_slice(&offset.to_be_bytes());
+        for positions in [&self.cursors, &self.sent] {
+            out.extend_from_slice(&(positions.len() as u32).to_be_bytes());
+            for (partition, offset) in positions {
+                out.extend_from_slice(&partition.0.to_be_bytes());
+                out.extend_from_slice(&offset.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.released.len() as u32).to_be_bytes());
+        for id in &self.released {
+            out.extend_from_slice(&id.to_be_bytes());
         }
         out
     }
@@ -399,7 +427,8 @@ impl SessionRecord {
             r = rest;
             Some(head)
         };
-        if take(1)? != [SESSION_RECORD_VERSION] {
+        let version = take(1)?[0];
+        if !(1..=SESSION_RECORD_VERSION).contains(&version) {
             return None;
         }
         let expiry_interval_s = u32::from_be_bytes(take(4)?.try_into().ok()?);
@@ -430,18 +459,22 @@ impl SessionRecord {
                 identifier: (identifier != 0).then_some(identifier),
             });
         }
-        let count = u32::from_be_bytes(take(4)?.try_into().ok()?);
-        let mut cursors = Vec::new();
-        for _ in 0..count {
-            let partition = u32::from_be_bytes(take(4)?.try_into().ok()?);
-            let offset = i64::from_be_bytes(take(8)?.try_into().ok()?);
-            cursors.push((PartitionId(partition), offset));
+        let cursors = positions(&mut take)?;
+        let (mut sent, mut released) = (Vec::new(), Vec::new());
+        if version >= 2 {
+            sent = positions(&mut take)?;
+            let count = u32::from_be_bytes(take(4)?.try_into().ok()?);
+            for _ in 0..count {
+                released.push(u16::from_be_bytes(take(2)?.try_into().ok()?));
+            }
         }
         r.is_empty().then_some(SessionRecord {
             expiry_interval_s,
             stored_at_ms,
             subscriptions,
             cursors,
+            sent,
+            released,
         })
     }
 }
@@ -607,6 +640,8 @@ mod tests {
                 },
             ],
             cursors: vec![(PartitionId(3), 17), (PartitionId(9), 0)],
+            sent: vec![(PartitionId(3), 20)],
+            released: vec![7, 65535],
         };
         let bytes = record.encode();
         assert_eq!(SessionRecord::decode(&bytes), Some(record.clone()));
@@ -619,6 +654,16 @@ mod tests {
         assert_eq!(SessionRecord::decode(&longer), None);
         assert!(!record.expired(1_059_999));
         assert!(record.expired(1_060_000));
+        // A version 1 record (before `sent`) still reads, with nothing sent.
+        let v1 = SessionRecord {
+            sent: Vec::new(),
+            released: Vec::new(),
+            ..record
+        };
+        let mut old = v1.encode();
+        old[0] = 1;
+        old.truncate(old.len() - 8);
+        assert_eq!(SessionRecord::decode(&old), Some(v1));
     }
 
     #[test]

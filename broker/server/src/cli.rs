@@ -475,6 +475,8 @@ fn mqtt_settings(
         outbound_queue_bytes_max: config.mqtt_outbound_queue_bytes_max.get() as usize,
         client_id_bytes_max: config.mqtt_client_id_bytes_max.get() as usize,
         connect_timeout_ms: u64::from(config.server_handshake_timeout_ms.get()),
+        keep_alive_max_s: u16_key(config.mqtt_keep_alive_max_s, "mqtt.keep_alive_max_s")?,
+        topic_levels_max: config.mqtt_topic_levels_max.get() as usize,
     };
     let id_max = weir_core::log_store::RETAINED_TOPIC_BYTES_MAX;
     if limits.client_id_bytes_max > id_max {

@@ -135,6 +135,18 @@ config_keys! {
     /// At most 480 (client ids are keys of the log's session tables).
     mqtt_client_id_bytes_max: NonZeroU32 = "256", key = "mqtt.client_id_bytes_max";
 
+    /// Longest keep alive a client may ask for, seconds (Mosquitto's `max_keepalive`). 65535:
+    /// no cap, every keep alive stands (0, none, too). Below it, an MQTT 5 client asking for
+    /// more, or for 0, is held to this value and told so in CONNACK (Server Keep Alive); an
+    /// MQTT 3.1.x client, which cannot be told, is refused (return code 2), as Mosquitto does.
+    /// At most 65535.
+    mqtt_keep_alive_max_s: u32 = "65535", key = "mqtt.keep_alive_max_s";
+
+    /// Most levels (`/`-separated parts) a topic name or filter may have (Mosquitto's limit
+    /// is 200). An MQTT PUBLISH to a topic with more closes the connection (MQTT 5: DISCONNECT
+    /// 0x90); a subscription with more is refused (SUBACK 0x8F, 3.1.x: 0x80).
+    mqtt_topic_levels_max: NonZeroU32 = "200", key = "mqtt.topic_levels_max";
+
     /// Topics that may hold a retained message at once. A retained publish to a new topic
     /// beyond it is refused (MQTT 5: PUBACK/PUBREC 0x97; 3.1.x: the connection is closed,
     /// as 3.1.1 has no negative acknowledgement).

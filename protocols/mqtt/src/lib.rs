@@ -43,7 +43,8 @@
 //! the frames, also without I/O.
 //!
 //! MQTT 3.1 ("MQIsdp", level 3) is accepted and encoded exactly like 3.1.1 apart from the
-//! protocol name and level in CONNECT.
+//! protocol name and level in CONNECT, the client identifier a CONNECT must carry, and
+//! CONNACK's first byte (reserved in 3.1: no Session Present flag).
 
 mod decoder;
 mod error;

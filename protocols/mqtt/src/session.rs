@@ -49,6 +49,9 @@ use crate::properties::id::TOPIC_ALIAS;
 use crate::reason;
 use crate::reason::ReasonCode;
 
+mod connect;
+mod inbound;
+
 /// The limits of one session. Each has a default and a documented outcome when reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionLimits {
@@ -73,6 +76,15 @@ pub struct SessionLimits {
     /// Time from [`ServerSession::new`] to a complete CONNECT (default 10,000 ms). When it
     /// passes, [`ServerSession::tick`] closes the connection with [`Action::Close`].
     pub connect_timeout_ms: u64,
+    /// Longest keep alive a client may ask for, seconds (default 65,535: no cap; Mosquitto's
+    /// `max_keepalive`). Below 65,535, an MQTT 5 client asking for more, or for 0 (none), is
+    /// held to this value and told so in CONNACK (Server Keep Alive); a 3.1.x client, which
+    /// cannot be told, is refused with return code 2 (identifier rejected), as Mosquitto does.
+    pub keep_alive_max_s: u16,
+    /// Most levels (`/`-separated parts) in a topic name or filter (default 200, Mosquitto's
+    /// limit): a PUBLISH to a topic with more closes the connection with 0x90 (Topic Name
+    /// invalid); the broker refuses such a subscription (SUBACK 0x8F, 3.1.x: 0x80).
+    pub topic_levels_max: usize,
 }
 
 impl Default for SessionLimits {
@@ -84,6 +96,8 @@ impl Default for SessionLimits {
             outbound_queue_bytes_max: 1024 * 1024,
             client_id_bytes_max: 256,
             connect_timeout_ms: 10_000,
+            keep_alive_max_s: u16::MAX,
+            topic_levels_max: 200,
         }
     }
 }
@@ -177,6 +191,9 @@ pub struct Message {
     pub retain: bool,
     /// PUBLISH properties (MQTT 5; must be empty on 3.1.x). Never a topic alias.
     pub properties: Properties,
+    /// Sent before, to an earlier connection of the session (QoS 1 and 2): the PUBLISH
+    /// carries DUP=1.
+    pub dup: bool,
 }
 
 /// What [`ServerSession::deliver`] did with a message.
@@ -251,6 +268,9 @@ pub struct ServerSession {
     version: ProtocolVersion,
     clean_start: bool,
     keep_alive_s: u16,
+    /// The keep alive the server holds an MQTT 5 client to instead of the one it asked for
+    /// ([`SessionLimits::keep_alive_max_s`]), for the CONNACK.
+    server_keep_alive: Option<u16>,
     last_packet_ms: u64,
     connect_deadline_ms: u64,
     /// The CONNECT's Session Expiry Interval was absent or 0 (a DISCONNECT may not raise it).
@@ -339,6 +359,7 @@ impl ServerSession {
             version: ProtocolVersion::V3_1_1,
             clean_start: true,
             keep_alive_s: 0,
+            server_keep_alive: None,
             last_packet_ms: now_ms,
             session_expiry_zero: true,
             assigned_client_id: None,
@@ -459,6 +480,7 @@ impl ServerSession {
         let mut properties = Properties::default();
         if self.version.is_v5() {
             properties.assigned_client_identifier = self.assigned_client_id.clone();
+            properties.server_keep_alive = self.server_keep_alive;
             if self.limits.receive_maximum != u16::MAX {
                 properties.receive_maximum = Some(self.limits.receive_maximum);
             }
@@ -471,7 +493,8 @@ impl ServerSession {
         }
         self.send(
             &Packet::ConnAck(ConnAck {
-                session_present,
+                // MQTT 3.1's CONNACK has no Session Present flag: the byte is reserved.
+                session_present: session_present && self.version != ProtocolVersion::V3_1,
                 reason_code: ReasonCode::SUCCESS,
                 properties,
             }),
@@ -787,302 +810,33 @@ impl ServerSession {
         self.queue_bytes
     }
 
+    /// Packet identifiers of outbound QoS 2 messages whose PUBREL went and whose PUBCOMP has
+    /// not come: a session that outlives the connection keeps them, and its next connection
+    /// sends the PUBREL again ([`ServerSession::resend_releases`]).
+    pub fn awaiting_pubcomp(&self) -> Vec<u16> {
+        (self.outbound.iter())
+            .filter(|(_, (state, _))| *state == Outbound::Qos2Released)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Sends PUBREL again for the QoS 2 exchanges `ids` of a resumed session (MQTT 4.4), each
+    /// holding an outbound slot until its PUBCOMP. Call right after [`ServerSession::accept`].
+    pub fn resend_releases(&mut self, ids: &[u16], out: &mut Vec<u8>) {
+        for id in ids.iter().filter_map(|id| PacketId::new(*id)) {
+            if self
+                .outbound
+                .insert(id.get(), (Outbound::Qos2Released, 0))
+                .is_none()
+            {
+                self.send(&Packet::PubRel(PubResponse::new(id)), out);
+            }
+        }
+    }
+
     /// Messages discarded because they exceeded the client's Maximum Packet Size.
     pub fn discarded_too_large(&self) -> u64 {
         self.discarded_too_large
-    }
-
-    /// The CONNECT, in the first state.
-    fn on_connect(
-        &mut self,
-        packet: Packet,
-        out: &mut Vec<u8>,
-        actions: &mut Vec<Action>,
-    ) -> Result<(), SessionError> {
-        let Packet::Connect(connect) = packet else {
-            // The version is unknown, so the connection closes without a packet.
-            return Err(protocol(
-                ReasonCode::PROTOCOL_ERROR,
-                "first packet is not CONNECT",
-            ));
-        };
-        let Connect {
-            protocol_version,
-            clean_start,
-            keep_alive,
-            client_id,
-            will,
-            username,
-            password,
-            properties,
-        } = *connect;
-        self.version = protocol_version;
-        self.clean_start = clean_start;
-        let refusal = if client_id.len() > self.limits.client_id_bytes_max {
-            Some("client identifier too long")
-        } else if client_id.is_empty() && !clean_start && !protocol_version.is_v5() {
-            // 3.1.1 section 3.1.3.1: an empty identifier needs Clean Session 1.
-            Some("empty client identifier without clean session")
-        } else {
-            None
-        };
-        if let Some(what) = refusal {
-            self.write_connack_failure(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, out);
-            return Err(protocol(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, what));
-        }
-        let (client_id, client_id_assigned) = if client_id.is_empty() {
-            let id = format!("weir-{:016x}", mix(self.seed));
-            self.assigned_client_id = Some(id.clone());
-            (id, true)
-        } else {
-            (client_id, false)
-        };
-        self.keep_alive_s = keep_alive;
-        self.session_expiry_zero = matches!(properties.session_expiry_interval, None | Some(0));
-        self.client_receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
-        self.client_topic_alias_max = properties.topic_alias_maximum.unwrap_or(0);
-        self.problem_information = properties.request_problem_information.unwrap_or(true);
-        self.client_packet_size_max = properties
-            .maximum_packet_size
-            .map_or(usize::MAX, |max| max as usize);
-        self.state = State::AwaitingAnswer;
-        actions.push(Action::Connect(Box::new(ConnectRequest {
-            protocol_version,
-            client_id,
-            client_id_assigned,
-            clean_start,
-            keep_alive_s: keep_alive,
-            session_expiry_interval_s: properties.session_expiry_interval,
-            will,
-            username,
-            password,
-            properties,
-        })));
-        Ok(())
-    }
-
-    /// Every packet after the CONNECT was accepted.
-    fn on_packet(
-        &mut self,
-        packet: Packet,
-        out: &mut Vec<u8>,
-        actions: &mut Vec<Action>,
-    ) -> Result<(), SessionError> {
-        let v5 = self.version.is_v5();
-        match packet {
-            Packet::Publish(publish) => self.on_publish(publish, out, actions),
-            Packet::PubAck(ack) => {
-                let id = ack.packet_id.get();
-                match self.outbound.get(&id) {
-                    Some((Outbound::Qos1Sent, tag)) => {
-                        actions.push(Action::Delivered { tag: *tag });
-                        self.release(id, out);
-                    }
-                    // 3.1.1 has no way to report it; a stale acknowledgement is harmless.
-                    _ if !v5 => {}
-                    _ => {
-                        return Err(protocol(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "PUBACK for a packet identifier not awaiting one",
-                        ));
-                    }
-                }
-                Ok(())
-            }
-            Packet::PubRec(rec) => {
-                let id = rec.packet_id.get();
-                match self.outbound.get(&id).copied() {
-                    Some((Outbound::Qos2Sent, tag)) if rec.reason_code.is_error() => {
-                        // A failed PUBREC ends the exchange (MQTT 5 section 4.3.3).
-                        actions.push(Action::Delivered { tag });
-                        self.release(id, out);
-                    }
-                    Some((state @ (Outbound::Qos2Sent | Outbound::Qos2Released), tag)) => {
-                        if state == Outbound::Qos2Sent {
-                            actions.push(Action::Delivered { tag });
-                        }
-                        self.outbound.insert(id, (Outbound::Qos2Released, tag));
-                        self.send(&Packet::PubRel(PubResponse::new(rec.packet_id)), out);
-                    }
-                    Some((Outbound::Qos1Sent, _)) => {
-                        return Err(protocol(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "PUBREC for a QoS 1 publish",
-                        ));
-                    }
-                    None => {
-                        let mut rel = PubResponse::new(rec.packet_id);
-                        if v5 {
-                            rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                        }
-                        self.send(&Packet::PubRel(rel), out);
-                    }
-                }
-                Ok(())
-            }
-            Packet::PubComp(comp) => {
-                let id = comp.packet_id.get();
-                // A PUBCOMP for anything else is a late duplicate; nothing to do.
-                if self
-                    .outbound
-                    .get(&id)
-                    .is_some_and(|(state, _)| *state == Outbound::Qos2Released)
-                {
-                    self.release(id, out);
-                }
-                Ok(())
-            }
-            Packet::PubRel(rel) => {
-                let id = rel.packet_id.get();
-                match self.inbound.get(&id) {
-                    // Also an identifier this connection never saw: a resumed session's
-                    // exchange from an earlier connection, which the broker may know.
-                    Some(Inbound::Qos2Stored) | None => {
-                        self.inbound.insert(id, Inbound::Qos2Releasing);
-                        actions.push(Action::Released {
-                            packet_id: rel.packet_id,
-                        });
-                    }
-                    // A retransmission while the broker is on it: answered once, later.
-                    Some(Inbound::Qos2Releasing) => {}
-                    Some(_) => {
-                        return Err(protocol(ReasonCode::PROTOCOL_ERROR, "PUBREL before PUBREC"));
-                    }
-                }
-                Ok(())
-            }
-            Packet::Subscribe(subscribe) => {
-                let count = subscribe.subscriptions.len();
-                self.add_pending(subscribe.packet_id, true, count)?;
-                actions.push(Action::Subscribe(subscribe));
-                Ok(())
-            }
-            Packet::Unsubscribe(unsubscribe) => {
-                let count = unsubscribe.filters.len();
-                self.add_pending(unsubscribe.packet_id, false, count)?;
-                actions.push(Action::Unsubscribe(unsubscribe));
-                Ok(())
-            }
-            Packet::PingReq => {
-                self.send(&Packet::PingResp, out);
-                Ok(())
-            }
-            Packet::Disconnect(disconnect) => {
-                let expiry = disconnect.properties.session_expiry_interval;
-                if self.session_expiry_zero && expiry.is_some_and(|s| s > 0) {
-                    // MQTT 5 section 3.14.2.2.2.
-                    return Err(protocol(
-                        ReasonCode::PROTOCOL_ERROR,
-                        "DISCONNECT sets a session expiry after CONNECT set none",
-                    ));
-                }
-                self.state = State::Closed;
-                actions.push(Action::Disconnected {
-                    publish_will: disconnect.reason_code != ReasonCode::SUCCESS,
-                    session_expiry_interval_s: expiry,
-                });
-                Ok(())
-            }
-            Packet::Connect(_) => Err(protocol(ReasonCode::PROTOCOL_ERROR, "second CONNECT")),
-            Packet::Auth(_) => Err(protocol(
-                ReasonCode::PROTOCOL_ERROR,
-                "AUTH (enhanced authentication is not supported)",
-            )),
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                Err(protocol(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "server-to-client packet from the client",
-                ))
-            }
-        }
-    }
-
-    fn on_publish(
-        &mut self,
-        mut publish: Publish,
-        out: &mut Vec<u8>,
-        actions: &mut Vec<Action>,
-    ) -> Result<(), SessionError> {
-        if let Some(alias) = publish.properties.topic_alias.take() {
-            if alias == 0 || alias > self.limits.topic_alias_max {
-                return Err(protocol(
-                    ReasonCode::TOPIC_ALIAS_INVALID,
-                    "topic alias above the maximum",
-                ));
-            }
-            let slot = usize::from(alias - 1);
-            if publish.topic.is_empty() {
-                match self.aliases.get(slot) {
-                    Some(Some(topic)) => publish.topic.clone_from(topic),
-                    // MQTT 5 section 3.3.2.3.4: an unknown alias is a Protocol Error.
-                    _ => {
-                        return Err(protocol(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "topic alias used before it was set",
-                        ));
-                    }
-                }
-            } else {
-                if self.aliases.len() <= slot {
-                    self.aliases.resize(slot + 1, None);
-                }
-                self.aliases[slot] = Some(publish.topic.clone());
-            }
-        }
-        if publish.properties.payload_format_indicator == Some(true)
-            && std::str::from_utf8(&publish.payload).is_err()
-        {
-            return Err(protocol(
-                ReasonCode::PAYLOAD_FORMAT_INVALID,
-                "payload marked UTF-8 is not UTF-8",
-            ));
-        }
-        let Some(packet_id) = publish.packet_id else {
-            actions.push(Action::Publish(publish));
-            return Ok(());
-        };
-        let id = packet_id.get();
-        let qos2 = publish.qos == QoS::ExactlyOnce;
-        match (self.inbound.get(&id), qos2) {
-            // A copy while the broker stores the first: acknowledged with it (each copy gets
-            // its PUBACK or PUBREC, MQTT 4.3.3; nothing is stored twice).
-            (Some(Inbound::Qos1Storing), false) | (Some(Inbound::Qos2Storing), true) => {
-                let copies = self.copies.entry(id).or_insert(0);
-                *copies = copies.saturating_add(1);
-                Ok(())
-            }
-            (Some(Inbound::Qos2Stored), true) => {
-                self.send(&Packet::PubRec(PubResponse::new(packet_id)), out);
-                Ok(())
-            }
-            (Some(Inbound::Qos2Releasing), _) => Err(protocol(
-                ReasonCode::PROTOCOL_ERROR,
-                "packet identifier reused before PUBCOMP",
-            )),
-            (Some(_), _) => Err(protocol(
-                ReasonCode::PROTOCOL_ERROR,
-                "packet identifier reused with another QoS",
-            )),
-            (None, _) => {
-                if self.version.is_v5()
-                    && self.inbound.len() >= usize::from(self.limits.receive_maximum)
-                {
-                    // 3.1.x input is held by `must_hold` instead.
-                    return Err(protocol(
-                        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                        "more unacknowledged QoS 1 and 2 publishes than the receive maximum",
-                    ));
-                }
-                let state = if qos2 {
-                    Inbound::Qos2Storing
-                } else {
-                    Inbound::Qos1Storing
-                };
-                self.inbound.insert(id, state);
-                actions.push(Action::Publish(publish));
-                Ok(())
-            }
-        }
     }
 
     /// Whether `packet` must stay in the caller's buffer: a new QoS 1 or 2 publish on 3.1.x
@@ -1210,49 +964,32 @@ impl ServerSession {
     /// Appends a packet the session built. The session builds only packets valid for the
     /// connection's version (caller-supplied codes and messages are checked before), so a
     /// failure here is a bug in this module.
+    /// Writes `packet`; nothing larger than the client's Maximum Packet Size goes (MQTT 5
+    /// section 3.1.2.11.4): a packet over it is sent without its properties (a reason string,
+    /// user properties; a CONNACK keeps only its code), or not at all if it still does not
+    /// fit. PUBLISH sizes are checked before (see [`ServerSession::deliver_tagged`]).
     fn send(&self, packet: &Packet, out: &mut Vec<u8>) {
+        let start = out.len();
         if let Err(e) = packet.encode(self.version, out) {
             panic!("session built an unencodable {packet:?}: {e}");
         }
-    }
-
-    fn write_connack_failure(&self, reason: ReasonCode, out: &mut Vec<u8>) {
-        let reason_code = if self.version.is_v5() {
-            reason
-        } else {
-            reason.to_v4_connack()
-        };
-        self.send(
-            &Packet::ConnAck(ConnAck {
-                session_present: false,
-                reason_code,
-                properties: Properties::default(),
-            }),
-            out,
-        );
-    }
-
-    /// Answers a CONNECT that could not be decoded, where the version allows it: an
-    /// unsupported protocol gets the 3.1.1 return code 1 (which every version understands), an
-    /// MQTT 5 CONNECT a CONNACK with the reason code; a broken 3.1.x CONNECT just closes.
-    fn refuse_broken_connect(&mut self, err: &SessionError, input: &[u8], out: &mut Vec<u8>) {
-        if matches!(
-            err,
-            SessionError::Decode(DecodeError::UnsupportedProtocol { .. })
-        ) {
-            self.version = ProtocolVersion::V3_1_1;
-            self.write_connack_failure(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, out);
+        if out.len() - start <= self.client_packet_size_max {
             return;
         }
-        if connect_version_hint(input) == Some(ProtocolVersion::V5) {
-            self.version = ProtocolVersion::V5;
-            let reason = err.reason_code();
-            let reason = if reason::allowed(PacketType::ConnAck, reason, true) {
-                reason
-            } else {
-                ReasonCode::MALFORMED_PACKET
-            };
-            self.write_connack_failure(reason, out);
+        out.truncate(start);
+        let mut lean = packet.clone();
+        match &mut lean {
+            Packet::ConnAck(ConnAck { properties, .. })
+            | Packet::SubAck(SubAck { properties, .. })
+            | Packet::UnsubAck(UnsubAck { properties, .. }) => *properties = Properties::default(),
+            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
+                r.properties = Properties::default();
+            }
+            Packet::Disconnect(d) => d.properties = Properties::default(),
+            _ => {}
+        }
+        if (lean.encoded_len(self.version)).is_ok_and(|n| n <= self.client_packet_size_max) {
+            self.send(&lean, out);
         }
     }
 
@@ -1282,7 +1019,7 @@ fn protocol(reason: ReasonCode, what: &'static str) -> SessionError {
 
 fn publish_packet(message: &Message, packet_id: PacketId) -> Publish {
     Publish {
-        dup: false,
+        dup: message.dup && message.qos != QoS::AtMostOnce,
         qos: message.qos,
         retain: message.retain,
         topic: message.topic.clone(),
@@ -1290,36 +1027,4 @@ fn publish_packet(message: &Message, packet_id: PacketId) -> Publish {
         properties: message.properties.clone(),
         payload: message.payload.clone(),
     }
-}
-
-/// The protocol version a CONNECT at the start of `buf` names, read from its first bytes
-/// without decoding the rest, to answer a broken CONNECT in its own version.
-fn connect_version_hint(buf: &[u8]) -> Option<ProtocolVersion> {
-    if buf.first()? >> 4 != 1 {
-        return None;
-    }
-    let mut i = 1;
-    while buf.get(i)? & 0x80 != 0 {
-        i += 1;
-        if i > 4 {
-            return None;
-        }
-    }
-    i += 1;
-    let len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
-    let name = buf.get(i + 2..i + 2 + len)?;
-    match (name, *buf.get(i + 2 + len)?) {
-        (b"MQTT", 5) => Some(ProtocolVersion::V5),
-        (b"MQTT", 4) => Some(ProtocolVersion::V3_1_1),
-        (b"MQIsdp", 3) => Some(ProtocolVersion::V3_1),
-        _ => None,
-    }
-}
-
-/// SplitMix64's finaliser: a bijection, so distinct seeds give distinct identifiers.
-fn mix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

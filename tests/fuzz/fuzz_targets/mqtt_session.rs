@@ -79,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
                 qos,
                 retain: false,
                 properties: Properties::default(),
+                dup: chunk % 2 == 0,
             };
             let _ = session.deliver_tagged(message, chunk as u64, &mut out);
         }

@@ -154,12 +154,12 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "one match over every packet type or property of the spec's table, in the spec's order",
     },
     LongFunction {
-        path: "protocols/mqtt/src/session.rs",
+        path: "protocols/mqtt/src/session/inbound.rs",
         name: "on_packet",
         why: "the session state machine's one dispatch over every packet type",
     },
     LongFunction {
-        path: "protocols/mqtt/src/session.rs",
+        path: "protocols/mqtt/src/session/inbound.rs",
         name: "on_publish",
         why: "an inbound PUBLISH's checks in the spec's order (topic, alias, QoS, receive maximum, flow)",
     },

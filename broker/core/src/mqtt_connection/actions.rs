@@ -134,11 +134,13 @@ impl MqttConnection {
     /// its duplicate-check key.
     fn publish(&mut self, publish: Publish, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
         let token = publish.packet_id.map_or(0, |id| u64::from(id.get()));
-        if !self.may(Access::Write, &publish.topic) {
+        // `$SYS` topics are the broker's own: no client publishes there (Mosquitto's rule).
+        let reserved = publish.topic == "$SYS" || publish.topic.starts_with("$SYS/");
+        if reserved || !self.may(Access::Write, &publish.topic) {
             // Nothing is stored. MQTT 5 is told (PUBACK/PUBREC 0x87); 3.1.x has no negative
             // acknowledgement, so the publish is acknowledged and dropped, as it allows.
             self.denied += 1;
-            tracing::debug!(client = %self.client_id, topic = %publish.topic, "publish denied by the ACL");
+            tracing::debug!(client = %self.client_id, topic = %publish.topic, "publish denied (ACL or $SYS)");
             let v5 = self.session.protocol_version().is_v5();
             let reason = if v5 {
                 ReasonCode::NOT_AUTHORIZED
@@ -156,6 +158,7 @@ impl MqttConnection {
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
         self.stores_in_flight += 1;
+        self.publishes_handed += 1;
         // A QoS 2 publish is stored at most once, also when the client sends it
         // again on a later connection (it did not see the PUBREC) or after a
         // restart: the log keeps its key until the client's PUBREL.
@@ -190,6 +193,20 @@ impl MqttConnection {
         }
     }
 
+    /// Why a subscription to `filter` is refused, if it is: more levels than
+    /// `mqtt.topic_levels_max` (0x8F), `mqtt.subscribe_deny` or the ACL (0x87).
+    fn subscription_refusal(&self, filter: &str) -> Option<ReasonCode> {
+        if filter
+            .split('/')
+            .nth(self.settings.limits.topic_levels_max)
+            .is_some()
+        {
+            return Some(ReasonCode::TOPIC_FILTER_INVALID);
+        }
+        let denied = (self.settings.subscribe_deny.iter()).any(|deny| topic::matches(deny, filter));
+        (denied || !self.may_subscribe(filter)).then_some(ReasonCode::NOT_AUTHORIZED)
+    }
+
     fn subscribe(&mut self, subscribe: Subscribe, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
         let had_any = !self.subs.is_empty();
         let identifier = subscribe
@@ -203,10 +220,8 @@ impl MqttConnection {
         let mut not_offered = None;
         for subscription in subscribe.subscriptions {
             let mut sub = Sub::new(subscription.filter, subscription.options, identifier);
-            let denied =
-                (self.settings.subscribe_deny.iter()).any(|deny| topic::matches(deny, &sub.filter));
-            if denied || !self.may_subscribe(&sub.filter) {
-                codes.push(ReasonCode::NOT_AUTHORIZED);
+            if let Some(refused) = self.subscription_refusal(&sub.filter) {
+                codes.push(refused);
                 continue;
             }
             let options = sub.options;
@@ -228,6 +243,9 @@ impl MqttConnection {
                     sub.starts_at = not_offered
                         .get_or_insert_with(|| self.edge.not_offered())
                         .clone();
+                    // Nor what this connection published before it and the log has not
+                    // answered yet: those land later, wherever they land.
+                    sub.own_before = self.publishes_handed;
                     self.subs.push(sub.clone());
                     false
                 }
@@ -249,7 +267,7 @@ impl MqttConnection {
             work.push(MqttWork::Subscribed);
         }
         if self.expiry_interval_s > 0 {
-            work.push(MqttWork::Save(Box::new(self.snapshot())));
+            self.save(work);
         }
         if !retained_for.is_empty() {
             self.send_retained(&retained_for, out);
@@ -283,7 +301,7 @@ impl MqttConnection {
             // Retained messages keep their retain flag whatever the subscription says. They
             // are not tracked for redelivery (a new subscription gets them again), and one that
             // does not fit the queue is not sent.
-            if let Ok(true) = self.deliver_to(&message, &matching, true, now, out, None) {
+            if let Ok(true) = self.deliver_to(&message, &matching, (true, false), now, out, None) {
                 self.retained_sent.insert(
                     message.topic.clone(),
                     (message.timestamp_ms, payload_hash(&message.payload)),
@@ -325,7 +343,7 @@ impl MqttConnection {
             work.push(MqttWork::Unsubscribed);
         }
         if self.expiry_interval_s > 0 {
-            work.push(MqttWork::Save(Box::new(self.snapshot())));
+            self.save(work);
         }
     }
 }

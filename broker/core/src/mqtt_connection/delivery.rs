@@ -41,16 +41,8 @@ impl MqttConnection {
         if !self.session.is_connected() || !self.may(Access::Read, &message.topic) {
             return Offer::Skipped;
         }
-        if message.retain && !self.retained_sent.is_empty() {
-            if now_wall_ms > self.retained_sent_until_ms {
-                self.retained_sent = HashMap::new();
-            } else if self.retained_sent.get(&message.topic).is_some_and(|sent| {
-                message.timestamp_ms < sent.0
-                    || (message.timestamp_ms, payload_hash(&message.payload)) == *sent
-            }) {
-                // Published before the SUBSCRIBE, and sent with it as the retained message.
-                return Offer::Skipped;
-            }
+        if self.sent_as_retained(message, now_wall_ms) {
+            return Offer::Skipped;
         }
         let subs = std::mem::take(&mut self.subs);
         let me = self.conn_id;
@@ -76,11 +68,19 @@ impl MqttConnection {
                 let rap = matching.iter().any(|s| s.options.retain_as_published);
                 let retain = rap && message.retain;
                 let tag = self.next_tag;
-                match self.deliver_to(message, &matching, retain, now_wall_ms, out, Some(tag)) {
+                // Sent to an earlier connection of the session: DUP=1 (QoS 1 and 2).
+                let dup = self
+                    .sent
+                    .get(&partition)
+                    .is_some_and(|below| offset < *below);
+                let flags = (retain, dup);
+                match self.deliver_to(message, &matching, flags, now_wall_ms, out, Some(tag)) {
                     Ok(true) => {
                         if message.qos != QoS::AtMostOnce && granted != Some(QoS::AtMostOnce) {
                             self.next_tag += 1;
                             self.unacked.insert(tag, (partition, offset));
+                            let below = self.sent.entry(partition).or_insert(0);
+                            *below = (*below).max(offset + 1);
                         }
                         Offer::Taken
                     }
@@ -93,14 +93,30 @@ impl MqttConnection {
         offer
     }
 
+    /// Whether `message` was published before a SUBSCRIBE and sent with it as the retained
+    /// message (the record of those is dropped once its time is over).
+    fn sent_as_retained(&mut self, message: &LogMessage, now_wall_ms: i64) -> bool {
+        if !message.retain || self.retained_sent.is_empty() {
+            return false;
+        }
+        if now_wall_ms > self.retained_sent_until_ms {
+            self.retained_sent = HashMap::new();
+            return false;
+        }
+        self.retained_sent.get(&message.topic).is_some_and(|sent| {
+            message.timestamp_ms < sent.0
+                || (message.timestamp_ms, payload_hash(&message.payload)) == *sent
+        })
+    }
+
     /// Delivers `message` once at the highest QoS among `matching`, with their subscription
-    /// identifiers; `tag` tracks a QoS 1 or 2 delivery. Ok(false): nothing to send (expired,
-    /// discarded); Err: the queue is full.
+    /// identifiers and the `retain` and `dup` flags; `tag` tracks a QoS 1 or 2 delivery.
+    /// Ok(false): nothing to send (expired, discarded); Err: the queue is full.
     pub(super) fn deliver_to(
         &mut self,
         message: &LogMessage,
         matching: &[&Sub],
-        retain: bool,
+        (retain, dup): (bool, bool),
         now_wall_ms: i64,
         out: &mut Vec<u8>,
         tag: Option<u64>,
@@ -126,6 +142,7 @@ impl MqttConnection {
             qos: granted.min(message.qos),
             retain,
             properties,
+            dup,
         };
         match self.session.deliver_tagged(outgoing, tag.unwrap_or(0), out) {
             Ok(Delivery::Sent(_) | Delivery::Queued) => Ok(true),

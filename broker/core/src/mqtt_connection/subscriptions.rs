@@ -21,6 +21,12 @@ pub(super) struct Sub {
     /// Per partition, the offset the subscription starts at: records below it were stored
     /// before it was made (the shard had not offered them yet) and are not for it.
     pub(super) starts_at: Vec<(PartitionId, i64)>,
+    /// The connection's publishes up to this count were read before the subscription was
+    /// made: where those still in flight then are stored goes to `skip`.
+    pub(super) own_before: u64,
+    /// Records of the connection's own publishes made before the subscription, stored after
+    /// it: not for it (at most the publishes in flight when it was made).
+    pub(super) skip: Vec<(PartitionId, i64)>,
 }
 
 impl Sub {
@@ -36,6 +42,8 @@ impl Sub {
             options,
             identifier,
             starts_at: Vec::new(),
+            own_before: 0,
+            skip: Vec::new(),
         }
     }
 
@@ -45,6 +53,7 @@ impl Sub {
         self.starts_at
             .iter()
             .all(|&(p, start)| p != partition || offset >= start)
+            && !self.skip.contains(&(partition, offset))
     }
 
     pub(super) fn stored(&self) -> StoredSubscription {

@@ -532,6 +532,9 @@ fn a_resumed_session_catches_up_on_its_backlog_before_live_delivery() {
             identifier: None,
         }],
         cursors: vec![(P0, 42)],
+        // 42 and 43 went to the connection before; 44 never did.
+        sent: vec![(P0, 44)],
+        released: Vec::new(),
     };
     let Packet::ConnAck(ack) = pair.connect(persistent("back", 600), Some(record)) else {
         panic!("expected a CONNACK");
@@ -551,17 +554,34 @@ fn a_resumed_session_catches_up_on_its_backlog_before_live_delivery() {
     assert!(!pair.conn.takes_live(P0, 50));
     let backlog = log_message("sensors/a", QoS::AtLeastOnce, b"old");
     let now = pair.now();
-    let offered = (pair.conn).offer(
-        &backlog,
-        P0,
-        42,
-        now.wall_ms,
-        true,
-        true,
-        &Shares::default(),
-        &mut pair.out,
+    pair.out.clear();
+    for offset in 42..=44 {
+        let offered = (pair.conn).offer(
+            &backlog,
+            P0,
+            offset,
+            now.wall_ms,
+            true,
+            true,
+            &Shares::default(),
+            &mut pair.out,
+        );
+        assert_eq!(offered, Offer::Taken);
+    }
+    // Sent again with DUP=1 (MQTT 3.1.1 section 4.4), the never-sent one with DUP=0.
+    let dups: Vec<bool> = (pair.received().into_iter())
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p.dup),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dups, [true, true, false]);
+    let sent: Vec<_> = pair.conn.snapshot().sent.into_iter().collect();
+    assert_eq!(
+        sent,
+        [(P0, 45)],
+        "what the session stores for the next connection"
     );
-    assert_eq!(offered, Offer::Taken);
     pair.conn.advance(P0, 50, true);
     assert!(pair.conn.behind().is_empty());
     assert!(

@@ -381,11 +381,15 @@ impl MqttTail {
         }
         let mut cursors: Vec<(PartitionId, i64)> = cursors.into_iter().collect();
         cursors.sort_unstable();
+        let mut sent: Vec<(PartitionId, i64)> = snapshot.sent.clone().into_iter().collect();
+        sent.sort_unstable();
         SessionRecord {
             expiry_interval_s: snapshot.expiry_interval_s,
             stored_at_ms: now_wall_ms,
             subscriptions: snapshot.subscriptions.clone(),
             cursors,
+            sent,
+            released: snapshot.released.clone(),
         }
     }
 
