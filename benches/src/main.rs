@@ -93,6 +93,10 @@ enum Workload {
         /// Rounds, alternating the brokers.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Also Weir (fsync) with an access-control list that grants the clients `bench/#`,
+        /// beside the same code without one: what checking every publish and delivery costs.
+        #[arg(long)]
+        acl: bool,
     },
     /// What TLS costs: MQTT QoS 0 over TCP and over TLS, TLS handshakes per second on one
     /// core and memory per idle TLS connection, Weir and Mosquitto side by side; Kafka 1 KiB
@@ -236,12 +240,14 @@ fn main() -> anyhow::Result<()> {
             payload_bytes,
             window,
             rounds,
+            acl,
         } => mqtt::run(&mqtt::MqttBench {
             messages,
             publishers: publishers.max(1),
             payload_bytes,
             window,
             rounds: rounds.max(1),
+            acl,
         }),
         Workload::Server {
             connections,

@@ -38,6 +38,8 @@ pub struct MqttBench {
     pub window: usize,
     /// Rounds, alternating the brokers.
     pub rounds: usize,
+    /// Also Weir (fsync) under an access-control list granting `bench/#`.
+    pub acl: bool,
 }
 
 /// One run's figures.
@@ -62,6 +64,9 @@ pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
         bench.payload_bytes
     );
     let mut brokers = vec!["weir fsync", "weir relaxed"];
+    if bench.acl {
+        brokers.push("weir fsync acl");
+    }
     match &mosquitto {
         Some(path) => {
             println!("peer: {path} (persistence false, set_tcp_nodelay true, no queue limits)");
@@ -110,7 +115,19 @@ pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
             q0.0, q0.1, q0.2, q1.0, q1.1, q1.2
         );
     }
-    if let Some(peer) = medians.get(2) {
+    if let Some(b) = brokers.iter().position(|name| *name == "weir fsync acl") {
+        let ([plain, _], [acl, _]) = (medians[0], medians[b]);
+        println!(
+            "weir fsync with an ACL / without: QoS 0 {:.2}x msg/s, {:.2}x CPU/msg",
+            acl.0 / plain.0,
+            acl.2 / plain.2
+        );
+    }
+    if let Some(peer) = brokers
+        .iter()
+        .position(|name| *name == "mosquitto")
+        .map(|b| &medians[b])
+    {
         for (b, name) in brokers.iter().enumerate().take(2) {
             let [q0, q1] = medians[b];
             println!(
@@ -156,15 +173,21 @@ pub(crate) fn start_with(
     extra: &[(&str, &str)],
 ) -> anyhow::Result<Target> {
     if name.starts_with("weir") {
-        let durability = if name.ends_with("relaxed") {
+        let durability = if name.contains("relaxed") {
             "relaxed"
         } else {
             "fsync"
         };
+        let acl = dir.join("acl").display().to_string();
         let mut env = vec![
             ("WEIR_SERVER_SHARDS", "1"),
             ("WEIR_STORAGE_DURABILITY", durability),
         ];
+        if name.ends_with("acl") {
+            // Anonymous clients (the benchmark's) may publish and read `bench/#`.
+            std::fs::write(&acl, "topic readwrite bench/#\n")?;
+            env.push(("WEIR_AUTH_ACL_FILE", acl.as_str()));
+        }
         env.extend_from_slice(extra);
         // Its one shard pins itself to CPU 0 (`server.pin_threads`).
         let broker = Broker::start(weir, dir, &env)?;

@@ -205,6 +205,7 @@ fn end_to_end(bench: &PluginBench) -> anyhow::Result<()> {
         payload_bytes: 100,
         window: 32,
         rounds: 1,
+        acl: false,
     };
     // 100 bytes of JSON: a reading the filter keeps, padded.
     let mut payload = br#"{"value": 21.5, "unit": "C", "pad": ""#.to_vec();

@@ -91,6 +91,37 @@ fn publish(qos: QoS, id: Option<u16>, topic: &str) -> Packet {
     })
 }
 
+/// A SUBSCRIBE (packet identifier 1) to `filters`, each at `qos`.
+fn subscribe(filters: &[&str], qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: id(1),
+        subscriptions: (filters.iter())
+            .map(|filter| Subscription {
+                filter: (*filter).to_owned(),
+                options: SubscriptionOptions::qos(qos),
+            })
+            .collect(),
+        properties: Properties::default(),
+    })
+}
+
+/// A client of `version` connected as `client_id` (with Clean Start `clean`) and subscribed
+/// to `filters` at `qos`.
+fn subscriber(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    (client_id, clean): (&str, bool),
+    filters: &[&str],
+    qos: QoS,
+) -> Raw {
+    let mut raw = Raw::open(addr, version);
+    raw.connect(client_id, clean, Properties::default());
+    raw.send(subscribe(filters, qos));
+    let suback = raw.next();
+    assert!(matches!(suback, Some(Packet::SubAck(_))), "{suback:?}");
+    raw
+}
+
 fn id(n: u16) -> PacketId {
     PacketId::new(n).expect("non-zero")
 }
@@ -147,19 +178,13 @@ fn an_authentication_method_gets_connack_0x8c() {
 fn publishes_to_sys_are_refused_and_to_share_topics_close_the_connection() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.mqtt_addr().unwrap();
-    let mut watcher = Raw::open(addr, ProtocolVersion::V5);
-    watcher.connect("watcher", true, Properties::default());
-    watcher.send(Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        subscriptions: ["$SYS/#", "plain/#"]
-            .map(|filter| Subscription {
-                filter: filter.to_owned(),
-                options: SubscriptionOptions::qos(QoS::AtMostOnce),
-            })
-            .to_vec(),
-        properties: Properties::default(),
-    }));
-    assert!(matches!(watcher.next(), Some(Packet::SubAck(_))));
+    let mut watcher = subscriber(
+        addr,
+        ProtocolVersion::V5,
+        ("watcher", true),
+        &["$SYS/#", "plain/#"],
+        QoS::AtMostOnce,
+    );
 
     let mut raw = Raw::open(addr, ProtocolVersion::V5);
     raw.connect("sys", true, Properties::default());
@@ -192,17 +217,13 @@ fn an_acknowledgement_of_the_wrong_type_closes_the_connection() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.mqtt_addr().unwrap();
     for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
-        let mut sub = Raw::open(addr, version);
-        sub.connect(&format!("acker-{version:?}"), true, Properties::default());
-        sub.send(Packet::Subscribe(Subscribe {
-            packet_id: id(1),
-            subscriptions: vec![Subscription {
-                filter: "acks/t".to_owned(),
-                options: SubscriptionOptions::qos(QoS::AtLeastOnce),
-            }],
-            properties: Properties::default(),
-        }));
-        assert!(matches!(sub.next(), Some(Packet::SubAck(_))));
+        let mut sub = subscriber(
+            addr,
+            version,
+            (&format!("acker-{version:?}"), true),
+            &["acks/t"],
+            QoS::AtLeastOnce,
+        );
         let mut publisher = Raw::open(addr, version);
         publisher.connect(&format!("pub-{version:?}"), true, Properties::default());
         publisher.send(publish(QoS::AtLeastOnce, Some(1), "acks/t"));
@@ -239,14 +260,7 @@ fn after_a_message_too_large_for_the_subscriber_the_next_one_arrives() {
             ..Properties::default()
         };
         sub.connect(&format!("small-{qos:?}"), true, small_packets);
-        sub.send(Packet::Subscribe(Subscribe {
-            packet_id: id(1),
-            subscriptions: vec![Subscription {
-                filter: "sizes/#".to_owned(),
-                options: SubscriptionOptions::qos(qos),
-            }],
-            properties: Properties::default(),
-        }));
+        sub.send(subscribe(&["sizes/#"], qos));
         assert!(matches!(sub.next(), Some(Packet::SubAck(_))));
         let mut publisher = Raw::open(addr, ProtocolVersion::V5);
         publisher.connect(&format!("sizer-{qos:?}"), true, Properties::default());
@@ -309,15 +323,10 @@ fn a_new_subscription_gets_only_what_is_published_after_it() {
             unreachable!()
         };
         before.payload = b"before".to_vec();
-        let subscribe = Packet::Subscribe(Subscribe {
-            packet_id: id(2),
-            subscriptions: vec![Subscription {
-                filter: "early/t".to_owned(),
-                options: SubscriptionOptions::qos(QoS::AtLeastOnce),
-            }],
-            properties: Properties::default(),
-        });
-        for packet in [Packet::Publish(before), subscribe] {
+        for packet in [
+            Packet::Publish(before),
+            subscribe(&["early/t"], QoS::AtLeastOnce),
+        ] {
             (packet.encode(version, &mut bytes)).expect("encodes");
         }
         raw.stream.write_all(&bytes).unwrap();
@@ -358,16 +367,7 @@ fn topics_with_more_levels_than_the_limit_are_refused() {
         .unwrap();
     let mut raw = Raw::open(weir.mqtt_addr().unwrap(), ProtocolVersion::V5);
     raw.connect("levels", true, Properties::default());
-    raw.send(Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        subscriptions: ["a/b/+", "a/b/c/#"]
-            .map(|filter| Subscription {
-                filter: filter.to_owned(),
-                options: SubscriptionOptions::qos(QoS::AtMostOnce),
-            })
-            .to_vec(),
-        properties: Properties::default(),
-    }));
+    raw.send(subscribe(&["a/b/+", "a/b/c/#"], QoS::AtMostOnce));
     let suback = raw.next();
     assert!(
         matches!(&suback, Some(Packet::SubAck(s)) if s.reason_codes == [ReasonCode(0), ReasonCode::TOPIC_FILTER_INVALID]),
@@ -389,17 +389,13 @@ fn topics_with_more_levels_than_the_limit_are_refused() {
 fn a_taken_over_connection_publishes_its_will() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.mqtt_addr().unwrap();
-    let mut watcher = Raw::open(addr, ProtocolVersion::V3_1_1);
-    watcher.connect("will-watcher", true, Properties::default());
-    watcher.send(Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        subscriptions: vec![Subscription {
-            filter: "wills/#".to_owned(),
-            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
-        }],
-        properties: Properties::default(),
-    }));
-    assert!(matches!(watcher.next(), Some(Packet::SubAck(_))));
+    let mut watcher = subscriber(
+        addr,
+        ProtocolVersion::V3_1_1,
+        ("will-watcher", true),
+        &["wills/#"],
+        QoS::AtLeastOnce,
+    );
     let connect = |raw: &mut Raw| {
         raw.send(Packet::Connect(Box::new(Connect {
             protocol_version: ProtocolVersion::V3_1_1,
@@ -439,18 +435,13 @@ fn a_taken_over_connection_publishes_its_will() {
 fn a_message_sent_again_to_a_resumed_session_carries_dup() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.mqtt_addr().unwrap();
-    let subscribe = Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        subscriptions: vec![Subscription {
-            filter: "again/#".to_owned(),
-            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
-        }],
-        properties: Properties::default(),
-    });
-    let mut first = Raw::open(addr, ProtocolVersion::V3_1_1);
-    first.connect("forgetful", false, Properties::default());
-    first.send(subscribe);
-    assert!(matches!(first.next(), Some(Packet::SubAck(_))));
+    let mut first = subscriber(
+        addr,
+        ProtocolVersion::V3_1_1,
+        ("forgetful", false),
+        &["again/#"],
+        QoS::AtLeastOnce,
+    );
     let mut publisher = Raw::open(addr, ProtocolVersion::V3_1_1);
     publisher.connect("again-pub", true, Properties::default());
     publisher.send(publish(QoS::AtLeastOnce, Some(1), "again/one"));
@@ -492,17 +483,13 @@ fn a_message_sent_again_to_a_resumed_session_carries_dup() {
 fn a_pubrel_left_waiting_is_sent_again_when_the_session_resumes() {
     let mut weir = Weir::builder().start().unwrap();
     let addr = weir.mqtt_addr().unwrap();
-    let mut first = Raw::open(addr, ProtocolVersion::V3_1_1);
-    first.connect("qos2-keeper", false, Properties::default());
-    first.send(Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        subscriptions: vec![Subscription {
-            filter: "exactly/#".to_owned(),
-            options: SubscriptionOptions::qos(QoS::ExactlyOnce),
-        }],
-        properties: Properties::default(),
-    }));
-    assert!(matches!(first.next(), Some(Packet::SubAck(_))));
+    let mut first = subscriber(
+        addr,
+        ProtocolVersion::V3_1_1,
+        ("qos2-keeper", false),
+        &["exactly/#"],
+        QoS::ExactlyOnce,
+    );
     let mut publisher = Raw::open(addr, ProtocolVersion::V3_1_1);
     publisher.connect("exactly-pub", true, Properties::default());
     publisher.send(publish(QoS::ExactlyOnce, Some(1), "exactly/once"));

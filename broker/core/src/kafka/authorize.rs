@@ -281,25 +281,16 @@ fn refuse_unwritable(caller: &Caller, topics: &mut [ProduceTopic]) {
 /// Metadata: the topics named that the client may not describe are answered
 /// TOPIC_AUTHORIZATION_FAILED (and not created); a listing of every topic leaves them out.
 /// A missing topic is created only if the client may write to every topic it named.
-fn metadata(caller: Caller, op: KafkaOp) -> Authorized {
+fn metadata(caller: Caller, mut op: KafkaOp) -> Authorized {
     let KafkaOp::Metadata {
         topics,
-        topic_ids,
         create_missing,
-        partitions,
-        topics_max,
-    } = op
+        ..
+    } = &mut op
     else {
         return Authorized::Run(op, None);
     };
-    let Some(mut named) = topics else {
-        let op = KafkaOp::Metadata {
-            topics: None,
-            topic_ids,
-            create_missing,
-            partitions,
-            topics_max,
-        };
+    let Some(named) = topics else {
         let amend = Amend::new(move |result| {
             if let KafkaOpResult::Topics(Ok(topics)) = result {
                 topics.retain(|t| t.name.as_deref().is_none_or(|name| caller.describe(name)));
@@ -307,15 +298,8 @@ fn metadata(caller: Caller, op: KafkaOp) -> Authorized {
         });
         return Authorized::Run(op, amend);
     };
-    let refused = take(&mut named, |name| !caller.describe(name));
-    let create_missing = create_missing && named.iter().all(|n| caller.topic(Access::Write, n));
-    let op = KafkaOp::Metadata {
-        topics: Some(named),
-        topic_ids,
-        create_missing,
-        partitions,
-        topics_max,
-    };
+    let refused = take(named, |name| !caller.describe(name));
+    *create_missing &= named.iter().all(|n| caller.topic(Access::Write, n));
     let amend = Amend::new(move |result| {
         if let KafkaOpResult::Topics(Ok(topics)) = result {
             topics.extend(refused.into_iter().map(|name| weir_kafka::metadata::Topic {
