@@ -202,6 +202,8 @@ pub struct MqttConnection {
     /// in flight leaves those out ([`Sub::skip`]).
     publishes_handed: u64,
     publishes_answered: u64,
+    /// The latest [`Sub::own_before`]: no subscription skips a publish answered after it.
+    skip_own_until: u64,
     /// Where each unacknowledged QoS 1 or 2 delivery came from, by tag.
     unacked: BTreeMap<u64, (PartitionId, i64)>,
     /// Per partition, the offset below which QoS 1 and 2 messages went to a connection of
@@ -303,6 +305,7 @@ impl MqttConnection {
             stores_in_flight: 0,
             publishes_handed: 0,
             publishes_answered: 0,
+            skip_own_until: 0,
             sent: HashMap::new(),
             unacked: BTreeMap::new(),
             next_tag: 1,
@@ -447,10 +450,13 @@ impl MqttConnection {
         self.wall_ms = now.wall_ms;
         self.stores_in_flight = self.stores_in_flight.saturating_sub(1);
         self.publishes_answered += 1;
-        // A subscription made after this publish was read leaves it out, wherever it landed.
-        for sub in &mut self.subs {
-            if self.publishes_answered <= sub.own_before {
-                sub.skip.extend(stored.at.iter().copied());
+        // A subscription made after this publish was read leaves it out, wherever it landed
+        // (only subscriptions made while publishes were in flight have any to leave out).
+        if self.publishes_answered <= self.skip_own_until {
+            for sub in &mut self.subs {
+                if self.publishes_answered <= sub.own_before {
+                    sub.skip.extend(stored.at.iter().copied());
+                }
             }
         }
         // For No Local subscriptions: this connection's own messages, until they come by.

@@ -568,10 +568,8 @@ impl ServerSession {
         }
         let mut properties = Properties::default();
         if self.version.is_v5() && self.problem_information {
-            // Reason string, property id and length prefix: 3 bytes more than the text; the
-            // fixed part of the acknowledgement is at most 8.
-            properties.reason_string =
-                reason_string.filter(|r| r.len() + 3 + 8 <= self.client_packet_size_max);
+            // Dropped by `send` if it makes the packet too large for the client.
+            properties.reason_string = reason_string;
         }
         let response = PubResponse {
             packet_id,

@@ -246,6 +246,7 @@ impl MqttConnection {
                     // Nor what this connection published before it and the log has not
                     // answered yet: those land later, wherever they land.
                     sub.own_before = self.publishes_handed;
+                    self.skip_own_until = self.publishes_handed;
                     self.subs.push(sub.clone());
                     false
                 }

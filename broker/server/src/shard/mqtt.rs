@@ -434,13 +434,11 @@ impl MqttTail {
             self.cursors.insert(partition, at.max(cursor));
         }
         let more = self.serve_lagging(store, conns, (limits, now, metrics), &mut touched);
-        // What the offers left unsealed (over TLS or WebSocket) is sealed once, here.
-        for &slot in self.subscribers.iter().chain(&self.lagging) {
+        // What the offers left unsealed (over TLS or WebSocket) is sealed once, here: every
+        // connection offered to is in `touched`.
+        for (&slot, added) in &mut touched {
             if let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) {
-                let added = conn.conn_mut().seal_deliveries();
-                if added > 0 {
-                    *touched.entry(slot).or_default() += added;
-                }
+                *added += conn.conn_mut().seal_deliveries();
             }
         }
         (touched.into_iter().collect(), more)
@@ -448,7 +446,8 @@ impl MqttTail {
 
     /// Offers the message at `at` to every subscriber that takes it live; one that is full
     /// falls behind and reads the log itself from there. Counts the bytes added per slot in
-    /// `touched`.
+    /// `touched`, where every connection that took a message is (its bytes may still be
+    /// unsealed).
     fn offer_live<S: HasConn>(
         &mut self,
         conns: &mut [Option<S>],
@@ -474,7 +473,7 @@ impl MqttTail {
                 &self.shares.1,
                 metrics,
             );
-            if added > 0 {
+            if added > 0 || offer == Offer::Taken {
                 *touched.entry(slot).or_default() += added;
             }
             if offer == Offer::Full
@@ -502,9 +501,8 @@ impl MqttTail {
             };
             let conn = conn.conn_mut();
             let (added, left) = self.catch_up(store, conn, limits, now, metrics);
-            if added > 0 {
-                *touched.entry(slot).or_default() += added;
-            }
+            // Noted even with no bytes added yet: what it took may wait unsealed.
+            *touched.entry(slot).or_default() += added;
             match left {
                 CatchUp::Done => {
                     self.lagging.remove(&slot);

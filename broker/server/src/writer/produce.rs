@@ -292,17 +292,13 @@ fn resolve_unknown(
     creation: Creation,
 ) -> Result<Vec<Result<Vec<PartitionId>, i16>>, StoreError> {
     known.resize(topics.len(), None);
-    // A topic every partition of which was refused is not created.
+    // A topic every partition of which was refused is not looked up nor created (its
+    // partitions are answered as refused, whatever `found` says).
     let wanted = |topic: &ProduceTopic| {
         (topic.partitions.iter()).any(|(_, r)| !matches!(r, ProduceRecords::Refused { .. }))
     };
-    for (topic, found) in topics.iter().zip(known.iter_mut()) {
-        if found.is_none() && !wanted(topic) {
-            *found = Some(Vec::new());
-        }
-    }
     let unknown: Vec<String> = (topics.iter().zip(&known))
-        .filter(|(_, found)| found.is_none())
+        .filter(|(topic, found)| found.is_none() && wanted(topic))
         .map(|(topic, _)| topic.name.clone())
         .collect();
     let Creation {
@@ -311,13 +307,12 @@ fn resolve_unknown(
         topics_max,
     } = creation;
     let mut found = resolve(store, &unknown, create_missing, partitions, topics_max)?.into_iter();
-    Ok(known
-        .into_iter()
-        .map(|known| match known {
+    let unknown_topic = Err(ErrorCode::UnknownTopicOrPartition.code());
+    Ok((known.into_iter().zip(topics))
+        .map(|(known, topic)| match known {
             Some(partitions) => Ok(partitions),
-            None => found
-                .next()
-                .unwrap_or(Err(ErrorCode::UnknownTopicOrPartition.code())),
+            None if !wanted(topic) => unknown_topic.clone(),
+            None => found.next().unwrap_or(unknown_topic.clone()),
         })
         .collect())
 }

@@ -15,27 +15,8 @@ impl ServerSession {
         match packet {
             Packet::Publish(publish) => self.on_publish(publish, out, actions),
             Packet::PubAck(ack) => {
-                let id = ack.packet_id.get();
-                match self.outbound.get(&id) {
-                    Some((Outbound::Qos1Sent, tag)) => {
-                        actions.push(Action::Delivered { tag: *tag });
-                        self.release(id, out);
-                    }
-                    Some(_) => {
-                        return Err(protocol(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "PUBACK for a QoS 2 publish",
-                        ));
-                    }
-                    // 3.1.1 has no way to report it; a stale acknowledgement is harmless.
-                    None if !v5 => {}
-                    None => {
-                        return Err(protocol(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "PUBACK for a packet identifier not awaiting one",
-                        ));
-                    }
-                }
+                let tag = self.final_ack(ack.packet_id.get(), Outbound::Qos1Sent, out)?;
+                actions.extend(tag.map(|tag| Action::Delivered { tag }));
                 Ok(())
             }
             Packet::PubRec(rec) => {
@@ -70,24 +51,7 @@ impl ServerSession {
                 Ok(())
             }
             Packet::PubComp(comp) => {
-                let id = comp.packet_id.get();
-                match self.outbound.get(&id) {
-                    Some((Outbound::Qos2Released, _)) => self.release(id, out),
-                    Some(_) => {
-                        return Err(protocol(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "PUBCOMP for a publish not released (QoS 1, or before PUBREC)",
-                        ));
-                    }
-                    // 3.1.1 cannot be told; a stray PUBCOMP changes nothing.
-                    None if !v5 => {}
-                    None => {
-                        return Err(protocol(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "PUBCOMP for a packet identifier not awaiting one",
-                        ));
-                    }
-                }
+                self.final_ack(comp.packet_id.get(), Outbound::Qos2Released, out)?;
                 Ok(())
             }
             Packet::PubRel(rel) => {
@@ -151,6 +115,32 @@ impl ServerSession {
                     ReasonCode::PROTOCOL_ERROR,
                     "server-to-client packet from the client",
                 ))
+            }
+        }
+    }
+
+    /// A PUBACK (`ends` QoS 1) or PUBCOMP (`ends` a released QoS 2): frees the exchange it
+    /// ends and returns its tag. One for an exchange in another state is a protocol error;
+    /// one for no exchange too in MQTT 5 (3.1.1 cannot be told why, and a stale one changes
+    /// nothing there).
+    fn final_ack(
+        &mut self,
+        id: u16,
+        ends: Outbound,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<u64>, SessionError> {
+        match self.outbound.get(&id).copied() {
+            Some((state, tag)) if state == ends => {
+                self.release(id, out);
+                Ok(Some(tag))
+            }
+            None if !self.version.is_v5() => Ok(None),
+            found => {
+                let why = match found {
+                    Some(_) => "an acknowledgement of the wrong type",
+                    None => "an acknowledgement for a packet identifier not awaiting one",
+                };
+                Err(protocol(ReasonCode::PROTOCOL_ERROR, why))
             }
         }
     }
