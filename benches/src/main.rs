@@ -75,26 +75,51 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
-    /// MQTT publishes through the real `weir` process (fsync and relaxed) and through
-    /// Mosquitto side by side: QoS 0 and QoS 1 to one wildcard subscriber.
+    /// MQTT through the real `weir` process (fsync and relaxed) and Mosquitto side by side,
+    /// QoS 0 and 1: one-to-one, four-to-one on a wildcard, fan-out, fixed-rate latency, an
+    /// iot-sim fleet; broker and generator CPU per message.
     Mqtt {
-        /// Messages per run, all publishers together.
-        #[arg(long, default_value_t = 200_000)]
+        /// Shapes to run: one-to-one, four-to-one, fan-out, fixed-rate, fleet.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "one-to-one,four-to-one,fan-out,fixed-rate,fleet"
+        )]
+        shapes: Vec<mqtt::Shape>,
+        /// Messages published per pipelined run (fan-out publishes MESSAGES / FAN_OUT, each
+        /// delivered to every subscriber).
+        #[arg(long, default_value_t = 100_000)]
         messages: usize,
-        /// Publisher connections.
+        /// Publishers of the four-to-one shape.
         #[arg(long, default_value_t = 4)]
         publishers: usize,
+        /// Subscribers of the fan-out shape.
+        #[arg(long, default_value_t = 100)]
+        fan_out: usize,
         /// Payload bytes.
         #[arg(long, default_value_t = 100)]
         payload_bytes: usize,
-        /// QoS 1 publishes in flight per publisher.
-        #[arg(long, default_value_t = 32)]
+        /// QoS 1 publishes in flight per publisher, at most.
+        #[arg(long, default_value_t = 1000)]
         window: usize,
+        /// Messages per second of the fixed-rate runs.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        rates: Vec<u32>,
+        /// Seconds of each fixed-rate run.
+        #[arg(long, default_value_t = 4.0)]
+        fixed_seconds: f64,
+        /// Devices of the fleet (one connection and one message per second each).
+        #[arg(long, default_value_t = 10_000)]
+        fleet_devices: usize,
+        /// Seconds the fleet is measured for (at least), once it is connected and on schedule.
+        #[arg(long, default_value_t = 10.0)]
+        fleet_seconds: f64,
         /// Rounds, alternating the brokers.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
-        /// Also Weir (fsync) with an access-control list that grants the clients `bench/#`,
-        /// beside the same code without one: what checking every publish and delivery costs.
+        /// Also Weir (fsync) with an access-control list that grants the clients `bench/#`
+        /// and `fleet/#`, beside the same code without one: what checking every publish and
+        /// delivery costs.
         #[arg(long)]
         acl: bool,
     },
@@ -235,17 +260,29 @@ fn main() -> anyhow::Result<()> {
             kafka_mib,
         }),
         Workload::Mqtt {
+            shapes,
             messages,
             publishers,
+            fan_out,
             payload_bytes,
             window,
+            rates,
+            fixed_seconds,
+            fleet_devices,
+            fleet_seconds,
             rounds,
             acl,
-        } => mqtt::run(&mqtt::MqttBench {
+        } => mqtt::run(&mqtt::MqttShapes {
+            shapes,
             messages,
             publishers: publishers.max(1),
+            fan_out: fan_out.max(1),
             payload_bytes,
-            window,
+            window: window.max(1),
+            rates,
+            fixed_seconds,
+            fleet_devices: fleet_devices.max(1),
+            fleet_seconds,
             rounds: rounds.max(1),
             acl,
         }),

@@ -1,48 +1,97 @@
 //! `weir-bench mqtt`: MQTT publishes through the real `weir` process and through Mosquitto,
-//! side by side, the same clients and the same cores: publishers on several connections, one
-//! wildcard subscriber, QoS 0 and QoS 1.
+//! side by side in one run, in the shapes of issue 19 (`--shapes` picks some):
 //!
-//! Each broker runs on CPU 0 (Weir with one shard); the clients run on CPU 1. Weir runs twice:
-//! with `storage.durability = "fsync"` (a PUBACK only once the message is on disk) and
-//! `"relaxed"` (after the commit reaches the page cache); Mosquitto keeps messages in memory
-//! (`persistence false`), so it is the in-memory baseline, not a like-for-like durable one.
-//! Brokers alternate round by round; medians are reported, and the ratios Weir / Mosquitto.
+//! - **one-to-one**: 1 publisher on `bench/0` to 1 subscriber of `bench/0` (exact topic),
+//!   pipelined (as fast as the broker takes them);
+//! - **four-to-one**: `--publishers` (4) publishers on `bench/<n>` to 1 `bench/#` subscriber
+//!   (wildcard), pipelined;
+//! - **fan-out**: 1 publisher on `bench/0` to `--fan-out` (100) subscriber connections of
+//!   `bench/0`, pipelined, `--messages / --fan-out` published (so `--messages` deliveries);
+//!   msg/s counts every delivery;
+//! - **fixed-rate**: 1 publisher to 1 subscriber at each of `--rates` (1,000 and 10,000 msg/s)
+//!   for `--fixed-seconds`: publish-to-delivery latency p50 / p99 / p99.9 with coordinated
+//!   omission corrected (message `i` is due at `base + i / rate`, carries `i` in its first 8
+//!   payload bytes, and its latency is its delivery time less that due time, so a send held
+//!   back, by the generator or by the QoS 1 window, counts against it; publisher and
+//!   subscriber are threads of this process sharing one `Instant` base), and broker CPU per
+//!   message at that rate;
+//! - **fleet**: an iot-sim fleet of `--fleet-devices` (10,000) devices, one connection each,
+//!   at 1 msg/s each on `fleet/<n>/t`, one `fleet/#` subscriber and, on Weir only (Mosquitto
+//!   has no Kafka side), iot-sim's Kafka consumer reading topic `fleet` back: a
+//!   cost-per-message measurement, broker and generator CPU per published message over at
+//!   least `--fleet-seconds` once the fleet is connected, on schedule and read (`fleet`).
 //!
-//! Figures per run: messages per second delivered to the subscriber (QoS 0: from the first
-//! publish to the last message received; QoS 1: every publish acknowledged and every message
-//! received), messages lost (QoS 0 may drop; QoS 1 must not), and broker CPU time per message.
+//! Each at QoS 0 and QoS 1 (publishers and subscribers alike; the fleet through iot-sim's QoS
+//! mix). Pipelined QoS 1 publishers keep at most `--window` (1,000) publishes unacknowledged.
+//!
+//! The generator of every shape but the fleet is raw sockets (`raw`): PUBLISH frames encoded
+//! once and patched in place, written in 64 KiB batches; subscribers parse frames with a
+//! minimal fixed-header parser over reusable buffers and answer PUBACKs from a reusable
+//! buffer; nothing is decoded or allocated per message. `iot_sim::client::Conn` does the
+//! CONNECT and SUBSCRIBE handshakes only. The fleet's devices and Kafka consumer are the
+//! `iot-sim` crate's library (`iot_sim::run`), its subscriber the raw one.
+//!
+//! Brokers, each started fresh for each run: Weir twice, with `storage.durability = "fsync"`
+//! (a PUBACK only once the message is on disk) and `"relaxed"` (once the commit reaches the
+//! page cache), one shard (`WEIR_SERVER_SHARDS=1`) that pins itself to CPU 0 (its writer
+//! thread is not pinned), everything else default but, for the fleet, its connection limits
+//! (10,000 MQTT connections by default) raised above the fleet's size; with `--acl` also Weir
+//! fsync under an access-control list granting `bench/#` and `fleet/#`; Mosquitto pinned to
+//! CPU 0 with `persistence false` (memory only, so an in-memory baseline, not a durable one),
+//! no queue or in-flight limits (`max_queued_messages 0`, `max_queued_bytes 0`,
+//! `max_inflight_messages 0`: its default queue of 1,000 would drop QoS 1 messages to a slow
+//! subscriber) and its other defaults (Nagle's algorithm left on, as a new user has it). The
+//! generator pins itself to CPU 1 (its threads, librdkafka's too, inherit it): on a 2-core
+//! machine broker and generator share the machine's cores.
+//!
+//! Per run: messages delivered per second (pipelined: from the first publish to the last
+//! delivery, every subscriber's deliveries counted), deliveries lost (QoS 0 may drop; QoS 1
+//! must not), the broker's CPU time per message (user + system of every thread, from
+//! `/proc/<pid>/stat`, over the run; per delivery in fan-out, per published message in the
+//! fleet), and the generator's (this process's, `getrusage(RUSAGE_SELF)`, every thread), so a
+//! reader sees whether the generator could have been the bottleneck. Brokers alternate within
+//! each round (every broker runs a case before the next case starts); one Markdown table of
+//! medians per shape, then the ratios Weir / Mosquitto.
+//!
+//! `measure` and `measure_over` are the older client (publishers and subscriber on
+//! `iot_sim::client::Conn`, any transport) that `weir-bench tls`, `plugins` and `suite` use.
+//! The process raises its open-file limit to the hard limit (the brokers inherit it).
+
+mod brokers;
+mod fleet;
+mod raw;
+mod report;
+mod settings;
+mod shapes;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use iot_sim::client::{Conn, V};
 use weir_mqtt::{Packet, PubResponse, Publish, QoS};
 
-use crate::server::{Broker, clock_ticks_per_s, cpu_ticks, median, weir_binary};
+pub(crate) use brokers::{Target, start_mosquitto, start_with, which};
+use report::Results;
+use settings::Case;
+pub use settings::{MqttShapes, Shape};
 
-/// Settings of the MQTT benchmark.
+use crate::server::{clock_ticks_per_s, cpu_ticks, weir_binary};
+
+/// Settings of one run of [`measure`] (the older client).
 #[derive(Debug, Clone)]
 pub struct MqttBench {
     /// Messages per run, all publishers together.
     pub messages: usize,
     /// Publisher connections.
     pub publishers: usize,
-    /// Payload bytes.
-    pub payload_bytes: usize,
     /// QoS 1 publishes in flight per publisher.
     pub window: usize,
-    /// Rounds, alternating the brokers.
-    pub rounds: usize,
-    /// Also Weir (fsync) under an access-control list granting `bench/#`.
-    pub acl: bool,
 }
 
-/// One run's figures.
+/// One run's figures (of [`measure`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Run {
     /// Messages delivered per second.
@@ -53,15 +102,20 @@ pub(crate) struct Run {
     pub(crate) cpu_us_per_message: f64,
 }
 
-pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
+/// Runs every case of `bench` on every broker, round after round, then prints the report.
+pub fn run(bench: &MqttShapes) -> anyhow::Result<()> {
     let weir = weir_binary()?;
     let mosquitto = which("mosquitto");
+    // SAFETY: sysconf with a valid name has no memory effects.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     weir::shard::pin_to_cpu(1);
+    let open_files = brokers::raise_fd_limit();
     println!(
-        "mqtt benchmark: {} publishers x {} messages of {} B, one `bench/#` subscriber; brokers on CPU 0, clients on CPU 1",
-        bench.publishers,
-        bench.messages / bench.publishers.max(1),
-        bench.payload_bytes
+        "mqtt benchmark: brokers on CPU 0 (Weir's shard pinned, its other threads not; Mosquitto \
+         pinned), the load generator on CPU 1: broker and generator share this machine's {cores} \
+         CPUs. Payload {} B, QoS 1 window {} per publisher, {} messages per pipelined run, \
+         open-file limit {open_files}",
+        bench.payload_bytes, bench.window, bench.messages
     );
     let mut brokers = vec!["weir fsync", "weir relaxed"];
     if bench.acl {
@@ -69,174 +123,65 @@ pub fn run(bench: &MqttBench) -> anyhow::Result<()> {
     }
     match &mosquitto {
         Some(path) => {
-            println!("peer: {path} (persistence false, set_tcp_nodelay true, no queue limits)");
+            println!(
+                "peer: {path} (persistence false, no queue or in-flight limits, otherwise defaults)"
+            );
             brokers.push("mosquitto");
         }
         None => println!("peer: mosquitto not found (apt-get install mosquitto); Weir only"),
     }
-    let mut results: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); brokers.len()]; 2];
+    let cases = Case::all(bench);
+    let fleet = cases.iter().any(|c| c.shape == Shape::Fleet);
+    if fleet && open_files < bench.fleet_devices as u64 + 64 {
+        println!(
+            "warning: {open_files} open files allowed, the fleet needs {} and more",
+            bench.fleet_devices
+        );
+    }
+    // Weir's connection limits (10,000 MQTT, 20,000 in all by default) raised for the fleet.
+    let limit = (bench.fleet_devices + 100).max(20_000).to_string();
+    let fleet_env = [
+        ("WEIR_MQTT_CONNECTIONS_MAX", limit.as_str()),
+        ("WEIR_SERVER_CONNECTIONS_MAX", limit.as_str()),
+    ];
+    let mut results = Results::new(&cases, &brokers);
     for round in 0..bench.rounds {
-        for (b, name) in brokers.iter().enumerate() {
-            for (q, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce].into_iter().enumerate() {
+        for (c, case) in cases.iter().enumerate() {
+            for (b, name) in brokers.iter().enumerate() {
                 let dir = tempfile::tempdir()?;
-                let target = start(name, &weir, mosquitto.as_deref(), dir.path())?;
-                let payload = vec![0x5a; bench.payload_bytes];
-                let run = measure(target.addr, target.pid, qos, bench, &payload)?;
+                let env: &[(&str, &str)] = if case.shape == Shape::Fleet {
+                    &fleet_env
+                } else {
+                    &[]
+                };
+                let target = start_with(name, &weir, mosquitto.as_deref(), dir.path(), env)?;
+                let sample = match case.shape {
+                    Shape::Fleet => fleet::fleet(&target, case.qos, bench),
+                    Shape::FixedRate => shapes::fixed_rate(&target, case, bench),
+                    _ => shapes::pipelined(&target, case, bench),
+                }
+                .with_context(|| format!("{} on {name}", case.label()))?;
+                let latency = sample.latency_ms.map_or(String::new(), |[p50, p99, p999]| {
+                    format!(", latency p50 {p50:.3} / p99 {p99:.3} / p99.9 {p999:.3} ms")
+                });
+                let kafka = sample.kafka.map_or(String::new(), |(per_s, lost)| {
+                    format!(", Kafka {per_s:.0} msg/s ({lost} lost)")
+                });
                 println!(
-                    "round {}: {name}, QoS {}: {:.0} msg/s, {} lost, {:.2} us CPU/message",
+                    "round {}: {}, {name}: {:.0} msg/s delivered, {} lost, broker {:.2} us / generator {:.2} us CPU per message{latency}{kafka}",
                     round + 1,
-                    qos as u8,
-                    run.messages_per_s,
-                    run.lost,
-                    run.cpu_us_per_message
+                    case.label(),
+                    sample.delivered_per_s,
+                    sample.lost,
+                    sample.broker_cpu_us,
+                    sample.generator_cpu_us
                 );
-                results[q][b].push(run);
+                results.push(c, b, sample);
             }
         }
     }
-    println!(
-        "\n| broker (medians of {} rounds) | QoS 0 msg/s | QoS 0 lost | QoS 0 CPU/msg | QoS 1 msg/s | QoS 1 lost | QoS 1 CPU/msg |",
-        bench.rounds
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
-    let med = |runs: &[Run]| {
-        (
-            median(runs.iter().map(|r| r.messages_per_s).collect()),
-            median(runs.iter().map(|r| r.lost as f64).collect()),
-            median(runs.iter().map(|r| r.cpu_us_per_message).collect()),
-        )
-    };
-    let medians: Vec<[(f64, f64, f64); 2]> = (0..brokers.len())
-        .map(|b| [med(&results[0][b]), med(&results[1][b])])
-        .collect();
-    for (name, [q0, q1]) in brokers.iter().zip(&medians) {
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.2} us | {:.0} | {:.0} | {:.2} us |",
-            q0.0, q0.1, q0.2, q1.0, q1.1, q1.2
-        );
-    }
-    if let Some(b) = brokers.iter().position(|name| *name == "weir fsync acl") {
-        let ([plain, _], [acl, _]) = (medians[0], medians[b]);
-        println!(
-            "weir fsync with an ACL / without: QoS 0 {:.2}x msg/s, {:.2}x CPU/msg",
-            acl.0 / plain.0,
-            acl.2 / plain.2
-        );
-    }
-    if let Some(peer) = brokers
-        .iter()
-        .position(|name| *name == "mosquitto")
-        .map(|b| &medians[b])
-    {
-        for (b, name) in brokers.iter().enumerate().take(2) {
-            let [q0, q1] = medians[b];
-            println!(
-                "{name} / mosquitto: QoS 0 {:.2}x msg/s, {:.2}x CPU/msg; QoS 1 {:.2}x msg/s, {:.2}x CPU/msg",
-                q0.0 / peer[0].0,
-                q0.2 / peer[0].2,
-                q1.0 / peer[1].0,
-                q1.2 / peer[1].2
-            );
-        }
-    }
+    results.print(bench);
     Ok(())
-}
-
-/// A broker under test: its MQTT address and PID; stopped when dropped.
-pub(crate) struct Target {
-    pub(crate) addr: SocketAddr,
-    pub(crate) pid: u32,
-    pub(crate) weir: Option<Broker>,
-    mosquitto: Option<Child>,
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.mosquitto {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn start(name: &str, weir: &Path, mosquitto: Option<&str>, dir: &Path) -> anyhow::Result<Target> {
-    start_with(name, weir, mosquitto, dir, &[])
-}
-
-/// Starts broker `name` (`weir fsync`, `weir relaxed` or `mosquitto`) on CPU 0 in `dir`;
-/// `extra` is more environment for Weir.
-pub(crate) fn start_with(
-    name: &str,
-    weir: &Path,
-    mosquitto: Option<&str>,
-    dir: &Path,
-    extra: &[(&str, &str)],
-) -> anyhow::Result<Target> {
-    if name.starts_with("weir") {
-        let durability = if name.contains("relaxed") {
-            "relaxed"
-        } else {
-            "fsync"
-        };
-        let acl = dir.join("acl").display().to_string();
-        let mut env = vec![
-            ("WEIR_SERVER_SHARDS", "1"),
-            ("WEIR_STORAGE_DURABILITY", durability),
-        ];
-        if name.ends_with("acl") {
-            // Anonymous clients (the benchmark's) may publish and read `bench/#`.
-            std::fs::write(&acl, "topic readwrite bench/#\n")?;
-            env.push(("WEIR_AUTH_ACL_FILE", acl.as_str()));
-        }
-        env.extend_from_slice(extra);
-        // Its one shard pins itself to CPU 0 (`server.pin_threads`).
-        let broker = Broker::start(weir, dir, &env)?;
-        return Ok(Target {
-            addr: broker.mqtt,
-            pid: broker.pid(),
-            weir: Some(broker),
-            mosquitto: None,
-        });
-    }
-    start_mosquitto(mosquitto.context("mosquitto")?, dir, "")
-}
-
-/// Starts Mosquitto from `path` on CPU 0 in `dir`, in memory, with `more` added to its
-/// configuration (more listeners); the address of its first listener.
-pub(crate) fn start_mosquitto(path: &str, dir: &Path, more: &str) -> anyhow::Result<Target> {
-    let port = free_port()?;
-    let config = dir.join("mosquitto.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-             set_tcp_nodelay true\nmax_queued_messages 0\nmax_queued_bytes 0\n\
-             max_inflight_messages 0\nlog_dest none\nlistener {port} 127.0.0.1\n{more}"
-        ),
-    )?;
-    let child = Command::new(path)
-        .arg("-c")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    pin_pid(pid, 0);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            bail!("mosquitto did not listen on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(Target {
-        addr,
-        pid,
-        weir: None,
-        mosquitto: Some(child),
-    })
 }
 
 /// A client transport: a TCP socket, or TLS over one.
@@ -376,29 +321,4 @@ pub(crate) fn measure_over<S: Socket>(
 
 fn id(n: u16) -> weir_mqtt::PacketId {
     weir_mqtt::PacketId::new(n).unwrap_or(weir_mqtt::PacketId::MIN)
-}
-
-pub(crate) fn which(program: &str) -> Option<String> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .chain([Path::new("/usr/sbin").to_owned()])
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .map(|path| path.display().to_string())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Pins process `pid` to `cpu` (best effort).
-fn pin_pid(pid: u32, cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity gets a valid pointer.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(pid as i32, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
 }

@@ -202,10 +202,7 @@ fn end_to_end(bench: &PluginBench) -> anyhow::Result<()> {
     let mqtt = MqttBench {
         messages: bench.messages,
         publishers: 4,
-        payload_bytes: 100,
         window: 32,
-        rounds: 1,
-        acl: false,
     };
     // 100 bytes of JSON: a reading the filter keeps, padded.
     let mut payload = br#"{"value": 21.5, "unit": "C", "pad": ""#.to_vec();

@@ -250,10 +250,7 @@ fn mqtt_run(ctx: &Ctx, target: &Target, qos: QoS, payload_bytes: usize) -> anyho
             ctx.bench.messages
         },
         publishers: 4,
-        payload_bytes,
         window: 32,
-        rounds: 1,
-        acl: false,
     };
     let run = measure(
         target.addr,

@@ -288,10 +288,7 @@ fn figures_over<S: Socket>(
     let mqtt = MqttBench {
         messages: bench.messages,
         publishers: bench.publishers,
-        payload_bytes: bench.payload_bytes,
         window: 1,
-        rounds: 1,
-        acl: false,
     };
     let payload = vec![0x5a; bench.payload_bytes];
     let run = crate::mqtt::measure_over(connect, pid, QoS::AtMostOnce, &mqtt, &payload)?;

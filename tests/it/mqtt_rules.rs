@@ -527,3 +527,154 @@ fn a_pubrel_left_waiting_is_sent_again_when_the_session_resumes() {
         "the PUBCOMP was expected"
     );
 }
+
+/// Writes a QoS 0 PUBLISH to `big/t` with a payload of `payload` bytes: the fixed header and
+/// the first MiB in one write (so the broker's first read leaves bytes unread), the rest in
+/// 64 KiB writes. Returns the bytes written, or the error that stopped the writing.
+fn write_big_publish(mut stream: TcpStream, payload: usize) -> std::io::Result<usize> {
+    let topic = b"big/t";
+    let mut first = vec![0x30];
+    let mut remaining = 2 + topic.len() + payload;
+    loop {
+        let byte = (remaining % 128) as u8;
+        remaining /= 128;
+        first.push(if remaining > 0 { byte | 0x80 } else { byte });
+        if remaining == 0 {
+            break;
+        }
+    }
+    first.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    first.extend_from_slice(topic);
+    let head = (1 << 20).min(payload);
+    first.resize(first.len() + head, b'x');
+    stream.write_all(&first)?;
+    let chunk = [b'x'; 64 * 1024];
+    let mut left = payload - head;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        stream.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    Ok(first.len() + payload - head)
+}
+
+/// The lingering close: a client still sending a PUBLISH larger than
+/// `mqtt.packet_size_bytes_max` (8 MiB announced and sent against the 1 MiB default, more than
+/// the socket buffers hold, from a writer thread) reads the broker's DISCONNECT 0x95 (Packet
+/// too large; MQTT 3.1.1 has none) and then the end of the stream, not a connection reset; the
+/// broker reads and drops the rest of the packet, so every byte of it is written. The
+/// connection stops being counted once the client closes (MQTT 5), or once the broker's
+/// bounded linger ends when the client does not close (3.1.1).
+#[test]
+fn a_client_still_sending_an_oversized_packet_reads_the_answer_then_the_end() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let open_before = weir.metric("weir_connections_open").unwrap();
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        let mut raw = Raw::open(addr, version);
+        raw.connect(&format!("big-{version:?}"), true, Properties::default());
+        let stream = raw.stream.try_clone().expect("a second handle");
+        let writer = std::thread::spawn(move || write_big_publish(stream, 8 << 20));
+        if version == ProtocolVersion::V5 {
+            let goodbye = raw.next();
+            assert!(
+                matches!(&goodbye, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode(0x95)),
+                "{goodbye:?}"
+            );
+        }
+        let mut rest = [0u8; 64];
+        let end = raw.stream.read(&mut rest);
+        assert!(
+            matches!(end, Ok(0)),
+            "{version:?}: the end of the stream after the answer, not {end:?}"
+        );
+        let written = writer.join().expect("the writer thread");
+        assert!(
+            matches!(written, Ok(n) if n > 8 << 20),
+            "{version:?}: the broker reads the rest of the packet: {written:?}"
+        );
+        if version == ProtocolVersion::V5 {
+            drop(raw);
+        }
+        (weir.wait_for_metric("weir_connections_open", |n| n == open_before))
+            .expect("the connection is closed");
+    }
+}
+
+/// Paho's interoperability suite, `test_subscribe_failure` of `client_test.py` (3.1.1) and
+/// `client_test5.py` (5.0), byte for byte as its client packs the packets, against a broker
+/// with `test/nosubscribe` in `mqtt.subscribe_deny`: CONNECT as `myclientid` (clean, keep
+/// alive 0, MQTT 5 without properties), then a SUBSCRIBE (packet identifier 2, a new client's
+/// first) to `test/nosubscribe` alone at QoS 2 (MQTT 5: options byte 0x02, no properties). The
+/// suite expects the SUBACK's one code to be 0x80, in 5.0 too ("Unspecified error"): its
+/// MQTT 5 SUBACK decoder asserts every code is 0, 1, 2 or 0x80, so 0x87 kills the client's
+/// receiver thread and the test finds no SUBACK at all. A neighbour in the same SUBSCRIBE
+/// (which the suite does not try) is still granted.
+#[test]
+fn paho_subscribe_failure_gets_suback_0x80() {
+    let mut weir = Weir::builder()
+        .env("WEIR_MQTT_SUBSCRIBE_DENY", "test/nosubscribe")
+        .start()
+        .unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let client_id = b"\x00\x0amyclientid";
+    let filter = b"\x00\x10test/nosubscribe";
+    let v311_connect = [
+        b"\x10\x16\x00\x04MQTT\x04\x02\x00\x00".as_slice(),
+        client_id,
+    ]
+    .concat();
+    let v5_connect = [
+        b"\x10\x17\x00\x04MQTT\x05\x02\x00\x00\x00".as_slice(),
+        client_id,
+    ]
+    .concat();
+    let v311_subscribe = [b"\x82\x15\x00\x02".as_slice(), filter, b"\x02"].concat();
+    let v5_subscribe = [b"\x82\x16\x00\x02\x00".as_slice(), filter, b"\x02"].concat();
+    let cases = [
+        (
+            ProtocolVersion::V3_1_1,
+            v311_connect,
+            v311_subscribe,
+            &b"\x90\x03\x00\x02\x80"[..],
+        ),
+        (
+            ProtocolVersion::V5,
+            v5_connect,
+            v5_subscribe,
+            &b"\x90\x04\x00\x02\x00\x80"[..],
+        ),
+    ];
+    for (version, connect, subscribe, suback) in cases {
+        let mut raw = Raw::open(addr, version);
+        raw.stream.write_all(&connect).unwrap();
+        let connack = raw.next();
+        assert!(
+            matches!(&connack, Some(Packet::ConnAck(c)) if c.reason_code == ReasonCode::SUCCESS),
+            "{version:?}: {connack:?}"
+        );
+        raw.stream.write_all(&subscribe).unwrap();
+        let mut got = vec![0u8; suback.len()];
+        raw.stream.read_exact(&mut got).expect("a SUBACK");
+        assert_eq!(got, suback, "{version:?}: the SUBACK, byte for byte");
+        raw.send(subscribe_with(
+            &["test/nosubscribe", "TopicA"],
+            QoS::ExactlyOnce,
+            3,
+        ));
+        let mixed = raw.next();
+        assert!(
+            matches!(&mixed, Some(Packet::SubAck(s)) if s.reason_codes == [ReasonCode(0x80), ReasonCode(2)]),
+            "{version:?}: {mixed:?}"
+        );
+    }
+}
+
+/// A SUBSCRIBE (packet identifier `packet_id`) to `filters`, each at `qos`.
+fn subscribe_with(filters: &[&str], qos: QoS, packet_id: u16) -> Packet {
+    let Packet::Subscribe(mut subscribe) = subscribe(filters, qos) else {
+        unreachable!()
+    };
+    subscribe.packet_id = id(packet_id);
+    Packet::Subscribe(subscribe)
+}

@@ -34,6 +34,7 @@
 //! members), `actions.rs` (the session's actions: connect, publish, subscribe, unsubscribe,
 //! release, disconnect), `delivery.rs` (offering the log's messages, catching up).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -96,7 +97,7 @@ pub struct MqttSettings {
     pub sessions_max: u64,
     /// Longest a session outlives its connection, seconds (3.1.x persistent sessions get it).
     pub session_expiry_max_s: u32,
-    /// Subscriptions to filters these match are refused (SUBACK 0x87, 3.1.x: 0x80).
+    /// Subscriptions to filters these match are refused (SUBACK 0x80 on every version).
     pub subscribe_deny: Vec<String>,
     /// `(filter, kafka topic)`: the first filter matching an MQTT topic names the Kafka topic
     /// its messages are stored in; without one, its first level does.
@@ -689,12 +690,15 @@ impl Stored {
 
 /// The Kafka topic messages of MQTT topic `mqtt_topic` are stored in: the first
 /// `mqtt.kafka_topic_rules` rule that matches, else the default mapping.
-pub fn kafka_topic_for(settings: &MqttSettings, mqtt_topic: &str) -> String {
+pub fn kafka_topic_for<'a>(settings: &'a MqttSettings, mqtt_topic: &'a str) -> Cow<'a, str> {
     settings
         .kafka_topic_rules
         .iter()
         .find(|(filter, _)| topic::matches(filter, mqtt_topic))
-        .map_or_else(|| mapping::kafka_topic(mqtt_topic), |(_, t)| t.clone())
+        .map_or_else(
+            || mapping::kafka_topic_of(mqtt_topic),
+            |(_, t)| Cow::Borrowed(t),
+        )
 }
 
 #[cfg(test)]

@@ -55,7 +55,20 @@ pub const KAFKA_TOPIC_BYTES_MAX: usize = 249;
 /// replaced by `_`, cut at 249 bytes. An empty first level (a topic starting with `/`), `.`
 /// and `..` become `_`, `_.` and `_..`.
 pub fn kafka_topic(mqtt_topic: &str) -> String {
+    kafka_topic_of(mqtt_topic).into_owned()
+}
+
+/// [`kafka_topic`], borrowed from `mqtt_topic` when its first level is a Kafka topic name
+/// as it is (no copy for the common topic).
+pub fn kafka_topic_of(mqtt_topic: &str) -> Cow<'_, str> {
     let first = mqtt_topic.split('/').next().unwrap_or("");
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if first.len() <= KAFKA_TOPIC_BYTES_MAX
+        && first.chars().all(allowed)
+        && !matches!(first, "" | "." | "..")
+    {
+        return Cow::Borrowed(first);
+    }
     let mut name: String = first
         .chars()
         .map(|c| {
@@ -70,7 +83,7 @@ pub fn kafka_topic(mqtt_topic: &str) -> String {
     if name.is_empty() || name == "." || name == ".." {
         name.insert(0, '_');
     }
-    name
+    Cow::Owned(name)
 }
 
 /// Kafka's murmur2 hash (the Java client's `Utils.murmur2`), which its default partitioner
@@ -132,6 +145,18 @@ pub struct LogMessage {
 }
 
 impl LogMessage {
+    /// A message with no topic, payload or properties (QoS 0), to fill.
+    pub fn empty() -> LogMessage {
+        LogMessage {
+            topic: String::new(),
+            payload: Vec::new(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+            timestamp_ms: 0,
+        }
+    }
+
     /// The message expiry left at `now_ms` (wall clock): `None` if it has none, `Some(0)` if
     /// it has expired.
     pub fn expiry_left_s(&self, now_ms: i64) -> Option<u32> {
@@ -145,7 +170,7 @@ impl LogMessage {
 pub fn message_headers(message: &LogMessage) -> Vec<(Cow<'_, str>, Cow<'_, [u8]>)> {
     let p = &message.properties;
     let mut headers: Vec<(Cow<'_, str>, Cow<'_, [u8]>)> =
-        vec![(header::QOS.into(), vec![b'0' + message.qos as u8].into())];
+        vec![(header::QOS.into(), qos_value(message.qos).into())];
     if message.retain {
         headers.push((header::RETAIN.into(), (&b"1"[..]).into()));
     }
@@ -179,19 +204,41 @@ pub fn message_headers(message: &LogMessage) -> Vec<(Cow<'_, str>, Cow<'_, [u8]>
     headers
 }
 
+/// The `mqtt.qos` header's value.
+fn qos_value(qos: QoS) -> &'static [u8] {
+    match qos {
+        QoS::AtMostOnce => b"0",
+        QoS::AtLeastOnce => b"1",
+        QoS::ExactlyOnce => b"2",
+    }
+}
+
 /// One record batch holding `message` as a single record (base offset 0; the log assigns it).
 pub fn message_batch(message: &LogMessage) -> Vec<u8> {
-    let headers = message_headers(message);
-    let headers: Vec<(&str, Option<&[u8]>)> =
-        headers.iter().map(|(k, v)| (&**k, Some(&**v))).collect();
-    let mut builder = BatchBuilder::new();
-    builder.push(Record {
+    // Room for the record's lengths, offsets and the QoS header besides topic and payload.
+    let bytes = message.topic.len() + message.payload.len() + 64;
+    let mut builder = BatchBuilder::with_capacity(bytes);
+    push_message(&mut builder, message);
+    builder.finish()
+}
+
+/// Appends `message` to `builder` as one record, without allocating when the message has no
+/// retain flag and no properties (its one header, the QoS, then needs no list).
+pub fn push_message(builder: &mut BatchBuilder, message: &LogMessage) {
+    let record = |headers| Record {
         timestamp_ms: message.timestamp_ms,
         key: Some(message.topic.as_bytes()),
         value: Some(&message.payload),
-        headers: &headers,
-    });
-    builder.finish()
+        headers,
+    };
+    if !message.retain && message.properties == Properties::default() {
+        builder.push(record(&[(header::QOS, Some(qos_value(message.qos)))]));
+        return;
+    }
+    let headers = message_headers(message);
+    let headers: Vec<(&str, Option<&[u8]>)> =
+        headers.iter().map(|(k, v)| (&**k, Some(&**v))).collect();
+    builder.push(record(&headers));
 }
 
 /// Appends `message`, on its way to Kafka topic `kafka_topic`, to a plugin batch (the
@@ -216,10 +263,74 @@ pub fn message_from_record(
     batch: &BatchHeader,
     record: &RecordRef<'_>,
 ) -> Option<LogMessage> {
-    let mut qos = None;
-    let mut retain = false;
-    let mut named_topic = None;
-    let mut properties = Properties::default();
+    let mut message = LogMessage::empty();
+    fill_message(kafka_topic, batch, record, &mut message).then_some(message)
+}
+
+/// [`message_from_record`] into `message`, whose buffers are reused: false if the record
+/// cannot be an MQTT message (`message` then holds nothing meaningful).
+pub fn fill_message(
+    kafka_topic: &str,
+    batch: &BatchHeader,
+    record: &RecordRef<'_>,
+    message: &mut LogMessage,
+) -> bool {
+    let Some(Headers { qos, retain, named }) = read_headers(record, message) else {
+        return false;
+    };
+    let topic = &mut message.topic;
+    if !named {
+        let key = record.key.and_then(|k| std::str::from_utf8(k).ok());
+        match (qos, key) {
+            (Some(_), Some(key)) => topic.push_str(key),
+            (None, Some(key)) if !key.is_empty() => {
+                topic.push_str(kafka_topic);
+                topic.push('/');
+                topic.push_str(key);
+            }
+            _ => topic.push_str(kafka_topic),
+        }
+    }
+    if !valid_name(topic) {
+        if named || qos.is_some() || !valid_name(kafka_topic) {
+            return false;
+        }
+        topic.clear();
+        topic.push_str(kafka_topic);
+    }
+    let log_append_time = batch.attributes & 0x8 != 0;
+    message.timestamp_ms = if log_append_time {
+        batch.max_timestamp
+    } else {
+        batch.base_timestamp.saturating_add(record.timestamp_delta)
+    };
+    message.payload.clear();
+    message
+        .payload
+        .extend_from_slice(record.value.unwrap_or(&[]));
+    message.qos = qos.unwrap_or(QoS::AtLeastOnce);
+    message.retain = retain;
+    true
+}
+
+/// What a record's headers say besides the properties.
+struct Headers {
+    qos: Option<QoS>,
+    retain: bool,
+    /// A `mqtt.topic` header named the topic (it is in the message's topic).
+    named: bool,
+}
+
+/// Reads `record`'s headers into `message`'s properties (and its topic, when a header names
+/// it), both emptied first; `None` if a `mqtt.topic` header is not UTF-8.
+fn read_headers(record: &RecordRef<'_>, message: &mut LogMessage) -> Option<Headers> {
+    let (mut qos, mut retain, mut named) = (None, false, false);
+    let topic = &mut message.topic;
+    topic.clear();
+    let properties = &mut message.properties;
+    if *properties != Properties::default() {
+        *properties = Properties::default();
+    }
     for (name, value) in record.headers() {
         let value = value.unwrap_or(&[]);
         let text = || std::str::from_utf8(value).ok().map(str::to_owned);
@@ -235,7 +346,12 @@ pub fn message_from_record(
                 }
             }
             header::RETAIN => retain = value == b"1",
-            header::TOPIC => named_topic = Some(text()?),
+            header::TOPIC => {
+                let name = std::str::from_utf8(value).ok()?;
+                topic.clear();
+                topic.push_str(name);
+                named = true;
+            }
             header::PAYLOAD_FORMAT => properties.payload_format_indicator = Some(value == b"1"),
             header::MESSAGE_EXPIRY_S => {
                 properties.message_expiry_interval = text().and_then(|t| t.parse().ok());
@@ -261,35 +377,7 @@ pub fn message_from_record(
             }
         }
     }
-    let key = record.key.and_then(|k| std::str::from_utf8(k).ok());
-    let named = named_topic.is_some();
-    let topic = match (named_topic, qos, key) {
-        (Some(named), _, _) => named,
-        (None, Some(_), Some(key)) => key.to_owned(),
-        (None, _, Some(key)) if !key.is_empty() => format!("{kafka_topic}/{key}"),
-        _ => kafka_topic.to_owned(),
-    };
-    let topic = if valid_name(&topic) {
-        topic
-    } else if !named && qos.is_none() && valid_name(kafka_topic) {
-        kafka_topic.to_owned()
-    } else {
-        return None;
-    };
-    let log_append_time = batch.attributes & 0x8 != 0;
-    let timestamp_ms = if log_append_time {
-        batch.max_timestamp
-    } else {
-        batch.base_timestamp.saturating_add(record.timestamp_delta)
-    };
-    Some(LogMessage {
-        topic,
-        payload: record.value.unwrap_or(&[]).to_vec(),
-        qos: qos.unwrap_or(QoS::AtLeastOnce),
-        retain,
-        properties,
-        timestamp_ms,
-    })
+    Some(Headers { qos, retain, named })
 }
 
 /// Whether `topic` can be an MQTT topic name a message is delivered under.
@@ -308,21 +396,55 @@ pub fn batch_messages(
     batch: &[u8],
     decompressed_bytes_max: usize,
 ) -> Vec<(i64, LogMessage)> {
-    let Ok(header) = BatchHeader::parse(batch) else {
-        return Vec::new();
-    };
-    if header.is_control() {
-        return Vec::new();
+    let mut messages = MessageBuffer::default();
+    messages.read_batch(kafka_topic, batch, decompressed_bytes_max);
+    messages.entries.truncate(messages.len);
+    messages.entries
+}
+
+/// The messages of the batches a delivery step read, with their offsets, in buffers kept
+/// from step to step: once their capacity has grown to the messages' sizes, reading a batch
+/// allocates nothing per message.
+#[derive(Debug, Default)]
+pub struct MessageBuffer {
+    entries: Vec<(i64, LogMessage)>,
+    len: usize,
+}
+
+impl MessageBuffer {
+    /// Forgets the messages (keeping their buffers).
+    pub fn clear(&mut self) {
+        self.len = 0;
     }
-    let Ok(body) = record_batch::record_bytes(batch, decompressed_bytes_max) else {
-        return Vec::new();
-    };
-    record_batch::records_in(&body)
-        .filter_map(|record| {
-            let offset = header.base_offset + i64::from(record.offset_delta);
-            message_from_record(kafka_topic, &header, &record).map(|m| (offset, m))
-        })
-        .collect()
+
+    /// The messages read since the last [`MessageBuffer::clear`].
+    pub fn messages(&self) -> &[(i64, LogMessage)] {
+        &self.entries[..self.len]
+    }
+
+    /// Appends the messages of stored batch `batch` of `kafka_topic`, as [`batch_messages`]
+    /// reads them.
+    pub fn read_batch(&mut self, kafka_topic: &str, batch: &[u8], decompressed_bytes_max: usize) {
+        let Ok(header) = BatchHeader::parse(batch) else {
+            return;
+        };
+        if header.is_control() {
+            return;
+        }
+        let Ok(body) = record_batch::record_bytes(batch, decompressed_bytes_max) else {
+            return;
+        };
+        for record in record_batch::records_in(&body) {
+            if self.len == self.entries.len() {
+                self.entries.push((0, LogMessage::empty()));
+            }
+            let (offset, message) = &mut self.entries[self.len];
+            if fill_message(kafka_topic, &header, &record, message) {
+                *offset = header.base_offset + i64::from(record.offset_delta);
+                self.len += 1;
+            }
+        }
+    }
 }
 
 /// One subscription of a stored session.
@@ -615,6 +737,37 @@ mod tests {
         let out = batch_messages("a", &batch, 1 << 20);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1.topic, "a/b");
+    }
+
+    #[test]
+    fn a_message_buffer_reuses_its_entries_and_skips_what_is_no_message() {
+        let mut first = message("a/b");
+        first.properties.content_type = Some("text/plain".into());
+        let mut second = message("a/c");
+        second.retain = false;
+        second.qos = QoS::AtMostOnce;
+        let mut buffer = MessageBuffer::default();
+        buffer.read_batch("a", &message_batch(&first), 1 << 20);
+        assert_eq!(buffer.messages(), [(0, first.clone())]);
+        // The next read replaces the first: its properties and retain flag do not linger.
+        buffer.clear();
+        buffer.read_batch("a", &message_batch(&second), 1 << 20);
+        assert_eq!(buffer.messages(), [(0, second.clone())]);
+        // A record whose `mqtt.topic` header is no topic name is skipped, the next one kept.
+        let mut b = BatchBuilder::new();
+        for (i, topic) in ["bad/#", "a/d"].into_iter().enumerate() {
+            b.push(Record {
+                timestamp_ms: second.timestamp_ms + i as i64,
+                key: None,
+                value: Some(b"x"),
+                headers: &[(header::TOPIC, Some(topic.as_bytes()))],
+            });
+        }
+        buffer.read_batch("a", &b.finish(), 1 << 20);
+        let topics: Vec<(i64, &str)> = (buffer.messages().iter())
+            .map(|(offset, m)| (*offset, m.topic.as_str()))
+            .collect();
+        assert_eq!(topics, [(0, "a/c"), (1, "a/d")]);
     }
 
     #[test]

@@ -164,29 +164,20 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         "data directory {} opened and locked",
         data_dir.path().display()
     );
-
     let admin_access = control::admin_access(&config)?;
     admin::check_listen(config.admin_listen, &admin_access.current())?;
     let admin_listener = admin::bind(config.admin_listen)?;
-
-    let (credentials, tls, acl) = (
-        control::load_credentials(&config)?,
-        load_tls(&config)?,
-        load_acl(&config)?,
-    );
-    let storage = Storage::open(&config, data_dir.path())?;
-    raise_open_files_limit();
-    let groups = start_coordinator(&config, &storage)?;
-    let plugins = start_plugins(&config, data_dir.path())?;
-    let ticker = plugins.start_ticker()?;
-    let clients: Clients = (credentials.clone(), acl_source(acl.as_ref()));
-    let shards = start_shards(
-        &config,
-        &storage,
-        groups.handle(),
-        (plugins.clone(), clients),
-        tls.clone(),
-    )?;
+    let Running {
+        data_dir,
+        storage,
+        groups,
+        plugins,
+        ticker,
+        shards,
+        credentials,
+        tls,
+        acl,
+    } = Running::start_in(&config, data_dir)?;
     let metrics = crate::metrics::Metrics {
         shards: shards.metrics(),
         writer: storage.writer.handle(),
@@ -213,6 +204,87 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         tracing::info!("shutdown complete");
     }
     code
+}
+
+/// The broker running in this process, without its admin API (which `weir serve` adds):
+/// the locked data directory, the log with its writer and upkeep, the group coordinator,
+/// the plugins and the shards serving every listener. Embedding and in-process tests use it
+/// directly.
+pub struct Running {
+    data_dir: data_dir::DataDir,
+    storage: Storage,
+    groups: group_thread::CoordinatorThread,
+    plugins: Arc<Registry>,
+    ticker: std::thread::JoinHandle<()>,
+    shards: shard::Shards,
+    credentials: Arc<auth::Credentials>,
+    tls: Option<Arc<tls::TlsContext>>,
+    acl: Option<Arc<auth::acl_file::AclFile>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("data_dir", &self.data_dir.path())
+            .field("bound", &self.bound())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Opens and locks the data directory, opens the log, and starts every thread and
+    /// listener `config` asks for.
+    pub fn start(config: &Config) -> anyhow::Result<Running> {
+        Running::start_in(config, data_dir::DataDir::open(&config.data_dir)?)
+    }
+
+    /// [`Running::start`] in a data directory already opened and locked.
+    fn start_in(config: &Config, data_dir: data_dir::DataDir) -> anyhow::Result<Running> {
+        let (credentials, tls, acl) = (
+            control::load_credentials(config)?,
+            load_tls(config)?,
+            load_acl(config)?,
+        );
+        let storage = Storage::open(config, data_dir.path())?;
+        raise_open_files_limit();
+        let groups = start_coordinator(config, &storage)?;
+        let plugins = start_plugins(config, data_dir.path())?;
+        let ticker = plugins.start_ticker()?;
+        let clients: Clients = (credentials.clone(), acl_source(acl.as_ref()));
+        let shards = start_shards(
+            config,
+            &storage,
+            groups.handle(),
+            (plugins.clone(), clients),
+            tls.clone(),
+        )?;
+        Ok(Running {
+            data_dir,
+            storage,
+            groups,
+            plugins,
+            ticker,
+            shards,
+            credentials,
+            tls,
+            acl,
+        })
+    }
+
+    /// The addresses the listeners bound, per listener (port 0 resolved).
+    pub fn bound(&self) -> &[(shard::ListenerConfig, std::net::SocketAddr)] {
+        self.shards.bound()
+    }
+
+    /// Closes every connection (after the drain timeout), stops the threads and closes the
+    /// log.
+    pub fn stop(self) {
+        self.shards.shutdown();
+        let running = (self.groups, self.plugins, self.ticker);
+        let storage = self.storage;
+        stop(running, (storage.writer, storage.maintenance, storage.log));
+        drop(self.data_dir);
+    }
 }
 
 /// Stops, once the connections are closed, the group coordinator and the plugins (no group

@@ -672,7 +672,6 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
-    scratch: Vec<u8>,
 }
 
 impl Default for BatchBuilder {
@@ -684,15 +683,22 @@ impl Default for BatchBuilder {
 impl BatchBuilder {
     /// An empty batch without an idempotent producer.
     pub fn new() -> BatchBuilder {
+        BatchBuilder::with_capacity(0)
+    }
+
+    /// An empty batch whose buffer has room for `records_bytes` of records before it grows
+    /// (a batch of known size is then built with one allocation).
+    pub fn with_capacity(records_bytes: usize) -> BatchBuilder {
+        let mut buf = Vec::with_capacity(HEADER_LEN + records_bytes);
+        buf.resize(HEADER_LEN, 0);
         BatchBuilder {
-            buf: vec![0; HEADER_LEN],
+            buf,
             count: 0,
             base_timestamp: None,
             max_timestamp: -1,
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
-            scratch: Vec::new(),
         }
     }
 
@@ -723,10 +729,25 @@ impl BatchBuilder {
     pub fn push(&mut self, record: Record<'_>) {
         let base_timestamp = *self.base_timestamp.get_or_insert(record.timestamp_ms);
         self.max_timestamp = self.max_timestamp.max(record.timestamp_ms);
-        let body = &mut self.scratch;
-        body.clear();
+        let timestamp_delta = record.timestamp_ms - base_timestamp;
+        let field_len = |field: Option<&[u8]>| match field {
+            None => varlong_len(-1),
+            Some(bytes) => varlong_len(bytes.len() as i64) + bytes.len(),
+        };
+        let body_len = 1
+            + varlong_len(timestamp_delta)
+            + varlong_len(i64::from(self.count))
+            + field_len(record.key)
+            + field_len(record.value)
+            + varlong_len(record.headers.len() as i64)
+            + (record.headers.iter())
+                .map(|(key, value)| field_len(Some(key.as_bytes())) + field_len(*value))
+                .sum::<usize>();
+        let body = &mut self.buf;
+        put_varlong(body, body_len as i64);
+        let start = body.len();
         body.push(0); // attributes
-        put_varlong(body, record.timestamp_ms - base_timestamp);
+        put_varlong(body, timestamp_delta);
         put_varlong(body, i64::from(self.count));
         put_bytes_field(body, record.key);
         put_bytes_field(body, record.value);
@@ -735,24 +756,25 @@ impl BatchBuilder {
             put_bytes_field(body, Some(key.as_bytes()));
             put_bytes_field(body, *value);
         }
-        put_varlong(&mut self.buf, body.len() as i64);
-        self.buf.extend_from_slice(body);
+        debug_assert_eq!(body.len() - start, body_len);
         self.count += 1;
     }
 
     /// Finishes the batch with base offset 0 (the log assigns the real one).
     pub fn finish(self) -> Vec<u8> {
-        self.finish_with(Compression::None, |records| records.to_vec())
+        self.finish_with(Compression::None, |_| None)
     }
 
     /// The batch with its records compressed with `codec`, as producers send them.
     pub fn finish_compressed(self, codec: Compression) -> std::io::Result<Vec<u8>> {
         let mut failed = None;
         let batch = self.finish_with(codec, |records| {
-            crate::compression::compress(codec, records).unwrap_or_else(|e| {
-                failed = Some(e);
-                Vec::new()
-            })
+            Some(
+                crate::compression::compress(codec, records).unwrap_or_else(|e| {
+                    failed = Some(e);
+                    Vec::new()
+                }),
+            )
         });
         match failed {
             Some(e) => Err(e),
@@ -760,11 +782,17 @@ impl BatchBuilder {
         }
     }
 
-    fn finish_with(mut self, codec: Compression, encode: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    /// `encode` gives the records' bytes as stored, or `None` to keep them as they are.
+    fn finish_with(
+        mut self,
+        codec: Compression,
+        encode: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    ) -> Vec<u8> {
         assert!(self.count > 0, "a record batch needs at least one record");
-        let records = encode(&self.buf[HEADER_LEN..]);
-        self.buf.truncate(HEADER_LEN);
-        self.buf.extend_from_slice(&records);
+        if let Some(records) = encode(&self.buf[HEADER_LEN..]) {
+            self.buf.truncate(HEADER_LEN);
+            self.buf.extend_from_slice(&records);
+        }
         let base_timestamp = self.base_timestamp.unwrap_or(0);
         let batch_length = (self.buf.len() - LOG_OVERHEAD) as i32;
         let b = &mut self.buf;
@@ -784,6 +812,12 @@ impl BatchBuilder {
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         self.buf
     }
+}
+
+/// The bytes [`put_varlong`] writes for `value`.
+fn varlong_len(value: i64) -> usize {
+    let raw = ((value << 1) ^ (value >> 63)) as u64;
+    (64 - raw.leading_zeros() as usize).max(1).div_ceil(7)
 }
 
 fn put_varlong(out: &mut Vec<u8>, value: i64) {
@@ -823,6 +857,28 @@ fn i32_at(bytes: &[u8], at: usize) -> i32 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn varlong_len_counts_what_put_varlong_writes() {
+        for value in [
+            0,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            8191,
+            8192,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varlong(&mut out, value);
+            assert_eq!(varlong_len(value), out.len(), "{value}");
+        }
+    }
 
     fn sample(n: usize) -> Vec<u8> {
         let mut builder = BatchBuilder::new();

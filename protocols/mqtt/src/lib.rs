@@ -61,14 +61,15 @@ pub use decoder::{PACKET_SIZE_BYTES_LIMIT, PacketDecoder};
 pub use error::{DecodeError, EncodeError};
 pub use kind::{PacketType, ProtocolVersion, QoS};
 pub use packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PubResponse, Publish, RetainHandling,
-    SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PubResponse, Publish, PublishRef,
+    RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Will,
 };
 pub use properties::Properties;
 pub use reason::ReasonCode;
 pub use session::{
-    Action, ConnectRequest, DeliverError, Delivery, Message, ServerSession, SessionError,
-    SessionLimits,
+    Action, ConnectRequest, DeliverError, Delivery, Message, MessageRef, ServerSession,
+    SessionError, SessionLimits,
 };
 pub use wire::VARIABLE_BYTE_INTEGER_MAX;
 

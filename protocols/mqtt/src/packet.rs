@@ -117,6 +117,87 @@ pub struct Publish {
     pub payload: Vec<u8>,
 }
 
+impl Publish {
+    /// The same PUBLISH over borrowed parts.
+    pub fn borrowed(&self) -> PublishRef<'_> {
+        PublishRef {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: &self.properties,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// A PUBLISH over borrowed parts, encoded without copying its topic, properties or payload
+/// anywhere but the output (a broker's deliveries). Fields as in [`Publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct PublishRef<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: &'a str,
+    pub packet_id: Option<PacketId>,
+    pub properties: &'a Properties,
+    pub payload: &'a [u8],
+}
+
+impl PublishRef<'_> {
+    /// Appends the whole PUBLISH to `out`, as [`Packet::encode`] does.
+    pub fn encode(
+        &self,
+        version: ProtocolVersion,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, EncodeError> {
+        let remaining = self.remaining_len(version)?;
+        let start = out.len();
+        let flags = u8::from(self.dup) << 3 | (self.qos as u8) << 1 | u8::from(self.retain);
+        out.push((PacketType::Publish as u8) << 4 | flags);
+        let written = wire::put_variable_byte_integer(out, remaining, "remaining length")
+            .and_then(|()| self.write_body(version.is_v5(), out));
+        if let Err(e) = written {
+            out.truncate(start);
+            return Err(e);
+        }
+        Ok(out.len() - start)
+    }
+
+    /// The number of bytes [`PublishRef::encode`] would write.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        let remaining = self.remaining_len(version)?;
+        Ok(1 + wire::variable_byte_integer_len(remaining) + remaining)
+    }
+
+    fn remaining_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        let mut counter = Counter::default();
+        self.write_body(version.is_v5(), &mut counter)?;
+        if counter.0 > wire::VARIABLE_BYTE_INTEGER_MAX as usize {
+            return Err(EncodeError::VariableByteIntegerTooLarge {
+                what: "remaining length",
+                value: counter.0,
+            });
+        }
+        Ok(counter.0)
+    }
+
+    fn write_body(&self, v5: bool, out: &mut impl Sink) -> Result<(), EncodeError> {
+        if (self.qos == QoS::AtMostOnce) != self.packet_id.is_none() {
+            return Err(EncodeError::PacketIdMismatch);
+        }
+        wire::put_str(out, self.topic, "topic name")?;
+        if let Some(id) = self.packet_id {
+            wire::put_u16(out, id.get());
+        }
+        put_properties(out, self.properties, PacketType::Publish, v5)?;
+        out.put(self.payload);
+        Ok(())
+    }
+}
+
 /// PUBACK, PUBREC, PUBREL or PUBCOMP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PubResponse {
@@ -490,18 +571,7 @@ impl Packet {
                 wire::put_u8(out, c.reason_code.0);
                 put_properties(out, &c.properties, packet_type, v5)
             }
-            Packet::Publish(p) => {
-                if (p.qos == QoS::AtMostOnce) != p.packet_id.is_none() {
-                    return Err(EncodeError::PacketIdMismatch);
-                }
-                wire::put_str(out, &p.topic, "topic name")?;
-                if let Some(id) = p.packet_id {
-                    wire::put_u16(out, id.get());
-                }
-                put_properties(out, &p.properties, packet_type, v5)?;
-                out.put(&p.payload);
-                Ok(())
-            }
+            Packet::Publish(p) => p.borrowed().write_body(v5, out),
             Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
                 wire::put_u16(out, r.packet_id.get());
                 put_optional_tail(out, r.reason_code, &r.properties, packet_type, v5, true)

@@ -41,8 +41,8 @@ use crate::decoder::PacketDecoder;
 use crate::error::{DecodeError, EncodeError};
 use crate::kind::{PacketType, ProtocolVersion, QoS};
 use crate::packet::{
-    ConnAck, Connect, Disconnect, Packet, PacketId, PubResponse, Publish, SubAck, Subscribe,
-    UnsubAck, Unsubscribe, Will,
+    ConnAck, Connect, Disconnect, Packet, PacketId, PubResponse, Publish, PublishRef, SubAck,
+    Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use crate::properties::Properties;
 use crate::properties::id::TOPIC_ALIAS;
@@ -194,6 +194,48 @@ pub struct Message {
     /// Sent before, to an earlier connection of the session (QoS 1 and 2): the PUBLISH
     /// carries DUP=1.
     pub dup: bool,
+}
+
+impl Message {
+    /// The same message over borrowed parts.
+    pub fn borrowed(&self) -> MessageRef<'_> {
+        MessageRef {
+            topic: &self.topic,
+            payload: &self.payload,
+            qos: self.qos,
+            retain: self.retain,
+            properties: &self.properties,
+            dup: self.dup,
+        }
+    }
+}
+
+/// An application message for the client over borrowed parts: what the broker delivers
+/// from a record it reads, copied only into the output (or into the session's queue when
+/// the client's Receive Maximum makes it wait). Fields as in [`Message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct MessageRef<'a> {
+    pub topic: &'a str,
+    pub payload: &'a [u8],
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: &'a Properties,
+    pub dup: bool,
+}
+
+impl MessageRef<'_> {
+    /// An owned copy.
+    pub fn to_message(&self) -> Message {
+        Message {
+            topic: self.topic.to_owned(),
+            payload: self.payload.to_vec(),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
+            dup: self.dup,
+        }
+    }
 }
 
 /// What [`ServerSession::deliver`] did with a message.
@@ -710,7 +752,7 @@ impl ServerSession {
         message: Message,
         out: &mut Vec<u8>,
     ) -> Result<Delivery, DeliverError> {
-        self.deliver_tagged(message, 0, out)
+        self.deliver_tagged(message.borrowed(), 0, out)
     }
 
     /// [`ServerSession::deliver`] with a `tag` the broker chooses: [`Action::Delivered`]
@@ -719,7 +761,7 @@ impl ServerSession {
     /// the broker knows where to deliver from again on the next connection.
     pub fn deliver_tagged(
         &mut self,
-        message: Message,
+        message: MessageRef<'_>,
         tag: u64,
         out: &mut Vec<u8>,
     ) -> Result<Delivery, DeliverError> {
@@ -728,7 +770,7 @@ impl ServerSession {
         }
         debug_assert!(message.properties.topic_alias.is_none());
         // The size with a placeholder identifier; the real one takes the same two bytes.
-        let size = Packet::Publish(publish_packet(&message, PacketId::MIN))
+        let size = publish_ref(&message, PacketId::MIN)
             .encoded_len(self.version)
             .map_err(DeliverError::Invalid)?;
         if size > self.client_packet_size_max {
@@ -746,7 +788,7 @@ impl ServerSession {
             return Err(DeliverError::QueueFull);
         }
         self.queue_bytes += size;
-        self.queue.push_back((message, size, tag));
+        self.queue.push_back((message.to_message(), size, tag));
         Ok(Delivery::Queued)
     }
 
@@ -895,7 +937,7 @@ impl ServerSession {
     }
 
     /// Writes a QoS 1 or 2 message under the next free packet identifier.
-    fn send_inflight(&mut self, message: &Message, tag: u64, out: &mut Vec<u8>) -> PacketId {
+    fn send_inflight(&mut self, message: &MessageRef<'_>, tag: u64, out: &mut Vec<u8>) -> PacketId {
         debug_assert!(self.outbound_has_room());
         // A free identifier exists: at most 65,535 are in flight, and fewer while there is room.
         let packet_id = loop {
@@ -921,30 +963,38 @@ impl ServerSession {
     /// alias alone; a new one takes the next alias, or once all are used the oldest one's,
     /// and is sent with its name. At most `min(client's maximum, topic_alias_max)` aliases,
     /// so the names kept are bounded by this session's own limit.
-    fn write_publish(&mut self, message: &Message, packet_id: PacketId, out: &mut Vec<u8>) {
-        let mut publish = publish_packet(message, packet_id);
+    fn write_publish(&mut self, message: &MessageRef<'_>, packet_id: PacketId, out: &mut Vec<u8>) {
+        let mut publish = publish_ref(message, packet_id);
+        let aliased;
         let aliases = self.client_topic_alias_max.min(self.limits.topic_alias_max);
         if aliases > 0 && self.version.is_v5() {
             match self.out_aliases.iter().position(|t| *t == message.topic) {
                 Some(i) => {
-                    publish.topic.clear();
-                    publish.properties.topic_alias = u16::try_from(i + 1).ok();
+                    publish.topic = "";
+                    aliased = with_alias(message.properties, i);
+                    publish.properties = &aliased;
                 }
                 None => {
                     let slot = if self.out_aliases.len() < usize::from(aliases) {
-                        self.out_aliases.push(message.topic.clone());
+                        self.out_aliases.push(message.topic.to_owned());
                         self.out_aliases.len() - 1
                     } else {
                         let slot = self.next_alias_victim % self.out_aliases.len();
                         self.next_alias_victim = slot + 1;
-                        self.out_aliases[slot].clone_from(&message.topic);
+                        let name = &mut self.out_aliases[slot];
+                        name.clear();
+                        name.push_str(message.topic);
                         slot
                     };
-                    publish.properties.topic_alias = u16::try_from(slot + 1).ok();
+                    aliased = with_alias(message.properties, slot);
+                    publish.properties = &aliased;
                 }
             }
         }
-        self.send(&Packet::Publish(publish), out);
+        // The size was checked against the client's Maximum Packet Size before.
+        if let Err(e) = publish.encode(self.version, out) {
+            panic!("session built an unencodable {publish:?}: {e}");
+        }
     }
 
     /// Frees an outbound slot and fills free slots from the queue.
@@ -955,7 +1005,7 @@ impl ServerSession {
                 break;
             };
             self.queue_bytes -= size;
-            self.send_inflight(&message, tag, out);
+            self.send_inflight(&message.borrowed(), tag, out);
         }
     }
 
@@ -1015,14 +1065,22 @@ fn protocol(reason: ReasonCode, what: &'static str) -> SessionError {
     SessionError::Protocol { reason, what }
 }
 
-fn publish_packet(message: &Message, packet_id: PacketId) -> Publish {
-    Publish {
+fn publish_ref<'a>(message: &MessageRef<'a>, packet_id: PacketId) -> PublishRef<'a> {
+    PublishRef {
         dup: message.dup && message.qos != QoS::AtMostOnce,
         qos: message.qos,
         retain: message.retain,
-        topic: message.topic.clone(),
+        topic: message.topic,
         packet_id: (message.qos != QoS::AtMostOnce).then_some(packet_id),
-        properties: message.properties.clone(),
-        payload: message.payload.clone(),
+        properties: message.properties,
+        payload: message.payload,
+    }
+}
+
+/// `properties` with topic alias `slot + 1`.
+fn with_alias(properties: &Properties, slot: usize) -> Properties {
+    Properties {
+        topic_alias: u16::try_from(slot + 1).ok(),
+        ..properties.clone()
     }
 }

@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
                 properties: Properties::default(),
                 dup: chunk % 2 == 0,
             };
-            let _ = session.deliver_tagged(message, chunk as u64, &mut out);
+            let _ = session.deliver_tagged(message.borrowed(), chunk as u64, &mut out);
         }
         session.tick(now, &mut actions);
         assert!(mqtt_bytes.len() <= 16 * 1024 + 64 * 1024, "held input stays bounded");

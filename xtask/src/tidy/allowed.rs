@@ -89,11 +89,6 @@ pub(crate) const LONG_FUNCTIONS: &[LongFunction] = &[
         why: "JoinGroup's cases of the classic protocol (new member, known member, static member, rebalance in progress) in one place",
     },
     LongFunction {
-        path: "broker/core/src/mqtt_kafka.rs",
-        name: "message_from_record",
-        why: "one record's headers mapped back to MQTT properties, one header each (docs/mqtt-kafka.md's table)",
-    },
-    LongFunction {
         path: "broker/core/src/plugin.rs",
         name: "run_chain",
         why: "one chain's verdicts (keep, change, drop, reject, route) applied in order over the batch",

@@ -194,7 +194,8 @@ impl MqttConnection {
     }
 
     /// Why a subscription to `filter` is refused, if it is: more levels than
-    /// `mqtt.topic_levels_max` (0x8F), `mqtt.subscribe_deny` or the ACL (0x87).
+    /// `mqtt.topic_levels_max` (0x8F), `mqtt.subscribe_deny` (0x80: refused to every client,
+    /// as Paho's interoperability suite expects), or the ACL (0x87: this client may not).
     fn subscription_refusal(&self, filter: &str) -> Option<ReasonCode> {
         if filter
             .split('/')
@@ -203,8 +204,10 @@ impl MqttConnection {
         {
             return Some(ReasonCode::TOPIC_FILTER_INVALID);
         }
-        let denied = (self.settings.subscribe_deny.iter()).any(|deny| topic::matches(deny, filter));
-        (denied || !self.may_subscribe(filter)).then_some(ReasonCode::NOT_AUTHORIZED)
+        if (self.settings.subscribe_deny.iter()).any(|deny| topic::matches(deny, filter)) {
+            return Some(ReasonCode::UNSPECIFIED_ERROR);
+        }
+        (!self.may_subscribe(filter)).then_some(ReasonCode::NOT_AUTHORIZED)
     }
 
     fn subscribe(&mut self, subscribe: Subscribe, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
@@ -295,14 +298,13 @@ impl MqttConnection {
             if !self.may(Access::Read, &message.topic) {
                 continue;
             }
-            let matching: Vec<&Sub> = subs
+            let matching = subs
                 .iter()
-                .filter(|s| topic::matches(&s.filter, &message.topic))
-                .collect();
+                .filter(|s| topic::matches(&s.filter, &message.topic));
             // Retained messages keep their retain flag whatever the subscription says. They
             // are not tracked for redelivery (a new subscription gets them again), and one that
             // does not fit the queue is not sent.
-            if let Ok(true) = self.deliver_to(&message, &matching, (true, false), now, out, None) {
+            if let Ok(true) = self.deliver_to(&message, matching, (true, false), now, out, None) {
                 self.retained_sent.insert(
                     message.topic.clone(),
                     (message.timestamp_ms, payload_hash(&message.payload)),

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use weir_mqtt::{DeliverError, Delivery, Message, Properties, ProtocolVersion, QoS, topic};
+use weir_mqtt::{DeliverError, Delivery, MessageRef, Properties, ProtocolVersion, QoS, topic};
 
 use super::subscriptions::{Shares, Sub};
 use super::{MqttConnection, Offer, payload_hash};
@@ -50,13 +50,13 @@ impl MqttConnection {
             Some(i) => self.own.remove(i).is_some(),
             None => false,
         };
-        let matching: Vec<&Sub> = subs
-            .iter()
-            .filter(|s| topic::matches(&s.filter, &message.topic) && s.covers(partition, offset))
-            .filter(|s| s.group.is_none() || shares.chosen(&s.full, partition, offset) == Some(me))
-            .filter(|s| !(own && s.options.no_local))
-            .collect();
-        let granted = matching.iter().map(|s| s.options.qos).max();
+        let matching = subs.iter().filter(|s| {
+            topic::matches(&s.filter, &message.topic)
+                && s.covers(partition, offset)
+                && (s.group.is_none() || shares.chosen(&s.full, partition, offset) == Some(me))
+                && !(own && s.options.no_local)
+        });
+        let granted = matching.clone().map(|s| s.options.qos).max();
         let offer = match granted.map(|g| g.min(message.qos)) {
             None => Offer::Skipped,
             Some(QoS::AtMostOnce) if backlog => Offer::Skipped,
@@ -65,7 +65,7 @@ impl MqttConnection {
             // in the log.
             Some(_) if !room => Offer::Full,
             Some(_) => {
-                let rap = matching.iter().any(|s| s.options.retain_as_published);
+                let rap = matching.clone().any(|s| s.options.retain_as_published);
                 let retain = rap && message.retain;
                 let tag = self.next_tag;
                 // Sent to an earlier connection of the session: DUP=1 (QoS 1 and 2).
@@ -74,7 +74,7 @@ impl MqttConnection {
                     .get(&partition)
                     .is_some_and(|below| offset < *below);
                 let flags = (retain, dup);
-                match self.deliver_to(message, &matching, flags, now_wall_ms, out, Some(tag)) {
+                match self.deliver_to(message, matching, flags, now_wall_ms, out, Some(tag)) {
                     Ok(true) => {
                         if message.qos != QoS::AtMostOnce && granted != Some(QoS::AtMostOnce) {
                             self.next_tag += 1;
@@ -112,33 +112,41 @@ impl MqttConnection {
     /// Delivers `message` once at the highest QoS among `matching`, with their subscription
     /// identifiers and the `retain` and `dup` flags; `tag` tracks a QoS 1 or 2 delivery.
     /// Ok(false): nothing to send (expired, discarded); Err: the queue is full.
-    pub(super) fn deliver_to(
+    pub(super) fn deliver_to<'s>(
         &mut self,
         message: &LogMessage,
-        matching: &[&Sub],
+        matching: impl Iterator<Item = &'s Sub> + Clone,
         (retain, dup): (bool, bool),
         now_wall_ms: i64,
         out: &mut Vec<u8>,
         tag: Option<u64>,
     ) -> Result<bool, ()> {
-        let Some(granted) = matching.iter().map(|s| s.options.qos).max() else {
+        let Some(granted) = matching.clone().map(|s| s.options.qos).max() else {
             return Ok(false);
         };
         let expiry = message.expiry_left_s(now_wall_ms);
         if expiry == Some(0) {
             return Ok(false);
         }
-        let properties = if self.session.protocol_version() == ProtocolVersion::V5 {
-            let mut p = message.properties.clone();
-            p.message_expiry_interval = expiry;
-            p.subscription_identifiers = matching.iter().filter_map(|s| s.identifier).collect();
-            p
-        } else {
-            Properties::default()
+        // MQTT 5 properties as stored, unless the expiry counted down or subscription
+        // identifiers are added (a copy then); none on 3.1.x.
+        let none = Properties::default();
+        let changed;
+        let identified = matching.clone().any(|s| s.identifier.is_some());
+        let properties = match self.session.protocol_version() {
+            ProtocolVersion::V5 if identified || expiry.is_some() => {
+                let mut p = message.properties.clone();
+                p.message_expiry_interval = expiry;
+                p.subscription_identifiers = matching.filter_map(|s| s.identifier).collect();
+                changed = p;
+                &changed
+            }
+            ProtocolVersion::V5 => &message.properties,
+            _ => &none,
         };
-        let outgoing = Message {
-            topic: message.topic.clone(),
-            payload: message.payload.clone(),
+        let outgoing = MessageRef {
+            topic: &message.topic,
+            payload: &message.payload,
             qos: granted.min(message.qos),
             retain,
             properties,

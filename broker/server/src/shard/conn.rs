@@ -80,6 +80,10 @@ pub(super) struct Conn {
     pub(super) read_paused: bool,
     /// A protocol error or end of input: send what is pending, then close.
     pub(super) closing: bool,
+    /// The broker ends the connection for a protocol error while the client may still be
+    /// sending: once what is pending is sent, it lingers (`Shard::linger`) rather than close
+    /// at once.
+    pub(super) linger: bool,
     accepted_at: Instant,
     last_active: Instant,
     answered_any: bool,
@@ -156,6 +160,7 @@ impl Conn {
             written: 0,
             read_paused: false,
             closing,
+            linger: false,
             accepted_at: now,
             last_active: now,
             answered_any: false,
@@ -288,7 +293,7 @@ impl Conn {
                 let peer = self.stream.peer_addr().ok();
                 tracing::info!(?peer, "closing a TLS connection: {e}");
                 metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                self.closing = true;
+                self.fail();
             }
         }
         if let Some(tls) = &mut self.tls
@@ -430,7 +435,7 @@ impl Conn {
                     tracing::debug!("closing a kafka connection: {e}");
                 }
                 metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                self.closing = true;
+                self.fail();
                 None
             }
         }
@@ -449,11 +454,12 @@ impl Conn {
                 Ok(used) => frames_used = Some(used),
                 Err(e) => {
                     tracing::debug!("closing an MQTT WebSocket: {e}");
-                    if e != weir_mqtt::websocket::WsError::Closed {
-                        metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    }
                     self.seal();
                     self.closing = true;
+                    if e != weir_mqtt::websocket::WsError::Closed {
+                        metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        self.fail();
+                    }
                     return None;
                 }
             }
@@ -483,13 +489,22 @@ impl Conn {
         match result {
             Ok(used) => Some(frames_used.unwrap_or(used)),
             Err(ended) => {
+                self.closing = true;
                 if ended == Ended::Violation {
                     metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    self.fail();
                 }
-                self.closing = true;
                 None
             }
         }
+    }
+
+    /// The broker ends the connection for a protocol error (its answer, a DISCONNECT or a
+    /// TLS alert, is already in `out`): send what is pending, then linger. Under TLS no
+    /// close_notify follows the answer (none is sent on any close).
+    fn fail(&mut self) {
+        self.closing = true;
+        self.linger = true;
     }
 
     /// Lets the session answer what waited for time (fetches waiting for data or their
@@ -611,6 +626,16 @@ impl Conn {
         let now = crate::clock::session_time(now);
         let (open, accepted) = match result {
             Outcome::MqttStored(stored) => (mqtt.stored(token, *stored, now, out, work), false),
+            Outcome::MqttStoredRun(run) => {
+                let mut open = true;
+                for (token, stored) in run.each() {
+                    open = mqtt.stored(token, stored, now, out, work);
+                    if !open {
+                        break;
+                    }
+                }
+                (open, false)
+            }
             Outcome::MqttSession(loaded) => {
                 let loaded = loaded.map(|r| r.map(|r| *r));
                 let open = mqtt.resume(loaded, now, out, work);

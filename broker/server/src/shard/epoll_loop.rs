@@ -61,8 +61,12 @@ impl IoBackend for EpollBackend {
         }
     }
 
+    /// Closes the connection at once, also one in its lingering close.
     fn close(shard: &mut EpollShard, slot: usize) {
-        if !shard.finish(slot, crate::clock::now()) {
+        let lingering = shard
+            .slot(slot)
+            .is_some_and(|live| live.lingering.is_some());
+        if !lingering && !shard.finish(slot, crate::clock::now()) {
             return;
         }
         if let Some(gone) = shard.free_slot(slot) {
@@ -124,8 +128,15 @@ fn flush_once(shard: &mut EpollShard, slot: usize) -> bool {
     metrics
         .write_queue_bytes
         .store(shard.write_queue, Ordering::Relaxed);
-    if failed || (conn.closing && conn.pending() == 0 && !conn.awaiting_ops()) {
+    if failed {
         EpollBackend::close(shard, slot);
+        return false;
+    }
+    if conn.closing && conn.pending() == 0 && !conn.awaiting_ops() {
+        // Closed at once, or after lingering, watched for input only.
+        if !shard.linger(slot, crate::clock::now()) || !watch(shard, slot, READ) {
+            EpollBackend::close(shard, slot);
+        }
         return false;
     }
     let resumed = conn.update_pause(conn.pending(), write_max, metrics) == Some(false);
@@ -134,17 +145,29 @@ fn flush_once(shard: &mut EpollShard, slot: usize) -> bool {
         write: conn.pending() > 0,
     };
     let held_input = conn.has_input();
-    if want != live.io {
-        let token = CONN_TOKEN_BASE + slot as u64;
-        let fd = conn.stream.as_raw_fd();
-        if shard.backend.epoll.modify(fd, token, want).is_err() {
-            EpollBackend::close(shard, slot);
-            return false;
-        }
-        live.io = want;
+    if !watch(shard, slot, want) {
+        EpollBackend::close(shard, slot);
+        return false;
     }
     // Requests held back while the client was not reading are answered next.
     resumed && held_input
+}
+
+/// Has the connection in `slot` watched for `want`; false if epoll refused.
+fn watch(shard: &mut EpollShard, slot: usize, want: Interest) -> bool {
+    let Some(live) = shard.conns.get_mut(slot).and_then(Option::as_mut) else {
+        return false;
+    };
+    if want == live.io {
+        return true;
+    }
+    let token = CONN_TOKEN_BASE + slot as u64;
+    let fd = live.conn.stream.as_raw_fd();
+    if shard.backend.epoll.modify(fd, token, want).is_err() {
+        return false;
+    }
+    live.io = want;
+    true
 }
 
 impl EpollShard {
@@ -253,6 +276,10 @@ impl EpollShard {
         let Some(live) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        if live.lingering.is_some() {
+            self.discard(slot);
+            return;
+        }
         if live.conn.read_paused || live.conn.closing {
             return;
         }
@@ -274,8 +301,30 @@ impl EpollShard {
         self.receive(slot, crate::clock::now(), |backend| &backend.scratch[..got]);
     }
 
-    /// Shutdown: no more accepts or reads; send what is pending until the drain timeout;
-    /// close everything.
+    /// Reads what the client of a lingering connection still sends, drops it, and closes the
+    /// connection once its lingering is over.
+    fn discard(&mut self, slot: usize) {
+        let Some(live) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let got = match live.conn.stream.read(&mut self.backend.scratch) {
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                return;
+            }
+            // The socket failed: nothing more to wait for.
+            Err(_) => 0,
+        };
+        if self.dropped(slot, got) {
+            EpollBackend::close(self, slot);
+        }
+    }
+
+    /// Shutdown: no more accepts or reads; send what is pending until the drain timeout
+    /// (lingering connections are read, but not waited for); close everything.
     fn drain(&mut self) {
         for listener in self.backend.listeners.drain(..) {
             let _ = self.backend.epoll.delete(listener.socket.as_raw_fd());
@@ -283,7 +332,7 @@ impl EpollShard {
         let deadline = crate::clock::now() + self.config.drain_timeout;
         self.begin_drain();
         let mut events = Vec::new();
-        while self.conns.iter().any(Option::is_some) && crate::clock::now() < deadline {
+        while !self.only_lingering_left() && crate::clock::now() < deadline {
             events.clear();
             let left = crate::clock::until(deadline).min(SWEEP_EVERY);
             if self
@@ -298,8 +347,15 @@ impl EpollShard {
                 if event.token == WAKER_TOKEN {
                     self.waker.reset();
                     self.drain_inbox();
-                } else if event.token >= CONN_TOKEN_BASE && event.writable {
-                    EpollBackend::flush(self, (event.token - CONN_TOKEN_BASE) as usize);
+                } else if event.token >= CONN_TOKEN_BASE {
+                    let slot = (event.token - CONN_TOKEN_BASE) as usize;
+                    // Only lingering connections are still read.
+                    if event.readable {
+                        self.on_readable(slot);
+                    }
+                    if event.writable {
+                        EpollBackend::flush(self, slot);
+                    }
                 }
             }
             // Answers waiting for time (fetches) still go out before their connections close.

@@ -4,7 +4,7 @@
 //! in `epoll_loop.rs`, io_uring in `uring_loop.rs`) only moves bytes and readiness: it reads
 //! into connections, sends what they have, and closes them.
 
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -29,6 +29,19 @@ use crate::plugins::ShardPlugins;
 
 /// Generations are kept to 24 bits: io_uring's completions carry them in their user data.
 pub(super) const GENERATION_MASK: u32 = 0x00ff_ffff;
+
+/// How long a connection closed for a protocol error lingers at most ([`Shard::linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+/// Bytes a lingering connection may read and drop before it is closed anyway.
+const LINGER_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// A connection in its lingering close: finished, its write side shut, its input dropped.
+pub(super) struct Lingering {
+    /// When it is closed if the client has not closed first.
+    until: Instant,
+    /// Bytes read and dropped so far.
+    dropped: u64,
+}
 
 /// How a shard moves bytes: what differs between epoll and io_uring.
 pub(super) trait IoBackend: Sized {
@@ -57,8 +70,10 @@ pub(super) struct Slot<Io> {
     pub(super) conn: Conn,
     pub(super) io: Io,
     /// The connection is finished (its session's leftovers handed over); the slot waits
-    /// for the kernel to let go of it.
+    /// for the kernel to let go of it, or for its lingering close to end.
     pub(super) shut: bool,
+    /// Set while the connection lingers ([`Shard::linger`]).
+    pub(super) lingering: Option<Lingering>,
 }
 
 impl<Io> Slot<Io> {
@@ -203,6 +218,7 @@ impl<B: IoBackend> Shard<B> {
             conn,
             io,
             shut: false,
+            lingering: None,
         });
         let metrics = self.metrics();
         metrics.accepted.fetch_add(1, Ordering::Relaxed);
@@ -403,7 +419,69 @@ impl<B: IoBackend> Shard<B> {
             self.metrics().timed_out.fetch_add(1, Ordering::Relaxed);
             B::close(self, slot);
         }
+        let lingered: Vec<usize> = (self.conns.iter().enumerate())
+            .filter_map(|(slot, s)| {
+                let lingering = s.as_ref()?.lingering.as_ref()?;
+                (now >= lingering.until).then_some(slot)
+            })
+            .collect();
+        for slot in lingered {
+            B::close(self, slot);
+        }
         B::sweep(self, now);
+    }
+
+    /// Starts the lingering close of the connection in `slot`, which closes for a protocol
+    /// error with nothing left to send (true if it lingers already). Its session is finished
+    /// now (its will and session handed over) and its write side shut down: the client reads
+    /// the answers, then the end of the stream, rather than a reset for the bytes it is still
+    /// sending (the rest of an oversized packet). The backend goes on reading and drops what
+    /// comes ([`Shard::dropped`]), handing none of it to the session, until the client
+    /// closes, [`LINGER`] passes (the sweep) or [`LINGER_BYTES_MAX`] bytes were dropped; then
+    /// it closes the connection, which only then stops being counted. False: the connection
+    /// does not linger and the caller closes it.
+    pub(super) fn linger(&mut self, slot: usize, now: Instant) -> bool {
+        let metrics = &self.metrics[self.id];
+        let Some(live) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return false;
+        };
+        if live.lingering.is_some() {
+            return true;
+        }
+        if !live.conn.linger || live.shut || live.conn.stream.shutdown(Shutdown::Write).is_err() {
+            return false;
+        }
+        if live.conn.read_paused {
+            live.conn.read_paused = false;
+            metrics.read_paused.fetch_sub(1, Ordering::Relaxed);
+        }
+        live.lingering = Some(Lingering {
+            until: now + LINGER,
+            dropped: 0,
+        });
+        self.finish(slot, now);
+        true
+    }
+
+    /// Counts `n` bytes read from the lingering connection in `slot` and dropped (0: the
+    /// client closed its side, or the socket failed). True once its lingering is over: the
+    /// backend closes it.
+    pub(super) fn dropped(&mut self, slot: usize, n: usize) -> bool {
+        let metrics = &self.metrics[self.id];
+        metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        let Some(lingering) = (self.conns.get_mut(slot).and_then(Option::as_mut))
+            .and_then(|live| live.lingering.as_mut())
+        else {
+            return true;
+        };
+        lingering.dropped += n as u64;
+        n == 0 || lingering.dropped >= LINGER_BYTES_MAX
+    }
+
+    /// True when every connection left (if any) is lingering: a shutdown's drain does not
+    /// wait for those, it closes them.
+    pub(super) fn only_lingering_left(&self) -> bool {
+        (self.conns.iter().flatten()).all(|live| live.lingering.is_some())
     }
 
     /// The connection in `slot` is closing: hands over what its session leaves (its will,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 use weir_core::kafka::KafkaOpResult;
+use weir_core::mqtt_connection::Stored;
 use weir_core::mqtt_kafka::SessionRecord;
 use weir_mqtt::ReasonCode;
 
@@ -30,7 +31,10 @@ pub(super) enum Outcome {
     Kafka(KafkaOpResult),
     /// An MQTT publish was stored (or not): the code for its PUBACK or PUBREC, and where it
     /// was stored.
-    MqttStored(Box<weir_core::mqtt_connection::Stored>),
+    MqttStored(Box<Stored>),
+    /// A run of MQTT publishes was stored (or not); its tokens are inside (the answer's own
+    /// token is 0).
+    MqttStoredRun(Box<StoredRun>),
     /// A QoS 2 exchange's duplicate-check key is forgotten: PUBCOMP.
     MqttReleased,
     /// The session a CONNECT resumes (or none), or the CONNACK code to refuse it with.
@@ -40,6 +44,31 @@ pub(super) enum Outcome {
     TakeOver(Owner),
     /// The connection that had this one's client id is gone.
     TakenOver,
+}
+
+/// What a run's answer carries back to its connection: the publishes' tokens, in order,
+/// and the run's outcome (where its first record is).
+#[derive(Debug)]
+pub(super) struct StoredRun {
+    pub(super) tokens: Vec<u64>,
+    pub(super) stored: Stored,
+}
+
+impl StoredRun {
+    /// Each publish's outcome, by token.
+    pub(super) fn each(self) -> impl Iterator<Item = (u64, Stored)> {
+        let StoredRun { tokens, stored } = self;
+        (tokens.into_iter().enumerate()).map(move |(i, token)| {
+            let at = (stored.at.first()).map(|&(partition, base)| (partition, base + i as i64));
+            let one = Stored {
+                reason: stored.reason,
+                reason_string: stored.reason_string.clone(),
+                refused_by_plugin: stored.refused_by_plugin,
+                at: at.into_iter().collect(),
+            };
+            (token, one)
+        })
+    }
 }
 
 /// A connection's address: its shard, slot and generation.

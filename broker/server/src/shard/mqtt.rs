@@ -4,8 +4,10 @@
 //! connection, sans-IO, is [`weir_core::mqtt_connection`]; this file owns what needs the
 //! writer, the store's reads on the shard, and the clock's readings it hands down.
 //!
-//! - **Publish**: every message a connection asks to store becomes one record batch
-//!   ([`weir_core::mqtt_kafka::message_batch`]) in the Kafka topic its first level names,
+//! - **Publish**: the messages a connection asks to store in one read become record batches
+//!   (consecutive plain publishes to one partition share one, [`PublishRun`]; a retained or
+//!   QoS 2 publish, or one whose topic is new, gets its own,
+//!   [`weir_core::mqtt_kafka::message_batch`]) in the Kafka topic its first level names,
 //!   created when missing (within `kafka.topics_max`, with `kafka.auto_create_partitions_count`
 //!   partitions), in the partition its MQTT topic hashes to, through the writer's group commit
 //!   like a Kafka produce. `mqtt.kafka_topic_rules` can name another Kafka topic for matching
@@ -15,7 +17,7 @@
 //! - **Delivery follows the log**: no publish is handed from connection to connection. The
 //!   writer tells every shard which partitions grew ([`AppendFeed`]); a shard with
 //!   subscribers reads the new batches (short read transactions on the shard), turns each
-//!   record into an MQTT message ([`weir_core::mqtt_kafka::message_from_record`]), records
+//!   record into an MQTT message ([`weir_core::mqtt_kafka::fill_message`]), records
 //!   Kafka clients produced included, and offers it to its own subscribers. So delivery needs
 //!   no shard-to-shard messages, and a message reaches subscribers only once it is durable. A
 //!   subscriber that fell behind reads the partition from the log itself ([`MqttTail`]).
@@ -24,8 +26,7 @@
 //!   connection is closed and stores its session first, then the new one loads it.
 //!
 //! Not built yet: a takeover race of three connections with one client id at once (the
-//! latest may load the session before the first has stored it); resending a PUBREL after a
-//! reconnection (an outbound QoS 2 message whose PUBREC came is complete for the broker).
+//! latest may load the session before the first has stored it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
@@ -35,13 +36,17 @@ use weir_core::log_store::{CheckedBatch, DedupKey, LogStore, PartitionId};
 use weir_core::mqtt_connection::{
     DeliveryEdge, MqttSettings, MqttWork, Offer, SessionSnapshot, Shares, Stored,
 };
-use weir_core::mqtt_kafka::{self as mapping, LogMessage, SessionRecord};
-use weir_kafka::record_batch::BatchHeader;
+use weir_core::mqtt_kafka::{self as mapping, LogMessage, MessageBuffer, SessionRecord};
+use weir_kafka::record_batch::{BatchBuilder, BatchHeader};
 use weir_mqtt::ReasonCode;
 
+use super::inbox::StoredRun;
 use super::settings::{ServerConfig, ShardMetrics};
 use super::topic_table::TopicTable;
 use crate::writer::{Creation, MqttPublish, Retained, StoreDone, Work};
+
+/// Bytes of records a [`PublishRun`] gathers before it goes to the writer.
+const RUN_BYTES_MAX: usize = 256 * 1024;
 
 /// Bytes of batches read per partition in one delivery pass; more is read in the next pass.
 const DELIVERY_READ_BYTES: usize = 1024 * 1024;
@@ -98,6 +103,93 @@ pub(super) fn publish(
     config
         .writer
         .work(Work::MqttPublish(Box::new(publish), done));
+}
+
+/// Plain publishes of one connection's read bound for one partition, made into one record
+/// batch: one work item for the writer, one append, one answer for them all (their offsets
+/// follow the batch's base offset, in order). A publish joins a run when it has no retain
+/// flag, no QoS 2 duplicate-check key and no plugin binding, and its Kafka topic exists.
+pub(super) struct PublishRun {
+    kafka_topic: String,
+    partition: PartitionId,
+    builder: BatchBuilder,
+    tokens: Vec<u64>,
+}
+
+impl PublishRun {
+    /// The partition `message` (of Kafka topic `kafka_topic`) would join a run in, if it
+    /// can join one (see [`PublishRun`]; the caller checks the plugin binding).
+    pub(super) fn partition_for(
+        config: &ServerConfig,
+        topics: &mut TopicTable,
+        kafka_topic: &str,
+        message: &LogMessage,
+        dedup: bool,
+    ) -> Option<PartitionId> {
+        if dedup || message.retain {
+            return None;
+        }
+        let partitions = topics.partitions(&*config.store, kafka_topic)?;
+        let index = mapping::partition_for_key(message.topic.as_bytes(), partitions.len());
+        partitions.get(index).copied()
+    }
+
+    pub(super) fn new(kafka_topic: String, partition: PartitionId) -> PublishRun {
+        PublishRun {
+            kafka_topic,
+            partition,
+            builder: BatchBuilder::with_capacity(4096),
+            tokens: Vec::new(),
+        }
+    }
+
+    pub(super) fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// Whether the run's batch reached [`RUN_BYTES_MAX`].
+    pub(super) fn is_full(&self) -> bool {
+        self.builder.encoded_len() >= RUN_BYTES_MAX
+    }
+
+    /// Adds the publish answered by `token`.
+    pub(super) fn push(&mut self, token: u64, message: &LogMessage) {
+        mapping::push_message(&mut self.builder, message);
+        self.tokens.push(token);
+    }
+
+    /// Hands the run to the writer; `reply` gets its outcome once durable (or failed).
+    pub(super) fn submit(
+        self,
+        config: &ServerConfig,
+        reply: impl FnOnce(Box<StoredRun>) + Send + 'static,
+    ) {
+        let tokens = self.tokens;
+        let batch = match CheckedBatch::new(self.builder.finish()) {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!("MQTT messages made an invalid batch: {e}");
+                let stored = Stored::plain(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR, None);
+                reply(Box::new(StoredRun { tokens, stored }));
+                return;
+            }
+        };
+        let publish = MqttPublish {
+            kafka_topic: self.kafka_topic,
+            partition: Some(self.partition),
+            // Only for a retained message or a topic to find: neither here.
+            topic: String::new(),
+            retained: Retained::Unchanged,
+            batch,
+            dedup: None,
+            creation: creation(&config.mqtt),
+            retained_messages_max: config.mqtt.retained_messages_max,
+        };
+        let done: StoreDone = Box::new(move |stored| reply(Box::new(StoredRun { tokens, stored })));
+        config
+            .writer
+            .work(Work::MqttPublish(Box::new(publish), done));
+    }
 }
 
 /// How a Kafka topic an MQTT message names is created when missing: with
@@ -317,6 +409,8 @@ pub(super) struct MqttTail {
     subscribers: BTreeSet<usize>,
     /// Connections with partitions to catch up on.
     lagging: BTreeSet<usize>,
+    /// The messages of the last read, buffers kept for the next.
+    messages: MessageBuffer,
 }
 
 impl MqttTail {
@@ -334,6 +428,7 @@ impl MqttTail {
             names: start.names.clone(),
             subscribers: BTreeSet::new(),
             lagging: BTreeSet::new(),
+            messages: MessageBuffer::default(),
         }
     }
 
@@ -416,21 +511,24 @@ impl MqttTail {
             }
             // Everything up to `last` is read now, in budget-sized steps.
             let mut at = cursor;
+            let mut messages = std::mem::take(&mut self.messages);
             while at <= last {
-                let Some((next, messages)) =
-                    self.read(store, partition, at, decompressed_bytes_max)
+                let read = (partition, at);
+                let Some(next) = self.read(store, read, decompressed_bytes_max, &mut messages)
                 else {
                     break;
                 };
                 // Batches committed after `last` may not be durable yet: they come with
-                // their own report.
-                for (offset, message) in messages.iter().filter(|(o, _)| *o <= last) {
+                // their own report; a batch's records before `at` were delivered.
+                let live = messages.messages().iter();
+                for (offset, message) in live.filter(|(o, _)| (at..=last).contains(o)) {
                     let at = (partition, *offset);
                     let offered = (now, write_buffer_bytes_max, metrics);
                     self.offer_live(conns, (at, message), offered, &mut touched);
                 }
                 at = next.min(last + 1);
             }
+            self.messages = messages;
             self.cursors.insert(partition, at.max(cursor));
         }
         let more = self.serve_lagging(store, conns, (limits, now, metrics), &mut touched);
@@ -516,31 +614,29 @@ impl MqttTail {
 
     /// Reads one budget of batches of `partition` from `at`: the offset after them and
     /// their messages (from `at` on). `None` if the read failed or found nothing.
+    /// The messages go to `messages` (cleared first; the caller gives it back to
+    /// `self.messages` to keep its buffers).
     fn read(
         &mut self,
         store: &dyn LogStore,
-        partition: PartitionId,
-        at: i64,
+        (partition, at): (PartitionId, i64),
         decompressed_bytes_max: usize,
-    ) -> Option<(i64, Vec<(i64, LogMessage)>)> {
+        messages: &mut MessageBuffer,
+    ) -> Option<i64> {
         if !self.names.contains_key(&partition) {
             self.refresh_names(store);
         }
         let name = self.names.get(&partition)?;
         let mut next = at;
-        let mut messages = Vec::new();
+        messages.clear();
         let read = store.read(partition, at, DELIVERY_READ_BYTES, &mut |batch| {
             if let Ok(header) = BatchHeader::parse(batch) {
                 next = next.max(header.next_offset());
             }
-            messages.extend(
-                mapping::batch_messages(name, batch, decompressed_bytes_max)
-                    .into_iter()
-                    .filter(|(offset, _)| *offset >= at),
-            );
+            messages.read_batch(name, batch, decompressed_bytes_max);
         });
         match read {
-            Ok(_) if next > at => Some((next, messages)),
+            Ok(_) if next > at => Some(next),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(?partition, "cannot read records for MQTT subscribers: {e}");
@@ -577,8 +673,10 @@ impl MqttTail {
                 }
                 continue;
             }
-            let Some((end, messages)) = self.read(store, partition, next, decompressed_bytes_max)
-            else {
+            let mut messages = std::mem::take(&mut self.messages);
+            let read = (partition, next);
+            let Some(end) = self.read(store, read, decompressed_bytes_max, &mut messages) else {
+                self.messages = messages;
                 // Nothing readable (deleted by retention, or the topic is gone): live delivery
                 // takes over from the shard's cursor.
                 if let Some(mqtt) = conn.mqtt() {
@@ -586,9 +684,10 @@ impl MqttTail {
                 }
                 continue;
             };
-            let backlog = messages.iter().filter(|(o, _)| *o < target);
+            let backlog = (messages.messages().iter()).filter(|(o, _)| (next..target).contains(o));
             let offered = (now, write_buffer_bytes_max, metrics);
             let (added, full_at) = self.offer_backlog(conn, partition, backlog, offered);
+            self.messages = messages;
             added_total += added;
             let Some(mqtt) = conn.mqtt() else {
                 break;

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::kafka::KafkaOp;
+use weir_core::log_store::DedupKey;
 use weir_core::mqtt_connection::MqttWork;
+use weir_core::mqtt_kafka::LogMessage;
 
 use super::inbox::{Done, Inbox, Outcome, Owner};
 use super::ingest;
-use super::mqtt::{self, MqttTail};
+use super::mqtt::{self, MqttTail, PublishRun};
 use super::settings::ServerConfig;
 use super::shared::ShardsShared;
 use super::topic_table::TopicTable;
@@ -77,61 +79,161 @@ pub(super) fn mqtt_work(
     work: Vec<MqttWork>,
 ) {
     let mut bound = Vec::new();
+    let mut run: Option<PublishRun> = None;
     for item in work {
-        match item {
-            MqttWork::Store {
-                token,
-                message,
-                dedup,
-            } => {
-                let reply = reply_to(shared, me, token);
-                let done: StoreDone =
-                    Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
-                store_or_bind(config, (plugins, topics), &mut bound, message, dedup, done);
+        let MqttWork::Store {
+            token,
+            message,
+            dedup,
+        } = item
+        else {
+            // What the run holds goes to the writer before anything after it.
+            if let Some(run) = run.take() {
+                submit_run(config, shared, me, run);
             }
-            MqttWork::DelayWill {
-                client_id,
-                due_ms,
-                message,
-            } => hold_will(shared, me, client_id, due_ms, message),
-            MqttWork::Release { client_id, id } => release_qos2(
-                config,
-                reply_to(shared, me, id.map_or(0, u64::from)),
-                client_id,
-                id,
-            ),
-            MqttWork::Connect {
-                client_id,
-                clean_start,
-            } => connect(config, shared, me, client_id, clean_start),
-            MqttWork::Load {
-                client_id,
-                clean_start,
-            } => load_session(config, shared, me, client_id, clean_start),
-            MqttWork::Save(snapshot) => {
-                let record = tail.record(&snapshot, crate::clock::wall_ms());
-                config.writer.work(Work::SaveSession {
-                    client_id: snapshot.client_id,
-                    record,
-                    sessions_max: config.mqtt.sessions_max,
-                });
-            }
-            MqttWork::Behind => {
-                tail.note(me.slot, &MqttWork::Behind);
-                shared.inboxes[me.shard].notify_data();
-            }
-            MqttWork::ShareJoin { filter, member } => {
-                shared.shares.update(|shares| shares.join(&filter, member));
-            }
-            MqttWork::ShareLeave { filter, member } => {
-                shared.shares.update(|shares| shares.leave(&filter, member));
-            }
-            other => tail.note(me.slot, &other),
-        }
+            other_work(config, shared, tail, me, item);
+            continue;
+        };
+        let stores = (&mut run, &mut bound);
+        store(
+            config,
+            shared,
+            me,
+            (plugins, topics),
+            stores,
+            token,
+            (message, dedup),
+        );
+    }
+    if let Some(run) = run.take() {
+        submit_run(config, shared, me, run);
     }
     if !bound.is_empty() {
         ingest::mqtt_publishes(config, (plugins, topics), bound);
     }
+}
+
+/// Carries out what connection `me`'s session asked for besides storing a publish.
+fn other_work(
+    config: &ServerConfig,
+    shared: &ShardsShared,
+    tail: &mut MqttTail,
+    me: Owner,
+    item: MqttWork,
+) {
+    match item {
+        MqttWork::DelayWill {
+            client_id,
+            due_ms,
+            message,
+        } => hold_will(shared, me, client_id, due_ms, message),
+        MqttWork::Release { client_id, id } => release_qos2(
+            config,
+            reply_to(shared, me, id.map_or(0, u64::from)),
+            client_id,
+            id,
+        ),
+        MqttWork::Connect {
+            client_id,
+            clean_start,
+        } => connect(config, shared, me, client_id, clean_start),
+        MqttWork::Load {
+            client_id,
+            clean_start,
+        } => load_session(config, shared, me, client_id, clean_start),
+        MqttWork::Save(snapshot) => {
+            let record = tail.record(&snapshot, crate::clock::wall_ms());
+            config.writer.work(Work::SaveSession {
+                client_id: snapshot.client_id,
+                record,
+                sessions_max: config.mqtt.sessions_max,
+            });
+        }
+        MqttWork::Behind => {
+            tail.note(me.slot, &MqttWork::Behind);
+            shared.inboxes[me.shard].notify_data();
+        }
+        MqttWork::ShareJoin { filter, member } => {
+            shared.shares.update(|shares| shares.join(&filter, member));
+        }
+        MqttWork::ShareLeave { filter, member } => {
+            shared.shares.update(|shares| shares.leave(&filter, member));
+        }
+        other => tail.note(me.slot, &other),
+    }
+}
+
+/// Stores the publish answered by `token`: into the read's current run of plain publishes
+/// (the run so far goes to the writer first when this one cannot join it), to its plugin
+/// binding's batch, or on its own.
+fn store(
+    config: &ServerConfig,
+    shared: &ShardsShared,
+    me: Owner,
+    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
+    (run, bound): (&mut Option<PublishRun>, &mut Vec<ingest::BoundPublish>),
+    token: u64,
+    (message, dedup): (Box<LogMessage>, Option<Box<DedupKey>>),
+) {
+    let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
+    let binding = plugins.binding_for(&kafka_topic);
+    let joins = match binding {
+        None => PublishRun::partition_for(config, topics, &kafka_topic, &message, dedup.is_some()),
+        Some(_) => None,
+    };
+    if let Some(current) = run.take_if(|r| joins != Some(r.partition())) {
+        submit_run(config, shared, me, current);
+    }
+    if let Some(partition) = joins {
+        let current =
+            run.get_or_insert_with(|| PublishRun::new(kafka_topic.into_owned(), partition));
+        current.push(token, &message);
+        // A full run goes now: large messages are not held on the shard in bulk.
+        if let Some(full) = run.take_if(|r| r.is_full()) {
+            submit_run(config, shared, me, full);
+        }
+        return;
+    }
+    let kafka_topic = kafka_topic.into_owned();
+    let reply = reply_to(shared, me, token);
+    let done: StoreDone = Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
+    store_or_bind(
+        config,
+        (plugins, topics),
+        bound,
+        kafka_topic,
+        (message, dedup),
+        done,
+    );
+}
+
+/// Stores an MQTT message bound for `kafka_topic`, or, if that topic has a plugin binding,
+/// adds it to `bound` (run through the plugins together afterwards).
+fn store_or_bind(
+    config: &ServerConfig,
+    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
+    bound: &mut Vec<ingest::BoundPublish>,
+    kafka_topic: String,
+    (message, dedup): (Box<LogMessage>, Option<Box<DedupKey>>),
+    done: StoreDone,
+) {
+    match plugins.binding_for(&kafka_topic) {
+        None => mqtt::publish(config, (topics, kafka_topic), *message, dedup, done),
+        Some(binding) => bound.push(ingest::BoundPublish {
+            binding,
+            kafka_topic,
+            message,
+            dedup,
+            done,
+        }),
+    }
+}
+
+/// Hands a run of connection `me`'s plain publishes to the writer; the outcome comes back
+/// as one answer.
+fn submit_run(config: &ServerConfig, shared: &ShardsShared, me: Owner, run: PublishRun) {
+    let reply = reply_to(shared, me, 0);
+    run.submit(config, move |stored| reply(Outcome::MqttStoredRun(stored)));
 }
 
 /// Where the result for `token` of connection `me` goes: its shard's inbox.
@@ -279,40 +381,20 @@ pub(super) fn publish_wills(
     let mut bound = Vec::new();
     for message in wills {
         let done: StoreDone = Box::new(|_| {});
+        let kafka_topic =
+            weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic).into_owned();
+        let message = (Box::new(message), None);
         store_or_bind(
             config,
             (plugins, topics),
             &mut bound,
-            Box::new(message),
-            None,
+            kafka_topic,
+            message,
             done,
         );
     }
     if !bound.is_empty() {
         ingest::mqtt_publishes(config, (plugins, topics), bound);
-    }
-}
-
-/// Stores an MQTT message, or, if its Kafka topic has a plugin binding, adds it to `bound`
-/// (run through the plugins together afterwards).
-fn store_or_bind(
-    config: &ServerConfig,
-    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
-    bound: &mut Vec<ingest::BoundPublish>,
-    message: Box<weir_core::mqtt_kafka::LogMessage>,
-    dedup: Option<Box<weir_core::log_store::DedupKey>>,
-    done: StoreDone,
-) {
-    let kafka_topic = weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic);
-    match plugins.binding_for(&kafka_topic) {
-        None => mqtt::publish(config, (topics, kafka_topic), *message, dedup, done),
-        Some(binding) => bound.push(ingest::BoundPublish {
-            binding,
-            kafka_topic,
-            message,
-            dedup,
-            done,
-        }),
     }
 }
 

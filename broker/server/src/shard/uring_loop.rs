@@ -14,7 +14,9 @@
 //! - Close: `shutdown(2)` ends every operation on the socket; the descriptor is closed and
 //!   the slot reused only after the last completion for it, so the kernel never writes into a
 //!   buffer that is gone. Completions carry a generation so that one for an old connection is
-//!   never taken for the new one in the same slot.
+//!   never taken for the new one in the same slot. After a protocol error the connection
+//!   lingers first (`Shard::linger`): its write side shut, its multishot receive kept armed
+//!   and what it brings dropped, each buffer recycled at once.
 //! - Time: the loop waits with a timeout (`submit_with_args`), for the timeout sweep.
 
 use std::io;
@@ -217,7 +219,11 @@ impl IoBackend for UringBackend {
         }
         if live.conn.pending() == 0 {
             if live.conn.closing && !live.conn.awaiting_ops() {
-                UringBackend::close(shard, slot);
+                // Closed at once, or after lingering, still receiving.
+                match shard.linger(slot, crate::clock::now()) {
+                    true => shard.arm_recv(slot),
+                    false => UringBackend::close(shard, slot),
+                }
             }
             return;
         }
@@ -230,9 +236,11 @@ impl IoBackend for UringBackend {
         shard.submit_send(slot);
     }
 
-    /// Ends every operation on the socket; the slot is freed once the last completion is in.
+    /// Ends every operation on the socket (also of a lingering connection); the slot is
+    /// freed once the last completion is in.
     fn close(shard: &mut UringShard, slot: usize) {
-        if !shard.finish(slot, crate::clock::now()) {
+        let lingered = (shard.slot(slot)).is_some_and(|live| live.lingering.take().is_some());
+        if !lingered && !shard.finish(slot, crate::clock::now()) {
             return;
         }
         let generation = shard.generations[slot];
@@ -313,7 +321,8 @@ impl UringShard {
             return;
         };
         let io = &mut live.io;
-        if io.recv_armed || live.shut || live.conn.closing || live.conn.read_paused {
+        let open = live.lingering.is_some() || !(live.shut || live.conn.closing);
+        if io.recv_armed || !open || live.conn.read_paused {
             return;
         }
         io.recv_armed = true;
@@ -335,7 +344,7 @@ impl UringShard {
                 self.begin_drain();
             }
             if self.backend.stopping
-                && (self.conns.iter().all(Option::is_none)
+                && (self.only_lingering_left()
                     || drain_deadline.is_some_and(|d| crate::clock::now() >= d))
             {
                 break;
@@ -438,6 +447,10 @@ impl UringShard {
         if !cqueue::more(flags) {
             live.io.recv_armed = false;
         }
+        if live.lingering.is_some() {
+            self.on_linger_recv(slot, result, bid);
+            return;
+        }
         match (result, bid) {
             (n, Some(bid)) if n > 0 => {
                 self.receive(slot, now, |backend| backend.buffers.get(bid, n as usize));
@@ -451,6 +464,7 @@ impl UringShard {
             _ => {
                 // The socket failed: nothing more can be sent either.
                 live.conn.closing = true;
+                live.conn.linger = false;
                 let unsent = live.conn.pending() as u64;
                 live.conn.out.clear();
                 live.conn.written = 0;
@@ -462,6 +476,36 @@ impl UringShard {
             self.backend.buffers.recycle(bid);
         }
         if let Some(live) = self.slot(slot)
+            && !live.io.recv_armed
+            && !live.io.recv_starved
+        {
+            self.arm_recv(slot);
+        }
+        self.maybe_free(slot);
+    }
+
+    /// A receive completion for a lingering connection: what came is dropped and its buffer
+    /// recycled; the receive is armed again until the lingering is over.
+    fn on_linger_recv(&mut self, slot: usize, result: i32, bid: Option<u16>) {
+        if let Some(bid) = bid {
+            self.backend.buffers.recycle(bid);
+        }
+        let over = match result {
+            n if n > 0 => self.dropped(slot, n as usize),
+            e if e == -libc::ENOBUFS => {
+                if let Some(live) = self.slot(slot) {
+                    live.io.recv_starved = true;
+                }
+                self.backend.starved.push(slot);
+                false
+            }
+            e if e == -libc::ECANCELED => false,
+            // The client closed its side, or the socket failed.
+            _ => self.dropped(slot, 0),
+        };
+        if over {
+            UringBackend::close(self, slot);
+        } else if let Some(live) = self.slot(slot)
             && !live.io.recv_armed
             && !live.io.recv_starved
         {
@@ -547,7 +591,7 @@ impl UringShard {
     /// Frees the slot of a shut-down connection with nothing left in the kernel.
     fn maybe_free(&mut self, slot: usize) {
         let done = (self.conns.get(slot).and_then(Option::as_ref))
-            .is_some_and(|live| live.shut && live.io.idle_in_kernel());
+            .is_some_and(|live| live.shut && live.lingering.is_none() && live.io.idle_in_kernel());
         if done {
             // Dropping the connection closes its socket.
             drop(self.free_slot(slot));

@@ -826,11 +826,11 @@ fn outbound_tags_are_reported_when_acknowledged_and_listed_until_then() {
     let q1 = message(QoS::AtLeastOnce, 10);
     let q2 = message(QoS::ExactlyOnce, 10);
     assert_eq!(
-        h.session.deliver_tagged(q1.clone(), 11, &mut h.out),
+        h.session.deliver_tagged(q1.borrowed(), 11, &mut h.out),
         Ok(Delivery::Sent(Some(pid(1))))
     );
     assert_eq!(
-        h.session.deliver_tagged(q2.clone(), 22, &mut h.out),
+        h.session.deliver_tagged(q2.borrowed(), 22, &mut h.out),
         Ok(Delivery::Sent(Some(pid(2))))
     );
     h.sent();
