@@ -7,6 +7,7 @@
 
 mod kafka;
 mod log;
+mod memory;
 mod mqtt;
 mod plugins;
 mod server;
@@ -184,6 +185,24 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The broker's memory and speed per allocator variant (`LABEL=PATH[@NAME=VALUE]`, e.g.
+    /// a `--features mimalloc` build): idle RSS, RSS per idle MQTT connection, one-to-one
+    /// QoS 0 and 1 throughput and CPU, peak RSS and RSS returned after the load. Without
+    /// variants: the release `weir` with Weir's glibc settings and with glibc's defaults.
+    Memory {
+        /// A variant to run (repeat the flag for several).
+        #[arg(long = "variant")]
+        variants: Vec<String>,
+        /// Idle MQTT connections opened.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Messages per load run, each QoS.
+        #[arg(long, default_value_t = 300_000)]
+        messages: usize,
+        /// Rounds, alternating the variants (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The real `weir` process on io_uring and on epoll: pipelined ApiVersions requests per
     /// second and CPU per request, idle memory, start-to-ready time.
     Server {
@@ -232,6 +251,17 @@ fn main() -> anyhow::Result<()> {
             seconds,
             messages,
             kafka_mib: kafka_mib.max(1),
+        }),
+        Workload::Memory {
+            variants,
+            connections,
+            messages,
+            rounds,
+        } => memory::run(&memory::MemoryBench {
+            variants,
+            connections,
+            messages,
+            rounds,
         }),
         Workload::Plugins {
             seconds,

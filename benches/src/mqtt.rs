@@ -73,7 +73,7 @@ use anyhow::Context;
 use iot_sim::client::{Conn, V};
 use weir_mqtt::{Packet, PubResponse, Publish, QoS};
 
-pub(crate) use brokers::{Target, start_mosquitto, start_with, which};
+pub(crate) use brokers::{Target, raise_fd_limit, start_mosquitto, start_with, which};
 use report::Results;
 use settings::Case;
 pub use settings::{MqttShapes, Shape};
@@ -109,7 +109,7 @@ pub fn run(bench: &MqttShapes) -> anyhow::Result<()> {
     // SAFETY: sysconf with a valid name has no memory effects.
     let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     weir::shard::pin_to_cpu(1);
-    let open_files = brokers::raise_fd_limit();
+    let open_files = raise_fd_limit();
     println!(
         "mqtt benchmark: brokers on CPU 0 (Weir's shard pinned, its other threads not; Mosquitto \
          pinned), the load generator on CPU 1: broker and generator share this machine's {cores} \

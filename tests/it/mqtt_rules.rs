@@ -428,6 +428,148 @@ fn a_taken_over_connection_publishes_its_will() {
     );
 }
 
+/// Three connections race for one client id: the first holds it with a subscription in a
+/// persistent session, the second and third connect at once. Whichever of the two the broker
+/// takes last resumes the session (the subscription included, so a message published during
+/// the race arrives); the first gets DISCONNECT 0x8E; the other ends closed, having at most
+/// been accepted and taken over in turn. Before the id's takeovers were counted, the third
+/// could load the session before the first had stored it, and start empty.
+#[test]
+fn three_connections_racing_for_one_client_id_leave_one_with_the_session() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let mut publisher = Raw::open(addr, ProtocolVersion::V5);
+    publisher.connect("race-publisher", true, Properties::default());
+    let expiry = || Properties {
+        session_expiry_interval: Some(300),
+        ..Properties::default()
+    };
+    for round in 0..8u16 {
+        let client_id = format!("racer-{round}");
+        let topic = format!("race/{round}");
+        let mut first = Raw::open(addr, ProtocolVersion::V5);
+        assert_eq!(first.connect(&client_id, false, expiry())[2..], [0, 0]);
+        first.send(subscribe(&[topic.as_str()], QoS::AtLeastOnce));
+        assert!(matches!(first.next(), Some(Packet::SubAck(_))));
+        let racers = [(); 2].map(|()| {
+            let mut raw = Raw::open(addr, ProtocolVersion::V5);
+            raw.send(Packet::Connect(Box::new(Connect {
+                protocol_version: ProtocolVersion::V5,
+                clean_start: false,
+                keep_alive: 0,
+                client_id: client_id.clone(),
+                will: None,
+                username: None,
+                password: None,
+                properties: expiry(),
+            })));
+            raw
+        });
+        // Each racer reads until it gets the message or is closed.
+        let readers = racers.map(|mut raw| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Some(packet) = raw.next() {
+                    let done = matches!(packet, Packet::Publish(_));
+                    got.push(packet);
+                    if done {
+                        break;
+                    }
+                }
+                (raw, got)
+            })
+        });
+        publisher.send(publish(QoS::AtLeastOnce, Some(round + 1), &topic));
+        assert!(matches!(publisher.next(), Some(Packet::PubAck(_))));
+        let taken = first.next();
+        assert!(
+            matches!(&taken, Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::SESSION_TAKEN_OVER),
+            "{taken:?}"
+        );
+        assert!(first.next().is_none(), "the first connection is closed");
+        // A racer that got the message may still have been taken over after it (the winner
+        // then gets it again): a ping tells the open one from the closed one.
+        let mut open = 0;
+        for reader in readers {
+            let (mut raw, mut got) = reader.join().expect("the reader ends");
+            if matches!(got.last(), Some(Packet::Publish(_))) {
+                raw.send(Packet::PingReq);
+                while let Some(packet) = raw.next() {
+                    let pong = matches!(packet, Packet::PingResp);
+                    got.push(packet);
+                    if pong {
+                        break;
+                    }
+                }
+            }
+            if matches!(got.last(), Some(Packet::PingResp)) {
+                open += 1;
+                assert!(
+                    matches!(&got[..], [Packet::ConnAck(ack), Packet::Publish(p), Packet::PingResp]
+                        if ack.session_present && ack.reason_code == ReasonCode::SUCCESS && p.topic == topic),
+                    "round {round}: the last connection resumes the session and gets the message: {got:?}"
+                );
+                continue;
+            }
+            assert!(
+                got.iter().all(|p| match p {
+                    Packet::ConnAck(ack) => ack.reason_code == ReasonCode::SUCCESS,
+                    Packet::Disconnect(d) => d.reason_code == ReasonCode::SESSION_TAKEN_OVER,
+                    Packet::Publish(p) => p.topic == topic,
+                    _ => false,
+                }),
+                "round {round}: the other connection is closed: {got:?}"
+            );
+        }
+        assert_eq!(open, 1, "round {round}: one racer keeps the session");
+    }
+}
+
+/// Weir's rule for MQTT 5's 0x10 (No matching subscribers, which a server MAY send): never.
+/// Every publish is stored in the log, where Kafka consumers read it whether or not an MQTT
+/// client subscribes, so a QoS 1 or 2 publish nobody subscribes to is acknowledged 0x00,
+/// and an rdkafka consumer reads it.
+#[test]
+fn a_publish_no_mqtt_client_subscribes_to_is_acknowledged_0x00_and_read_by_kafka() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message};
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let mut publisher = Raw::open(addr, ProtocolVersion::V5);
+    publisher.connect("lonely-publisher", true, Properties::default());
+    publisher.send(publish(QoS::AtLeastOnce, Some(1), "lonely/one"));
+    let puback = publisher.next();
+    assert!(
+        matches!(&puback, Some(Packet::PubAck(a)) if a.reason_code == ReasonCode::SUCCESS),
+        "{puback:?}"
+    );
+    publisher.send(publish(QoS::ExactlyOnce, Some(2), "lonely/two"));
+    let pubrec = publisher.next();
+    assert!(
+        matches!(&pubrec, Some(Packet::PubRec(a)) if a.reason_code == ReasonCode::SUCCESS),
+        "{pubrec:?}"
+    );
+    publisher.send(Packet::PubRel(PubResponse::new(id(2))));
+    assert!(matches!(publisher.next(), Some(Packet::PubComp(_))));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", weir.kafka_addr().unwrap().to_string())
+        .set("group.id", "lonely-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["lonely"]).unwrap();
+    let mut keys = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while keys.len() < 2 && std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(200)) {
+            let message = message.unwrap();
+            keys.push(String::from_utf8(message.key().unwrap().to_vec()).unwrap());
+        }
+    }
+    keys.sort();
+    assert_eq!(keys, ["lonely/one", "lonely/two"]);
+}
+
 /// A QoS 1 message sent to a persistent session and not acknowledged is sent again when the
 /// session resumes, with DUP=1 (MQTT 3.1.1 section 4.4); a message the session never got
 /// comes with DUP=0.

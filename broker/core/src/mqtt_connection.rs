@@ -47,8 +47,10 @@ use crate::mqtt_kafka::{self as mapping, LogMessage, SessionRecord, StoredSubscr
 
 mod actions;
 mod delivery;
+mod pool;
 mod subscriptions;
 
+pub use pool::MessagePool;
 pub use subscriptions::Shares;
 use subscriptions::Sub;
 
@@ -191,6 +193,8 @@ pub struct MqttConnection {
     conn_id: u64,
     settings: Arc<MqttSettings>,
     actions: Vec<Action>,
+    /// The shard's pool, lent for the read being handled (empty otherwise).
+    pool: MessagePool,
     client_id: String,
     /// Seconds the session outlives the connection; 0: it ends with it.
     expiry_interval_s: u32,
@@ -205,8 +209,9 @@ pub struct MqttConnection {
     publishes_answered: u64,
     /// The latest [`Sub::own_before`]: no subscription skips a publish answered after it.
     skip_own_until: u64,
-    /// Where each unacknowledged QoS 1 or 2 delivery came from, by tag.
-    unacked: BTreeMap<u64, (PartitionId, i64)>,
+    /// Where each unacknowledged QoS 1 or 2 delivery came from, by tag (a hash map keeps
+    /// its room as deliveries come and go).
+    unacked: HashMap<u64, (PartitionId, i64)>,
     /// Per partition, the offset below which QoS 1 and 2 messages went to a connection of
     /// this session (this one or, resumed, earlier ones): sent again, they carry DUP=1.
     sent: HashMap<PartitionId, i64>,
@@ -299,6 +304,7 @@ impl MqttConnection {
             conn_id: seed,
             settings,
             actions: Vec::new(),
+            pool: MessagePool::default(),
             client_id: String::new(),
             expiry_interval_s: 0,
             subs: Vec::new(),
@@ -308,7 +314,7 @@ impl MqttConnection {
             publishes_answered: 0,
             skip_own_until: 0,
             sent: HashMap::new(),
-            unacked: BTreeMap::new(),
+            unacked: HashMap::new(),
             next_tag: 1,
             behind: BTreeMap::new(),
             floor: HashMap::new(),
@@ -400,20 +406,29 @@ impl MqttConnection {
 
     /// Runs the session over `input`; returns the bytes consumed, or how the session ended
     /// (the connection is then closing).
+    ///
+    /// `pool` is the shard's: publishes are decoded into its buffers and boxes.
     pub fn on_bytes(
         &mut self,
         input: &[u8],
         now: Now,
-        out: &mut Vec<u8>,
-        work: &mut Vec<MqttWork>,
+        (out, work): (&mut Vec<u8>, &mut Vec<MqttWork>),
+        pool: &mut MessagePool,
     ) -> Result<usize, Ended> {
         self.wall_ms = now.wall_ms;
         self.monotonic_ms = now.monotonic_ms;
-        let result = (self.session).on_bytes(input, now.monotonic_ms, out, &mut self.actions);
+        std::mem::swap(&mut self.pool, pool);
+        let result = (self.session).on_bytes_reusing(
+            input,
+            now.monotonic_ms,
+            (out, &mut self.actions),
+            &mut self.pool.spares,
+        );
         if let Err(e) = &result {
             tracing::debug!(client = %self.client_id, "closing an MQTT connection: {e}");
         }
         self.handle_actions(out, work);
+        std::mem::swap(&mut self.pool, pool);
         match result {
             Err(_) => Err(Ended::Violation),
             Ok(_) if self.session.is_closed() => Err(Ended::Goodbye),
@@ -443,7 +458,7 @@ impl MqttConnection {
     pub fn stored(
         &mut self,
         token: u64,
-        stored: Stored,
+        stored: &Stored,
         now: Now,
         out: &mut Vec<u8>,
         work: &mut Vec<MqttWork>,
@@ -462,7 +477,7 @@ impl MqttConnection {
         }
         // For No Local subscriptions: this connection's own messages, until they come by.
         if self.subs.iter().any(|s| s.options.no_local) {
-            for at in stored.at {
+            for &at in &stored.at {
                 if self.own.len() == OWN_MESSAGES_MAX {
                     self.own.pop_front();
                 }
@@ -479,7 +494,7 @@ impl MqttConnection {
             self.session.published_because(
                 id,
                 reason,
-                stored.reason_string,
+                stored.reason_string.clone(),
                 out,
                 &mut self.actions,
             );

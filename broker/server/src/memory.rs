@@ -24,9 +24,13 @@ const ARENAS_MAX: libc::c_int = 1;
 /// Time between two [`trim`]s.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Applies the thresholds; call before any other thread starts.
+/// Applies the thresholds; call before any other thread starts. An operator who sets
+/// glibc's own tunables (`GLIBC_TUNABLES`) gets exactly those: nothing is changed then.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn tune() {
+    if std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return;
+    }
     let to_int = |bytes: usize| libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: mallopt only sets allocator parameters.
     unsafe {

@@ -4,10 +4,13 @@
 //! through the shard (receive buffer, session, record batch handed to the writer, group
 //! commit on a real LMDB log, delivery from the log into the subscriber's output buffer).
 //!
-//! After a warm-up, the count over a run of messages is divided by the messages: what each
-//! message costs in steady state. Background threads that wake on timers (retention checks,
-//! plugin ticks) may allocate a little meanwhile; the run is long enough that those show as
-//! a small fraction of a per-message figure.
+//! After a warm-up, messages go in chunks (one write of publishes, read by the broker at
+//! once, stored as one record batch in one commit, delivered in one pass) and the count is
+//! divided by the chunks: what a chunk costs in steady state. Run with chunks of two sizes,
+//! the difference is what each further message costs: none. What a chunk costs (the read,
+//! the writer's work item and commit, the delivery pass) is reported and bounded.
+//! Background threads that wake on timers (retention checks, plugin ticks) may allocate a
+//! little meanwhile; the runs are long enough that those show as a small fraction.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -65,9 +68,12 @@ static GLOBAL: Counting = Counting;
 /// Messages moved before counting, and counted.
 const WARM_UP: usize = 3_000;
 const MEASURED: usize = 20_000;
-/// Publishes written before the test reads what they caused (under the default Receive
-/// Maximum, `mqtt.inflight_max`).
-const CHUNK: usize = 20;
+/// Publishes written at once before the test reads what they caused (under the default
+/// Receive Maximum, `mqtt.inflight_max`): the two chunk sizes compared. Both keep a chunk's
+/// deliveries within the 4 KiB a connection's output buffer keeps between bursts (a larger
+/// burst's buffer is freed once sent, a memory bound per connection, and grown again by
+/// the next: a few allocations per burst, not per message).
+const CHUNKS: [usize; 2] = [8, 24];
 const TOPIC: &[u8] = b"alloc/sensor";
 const PAYLOAD_BYTES: usize = 100;
 
@@ -216,29 +222,29 @@ fn publishes(out: &mut Vec<u8>, qos: u8, first_id: usize, count: usize, v5: bool
     }
 }
 
-/// Moves `messages` messages of QoS `qos` from `publisher` to `subscriber`, `CHUNK` at a
+/// Moves `messages` messages of QoS `qos` from `publisher` to `subscriber`, `chunk` at a
 /// time: publishes written, (QoS 1) their PUBACKs read, the deliveries read and (QoS 1)
 /// acknowledged. Allocates nothing once `scratch` and `acks` have their capacity.
 fn exchange(
     (publisher, subscriber): (&mut Client, &mut Client),
-    qos: u8,
+    (qos, chunk): (u8, usize),
     messages: usize,
     (scratch, acks): (&mut Vec<u8>, &mut Vec<u8>),
     sent: &mut usize,
 ) {
-    for _ in 0..messages / CHUNK {
-        publishes(scratch, qos, *sent, CHUNK, publisher.v5);
-        *sent += CHUNK;
+    for _ in 0..messages / chunk {
+        publishes(scratch, qos, *sent, chunk, publisher.v5);
+        *sent += chunk;
         publisher.stream.write_all(scratch).expect("publish");
         if qos > 0 {
-            for _ in 0..CHUNK {
+            for _ in 0..chunk {
                 let (first, body) = publisher.next_frame();
                 assert_eq!(first, 0x40, "PUBACK");
                 publisher.consume(body.end);
             }
         }
         acks.clear();
-        for _ in 0..CHUNK {
+        for _ in 0..chunk {
             let (first, body) = subscriber.next_frame();
             assert_eq!(first & 0xf0, 0x30, "PUBLISH");
             assert_eq!((first >> 1) & 0x03, qos, "delivered at the QoS asked");
@@ -255,8 +261,9 @@ fn exchange(
     }
 }
 
-/// Allocations per message in steady state for QoS `qos` over MQTT 5 (`v5`) or 3.1.1.
-fn allocations_per_message(qos: u8, v5: bool) -> f64 {
+/// Allocations per chunk of `chunk` messages in steady state, QoS `qos`, over MQTT 5 (`v5`)
+/// or 3.1.1.
+fn allocations_per_chunk(qos: u8, v5: bool, chunk: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let running = broker(dir.path());
     let addr = mqtt_addr(&running);
@@ -264,46 +271,57 @@ fn allocations_per_message(qos: u8, v5: bool) -> f64 {
     let mut subscriber = Client::connect(addr, "alloc-sub", v5);
     subscriber.subscribe(qos);
     let mut publisher = Client::connect(addr, "alloc-pub", v5);
-    let mut scratch = Vec::with_capacity(CHUNK * 256);
-    let mut acks = Vec::with_capacity(CHUNK * 4);
+    let mut scratch = Vec::with_capacity(chunk * 256);
+    let mut acks = Vec::with_capacity(chunk * 4);
     let mut sent = 0;
     let clients = (&mut publisher, &mut subscriber);
     let buffers = (&mut scratch, &mut acks);
-    exchange(clients, qos, WARM_UP, buffers, &mut sent);
+    exchange(clients, (qos, chunk), WARM_UP, buffers, &mut sent);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let clients = (&mut publisher, &mut subscriber);
     let buffers = (&mut scratch, &mut acks);
-    exchange(clients, qos, MEASURED, buffers, &mut sent);
+    exchange(clients, (qos, chunk), MEASURED, buffers, &mut sent);
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     CLIENT.with(|c| c.set(false));
     drop((publisher, subscriber));
     running.stop();
-    let per_message = allocations as f64 / MEASURED as f64;
+    let chunks = MEASURED / chunk;
+    let per_chunk = allocations as f64 / chunks as f64;
     println!(
-        "QoS {qos}, MQTT {}: {allocations} allocations over {MEASURED} messages: {per_message:.2} per message",
-        if v5 { "5" } else { "3.1.1" }
+        "QoS {qos}, MQTT {}, chunks of {chunk}: {allocations} allocations over {chunks} chunks: \
+         {per_chunk:.2} per chunk, {:.3} per message",
+        if v5 { "5" } else { "3.1.1" },
+        per_chunk / chunk as f64,
     );
-    per_message
+    per_chunk
 }
 
-/// Allocations per message the path may make today. The goal is none (issue 19). Measured
-/// on 2026-12-07: 35 to 38 before delivery encoded from borrowed parts, read into reused
-/// buffers, and a read's plain publishes to one partition went to the writer as one batch;
-/// 5.7 (QoS 0) and 6.4 (QoS 1) after. What is left, on the way in: the decoded topic and
-/// payload, the boxed message handed from the session, each publish's outcome, and the run's
-/// batch, work item and answer (shared by the run's publishes).
-const ALLOCATIONS_PER_MESSAGE_MAX: f64 = 8.0;
+/// What one more message in a chunk may cost, in allocations: none, with room for the
+/// background threads' noise. Measured on 2026-12-07, per message: 35 to 38 before delivery
+/// was encoded from borrowed parts and read into reused buffers and a read's publishes went
+/// to the writer as one batch; 5.7 to 6.4 before publishes were decoded into the shard's
+/// pooled buffers and boxes and the sessions' in-flight tables became hash maps; 0.000 after.
+const ALLOCATIONS_PER_MESSAGE_MAX: f64 = 0.05;
+/// What a chunk may cost: the read, the run's batch, the writer's work item, commit and
+/// answer, the delivery pass and its read transaction (measured on 2026-12-07: 24.1 for
+/// QoS 0 and 1, on both versions).
+const ALLOCATIONS_PER_CHUNK_MAX: f64 = 32.0;
 
 #[test]
-fn publish_path_allocations_per_message() {
-    let mut figures = Vec::new();
+fn publish_path_allocates_nothing_per_message() {
+    let mut failures = Vec::new();
     for (qos, v5) in [(0, false), (1, false), (0, true), (1, true)] {
-        figures.push(allocations_per_message(qos, v5));
+        let [small, large] = CHUNKS.map(|chunk| allocations_per_chunk(qos, v5, chunk));
+        let per_message = (large - small) / (CHUNKS[1] - CHUNKS[0]) as f64;
+        let version = if v5 { "5" } else { "3.1.1" };
+        println!("QoS {qos}, MQTT {version}: {per_message:.3} allocations per further message");
+        if per_message > ALLOCATIONS_PER_MESSAGE_MAX || large > ALLOCATIONS_PER_CHUNK_MAX {
+            failures.push((qos, v5, per_message, large));
+        }
     }
-    for per_message in figures {
-        assert!(
-            per_message <= ALLOCATIONS_PER_MESSAGE_MAX,
-            "{per_message:.2} allocations per message, more than {ALLOCATIONS_PER_MESSAGE_MAX}"
-        );
-    }
+    assert!(
+        failures.is_empty(),
+        "(QoS, MQTT 5, allocations per further message, per chunk): {failures:?}; at most \
+         {ALLOCATIONS_PER_MESSAGE_MAX} and {ALLOCATIONS_PER_CHUNK_MAX}"
+    );
 }

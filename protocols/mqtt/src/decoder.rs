@@ -6,6 +6,7 @@
 use crate::error::DecodeError;
 use crate::kind::{PacketType, ProtocolVersion, QoS};
 use crate::packet::Packet;
+use crate::spares::Spares;
 use crate::wire::{self, read_variable_byte_integer};
 
 /// The largest packet MQTT can express: a one-byte type, a four-byte remaining length and
@@ -50,6 +51,17 @@ impl PacketDecoder {
         buf: &[u8],
         version: ProtocolVersion,
     ) -> Result<Option<(Packet, usize)>, DecodeError> {
+        self.decode_reusing(buf, version, &mut Spares::default())
+    }
+
+    /// [`PacketDecoder::decode`], with a PUBLISH's topic and payload copied into buffers
+    /// taken from `spares` (when it has any) instead of newly allocated ones.
+    pub fn decode_reusing(
+        &self,
+        buf: &[u8],
+        version: ProtocolVersion,
+        spares: &mut Spares,
+    ) -> Result<Option<(Packet, usize)>, DecodeError> {
         let Some((packet_type, header_len, total)) = self.header(buf, version)? else {
             return Ok(None);
         };
@@ -57,7 +69,7 @@ impl PacketDecoder {
             return Ok(None);
         };
         let flags = buf[0] & 0x0F;
-        let packet = Packet::decode_body(packet_type, flags, body, version)?;
+        let packet = Packet::decode_body(packet_type, flags, body, (version, spares))?;
         Ok(Some((packet, total)))
     }
 

@@ -53,6 +53,7 @@ mod packet;
 pub mod properties;
 mod reason;
 mod session;
+mod spares;
 pub mod topic;
 pub mod websocket;
 mod wire;
@@ -71,6 +72,7 @@ pub use session::{
     Action, ConnectRequest, DeliverError, Delivery, Message, MessageRef, ServerSession,
     SessionError, SessionLimits,
 };
+pub use spares::Spares;
 pub use wire::VARIABLE_BYTE_INTEGER_MAX;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::kind::{PacketType, ProtocolVersion, QoS};
 use crate::properties::{Context, Properties};
 use crate::reason;
 use crate::reason::ReasonCode;
+use crate::spares::Spares;
 use crate::topic::{is_shared_filter, is_valid_topic_filter, is_valid_topic_name};
 use crate::wire::{self, Counter, Reader, Sink};
 
@@ -446,7 +447,7 @@ impl Packet {
         packet_type: PacketType,
         flags: u8,
         body: &[u8],
-        version: ProtocolVersion,
+        (version, spares): (ProtocolVersion, &mut Spares),
     ) -> Result<Packet, DecodeError> {
         let mut r = Reader::new(body);
         let r = &mut r;
@@ -469,7 +470,7 @@ impl Packet {
                     properties: properties(r, packet_type, v5)?,
                 })
             }
-            PacketType::Publish => Packet::Publish(decode_publish(flags, r, v5)?),
+            PacketType::Publish => Packet::Publish(decode_publish(flags, r, v5, spares)?),
             PacketType::PubAck => Packet::PubAck(decode_pub_response(r, packet_type, v5)?),
             PacketType::PubRec => Packet::PubRec(decode_pub_response(r, packet_type, v5)?),
             PacketType::PubRel => Packet::PubRel(decode_pub_response(r, packet_type, v5)?),
@@ -756,11 +757,16 @@ fn write_connect(c: &Connect, out: &mut impl Sink) -> Result<(), EncodeError> {
     Ok(())
 }
 
-fn decode_publish(flags: u8, r: &mut Reader<'_>, v5: bool) -> Result<Publish, DecodeError> {
+fn decode_publish(
+    flags: u8,
+    r: &mut Reader<'_>,
+    v5: bool,
+    spares: &mut Spares,
+) -> Result<Publish, DecodeError> {
     let qos = QoS::try_from((flags >> 1) & 0x03)?;
-    let topic = r.string("topic name")?;
-    if !is_valid_topic_name(&topic) {
-        return Err(DecodeError::InvalidTopicName(topic));
+    let topic = r.str("topic name")?;
+    if !is_valid_topic_name(topic) {
+        return Err(DecodeError::InvalidTopicName(topic.to_owned()));
     }
     let packet_id = match qos {
         QoS::AtMostOnce => None,
@@ -769,16 +775,16 @@ fn decode_publish(flags: u8, r: &mut Reader<'_>, v5: bool) -> Result<Publish, De
     let properties = properties(r, PacketType::Publish, v5)?;
     // An empty topic name is how MQTT 5 says "use the topic alias" (section 3.3.2.3.4).
     if topic.is_empty() && properties.topic_alias.is_none() {
-        return Err(DecodeError::InvalidTopicName(topic));
+        return Err(DecodeError::InvalidTopicName(String::new()));
     }
     Ok(Publish {
         dup: flags & 0x08 != 0,
         qos,
         retain: flags & 0x01 != 0,
-        topic,
+        topic: spares.topic(topic),
         packet_id,
         properties,
-        payload: r.rest().to_vec(),
+        payload: spares.payload(r.rest()),
     })
 }
 

@@ -35,7 +35,7 @@
 //! most 65,535 packet identifiers). The session never reads the clock: every method that
 //! needs the time takes `now_ms`, milliseconds on any monotonic clock the caller chooses.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::decoder::PacketDecoder;
 use crate::error::{DecodeError, EncodeError};
@@ -48,6 +48,7 @@ use crate::properties::Properties;
 use crate::properties::id::TOPIC_ALIAS;
 use crate::reason;
 use crate::reason::ReasonCode;
+use crate::spares::Spares;
 
 mod connect;
 mod inbound;
@@ -323,11 +324,12 @@ pub struct ServerSession {
     client_receive_maximum: u16,
     /// The client's Maximum Packet Size, bytes.
     client_packet_size_max: usize,
-    /// Inbound QoS 1 and 2 packet identifiers not yet released.
-    inbound: BTreeMap<u16, Inbound>,
+    /// Inbound QoS 1 and 2 packet identifiers not yet released. (Hash maps keep their room
+    /// as entries come and go, so a steady flow of publishes allocates nothing here.)
+    inbound: HashMap<u16, Inbound>,
     /// Copies of a publish that came again while the broker stored the first: each is owed
     /// its own acknowledgement once the first is stored (a count, so a flood costs nothing).
-    copies: BTreeMap<u16, u32>,
+    copies: HashMap<u16, u32>,
     /// Topic alias `n` is at index `n - 1`; grows up to `topic_alias_max`.
     aliases: Vec<Option<String>>,
     /// The client's Topic Alias Maximum (MQTT 5), for the messages the server sends.
@@ -341,7 +343,7 @@ pub struct ServerSession {
     next_alias_victim: usize,
     /// Outbound QoS 1 and 2 packet identifiers waiting for the client.
     /// With each, the broker's tag.
-    outbound: BTreeMap<u16, (Outbound, u64)>,
+    outbound: HashMap<u16, (Outbound, u64)>,
     next_packet_id: u16,
     /// Messages waiting for a slot, with their encoded size and tag.
     queue: VecDeque<(Message, usize, u64)>,
@@ -411,10 +413,10 @@ impl ServerSession {
             next_alias_victim: 0,
             client_receive_maximum: u16::MAX,
             client_packet_size_max: usize::MAX,
-            inbound: BTreeMap::new(),
-            copies: BTreeMap::new(),
+            inbound: HashMap::new(),
+            copies: HashMap::new(),
             aliases: Vec::new(),
-            outbound: BTreeMap::new(),
+            outbound: HashMap::new(),
             next_packet_id: 1,
             queue: VecDeque::new(),
             queue_bytes: 0,
@@ -437,10 +439,22 @@ impl ServerSession {
         out: &mut Vec<u8>,
         actions: &mut Vec<Action>,
     ) -> Result<usize, SessionError> {
+        self.on_bytes_reusing(input, now_ms, (out, actions), &mut Spares::default())
+    }
+
+    /// [`ServerSession::on_bytes`], with the publishes' topics and payloads decoded into
+    /// buffers from `spares`.
+    pub fn on_bytes_reusing(
+        &mut self,
+        input: &[u8],
+        now_ms: u64,
+        (out, actions): (&mut Vec<u8>, &mut Vec<Action>),
+        spares: &mut Spares,
+    ) -> Result<usize, SessionError> {
         let mut consumed = 0;
         while matches!(self.state, State::AwaitingConnect | State::Connected) {
             let rest = &input[consumed..];
-            let packet = match self.decoder.decode(rest, self.version) {
+            let packet = match self.decoder.decode_reusing(rest, self.version, spares) {
                 Ok(None) => break,
                 Ok(Some((packet, used))) => {
                     if self.must_hold(&packet) {
@@ -854,10 +868,12 @@ impl ServerSession {
     /// not come: a session that outlives the connection keeps them, and its next connection
     /// sends the PUBREL again ([`ServerSession::resend_releases`]).
     pub fn awaiting_pubcomp(&self) -> Vec<u16> {
-        (self.outbound.iter())
+        let mut ids: Vec<u16> = (self.outbound.iter())
             .filter(|(_, (state, _))| *state == Outbound::Qos2Released)
             .map(|(id, _)| *id)
-            .collect()
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Sends PUBREL again for the QoS 2 exchanges `ids` of a resumed session (MQTT 4.4), each

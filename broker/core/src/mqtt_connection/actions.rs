@@ -15,7 +15,10 @@ use crate::mqtt_kafka::{self as mapping, LogMessage};
 impl MqttConnection {
     /// Handles what the session asked for.
     pub(super) fn handle_actions(&mut self, out: &mut Vec<u8>, work: &mut Vec<MqttWork>) {
-        for action in std::mem::take(&mut self.actions) {
+        // Handling may add actions (answers to refused publishes): those wait for the next
+        // call. The list's buffer is kept for the next read.
+        let mut actions = std::mem::take(&mut self.actions);
+        for action in actions.drain(..) {
             match action {
                 Action::Connect(request) => {
                     if !self.authenticate(&request) || !self.will_allowed(&request) {
@@ -67,6 +70,9 @@ impl MqttConnection {
                     self.end(work);
                 }
             }
+        }
+        if self.actions.is_empty() {
+            self.actions = actions;
         }
     }
 
@@ -172,17 +178,18 @@ impl MqttConnection {
                 })
             });
         self.used_qos2 |= dedup.is_some();
+        let message = self.pool.message(LogMessage {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            timestamp_ms: self.wall_ms,
+        });
         work.push(MqttWork::Store {
             token,
             dedup,
-            message: Box::new(LogMessage {
-                topic: publish.topic,
-                payload: publish.payload,
-                qos: publish.qos,
-                retain: publish.retain,
-                properties,
-                timestamp_ms: self.wall_ms,
-            }),
+            message,
         });
     }
 

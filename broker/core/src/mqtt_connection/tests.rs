@@ -12,7 +12,8 @@ use weir_mqtt::{
 };
 
 use super::{
-    DeliveryEdge, Ended, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares, Stored,
+    DeliveryEdge, Ended, MessagePool, MqttConnection, MqttSettings, MqttWork, Now, Offer, Shares,
+    Stored,
 };
 use crate::acl::{AclRules, AclSource};
 use crate::auth::{AllowAll, Authenticator, CertificateIdentity, Verdict};
@@ -158,10 +159,12 @@ impl Pair {
     fn drive(&mut self) {
         let input = std::mem::take(&mut self.held);
         let now = self.now();
-        match self
-            .conn
-            .on_bytes(&input, now, &mut self.out, &mut self.work)
-        {
+        match self.conn.on_bytes(
+            input.as_slice(),
+            now,
+            (&mut self.out, &mut self.work),
+            &mut MessagePool::default(),
+        ) {
             Ok(used) => self.held = input[used..].to_vec(),
             Err(ended) => self.ended = Some(ended),
         }
@@ -224,7 +227,7 @@ impl Pair {
         let stored = Stored::plain(ReasonCode::SUCCESS, Some((P0, offset)));
         assert!(
             self.conn
-                .stored(token, stored, now, &mut self.out, &mut self.work)
+                .stored(token, &stored, now, &mut self.out, &mut self.work)
         );
     }
 

@@ -12,7 +12,7 @@ use weir_core::kafka::{KafkaError, KafkaOp, KafkaSession, KafkaSettings};
 use weir_core::mqtt_kafka::LogMessage;
 
 use super::inbox::Outcome;
-use super::settings::{ListenerConfig, Protocol, ServerConfig, ShardMetrics};
+use super::settings::{ListenerConfig, Protocol, Reading, ServerConfig, ShardMetrics};
 use super::tls_layer::TlsLayer;
 use crate::tls::TlsContext;
 use weir_core::auth::CertificateIdentity;
@@ -246,18 +246,18 @@ impl Conn {
         bytes: &[u8],
         now: Instant,
         out_limit: usize,
-        metrics: &ShardMetrics,
+        cx: &mut Reading<'_>,
     ) -> u64 {
         if self.closing {
             // After a protocol error or end of input nothing more is read.
             return 0;
         }
-        metrics
+        cx.metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         match self.tls.is_some() && !bytes.is_empty() {
-            true => self.receive_tls(bytes, now, out_limit, metrics),
-            false => self.receive_plain(bytes, now, out_limit, metrics),
+            true => self.receive_tls(bytes, now, out_limit, cx),
+            false => self.receive_plain(bytes, now, out_limit, cx),
         }
     }
 
@@ -268,7 +268,7 @@ impl Conn {
         bytes: &[u8],
         now: Instant,
         out_limit: usize,
-        metrics: &ShardMetrics,
+        cx: &mut Reading<'_>,
     ) -> u64 {
         let Some(tls) = &mut self.tls else {
             return 0;
@@ -283,16 +283,16 @@ impl Conn {
                     self.identify();
                 }
                 if !plain.is_empty() {
-                    self.receive_plain(&plain, now, out_limit, metrics);
+                    self.receive_plain(&plain, now, out_limit, cx);
                 }
                 if opened.closed {
-                    self.receive_plain(&[], now, out_limit, metrics);
+                    self.receive_plain(&[], now, out_limit, cx);
                 }
             }
             Err(e) => {
                 let peer = self.stream.peer_addr().ok();
                 tracing::info!(?peer, "closing a TLS connection: {e}");
-                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                cx.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 self.fail();
             }
         }
@@ -330,12 +330,12 @@ impl Conn {
         bytes: &[u8],
         now: Instant,
         out_limit: usize,
-        metrics: &ShardMetrics,
+        cx: &mut Reading<'_>,
     ) -> u64 {
         if bytes.is_empty() {
             // End of input: answer what is complete, then close once it is sent.
             self.closing = true;
-            return self.process(out_limit, metrics, now);
+            return self.process(out_limit, cx, now);
         }
         self.last_active = now;
         if self.has_input() {
@@ -347,10 +347,10 @@ impl Conn {
                 self.read_pos = 0;
             }
             self.read_buf.extend_from_slice(bytes);
-            return self.process(out_limit, metrics, now);
+            return self.process(out_limit, cx, now);
         }
         let before = self.out.len();
-        let used = self.answer(bytes, out_limit, metrics, now);
+        let used = self.answer(bytes, out_limit, cx, now);
         if let Some(rest) = used.and_then(|used| bytes.get(used..)) {
             self.read_buf.clear();
             self.read_pos = 0;
@@ -361,18 +361,13 @@ impl Conn {
 
     /// Lets the session answer complete requests held in the connection's buffer until
     /// `out` holds `out_limit` bytes. Returns the bytes of answers added.
-    pub(super) fn process(
-        &mut self,
-        out_limit: usize,
-        metrics: &ShardMetrics,
-        now: Instant,
-    ) -> u64 {
+    pub(super) fn process(&mut self, out_limit: usize, cx: &mut Reading<'_>, now: Instant) -> u64 {
         if !self.has_input() {
             return 0;
         }
         let before = self.out.len();
         let input = std::mem::take(&mut self.read_buf);
-        match self.answer(&input[self.read_pos..], out_limit, metrics, now) {
+        match self.answer(&input[self.read_pos..], out_limit, cx, now) {
             Some(used) => {
                 self.read_pos += used;
                 self.read_buf = input;
@@ -396,7 +391,7 @@ impl Conn {
         &mut self,
         input: &[u8],
         out_limit: usize,
-        metrics: &ShardMetrics,
+        cx: &mut Reading<'_>,
         now: Instant,
     ) -> Option<usize> {
         // Under TLS the session writes plaintext, sealed after each call.
@@ -406,7 +401,7 @@ impl Conn {
         };
         let session = match &mut self.session {
             Session::Kafka(session) => session,
-            Session::Mqtt(_) => return self.answer_mqtt(input, metrics, now),
+            Session::Mqtt(_) => return self.answer_mqtt(input, cx, now),
         };
         let answered_before = session.requests();
         let result = session.on_bytes(
@@ -420,7 +415,7 @@ impl Conn {
         self.seal();
         if answered > 0 {
             self.answered_any = true;
-            metrics.requests.fetch_add(answered, Ordering::Relaxed);
+            cx.metrics.requests.fetch_add(answered, Ordering::Relaxed);
         }
         match result {
             Ok(used) => Some(used),
@@ -434,7 +429,7 @@ impl Conn {
                 } else {
                     tracing::debug!("closing a kafka connection: {e}");
                 }
-                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                cx.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 self.fail();
                 None
             }
@@ -443,7 +438,7 @@ impl Conn {
 
     /// [`Conn::answer`] for MQTT, plain or over WebSocket (where `input` is frames, and the
     /// MQTT bytes the session has not consumed stay in the layer).
-    fn answer_mqtt(&mut self, input: &[u8], metrics: &ShardMetrics, now: Instant) -> Option<usize> {
+    fn answer_mqtt(&mut self, input: &[u8], cx: &mut Reading<'_>, now: Instant) -> Option<usize> {
         let now = crate::clock::session_time(now);
         let mut frames_used = None;
         if let Some(ws) = &mut self.ws {
@@ -457,7 +452,7 @@ impl Conn {
                     self.seal();
                     self.closing = true;
                     if e != weir_mqtt::websocket::WsError::Closed {
-                        metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        cx.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                         self.fail();
                     }
                     return None;
@@ -467,10 +462,11 @@ impl Conn {
         let result = match (&mut self.session, &mut self.ws) {
             (Session::Mqtt(mqtt), None) => {
                 let out = plaintext(&mut self.tls, &mut self.out);
-                mqtt.on_bytes(input, now, out, &mut self.mqtt_work)
+                mqtt.on_bytes(input, now, (out, &mut self.mqtt_work), cx.pool)
             }
             (Session::Mqtt(mqtt), Some(ws)) => {
-                let result = mqtt.on_bytes(&ws.data, now, &mut ws.scratch, &mut self.mqtt_work);
+                let work = (&mut ws.scratch, &mut self.mqtt_work);
+                let result = mqtt.on_bytes(&ws.data, now, work, cx.pool);
                 if let Ok(used) = result {
                     ws.data.drain(..used);
                 }
@@ -482,7 +478,7 @@ impl Conn {
         if let Some(mqtt) = self.mqtt() {
             let denied = mqtt.take_denied();
             if denied > 0 {
-                metrics.mqtt_denied.fetch_add(denied, Ordering::Relaxed);
+                cx.metrics.mqtt_denied.fetch_add(denied, Ordering::Relaxed);
             }
             self.answered_any |= mqtt.connected();
         }
@@ -491,7 +487,7 @@ impl Conn {
             Err(ended) => {
                 self.closing = true;
                 if ended == Ended::Violation {
-                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    cx.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     self.fail();
                 }
                 None
@@ -548,6 +544,11 @@ impl Conn {
     /// What an MQTT session asked the shard for since the last call.
     pub(super) fn take_mqtt_work(&mut self) -> Vec<MqttWork> {
         std::mem::take(&mut self.mqtt_work)
+    }
+
+    /// Exchanges the MQTT work asked for with `spare` (an empty list).
+    pub(super) fn swap_mqtt_work(&mut self, spare: &mut Vec<MqttWork>) {
+        std::mem::swap(&mut self.mqtt_work, spare);
     }
 
     /// The connection is being closed: its MQTT client id, and what its session leaves to
@@ -625,15 +626,13 @@ impl Conn {
         };
         let now = crate::clock::session_time(now);
         let (open, accepted) = match result {
-            Outcome::MqttStored(stored) => (mqtt.stored(token, *stored, now, out, work), false),
+            Outcome::MqttStored(stored) => (mqtt.stored(token, &stored, now, out, work), false),
             Outcome::MqttStoredRun(run) => {
                 let mut open = true;
-                for (token, stored) in run.each() {
+                run.each(|token, stored| {
                     open = mqtt.stored(token, stored, now, out, work);
-                    if !open {
-                        break;
-                    }
-                }
+                    open
+                });
                 (open, false)
             }
             Outcome::MqttSession(loaded) => {

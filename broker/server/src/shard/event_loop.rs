@@ -13,7 +13,7 @@ use super::conn::{Conn, SessionSettings};
 use super::epoll::Waker;
 use super::inbox::{Inbox, Outcome, Owner};
 use super::mqtt::{HasConn, MqttTail};
-use super::settings::{ServerConfig, ShardMetrics};
+use super::settings::{Reading, ServerConfig, ShardMetrics};
 use super::shared::{ShardArgs, ShardsShared};
 use super::submit;
 use super::topic_table::TopicTable;
@@ -26,6 +26,7 @@ pub(super) const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long a listener stays unwatched after the process ran out of file descriptors.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 use crate::plugins::ShardPlugins;
+use weir_core::mqtt_connection::{MessagePool, MqttWork};
 
 /// Generations are kept to 24 bits: io_uring's completions carry them in their user data.
 pub(super) const GENERATION_MASK: u32 = 0x00ff_ffff;
@@ -115,6 +116,10 @@ pub(super) struct Shard<B: IoBackend> {
     plugins: ShardPlugins,
     /// Topics' partitions as this shard last read them.
     topics: TopicTable,
+    /// Buffers the MQTT publishes read are decoded into, used again.
+    pool: MessagePool,
+    /// The list a connection's MQTT work is swapped into for submitting, kept for the next.
+    work: Vec<MqttWork>,
     /// Connections accepted, for MQTT's assigned client identifiers.
     accepted: u64,
     /// When to look for expired MQTT sessions next (shard 0).
@@ -147,6 +152,8 @@ impl<B: IoBackend> Shard<B> {
             },
             plugins: ShardPlugins::new(config.plugins.clone()),
             topics: TopicTable::default(),
+            pool: MessagePool::default(),
+            work: Vec::new(),
             shared,
             metrics,
             config,
@@ -240,8 +247,8 @@ impl<B: IoBackend> Shard<B> {
         // One reading of the clock for the results drained together.
         let now = crate::clock::now();
         while let Some(done) = self.inbox.pop() {
-            if let Outcome::TakeOver(to) = done.result {
-                self.take_over(done.slot, done.generation, to, now);
+            if let Outcome::TakeOver(client_id) = done.result {
+                self.take_over(done.slot, done.generation, &client_id, now);
                 continue;
             }
             let Some(slot) = self.live(done.slot, done.generation) else {
@@ -259,16 +266,17 @@ impl<B: IoBackend> Shard<B> {
     }
 
     /// Another connection takes over the MQTT client id of the one in `slot`: that one
-    /// closes and stores its session first, then the new one is told.
-    fn take_over(&mut self, slot: usize, generation: u32, to: Owner, now: Instant) {
+    /// closes and stores its session first, then lets go of the id (if it is already gone,
+    /// it stored its session as it closed).
+    fn take_over(&mut self, slot: usize, generation: u32, client_id: &str, now: Instant) {
         if let Some(live) = self.live(slot, generation)
             && !live.shut
         {
-            let work = live.conn.take_over(now);
-            self.mqtt_work(self.owner(slot), work);
+            let mut work = live.conn.take_over(now);
+            self.mqtt_work(self.owner(slot), &mut work);
             B::flush(self, slot);
         }
-        submit::hand_over(&self.shared, to);
+        submit::let_go(&self.shared, client_id);
     }
 
     /// Offers what the log gained to this shard's MQTT subscribers and sends it.
@@ -305,7 +313,11 @@ impl<B: IoBackend> Shard<B> {
             return;
         };
         let input = bytes(&self.backend);
-        self.write_queue += live.conn.receive(input, now, limit, metrics);
+        let mut cx = Reading {
+            metrics,
+            pool: &mut self.pool,
+        };
+        self.write_queue += live.conn.receive(input, now, limit, &mut cx);
         self.after_input(slot);
         self.submit_ops(slot);
         B::flush(self, slot);
@@ -318,7 +330,11 @@ impl<B: IoBackend> Shard<B> {
         let Some((live, limit)) = Self::taking_input(&mut self.conns, slot, &self.config) else {
             return;
         };
-        self.write_queue += live.conn.process(limit, metrics, now);
+        let mut cx = Reading {
+            metrics,
+            pool: &mut self.pool,
+        };
+        self.write_queue += live.conn.process(limit, &mut cx, now);
         self.after_input(slot);
         self.submit_ops(slot);
     }
@@ -363,19 +379,30 @@ impl<B: IoBackend> Shard<B> {
         let Some(live) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let (ops, work) = (live.conn.take_ops(), live.conn.take_mqtt_work());
+        // The connection's work list and the shard's spare change places: both keep their
+        // capacity.
+        let mut work = std::mem::take(&mut self.work);
+        live.conn.swap_mqtt_work(&mut work);
+        let ops = live.conn.take_ops();
         let me = self.owner(slot);
         if !ops.is_empty() {
             let ingest = (&mut self.plugins, &mut self.topics);
             submit::kafka_ops(&self.config, ingest, &self.inbox, me, ops);
         }
         if !work.is_empty() {
-            self.mqtt_work(me, work);
+            self.mqtt_work(me, &mut work);
         }
+        self.work = work;
     }
 
-    fn mqtt_work(&mut self, me: Owner, work: Vec<weir_core::mqtt_connection::MqttWork>) {
-        let parts = (&mut self.tail, &mut self.plugins, &mut self.topics);
+    /// Carries out (and empties) `work`, of connection `me`'s MQTT session.
+    fn mqtt_work(&mut self, me: Owner, work: &mut Vec<MqttWork>) {
+        let parts = (
+            &mut self.tail,
+            &mut self.plugins,
+            &mut self.topics,
+            &mut self.pool,
+        );
         submit::mqtt_work(&self.config, &self.shared, parts, me, work);
     }
 
@@ -494,10 +521,15 @@ impl<B: IoBackend> Shard<B> {
             return false;
         }
         live.shut = true;
-        let (client_id, work) = live.conn.finish(now);
+        let (client_id, mut work) = live.conn.finish(now);
         let me = self.owner(slot);
-        let parts = (&mut self.tail, &mut self.plugins, &mut self.topics);
-        submit::finish_mqtt(&self.config, &self.shared, parts, me, client_id, work);
+        let parts = (
+            &mut self.tail,
+            &mut self.plugins,
+            &mut self.topics,
+            &mut self.pool,
+        );
+        submit::finish_mqtt(&self.config, &self.shared, parts, me, client_id, &mut work);
         true
     }
 

@@ -39,9 +39,9 @@ pub(super) enum Outcome {
     MqttReleased,
     /// The session a CONNECT resumes (or none), or the CONNACK code to refuse it with.
     MqttSession(Result<Option<Box<SessionRecord>>, ReasonCode>),
-    /// Another connection takes this one's client id over: close this one, store its
-    /// session, then tell that one.
-    TakeOver(Owner),
+    /// Another connection takes this one's client id (here) over: close this one, store its
+    /// session, then let go of the id.
+    TakeOver(String),
     /// The connection that had this one's client id is gone.
     TakenOver,
 }
@@ -55,19 +55,24 @@ pub(super) struct StoredRun {
 }
 
 impl StoredRun {
-    /// Each publish's outcome, by token.
-    pub(super) fn each(self) -> impl Iterator<Item = (u64, Stored)> {
-        let StoredRun { tokens, stored } = self;
-        (tokens.into_iter().enumerate()).map(move |(i, token)| {
-            let at = (stored.at.first()).map(|&(partition, base)| (partition, base + i as i64));
-            let one = Stored {
-                reason: stored.reason,
-                reason_string: stored.reason_string.clone(),
-                refused_by_plugin: stored.refused_by_plugin,
-                at: at.into_iter().collect(),
-            };
-            (token, one)
-        })
+    /// Hands each publish's outcome, by token and in order, to `f` until it returns false;
+    /// one `Stored` serves them all (nothing is allocated per publish).
+    pub(super) fn each(&self, mut f: impl FnMut(u64, &Stored) -> bool) {
+        let mut one = Stored {
+            reason: self.stored.reason,
+            reason_string: self.stored.reason_string.clone(),
+            refused_by_plugin: self.stored.refused_by_plugin,
+            at: Vec::with_capacity(1),
+        };
+        let first = self.stored.at.first().copied();
+        for (i, &token) in self.tokens.iter().enumerate() {
+            one.at.clear();
+            one.at
+                .extend(first.map(|(partition, base)| (partition, base + i as i64)));
+            if !f(token, &one) {
+                return;
+            }
+        }
     }
 }
 

@@ -28,6 +28,7 @@
 //! `server.io = "auto"` uses io_uring where the kernel offers what it needs
 //! ([`uring_available`]) and epoll otherwise; the choice is logged.
 
+mod client_ids;
 mod conn;
 pub mod epoll;
 mod epoll_loop;
@@ -43,13 +44,13 @@ mod topic_table;
 mod uring_buffers;
 mod uring_loop;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use self::client_ids::ClientIds;
 use self::epoll::Waker;
 use self::inbox::Inbox;
 use self::mqtt::{AppendFeed, DelayedWills, TailStart};
@@ -88,7 +89,7 @@ impl Shards {
                 .iter()
                 .map(|w| Arc::new(Inbox::new(w.clone())))
                 .collect(),
-            clients: Mutex::new(HashMap::new()),
+            clients: ClientIds::default(),
             shares: Arc::default(),
             wills: DelayedWills::default(),
             tail_start: TailStart::read(&*config.store),

@@ -23,10 +23,9 @@
 //!   subscriber that fell behind reads the partition from the log itself ([`MqttTail`]).
 //! - **Persistent sessions** are stored in the log's `mqtt_sessions` table ([`save_session`],
 //!   [`load_session`]); a CONNECT with a client id that is connected takes it over: the old
-//!   connection is closed and stores its session first, then the new one loads it.
-//!
-//! Not built yet: a takeover race of three connections with one client id at once (the
-//! latest may load the session before the first has stored it).
+//!   connection is closed and stores its session first, then the new one loads it; with
+//!   several racing for one id, the newest loads once every earlier one has let go
+//!   ([`super::client_ids`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
@@ -139,7 +138,8 @@ impl PublishRun {
             kafka_topic,
             partition,
             builder: BatchBuilder::with_capacity(4096),
-            tokens: Vec::new(),
+            // A run's QoS 1 and 2 publishes are at most the receive maximum.
+            tokens: Vec::with_capacity(64),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use weir_core::mqtt_connection::MqttSettings;
+use weir_core::mqtt_connection::{MessagePool, MqttSettings};
 
 use crate::group_thread::CoordinatorHandle;
 use crate::writer::WriterHandle;
@@ -128,6 +128,13 @@ pub struct ServerConfig {
     /// MQTT over TLS: a verified client certificate's common name is the user name
     /// (`tls.identity_as_username`).
     pub tls_identity_as_username: bool,
+}
+
+/// What a connection's read uses of its shard: the counters, and the pool the MQTT
+/// publishes read are decoded into.
+pub(super) struct Reading<'a> {
+    pub(super) metrics: &'a ShardMetrics,
+    pub(super) pool: &'a mut MessagePool,
 }
 
 /// Counters of one shard, read by `/metrics`.

@@ -2,16 +2,16 @@
 //! of appends, the MQTT client ids and shared subscriptions, delayed wills, and the
 //! connection counts the limits apply to.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 
 use weir_core::kafka::KafkaSettings;
 use weir_core::mqtt_connection::MqttSettings;
 
+use super::client_ids::ClientIds;
 use super::epoll::Waker;
-use super::inbox::{Inbox, Owner};
+use super::inbox::Inbox;
 use super::mqtt::{AppendFeed, DelayedWills, ShareTable, TailStart};
 use super::settings::{ServerConfig, ShardMetrics};
 
@@ -27,9 +27,8 @@ pub(super) struct ShardsShared {
     pub(super) feeds: Vec<Arc<AppendFeed>>,
     /// Per shard: results and messages for it.
     pub(super) inboxes: Vec<Arc<Inbox>>,
-    /// The connection each connected MQTT client id is on. Taken on CONNECT and close
-    /// only, never per message.
-    pub(super) clients: Mutex<HashMap<String, Owner>>,
+    /// The connection each connected MQTT client id is on, and takeovers in progress.
+    pub(super) clients: ClientIds,
     /// The members of every MQTT shared subscription.
     pub(super) shares: Arc<ShareTable>,
     /// MQTT wills waiting for their delay.

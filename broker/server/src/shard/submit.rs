@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use weir_core::kafka::KafkaOp;
 use weir_core::log_store::DedupKey;
-use weir_core::mqtt_connection::MqttWork;
+use weir_core::mqtt_connection::{MessagePool, MqttWork};
 use weir_core::mqtt_kafka::LogMessage;
 
+use super::client_ids::Claim;
 use super::inbox::{Done, Inbox, Outcome, Owner};
 use super::ingest;
 use super::mqtt::{self, MqttTail, PublishRun};
@@ -19,6 +20,22 @@ use super::shared::ShardsShared;
 use super::topic_table::TopicTable;
 use crate::plugins::ShardPlugins;
 use crate::writer::{StoreDone, Work};
+
+/// What MQTT work uses of the shard: its subscribers, plugins, topics and message pool.
+pub(super) type MqttParts<'a> = (
+    &'a mut MqttTail,
+    &'a mut ShardPlugins,
+    &'a mut TopicTable,
+    &'a mut MessagePool,
+);
+
+/// Where a publish goes: the read's run, the plugin-bound list, and (once copied into the
+/// run) the pool.
+type StoreTo<'a> = (
+    &'a mut Option<PublishRun>,
+    &'a mut Vec<ingest::BoundPublish>,
+    &'a mut MessagePool,
+);
 
 /// Hands a connection's operations to the writer thread, or group requests to the group
 /// coordinator; each result comes back through the shard's inbox, addressed to the
@@ -74,13 +91,13 @@ pub(super) fn kafka_ops(
 pub(super) fn mqtt_work(
     config: &ServerConfig,
     shared: &ShardsShared,
-    (tail, plugins, topics): (&mut MqttTail, &mut ShardPlugins, &mut TopicTable),
+    (tail, plugins, topics, pool): MqttParts<'_>,
     me: Owner,
-    work: Vec<MqttWork>,
+    work: &mut Vec<MqttWork>,
 ) {
     let mut bound = Vec::new();
     let mut run: Option<PublishRun> = None;
-    for item in work {
+    for item in work.drain(..) {
         let MqttWork::Store {
             token,
             message,
@@ -94,7 +111,7 @@ pub(super) fn mqtt_work(
             other_work(config, shared, tail, me, item);
             continue;
         };
-        let stores = (&mut run, &mut bound);
+        let stores = (&mut run, &mut bound, &mut *pool);
         store(
             config,
             shared,
@@ -171,7 +188,7 @@ fn store(
     shared: &ShardsShared,
     me: Owner,
     (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
-    (run, bound): (&mut Option<PublishRun>, &mut Vec<ingest::BoundPublish>),
+    (run, bound, pool): StoreTo<'_>,
     token: u64,
     (message, dedup): (Box<LogMessage>, Option<Box<DedupKey>>),
 ) {
@@ -188,6 +205,7 @@ fn store(
         let current =
             run.get_or_insert_with(|| PublishRun::new(kafka_topic.into_owned(), partition));
         current.push(token, &message);
+        pool.recycle(message);
         // A full run goes now: large messages are not held on the shard in bulk.
         if let Some(full) = run.take_if(|r| r.is_full()) {
             submit_run(config, shared, me, full);
@@ -260,9 +278,8 @@ fn hold_will(
     due_ms: i64,
     message: Box<weir_core::mqtt_kafka::LogMessage>,
 ) {
-    let clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-    let taken_over = clients.get(&client_id).is_some_and(|owner| *owner != me);
-    if !taken_over {
+    let clients = shared.clients.lock();
+    if !clients.taken_from(&client_id, me) {
         shared.wills.hold(client_id, due_ms, message);
     }
     drop(clients);
@@ -289,8 +306,9 @@ fn release_qos2(
     });
 }
 
-/// A CONNECT of connection `me`: cancels a delayed will of its client id, and either asks
-/// the connection holding the id to hand it over or loads the session.
+/// A CONNECT of connection `me`: cancels a delayed will of its client id, and either loads
+/// the session or waits for the connections holding the id to let go of it (telling the
+/// newest of them to close).
 fn connect(
     config: &ServerConfig,
     shared: &ShardsShared,
@@ -298,20 +316,21 @@ fn connect(
     client_id: String,
     clean_start: bool,
 ) {
-    let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+    let mut clients = shared.clients.lock();
     shared.wills.cancel(&client_id);
-    let previous = clients.insert(client_id.clone(), me);
+    let claim = clients.claim(&client_id, me);
     drop(clients);
-    match previous {
-        Some(previous) if previous != me => {
-            shared.inboxes[previous.shard].push(Done {
-                slot: previous.slot,
-                generation: previous.generation,
-                token: 0,
-                result: Outcome::TakeOver(me),
-            });
-        }
-        _ => load_session(config, shared, me, client_id, clean_start),
+    match claim {
+        Claim::Load => load_session(config, shared, me, client_id, clean_start),
+        Claim::Wait { close: None } => {}
+        Claim::Wait {
+            close: Some(previous),
+        } => shared.inboxes[previous.shard].push(Done {
+            slot: previous.slot,
+            generation: previous.generation,
+            token: 0,
+            result: Outcome::TakeOver(client_id),
+        }),
     }
 }
 
@@ -340,18 +359,15 @@ fn load_session(
 pub(super) fn finish_mqtt(
     config: &ServerConfig,
     shared: &ShardsShared,
-    (tail, plugins, topics): (&mut MqttTail, &mut ShardPlugins, &mut TopicTable),
+    (tail, plugins, topics, pool): MqttParts<'_>,
     me: Owner,
     client_id: Option<String>,
-    work: Vec<MqttWork>,
+    work: &mut Vec<MqttWork>,
 ) {
     tail.remove(me.slot);
-    mqtt_work(config, shared, (tail, plugins, topics), me, work);
+    mqtt_work(config, shared, (tail, plugins, topics, pool), me, work);
     if let Some(client_id) = client_id {
-        let mut clients = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if clients.get(&client_id) == Some(&me) {
-            clients.remove(&client_id);
-        }
+        shared.clients.lock().leave(&client_id, me);
     }
 }
 
@@ -401,8 +417,12 @@ pub(super) fn publish_wills(
 /// How often expired MQTT sessions are looked for.
 const SESSION_EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
-/// Tells connection `to` that the one it took its client id from is gone.
-pub(super) fn hand_over(shared: &ShardsShared, to: Owner) {
+/// A connection told to let go of `client_id` has submitted what it leaves (or was gone):
+/// the connection waiting for the id is told once no earlier one is left.
+pub(super) fn let_go(shared: &ShardsShared, client_id: &str) {
+    let Some(to) = shared.clients.lock().release(client_id) else {
+        return;
+    };
     shared.inboxes[to.shard].push(Done {
         slot: to.slot,
         generation: to.generation,
