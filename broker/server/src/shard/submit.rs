@@ -18,7 +18,7 @@ use super::mqtt::{self, MqttTail, PublishRun};
 use super::settings::ServerConfig;
 use super::shared::ShardsShared;
 use super::topic_table::TopicTable;
-use crate::plugins::ShardPlugins;
+use crate::plugins::{Binding, ShardPlugins};
 use crate::writer::{StoreDone, Work};
 
 /// What MQTT work uses of the shard: its subscribers, plugins, topics and message pool.
@@ -215,27 +215,22 @@ fn store(
     let kafka_topic = kafka_topic.into_owned();
     let reply = reply_to(shared, me, token);
     let done: StoreDone = Box::new(move |stored| reply(Outcome::MqttStored(Box::new(stored))));
-    store_or_bind(
-        config,
-        (plugins, topics),
-        bound,
-        kafka_topic,
-        (message, dedup),
-        done,
-    );
+    let to = (kafka_topic, binding);
+    store_or_bind(config, topics, bound, to, (message, dedup), done);
 }
 
-/// Stores an MQTT message bound for `kafka_topic`, or, if that topic has a plugin binding,
-/// adds it to `bound` (run through the plugins together afterwards).
+/// Stores an MQTT message bound for `kafka_topic`, or, if that topic has a plugin binding
+/// (`binding`, looked up by the caller), adds it to `bound` (run through the plugins
+/// together afterwards).
 fn store_or_bind(
     config: &ServerConfig,
-    (plugins, topics): (&mut ShardPlugins, &mut TopicTable),
+    topics: &mut TopicTable,
     bound: &mut Vec<ingest::BoundPublish>,
-    kafka_topic: String,
+    (kafka_topic, binding): (String, Option<Arc<Binding>>),
     (message, dedup): (Box<LogMessage>, Option<Box<DedupKey>>),
     done: StoreDone,
 ) {
-    match plugins.binding_for(&kafka_topic) {
+    match binding {
         None => mqtt::publish(config, (topics, kafka_topic), *message, dedup, done),
         Some(binding) => bound.push(ingest::BoundPublish {
             binding,
@@ -400,14 +395,8 @@ pub(super) fn publish_wills(
         let kafka_topic =
             weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic).into_owned();
         let message = (Box::new(message), None);
-        store_or_bind(
-            config,
-            (plugins, topics),
-            &mut bound,
-            kafka_topic,
-            message,
-            done,
-        );
+        let to = (kafka_topic.clone(), plugins.binding_for(&kafka_topic));
+        store_or_bind(config, topics, &mut bound, to, message, done);
     }
     if !bound.is_empty() {
         ingest::mqtt_publishes(config, (plugins, topics), bound);
