@@ -356,6 +356,65 @@ fn a_new_subscription_gets_only_what_is_published_after_it() {
     }
 }
 
+/// Mosquitto's `02-subpub-qos0-send-retain`: three retained QoS 0 publishes, each written
+/// on its own, then SUBSCRIBEs on the same connection with each Retain Handling: Never (2)
+/// gets nothing, If New (1) gets the retained message the first time only, Always (0) every
+/// time; never the earlier publishes as live messages.
+#[test]
+fn retain_handling_after_retained_qos0_publishes_on_the_same_connection() {
+    let mut weir = Weir::builder().start().unwrap();
+    let addr = weir.mqtt_addr().unwrap();
+    let mut raw = Raw::open(addr, ProtocolVersion::V5);
+    raw.connect("send-retain", true, Properties::default());
+    for topic in ["subpub/always", "subpub/new", "subpub/never"] {
+        let Packet::Publish(mut retained) = publish(QoS::AtMostOnce, None, topic) else {
+            unreachable!()
+        };
+        retained.retain = true;
+        raw.send(Packet::Publish(retained));
+    }
+    let with = |filter: &str, handling: weir_mqtt::RetainHandling| {
+        let mut options = SubscriptionOptions::qos(QoS::AtMostOnce);
+        options.retain_handling = handling;
+        Packet::Subscribe(Subscribe {
+            packet_id: id(7),
+            subscriptions: vec![Subscription {
+                filter: filter.to_owned(),
+                options,
+            }],
+            properties: Properties::default(),
+        })
+    };
+    use weir_mqtt::RetainHandling::{DoNotSend, SendAtSubscribe, SendAtSubscribeIfNew};
+    let steps = [
+        ("subpub/never", DoNotSend, false),
+        ("subpub/never", DoNotSend, false),
+        ("subpub/new", SendAtSubscribeIfNew, true),
+        ("subpub/new", SendAtSubscribeIfNew, false),
+        ("subpub/always", SendAtSubscribe, true),
+        ("subpub/always", SendAtSubscribe, true),
+    ];
+    for (filter, handling, retained) in steps {
+        raw.send(with(filter, handling));
+        let suback = raw.next();
+        assert!(
+            matches!(suback, Some(Packet::SubAck(_))),
+            "{filter}: {suback:?}"
+        );
+        if retained {
+            let got = raw.next();
+            assert!(
+                matches!(&got, Some(Packet::Publish(p)) if p.topic == filter && p.retain),
+                "{filter} {handling:?}: the retained message, got {got:?}"
+            );
+        }
+    }
+    // Nothing else came: a ping is answered next.
+    raw.send(Packet::PingReq);
+    let next = raw.next();
+    assert!(matches!(next, Some(Packet::PingResp)), "{next:?}");
+}
+
 /// `mqtt.topic_levels_max` (here 3): a subscription with more levels gets SUBACK 0x8F (Topic
 /// Filter invalid) while its neighbour in the same SUBSCRIBE is granted; a PUBLISH to a topic
 /// with more levels closes the connection with DISCONNECT 0x90.

@@ -407,7 +407,10 @@ impl MqttConnection {
     /// Runs the session over `input`; returns the bytes consumed, or how the session ended
     /// (the connection is then closing).
     ///
-    /// `pool` is the shard's: publishes are decoded into its buffers and boxes.
+    /// `pool` is the shard's: publishes are decoded into its buffers and boxes. A SUBSCRIBE
+    /// behind publishes of this read waits until they are stored (the shard feeds held input
+    /// again once they are answered); if none of them went to storage (all refused), it is
+    /// read at once.
     pub fn on_bytes(
         &mut self,
         input: &[u8],
@@ -418,17 +421,28 @@ impl MqttConnection {
         self.wall_ms = now.wall_ms;
         self.monotonic_ms = now.monotonic_ms;
         std::mem::swap(&mut self.pool, pool);
-        let result = (self.session).on_bytes_reusing(
-            input,
-            now.monotonic_ms,
-            (out, &mut self.actions),
-            &mut self.pool.spares,
-        );
+        let mut used = 0;
+        let result = loop {
+            (self.session).set_publishes_storing(self.stores_in_flight > 0);
+            let result = (self.session).on_bytes_reusing(
+                &input[used..],
+                now.monotonic_ms,
+                (out, &mut self.actions),
+                &mut self.pool.spares,
+            );
+            self.handle_actions(out, work);
+            match result {
+                Ok(n) if self.session.holding_subscribe() && self.stores_in_flight == 0 => {
+                    used += n;
+                }
+                Ok(n) => break Ok(used + n),
+                Err(e) => break Err(e),
+            }
+        };
+        std::mem::swap(&mut self.pool, pool);
         if let Err(e) = &result {
             tracing::debug!(client = %self.client_id, "closing an MQTT connection: {e}");
         }
-        self.handle_actions(out, work);
-        std::mem::swap(&mut self.pool, pool);
         match result {
             Err(_) => Err(Ended::Violation),
             Ok(_) if self.session.is_closed() => Err(Ended::Goodbye),

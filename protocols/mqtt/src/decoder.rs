@@ -143,6 +143,11 @@ impl PacketType {
                 // DUP must be 0 for QoS 0 (section 3.3.1.1).
                 !(flags & 0x08 != 0 && flags & 0x06 == 0)
             }
+            // MQTT 3.1 sets DUP on a PUBREL, SUBSCRIBE or UNSUBSCRIBE sent again (its
+            // section 3: these carry QoS 1 and the DUP flag); 3.1.1 and 5 fix the flags.
+            PubRel | Subscribe | Unsubscribe if version == ProtocolVersion::V3_1 => {
+                flags & 0b0111 == 0b0010
+            }
             PubRel | Subscribe | Unsubscribe => flags == 0b0010,
             _ => flags == 0,
         };

@@ -345,6 +345,11 @@ pub struct ServerSession {
     /// With each, the broker's tag.
     outbound: HashMap<u16, (Outbound, u64)>,
     next_packet_id: u16,
+    /// The broker has publishes of this connection on their way to storage
+    /// ([`ServerSession::set_publishes_storing`]): a SUBSCRIBE waits for them.
+    publishes_storing: bool,
+    /// The last [`ServerSession::on_bytes`] stopped at a SUBSCRIBE for `publishes_storing`.
+    held_subscribe: bool,
     /// Messages waiting for a slot, with their encoded size and tag.
     queue: VecDeque<(Message, usize, u64)>,
     queue_bytes: usize,
@@ -418,6 +423,8 @@ impl ServerSession {
             aliases: Vec::new(),
             outbound: HashMap::new(),
             next_packet_id: 1,
+            publishes_storing: false,
+            held_subscribe: false,
             queue: VecDeque::new(),
             queue_bytes: 0,
             pending: BTreeMap::new(),
@@ -452,13 +459,19 @@ impl ServerSession {
         spares: &mut Spares,
     ) -> Result<usize, SessionError> {
         let mut consumed = 0;
+        self.held_subscribe = false;
         while matches!(self.state, State::AwaitingConnect | State::Connected) {
             let rest = &input[consumed..];
             let packet = match self.decoder.decode_reusing(rest, self.version, spares) {
                 Ok(None) => break,
                 Ok(Some((packet, used))) => {
                     if self.must_hold(&packet) {
+                        self.held_subscribe = matches!(packet, Packet::Subscribe(_));
                         break;
+                    }
+                    if matches!(packet, Packet::Publish(_)) {
+                        // Until the broker says otherwise, this publish is being stored.
+                        self.publishes_storing = true;
                     }
                     consumed += used;
                     self.last_packet_ms = now_ms;
@@ -897,7 +910,26 @@ impl ServerSession {
 
     /// Whether `packet` must stay in the caller's buffer: a new QoS 1 or 2 publish on 3.1.x
     /// while the receive maximum is used up.
+    /// Tells the session whether the broker is still storing publishes of this connection.
+    /// While it is, a SUBSCRIBE is held: the client sees its publishes and subscriptions take
+    /// effect in the order it sent them (a retained message it published before subscribing is
+    /// stored, and sent as retained, before the subscription is made; a live copy of it never
+    /// reaches the new subscription). The broker calls it before each [`ServerSession::on_bytes`]
+    /// and feeds held input again once its stores are answered.
+    pub fn set_publishes_storing(&mut self, storing: bool) {
+        self.publishes_storing = storing;
+    }
+
+    /// Whether the last [`ServerSession::on_bytes`] stopped at a SUBSCRIBE because publishes
+    /// were being stored.
+    pub fn holding_subscribe(&self) -> bool {
+        self.held_subscribe
+    }
+
     fn must_hold(&self, packet: &Packet) -> bool {
+        if matches!(packet, Packet::Subscribe(_)) {
+            return self.state == State::Connected && self.publishes_storing;
+        }
         let Packet::Publish(Publish {
             packet_id: Some(id),
             ..

@@ -241,11 +241,14 @@ impl MqttConnection {
                     member: self.conn_id,
                 });
             }
-            // A replaced subscription goes on where it was; a new one takes what is stored
-            // from now on, not what was stored before and not offered yet.
+            // A replaced subscription goes on where it was (where it starts, and which of
+            // the connection's own earlier publishes it leaves out); a new one takes what is
+            // stored from now on, not what was stored before and not offered yet.
             let existed = match self.subs.iter_mut().find(|s| s.full == sub.full) {
                 Some(old) => {
                     sub.starts_at = std::mem::take(&mut old.starts_at);
+                    sub.own_before = old.own_before;
+                    sub.skip = std::mem::take(&mut old.skip);
                     *old = sub.clone();
                     true
                 }

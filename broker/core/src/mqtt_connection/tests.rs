@@ -848,7 +848,17 @@ fn the_acl_decides_publishes_subscriptions_and_deliveries() {
             matches!(&work[..], [MqttWork::Store { token: 2, .. }]),
             "{work:?}"
         );
-        for (id, filter, granted) in [(3, "feed/#", true), (4, "#", false), (5, "open/+", true)] {
+        // A SUBSCRIBE waits for the publishes before it to be stored.
+        pair.send(&[subscribe(3, "feed/#", QoS::AtMostOnce)]);
+        assert!(pair.received().is_empty(), "{version:?}: held");
+        pair.stored(2, 40);
+        pair.drive();
+        let got = pair.received();
+        assert!(
+            matches!(&got[..], [Packet::PubAck(_), Packet::SubAck(_)]),
+            "{version:?}: {got:?}"
+        );
+        for (id, filter, granted) in [(4, "#", false), (5, "open/+", true)] {
             pair.send(&[subscribe(id, filter, QoS::AtMostOnce)]);
             let Packet::SubAck(ack) = pair.received().remove(0) else {
                 panic!("expected SUBACK");
@@ -893,4 +903,32 @@ fn a_will_the_acl_refuses_refuses_the_connect() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// A SUBSCRIBE read behind a publish waits for the publish to be stored; behind a publish
+/// that is refused (nothing to store) it is answered at once, in the same read.
+#[test]
+fn a_subscribe_behind_publishes_waits_only_for_what_is_stored() {
+    let mut pair = Pair::with_acl(V5, ACL);
+    pair.connect(connect_packet(V5, "orderly"), None);
+    pair.send(&[
+        publish(QoS::AtMostOnce, None, "feed/a", b"denied"),
+        subscribe(1, "open/#", QoS::AtMostOnce),
+    ]);
+    let work = pair.take_work();
+    assert!(
+        !work.iter().any(|w| matches!(w, MqttWork::Store { .. })),
+        "nothing stored: {work:?}"
+    );
+    let got = pair.received();
+    assert!(matches!(&got[..], [Packet::SubAck(_)]), "{got:?}");
+    pair.send(&[
+        publish(QoS::AtMostOnce, None, "open/a", b"kept"),
+        subscribe(2, "open/b", QoS::AtMostOnce),
+    ]);
+    assert!(pair.received().is_empty(), "the SUBSCRIBE waits");
+    pair.stored(0, 41);
+    pair.drive();
+    let got = pair.received();
+    assert!(matches!(&got[..], [Packet::SubAck(_)]), "{got:?}");
 }

@@ -614,7 +614,7 @@ impl Conn {
         let before = self.out.len();
         let result = match (&mut self.session, result) {
             (Session::Kafka(session), Outcome::Kafka(result)) => {
-                session.complete(token, result, plaintext(&mut self.tls, &mut self.out));
+                session.complete(token, *result, plaintext(&mut self.tls, &mut self.out));
                 self.seal();
                 return (self.out.len() - before) as u64;
             }

@@ -62,7 +62,7 @@ pub(super) fn kafka_ops(
                 slot: me.slot,
                 generation: me.generation,
                 token,
-                result: Outcome::Kafka(result),
+                result: Outcome::Kafka(Box::new(result)),
             })
         };
         let done = Box::new(deliver);

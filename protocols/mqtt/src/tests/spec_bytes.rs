@@ -396,3 +396,17 @@ fn ping_disconnect_and_auth() {
         }),
     );
 }
+
+/// MQTT 3.1 sets DUP on a PUBREL sent again (Mosquitto's `03-publish-c2b-disconnect-qos2`
+/// sends 0x6A); 3.1.1 and 5 fix PUBREL's flags at 0b0010.
+#[test]
+fn a_pubrel_with_dup_is_mqtt_3_1_only() {
+    let resent = [0x6A, 0x02, 0x00, 0x07];
+    assert_eq!(
+        DECODER.decode(&resent, V3),
+        Ok(Some((Packet::PubRel(PubResponse::new(pid(7))), 4)))
+    );
+    for version in [V4, V5] {
+        assert!(DECODER.decode(&resent, version).is_err(), "{version:?}");
+    }
+}
