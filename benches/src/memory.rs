@@ -133,11 +133,13 @@ fn one(variant: &Variant, bench: &MemoryBench) -> anyhow::Result<Figures> {
     let broker = Broker::start(&variant.binary, dir.path(), &env)?;
     let pid = broker.pid();
     let mut figures = Figures::default();
+    // The figures are defined at times, not on events: idle is 2 s after ready (threads
+    // parked, the first sweeps done), "after" past the maintenance thread's 5 s trim.
     std::thread::sleep(Duration::from_secs(2));
     figures.idle_kib = status_kib(pid, "VmRSS")? as f64;
     figures.idle_anon_kib = status_kib(pid, "RssAnon")? as f64;
+    // Each connection has its CONNACK, so the broker holds its state: read at once.
     let conns = idle_connections(broker.mqtt, bench.connections)?;
-    std::thread::sleep(Duration::from_secs(1));
     let with = status_kib(pid, "RssAnon")? as f64;
     figures.per_connection_kib = (with - figures.idle_anon_kib) / bench.connections.max(1) as f64;
     drop(conns);
@@ -152,7 +154,6 @@ fn one(variant: &Variant, bench: &MemoryBench) -> anyhow::Result<Figures> {
     (figures.qos0_per_s, figures.qos0_cpu_us) = (qos0.messages_per_s, qos0.cpu_us_per_message);
     (figures.qos1_per_s, figures.qos1_cpu_us) = (qos1.messages_per_s, qos1.cpu_us_per_message);
     figures.peak_kib = status_kib(pid, "VmHWM")? as f64;
-    // Past the maintenance thread's trim (every 5 s).
     std::thread::sleep(Duration::from_secs(7));
     figures.after_kib = status_kib(pid, "RssAnon")? as f64;
     drop(broker);

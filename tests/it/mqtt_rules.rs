@@ -55,9 +55,8 @@ impl Raw {
         }
     }
 
-    /// Sends a CONNECT; the raw bytes of the answer's first four (a CONNACK's fixed header,
-    /// flags and code).
-    fn connect(&mut self, client_id: &str, clean_start: bool, properties: Properties) -> [u8; 4] {
+    /// Sends a CONNECT without reading the answer.
+    fn send_connect(&mut self, client_id: &str, clean_start: bool, properties: Properties) {
         self.send(Packet::Connect(Box::new(Connect {
             protocol_version: self.version,
             clean_start,
@@ -68,6 +67,12 @@ impl Raw {
             password: None,
             properties,
         })));
+    }
+
+    /// Sends a CONNECT; the raw bytes of the answer's first four (a CONNACK's fixed header,
+    /// flags and code).
+    fn connect(&mut self, client_id: &str, clean_start: bool, properties: Properties) -> [u8; 4] {
+        self.send_connect(client_id, clean_start, properties);
         let mut head = [0u8; 4];
         self.stream.read_exact(&mut head).expect("a CONNACK");
         if self.version == ProtocolVersion::V5 {
@@ -512,16 +517,7 @@ fn three_connections_racing_for_one_client_id_leave_one_with_the_session() {
         assert!(matches!(first.next(), Some(Packet::SubAck(_))));
         let racers = [(); 2].map(|()| {
             let mut raw = Raw::open(addr, ProtocolVersion::V5);
-            raw.send(Packet::Connect(Box::new(Connect {
-                protocol_version: ProtocolVersion::V5,
-                clean_start: false,
-                keep_alive: 0,
-                client_id: client_id.clone(),
-                will: None,
-                username: None,
-                password: None,
-                properties: expiry(),
-            })));
+            raw.send_connect(&client_id, false, expiry());
             raw
         });
         // Each racer reads until it gets the message or is closed.

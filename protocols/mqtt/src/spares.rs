@@ -57,3 +57,29 @@ impl Spares {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spares_keep_at_most_their_bound_and_no_large_buffer() {
+        let mut spares = Spares::default();
+        for _ in 0..Spares::BUFFERS_MAX + 10 {
+            spares.put(String::with_capacity(16), Vec::with_capacity(100));
+        }
+        assert_eq!(spares.topics.len(), Spares::BUFFERS_MAX);
+        assert_eq!(spares.payloads.len(), Spares::BUFFERS_MAX);
+        let mut few = Spares::default();
+        few.put(
+            String::new(),
+            Vec::with_capacity(Spares::BUFFER_BYTES_MAX + 1),
+        );
+        assert!(few.topics.is_empty() && few.payloads.is_empty());
+        // A kept buffer comes back emptied, then filled with the new bytes.
+        let mut one = Spares::default();
+        one.put("old".to_owned(), b"old payload".to_vec());
+        assert_eq!(one.payload(b"new"), b"new");
+        assert_eq!(one.topic("t"), "t");
+    }
+}

@@ -320,12 +320,7 @@ fn connect(
         Claim::Wait { close: None } => {}
         Claim::Wait {
             close: Some(previous),
-        } => shared.inboxes[previous.shard].push(Done {
-            slot: previous.slot,
-            generation: previous.generation,
-            token: 0,
-            result: Outcome::TakeOver(client_id),
-        }),
+        } => reply_to(shared, previous, 0)(Outcome::TakeOver(client_id)),
     }
 }
 
@@ -395,8 +390,15 @@ pub(super) fn publish_wills(
         let kafka_topic =
             weir_core::mqtt_connection::kafka_topic_for(&config.mqtt, &message.topic).into_owned();
         let message = (Box::new(message), None);
-        let to = (kafka_topic.clone(), plugins.binding_for(&kafka_topic));
-        store_or_bind(config, topics, &mut bound, to, message, done);
+        let binding = plugins.binding_for(&kafka_topic);
+        store_or_bind(
+            config,
+            topics,
+            &mut bound,
+            (kafka_topic, binding),
+            message,
+            done,
+        );
     }
     if !bound.is_empty() {
         ingest::mqtt_publishes(config, (plugins, topics), bound);
@@ -412,10 +414,5 @@ pub(super) fn let_go(shared: &ShardsShared, client_id: &str) {
     let Some(to) = shared.clients.lock().release(client_id) else {
         return;
     };
-    shared.inboxes[to.shard].push(Done {
-        slot: to.slot,
-        generation: to.generation,
-        token: 0,
-        result: Outcome::TakenOver,
-    });
+    reply_to(shared, to, 0)(Outcome::TakenOver);
 }
